@@ -1,0 +1,205 @@
+"""The connector contract: what the engine asks of a domain's source.
+
+A connector reports the data products its source holds, each product's exact Arrow
+schema, and serves scans. Pushdown is negotiated, not assumed: SQL sources declare
+:class:`SqlCapabilities`, the planner pushes only predicates the source can evaluate
+with the same result, and whatever it keeps back is evaluated by DataFusion.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import pyarrow as pa
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel
+
+if TYPE_CHECKING:
+    from datafusion import SessionContext
+
+    from gateway.config import ConnectorConfig
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """Where a data product's rows live inside its source: a table or a query.
+
+    ``table`` is a (possibly schema-qualified) table name for SQL sources, or a path
+    relative to the connector's path for file sources. ``sql`` is a query in the
+    source's own dialect.
+    """
+
+    table: str | None = None
+    sql: str | None = None
+
+    def describe(self) -> str:
+        return self.table if self.table is not None else f"({self.sql})"
+
+
+@dataclass(frozen=True)
+class DiscoveredProduct:
+    """A product found in a source when the domain declares none."""
+
+    name: str
+    source: SourceObject
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """One scan the engine wants from a SQL source, with what was agreed to push down.
+
+    ``predicate`` is a sqlglot expression over the product's (unqualified) column
+    names that the planner already checked against the source's capabilities.
+    """
+
+    source: SourceObject
+    columns: tuple[str, ...]
+    predicate: exp.Expression | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class SqlCapabilities:
+    """What a SQL source can evaluate exactly as DataFusion would.
+
+    ``functions`` holds DataFusion scalar function names whose sqlglot rendering in
+    ``dialect`` gives identical results. ``binary_string_order`` says whether ``<``
+    and ``>`` on text follow Arrow's byte order; when false, ``string_collation``
+    (if any) is applied to pushed string comparisons, else they are kept back.
+    """
+
+    dialect: str
+    functions: frozenset[str] = frozenset()
+    supports_like: bool = True
+    supports_ilike: bool = False
+    binary_string_order: bool = True
+    string_collation: str | None = None
+    supports_full_query: bool = True
+
+
+class SourceStream:
+    """Record batches from one source query, cast to the schema the engine expects.
+
+    Iterating yields ``pa.RecordBatch`` objects. ``rows`` and ``batches`` count what the
+    source returned. ``cancel()`` may be called from any thread; it stops the source
+    query where the source allows it.
+    """
+
+    def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
+        self.schema = schema
+        self._batches = batches
+        self.rows = 0
+        self.batches = 0
+        self._cancelled = threading.Event()
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for batch in self._batches:
+            if self._cancelled.is_set():
+                break
+            self.rows += batch.num_rows
+            self.batches += 1
+            yield batch
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+class Connector(ABC):
+    """A domain's source. One instance per domain, shared by all queries."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, domain: str, config: ConnectorConfig) -> None:
+        self.domain = domain
+        self.config = config
+
+    @property
+    def label(self) -> str:
+        """How errors name this source: ``kind:location``."""
+        return f"{self.kind}:{self.config.location}"
+
+    @abstractmethod
+    def discover(self) -> list[DiscoveredProduct]:
+        """Every table (or file) of the source, for domains that declare no products."""
+
+    @abstractmethod
+    def schema(self, source: SourceObject) -> pa.Schema:
+        """The exact Arrow schema of a product (raises SourceError if it cannot)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and files."""
+
+
+class FileConnector(Connector):
+    """A source DataFusion reads itself (Parquet, CSV): pushdown is DataFusion's own."""
+
+    @abstractmethod
+    def register(self, ctx: SessionContext, name: str, source: SourceObject) -> None:
+        """Register the product as table ``name`` in ``ctx``."""
+
+
+class SqlConnector(Connector):
+    """A source that speaks SQL. Subclasses declare capabilities and run queries."""
+
+    capabilities: ClassVar[SqlCapabilities]
+
+    def relation(self, source: SourceObject, alias: str) -> exp.Expression:
+        """The FROM item for a product: its table, or its query as a subquery."""
+        if source.sql is not None:
+            query = exp.maybe_parse(source.sql, dialect=self.capabilities.dialect)
+            return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+        assert source.table is not None
+        table = exp.to_table(source.table, dialect=self.capabilities.dialect)
+        return table.as_(alias, quoted=True)
+
+    def scan_sql(self, spec: ScanSpec) -> str:
+        """Render a scan as one query in the source's dialect."""
+        alias = "t"
+        columns = [exp.column(name, table=alias, quoted=True) for name in spec.columns]
+        query = exp.select(*(columns or [exp.Literal.number(1)])).from_(self.relation(spec.source, alias))
+        if spec.predicate is not None:
+            query = query.where(_qualify_columns(spec.predicate, alias))
+        if spec.limit is not None:
+            query = query.limit(spec.limit)
+        return self.render(query)
+
+    def render(self, query: exp.Expression) -> str:
+        return query.sql(dialect=self.capabilities.dialect, unsupported_level=ErrorLevel.RAISE)
+
+    @abstractmethod
+    def execute(self, sql: str, schema: pa.Schema) -> SourceStream:
+        """Run ``sql`` and stream its rows cast to ``schema`` (names and types).
+
+        Raises SourceUnavailableError when the source cannot be reached and
+        SourceError when it rejects the query, both naming domain and source.
+        """
+
+
+def _qualify_columns(predicate: exp.Expression, alias: str) -> exp.Expression:
+    def qualify(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and not node.table:
+            return exp.column(node.name, table=alias, quoted=True)
+        return node
+
+    return predicate.copy().transform(qualify)
+
+
+__all__ = [
+    "Connector",
+    "DiscoveredProduct",
+    "FileConnector",
+    "ScanSpec",
+    "SourceObject",
+    "SourceStream",
+    "SqlCapabilities",
+    "SqlConnector",
+]

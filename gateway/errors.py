@@ -1,0 +1,85 @@
+"""One error hierarchy for the whole gateway.
+
+Every failure that can reach a client is a :class:`MeshgateError`. Its message names
+what went wrong and where (file and field, SQL position, domain and source), and
+:func:`to_flight_error` maps each kind to a Flight status exactly once.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+
+class MeshgateError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class ConfigError(MeshgateError):
+    """A mesh configuration is invalid (names the file, domain and field)."""
+
+
+class PlanningError(MeshgateError):
+    """The SQL cannot be parsed or planned (names the position or the object)."""
+
+
+class NotFoundError(PlanningError):
+    """A catalog, domain or data product does not exist."""
+
+
+class NotSupportedError(MeshgateError):
+    """The request is valid but the gateway or a source cannot do it."""
+
+
+class SourceError(MeshgateError):
+    """A source rejected a query or failed while it ran (names domain and source)."""
+
+    def __init__(self, domain: str, source: str, message: str) -> None:
+        super().__init__(f"[{domain}/{source}] {message}")
+        self.domain = domain
+        self.source = source
+
+
+class SourceUnavailableError(SourceError):
+    """A source cannot be reached at all."""
+
+
+class QueryCancelledError(MeshgateError):
+    """The query was cancelled by the client or timed out."""
+
+
+class AuthenticationError(MeshgateError):
+    """The caller could not be authenticated."""
+
+
+class PermissionDeniedError(MeshgateError):
+    """The caller is authenticated but may not do this."""
+
+
+def to_flight_error(error: BaseException) -> BaseException:
+    """Map any exception to the exception a pyarrow.flight handler should raise.
+
+    pyarrow turns ``ArrowInvalid`` into INVALID_ARGUMENT and ``NotImplementedError``
+    into UNIMPLEMENTED (the ADBC driver falls back to unprepared statements on that
+    code); the Flight classes map to their own codes. Unexpected exceptions become
+    INTERNAL errors that still carry their message, so a client always learns what
+    happened and the server keeps serving.
+    """
+    message = str(error) or type(error).__name__
+    if isinstance(error, flight.FlightError):
+        return error
+    if isinstance(error, AuthenticationError):
+        return flight.FlightUnauthenticatedError(message)
+    if isinstance(error, PermissionDeniedError):
+        return flight.FlightUnauthorizedError(message)
+    if isinstance(error, SourceUnavailableError):
+        return flight.FlightUnavailableError(message)
+    if isinstance(error, QueryCancelledError):
+        return flight.FlightCancelledError(message)
+    if isinstance(error, NotSupportedError):
+        return NotImplementedError(message)
+    if isinstance(error, (PlanningError, ConfigError)):
+        return pa.ArrowInvalid(message)
+    if isinstance(error, SourceError):
+        return flight.FlightServerError(message)
+    return flight.FlightInternalError(f"internal error: {type(error).__name__}: {message}")
