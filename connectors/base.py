@@ -59,7 +59,7 @@ class ScanSpec:
 
     source: SourceObject
     columns: tuple[str, ...]
-    predicate: exp.Expression | None = None
+    predicate: exp.Expr | None = None
     limit: int | None = None
 
 
@@ -71,6 +71,9 @@ class SqlCapabilities:
     ``dialect`` gives identical results. ``binary_string_order`` says whether ``<``
     and ``>`` on text follow Arrow's byte order; when false, ``string_collation``
     (if any) is applied to pushed string comparisons, else they are kept back.
+    ``temporal_literals`` says how date/timestamp constants are written: ``"typed"``
+    (``CAST('2024-01-01' AS DATE)``), ``"iso_text"`` (dates compared as ISO strings,
+    timestamps kept back: SQLite stores them as text) or ``"none"`` (kept back).
     """
 
     dialect: str
@@ -80,6 +83,7 @@ class SqlCapabilities:
     binary_string_order: bool = True
     string_collation: str | None = None
     supports_full_query: bool = True
+    temporal_literals: str = "typed"
 
 
 class SourceStream:
@@ -152,10 +156,10 @@ class SqlConnector(Connector):
 
     capabilities: ClassVar[SqlCapabilities]
 
-    def relation(self, source: SourceObject, alias: str) -> exp.Expression:
+    def relation(self, source: SourceObject, alias: str) -> exp.Expr:
         """The FROM item for a product: its table, or its query as a subquery."""
         if source.sql is not None:
-            query = exp.maybe_parse(source.sql, dialect=self.capabilities.dialect)
+            query: exp.Expr = exp.maybe_parse(source.sql, dialect=self.capabilities.dialect)
             return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
         assert source.table is not None
         table = exp.to_table(source.table, dialect=self.capabilities.dialect)
@@ -164,15 +168,15 @@ class SqlConnector(Connector):
     def scan_sql(self, spec: ScanSpec) -> str:
         """Render a scan as one query in the source's dialect."""
         alias = "t"
-        columns = [exp.column(name, table=alias, quoted=True) for name in spec.columns]
-        query = exp.select(*(columns or [exp.Literal.number(1)])).from_(self.relation(spec.source, alias))
+        columns: list[exp.Expr] = [exp.column(name, table=alias, quoted=True) for name in spec.columns]
+        query: exp.Select = exp.select(*(columns or [exp.Literal.number(1)])).from_(self.relation(spec.source, alias))
         if spec.predicate is not None:
             query = query.where(_qualify_columns(spec.predicate, alias))
         if spec.limit is not None:
             query = query.limit(spec.limit)
         return self.render(query)
 
-    def render(self, query: exp.Expression) -> str:
+    def render(self, query: exp.Expr) -> str:
         return query.sql(dialect=self.capabilities.dialect, unsupported_level=ErrorLevel.RAISE)
 
     @abstractmethod
@@ -184,8 +188,8 @@ class SqlConnector(Connector):
         """
 
 
-def _qualify_columns(predicate: exp.Expression, alias: str) -> exp.Expression:
-    def qualify(node: exp.Expression) -> exp.Expression:
+def _qualify_columns(predicate: exp.Expr, alias: str) -> exp.Expr:
+    def qualify(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Column) and not node.table:
             return exp.column(node.name, table=alias, quoted=True)
         return node

@@ -7,6 +7,8 @@ what went wrong and where (file and field, SQL position, domain and source), and
 
 from __future__ import annotations
 
+from typing import cast
+
 import pyarrow as pa
 import pyarrow.flight as flight
 
@@ -56,7 +58,7 @@ class PermissionDeniedError(MeshgateError):
     """The caller is authenticated but may not do this."""
 
 
-def to_flight_error(error: BaseException) -> BaseException:
+def to_flight_error(error: BaseException) -> Exception:
     """Map any exception to the exception a pyarrow.flight handler should raise.
 
     pyarrow turns ``ArrowInvalid`` into INVALID_ARGUMENT and ``NotImplementedError``
@@ -67,7 +69,7 @@ def to_flight_error(error: BaseException) -> BaseException:
     """
     message = str(error) or type(error).__name__
     if isinstance(error, flight.FlightError):
-        return error
+        return cast(Exception, error)
     if isinstance(error, AuthenticationError):
         return flight.FlightUnauthenticatedError(message)
     if isinstance(error, PermissionDeniedError):
@@ -79,7 +81,7 @@ def to_flight_error(error: BaseException) -> BaseException:
     if isinstance(error, NotSupportedError):
         return NotImplementedError(message)
     if isinstance(error, (PlanningError, ConfigError)):
-        return pa.ArrowInvalid(message)
+        return cast(Exception, pa.ArrowInvalid(message))
     if isinstance(error, SourceError):
         return flight.FlightServerError(message)
     return flight.FlightInternalError(f"internal error: {type(error).__name__}: {message}")

@@ -1,0 +1,141 @@
+"""The mesh catalog: domains, their connectors and their data products.
+
+Built from a :class:`~gateway.config.MeshConfig`. A domain whose source cannot be
+reached does not take the others down: it is kept with its error, queries that touch
+it fail with a message naming the domain and source, and it is retried on use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from connectors.base import Connector, SourceObject
+from connectors.registry import open_connector
+from gateway.config import DomainConfig, MeshConfig
+from gateway.errors import MeshgateError, NotFoundError, SourceUnavailableError
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Product:
+    """A data product: ``domain.name``, where its rows live and their exact schema."""
+
+    domain: str
+    name: str
+    source: SourceObject
+    schema: pa.Schema
+    connector: Connector
+    description: str | None = None
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.domain}.{self.name}"
+
+
+@dataclass
+class Domain:
+    """A domain as loaded: its products, or the error that keeps it offline."""
+
+    config: DomainConfig
+    connector: Connector | None = None
+    products: dict[str, Product] = field(default_factory=dict)
+    error: MeshgateError | None = None
+    failed_at: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class MeshCatalog:
+    """Every domain of the mesh and its products, safe to read from many threads."""
+
+    def __init__(self, config: MeshConfig) -> None:
+        self.name = config.catalog
+        self._lock = threading.Lock()
+        self._domains = {domain.name: Domain(domain) for domain in config.domains}
+        for domain in self._domains.values():
+            self._load(domain)
+
+    # -- reading ----------------------------------------------------------------
+    def domains(self) -> list[Domain]:
+        return list(self._domains.values())
+
+    def domain(self, name: str) -> Domain:
+        """The domain called ``name``, reloaded first if it failed a while ago."""
+        domain = self._domains.get(name)
+        if domain is None:
+            known = ", ".join(sorted(self._domains)) or "none"
+            raise NotFoundError(f"unknown domain '{name}' in catalog '{self.name}' (domains: {known})")
+        if domain.error is not None and time.monotonic() - domain.failed_at > RETRY_SECONDS:
+            self._load(domain)
+        return domain
+
+    def product(self, domain_name: str, product_name: str) -> Product:
+        domain = self.domain(domain_name)
+        if domain.error is not None:
+            raise domain.error
+        product = domain.products.get(product_name)
+        if product is None:
+            known = ", ".join(sorted(domain.products)) or "none"
+            raise NotFoundError(
+                f"unknown data product '{domain_name}.{product_name}' (domain '{domain_name}' has: {known})"
+            )
+        return product
+
+    def products(self) -> Iterator[Product]:
+        for domain in self._domains.values():
+            yield from domain.products.values()
+
+    def close(self) -> None:
+        for domain in self._domains.values():
+            if domain.connector is not None:
+                domain.connector.close()
+
+    # -- loading ----------------------------------------------------------------
+    def _load(self, domain: Domain) -> None:
+        with self._lock:
+            try:
+                if domain.connector is None:
+                    domain.connector = open_connector(domain.name, domain.config.connector)
+                domain.products = _load_products(domain.config, domain.connector)
+                domain.error = None
+            except MeshgateError as error:
+                domain.error = error
+                domain.failed_at = time.monotonic()
+                log.error("domain '%s' is offline: %s", domain.name, error)
+            except Exception as error:  # a driver's own exception: keep the domain offline, name it
+                domain.error = SourceUnavailableError(domain.name, domain.config.connector.type, str(error))
+                domain.failed_at = time.monotonic()
+                log.exception("domain '%s' is offline", domain.name)
+
+
+def _load_products(config: DomainConfig, connector: Connector) -> dict[str, Product]:
+    if config.products is None:
+        declared = [(found.name, found.source, found.description) for found in connector.discover()]
+    else:
+        declared = [
+            (product.name, SourceObject(table=product.source, sql=product.sql), product.description)
+            for product in config.products
+        ]
+    products: dict[str, Product] = {}
+    for name, source, description in declared:
+        schema = connector.schema(source)
+        products[name] = Product(
+            domain=config.name,
+            name=name,
+            source=source,
+            schema=schema,
+            connector=connector,
+            description=description,
+        )
+    return products

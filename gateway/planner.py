@@ -1,0 +1,145 @@
+"""From a DataFusion plan to what each source is asked.
+
+Two rules, applied in this order:
+
+1. :func:`single_source_sql`: when every table of a query lives in one SQL source
+   that accepts whole queries, the whole query goes there, rewritten into its dialect.
+2. :func:`negotiate_scans`: otherwise, each scan of a SQL source gets its columns,
+   every filter conjunct the source can evaluate identically, and a LIMIT when that
+   is safe; DataFusion runs the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from datafusion import DataFrame, LogicalPlan
+from datafusion.unparser import Dialect, Unparser
+from sqlglot import exp, parse_one
+from sqlglot.errors import SqlglotError
+
+from connectors.base import SqlConnector
+from gateway.pushdown import translate
+from gateway.scan import Occurrence, ProductScan
+
+# Nodes that neither change rows nor reorder them: a LIMIT can be pushed through them.
+_ROW_PRESERVING = {"Projection", "SubqueryAlias"}
+
+
+def scan_key(table_name: str) -> tuple[str, str]:
+    """``mesh.sales.orders`` (or ``sales.orders``) -> ``("sales", "orders")``."""
+    parts = table_name.split(".")
+    return parts[-2], parts[-1]
+
+
+def negotiate_scans(plan: LogicalPlan, scans: Mapping[tuple[str, str], ProductScan]) -> None:
+    """Record, on each :class:`ProductScan`, what every scan of it in ``plan`` pushes down."""
+    _walk(plan, [], scans)
+
+
+def _walk(node: LogicalPlan, ancestors: list[LogicalPlan], scans: Mapping[tuple[str, str], ProductScan]) -> None:
+    variant = node.to_variant()
+    if type(variant).__name__ == "TableScan":
+        scan = scans.get(scan_key(variant.table_name()))
+        if scan is not None:
+            scan.occurrences.append(_occurrence(variant, ancestors, scan))
+        return
+    for child in node.inputs():
+        _walk(child, [*ancestors, node], scans)
+
+
+def _occurrence(table_scan: Any, ancestors: list[LogicalPlan], scan: ProductScan) -> Occurrence:
+    capabilities = scan.connector.capabilities
+    schema = scan.product.schema
+    exact = translate(list(table_scan.filters()), schema, capabilities)
+    above: list[Any] = []
+    chain = list(reversed(ancestors))
+    if chain and type(chain[0].to_variant()).__name__ == "Filter":
+        above = [chain[0].to_variant().predicate()]
+        chain = chain[1:]
+    residual = translate(above, schema, capabilities)
+    exact_ok = not exact.kept
+    limit: int | None = None
+    if exact_ok and table_scan.fetch() is not None:
+        limit = int(table_scan.fetch())
+    elif exact_ok and above and not residual.kept:
+        limit = _limit_above(chain)
+    columns = tuple(name for _, name in table_scan.projection())
+    return Occurrence(
+        columns=columns,
+        pushed=exact.pushed + residual.pushed,
+        kept=exact.kept + residual.kept,
+        exact_filters_pushed=exact_ok,
+        limit=limit,
+    )
+
+
+def _limit_above(chain: list[LogicalPlan]) -> int | None:
+    """The rows a LIMIT directly above (through projections) needs, if there is one."""
+    for node in chain:
+        variant = node.to_variant()
+        kind = type(variant).__name__
+        if kind == "Limit":
+            fetch, skip = variant.fetch(), variant.skip()
+            if fetch is None:
+                return None
+            return int(fetch) + int(skip or 0)
+        if kind not in _ROW_PRESERVING:
+            return None
+    return None
+
+
+def single_source_sql(dataframe: DataFrame, scans: Mapping[tuple[str, str], ProductScan]) -> tuple[str, str] | None:
+    """The whole query in its one source's dialect, as ``(domain, sql)``; None if it cannot go whole.
+
+    DataFusion's unparser writes the (unoptimised, already resolved) plan as SQL;
+    sqlglot reads it, swaps each product for its source table or query, and writes
+    the source's dialect. Anything sqlglot cannot render faithfully, or a function it
+    does not know, keeps the query federated.
+    """
+    if not scans:
+        return None
+    connectors = {id(scan.connector): scan for scan in scans.values()}
+    if len(connectors) != 1:
+        return None
+    first = next(iter(scans.values()))
+    connector = first.connector
+    if not connector.capabilities.supports_full_query:
+        return None
+    try:
+        text = Unparser(Dialect.postgres()).plan_to_sql(dataframe.logical_plan())
+        tree = parse_one(str(text), read="postgres")
+    except (SqlglotError, Exception):  # the unparser cannot write every plan
+        return None
+    if any(isinstance(node, exp.Anonymous) for node in tree.walk()):
+        return None
+    replaced = _replace_tables(tree, scans, connector)
+    if replaced is None:
+        return None
+    try:
+        return first.product.domain, connector.render(replaced)
+    except SqlglotError:
+        return None
+
+
+def _replace_tables(
+    tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan], connector: SqlConnector
+) -> exp.Expr | None:
+    missing = False
+
+    def swap(node: exp.Expr) -> exp.Expr:
+        nonlocal missing
+        if isinstance(node, exp.Table) and node.name and node.args.get("db"):
+            scan = scans.get((node.db, node.name))
+            if scan is None:
+                missing = True
+                return node
+            return connector.relation(scan.product.source, node.alias_or_name)
+        if isinstance(node, exp.Column) and node.args.get("db"):
+            # "mesh"."sales"."orders"."id" -> "orders"."id": the table now goes by its alias.
+            return exp.column(node.name, table=node.table, quoted=True)
+        return node
+
+    replaced = tree.transform(swap)
+    return None if missing else replaced

@@ -1,0 +1,271 @@
+"""Lazy, streaming scans of SQL sources, plugged into DataFusion as pyarrow datasets.
+
+DataFusion's Python API has no table-provider hook, but it accepts a subclass of
+``pyarrow.dataset.Dataset`` and calls, by name: ``schema``, ``scanner(columns=,
+filter=)`` (for the projected schema), ``get_fragments(filter=)`` and, per partition
+at execution, ``fragment.scanner(schema, columns=, filter=, batch_size=)`` followed by
+``to_batches()``. ``tests/test_scan.py`` pins that behaviour.
+
+``filter`` carries the predicates DataFusion marked *exact* for the scan: they are
+applied here unless the planner proved the source already applied all of them.
+Each fragment starts its source query in a background thread that prefetches a few
+batches, so independent sources run concurrently and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from sqlglot import exp
+
+from connectors.base import ScanSpec, SourceStream, SqlConnector
+from gateway.catalog import Product
+from gateway.errors import MeshgateError, QueryCancelledError, SourceError
+
+PREFETCH_BATCHES = 4
+
+
+@dataclass
+class Occurrence:
+    """One place a product is scanned in a plan, with what was agreed to push down."""
+
+    columns: tuple[str, ...]
+    pushed: list[exp.Expr]
+    kept: list[str]
+    exact_filters_pushed: bool
+    limit: int | None = None
+
+    @property
+    def predicate(self) -> exp.Expr | None:
+        if not self.pushed:
+            return None
+        return exp.and_(*self.pushed) if len(self.pushed) > 1 else self.pushed[0]
+
+
+@dataclass
+class SourceQuery:
+    """A query one source received: its SQL and what came back (for EXPLAIN ANALYZE)."""
+
+    domain: str
+    source: str
+    product: str
+    sql: str
+    rows: int = 0
+    batches: int = 0
+    started: float = 0.0
+    finished: float | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class ProductScan:
+    """All scans of one product within one query."""
+
+    product: Product
+    occurrences: list[Occurrence] = field(default_factory=list)
+    queries: list[SourceQuery] = field(default_factory=list)
+    streams: list[PrefetchedStream] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def connector(self) -> SqlConnector:
+        connector = self.product.connector
+        assert isinstance(connector, SqlConnector)
+        return connector
+
+    def spec(self, columns: tuple[str, ...]) -> tuple[ScanSpec, bool]:
+        """The source query for ``columns``, and whether DataFusion's exact filters
+        still need applying here (they do unless one occurrence pushed them all)."""
+        if len(self.occurrences) == 1 and self.occurrences[0].exact_filters_pushed:
+            only = self.occurrences[0]
+            return ScanSpec(self.product.source, columns, only.predicate, only.limit), False
+        # Several scans of one product (a self-join, a CTE used twice): one query serves
+        # each of them, with the union of their rows; each applies its own filter here.
+        predicates = [occurrence.predicate for occurrence in self.occurrences]
+        predicate: exp.Expr | None = None
+        if predicates and all(p is not None for p in predicates):
+            predicate = exp.or_(*[exp.Paren(this=p) for p in predicates if p is not None])
+        return ScanSpec(self.product.source, tuple(self.product.schema.names), predicate), True
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        for stream in list(self.streams):
+            stream.cancel()
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((query.error for query in self.queries if query.error is not None), None)
+
+
+class ProductDataset(ds.Dataset):  # type: ignore[misc]
+    """A product seen by DataFusion: a pyarrow Dataset whose only fragment queries the source."""
+
+    def __init__(self, scan: ProductScan) -> None:
+        self._scan = scan
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._scan.product.schema
+
+    def scanner(self, columns: list[str] | None = None, filter: Any = None, **_: Any) -> _Scanner:
+        return _Scanner(self._scan, columns, filter)
+
+    def get_fragments(self, filter: Any = None) -> list[_Fragment]:
+        return [_Fragment(self._scan)]
+
+
+class _Fragment:
+    def __init__(self, scan: ProductScan) -> None:
+        self._scan = scan
+
+    def scanner(
+        self, schema: pa.Schema | None = None, columns: list[str] | None = None, filter: Any = None, **_: Any
+    ) -> _Scanner:
+        return _Scanner(self._scan, columns, filter)
+
+
+class _Scanner:
+    def __init__(self, scan: ProductScan, columns: list[str] | None, filter: Any) -> None:
+        self._scan = scan
+        self._columns = tuple(columns) if columns is not None else tuple(scan.product.schema.names)
+        self._filter = filter
+
+    @property
+    def projected_schema(self) -> pa.Schema:
+        schema = self._scan.product.schema
+        return pa.schema([schema.field(name) for name in self._columns])
+
+    def to_batches(self) -> Iterator[pa.RecordBatch]:
+        scan = self._scan
+        spec, filter_here = scan.spec(self._columns)
+        if self._filter is None:
+            filter_here = False
+        if filter_here and spec.columns != tuple(scan.product.schema.names):
+            spec = ScanSpec(spec.source, tuple(scan.product.schema.names), spec.predicate, None)
+        stream = PrefetchedStream(scan, spec)
+        for batch in stream:
+            if filter_here:
+                batch = batch.filter(self._filter)
+            if batch.num_columns != len(self._columns) or batch.schema.names != list(self._columns):
+                batch = batch.select(list(self._columns))
+            yield batch
+
+
+_END = object()
+
+
+class PrefetchedStream:
+    """Runs one source query in a thread, handing batches over through a bounded queue."""
+
+    def __init__(self, scan: ProductScan, spec: ScanSpec) -> None:
+        connector = scan.connector
+        fetch_columns = spec.columns
+        if fetch_columns:
+            schema = pa.schema([scan.product.schema.field(name) for name in fetch_columns])
+        else:  # nothing but the row count is needed: fetch a constant
+            schema = pa.schema([pa.field("one", pa.int64())])
+        self._record = SourceQuery(
+            domain=scan.product.domain,
+            source=connector.label,
+            product=scan.product.qualified_name,
+            sql=connector.scan_sql(spec),
+            started=time.time(),
+        )
+        scan.queries.append(self._record)
+        scan.streams.append(self)
+        self._scan = scan
+        self._schema = schema
+        self._keep_no_columns = not fetch_columns
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=PREFETCH_BATCHES)
+        self._cancelled = threading.Event()
+        self._source: SourceStream | None = None
+        self._thread = threading.Thread(target=self._run, name=f"scan-{scan.product.qualified_name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        record = self._record
+        try:
+            self._source = self._scan.connector.execute(record.sql, self._schema)
+            if self._cancelled.is_set():
+                self._source.cancel()
+            for batch in self._source:
+                record.rows += batch.num_rows
+                record.batches += 1
+                if not self._put(batch):
+                    return
+            self._put(_END)
+        except BaseException as error:  # handed to the consumer, which raises it
+            record.error = error if isinstance(error, MeshgateError) else SourceError(
+                record.domain, record.source, str(error)
+            )
+            self._put(record.error)
+        finally:
+            record.finished = time.time()
+
+    def _put(self, item: object) -> bool:
+        while not self._cancelled.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._cancelled.is_set() or self._scan.cancelled.is_set():
+                    raise QueryCancelledError(f"query cancelled while reading {self._record.product}") from None
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, pa.RecordBatch)
+            if self._keep_no_columns:
+                item = item.select([])
+            yield item
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self._source is not None:
+            self._source.cancel()
+
+
+def classic_types(schema: pa.Schema) -> pa.Schema:
+    """The schema with view types replaced by classic ones (what clients receive)."""
+    return pa.schema([field.with_type(_classic(field.type)) for field in schema], metadata=schema.metadata)
+
+
+def _classic(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_string_view(kind):
+        return pa.string()
+    if pa.types.is_binary_view(kind):
+        return pa.binary()
+    if pa.types.is_list_view(kind):
+        return pa.list_(_classic(kind.value_type))
+    if pa.types.is_list(kind):
+        return pa.list_(_classic(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(_classic(f.type)) for f in kind])
+    return kind
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Cast ``batch`` to ``schema`` by position (names and classic types)."""
+    if batch.schema.equals(schema):
+        return batch
+    columns = [column if column.type == field.type else pc.cast(column, field.type) for column, field in zip(
+        batch.columns, schema, strict=True
+    )]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
