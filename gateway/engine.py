@@ -102,6 +102,7 @@ class Engine:
     # -- planning ------------------------------------------------------------------
     def _plan(self, sql: str, caller: CallerContext) -> _Planned:
         scans: dict[tuple[str, str], ProductScan] = {}
+        self._prepare_file_tables()
         ctx = self._context(caller, scans)
         try:
             dataframe = ctx.sql(sql)
@@ -136,16 +137,29 @@ class Engine:
             if scan is None:
                 scan = scans[key] = ProductScan(product)
             return Table(ProductDataset(scan))
-        assert isinstance(connector, FileConnector)
-        with self._file_lock:
-            table = self._file_tables.get((product.domain, product.name))
-            if table is None:
+        table = self._file_tables.get((product.domain, product.name))
+        if table is None:
+            raise NotFoundError(f"data product '{product.qualified_name}' is not ready yet; try again")
+        return table
+
+    def _prepare_file_tables(self) -> None:
+        """Build DataFusion tables for file products, ahead of planning.
+
+        A table cannot be created from inside DataFusion's planner callbacks (that
+        would start a runtime within its runtime), so it is built here, once.
+        """
+        for product in self.catalog.products():
+            key = (product.domain, product.name)
+            if key in self._file_tables or not isinstance(product.connector, FileConnector):
+                continue
+            with self._file_lock:
+                if key in self._file_tables:
+                    continue
                 scratch = SessionContext(
                     SessionConfig().set("datafusion.execution.parquet.schema_force_view_types", "false")
                 )
-                connector.register(scratch, "product", product.source)
-                table = self._file_tables[(product.domain, product.name)] = scratch.table_provider("product")
-            return table
+                product.connector.register(scratch, "product", product.source)
+                self._file_tables[key] = scratch.table_provider("product")
 
     # -- EXPLAIN -------------------------------------------------------------------
     def _explain(self, query: Query, caller: CallerContext) -> Execution:
