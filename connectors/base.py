@@ -74,6 +74,8 @@ class SqlCapabilities:
     ``temporal_literals`` says how date/timestamp constants are written: ``"typed"``
     (``CAST('2024-01-01' AS DATE)``), ``"iso_text"`` (dates compared as ISO strings,
     timestamps kept back: SQLite stores them as text) or ``"none"`` (kept back).
+    ``exact_decimals`` is false for sources that compute on decimals in floating point
+    (SQLite): whole queries whose results hold decimals then stay federated.
     """
 
     dialect: str
@@ -84,6 +86,7 @@ class SqlCapabilities:
     string_collation: str | None = None
     supports_full_query: bool = True
     temporal_literals: str = "typed"
+    exact_decimals: bool = True
 
 
 class SourceStream:

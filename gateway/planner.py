@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pyarrow as pa
 from datafusion import DataFrame, LogicalPlan
 from datafusion.unparser import Dialect, Unparser
 from sqlglot import exp, parse_one
@@ -106,6 +107,10 @@ def single_source_sql(dataframe: DataFrame, scans: Mapping[tuple[str, str], Prod
     first = next(iter(scans.values()))
     connector = first.connector
     if not connector.capabilities.supports_full_query:
+        return None
+    if not connector.capabilities.exact_decimals and any(
+        pa.types.is_decimal(field.type) for field in dataframe.schema()
+    ):
         return None
     try:
         text = Unparser(Dialect.postgres()).plan_to_sql(dataframe.logical_plan())
