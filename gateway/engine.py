@@ -124,7 +124,7 @@ class Engine:
             .set("datafusion.execution.parquet.schema_force_view_types", "false")
             .set("datafusion.sql_parser.map_string_types_to_utf8view", "false")
         )
-        ctx = SessionContext(config)
+        ctx = planning_context(config)
         ctx.register_catalog_provider(self.catalog.name, _MeshCatalogProvider(self, scans))
         return ctx
 
@@ -196,6 +196,18 @@ class Engine:
             rows.append(("result", f"rows={result_rows} seconds={elapsed:.3f}"))
         table = pa.table({"plan_type": [r[0] for r in rows], "plan": [r[1] for r in rows]}, schema=EXPLAIN_SCHEMA)
         return Execution(EXPLAIN_SCHEMA, iter(table.to_batches()), [])
+
+
+def planning_context(config: SessionConfig | None = None) -> SessionContext:
+    """A DataFusion context tuned for federation.
+
+    Common-subexpression elimination is removed: it moves shared expressions into a
+    projection between a filter and its scan (``__common_expr_1 > 3``), which would
+    hide the filter from pushdown; the source evaluates them instead.
+    """
+    ctx = SessionContext(config or SessionConfig())
+    ctx.remove_optimizer_rule("common_sub_expression_eliminate")
+    return ctx
 
 
 def _source_label(scan: ProductScan) -> str:

@@ -35,8 +35,8 @@ _ORDERING = {"<", "<=", ">", ">="}
 # remainder differ between engines (DuckDB's `/` is float division).
 _ARITHMETIC: dict[str, type[exp.Binary]] = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}
 _LOGICAL: dict[str, type[exp.Connector]] = {"AND": exp.And, "OR": exp.Or}
-# Casts that change no value a comparison can see (widening between integers).
-_WIDENING = {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32"}
+# Widening casts between integers, written out so that the source computes in the same width.
+_INTEGER_CASTS = {"Int16": ("SMALLINT", 16), "Int32": ("INT", 32), "Int64": ("BIGINT", 64)}
 
 
 class _Untranslatable(Exception):
@@ -191,14 +191,17 @@ class _Translator:
         return node
 
     def _Cast(self, expr: Expr) -> exp.Expr:
-        cast = expr.to_variant()
-        inner = cast.expr()
+        inner = expr.to_variant().expr()
         source_type = self.arrow_type(inner)
-        target = str(cast.data_type())
-        if source_type is not None and pa.types.is_integer(source_type) and target in _WIDENING:
-            if pa.types.is_uint64(source_type):
-                raise _Untranslatable("cast from UInt64")
-            return self.expr(inner)
+        target = str(expr.types().friendly_arrow_type_name())
+        if (
+            source_type is not None
+            and pa.types.is_integer(source_type)
+            and not pa.types.is_uint64(source_type)
+            and target in _INTEGER_CASTS
+            and _INTEGER_CASTS[target][1] >= source_type.bit_width
+        ):
+            return exp.Cast(this=self.expr(inner), to=exp.DataType.build(_INTEGER_CASTS[target][0]))
         raise _Untranslatable(f"CAST to {target}")
 
     def _ScalarFunction(self, expr: Expr) -> exp.Expr:
