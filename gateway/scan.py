@@ -87,6 +87,11 @@ class ProductScan:
         if len(self.occurrences) == 1 and self.occurrences[0].exact_filters_pushed:
             only = self.occurrences[0]
             return ScanSpec(self.product.source, columns, only.predicate, only.limit), False
+        if not self.occurrences:
+            # A scan the plan walk cannot reach (an uncorrelated scalar subquery: the
+            # Python binding does not expose its plan): fetch the requested columns and
+            # apply DataFusion's filter here.
+            return ScanSpec(self.product.source, columns), True
         # Several scans of one product (a self-join, a CTE used twice): one query serves
         # each of them, with the union of their rows; each applies its own filter here.
         predicates = [occurrence.predicate for occurrence in self.occurrences]
@@ -106,29 +111,46 @@ class ProductScan:
 
 
 class ProductDataset(ds.Dataset):  # type: ignore[misc]
-    """A product seen by DataFusion: a pyarrow Dataset whose only fragment queries the source."""
+    """A product seen by DataFusion: a pyarrow Dataset whose only fragment queries the source.
+
+    DataFusion builds each scan's physical plan by calling ``scanner(columns=,
+    filter=)`` and then ``get_fragments()``: the fragment starts its source query
+    right there, so that every source of a query starts at once, not only when the
+    join above it first asks for rows.
+    """
 
     def __init__(self, scan: ProductScan) -> None:
         self._scan = scan
+        self._last_request: tuple[list[str] | None, Any] = (None, None)
 
     @property
     def schema(self) -> pa.Schema:
         return self._scan.product.schema
 
     def scanner(self, columns: list[str] | None = None, filter: Any = None, **_: Any) -> _Scanner:
+        self._last_request = (columns, filter)
         return _Scanner(self._scan, columns, filter)
 
     def get_fragments(self, filter: Any = None) -> list[_Fragment]:
-        return [_Fragment(self._scan)]
+        columns, _ = self._last_request
+        started = _Scanner(self._scan, columns, filter)
+        started.start()
+        return [_Fragment(self._scan, started)]
 
 
 class _Fragment:
-    def __init__(self, scan: ProductScan) -> None:
+    def __init__(self, scan: ProductScan, started: _Scanner) -> None:
         self._scan = scan
+        self._started: _Scanner | None = started
 
     def scanner(
         self, schema: pa.Schema | None = None, columns: list[str] | None = None, filter: Any = None, **_: Any
     ) -> _Scanner:
+        started, self._started = self._started, None
+        if started is not None and started.serves(columns, filter):
+            return started
+        if started is not None:
+            started.cancel()
         return _Scanner(self._scan, columns, filter)
 
 
@@ -137,24 +159,40 @@ class _Scanner:
         self._scan = scan
         self._columns = tuple(columns) if columns is not None else tuple(scan.product.schema.names)
         self._filter = filter
+        self._stream: PrefetchedStream | None = None
+        self._filter_here = False
 
     @property
     def projected_schema(self) -> pa.Schema:
         schema = self._scan.product.schema
         return pa.schema([schema.field(name) for name in self._columns])
 
-    def to_batches(self) -> Iterator[pa.RecordBatch]:
+    def serves(self, columns: list[str] | None, filter: Any) -> bool:
+        wanted = tuple(columns) if columns is not None else tuple(self._scan.product.schema.names)
+        same_filter = (filter is None) == (self._filter is None) and (filter is None or filter.equals(self._filter))
+        return wanted == self._columns and same_filter
+
+    def start(self) -> None:
+        """Send the source query now; batches wait in a bounded queue."""
         scan = self._scan
         spec, filter_here = scan.spec(self._columns)
-        if self._filter is None:
-            filter_here = False
-        if filter_here and spec.columns != tuple(scan.product.schema.names):
+        self._filter_here = filter_here and self._filter is not None
+        if self._filter_here and spec.columns != tuple(scan.product.schema.names):
             spec = ScanSpec(spec.source, tuple(scan.product.schema.names), spec.predicate, None)
-        stream = PrefetchedStream(scan, spec)
-        for batch in stream:
-            if filter_here:
+        self._stream = PrefetchedStream(scan, spec)
+
+    def cancel(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+
+    def to_batches(self) -> Iterator[pa.RecordBatch]:
+        if self._stream is None:
+            self.start()
+        assert self._stream is not None
+        for batch in self._stream:
+            if self._filter_here:
                 batch = batch.filter(self._filter)
-            if batch.num_columns != len(self._columns) or batch.schema.names != list(self._columns):
+            if batch.schema.names != list(self._columns):
                 batch = batch.select(list(self._columns))
             yield batch
 

@@ -1,0 +1,153 @@
+"""The engine against real sources: concurrency, failures, cancellation, error messages."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+
+import adbc_driver_postgresql.dbapi as pg
+import pytest
+
+from gateway.catalog import MeshCatalog
+from gateway.config import load_config
+from gateway.engine import Engine
+from gateway.errors import (
+    NotFoundError,
+    PlanningError,
+    QueryCancelledError,
+    SourceError,
+    SourceUnavailableError,
+)
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str) -> Iterator[Engine]:
+    directory = tmp_path_factory.mktemp("engine")
+    with pg.connect(postgres_uri) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {pg_schema}.numbers AS SELECT g AS id FROM generate_series(1, 10) g")
+        connection.commit()
+    with sqlite3.connect(directory / "local.db") as connection:
+        connection.execute("CREATE TABLE items (id INTEGER, label TEXT)")
+        connection.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"item {i}") for i in range(1, 21)])
+    (directory / "mesh.yaml").write_text(
+        f"""domains:
+  - name: left
+    connector: {{type: postgres, uri: "{postgres_uri}"}}
+    products:
+      - {{name: numbers, source: {pg_schema}.numbers}}
+      - {{name: slow, sql: "SELECT 1 AS x FROM pg_sleep(1)"}}
+      - {{name: very_slow, sql: "SELECT g AS x FROM generate_series(1, 2) g, pg_sleep(30)"}}
+      - {{name: failing, sql: "SELECT 10 / (id - 5) AS r FROM {pg_schema}.numbers"}}
+  - name: right
+    connector: {{type: postgres, uri: "{postgres_uri}"}}
+    products:
+      - {{name: slow, sql: "SELECT 1 AS x FROM pg_sleep(1)"}}
+  - name: local
+    connector: {{type: sqlite, path: local.db}}
+  - name: offline
+    connector: {{type: postgres, uri: "postgresql://postgres@127.0.0.1:1/test?connect_timeout=1"}}
+"""
+    )
+    catalog = MeshCatalog(load_config(directory / "mesh.yaml"))
+    yield Engine(catalog)
+    catalog.close()
+
+
+def test_independent_sources_are_read_concurrently(mesh: Engine) -> None:
+    execution = mesh.run("SELECT * FROM left.slow l JOIN right.slow r ON l.x = r.x")
+    assert execution.read_all().num_rows == 1
+    first, second = sorted(execution.source_queries, key=lambda q: q.started)
+    assert first.finished is not None and second.finished is not None
+    assert second.started < first.finished, "the second source query started only after the first finished"
+
+
+def test_offline_domain_is_reported_and_others_keep_serving(mesh: Engine) -> None:
+    assert mesh.run("SELECT count(*) AS n FROM local.items").read_all().column("n").to_pylist() == [20]
+    with pytest.raises(SourceUnavailableError, match=r"offline") as raised:
+        mesh.run("SELECT * FROM offline.anything")
+    assert "127.0.0.1:1" in str(raised.value)
+
+
+def test_source_error_while_running_names_domain_and_source(mesh: Engine) -> None:
+    with pytest.raises(SourceError, match=r"\[left/postgres:.*\].*division by zero"):
+        mesh.run("SELECT f.r, i.label FROM left.failing f JOIN local.items i ON i.id = f.r").read_all()
+    # The engine (and the source's connection pool) keep working afterwards.
+    assert mesh.run("SELECT count(*) AS n FROM left.numbers").read_all().column("n").to_pylist() == [10]
+
+
+def test_cancel_stops_the_source_query(mesh: Engine, postgres_uri: str) -> None:
+    execution = mesh.run("SELECT v.x, i.label FROM left.very_slow v JOIN local.items i ON i.id = v.x")
+    outcome: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            execution.read_all()
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    time.sleep(1.0)
+    started = time.monotonic()
+    execution.cancel()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "cancel did not stop the query"
+    assert time.monotonic() - started < 10
+    assert outcome and isinstance(outcome[0], QueryCancelledError), outcome
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with pg.connect(postgres_uri) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()"
+            )
+            row = cursor.fetchone()
+        if row is not None and row[0] == 0:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("PostgreSQL is still running the cancelled query")
+
+
+@pytest.mark.parametrize(
+    ("sql", "error", "message"),
+    [
+        ("SELEC * FROM local.items", PlanningError, r"SQL syntax error at line 1, column 1: .*SELEC"),
+        ("SELECT *\nFROM local.items\nWHERE id = = 3", PlanningError, r"SQL syntax error at line 3, column 12"),
+        ("SELECT * FROM local.nope", NotFoundError, r"unknown data product 'local.nope' \(domain 'local' has: items\)"),
+        ("SELECT * FROM nowhere.items", NotFoundError, r"unknown domain 'nowhere'.*domains: left, local, offline"),
+        ("SELECT nope FROM local.items", PlanningError, r"No field named nope"),
+    ],
+)
+def test_planning_errors_say_what_and_where(mesh: Engine, sql: str, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        mesh.run(sql)
+
+
+def test_count_star_needs_no_columns_from_the_source(mesh: Engine) -> None:
+    execution = mesh.run("SELECT count(*) AS n FROM left.numbers, local.items WHERE items.id < 4")
+    assert execution.read_all().column("n").to_pylist() == [30]
+    (numbers,) = [query.sql for query in execution.source_queries if query.domain == "left"]
+    assert '"id"' not in numbers
+
+
+def test_scalar_subqueries_fetch_only_the_columns_they_need(mesh: Engine) -> None:
+    execution = mesh.run("SELECT (SELECT count(*) FROM left.numbers) + (SELECT max(id) FROM local.items) AS n")
+    assert execution.read_all().column("n").to_pylist() == [30]
+    (numbers,) = [query.sql for query in execution.source_queries if query.domain == "left"]
+    assert '"id"' not in numbers
+
+
+def test_explain_shows_each_source_query(mesh: Engine) -> None:
+    plan = dict(
+        (row["plan_type"], row["plan"])
+        for row in mesh.run(
+            "EXPLAIN SELECT n.id, i.label FROM left.numbers n JOIN local.items i ON i.id = n.id WHERE n.id > 3"
+        )
+        .read_all()
+        .to_pylist()
+    )
+    assert plan["route"].startswith("federated")
+    left = next(text for kind, text in plan.items() if kind.startswith("source_query[left/"))
+    assert "WHERE" in left and "> 3" in left
