@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import cast
 
-import pyarrow as pa
 import pyarrow.flight as flight
 
 
@@ -61,11 +60,14 @@ class PermissionDeniedError(MeshgateError):
 def to_flight_error(error: BaseException) -> Exception:
     """Map any exception to the exception a pyarrow.flight handler should raise.
 
-    pyarrow turns ``ArrowInvalid`` into INVALID_ARGUMENT and ``NotImplementedError``
-    into UNIMPLEMENTED (the ADBC driver falls back to unprepared statements on that
-    code); the Flight classes map to their own codes. Unexpected exceptions become
-    INTERNAL errors that still carry their message, so a client always learns what
-    happened and the server keeps serving.
+    pyarrow sends ``flight.FlightError`` subclasses with their message intact but
+    appends the server's Python traceback to any other exception (proto/README.md).
+    SQL and configuration errors therefore go out as ``FlightServerError`` (UNKNOWN)
+    with a clean message. ``NotSupportedError`` stays ``NotImplementedError``
+    (UNIMPLEMENTED, traceback included) because clients act on that code: the ADBC
+    driver falls back to unprepared statements. Unexpected exceptions become INTERNAL
+    errors that still carry their message, so a client always learns what happened and
+    the server keeps serving.
     """
     message = str(error) or type(error).__name__
     if isinstance(error, flight.FlightError):
@@ -80,8 +82,6 @@ def to_flight_error(error: BaseException) -> Exception:
         return flight.FlightCancelledError(message)
     if isinstance(error, NotSupportedError):
         return NotImplementedError(message)
-    if isinstance(error, (PlanningError, ConfigError)):
-        return cast(Exception, pa.ArrowInvalid(message))
-    if isinstance(error, SourceError):
+    if isinstance(error, (PlanningError, ConfigError, SourceError)):
         return flight.FlightServerError(message)
     return flight.FlightInternalError(f"internal error: {type(error).__name__}: {message}")

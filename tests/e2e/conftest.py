@@ -42,5 +42,3 @@ def reference(tables: dict[str, pa.Table]) -> Iterator[duckdb.DuckDBPyConnection
     )
     yield connection
     connection.close()
-
-

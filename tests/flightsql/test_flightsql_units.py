@@ -1,0 +1,123 @@
+"""The small pure pieces of the Flight SQL layer."""
+
+from __future__ import annotations
+
+import doctest
+import time
+
+import pyarrow as pa
+import pytest
+
+from gateway.errors import NotFoundError
+from gateway.flightsql import commands, handles, metadata, sql_info, xdbc
+from gateway.flightsql import flight_sql_pb2 as pb
+from gateway.flightsql.statements import parameter_rows
+
+
+@pytest.mark.parametrize("module", [commands, handles, metadata, sql_info, xdbc])
+def test_docstring_examples(module: object) -> None:
+    failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
+    assert tried > 0 and failures == 0
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matching", "not_matching"),
+    [
+        (None, ["", "anything"], []),
+        ("%", ["", "x", "a.b"], []),
+        ("sales", ["sales"], ["Sales", "sales2", "xsales"]),
+        ("sal_s", ["sales", "salts"], ["sals", "salees"]),
+        ("%_eu", ["sales_eu", "xeu"], ["eu"]),
+        ("a\\_b", ["a_b"], ["axb"]),
+        ("100\\%", ["100%"], ["1000"]),
+        ("a.*b", ["a.*b"], ["aXXb", "ab"]),
+        ("line\nbreak%", ["line\nbreak!"], []),
+        ("trailing\\", ["trailing\\"], ["trailing"]),
+    ],
+)
+def test_like_matcher(pattern: str | None, matching: list[str], not_matching: list[str]) -> None:
+    matches = metadata.like_matcher(pattern)
+    assert [name for name in matching if not matches(name)] == []
+    assert [name for name in not_matching if matches(name)] == []
+
+
+def test_registry_releases_what_it_drops_but_not_what_it_hands_out() -> None:
+    released: list[str] = []
+    registry: handles.HandleRegistry[str] = handles.HandleRegistry(
+        "statement", maxsize=2, ttl=60, release=released.append
+    )
+    a, b = registry.add("a"), registry.add("b")
+    assert len({a, b}) == 2 and len(a) == handles.HANDLE_BYTES
+
+    registry.get(a)  # a is now the most recently used
+    registry.add("c")  # evicts b
+    assert released == ["b"]
+    assert registry.pop(a) == "a"
+    assert released == ["b"]
+    assert registry.discard(a) is False
+    with pytest.raises(NotFoundError, match="unknown or expired statement handle"):
+        registry.get(b)
+    assert len(registry) == 1
+
+
+def test_registry_entries_expire_after_their_last_use() -> None:
+    released: list[str] = []
+    registry: handles.HandleRegistry[str] = handles.HandleRegistry(
+        "prepared statement", maxsize=10, ttl=0.2, release=released.append
+    )
+    kept, dropped = registry.add("kept"), registry.add("dropped")
+    for _ in range(3):
+        time.sleep(0.1)
+        registry.get(kept)
+    registry.add("new")  # mutations purge what expired
+
+    assert released == ["dropped"]
+    assert registry.get(kept) == "kept"
+    with pytest.raises(NotFoundError):
+        registry.get(dropped)
+
+
+def test_a_failing_release_does_not_fail_the_caller() -> None:
+    def release(_value: str) -> None:
+        raise RuntimeError("cannot close")
+
+    registry: handles.HandleRegistry[str] = handles.HandleRegistry("statement", maxsize=1, ttl=60, release=release)
+    registry.add("a")
+    handle = registry.add("b")  # evicting "a" fails quietly
+    assert registry.get(handle) == "b"
+    assert registry.discard(handle) is True
+
+
+def test_parameter_rows_become_one_execution_each() -> None:
+    first = pa.record_batch({"a": [1, 2]})
+    second = pa.record_batch({"a": [3]})
+
+    assert parameter_rows(None) == [None]
+    assert parameter_rows([]) == []
+    assert [row.to_pylist() for row in parameter_rows([first, second])] == [[{"a": 1}], [{"a": 2}], [{"a": 3}]]
+
+
+def test_sql_info_values_land_in_the_right_union_member() -> None:
+    values: dict[int, sql_info.SqlInfoValue] = {
+        1: "text",
+        2: True,
+        3: 7,
+        4: sql_info.Int32(5),
+        5: ["a", "b"],
+        6: {1: [2, 3]},
+    }
+    table = sql_info.sql_info_table(values)
+    table.validate(full=True)
+    column = table.column("value").chunk(0)
+
+    assert column.type_codes.to_pylist() == [0, 1, 2, 3, 4, 5]
+    assert table.column("value").to_pylist() == ["text", True, 7, 5, ["a", "b"], [(1, [2, 3])]]
+    assert sql_info.bits(pb.SQL_UNION, pb.SQL_UNION_ALL) == sql_info.Int32(3)
+
+
+def test_every_declared_xdbc_type_names_a_known_type_code() -> None:
+    codes = set(pb.XdbcDataType.values())
+    assert all(t.data_type in codes and t.row()["sql_data_type"] in codes for t in xdbc.TYPES)
+    names = {t.type_name for t in xdbc.TYPES}
+    for data_type in (pa.int16(), pa.float32(), pa.string(), pa.binary(), pa.date32(), pa.timestamp("ms")):
+        assert xdbc.sql_type_name(data_type) in names
