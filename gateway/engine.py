@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from datafusion import DataFrame, SessionConfig, SessionContext
+from datafusion import DataFrame, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
 from connectors.base import FileConnector, SqlConnector
 from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.catalog import MeshCatalog, Product
-from gateway.errors import MeshgateError, NotFoundError, PlanningError, QueryCancelledError
+from gateway.errors import MeshgateError, NotFoundError, NotSupportedError, PlanningError, QueryCancelledError
+from gateway.parameters import parameter_schema, parameter_values
 from gateway.planner import negotiate_scans, single_source_sql
 from gateway.scan import ProductDataset, ProductScan, SourceQuery, classic_types, conform
 
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?P<analyze>ANALYZE\s+)?(?P<verbose>VERBOSE\s+)?", re.IGNORECASE)
 EXPLAIN_SCHEMA = pa.schema([pa.field("plan_type", pa.string()), pa.field("plan", pa.string())])
+# The mesh is read-only: no DDL, no DML, no COPY ... TO, no SET.
+READ_ONLY = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
+_NOT_READ_ONLY = ("DDL not supported", "DML not supported", "Statement not supported")
 
 
 @dataclass(frozen=True)
@@ -84,15 +88,17 @@ class Engine:
             inner = sql[match.end() :]
             self.prepare(inner, caller)  # report errors of the explained query now
             return Query(sql, EXPLAIN_SCHEMA, explain=True, analyze=bool(match.group("analyze")), inner_sql=inner)
-        planned = self._plan(sql, caller)
-        return Query(sql, classic_types(planned.dataframe.schema()))
+        dataframe = self._dataframe(self._context(caller, {}), sql, {})
+        return Query(sql, classic_types(dataframe.schema()), parameter_schema(dataframe, sql))
 
     def execute(self, prepared: Any, caller: CallerContext, parameters: pa.RecordBatch | None = None) -> Execution:
         query = prepared if isinstance(prepared, Query) else self.prepare(prepared.sql, caller)
         if query.explain:
             return self._explain(query, caller)
-        planned = self._plan(query.sql, caller)
-        return planned.start(query.schema)
+        values = parameter_values(query.parameter_schema, parameters)
+        planned = self._plan(query.sql, caller, values)
+        schema = query.schema if not values else classic_types(planned.dataframe.schema())
+        return planned.start(schema)
 
     def run(self, sql: str, caller: CallerContext | None = None) -> Execution:
         """Prepare and execute in one call (for the CLI and tests)."""
@@ -100,12 +106,10 @@ class Engine:
         return self.execute(self.prepare(sql, caller), caller)
 
     # -- planning ------------------------------------------------------------------
-    def _plan(self, sql: str, caller: CallerContext) -> _Planned:
+    def _plan(self, sql: str, caller: CallerContext, values: dict[str, pa.Scalar] | None = None) -> _Planned:
         scans: dict[tuple[str, str], ProductScan] = {}
-        self._prepare_file_tables()
-        ctx = self._context(caller, scans)
+        dataframe = self._dataframe(self._context(caller, scans), sql, values or {})
         try:
-            dataframe = ctx.sql(sql)
             plan = dataframe.optimized_logical_plan()
         except Exception as error:
             raise _planning_error(error, self.catalog) from None
@@ -114,7 +118,16 @@ class Engine:
             negotiate_scans(plan, scans)
         return _Planned(self, dataframe, scans, routed)
 
+    def _dataframe(self, ctx: SessionContext, sql: str, values: dict[str, pa.Scalar]) -> DataFrame:
+        try:
+            return ctx.sql(sql, options=READ_ONLY, param_values=values)
+        except Exception as error:
+            if any(marker in str(error) for marker in _NOT_READ_ONLY):
+                raise NotSupportedError(f"the mesh is read-only: {_clean(str(error))}") from None
+            raise _planning_error(error, self.catalog) from None
+
     def _context(self, caller: CallerContext, scans: dict[tuple[str, str], ProductScan]) -> SessionContext:
+        self._prepare_file_tables()
         config = (
             SessionConfig()
             .with_default_catalog_and_schema(self.catalog.name, caller.default_schema or "public")

@@ -290,12 +290,10 @@ def _classic(kind: pa.DataType) -> pa.DataType:
         return pa.string()
     if pa.types.is_binary_view(kind):
         return pa.binary()
-    if pa.types.is_list_view(kind):
-        return pa.list_(_classic(kind.value_type))
-    if pa.types.is_list(kind):
-        return pa.list_(_classic(kind.value_type))
+    if pa.types.is_list(kind) or pa.types.is_list_view(kind):
+        return pa.list_(kind.value_field.with_type(_classic(kind.value_type)))
     if pa.types.is_struct(kind):
-        return pa.struct([f.with_type(_classic(f.type)) for f in kind])
+        return pa.struct([kind.field(i).with_type(_classic(kind.field(i).type)) for i in range(kind.num_fields)])
     return kind
 
 

@@ -8,7 +8,6 @@ the server asked for (parameters, how far a stream was pulled, cancellation).
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,28 +18,11 @@ from datafusion import SessionConfig, SessionContext, SQLOptions
 
 from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.errors import NotSupportedError, PlanningError, QueryCancelledError, SourceError
+from gateway.parameters import parameter_schema, parameter_values
+from gateway.scan import classic_types
 
 READ_ONLY = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
 _NOT_READ_ONLY = ("DDL not supported", "DML not supported", "Statement not supported")
-
-
-def classic_type(data_type: pa.DataType) -> pa.DataType:
-    """``string_view``/``binary_view`` (also nested) to ``string``/``binary``."""
-    if data_type == pa.string_view():
-        return pa.string()
-    if data_type == pa.binary_view():
-        return pa.binary()
-    if pa.types.is_list(data_type):
-        return pa.list_(data_type.value_field.with_type(classic_type(data_type.value_type)))
-    if pa.types.is_struct(data_type):
-        return pa.struct(
-            [data_type.field(i).with_type(classic_type(data_type.field(i).type)) for i in range(data_type.num_fields)]
-        )
-    return data_type
-
-
-def classic_schema(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([f.with_type(classic_type(f.type)) for f in schema], metadata=schema.metadata)
 
 
 @dataclass
@@ -131,7 +113,7 @@ class DataFusionEngine:
         products = []
         for domain in self._domain_names():
             for name in sorted(self._ctx.catalog(self.catalog_name).schema(domain).table_names()):
-                schema = classic_schema(self._ctx.table(f'"{self.catalog_name}"."{domain}"."{name}"').schema())
+                schema = classic_types(self._ctx.table(f'"{self.catalog_name}"."{domain}"."{name}"').schema())
                 kind = "VIEW" if name in self.views.get(domain, {}) else "TABLE"
                 products.append(ProductInfo(self.catalog_name, domain, name, schema, table_type=kind))
         return products
@@ -139,17 +121,17 @@ class DataFusionEngine:
     def prepare(self, sql: str, caller: CallerContext) -> DataFusionQuery:
         self.callers.append(caller)
         df = self._plan(sql, {})
-        return DataFusionQuery(sql, classic_schema(df.schema()), _parameter_schema(df, sql))
+        return DataFusionQuery(sql, classic_types(df.schema()), parameter_schema(df, sql))
 
     def execute(
         self, prepared: DataFusionQuery, caller: CallerContext, parameters: pa.RecordBatch | None = None
     ) -> DataFusionResult:
         self.callers.append(caller)
-        values = _parameter_values(prepared, parameters)
+        values = parameter_values(prepared.parameter_schema, parameters)
         df = self._plan(prepared.sql, values)
         record = Execution(prepared.sql, caller.user, {k: v.as_py() for k, v in values.items()})
         self.executions.append(record)
-        return DataFusionResult(df.execute_stream(), classic_schema(df.schema()), record)
+        return DataFusionResult(df.execute_stream(), classic_types(df.schema()), record)
 
     def _plan(self, sql: str, values: dict[str, pa.Scalar]) -> Any:
         try:
@@ -164,68 +146,3 @@ class DataFusionEngine:
         return sorted(self._ctx.catalog(self.catalog_name).schema_names())
 
 
-def _parameter_values(prepared: DataFusionQuery, parameters: pa.RecordBatch | None) -> dict[str, pa.Scalar]:
-    wanted = len(prepared.parameter_schema)
-    if parameters is None:
-        if wanted:
-            raise PlanningError(f"the query has {wanted} parameter(s) ($1..${wanted}) and none were bound")
-        return {}
-    if parameters.num_rows != 1 or parameters.num_columns != wanted:
-        raise PlanningError(
-            f"expected one row of {wanted} parameter(s), got {parameters.num_rows} row(s) of {parameters.num_columns}"
-        )
-    values = {}
-    for i in range(wanted):
-        value = parameters.column(i)[0]
-        # Some clients (flightsql-dbapi) send each parameter as a one-row dense union.
-        values[str(i + 1)] = value.value if isinstance(value, pa.UnionScalar) else value
-    return values
-
-
-_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-_PLACEHOLDER = re.compile(r"\$(\d+)")
-
-
-def _parameter_schema(df: Any, sql: str) -> pa.Schema:
-    """Placeholders ``$n`` with the types DataFusion inferred (null where the plan hides them)."""
-    found: dict[int, pa.DataType] = {}
-    _collect_placeholders(df.logical_plan(), found)
-    in_text = [int(n) for n in _PLACEHOLDER.findall(_QUOTED.sub("", sql))]
-    count = max([*found, *in_text], default=0)
-    return pa.schema([pa.field(f"${n}", found.get(n, pa.null())) for n in range(1, count + 1)])
-
-
-def _collect_placeholders(plan: Any, found: dict[int, pa.DataType]) -> None:
-    node = plan.to_variant()
-    expressions = []
-    for accessor in ("projections", "predicate", "group_by_exprs", "aggregate_exprs", "sort_exprs"):
-        method = getattr(node, accessor, None)
-        if method is not None:
-            value = method()
-            expressions.extend(value if isinstance(value, list) else [value])
-    for expression in expressions:
-        _collect_from_expression(expression, found)
-    for child in plan.inputs():
-        _collect_placeholders(child, found)
-
-
-def _collect_from_expression(expression: Any, found: dict[int, pa.DataType]) -> None:
-    try:
-        node = expression.to_variant()
-    except Exception:  # expression kinds the Python bindings cannot expose
-        return
-    kind = type(node).__name__
-    if kind == "Placeholder":
-        try:
-            found[int(node.id().lstrip("$"))] = node.field().type
-        except Exception:  # no type inferred
-            found.setdefault(int(node.id().lstrip("$")), pa.null())
-        return
-    if kind in ("Column", "Literal"):
-        return
-    try:
-        operands = expression.rex_call_operands()
-    except Exception:
-        return
-    for operand in operands:
-        _collect_from_expression(operand, found)

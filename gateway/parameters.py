@@ -1,0 +1,82 @@
+"""Prepared-statement parameters: ``$1, $2 ...`` placeholders and the values bound to them.
+
+Values are handed to DataFusion as typed scalars after parsing (``param_values``),
+never spliced into SQL text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pyarrow as pa
+
+from gateway.errors import PlanningError
+
+
+def parameter_values(parameter_schema: pa.Schema, parameters: pa.RecordBatch | None) -> dict[str, pa.Scalar]:
+    """The bound values by placeholder number, checked against the statement's parameters."""
+    wanted = len(parameter_schema)
+    if parameters is None:
+        if wanted:
+            raise PlanningError(f"the query has {wanted} parameter(s) ($1..${wanted}) and none were bound")
+        return {}
+    if parameters.num_rows != 1 or parameters.num_columns != wanted:
+        raise PlanningError(
+            f"expected one row of {wanted} parameter(s), got {parameters.num_rows} row(s) of {parameters.num_columns}"
+        )
+    values = {}
+    for i in range(wanted):
+        value = parameters.column(i)[0]
+        # Some clients (flightsql-dbapi) send each parameter as a one-row dense union.
+        values[str(i + 1)] = value.value if isinstance(value, pa.UnionScalar) else value
+    return values
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def parameter_schema(df: Any, sql: str) -> pa.Schema:
+    """Placeholders ``$n`` with the types DataFusion inferred (null where the plan hides them)."""
+    found: dict[int, pa.DataType] = {}
+    _collect_placeholders(df.logical_plan(), found)
+    in_text = [int(n) for n in _PLACEHOLDER.findall(_QUOTED.sub("", sql))]
+    count = max([*found, *in_text], default=0)
+    return pa.schema([pa.field(f"${n}", found.get(n, pa.null())) for n in range(1, count + 1)])
+
+
+def _collect_placeholders(plan: Any, found: dict[int, pa.DataType]) -> None:
+    node = plan.to_variant()
+    expressions = []
+    for accessor in ("projections", "predicate", "group_by_exprs", "aggregate_exprs", "sort_exprs"):
+        method = getattr(node, accessor, None)
+        if method is not None:
+            value = method()
+            expressions.extend(value if isinstance(value, list) else [value])
+    for expression in expressions:
+        _collect_from_expression(expression, found)
+    for child in plan.inputs():
+        _collect_placeholders(child, found)
+
+
+def _collect_from_expression(expression: Any, found: dict[int, pa.DataType]) -> None:
+    try:
+        node = expression.to_variant()
+    except Exception:  # expression kinds the Python bindings cannot expose
+        return
+    kind = type(node).__name__
+    if kind == "Placeholder":
+        try:
+            found[int(node.id().lstrip("$"))] = node.field().type
+        except Exception:  # no type inferred
+            found.setdefault(int(node.id().lstrip("$")), pa.null())
+        return
+    if kind in ("Column", "Literal"):
+        return
+    try:
+        operands = expression.rex_call_operands()
+    except Exception:
+        return
+    for operand in operands:
+        _collect_from_expression(operand, found)
