@@ -124,11 +124,18 @@ def _log_catalog(catalog: object) -> None:
 
 
 def _query(args: argparse.Namespace) -> int:
+    import warnings
+
     import adbc_driver_flightsql.dbapi as flightsql
     from adbc_driver_manager import Error as AdbcError
 
     from gateway.output import write_result
 
+    if args.format == "parquet" and args.output is None:
+        print("error: --format parquet writes a binary file: add --output FILE", file=sys.stderr)
+        return 2
+    # Flight SQL has no transactions; the DB-API wrapper warns about it on every connect.
+    warnings.filterwarnings("ignore", message="Cannot disable autocommit")
     try:
         with flightsql.connect(args.server) as connection, connection.cursor() as cursor:
             cursor.execute(args.sql)

@@ -35,6 +35,8 @@ EXPLAIN_SCHEMA = pa.schema([pa.field("plan_type", pa.string()), pa.field("plan",
 # The mesh is read-only: no DDL, no DML, no COPY ... TO, no SET.
 READ_ONLY = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
 _NOT_READ_ONLY = ("DDL not supported", "DML not supported", "Statement not supported")
+# Where unqualified names resolve when the session names no default domain.
+UNQUALIFIED_SCHEMA = "public"
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class Engine:
         self._prepare_file_tables()
         config = (
             SessionConfig()
-            .with_default_catalog_and_schema(self.catalog.name, caller.default_schema or "public")
+            .with_default_catalog_and_schema(self.catalog.name, caller.default_schema or UNQUALIFIED_SCHEMA)
             .with_information_schema(True)
             .with_target_partitions(self.settings.target_partitions)
             .with_batch_size(self.settings.batch_size)
@@ -375,6 +377,11 @@ def _planning_error(error: Exception, catalog: MeshCatalog) -> MeshgateError:
     missing = _NOT_FOUND.search(message)
     if missing:
         domain, product = missing.groups()
+        if domain not in {d.name for d in catalog.domains()} and domain == UNQUALIFIED_SCHEMA:
+            known = ", ".join(sorted(d.name for d in catalog.domains()))
+            return NotFoundError(
+                f"unknown data product '{product}': name products as domain.product (domains: {known})"
+            )
         try:
             catalog.product(domain, product)
         except MeshgateError as precise:

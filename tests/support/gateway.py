@@ -40,15 +40,24 @@ def serve_in_process(config: Path) -> Iterator[str]:
 class GatewayProcess:
     """``meshgate serve`` in a child process, so its memory can be measured on its own."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path | None, *, extra: tuple[str, ...] = ()) -> None:
+        self.config = config
+        source = ("--config", str(config)) if config is not None else ()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", "0"],
+            [sys.executable, "-m", "gateway", "serve", *source, *extra, "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "MESHGATE_LOG_LEVEL": "INFO"},
         )
         self.uri = self._wait_for_port()
+
+    @classmethod
+    def demo(cls, directory: Path) -> GatewayProcess:
+        """``meshgate serve --demo`` writing its mesh into ``directory``."""
+        process = cls(None, extra=("--demo", "--demo-dir", str(directory)))
+        process.config = directory / "config"
+        return process
 
     def _wait_for_port(self) -> str:
         assert self.process.stdout is not None
