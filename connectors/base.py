@@ -115,6 +115,10 @@ class SourceStream:
     def cancel(self) -> None:
         self._cancelled.set()
 
+    def close(self) -> None:
+        """Release the stream early (stops the source query where it can)."""
+        self.cancel()
+
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()

@@ -88,8 +88,8 @@ _TOP_KEYS = {"catalog", "domains"}
 _DOMAIN_KEYS = {"name", "owner", "description", "connector", "products"}
 _PRODUCT_KEYS = {"name", "source", "sql", "description"}
 _CONNECTOR_KEYS: dict[str, set[str]] = {
-    "postgres": {"type", "uri"},
-    "sqlite": {"type", "path"},
+    "postgres": {"type", "uri", "pool_size", "numeric_scale"},
+    "sqlite": {"type", "path", "pool_size"},
     "duckdb": {"type", "path"},
     "parquet": {"type", "path"},
     "csv": {"type", "path", "delimiter", "has_header"},

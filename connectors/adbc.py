@@ -1,0 +1,200 @@
+"""The shared base of ADBC sources: a connection pool, prepared scans, errors, cancel.
+
+A concrete source (PostgreSQL, SQLite) supplies ``connect()``, ``describe()`` and its
+capabilities; everything else is here. Each scan takes a connection of its own from a
+small pool (opened lazily, at most ``options.pool_size`` kept idle, default 4) and
+gives it back only when it read every row; a scan that failed, was cancelled or was
+abandoned closes its connection instead.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from abc import abstractmethod
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, TypeVar
+
+import pyarrow as pa
+from adbc_driver_manager.dbapi import Connection, Cursor
+
+from connectors.base import SourceStream
+from connectors.sqlbase import ReaderStream, TypedSqlConnector
+from gateway.config import ConnectorConfig
+from gateway.errors import ConfigError, MeshgateError, SourceError, SourceUnavailableError
+
+T = TypeVar("T")
+
+
+class ConnectionPool:
+    """Idle connections of one source, each used by one scan at a time (thread-safe)."""
+
+    def __init__(self, connect: Callable[[], Connection], max_idle: int) -> None:
+        self._connect = connect
+        self._max_idle = max_idle
+        self._idle: list[Connection] = []
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def acquire(self) -> tuple[Connection, bool]:
+        """An idle connection (``True``: reused) or a new one (``False``)."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return self._connect(), False
+
+    def release(self, connection: Connection) -> None:
+        """Keep a healthy connection for later scans (or close it when enough are idle)."""
+        with self._lock:
+            if not self._closed and len(self._idle) < self._max_idle:
+                self._idle.append(connection)
+                return
+        discard(connection)
+
+    def close(self) -> None:
+        """Close the idle connections; connections released later are closed too."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            discard(connection)
+
+
+def discard(connection: Connection, cursor: Cursor | None = None) -> None:
+    """Close a cursor and its connection, ignoring errors (the connection may be dead)."""
+    if cursor is not None:
+        with suppress(Exception):
+            cursor.close()
+    with suppress(Exception):
+        connection.close()
+
+
+class AdbcConnector(TypedSqlConnector):
+    """A SQL source reached through an ADBC DB-API driver."""
+
+    def __init__(self, domain: str, config: ConnectorConfig) -> None:
+        super().__init__(domain, config)
+        pool_size = config.options.get("pool_size", 4)
+        if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 0:
+            raise ConfigError(f"domain {domain!r}: connector option pool_size must be an integer >= 0")
+        self._pool = ConnectionPool(self._open, pool_size)
+
+    @abstractmethod
+    def connect(self) -> Connection:
+        """Open a new connection, set up for scans (autocommit, read-only where possible)."""
+
+    def configure(self, cursor: Cursor) -> None:
+        """Set statement options on a new cursor (batch sizes)."""
+
+    def lost_connection(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection itself is gone (retry on a new one)."""
+        return False
+
+    def message(self, exc: BaseException) -> str:
+        """The source's own message for ``exc``, on one line and without the query text."""
+        text = re.split(r"\n\s*(?:Query was|query):", str(exc), maxsplit=1)[0]
+        text = _STATUS_PREFIX.sub("", text)
+        return " ".join(text.split()) or type(exc).__name__
+
+    def error(self, exc: BaseException) -> SourceError:
+        """The gateway error for ``exc``, naming domain and source."""
+        if isinstance(exc, SourceError):
+            return exc
+        kind = SourceUnavailableError if self.lost_connection(exc) else SourceError
+        return kind(self.domain, self.label, self.message(exc))
+
+    def execute(self, sql: str, schema: pa.Schema) -> SourceStream:
+        """Prepare ``sql`` now (errors raise here); run and stream it when iterated."""
+        connection, cursor = self._checkout(lambda cursor: cursor.adbc_prepare(sql))[:2]
+        return ReaderStream(schema, _AdbcScan(self, connection, cursor, sql))
+
+    def run(self, action: Callable[[Cursor], T]) -> T:
+        """Run ``action`` on a pooled cursor (for metadata queries), mapping errors."""
+        connection, cursor, result = self._checkout(action)
+        try:
+            cursor.close()
+        except Exception:
+            discard(connection)
+        else:
+            self._pool.release(connection)
+        return result
+
+    def fetch(self, sql: str) -> pa.Table:
+        """All rows of a (small) metadata query."""
+
+        def fetch_all(cursor: Cursor) -> pa.Table:
+            cursor.execute(sql)
+            return cursor.fetch_arrow_table()
+
+        return self.run(fetch_all)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def _checkout(self, action: Callable[[Cursor], T]) -> tuple[Connection, Cursor, T]:
+        """A pooled connection and cursor on which ``action`` succeeded.
+
+        A stale pooled connection (the server restarted) is dropped and the action
+        retried, ending with a fresh connection at the latest.
+        """
+        while True:
+            connection, reused = self._pool.acquire()
+            cursor: Cursor | None = None
+            try:
+                cursor = connection.cursor()
+                self.configure(cursor)
+                return connection, cursor, action(cursor)
+            except Exception as exc:
+                discard(connection, cursor)
+                if reused and self.lost_connection(exc):
+                    continue
+                raise self.error(exc) from exc
+
+    def _open(self) -> Connection:
+        try:
+            return self.connect()
+        except MeshgateError:
+            raise
+        except Exception as exc:
+            raise SourceUnavailableError(self.domain, self.label, f"cannot connect: {self.message(exc)}") from exc
+
+
+_STATUS_PREFIX = re.compile(r"^[A-Z_]+: ")
+
+
+class _AdbcScan:
+    """One prepared statement on its own connection (a :class:`SourceScan`)."""
+
+    def __init__(self, connector: AdbcConnector, connection: Connection, cursor: Cursor, sql: str) -> None:
+        self._connector = connector
+        self._connection = connection
+        self._cursor = cursor
+        self._sql = sql
+
+    def start(self) -> pa.RecordBatchReader:
+        self._cursor.execute(self._sql)
+        reader: Any = self._cursor.fetch_record_batch()
+        return reader
+
+    def interrupt(self) -> None:
+        self._cursor.adbc_cancel()
+
+    def finish(self, complete: bool) -> None:
+        if complete:
+            try:
+                self._cursor.close()
+            except Exception:
+                discard(self._connection)
+            else:
+                self._connector._pool.release(self._connection)
+            return
+        with suppress(Exception):  # stop a half-read result before closing (else closing drains it)
+            self._cursor.adbc_cancel()
+        discard(self._connection, self._cursor)
+
+    def error(self, exc: Exception) -> SourceError:
+        return self._connector.error(exc)
+
+
+__all__ = ["AdbcConnector", "ConnectionPool"]

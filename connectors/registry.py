@@ -1,0 +1,28 @@
+"""Connector classes by configured type: the one place a ``type:`` becomes a connector."""
+
+from __future__ import annotations
+
+from connectors.base import Connector
+from connectors.duckdb import DuckdbConnector
+from connectors.files import CsvConnector, ParquetConnector
+from connectors.postgres import PostgresConnector
+from connectors.sqlite import SqliteConnector
+from gateway.config import ConnectorConfig
+from gateway.errors import ConfigError
+
+CONNECTORS: dict[str, type[Connector]] = {
+    cls.kind: cls for cls in (PostgresConnector, SqliteConnector, DuckdbConnector, ParquetConnector, CsvConnector)
+}
+
+
+def open_connector(domain: str, config: ConnectorConfig) -> Connector:
+    """The connector for ``config.type`` (connections open lazily, on first use).
+
+    Raises:
+        ConfigError: for an unknown type or a missing uri/path, naming the domain.
+    """
+    cls = CONNECTORS.get(config.type)
+    if cls is None:
+        known = ", ".join(sorted(CONNECTORS))
+        raise ConfigError(f"domain {domain!r}: unknown connector type {config.type!r} (expected one of {known})")
+    return cls(domain, config)

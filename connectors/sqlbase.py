@@ -1,0 +1,234 @@
+"""What every SQL source shares: typed product columns, scan SQL shaping, streaming with casts.
+
+A source's own values and comparisons do not always match Arrow's, so each product
+column is a :class:`SourceColumn` that says how to bridge the two:
+
+- ``type``: the exact Arrow type the engine sees;
+- ``view_as``: a SQL type the product's relation presents the column as, when the
+  source compares the raw column differently from DataFusion on ``type`` (PostgreSQL
+  enums order by declaration, ``char(n)`` ignores trailing blanks). Pushed predicates
+  then see the very values the engine sees;
+- ``read``: how a scan reads the column so that every value arrives exactly (SQLite
+  decimals are read as text); predicates keep using the raw column.
+
+:class:`ReaderStream` streams a source's record batches, each cast to the expected
+schema by :func:`conform`, which converts exactly or raises.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Generator, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+from sqlglot import exp
+
+from connectors.base import ScanSpec, SourceObject, SourceStream, SqlConnector
+from gateway.config import ConnectorConfig
+from gateway.errors import MeshgateError, SourceError
+
+Read = Callable[[exp.Expr], exp.Expr]
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """One product column: its Arrow type and how the source must present and read it."""
+
+    name: str
+    type: pa.DataType
+    view_as: str | None = None
+    read: Read | None = None
+
+
+class TypedSqlConnector(SqlConnector):
+    """A SQL source whose products are described column by column (see the module doc).
+
+    Subclasses implement :meth:`describe` (over :meth:`raw_relation`) and ``execute``.
+    """
+
+    def __init__(self, domain: str, config: ConnectorConfig) -> None:
+        super().__init__(domain, config)
+        self._columns: dict[SourceObject, tuple[SourceColumn, ...]] = {}
+        self._columns_lock = threading.Lock()
+
+    @abstractmethod
+    def describe(self, source: SourceObject) -> list[SourceColumn]:
+        """Ask the source for the product's columns (raises SourceError)."""
+
+    def columns(self, source: SourceObject) -> tuple[SourceColumn, ...]:
+        """The product's columns, described once and kept until :meth:`schema` is asked again."""
+        with self._columns_lock:
+            cached = self._columns.get(source)
+        return cached if cached is not None else self._describe(source)
+
+    def schema(self, source: SourceObject) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.type) for c in self._describe(source)])
+
+    def _describe(self, source: SourceObject) -> tuple[SourceColumn, ...]:
+        columns = tuple(self.describe(source))
+        with self._columns_lock:
+            self._columns[source] = columns
+        return columns
+
+    def raw_relation(self, source: SourceObject, alias: str) -> exp.Expr:
+        """The product's table or query as the source holds it."""
+        return super().relation(source, alias)
+
+    def relation(self, source: SourceObject, alias: str) -> exp.Expr:
+        """The product as the engine sees it: columns with ``view_as`` cast in a subquery."""
+        columns = self.columns(source)
+        if not any(c.view_as for c in columns):
+            return self.raw_relation(source, alias)
+        dialect = self.capabilities.dialect
+        items = []
+        for c in columns:
+            column = exp.column(c.name, table="s", quoted=True)
+            items.append(exp.cast(column, c.view_as, dialect=dialect).as_(c.name, quoted=True) if c.view_as else column)
+        query = exp.select(*items).from_(self.raw_relation(source, "s"))
+        return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+
+    def scan_sql(self, spec: ScanSpec) -> str:
+        """The base scan, wrapped in an outer select when some columns need a ``read``."""
+        sql = super().scan_sql(spec)
+        reads = {c.name: c.read for c in self.columns(spec.source) if c.read is not None}
+        if not any(name in reads for name in spec.columns):
+            return sql
+        items = []
+        for name in spec.columns:
+            column = exp.column(name, table="q", quoted=True)
+            read = reads.get(name)
+            items.append(read(column).as_(name, quoted=True) if read else column)
+        inner: exp.Expr = exp.maybe_parse(sql, dialect=self.capabilities.dialect)
+        alias = exp.TableAlias(this=exp.to_identifier("q", quoted=True))
+        return self.render(exp.select(*items).from_(exp.Subquery(this=inner, alias=alias)))
+
+
+class ConversionError(ValueError):
+    """A value the source returned has no exact representation in the column's Arrow type."""
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with ``schema``'s names and types (by position), without field metadata.
+
+    Opaque/extension and dictionary columns are unwrapped; numbers become decimals
+    through their text (so ``12.345`` never silently rounds into ``decimal(12, 2)``);
+    every cast is safe: a value that does not fit raises :class:`ConversionError`.
+    """
+    if len(schema) == 0:
+        return batch.select([])
+    if batch.num_columns != len(schema):
+        raise ConversionError(f"the source returned {batch.num_columns} columns, expected {len(schema)}")
+    arrays = [convert(batch.column(i), field.type, field.name) for i, field in enumerate(schema)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def convert(array: pa.Array, target: pa.DataType, name: str) -> pa.Array:
+    """One column cast exactly to ``target`` (see :func:`conform`)."""
+    if isinstance(array, pa.ExtensionArray):
+        array = array.storage
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if array.type == target:
+        return array
+    source = array.type
+    if (pa.types.is_date(target) or pa.types.is_timestamp(target)) and not (
+        _is_text(source) or pa.types.is_temporal(source) or pa.types.is_null(source)
+    ):
+        raise ConversionError(f"column {name!r}: {source} values are not dates or timestamps")
+    try:
+        if pa.types.is_decimal(target) and (pa.types.is_floating(source) or pa.types.is_integer(source)):
+            array = array.cast(pa.string())
+        return array.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise ConversionError(f"column {name!r}: cannot convert {source} to {target} exactly: {error}") from error
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
+
+
+class SourceScan(Protocol):
+    """One running source query, as :class:`ReaderStream` drives it."""
+
+    def start(self) -> pa.RecordBatchReader:
+        """Run the query (may block until its first rows; :meth:`interrupt` stops it)."""
+
+    def interrupt(self) -> None:
+        """Ask the source to stop the query; called from any thread."""
+
+    def finish(self, complete: bool) -> None:
+        """Release the query's resources; ``complete`` says whether every row was read."""
+
+    def error(self, exc: Exception) -> SourceError:
+        """The gateway error for a failure of this query."""
+
+
+class ReaderStream(SourceStream):
+    """A :class:`SourceStream` over a :class:`SourceScan`: the query runs on first iteration.
+
+    ``cancel()`` (any thread) also interrupts the source query; the stream then ends
+    quietly. Resources are released exactly once: when the rows are exhausted, on
+    error, on cancel, or on :meth:`close`.
+    """
+
+    def __init__(self, schema: pa.Schema, scan: SourceScan) -> None:
+        self._scan = scan
+        self._lock = threading.Lock()
+        self._finished = False
+        self._reading: Generator[pa.RecordBatch] = self._read(schema)
+        super().__init__(schema, self._reading)
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from super().__iter__()
+        finally:
+            self.close()
+
+    def cancel(self) -> None:
+        super().cancel()
+        with self._lock:
+            if not self._finished:
+                with suppress(Exception):  # best effort: the stream also stops at the next batch
+                    self._scan.interrupt()
+
+    def close(self) -> None:
+        """Stop and release the source query (from the consuming thread; idempotent)."""
+        if inspect.getgeneratorstate(self._reading) == inspect.GEN_RUNNING:
+            self.cancel()
+            return
+        self._reading.close()
+        self._finish(complete=False)
+
+    def __del__(self) -> None:
+        with suppress(Exception):
+            self.close()
+
+    def _read(self, schema: pa.Schema) -> Generator[pa.RecordBatch]:
+        complete = False
+        try:
+            if self.cancelled:  # cancelled before the first read: never start the query
+                return
+            for batch in self._scan.start():
+                yield conform(batch, schema)
+            complete = True
+        except MeshgateError:
+            raise
+        except ConversionError as error:
+            raise self._scan.error(error) from error
+        except Exception as error:
+            if not self.cancelled:
+                raise self._scan.error(error) from error
+        finally:
+            self._finish(complete)
+
+    def _finish(self, complete: bool) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            self._scan.finish(complete)

@@ -1,0 +1,173 @@
+"""SQLite through ADBC (``adbc_driver_sqlite``): ``config.path`` is a database file, opened read-only.
+
+SQLite stores each value with its own storage class, so a product's Arrow types come
+from the declared column types (``PRAGMA table_info`` of the table, or of a temporary
+view over the product's query), mapped like this::
+
+    BOOLEAN, BOOL                     bool (stored 0/1)
+    DATE                              date32 (stored as ISO text 'YYYY-MM-DD')
+    DATETIME, TIMESTAMP               timestamp[us] (ISO text; no time zones in SQLite)
+    DECIMAL(p, s), NUMERIC(p, s)      decimal128(p, s) (read as text, so never rounded)
+    DECIMAL, NUMERIC                  float64
+    anything else, by SQLite's affinity rules:
+      containing INT                  int64
+      containing CHAR, CLOB or TEXT   string
+      containing BLOB                 binary
+      containing REAL, FLOA or DOUB   float64
+      undeclared or other             string (and compared as text)
+
+A value that does not fit its column's type (text in an INTEGER column, a time zone in
+a TIMESTAMP) fails the scan instead of being guessed at. Computed columns of a
+product's query have no declared type: give them one with ``CAST(expr AS type)``.
+``PRAGMA case_sensitive_like`` is on for every connection, so pushed LIKE matches
+DataFusion. SQLite cannot interrupt a running statement through ADBC: a cancelled
+scan stops at the next batch.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import adbc_driver_sqlite.dbapi
+import pyarrow as pa
+from adbc_driver_manager.dbapi import Connection, Cursor
+from sqlglot import exp
+
+from connectors.adbc import AdbcConnector
+from connectors.base import DiscoveredProduct, SourceObject, SqlCapabilities
+from connectors.naming import identifier, unique
+from connectors.sqlbase import SourceColumn
+from gateway.config import ConnectorConfig
+from gateway.errors import ConfigError, SourceError, SourceUnavailableError
+
+BATCH_ROWS = 65536
+
+# Checked against DataFusion by tests/connectors/test_functions.py. Left out: upper and
+# lower (ASCII only in SQLite), substr (negative starts count from the end).
+FUNCTIONS = frozenset(
+    {
+        "abs",
+        "char_length",
+        "character_length",
+        "coalesce",
+        "instr",
+        "length",
+        "ltrim",
+        "nullif",
+        "octet_length",
+        "replace",
+        "rtrim",
+        "strpos",
+        "trim",
+    }
+)
+
+_DECLARED = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_ ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
+_PROBE = "meshgate_probe"
+
+
+class SqliteConnector(AdbcConnector):
+    """A SQLite database file. Options: ``pool_size``."""
+
+    kind = "sqlite"
+    capabilities = SqlCapabilities(
+        dialect="sqlite", functions=FUNCTIONS, temporal_literals="iso_text", exact_decimals=False
+    )
+
+    def __init__(self, domain: str, config: ConnectorConfig) -> None:
+        if config.path is None:
+            raise ConfigError(f"domain {domain!r}: a sqlite connector needs a path")
+        super().__init__(domain, config)
+        self.path = Path(config.path)
+
+    def connect(self) -> Connection:
+        if not self.path.is_file():
+            raise SourceUnavailableError(self.domain, self.label, f"SQLite file {self.path} does not exist")
+        connection = adbc_driver_sqlite.dbapi.connect(f"{self.path.resolve().as_uri()}?mode=ro")
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA case_sensitive_like = ON")
+        return connection
+
+    def configure(self, cursor: Cursor) -> None:
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
+
+    def discover(self) -> list[DiscoveredProduct]:
+        rows = self.fetch(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+            " ORDER BY name"
+        ).to_pylist()
+        names = unique(identifier(r["name"]) for r in rows)
+        return [
+            DiscoveredProduct(name, SourceObject(table=exp.to_identifier(r["name"], quoted=True).sql("sqlite")))
+            for name, r in zip(names, rows, strict=True)
+        ]
+
+    def describe(self, source: SourceObject) -> list[SourceColumn]:
+        """Declared types of the table, or of a temporary view over the product's query."""
+        if source.table is not None:
+            table = exp.to_table(source.table, dialect="sqlite")
+            info = f"pragma_table_info({_quote(table.name)}, {_quote(table.db or 'main')})"
+            rows = self.fetch(f"SELECT name, type FROM {info} ORDER BY cid").to_pylist()
+            if not rows:
+                raise SourceError(self.domain, self.label, f"no table or view {source.table}")
+            return [declared_column(r["name"], r["type"] or "") for r in rows]
+        query = self.render(exp.select("*").from_(self.raw_relation(source, "t")))
+
+        def declared(cursor: Cursor) -> list[tuple[str, str]]:
+            cursor.execute(f"CREATE TEMP VIEW {_PROBE} AS {query}")  # per connection: probes never collide
+            try:
+                cursor.execute(f"SELECT name, type FROM pragma_table_info('{_PROBE}', 'temp') ORDER BY cid")
+                return [(name, decl or "") for name, decl in cursor.fetchall()]
+            finally:
+                cursor.execute(f"DROP VIEW temp.{_PROBE}")
+
+        return [declared_column(name, decl) for name, decl in self.run(declared)]
+
+
+def _quote(text: str) -> str:
+    return exp.Literal.string(text).sql("sqlite")
+
+
+def declared_column(name: str, declared: str) -> SourceColumn:
+    """The product column for a declared SQLite type (see the module doc)."""
+    match = _DECLARED.match(declared)
+    base = " ".join(match.group(1).upper().split()) if match else declared.upper()
+    if base in ("BOOLEAN", "BOOL"):
+        return SourceColumn(name, pa.bool_())
+    if base == "DATE":
+        return SourceColumn(name, pa.date32())
+    if base in ("DATETIME", "TIMESTAMP"):
+        return SourceColumn(name, pa.timestamp("us"))
+    if base in ("DECIMAL", "NUMERIC"):
+        if match and match.group(2):
+            precision, scale = int(match.group(2)), int(match.group(3) or 0)
+            if 0 < precision <= 38 and scale <= precision:
+                return SourceColumn(name, pa.decimal128(precision, scale), read=_as_text)
+        return SourceColumn(name, pa.float64(), read=_as_real)
+    if "INT" in base:
+        return SourceColumn(name, pa.int64())
+    if any(word in base for word in ("CHAR", "CLOB", "TEXT")):
+        return SourceColumn(name, pa.string(), read=_as_text)
+    if "BLOB" in base:
+        return SourceColumn(name, pa.binary(), read=_as_blob)
+    if any(word in base for word in ("REAL", "FLOA", "DOUB")):
+        return SourceColumn(name, pa.float64())
+    return SourceColumn(name, pa.string(), view_as="TEXT")
+
+
+# ADBC's SQLite driver infers each batch's Arrow type from the values in it, and renders
+# mixed numbers as text with 7 digits: reading such columns in one storage class keeps
+# every value exact (NUMERIC-affinity columns hold both integers and reals).
+def _as_text(column: exp.Expr) -> exp.Expr:
+    return exp.cast(column, "TEXT")
+
+
+def _as_blob(column: exp.Expr) -> exp.Expr:
+    return exp.cast(column, "BLOB")
+
+
+def _as_real(column: exp.Expr) -> exp.Expr:
+    """Integers as reals; anything else as it is (text then fails the cast to float64)."""
+    is_integer = exp.EQ(this=exp.func("typeof", column.copy()), expression=exp.Literal.string("integer"))
+    return exp.Case(ifs=[exp.If(this=is_integer, true=exp.cast(column.copy(), "REAL"))], default=column.copy())

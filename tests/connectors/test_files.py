@@ -1,0 +1,100 @@
+"""Parquet and CSV connectors on real files: discovery, pinned schemas, options, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datafusion import SessionContext
+
+from connectors.base import SourceObject
+from connectors.files import CsvConnector, ParquetConnector
+from gateway.config import ConnectorConfig
+from gateway.errors import ConfigError, SourceError, SourceUnavailableError
+
+TABLE = pa.table({"id": pa.array([1, 2], pa.int32()), "name": ["a", None], "blob": [b"\x00", b""]})
+
+
+def parquet(path: Path) -> ParquetConnector:
+    return ParquetConnector("files", ConnectorConfig(type="parquet", path=path))
+
+
+def csv(path: Path, **options: object) -> CsvConnector:
+    return CsvConnector("files", ConnectorConfig(type="csv", path=path, options=options))
+
+
+def read(connector: ParquetConnector | CsvConnector, source: SourceObject) -> pa.Table:
+    ctx = SessionContext()  # the default configuration: Parquet strings would be string_view
+    connector.register(ctx, "product", source)
+    return ctx.sql("SELECT * FROM product").to_arrow_table()
+
+
+def test_discover_files_and_folders(tmp_path: Path) -> None:
+    pq.write_table(TABLE, tmp_path / "Sales Data.parquet")
+    pq.write_table(TABLE, tmp_path / "2024-report.parquet")
+    (tmp_path / "notes.txt").write_text("not data")
+    (tmp_path / "events").mkdir()
+    pq.write_table(TABLE, tmp_path / "events" / "part-1.parquet")
+    pq.write_table(TABLE, tmp_path / "events" / "part-2.parquet")
+    (tmp_path / "empty").mkdir()
+    connector = parquet(tmp_path)
+    found = {p.name: p.source for p in connector.discover()}
+    assert found == {
+        "_2024_report": SourceObject(table="2024-report.parquet"),
+        "sales_data": SourceObject(table="Sales Data.parquet"),
+        "events": SourceObject(table="events"),
+    }
+    assert read(connector, found["events"]).num_rows == 4
+
+
+def test_a_single_file_is_one_product(tmp_path: Path) -> None:
+    pq.write_table(TABLE, tmp_path / "orders.parquet")
+    connector = parquet(tmp_path / "orders.parquet")
+    (product,) = connector.discover()
+    assert (product.name, product.source) == ("orders", SourceObject(table="orders.parquet"))
+    assert connector.schema(product.source) == TABLE.schema
+
+
+def test_registered_schema_is_the_reported_one(tmp_path: Path) -> None:
+    pq.write_table(TABLE, tmp_path / "t.parquet")
+    connector = parquet(tmp_path)
+    source = SourceObject(table="t.parquet")
+    got = read(connector, source)
+    assert got.schema == connector.schema(source) == TABLE.schema
+    assert got.to_pylist() == TABLE.to_pylist()
+
+
+def test_csv_options(tmp_path: Path) -> None:
+    (tmp_path / "plain.csv").write_text("1;x;2.5\n2;;3\n")
+    connector = csv(tmp_path, delimiter=";", has_header=False)
+    source = SourceObject(table="plain.csv")
+    assert connector.schema(source) == pa.schema(
+        [("column_1", pa.int64()), ("column_2", pa.string()), ("column_3", pa.float64())]
+    )
+    assert read(connector, source).to_pylist() == [
+        {"column_1": 1, "column_2": "x", "column_3": 2.5},
+        {"column_1": 2, "column_2": None, "column_3": 3.0},
+    ]
+
+
+def test_csv_option_errors_name_the_domain(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"domain 'files'.*delimiter"):
+        csv(tmp_path, delimiter=";;")
+    with pytest.raises(ConfigError, match=r"domain 'files'.*has_header"):
+        csv(tmp_path, has_header="yes")
+
+
+def test_errors_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "broken.parquet").write_text("not parquet at all")
+    connector = parquet(tmp_path)
+    with pytest.raises(SourceError, match=r"\[files/parquet:.*\] cannot read .*broken.parquet"):
+        connector.schema(SourceObject(table="broken.parquet"))
+    with pytest.raises(SourceUnavailableError, match=r"\[files/parquet:.*\] .*gone.parquet does not exist"):
+        connector.schema(SourceObject(table="gone.parquet"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceUnavailableError, match=r"no \*.parquet files in .*empty"):
+        connector.schema(SourceObject(table="empty"))
+    with pytest.raises(SourceUnavailableError, match="nowhere does not exist"):
+        parquet(tmp_path / "nowhere").discover()
