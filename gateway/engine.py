@@ -341,9 +341,12 @@ class _DomainSchema(SchemaProvider):
         self._domain = domain
         self._scans = scans
 
-    def table_names(self) -> set[str]:
+    @property
+    def table_names(self) -> list[str]:  # type: ignore[override]
+        # DataFusion's Rust side reads this attribute without calling it and wants a
+        # sequence (information_schema lists nothing otherwise): a property, not a method.
         domain = self._engine.catalog.domain(self._domain)
-        return set(domain.products)
+        return sorted(domain.products)
 
     def table(self, name: str) -> Table | None:
         # A domain that is offline raises here: DataFusion reports it and the
