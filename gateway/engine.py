@@ -80,7 +80,14 @@ class Engine:
 
     def products(self, caller: CallerContext) -> Sequence[ProductInfo]:
         return [
-            ProductInfo(self.catalog.name, p.domain, p.name, p.schema, p.description) for p in self.catalog.products()
+            ProductInfo(
+                self.catalog.name,
+                p.domain,
+                p.name,
+                _described(p, self.catalog.domain(p.domain).config.owner),
+                p.description,
+            )
+            for p in self.catalog.products()
         ]
 
     # -- queries -------------------------------------------------------------------
@@ -211,6 +218,17 @@ class Engine:
             rows.append(("result", f"rows={result_rows} seconds={elapsed:.3f}"))
         table = pa.table({"plan_type": [r[0] for r in rows], "plan": [r[1] for r in rows]}, schema=EXPLAIN_SCHEMA)
         return Execution(EXPLAIN_SCHEMA, iter(table.to_batches()), [])
+
+
+def _described(product: Product, owner: str | None) -> pa.Schema:
+    """The product's schema with its name, description and owner in the schema metadata."""
+    metadata = dict(product.schema.metadata or {})
+    metadata[b"meshgate.product"] = product.qualified_name.encode()
+    if product.description:
+        metadata[b"meshgate.description"] = product.description.encode()
+    if owner:
+        metadata[b"meshgate.owner"] = owner.encode()
+    return product.schema.with_metadata(metadata)
 
 
 def planning_context(config: SessionConfig | None = None) -> SessionContext:
