@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from connectors.naming import unique
+
 FORMATS = ("table", "csv", "json", "parquet")
 
 ELLIPSIS = "…"
@@ -242,7 +244,7 @@ def _csv_ready(data: pa.RecordBatch | pa.Table) -> pa.Table:
 
 def _json_chunks(schema: pa.Schema, batches: Iterator[pa.RecordBatch], *_: Any) -> Iterator[str]:
     """JSON lines, one object per row; repeated column names get ``_2``, ``_3`` ..."""
-    keys = _unique_names(schema.names)
+    keys = unique(schema.names)
     for batch in batches:
         columns = [_json_values(column) for column in batch.columns]
         lines = (
@@ -250,19 +252,6 @@ def _json_chunks(schema: pa.Schema, batches: Iterator[pa.RecordBatch], *_: Any) 
             for row in zip(*columns, strict=True)
         )
         yield "".join(lines)
-
-
-def _unique_names(names: list[str]) -> list[str]:
-    seen: set[str] = set()
-    unique: list[str] = []
-    for name in names:
-        candidate, suffix = name, 1
-        while candidate in seen:
-            suffix += 1
-            candidate = f"{name}_{suffix}"
-        seen.add(candidate)
-        unique.append(candidate)
-    return unique
 
 
 def _json_values(column: pa.Array) -> list[Any]:
