@@ -1,7 +1,12 @@
 """The ``meshgate`` command: thin flag parsing over config, engine and server.
 
 Every flag can also be given as an environment variable (``MESHGATE_CONFIG``,
-``MESHGATE_HOST``, ``MESHGATE_PORT``, ``MESHGATE_SERVER``).
+``MESHGATE_HOST``, ``MESHGATE_PORT``, ``MESHGATE_SERVER``, ``MESHGATE_USER``,
+``MESHGATE_PASSWORD``, ``MESHGATE_TLS_*``; README "Connecting" lists them).
+
+Security policy lives here, not in the server class: ``serve --config`` refuses to start
+without users, ``--no-auth`` is accepted only with ``--demo`` (and says so loudly), and
+``--tls-cert``/``--tls-key`` switch the endpoint to ``grpc+tls://``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.errors import MeshgateError
+
+if TYPE_CHECKING:
+    from gateway.auth import Authenticator
+    from gateway.config import MeshConfig
 
 log = logging.getLogger("meshgate")
 
@@ -53,6 +63,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo-dir", type=Path, default=None, help="where --demo writes its mesh (default: a temp dir)")
     serve.add_argument("--host", default=os.environ.get("MESHGATE_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("MESHGATE_PORT", DEFAULT_PORT)))
+    serve.add_argument(
+        "--statement-timeout",
+        type=_timeout_seconds,
+        default=os.environ.get("MESHGATE_STATEMENT_TIMEOUT", "0"),  # a string default goes through `type`
+        metavar="SECONDS",
+        help="cancel a query (and its source queries) that runs longer; 0 for no limit (the default)."
+        " A session can override it with the statement_timeout session option",
+    )
+    serve.add_argument(
+        "--no-auth", action="store_true", help="with --demo only: serve without authentication (development)"
+    )
+    serve.add_argument("--tls-cert", type=Path, default=_env_path("MESHGATE_TLS_CERT"), help="server certificate (PEM)")
+    serve.add_argument("--tls-key", type=Path, default=_env_path("MESHGATE_TLS_KEY"), help="its private key (PEM)")
+    serve.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=_env_path("MESHGATE_TLS_CLIENT_CA"),
+        help="mutual TLS: accept only clients with a certificate signed by this CA (PEM)",
+    )
     serve.set_defaults(run=_serve)
 
     query = commands.add_parser("query", help="run SQL through a Meshgate (or any Flight SQL) server")
@@ -62,12 +91,51 @@ def _parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     query.add_argument("--output", type=Path, default=None, help="write to this file instead of standard output")
+    query.add_argument("--user", default=os.environ.get("MESHGATE_USER"), help="user name to log in with")
+    query.add_argument(
+        "--password",
+        default=os.environ.get("MESHGATE_PASSWORD"),
+        help="password (prefer MESHGATE_PASSWORD or the prompt: arguments are visible to other local users)",
+    )
+    query.add_argument(
+        "--tls-ca", type=Path, default=_env_path("MESHGATE_TLS_CA"), help="trust this CA for a grpc+tls:// server"
+    )
+    query.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=_env_path("MESHGATE_CLIENT_TLS_CERT"),
+        help="client certificate for mutual TLS (PEM)",
+    )
+    query.add_argument(
+        "--tls-key", type=Path, default=_env_path("MESHGATE_CLIENT_TLS_KEY"), help="its private key (PEM)"
+    )
     query.set_defaults(run=_query)
 
     check = commands.add_parser("check", help="validate a config and connect to every source")
     check.add_argument("--config", type=Path, default=_env_path("MESHGATE_CONFIG"), required=False)
     check.set_defaults(run=_check)
+
+    user = commands.add_parser("user", help="manage users")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    hash_user = user_commands.add_parser(
+        "hash",
+        help="print a users entry (name and argon2id password hash) for the config",
+        description="Reads the password from the terminal (twice), or one line from standard input.",
+    )
+    hash_user.add_argument("name", help="the user name")
+    hash_user.set_defaults(run=_user_hash)
     return parser
+
+
+def _timeout_seconds(text: str) -> float | None:
+    """``--statement-timeout``: seconds, 0 for none (None)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of seconds, not {text!r}")
+    return seconds or None
 
 
 def _env_path(name: str) -> Path | None:
@@ -76,11 +144,14 @@ def _env_path(name: str) -> Path | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.catalog import MeshCatalog
+    import pyarrow as pa
+
     from gateway.config import load_config
     from gateway.engine import Engine
     from gateway.flightsql.server import FlightSqlServer
 
+    if args.no_auth and not args.demo:
+        raise MeshgateError("--no-auth is only allowed with --demo: a mesh served from --config always requires users")
     if args.demo:
         from gateway.demo import write_demo_mesh
 
@@ -91,10 +162,21 @@ def _serve(args: argparse.Namespace) -> int:
         config_path = args.config
     else:
         raise MeshgateError("serve needs --config PATH (or MESHGATE_CONFIG), or --demo")
-    catalog = MeshCatalog(load_config(config_path))
+    config = load_config(config_path)
+    authenticator, demo_password = (None, None) if args.no_auth else _authenticator(config, config_path, demo=args.demo)
+    tls = _server_tls(args)
+    engine = Engine.from_config(config)
+    catalog = engine.catalog
     _log_catalog(catalog)
-    location = f"grpc://{args.host}:{args.port}"
-    server = FlightSqlServer(Engine(catalog), location)
+    scheme = "grpc+tls" if tls else "grpc"
+    location = f"{scheme}://{args.host}:{args.port}"
+    try:
+        server = FlightSqlServer(
+            engine, location, authenticator=authenticator, statement_timeout=args.statement_timeout, **tls
+        )
+    except pa.ArrowException as error:  # gRPC logs why (port in use, ...) and pyarrow says only this
+        catalog.close()
+        raise MeshgateError(f"cannot serve at {location}: {error}") from error
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("stopping (signal %d)", signum)
@@ -102,14 +184,137 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("Meshgate %s serving catalog '%s' at grpc://%s:%d", __version__, catalog.name, args.host, server.port)
+    uri = f"{scheme}://{args.host}:{server.port}"
+    _log_security(args, authenticator, uri)
+    log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
     if args.demo:
-        log.info(
-            'try: meshgate query --server grpc://%s:%d "SELECT * FROM sales.customers LIMIT 5"', args.host, server.port
-        )
+        login = f" --user {_DEMO_USER} --password {demo_password}" if demo_password else ""
+        log.info('try: meshgate query --server %s%s "SELECT * FROM sales.customers LIMIT 5"', uri, login)
     server.serve()
     catalog.close()
     return 0
+
+
+_DEMO_USER = "demo"
+
+
+def _authenticator(config: MeshConfig, config_path: Path, *, demo: bool) -> tuple[Authenticator, str | None]:
+    """Who may connect: the config's users, or (``--demo`` without users) a demo user.
+
+    Answers the authenticator and, for the demo user, its password (random at every start).
+    """
+    import secrets
+
+    from gateway.auth import Authenticator, User, hash_password
+
+    if config.auth is None and demo:
+        password = secrets.token_urlsafe(12)
+        log.warning("demo login: user '%s', password '%s' (new at every start)", _DEMO_USER, password)
+        return Authenticator([User(_DEMO_USER, hash_password(password))]), password
+    if config.auth is None:
+        raise MeshgateError(
+            f"{config_path}: no users configured, and authentication is required: add an 'auth:' section with"
+            " users (`meshgate user hash NAME` prints an entry; README, 'Connecting'). --no-auth is only for --demo."
+        )
+    try:
+        authenticator = Authenticator(
+            config.auth.users, key=_token_key(config), token_ttl_seconds=config.auth.token_ttl_seconds
+        )
+    except ValueError as error:
+        raise MeshgateError(f"{config.auth.file}: auth: {error}") from error
+    return authenticator, None
+
+
+def _token_key(config: MeshConfig) -> bytes | None:
+    """The token signing key: ``MESHGATE_TOKEN_KEY``, else ``auth.token_key_file``, else generated."""
+    from gateway.auth import MIN_TOKEN_KEY_BYTES
+
+    assert config.auth is not None
+    if os.environ.get("MESHGATE_TOKEN_KEY"):
+        key, source = os.environ["MESHGATE_TOKEN_KEY"].encode("utf-8"), "MESHGATE_TOKEN_KEY"
+    elif config.auth.token_key_file is not None:
+        key, source = _read_file(config.auth.token_key_file, "auth.token_key_file").strip(), "auth.token_key_file"
+    else:
+        log.info(
+            "tokens are signed with a key generated at start: they stop working when the gateway stops"
+            " (set MESHGATE_TOKEN_KEY or auth.token_key_file to share a key across restarts and replicas)"
+        )
+        return None
+    if len(key) < MIN_TOKEN_KEY_BYTES:
+        raise MeshgateError(
+            f"{source}: the token signing key must be at least {MIN_TOKEN_KEY_BYTES} bytes, got {len(key)}"
+            " (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    return key
+
+
+def _server_tls(args: argparse.Namespace) -> dict[str, Any]:
+    """``FlightServerBase`` TLS options from ``--tls-cert/--tls-key/--tls-client-ca``."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise MeshgateError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)")
+        return {}
+    if args.tls_cert is None or args.tls_key is None:
+        raise MeshgateError("--tls-cert and --tls-key go together: the server certificate and its private key")
+    cert, key = _read_pem(args.tls_cert, "--tls-cert"), _read_pem(args.tls_key, "--tls-key")
+    _check_tls_files(args.tls_cert, args.tls_key, args.tls_client_ca)
+    options: dict[str, Any] = {"tls_certificates": [(cert, key)]}
+    if args.tls_client_ca is not None:
+        options |= {"verify_client": True, "root_certificates": _read_pem(args.tls_client_ca, "--tls-client-ca")}
+    return options
+
+
+def _check_tls_files(cert: Path, key: Path, client_ca: Path | None) -> None:
+    """Load the files with the stdlib ``ssl`` module: gRPC only says "did not start" otherwise."""
+    import ssl
+
+    def encrypted() -> bytes:
+        raise MeshgateError(f"--tls-key: {key} is encrypted; give the gateway an unencrypted key (readable by it only)")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=encrypted)
+    except ssl.SSLError as error:
+        raise MeshgateError(f"--tls-cert/--tls-key: {cert}, {key}: not a certificate and its key: {error}") from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(client_ca)
+        except ssl.SSLError as error:
+            raise MeshgateError(f"--tls-client-ca: {client_ca} holds no CA certificate: {error}") from None
+
+
+def _log_security(args: argparse.Namespace, authenticator: Authenticator | None, uri: str) -> None:
+    if authenticator is None:
+        banner = "*" * 78
+        log.warning(banner)
+        log.warning("AUTHENTICATION IS OFF (--no-auth): anyone who reaches %s can query every data product.", uri)
+        log.warning("This development mode exists only for the demo; `serve --config` always requires users.")
+        log.warning(banner)
+    else:
+        users, ttl = len(authenticator.users), authenticator.token_ttl_seconds
+        log.info("authentication required: %d users; tokens valid %d s", users, ttl)
+    if args.tls_cert is None and args.host not in {"127.0.0.1", "localhost", "::1"}:
+        log.warning(
+            "serving without TLS on %s: passwords, tokens and results cross the network in clear text;"
+            " use --tls-cert and --tls-key",
+            args.host,
+        )
+    elif args.tls_client_ca is not None:
+        log.info("mutual TLS: clients need a certificate signed by %s", args.tls_client_ca)
+
+
+def _read_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise MeshgateError(f"{what}: cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _read_pem(path: Path, what: str) -> bytes:
+    data = _read_file(path, what)
+    if b"-----BEGIN " not in data:
+        raise MeshgateError(f"{what}: {path} is not a PEM file (expected a '-----BEGIN ...' block)")
+    return data
 
 
 def _log_catalog(catalog: object) -> None:
@@ -134,10 +339,15 @@ def _query(args: argparse.Namespace) -> int:
     if args.format == "parquet" and args.output is None:
         print("error: --format parquet writes a binary file: add --output FILE", file=sys.stderr)
         return 2
+    try:
+        options = _client_options(args)
+    except MeshgateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     # Flight SQL has no transactions; the DB-API wrapper warns about it on every connect.
     warnings.filterwarnings("ignore", message="Cannot disable autocommit")
     try:
-        with flightsql.connect(args.server) as connection, connection.cursor() as cursor:
+        with flightsql.connect(args.server, db_kwargs=options) as connection, connection.cursor() as cursor:
             cursor.execute(args.sql)
             reader = cursor.fetch_record_batch()
             write_result(reader, args.format, args.output)
@@ -147,6 +357,59 @@ def _query(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _client_options(args: argparse.Namespace) -> dict[str, str]:
+    """ADBC Flight SQL options for ``--user/--password`` and ``--tls-ca/--tls-cert/--tls-key``."""
+    from adbc_driver_flightsql import DatabaseOptions
+
+    options: dict[str, str] = {}
+    if args.user is not None:
+        password = args.password
+        if password is None and sys.stdin.isatty():
+            import getpass
+
+            password = getpass.getpass(f"password for {args.user}: ")
+        if password is None:
+            raise MeshgateError("--user needs a password: set MESHGATE_PASSWORD, or pass --password")
+        options |= {"username": args.user, "password": password}
+    elif args.password is not None:
+        raise MeshgateError("--password needs --user (or MESHGATE_USER)")
+    tls = args.tls_ca is not None or args.tls_cert is not None or args.tls_key is not None
+    if tls and not args.server.startswith("grpc+tls://"):
+        raise MeshgateError(f"TLS options need a grpc+tls:// server, not {args.server}")
+    if args.tls_ca is not None:
+        options[DatabaseOptions.TLS_ROOT_CERTS.value] = _read_pem(args.tls_ca, "--tls-ca").decode()
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise MeshgateError("--tls-cert and --tls-key go together: the client certificate and its private key")
+    if args.tls_cert is not None:
+        options[DatabaseOptions.MTLS_CERT_CHAIN.value] = _read_pem(args.tls_cert, "--tls-cert").decode()
+        options[DatabaseOptions.MTLS_PRIVATE_KEY.value] = _read_pem(args.tls_key, "--tls-key").decode()
+    return options
+
+
+def _user_hash(args: argparse.Namespace) -> int:
+    """Print a ``users`` entry with an argon2id hash of a password read from the terminal or stdin."""
+    import getpass
+
+    import yaml
+
+    from gateway.auth import USER_NAME_PATTERN, hash_password
+
+    if not USER_NAME_PATTERN.match(args.name):
+        raise MeshgateError(f"'{args.name}' is not a valid user name: use at most 128 letters, digits and _ . @ + -")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise MeshgateError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise MeshgateError("the password is empty")
+    entry = [{"name": args.name, "password_hash": hash_password(password)}]
+    print(yaml.safe_dump(entry, sort_keys=False, width=1000), end="")
+    print("# add this entry under auth.users in the mesh config (or under users in the users file)", file=sys.stderr)
     return 0
 
 
@@ -167,6 +430,11 @@ def _check(args: argparse.Namespace) -> int:
         raise MeshgateError("check needs --config PATH (or MESHGATE_CONFIG)")
     config = load_config(args.config)
     print(f"config {args.config}: catalog '{config.catalog}', {len(config.domains)} domains")
+    if config.auth is None:
+        print("auth: no users declared: `meshgate serve` refuses to serve this config")
+    else:
+        names = ", ".join(user.name for user in config.auth.users)
+        print(f"auth: {len(config.auth.users)} users ({names}); tokens valid {config.auth.token_ttl_seconds} s")
     catalog = MeshCatalog(config)
     failed = 0
     try:

@@ -1,4 +1,8 @@
-"""The `meshgate` command as a user runs it: serve the demo, query it, check configs."""
+"""The `meshgate` command as a user runs it: serve the demo, query it, check configs.
+
+The demo gateway requires a log-in (its password is printed at start-up); queries send it
+through MESHGATE_USER/MESHGATE_PASSWORD. tests/auth/ covers authentication and TLS.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,15 @@ from gateway.demo import EXAMPLE_QUERIES
 from tests.support.gateway import GatewayProcess, query
 
 
-def meshgate(*args: str) -> subprocess.CompletedProcess[str]:
+def meshgate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=120, check=False, env=env
     )
+
+
+def demo_query(demo: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """``meshgate query --server <demo> ...`` logged in as the demo user."""
+    return meshgate("query", "--server", demo.uri, *args, env=demo.client_env())
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +40,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
 
 @pytest.mark.parametrize("number", range(len(EXAMPLE_QUERIES)))
 def test_demo_example_queries_run_through_the_cli(demo: GatewayProcess, number: int) -> None:
-    result = meshgate("query", "--server", demo.uri, EXAMPLE_QUERIES[number])
+    result = demo_query(demo, EXAMPLE_QUERIES[number])
     assert result.returncode == 0, result.stderr
     footer = result.stdout.strip().splitlines()[-1]
     assert footer.startswith("(") and "row" in footer
@@ -40,30 +49,40 @@ def test_demo_example_queries_run_through_the_cli(demo: GatewayProcess, number: 
 
 def test_query_formats(demo: GatewayProcess, tmp_path: Path) -> None:
     sql = "SELECT customer_id, name, lifetime_value FROM sales.customers ORDER BY customer_id LIMIT 3"
-    as_csv = meshgate("query", "--server", demo.uri, "--format", "csv", sql)
+    as_csv = demo_query(demo, "--format", "csv", sql)
     assert as_csv.returncode == 0, as_csv.stderr
     assert as_csv.stdout.splitlines()[0] == '"customer_id","name","lifetime_value"'
     assert len(as_csv.stdout.splitlines()) == 4
-    as_json = meshgate("query", "--server", demo.uri, "--format", "json", sql)
+    as_json = demo_query(demo, "--format", "json", sql)
     assert [json.loads(line)["customer_id"] for line in as_json.stdout.splitlines()] == [1, 2, 3]
     target = tmp_path / "out.parquet"
-    as_parquet = meshgate("query", "--server", demo.uri, "--format", "parquet", "--output", str(target), sql)
+    as_parquet = demo_query(demo, "--format", "parquet", "--output", str(target), sql)
     assert as_parquet.returncode == 0, as_parquet.stderr
-    assert pq.read_table(target).equals(query(demo.uri, sql))
+    assert pq.read_table(target).equals(query(demo.uri, sql, demo.credentials))
 
 
 def test_query_errors_are_clear_and_the_server_survives(demo: GatewayProcess) -> None:
-    bad = meshgate("query", "--server", demo.uri, "SELECT * FROM sales.nope")
+    bad = demo_query(demo, "SELECT * FROM sales.nope")
     assert bad.returncode == 1
     assert "unknown data product 'sales.nope'" in bad.stderr and "Traceback" not in bad.stderr
-    syntax = meshgate("query", "--server", demo.uri, "SELECT * FROM sales.customers WHERE")
+    syntax = demo_query(demo, "SELECT * FROM sales.customers WHERE")
     assert syntax.returncode == 1 and "SQL syntax error" in syntax.stderr
-    unqualified = meshgate("query", "--server", demo.uri, "SELECT * FROM customers")
+    unqualified = demo_query(demo, "SELECT * FROM customers")
     assert "unknown data product 'customers': name products as domain.product" in unqualified.stderr
     assert unqualified.stderr.startswith("error:"), unqualified.stderr
-    missing_output = meshgate("query", "--server", demo.uri, "--format", "parquet", "SELECT 1")
+    missing_output = demo_query(demo, "--format", "parquet", "SELECT 1")
     assert missing_output.returncode == 2 and "--output" in missing_output.stderr
-    assert query(demo.uri, "SELECT count(*) AS n FROM sales.customers").column("n").to_pylist() == [300]
+    assert query(demo.uri, "SELECT count(*) AS n FROM sales.customers", demo.credentials).column("n").to_pylist() == [
+        300
+    ]
+
+
+def test_the_demo_requires_its_printed_login(demo: GatewayProcess) -> None:
+    assert demo.credentials is not None and demo.credentials.user == "demo"
+    anonymous = meshgate("query", "--server", demo.uri, "SELECT 1")
+    assert anonymous.returncode == 1
+    assert "authentication required: connect with a user name and password" in anonymous.stderr
+    assert any(" WARNING " in line and "demo login: user 'demo', password" in line for line in demo.startup_log)
 
 
 def test_check_lists_domains_and_products(demo: GatewayProcess) -> None:

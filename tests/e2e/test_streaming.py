@@ -10,13 +10,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, auth_yaml
 
 ROWS = 5_000_000
 SCHEMA = "meshgate_streaming"
@@ -47,6 +46,7 @@ def big_mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str) -> Pat
     products:
       - {{name: kinds, source: kinds.csv}}
 """
+        + auth_yaml()
     )
     return directory / "mesh.yaml"
 
@@ -75,7 +75,7 @@ def test_large_result_streams_intact_in_bounded_memory(gateway_process: GatewayP
     started = time.perf_counter()
     first_batch_at: float | None = None
     rows = batches = result_bytes = id_sum = 0
-    with flightsql.connect(gateway_process.uri) as connection, connection.cursor() as cursor:
+    with gateway_process.connect() as connection, connection.cursor() as cursor:
         cursor.execute(sql)
         reader = cursor.fetch_record_batch()
         for batch in reader:

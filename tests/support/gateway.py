@@ -1,4 +1,10 @@
-"""Running a real gateway for tests: in-process (fast) or as a `meshgate serve` subprocess."""
+"""Running a real gateway for tests: in-process (fast) or as a `meshgate serve` subprocess.
+
+In-process servers run without authentication (the ``FlightSqlServer`` default). A
+``meshgate serve --config`` process requires users, so configs given to
+:class:`GatewayProcess` declare the test user (:func:`auth_yaml`), and clients connect
+with :data:`TEST_CREDENTIALS` (or, for the demo, the password it prints).
+"""
 
 from __future__ import annotations
 
@@ -11,22 +17,56 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 
-from gateway.catalog import MeshCatalog
+from gateway.auth import hash_password
 from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.flightsql.server import FlightSqlServer
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """A user name and password, as the ADBC driver and ``meshgate query`` take them."""
+
+    user: str
+    password: str
+
+    def db_kwargs(self) -> dict[str, str]:
+        return {"username": self.user, "password": self.password}
+
+    def env(self) -> dict[str, str]:
+        """``os.environ`` plus ``MESHGATE_USER``/``MESHGATE_PASSWORD``, for ``meshgate query``."""
+        return {**os.environ, "MESHGATE_USER": self.user, "MESHGATE_PASSWORD": self.password}
+
+
+TEST_CREDENTIALS = Credentials("tester", "correct horse battery staple")
+
+
+@cache
+def _hash(password: str) -> str:
+    return hash_password(password)
+
+
+def auth_yaml(*users: Credentials, indent: str = "") -> str:
+    """A top-level ``auth:`` section (YAML text) declaring ``users`` (default: the test user)."""
+    lines = ["auth:", "  users:"]
+    for user in users or (TEST_CREDENTIALS,):
+        lines += [f"    - name: {user.user}", f"      password_hash: '{_hash(user.password)}'"]
+    return "".join(f"{indent}{line}\n" for line in lines)
+
+
 @contextmanager
 def serve_in_process(config: Path) -> Iterator[str]:
     """Serve ``config`` on a free loopback port in this process; yields the URI."""
-    catalog = MeshCatalog(load_config(config))
-    server = FlightSqlServer(Engine(catalog), "grpc://127.0.0.1:0")
+    engine = Engine.from_config(load_config(config))
+    catalog = engine.catalog
+    server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
     try:
@@ -38,42 +78,66 @@ def serve_in_process(config: Path) -> Iterator[str]:
 
 
 class GatewayProcess:
-    """``meshgate serve`` in a child process, so its memory can be measured on its own."""
+    """``meshgate serve`` in a child process, so its memory can be measured on its own.
 
-    def __init__(self, config: Path | None, *, extra: tuple[str, ...] = ()) -> None:
+    ``credentials`` are what clients log in with: the test user by default (the config
+    must declare it, see :func:`auth_yaml`), the printed demo login for :meth:`demo`, or
+    ``None`` for ``--no-auth``. ``startup_log`` holds the lines printed before serving.
+    """
+
+    def __init__(
+        self,
+        config: Path | None,
+        *,
+        extra: tuple[str, ...] = (),
+        credentials: Credentials | None = TEST_CREDENTIALS,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
+        self.credentials = credentials
+        self.startup_log: list[str] = []
         source = ("--config", str(config)) if config is not None else ()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", *source, *extra, "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "MESHGATE_LOG_LEVEL": "INFO"},
+            env={**os.environ, "MESHGATE_LOG_LEVEL": "INFO", **(env or {})},
         )
         self.uri = self._wait_for_port()
 
     @classmethod
-    def demo(cls, directory: Path) -> GatewayProcess:
+    def demo(cls, directory: Path, *, extra: tuple[str, ...] = ()) -> GatewayProcess:
         """``meshgate serve --demo`` writing its mesh into ``directory``."""
-        process = cls(None, extra=("--demo", "--demo-dir", str(directory)))
+        process = cls(None, extra=("--demo", "--demo-dir", str(directory), *extra), credentials=None)
         process.config = directory / "config"
         return process
 
     def _wait_for_port(self) -> str:
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60
-        lines: list[str] = []
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:
                 break
-            lines.append(line)
-            found = re.search(r"serving catalog '\w+' at (grpc://[\d.]+:\d+)", line)
+            self.startup_log.append(line)
+            login = re.search(r"demo login: user '(\S+)', password '(\S+)'", line)
+            if login:
+                self.credentials = Credentials(login.group(1), login.group(2))
+            found = re.search(r"serving catalog '\w+' at (grpc(?:\+tls)?://[\w.-]+:\d+)", line)
             if found:
                 threading.Thread(target=self._drain, daemon=True).start()
                 return found.group(1)
         self.process.kill()
-        raise RuntimeError("gateway did not start:\n" + "".join(lines))
+        raise RuntimeError("gateway did not start:\n" + "".join(self.startup_log))
+
+    def connect(self) -> flightsql.Connection:
+        """An ADBC connection logged in with :attr:`credentials`."""
+        return connect(self.uri, self.credentials)
+
+    def client_env(self) -> dict[str, str]:
+        """The environment for ``meshgate query`` against this gateway (credentials included)."""
+        return self.credentials.env() if self.credentials is not None else dict(os.environ)
 
     def _drain(self) -> None:
         assert self.process.stdout is not None
@@ -96,9 +160,15 @@ class GatewayProcess:
             self.process.wait()
 
 
-def query(uri: str, sql: str) -> pa.Table:
+def connect(uri: str, credentials: Credentials | None = None, **options: str) -> flightsql.Connection:
+    """An ADBC Flight SQL connection, logged in when ``credentials`` are given."""
+    db_kwargs = {**(credentials.db_kwargs() if credentials is not None else {}), **options}
+    return flightsql.connect(uri, db_kwargs=db_kwargs)
+
+
+def query(uri: str, sql: str, credentials: Credentials | None = None) -> pa.Table:
     """Run ``sql`` through the ADBC Flight SQL driver (a real, independent client)."""
-    with flightsql.connect(uri) as connection, connection.cursor() as cursor:
+    with connect(uri, credentials) as connection, connection.cursor() as cursor:
         cursor.execute(sql)
         table: pa.Table = cursor.fetch_arrow_table()
         return table
