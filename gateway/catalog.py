@@ -35,6 +35,7 @@ class Product:
     schema: pa.Schema
     connector: Connector
     description: str | None = None
+    primary_key: tuple[str, ...] = ()
 
     @property
     def qualified_name(self) -> str:
@@ -92,6 +93,13 @@ class MeshCatalog:
             )
         return product
 
+    def find(self, domain_name: str, product_name: str) -> Product | None:
+        """The product if it exists and its domain is online; never raises."""
+        domain = self._domains.get(domain_name)
+        if domain is None or domain.error is not None:
+            return None
+        return domain.products.get(product_name)
+
     def products(self) -> Iterator[Product]:
         for domain in self._domains.values():
             yield from domain.products.values()
@@ -137,5 +145,18 @@ def _load_products(config: DomainConfig, connector: Connector) -> dict[str, Prod
             schema=schema,
             connector=connector,
             description=description,
+            primary_key=_primary_key(config.name, name, connector, source, schema),
         )
     return products
+
+
+def _primary_key(
+    domain: str, name: str, connector: Connector, source: SourceObject, schema: pa.Schema
+) -> tuple[str, ...]:
+    """The source's primary key of a product; none when it cannot be read (the product still serves)."""
+    try:
+        key = connector.primary_key(source)
+    except MeshgateError as error:
+        log.warning("product '%s.%s' reports no primary key: %s", domain, name, error)
+        return ()
+    return key if set(key) <= set(schema.names) else ()

@@ -8,25 +8,40 @@ itself. Knows nothing about Flight.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from datafusion import DataFrame, SessionConfig, SessionContext, SQLOptions
+import pyarrow.dataset as ds
+from datafusion import DataFrame, LogicalPlan, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
 from connectors.base import FileConnector, SqlConnector
 from gateway.api import CallerContext, DomainInfo, ProductInfo
+from gateway.audit import AuditLog, QueryRecord
 from gateway.catalog import MeshCatalog, Product
-from gateway.errors import MeshgateError, NotFoundError, NotSupportedError, PlanningError, QueryCancelledError
+from gateway.config import MeshConfig
+from gateway.errors import (
+    MeshgateError,
+    NotFoundError,
+    NotSupportedError,
+    PermissionDeniedError,
+    PlanningError,
+    QueryCancelledError,
+)
+from gateway.governance import governed_schema, referenced_products, view_sql
 from gateway.parameters import parameter_schema, parameter_values
-from gateway.planner import negotiate_scans, single_source_sql
+from gateway.planner import negotiate_scans, single_source_sql, touched
+from gateway.policy import PolicySet, check_references
 from gateway.scan import ProductDataset, ProductScan, SourceQuery, classic_types, conform
+from gateway.system_tables import SYSTEM_SCHEMA, TABLES
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +77,37 @@ class Query:
 class Engine:
     """Plans and runs SQL over a :class:`MeshCatalog`."""
 
-    def __init__(self, catalog: MeshCatalog, settings: EngineSettings | None = None) -> None:
+    def __init__(
+        self,
+        catalog: MeshCatalog,
+        settings: EngineSettings | None = None,
+        policies: PolicySet | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.catalog = catalog
         self.settings = settings or EngineSettings()
+        self.policies = policies or PolicySet()
+        self.audit = audit or AuditLog()
         self._file_tables: dict[tuple[str, str], Table] = {}
         self._file_lock = threading.Lock()
+
+    @classmethod
+    def from_config(
+        cls, config: MeshConfig, settings: EngineSettings | None = None, audit: AuditLog | None = None
+    ) -> Engine:
+        """Open every domain of ``config`` and check its policies against what exists."""
+        catalog = MeshCatalog(config)
+        try:
+            online = {(p.domain, p.name): p.schema for p in catalog.products()}
+            offline = {d.name for d in catalog.domains() if d.error is not None}
+            check_references(config.policies, online, offline)
+        except BaseException:
+            catalog.close()
+            raise
+        return cls(catalog, settings, config.policies, audit)
+
+    def close(self) -> None:
+        self.catalog.close()
 
     # -- catalog -------------------------------------------------------------------
     @property
@@ -79,35 +120,69 @@ class Engine:
         ]
 
     def products(self, caller: CallerContext) -> Sequence[ProductInfo]:
-        return [
-            ProductInfo(
-                self.catalog.name,
-                p.domain,
-                p.name,
-                _described(p, self.catalog.domain(p.domain).config.owner),
-                p.description,
-            )
-            for p in self.catalog.products()
-        ]
+        """The products ``caller`` may read, with the schema they see (granted, masked)."""
+        visible = []
+        for p in self.catalog.products():
+            access = self.policies.access(caller, p.domain, p.name, p.schema)
+            if access is None:
+                continue
+            schema = governed_schema(_described(p, self.catalog.domain(p.domain).config.owner), access)
+            key = p.primary_key if set(p.primary_key) <= set(schema.names) else ()  # not a key once columns are hidden
+            visible.append(ProductInfo(self.catalog.name, p.domain, p.name, schema, p.description, primary_key=key))
+        return visible
 
     # -- queries -------------------------------------------------------------------
     def prepare(self, sql: str, caller: CallerContext) -> Query:
+        try:
+            return self._prepare(sql, caller)
+        except MeshgateError as error:
+            self._audit_failure(sql, caller, error)
+            raise
+
+    def _prepare(self, sql: str, caller: CallerContext) -> Query:
         match = _EXPLAIN.match(sql)
         if match:
             inner = sql[match.end() :]
-            self.prepare(inner, caller)  # report errors of the explained query now
+            self._prepare(inner, caller)  # report errors of the explained query now
             return Query(sql, EXPLAIN_SCHEMA, explain=True, analyze=bool(match.group("analyze")), inner_sql=inner)
-        dataframe = self._dataframe(self._context(caller, {}), sql, {})
+        scope = _Scope(caller)
+        dataframe = self._dataframe(self._context(scope, sql), sql, {})
         return Query(sql, classic_types(dataframe.schema()), parameter_schema(dataframe, sql))
 
     def execute(self, prepared: Any, caller: CallerContext, parameters: pa.RecordBatch | None = None) -> Execution:
         query = prepared if isinstance(prepared, Query) else self.prepare(prepared.sql, caller)
-        if query.explain:
-            return self._explain(query, caller)
-        values = parameter_values(query.parameter_schema, parameters)
-        planned = self._plan(query.sql, caller, values)
-        schema = query.schema if not values else classic_types(planned.dataframe.schema())
-        return planned.start(schema)
+        record = QueryRecord(uuid.uuid4().hex, caller.user, dt.datetime.now(dt.UTC), query.sql)
+        try:
+            if query.explain:
+                execution = self._explain(query, caller)
+            else:
+                values = parameter_values(query.parameter_schema, parameters)
+                planned = self._plan(query.sql, caller, values)
+                schema = query.schema if not values else classic_types(planned.dataframe.schema())
+                record.products, record.columns = touched(planned.plan)
+                record.policies = list(dict.fromkeys(planned.scope.applied))
+                execution = planned.start(schema)
+        except MeshgateError as error:
+            self._audit_failure(query.sql, caller, error, record)
+            raise
+        execution.on_finish = lambda outcome, error: self._audit_finish(record, execution, outcome, error)
+        return execution
+
+    def _audit_finish(self, record: QueryRecord, execution: Execution, outcome: str, error: str | None) -> None:
+        record.rows = execution.rows
+        record.outcome = outcome
+        record.error = error
+        record.duration_ms = (dt.datetime.now(dt.UTC) - record.started).total_seconds() * 1000
+        self.audit.record(record)
+
+    def _audit_failure(
+        self, sql: str, caller: CallerContext, error: MeshgateError, record: QueryRecord | None = None
+    ) -> None:
+        record = record or QueryRecord(uuid.uuid4().hex, caller.user, dt.datetime.now(dt.UTC), sql)
+        record.outcome = "denied" if isinstance(error, PermissionDeniedError) else "error"
+        record.error = str(error)
+        record.duration_ms = (dt.datetime.now(dt.UTC) - record.started).total_seconds() * 1000
+        self.audit.record(record)
 
     def run(self, sql: str, caller: CallerContext | None = None) -> Execution:
         """Prepare and execute in one call (for the CLI and tests)."""
@@ -116,16 +191,18 @@ class Engine:
 
     # -- planning ------------------------------------------------------------------
     def _plan(self, sql: str, caller: CallerContext, values: dict[str, pa.Scalar] | None = None) -> _Planned:
-        scans: dict[tuple[str, str], ProductScan] = {}
-        dataframe = self._dataframe(self._context(caller, scans), sql, values or {})
+        scope = _Scope(caller)
+        scans = scope.scans
+        dataframe = self._dataframe(self._context(scope, sql), sql, values or {})
         try:
             plan = dataframe.optimized_logical_plan()
         except Exception as error:
             raise _planning_error(error, self.catalog) from None
-        routed = single_source_sql(dataframe, scans)
+        # Masks are DataFusion expressions a source may not evaluate alike: such queries stay federated.
+        routed = None if scope.masked else single_source_sql(dataframe, scans)
         if routed is None:
             negotiate_scans(plan, scans)
-        return _Planned(self, dataframe, scans, routed)
+        return _Planned(self, dataframe, plan, scans, routed, scope)
 
     def _dataframe(self, ctx: SessionContext, sql: str, values: dict[str, pa.Scalar]) -> DataFrame:
         try:
@@ -135,8 +212,9 @@ class Engine:
                 raise NotSupportedError(f"the mesh is read-only: {_clean(str(error))}") from None
             raise _planning_error(error, self.catalog) from None
 
-    def _context(self, caller: CallerContext, scans: dict[tuple[str, str], ProductScan]) -> SessionContext:
+    def _context(self, scope: _Scope, sql: str) -> SessionContext:
         self._prepare_file_tables()
+        caller = scope.caller
         config = (
             SessionConfig()
             .with_default_catalog_and_schema(self.catalog.name, caller.default_schema or UNQUALIFIED_SCHEMA)
@@ -147,8 +225,46 @@ class Engine:
             .set("datafusion.sql_parser.map_string_types_to_utf8view", "false")
         )
         ctx = planning_context(config)
-        ctx.register_catalog_provider(self.catalog.name, _MeshCatalogProvider(self, scans))
+        if self.policies.enabled:
+            self._govern(ctx, scope, sql)
+        ctx.register_catalog_provider(self.catalog.name, _MeshCatalogProvider(self, scope))
         return ctx
+
+    def _govern(self, ctx: SessionContext, scope: _Scope, sql: str) -> None:
+        """Prepare the governed view of every product ``sql`` reads (see gateway/governance.py).
+
+        The raw products live in a catalog with an unguessable name; the domain schemas
+        hand out only these views, so a product not prepared here cannot be read.
+        """
+        scope.views = {}
+        scope.raw_catalog = f"__raw_{uuid.uuid4().hex}"
+        ctx.register_catalog_provider(scope.raw_catalog, _RawCatalogProvider(self, scope))
+        referenced = referenced_products(sql, self.catalog.name, scope.caller.default_schema)
+        if referenced is None or any(domain in _LISTINGS for domain, _ in referenced):
+            referenced = {(p.domain, p.name) for p in self.catalog.products()}
+            denied_is_error = False
+        else:
+            denied_is_error = True
+        for domain_name, name in sorted(referenced):
+            product = self.catalog.find(domain_name, name)
+            if product is None:
+                continue  # unknown or offline: DataFusion reports it, with the catalog's own message
+            access = self.policies.access(scope.caller, domain_name, name, product.schema)
+            if access is None:
+                if denied_is_error:
+                    who = f"user '{scope.caller.user}'" if scope.caller.user else "an anonymous caller"
+                    raise PermissionDeniedError(f"access denied: {who} has no grant on {domain_name}.{name}")
+                continue
+            scope.applied.extend(access.applied)
+            if access.unrestricted and access.columns == tuple(product.schema.names):
+                scope.views[(domain_name, name)] = None
+                continue
+            scope.masked = scope.masked or bool(access.masks)
+            try:
+                view = ctx.sql(view_sql(scope.raw_catalog, domain_name, name, product.schema, access))
+            except Exception as error:
+                raise PlanningError(f"the policies on {domain_name}.{name} do not plan: {_clean(str(error))}") from None
+            scope.views[(domain_name, name)] = Table(view)
 
     def table_for(self, product: Product, scans: dict[tuple[str, str], ProductScan]) -> Table:
         """The DataFusion table a query reads ``product`` through."""
@@ -199,7 +315,7 @@ class Engine:
             rows.append(("route", f"single source: the whole query runs in domain '{domain}' ({connector.label})"))
         else:
             rows.append(("route", "federated: DataFusion joins the sources' results"))
-            rows.append(("logical_plan", planned.dataframe.optimized_logical_plan().display_indent()))
+            rows.append(("logical_plan", planned.plan.display_indent()))
         for scan in planned.scans.values():
             if query.analyze:
                 rows.extend(_source_query_row(record, analyzed=True) for record in scan.queries)
@@ -256,11 +372,25 @@ def _source_query_row(record: SourceQuery, *, analyzed: bool) -> tuple[str, str]
 
 
 @dataclass
+class _Scope:
+    """One query's view of the mesh: who asks, the scans it opened, the governed views."""
+
+    caller: CallerContext
+    scans: dict[tuple[str, str], ProductScan] = field(default_factory=dict)
+    views: dict[tuple[str, str], Table | None] | None = None  # None: no policies in force
+    raw_catalog: str = ""
+    masked: bool = False
+    applied: list[str] = field(default_factory=list)
+
+
+@dataclass
 class _Planned:
     engine: Engine
     dataframe: DataFrame
+    plan: LogicalPlan  # optimised
     scans: dict[tuple[str, str], ProductScan]
     routed: tuple[str, str] | None
+    scope: _Scope
 
     def start(self, schema: pa.Schema) -> Execution:
         if self.routed is not None:
@@ -303,6 +433,8 @@ class Execution:
         self._cancel_source = cancel_source
         self._cancelled = threading.Event()
         self.rows = 0
+        self.on_finish: Callable[[str, str | None], None] | None = None
+        self._finished = False
 
     @property
     def source_queries(self) -> list[SourceQuery]:
@@ -316,12 +448,26 @@ class Execution:
                 batch = conform(batch, self.schema)
                 self.rows += batch.num_rows
                 yield batch
-        except MeshgateError:
+            self._finish("ok", None)
+        except QueryCancelledError as error:
+            self._finish("cancelled", str(error))
+            raise
+        except MeshgateError as error:
+            self._finish("denied" if isinstance(error, PermissionDeniedError) else "error", str(error))
             raise
         except Exception as error:
-            raise _execution_error(error, self._scans) from None
+            failure = _execution_error(error, self._scans)
+            self._finish("cancelled" if isinstance(failure, QueryCancelledError) else "error", str(failure))
+            raise failure from None
         finally:
             self.close()
+
+    def _finish(self, outcome: str, error: str | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self.on_finish is not None:
+            self.on_finish(outcome, error)
 
     def read_all(self) -> pa.Table:
         return pa.Table.from_batches(list(self), schema=self.schema)
@@ -334,49 +480,123 @@ class Execution:
             self._cancel_source()
 
     def close(self) -> None:
+        self._finish("cancelled", "closed before all rows were read")
         for scan in self._scans:
             for stream in scan.streams:
                 stream.cancel()
 
 
+_LISTINGS = {"information_schema"}
+
+
 class _MeshCatalogProvider(CatalogProvider):
-    def __init__(self, engine: Engine, scans: dict[tuple[str, str], ProductScan]) -> None:
+    def __init__(self, engine: Engine, scope: _Scope) -> None:
         self._engine = engine
-        self._scans = scans
+        self._scope = scope
 
     def schema_names(self) -> set[str]:
-        return {domain.name for domain in self._engine.catalog.domains()}
+        return {domain.name for domain in self._engine.catalog.domains()} | {SYSTEM_SCHEMA}
 
     def schema(self, name: str) -> SchemaProvider | None:  # type: ignore[override]  # a Python provider works too
+        if name == SYSTEM_SCHEMA:
+            return _SystemSchema(self._engine, self._scope.caller)
         if name not in self.schema_names():
             return None
-        return _DomainSchema(self._engine, name, self._scans)
+        return _DomainSchema(self._engine, name, self._scope)
+
+
+class _SystemSchema(SchemaProvider):
+    """``system.*`` for one caller (see gateway/system_tables.py)."""
+
+    def __init__(self, engine: Engine, caller: CallerContext) -> None:
+        self._engine = engine
+        self._caller = caller
+
+    @property
+    def table_names(self) -> list[str]:  # type: ignore[override]
+        return sorted(TABLES)
+
+    def table(self, name: str) -> Table | None:
+        build = TABLES.get(name)
+        return Table(ds.dataset(build(self._engine, self._caller))) if build is not None else None
+
+    def table_exist(self, name: str) -> bool:
+        return name in TABLES
 
 
 class _DomainSchema(SchemaProvider):
-    def __init__(self, engine: Engine, domain: str, scans: dict[tuple[str, str], ProductScan]) -> None:
+    """A domain as one query sees it: governed views when policies are in force."""
+
+    def __init__(self, engine: Engine, domain: str, scope: _Scope) -> None:
         self._engine = engine
         self._domain = domain
-        self._scans = scans
+        self._scope = scope
 
     @property
     def table_names(self) -> list[str]:  # type: ignore[override]
         # DataFusion's Rust side reads this attribute without calling it and wants a
         # sequence (information_schema lists nothing otherwise): a property, not a method.
         domain = self._engine.catalog.domain(self._domain)
-        return sorted(domain.products)
+        if self._scope.views is None:
+            return sorted(domain.products)
+        return sorted(name for (d, name) in self._scope.views if d == self._domain)
 
     def table(self, name: str) -> Table | None:
         # A domain that is offline raises here: DataFusion reports it and the
         # engine maps it back to the domain's own error.
         product = self._engine.catalog.product(self._domain, name) if self.table_exist(name) else None
-        return None if product is None else self._engine.table_for(product, self._scans)
+        if product is None:
+            return None
+        views = self._scope.views
+        if views is None:
+            return self._engine.table_for(product, self._scope.scans)
+        key = (self._domain, name)
+        if key not in views:
+            raise PermissionDeniedError(f"access denied: {self._domain}.{name} was not checked against the policies")
+        view = views[key]
+        return view if view is not None else self._engine.table_for(product, self._scope.scans)
 
     def table_exist(self, name: str) -> bool:
         domain = self._engine.catalog.domain(self._domain)
         if domain.error is not None:
             raise domain.error
         return name in domain.products
+
+
+class _RawCatalogProvider(CatalogProvider):
+    """The products as their sources hold them: only the governed views read from here.
+
+    It resolves names but lists none, so information_schema shows nothing of it.
+    """
+
+    def __init__(self, engine: Engine, scope: _Scope) -> None:
+        self._engine = engine
+        self._scope = scope
+
+    def schema_names(self) -> set[str]:
+        return set()
+
+    def schema(self, name: str) -> SchemaProvider | None:  # type: ignore[override]
+        known = {domain.name for domain in self._engine.catalog.domains()}
+        return _RawDomainSchema(self._engine, name, self._scope) if name in known else None
+
+
+class _RawDomainSchema(SchemaProvider):
+    def __init__(self, engine: Engine, domain: str, scope: _Scope) -> None:
+        self._engine = engine
+        self._domain = domain
+        self._scope = scope
+
+    @property
+    def table_names(self) -> list[str]:  # type: ignore[override]
+        return []
+
+    def table(self, name: str) -> Table | None:
+        product = self._engine.catalog.product(self._domain, name)
+        return self._engine.table_for(product, self._scope.scans)
+
+    def table_exist(self, name: str) -> bool:
+        return name in self._engine.catalog.domain(self._domain).products
 
 
 # -- errors ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
 
 from connectors.base import SqlConnector
-from gateway.pushdown import translate
+from gateway.pushdown import comparable, translate
 from gateway.scan import Occurrence, ProductScan
 
 # Nodes that neither change rows nor reorder them: a LIMIT can be pushed through them.
@@ -76,6 +76,26 @@ def _occurrence(table_scan: Any, ancestors: list[LogicalPlan], scan: ProductScan
     )
 
 
+def touched(plan: LogicalPlan) -> tuple[list[str], list[str]]:
+    """The products (``domain.product``) and columns (``domain.product.column``) a plan reads."""
+    products: dict[str, None] = {}
+    columns: dict[str, None] = {}
+
+    def walk(node: LogicalPlan) -> None:
+        variant = node.to_variant()
+        if type(variant).__name__ == "TableScan":
+            domain, product = scan_key(variant.table_name())
+            name = f"{domain}.{product}"
+            products[name] = None
+            for _, column in variant.projection():
+                columns[f"{name}.{column}"] = None
+        for child in node.inputs():
+            walk(child)
+
+    walk(plan)
+    return list(products), list(columns)
+
+
 def _limit_above(chain: list[LogicalPlan]) -> int | None:
     """The rows a LIMIT directly above (through projections) needs, if there is one."""
     for node in chain:
@@ -122,6 +142,8 @@ def single_source_sql(dataframe: DataFrame, scans: Mapping[tuple[str, str], Prod
         # Sources carry more fractional digits through AVG and division than DataFusion's
         # decimal types and round the last one differently: DataFusion computes these.
         return None
+    if _uses_incomparable(tree, scans):
+        return None
     replaced = _replace_tables(tree, scans, connector)
     if replaced is None:
         return None
@@ -129,6 +151,18 @@ def single_source_sql(dataframe: DataFrame, scans: Mapping[tuple[str, str], Prod
         return first.product.domain, connector.render(replaced)
     except SqlglotError:
         return None
+
+
+def _uses_incomparable(tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan]) -> bool:
+    """Whether the query reads a column the source compares differently (intervals, lists):
+    the source could sort, group or compare it its own way, so DataFusion runs the query."""
+    named = {column.name for column in tree.find_all(exp.Column)}
+    star = any(True for _ in tree.find_all(exp.Star))
+    return any(
+        not comparable(field.type) and (star or field.name in named)
+        for scan in scans.values()
+        for field in scan.product.schema
+    )
 
 
 def _replace_tables(

@@ -158,7 +158,9 @@ class _Scanner:
     def __init__(self, scan: ProductScan, columns: list[str] | None, filter: Any) -> None:
         self._scan = scan
         self._columns = tuple(columns) if columns is not None else tuple(scan.product.schema.names)
-        self._filter = filter
+        # A filter DataFusion folded to a constant arrives as a BooleanScalar, not an Expression.
+        self._no_rows = isinstance(filter, pa.BooleanScalar) and filter.as_py() is not True
+        self._filter = None if isinstance(filter, pa.Scalar) else filter
         self._stream: PrefetchedStream | None = None
         self._filter_here = False
 
@@ -169,11 +171,19 @@ class _Scanner:
 
     def serves(self, columns: list[str] | None, filter: Any) -> bool:
         wanted = tuple(columns) if columns is not None else tuple(self._scan.product.schema.names)
-        same_filter = (filter is None) == (self._filter is None) and (filter is None or filter.equals(self._filter))
-        return wanted == self._columns and same_filter
+        return wanted == self._columns and _Scanner(self._scan, columns, filter)._same_filter(self)
+
+    def _same_filter(self, other: _Scanner) -> bool:
+        if self._no_rows or other._no_rows:
+            return self._no_rows == other._no_rows
+        if self._filter is None or other._filter is None:
+            return self._filter is None and other._filter is None
+        return bool(self._filter.equals(other._filter))
 
     def start(self) -> None:
         """Send the source query now; batches wait in a bounded queue."""
+        if self._no_rows:
+            return  # the filter is constant false: nothing to ask the source
         scan = self._scan
         spec, filter_here = scan.spec(self._columns)
         self._filter_here = filter_here and self._filter is not None
@@ -186,12 +196,16 @@ class _Scanner:
             self._stream.cancel()
 
     def to_batches(self) -> Iterator[pa.RecordBatch]:
+        if self._no_rows:
+            return
         if self._stream is None:
             self.start()
         assert self._stream is not None
         for batch in self._stream:
             if self._filter_here:
-                batch = batch.filter(self._filter)
+                # Only a Table evaluates a pyarrow Expression; a RecordBatch wants a mask.
+                kept = pa.Table.from_batches([batch]).filter(self._filter)
+                batch = kept.combine_chunks().to_batches()[0] if kept.num_rows else batch.slice(0, 0)
             if batch.schema.names != list(self._columns):
                 batch = batch.select(list(self._columns))
             yield batch

@@ -151,6 +151,17 @@ def test_conflicting_catalog_names(tmp_path: Path, sqlite_file: Path) -> None:
         load_config(tmp_path)
 
 
+def test_yaml_booleans_are_only_true_and_false(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    config = load_config(
+        write(
+            tmp_path / "mesh.yaml",
+            "domains:\n  - name: ref\n    connector: {type: csv, path: data, has_header: true, delimiter: no}\n",
+        )
+    )
+    assert dict(config.domains[0].connector.options) == {"has_header": True, "delimiter": "no"}
+
+
 def test_missing_path_and_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"does not exist"):
         load_config(tmp_path / "nope.yaml")

@@ -132,6 +132,16 @@ def test_count_star_needs_no_columns_from_the_source(mesh: Engine) -> None:
     assert '"id"' not in numbers
 
 
+def test_a_product_scanned_twice_with_different_filters(mesh: Engine) -> None:
+    execution = mesh.run(
+        "SELECT a.id AS a, b.id AS b FROM left.numbers a JOIN left.numbers b ON a.id = b.id + 1"
+        " JOIN local.items i ON i.id = a.id WHERE a.id > 3 AND b.id < 8 ORDER BY a.id"
+    )
+    assert execution.read_all().to_pylist() == [{"a": a, "b": a - 1} for a in range(4, 9)]
+    (sent,) = {q.sql for q in execution.source_queries if q.domain == "left"}
+    assert " OR " in sent, "one source query serves both scans with the union of their rows"
+
+
 def test_scalar_subqueries_fetch_only_the_columns_they_need(mesh: Engine) -> None:
     execution = mesh.run("SELECT (SELECT count(*) FROM left.numbers) + (SELECT max(id) FROM local.items) AS n")
     assert execution.read_all().column("n").to_pylist() == [30]

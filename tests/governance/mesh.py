@@ -1,0 +1,57 @@
+"""A governed mesh for the policy tests: the federation data plus platform and domain policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from gateway.api import CallerContext
+from tests.e2e.federation_data import write_mesh
+
+PLATFORM_POLICIES = """policies:
+  roles:
+    analyst: [alice, frank, "group:analysts"]
+    pii_reader: [bob]
+    admin: [root]
+    logistics_viewer: [carol]
+  grants:
+    - {role: admin, on: "*"}
+    - {role: analyst, on: "sales.customers"}
+    - {role: analyst, on: "inventory.*"}
+    - {role: pii_reader, on: sales.customers}
+    - {role: logistics_viewer, on: logistics.shipments, columns: [shipment_id, order_id, carrier]}
+  masks:
+    - {on: sales.customers.name, mask: hash, except: [pii_reader, admin]}
+    - {on: sales.customers.lifetime_value, mask: "null", except: [admin]}
+  row_filters:
+    - {on: sales.customers, where: "country = current_user_attribute('country')", except: [admin]}
+"""
+
+# The sales team governs its own orders (a domain may only name its own products).
+SALES_DOMAIN_POLICIES = """    policies:
+      grants:
+        - {role: analyst, on: sales.orders}
+        - {role: pii_reader, on: sales.orders}
+      row_filters:
+        - {on: sales.orders, where: "status <> 'cancelled'", except: [admin]}
+"""
+
+USERS = {
+    "alice": CallerContext(user="alice", attributes={"country": "DE"}),
+    "dave": CallerContext(user="dave", attributes={"country": "FR", "groups": "analysts"}),
+    "frank": CallerContext(user="frank", attributes={}),
+    "bob": CallerContext(user="bob", attributes={"country": "US"}),
+    "carol": CallerContext(user="carol", attributes={"country": "DE"}),
+    "root": CallerContext(user="root", attributes={}),
+    "eve": CallerContext(user="eve", attributes={"country": "DE"}),
+    "anonymous": CallerContext(user=None),
+}
+
+
+def write_governed_mesh(directory: Path, postgres_uri: str, schema: str, tables: dict[str, pa.Table]) -> Path:
+    config = write_mesh(directory, postgres_uri, schema, tables)
+    (config / "platform.yaml").write_text(PLATFORM_POLICIES)
+    sales = config / "sales.yaml"
+    sales.write_text(sales.read_text() + SALES_DOMAIN_POLICIES)
+    return config
