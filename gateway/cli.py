@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-auth", action="store_true", help="with --demo only: serve without authentication (development)"
     )
+    serve.add_argument(
+        "--audit-log",
+        type=Path,
+        default=_env_path("MESHGATE_AUDIT_LOG"),
+        help="append every query's audit record to this JSON-lines file",
+    )
     serve.add_argument("--tls-cert", type=Path, default=_env_path("MESHGATE_TLS_CERT"), help="server certificate (PEM)")
     serve.add_argument("--tls-key", type=Path, default=_env_path("MESHGATE_TLS_KEY"), help="its private key (PEM)")
     serve.add_argument(
@@ -146,6 +152,7 @@ def _env_path(name: str) -> Path | None:
 def _serve(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
+    from gateway.audit import AuditLog
     from gateway.config import load_config
     from gateway.engine import Engine
     from gateway.flightsql.server import FlightSqlServer
@@ -165,7 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(config_path)
     authenticator, demo_password = (None, None) if args.no_auth else _authenticator(config, config_path, demo=args.demo)
     tls = _server_tls(args)
-    engine = Engine.from_config(config)
+    engine = Engine.from_config(config, audit=AuditLog(args.audit_log))
     catalog = engine.catalog
     _log_catalog(catalog)
     scheme = "grpc+tls" if tls else "grpc"

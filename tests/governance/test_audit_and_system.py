@@ -108,3 +108,22 @@ def test_a_domain_cannot_be_called_system(tmp_path: Path) -> None:
     (tmp_path / "mesh.yaml").write_text("domains:\n  - name: system\n    connector: {type: sqlite, path: data.db}\n")
     with pytest.raises(Exception, match=r"'system' is reserved"):
         load_config(tmp_path / "mesh.yaml")
+
+
+def test_serve_writes_the_audit_log_file(tmp_path: Path) -> None:
+    from tests.support.gateway import GatewayProcess, auth_yaml, query
+
+    (tmp_path / "ref.csv").write_text("code,label\na,alpha\nb,beta\n")
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n  - name: ref\n    connector: {type: csv, path: ref.csv}\n    products:\n"
+        "      - {name: codes, source: ref.csv}\n" + auth_yaml()
+    )
+    target = tmp_path / "audit" / "queries.jsonl"
+    process = GatewayProcess(tmp_path / "mesh.yaml", extra=("--audit-log", str(target)))
+    try:
+        assert query(process.uri, "SELECT count(*) AS n FROM ref.codes", process.credentials).column("n").to_pylist() == [2]
+    finally:
+        process.stop()
+    entries = [json.loads(line) for line in target.read_text().splitlines()]
+    ok = [e for e in entries if e["sql"] == "SELECT count(*) AS n FROM ref.codes" and e["outcome"] == "ok"]
+    assert ok and ok[-1]["user"] == "tester" and ok[-1]["products"] == ["ref.codes"] and ok[-1]["rows"] == 1
