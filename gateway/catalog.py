@@ -109,6 +109,44 @@ class MeshCatalog:
             if domain.connector is not None:
                 domain.connector.close()
 
+    # -- changing -----------------------------------------------------------------
+    def build(self, config: DomainConfig) -> Domain:
+        """A domain loaded off to the side (connected, products read); raises if it cannot load.
+
+        Nothing changes in the catalog until :meth:`replace` installs it.
+        """
+        domain = Domain(config)
+        try:
+            domain.connector = open_connector(config.name, config.connector)
+            domain.products = _load_products(config, domain.connector)
+        except MeshgateError:
+            if domain.connector is not None:
+                domain.connector.close()
+            raise
+        except Exception as error:  # a driver's own exception
+            if domain.connector is not None:
+                domain.connector.close()
+            raise SourceUnavailableError(config.name, config.connector.type, str(error)) from error
+        return domain
+
+    def replace(self, added: dict[str, Domain], removed: set[str], *, grace_seconds: float = 300.0) -> None:
+        """Install ``added`` and drop ``removed`` in one step.
+
+        Queries already running keep the products they resolved; the connectors of the
+        old versions close after ``grace_seconds``, once those queries are long done.
+        """
+        with self._lock:
+            domains = dict(self._domains)
+            retired = [domains.pop(name) for name in removed if name in domains]
+            retired += [domains[name] for name in added if name in domains]
+            domains.update(added)
+            self._domains = domains
+        for old in retired:
+            if old.connector is not None:
+                timer = threading.Timer(grace_seconds, old.connector.close)
+                timer.daemon = True
+                timer.start()
+
     # -- loading ----------------------------------------------------------------
     def _load(self, domain: Domain) -> None:
         with self._lock:

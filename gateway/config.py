@@ -153,7 +153,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LocatedDict:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_config(path: str | Path) -> MeshConfig:
+def load_config(path: str | Path, *, require_domains: bool = True) -> MeshConfig:
     """Load one YAML file, or every ``*.yaml``/``*.yml`` file of a directory.
 
     Raises:
@@ -196,7 +196,7 @@ def load_config(path: str | Path) -> MeshConfig:
             seen[domain.name] = file
             domains.append(domain)
             policies.append(domain.policies)
-    if not domains:
+    if not domains and require_domains:
         raise ConfigError(f"{root}: no domains declared")
     return MeshConfig(domains=tuple(domains), catalog=catalog or "mesh", policies=merge(policies), auth=auth)
 

@@ -26,7 +26,7 @@ from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 from connectors.base import FileConnector, SqlConnector
 from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.audit import AuditLog, QueryRecord
-from gateway.catalog import MeshCatalog, Product
+from gateway.catalog import Domain, MeshCatalog, Product
 from gateway.config import MeshConfig
 from gateway.errors import (
     MeshgateError,
@@ -108,6 +108,18 @@ class Engine:
 
     def close(self) -> None:
         self.catalog.close()
+
+    def install(self, added: dict[str, Domain], removed: set[str], policies: PolicySet) -> None:
+        """Swap in new domain versions and the policies that go with them (hot reload).
+
+        Policies change first, so a new domain version is never visible under older,
+        looser policies; queries already running finish on what they resolved.
+        """
+        self.policies = policies
+        with self._file_lock:
+            for key in [k for k in self._file_tables if k[0] in added or k[0] in removed]:
+                del self._file_tables[key]
+        self.catalog.replace(added, removed)
 
     # -- catalog -------------------------------------------------------------------
     @property

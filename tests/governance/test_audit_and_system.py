@@ -121,7 +121,9 @@ def test_serve_writes_the_audit_log_file(tmp_path: Path) -> None:
     target = tmp_path / "audit" / "queries.jsonl"
     process = GatewayProcess(tmp_path / "mesh.yaml", extra=("--audit-log", str(target)))
     try:
-        assert query(process.uri, "SELECT count(*) AS n FROM ref.codes", process.credentials).column("n").to_pylist() == [2]
+        assert query(process.uri, "SELECT count(*) AS n FROM ref.codes", process.credentials).column(
+            "n"
+        ).to_pylist() == [2]
     finally:
         process.stop()
     entries = [json.loads(line) for line in target.read_text().splitlines()]
