@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         "--no-auth", action="store_true", help="with --demo only: serve without authentication (development)"
     )
     serve.add_argument(
+        "--watch-interval",
+        type=float,
+        default=float(os.environ.get("MESHGATE_WATCH_INTERVAL", 2.0)),
+        help="seconds between checks of the config for changed domain files (0: do not watch)",
+    )
+    serve.add_argument(
         "--audit-log",
         type=Path,
         default=_env_path("MESHGATE_AUDIT_LOG"),
@@ -197,7 +203,16 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo:
         login = f" --user {_DEMO_USER} --password {demo_password}" if demo_password else ""
         log.info('try: meshgate query --server %s%s "SELECT * FROM sales.customers LIMIT 5"', uri, login)
+    reloader = None
+    if not args.demo and args.watch_interval > 0:
+        from gateway.reload import Reloader
+
+        reloader = Reloader(engine, Path(config_path), interval=args.watch_interval)
+        reloader.start()
+        log.info("watching %s for changed domain files every %.1f s", config_path, args.watch_interval)
     server.serve()
+    if reloader is not None:
+        reloader.stop()
     catalog.close()
     return 0
 

@@ -158,3 +158,36 @@ def test_only_owners_and_admins_apply_domains(mesh: tuple[Engine, Reloader, Path
         "domains:\n  - name: ref\n    owner: ref-team\n    connector: {type: csv, path: ref.csv}\n    description: x\n"
     )
     assert reloader.apply_text(CallerContext(user="root"), "ref.yaml", ref).changed == ("ref",)
+
+
+def test_a_served_mesh_picks_up_a_changed_file(tmp_path: Path) -> None:
+    import time
+
+    from tests.support.gateway import GatewayProcess, auth_yaml, query
+
+    (tmp_path / "ref.csv").write_text("code\na\nb\n")
+    (tmp_path / "more.csv").write_text("code\nx\ny\nz\n")
+    (tmp_path / "auth.yaml").write_text(auth_yaml())
+    (tmp_path / "ref.yaml").write_text(
+        "domains:\n  - name: ref\n    connector: {type: csv, path: ref.csv}\n    products:\n"
+        "      - {name: codes, source: ref.csv}\n"
+    )
+    process = GatewayProcess(tmp_path, extra=("--watch-interval", "0.2"))
+    try:
+        assert query(process.uri, "SELECT count(*) FROM ref.codes", process.credentials).column(0).to_pylist() == [2]
+        (tmp_path / "ref.yaml").write_text(
+            "domains:\n  - name: ref\n    connector: {type: csv, path: .}\n    products:\n"
+            "      - {name: codes, source: ref.csv}\n      - {name: more, source: more.csv}\n"
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                result = query(process.uri, "SELECT count(*) FROM ref.more", process.credentials)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert result.column(0).to_pylist() == [3]
+    finally:
+        process.stop()
