@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any, TypeVar
 
@@ -90,6 +90,14 @@ class AdbcConnector(TypedSqlConnector):
     def lost_connection(self, exc: BaseException) -> bool:
         """Whether ``exc`` means the connection itself is gone (retry on a new one)."""
         return False
+
+    def received(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """A batch as the driver returned it, with values it misrepresents put right.
+
+        Runs before the batch is conformed to the product's types; raises
+        :class:`~connectors.sqlbase.ConversionError` for values it cannot put right.
+        """
+        return batch
 
     def message(self, exc: BaseException) -> str:
         """The source's own message for ``exc``, on one line and without the query text."""
@@ -172,10 +180,10 @@ class _AdbcScan:
         self._cursor = cursor
         self._sql = sql
 
-    def start(self) -> pa.RecordBatchReader:
+    def start(self) -> Iterator[pa.RecordBatch]:
         self._cursor.execute(self._sql)
         reader: Any = self._cursor.fetch_record_batch()
-        return reader
+        return map(self._connector.received, reader)
 
     def interrupt(self) -> None:
         self._cursor.adbc_cancel()

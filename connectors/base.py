@@ -146,6 +146,14 @@ class Connector(ABC):
     def schema(self, source: SourceObject) -> pa.Schema:
         """The exact Arrow schema of a product (raises SourceError if it cannot)."""
 
+    def primary_key(self, source: SourceObject) -> tuple[str, ...]:
+        """The product's primary key columns in key order, as the source declares them.
+
+        Empty when the source has no such notion (files), for products defined by a
+        query, and for tables without a primary key. Raises SourceError if it cannot ask.
+        """
+        return ()
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""
 

@@ -1,16 +1,29 @@
 """DuckDB through the ``duckdb`` package: ``config.path`` is a database file, opened read-only.
 
-Types are DuckDB's own Arrow export (exact), with three adjustments: ``TIMESTAMPTZ``
-is reported as ``timestamp[us, tz=UTC]``, ``ENUM`` as string and ``UUID`` as string;
-enums and UUIDs are also compared as text in pushed predicates (DuckDB orders enums
-by declaration). Every scan runs on its own cursor (DuckDB connections are not
-thread-safe) with the time zone set to UTC, and ``cancel()`` interrupts it.
+Types are DuckDB's own Arrow export (exact: ``TINYINT`` .. ``BIGINT`` and ``UTINYINT`` ..
+``UBIGINT`` as int8 .. int64 and uint8 .. uint64, ``INTERVAL`` as month_day_nano_interval,
+lists as ``list<T>`` at any depth, timestamps in their own unit), with these adjustments:
+
+- ``TIMESTAMPTZ`` is reported as ``timestamp[us, tz=UTC]``;
+- ``UUID``, ``JSON``, ``ENUM``, ``TIME WITH TIME ZONE`` (exported without its offset),
+  ``BIT`` and ``BIGNUM`` are strings (DuckDB's text form), and nested types holding one
+  of them are read as text whole; they are also compared as text in pushed predicates
+  (DuckDB orders enums by declaration);
+- ``HUGEINT`` and ``UHUGEINT`` are read as ``DECIMAL(38, 0)`` (DuckDB's export would
+  wrap larger values silently; the cast fails on them instead);
+- an ``INTERVAL`` whose time part exceeds 2562047 hours fails the query (its
+  nanoseconds would wrap); intervals inside nested types are read as text.
+
+Every scan runs on its own cursor (DuckDB connections are not thread-safe) with the
+time zone set to UTC, and ``cancel()`` interrupts it.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from contextlib import suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +70,17 @@ _DISCOVER = """
 SELECT table_schema, table_name FROM information_schema.tables
 WHERE table_catalog = current_database() AND table_schema NOT IN ('information_schema', 'pg_catalog')
 ORDER BY table_schema <> 'main', table_schema, table_name
+"""
+
+
+# Unqualified names resolve in the current database and schema (DuckDB's search path
+# default); DuckDB compares identifiers case-insensitively.
+_PRIMARY_KEY = """
+SELECT constraint_column_names FROM duckdb_constraints()
+WHERE constraint_type = 'PRIMARY KEY'
+  AND database_name = coalesce($1, current_database())
+  AND (lower(schema_name) = lower($2) OR ($3 IS NULL AND schema_name = current_schema()))
+  AND lower(table_name) = lower($4)
 """
 
 
@@ -110,6 +134,22 @@ class DuckdbConnector(TypedSqlConnector):
             cursor.close()
         return [_column(field, duck) for field, duck in zip(arrow, types, strict=True)]
 
+    def primary_key(self, source: SourceObject) -> tuple[str, ...]:
+        """The table's primary key columns in key order (``duckdb_constraints()``); none for queries."""
+        if source.table is None:
+            return ()
+        table = exp.to_table(source.table, dialect="duckdb")
+        cursor = self.cursor()
+        try:
+            found = cursor.execute(
+                _PRIMARY_KEY, [table.catalog or None, table.db or None, table.db or None, table.name]
+            ).fetchall()
+        except duckdb.Error as exc:
+            raise self.error(exc) from exc
+        finally:
+            cursor.close()
+        return tuple(found[0][0]) if found else ()
+
     def execute(self, sql: str, schema: pa.Schema) -> SourceStream:
         """Bind ``sql`` now (errors raise here); run and stream it when iterated."""
         cursor = self.cursor()
@@ -141,10 +181,39 @@ class DuckdbConnector(TypedSqlConnector):
             cursor.close()
 
 
+# Types DuckDB exports inexactly or with an order of its own, read and compared as text.
+_AS_TEXT = ("UUID", "JSON", "TIME WITH TIME ZONE", "BIT", "BIGNUM", "VARINT")
+_WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")
+
+
 def _column(field: pa.Field, duck_type: str) -> SourceColumn:
-    if duck_type == "UUID" or duck_type.startswith("ENUM"):
+    if duck_type in _WIDE_INTEGERS:
+        return SourceColumn(field.name, pa.decimal128(38, 0), view_as="DECIMAL(38, 0)")
+    if duck_type == "INTERVAL":
+        return SourceColumn(field.name, pa.month_day_nano_interval(), guard=partial(_nanosecond_interval, field.name))
+    words = set(re.findall(r"[A-Z]+(?: WITH TIME ZONE)?", duck_type))
+    if duck_type.startswith("ENUM") or words & {*_AS_TEXT, *_WIDE_INTEGERS, "INTERVAL"}:
         return SourceColumn(field.name, pa.string(), view_as="VARCHAR")
     return SourceColumn(field.name, _classic(field.type))
+
+
+# The time part of an interval must fit int64 nanoseconds (DuckDB keeps microseconds and
+# its Arrow export multiplies them without a check: larger values would wrap).
+_INTERVAL_MICROS = """abs(datepart('hour', x)::HUGEINT * 3600000000 + datepart('minute', x) * 60000000
+    + datepart('microseconds', x)) > 9223372036854775"""
+
+
+def _nanosecond_interval(name: str, column: exp.Expr) -> exp.Expr:
+    """``column``, where the query fails on intervals Arrow's month_day_nano cannot hold."""
+    too_long: exp.Expr = exp.maybe_parse(_INTERVAL_MICROS, dialect="duckdb").transform(
+        lambda node: column.copy() if isinstance(node, exp.Column) and node.name == "x" else node
+    )
+    message = exp.DPipe(
+        this=exp.Literal.string(f"[Meshgate] column {name!r}: the interval's time part exceeds Arrow's nanoseconds: "),
+        expression=exp.cast(column.copy(), "VARCHAR"),
+        safe=True,
+    )
+    return exp.Case(ifs=[exp.If(this=too_long, true=exp.func("error", message))], default=column.copy())
 
 
 def _classic(kind: pa.DataType) -> pa.DataType:
@@ -156,6 +225,10 @@ def _classic(kind: pa.DataType) -> pa.DataType:
         return _classic(kind.value_type)
     if pa.types.is_timestamp(kind) and kind.tz is not None:
         return pa.timestamp(kind.unit, tz="UTC")
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_list_view(kind):
+        return pa.list_(_classic(kind.value_type))  # DuckDB names the element "l"; Arrow's default is "item"
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(_classic(kind.value_type), kind.list_size)
     return kind
 
 

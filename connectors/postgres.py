@@ -3,14 +3,16 @@
 Types, PostgreSQL -> Arrow (exact; anything else is read as PostgreSQL's text form)::
 
     int2/int4/int8           int16/int32/int64
-    float4/float8            float32/float64
+    float4/float8            float32/float64 (NaN and infinities included)
     numeric(p, s)            decimal128(p, s) (decimal256 for p > 38, text for p > 76)
     numeric                  decimal128(38, options.numeric_scale), default scale 10
     text, varchar            string
     bool, date, time         bool, date32, time64[us]
     timestamp, timestamptz   timestamp[us], timestamp[us, tz=UTC]
+    interval                 month_day_nano_interval
     bytea                    binary
-    char(n), uuid, json(b), enums, arrays, intervals, money, ...   string (``::text``)
+    T[] (one dimension)      list<T> for T above (numeric elements: the unconstrained decimal), else list<string>
+    char(n), uuid, json(b), timetz, enums, money, ...   string (``::text``)
 
 An unconstrained ``numeric`` has no fixed scale, so it is read as decimal with a fixed
 scale (option ``numeric_scale``, like Trino's ``decimal-default-scale``) and a value
@@ -18,22 +20,30 @@ with more fractional digits fails the scan instead of being rounded; declare
 ``::numeric(p, s)`` in the product's SQL to choose. ``NaN`` and infinities fail too.
 Columns read as text are also compared as text in pushed predicates (see
 :mod:`connectors.sqlbase`): ``char(n)`` loses its trailing blanks, enums compare by name.
+
+Values Arrow cannot hold fail the query rather than arrive changed: an array with
+several dimensions or a lower bound other than 1 (the driver would flatten it), a
+timestamp after 294247-01-10 (Arrow's microsecond range), an interval whose time part
+exceeds 292 years (nanoseconds), ``24:00:00``. Dates and timestamps of ``±infinity``
+arrive as the largest and smallest value of their Arrow type, as DuckDB exports its own.
 """
 
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi
 import pyarrow as pa
+import pyarrow.compute as pc
 from adbc_driver_manager.dbapi import Connection, Cursor
 from sqlglot import exp
 
 from connectors.adbc import AdbcConnector
 from connectors.base import DiscoveredProduct, SourceObject, SqlCapabilities
 from connectors.naming import qualified, unique
-from connectors.sqlbase import SourceColumn
+from connectors.sqlbase import ConversionError, SourceColumn
 from gateway.config import ConnectorConfig
 from gateway.errors import ConfigError
 
@@ -54,6 +64,7 @@ NATIVE_TYPES = {
     "time": pa.time64("us"),
     "timestamp": pa.timestamp("us"),
     "timestamptz": pa.timestamp("us", tz="UTC"),
+    "interval": pa.month_day_nano_interval(),
     "bytea": pa.binary(),
 }
 
@@ -96,6 +107,16 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
   AND has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')
 ORDER BY n.nspname <> 'public', n.nspname, c.relname
+"""
+
+
+# A table's primary key, by the same name resolution a query uses (search_path, quoting).
+_PRIMARY_KEY = """
+SELECT a.attname AS name
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indisprimary AND i.indrelid = to_regclass($1)
+ORDER BY array_position(i.indkey::int2[], a.attnum)
 """
 
 
@@ -151,15 +172,44 @@ class PostgresConnector(AdbcConnector):
 
     def column(self, field: pa.Field) -> SourceColumn:
         """The product column for a field of ADBC's result schema (``POSTGRESQL:*`` metadata)."""
-        metadata = field.metadata or {}
-        type_name = metadata.get(b"POSTGRESQL:type", b"").decode()
+        if pa.types.is_list(field.type) and _type_name(field).startswith("_"):
+            element = self.exact_type(field.type.value_field)
+            guard = partial(one_dimensional, field.name)
+            if element is None:
+                return SourceColumn(field.name, pa.list_(pa.string()), view_as="TEXT[]", guard=guard)
+            return SourceColumn(field.name, pa.list_(element), guard=guard)
+        arrow_type = self.exact_type(field)
+        if arrow_type is None:
+            return SourceColumn(field.name, pa.string(), view_as="TEXT")
+        return SourceColumn(field.name, arrow_type)
+
+    def exact_type(self, field: pa.Field) -> pa.DataType | None:
+        """The Arrow type a PostgreSQL type maps to exactly; None: read its text form."""
+        type_name = _type_name(field)
         if type_name in NATIVE_TYPES:
-            return SourceColumn(field.name, NATIVE_TYPES[type_name])
+            return NATIVE_TYPES[type_name]
         if type_name == "numeric":
-            arrow_type = numeric_type(int(metadata.get(b"POSTGRESQL:typmod", b"-1")), self.unconstrained_numeric)
-            if arrow_type is not None:
-                return SourceColumn(field.name, arrow_type)
-        return SourceColumn(field.name, pa.string(), view_as="TEXT")
+            typmod = int((field.metadata or {}).get(b"POSTGRESQL:typmod", b"-1"))
+            return numeric_type(typmod, self.unconstrained_numeric)
+        return None
+
+    def received(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Dates and timestamps with ``±infinity`` as the extremes of their Arrow type (see the module doc)."""
+        if not any(_has_datetime(field.type) for field in batch.schema):
+            return batch
+        arrays = [finite(column, field.name) for column, field in zip(batch.columns, batch.schema, strict=True)]
+        return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+    def primary_key(self, source: SourceObject) -> tuple[str, ...]:
+        """The table's primary key columns in key order (``pg_index``); none for queries and views."""
+        if source.table is None:
+            return ()
+
+        def key(cursor: Cursor) -> pa.Table:
+            cursor.execute(_PRIMARY_KEY, parameters=(source.table,))
+            return cursor.fetch_arrow_table()
+
+        return tuple(self.run(key).column("name").to_pylist())
 
     def lost_connection(self, exc: BaseException) -> bool:
         sqlstate = getattr(exc, "sqlstate", None)
@@ -206,3 +256,66 @@ def numeric_type(typmod: int, unconstrained: pa.DataType) -> pa.DataType | None:
     if precision <= 76:
         return pa.decimal256(precision, scale)
     return None
+
+
+def _type_name(field: pa.Field) -> str:
+    return (field.metadata or {}).get(b"POSTGRESQL:type", b"").decode()
+
+
+def one_dimensional(name: str, column: exp.Expr) -> exp.Expr:
+    """``column`` where its arrays have one dimension and start at 1; the query fails on others.
+
+    The driver would flatten ``{{1,2},{3,4}}`` into ``[1, 2, 3, 4]`` and drop lower bounds;
+    the slice bound cannot be read as an integer, so PostgreSQL raises an error showing
+    the message (built from the value: not folded into a constant at planning).
+    """
+    message = f"[Meshgate] column {name!r} holds an array Arrow cannot hold as a list (one dimension, from 1): "
+    bad = exp.or_(
+        exp.GT(this=exp.func("array_ndims", column.copy()), expression=exp.Literal.number(1)),
+        exp.NEQ(this=exp.func("array_lower", column.copy(), exp.Literal.number(1)), expression=exp.Literal.number(1)),
+    )
+    text = exp.DPipe(this=exp.Literal.string(message), expression=exp.func("array_dims", column.copy()), safe=True)
+    failing = exp.Bracket(
+        this=column.copy(), expressions=[exp.Slice(this=exp.Literal.number(1), expression=exp.cast(text, "INT"))]
+    )
+    return exp.Case(ifs=[exp.If(this=bad, true=failing)], default=column.copy())
+
+
+# PostgreSQL stores ±infinity as the extremes of int64 microseconds (int32 days) since
+# 2000; the driver shifts them to 1970 with wrap-around, giving these codes. DuckDB
+# exports its infinities as the extremes of the Arrow type: so do we. Anything else
+# before PostgreSQL's earliest value (4714-11-24 BC) is a later value that wrapped.
+_I64, _I32 = 2**63 - 1, 2**31 - 1
+_TIMESTAMP_CODES = {_I64 + 946_684_800_000_000 - 2**64: _I64, -_I64 - 1 + 946_684_800_000_000: -_I64}
+_DATE_CODES = {_I32 + 10_957 - 2**32: _I32, -_I32 - 1 + 10_957: -_I32}
+_EARLIEST = {"timestamp": -210_866_803_200_000_000, "date": -2_440_588}
+
+
+def _has_datetime(kind: pa.DataType) -> bool:
+    if pa.types.is_list(kind):
+        return _has_datetime(kind.value_type)
+    return bool(pa.types.is_timestamp(kind) or pa.types.is_date32(kind))
+
+
+def finite(array: pa.Array, name: str) -> pa.Array:
+    """PostgreSQL's ``±infinity`` as the largest/smallest Arrow value; out-of-range values fail."""
+    kind = array.type
+    if pa.types.is_list(kind) and _has_datetime(kind):
+        values = finite(array.values, f"{name}[]")
+        mask = array.is_null() if array.null_count else None
+        return pa.ListArray.from_arrays(array.offsets, values, type=kind, mask=mask)
+    if pa.types.is_timestamp(kind):
+        raw, codes, earliest = array.view(pa.int64()), _TIMESTAMP_CODES, _EARLIEST["timestamp"]
+    elif pa.types.is_date32(kind):
+        raw, codes, earliest = array.view(pa.int32()), _DATE_CODES, _EARLIEST["date"]
+    else:
+        return array
+    if array.null_count == len(array) or pc.min(raw).as_py() >= earliest:
+        return array
+    below = pc.less(raw, earliest)
+    special = pc.is_in(raw, value_set=pa.array(list(codes), raw.type))
+    if pc.any(pc.and_(below, pc.invert(special))).as_py():
+        raise ConversionError(f"column {name!r}: a value is outside the range of Arrow's {kind}")
+    for code, extreme in codes.items():
+        raw = pc.if_else(pc.equal(raw, code), pa.scalar(extreme, raw.type), raw)
+    return raw.view(kind)

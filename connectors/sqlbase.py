@@ -8,6 +8,10 @@ column is a :class:`SourceColumn` that says how to bridge the two:
   source compares the raw column differently from DataFusion on ``type`` (PostgreSQL
   enums order by declaration, ``char(n)`` ignores trailing blanks). Pushed predicates
   then see the very values the engine sees;
+- ``guard``: an expression over the raw column that the relation presents instead
+  (before ``view_as``), making the source fail on values Arrow cannot hold exactly
+  rather than send them mangled (PostgreSQL arrays of several dimensions). Being part
+  of the relation, it holds for scans and for whole queries alike;
 - ``read``: how a scan reads the column so that every value arrives exactly (SQLite
   decimals are read as text); predicates keep using the raw column.
 
@@ -20,12 +24,13 @@ from __future__ import annotations
 import inspect
 import threading
 from abc import abstractmethod
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 
 from connectors.base import ScanSpec, SourceObject, SourceStream, SqlConnector
@@ -43,6 +48,7 @@ class SourceColumn:
     type: pa.DataType
     view_as: str | None = None
     read: Read | None = None
+    guard: Read | None = None
 
 
 class TypedSqlConnector(SqlConnector):
@@ -80,15 +86,22 @@ class TypedSqlConnector(SqlConnector):
         return super().relation(source, alias)
 
     def relation(self, source: SourceObject, alias: str) -> exp.Expr:
-        """The product as the engine sees it: columns with ``view_as`` cast in a subquery."""
+        """The product as the engine sees it: columns with ``guard`` and ``view_as`` applied in a subquery."""
         columns = self.columns(source)
-        if not any(c.view_as for c in columns):
+        if not any(c.view_as or c.guard for c in columns):
             return self.raw_relation(source, alias)
         dialect = self.capabilities.dialect
         items = []
         for c in columns:
-            column = exp.column(c.name, table="s", quoted=True)
-            items.append(exp.cast(column, c.view_as, dialect=dialect).as_(c.name, quoted=True) if c.view_as else column)
+            column: exp.Expr = exp.column(c.name, table="s", quoted=True)
+            if not (c.view_as or c.guard):
+                items.append(column)
+                continue
+            if c.guard:
+                column = c.guard(column)
+            if c.view_as:
+                column = exp.cast(column, c.view_as, dialect=dialect)
+            items.append(column.as_(c.name, quoted=True))
         query = exp.select(*items).from_(self.raw_relation(source, "s"))
         return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
 
@@ -115,9 +128,10 @@ class ConversionError(ValueError):
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """``batch`` with ``schema``'s names and types (by position), without field metadata.
 
-    Opaque/extension and dictionary columns are unwrapped; numbers become decimals
-    through their text (so ``12.345`` never silently rounds into ``decimal(12, 2)``);
-    every cast is safe: a value that does not fit raises :class:`ConversionError`.
+    Opaque/extension and dictionary columns are unwrapped (inside lists too); numbers
+    become decimals through their text (so ``12.345`` never silently rounds into
+    ``decimal(12, 2)``); ISO text becomes times of day; every cast is safe: a value
+    that does not fit raises :class:`ConversionError`.
     """
     if len(schema) == 0:
         return batch.select([])
@@ -134,28 +148,75 @@ def convert(array: pa.Array, target: pa.DataType, name: str) -> pa.Array:
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     if array.type == target:
-        return array
+        return _in_day(array, name) if pa.types.is_time(target) else array
     source = array.type
+    if _is_list(source) and _is_list(target):
+        return _convert_list(array, target, name)
     if (pa.types.is_date(target) or pa.types.is_timestamp(target)) and not (
         _is_text(source) or pa.types.is_temporal(source) or pa.types.is_null(source)
     ):
         raise ConversionError(f"column {name!r}: {source} values are not dates or timestamps")
     try:
+        if pa.types.is_time(target) and _is_text(source):
+            return _in_day(_time_from_text(array, target), name)
         if pa.types.is_decimal(target) and (pa.types.is_floating(source) or pa.types.is_integer(source)):
             array = array.cast(pa.string())
-        return array.cast(target)
+        converted = array.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise ConversionError(f"column {name!r}: cannot convert {source} to {target} exactly: {error}") from error
+    return _in_day(converted, name) if pa.types.is_time(target) else converted
 
 
 def _is_text(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
 
 
+def _is_list(t: pa.DataType) -> bool:
+    return bool(pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
+
+
+def _convert_list(array: pa.Array, target: pa.DataType, name: str) -> pa.Array:
+    """A list column with its elements converted (and its child field renamed) exactly."""
+    if pa.types.is_fixed_size_list(target) != pa.types.is_fixed_size_list(array.type):
+        raise ConversionError(f"column {name!r}: cannot convert {array.type} to {target}")
+    values = convert(array.values, target.value_type, f"{name}[]")
+    mask = array.is_null() if array.null_count else None
+    if pa.types.is_fixed_size_list(target):
+        if array.offset:  # .values is the whole child array: take the slice's own elements
+            values = values.slice(array.offset * target.list_size, len(array) * target.list_size)
+        return pa.FixedSizeListArray.from_arrays(values, type=target, mask=mask)
+    offsets = array.offsets
+    if pa.types.is_large_list(target) != pa.types.is_large_list(array.type):
+        offsets = offsets.cast(pa.int64() if pa.types.is_large_list(target) else pa.int32())
+    kind = pa.LargeListArray if pa.types.is_large_list(target) else pa.ListArray
+    return kind.from_arrays(offsets, values, type=target, mask=mask)
+
+
+_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
+
+def _time_from_text(array: pa.Array, target: pa.DataType) -> pa.Array:
+    """``'HH:MM:SS[.ffffff]'`` text as times of day (Arrow has no direct cast)."""
+    text = array.cast(pa.string())
+    stamps = pc.binary_join_element_wise("1970-01-01 ", text, "").cast(pa.timestamp(target.unit))
+    return stamps.cast(pa.int64()).cast(pa.int32() if target.bit_width == 32 else pa.int64()).view(target)
+
+
+def _in_day(array: pa.Array, name: str) -> pa.Array:
+    """``array`` if every time is before 24:00 (sources allow ``24:00:00``; Arrow does not)."""
+    if array.null_count == len(array):
+        return array
+    raw = array.view(pa.int32() if array.type.bit_width == 32 else pa.int64())
+    bounds = pc.min_max(raw)
+    if bounds["min"].as_py() < 0 or bounds["max"].as_py() >= _DAY[array.type.unit]:
+        raise ConversionError(f"column {name!r}: a time of day of 24:00:00 or later has no {array.type} value")
+    return array
+
+
 class SourceScan(Protocol):
     """One running source query, as :class:`ReaderStream` drives it."""
 
-    def start(self) -> pa.RecordBatchReader:
+    def start(self) -> Iterable[pa.RecordBatch]:
         """Run the query (may block until its first rows; :meth:`interrupt` stops it)."""
 
     def interrupt(self) -> None:

@@ -6,6 +6,7 @@ view over the product's query), mapped like this::
 
     BOOLEAN, BOOL                     bool (stored 0/1)
     DATE                              date32 (stored as ISO text 'YYYY-MM-DD')
+    TIME                              time64[us] (ISO text 'HH:MM:SS[.ffffff]')
     DATETIME, TIMESTAMP               timestamp[us] (ISO text; no time zones in SQLite)
     DECIMAL(p, s), NUMERIC(p, s)      decimal128(p, s) (read as text, so never rounded)
     DECIMAL, NUMERIC                  float64
@@ -124,6 +125,15 @@ class SqliteConnector(AdbcConnector):
 
         return [declared_column(name, decl) for name, decl in self.run(declared)]
 
+    def primary_key(self, source: SourceObject) -> tuple[str, ...]:
+        """The table's primary key columns in key order (``PRAGMA table_info``); none for queries and views."""
+        if source.table is None:
+            return ()
+        table = exp.to_table(source.table, dialect="sqlite")
+        info = f"pragma_table_info({_quote(table.name)}, {_quote(table.db or 'main')})"
+        rows = self.fetch(f"SELECT name FROM {info} WHERE pk > 0 ORDER BY pk").to_pylist()
+        return tuple(r["name"] for r in rows)
+
 
 def _quote(text: str) -> str:
     return exp.Literal.string(text).sql("sqlite")
@@ -137,6 +147,8 @@ def declared_column(name: str, declared: str) -> SourceColumn:
         return SourceColumn(name, pa.bool_())
     if base == "DATE":
         return SourceColumn(name, pa.date32())
+    if base == "TIME":
+        return SourceColumn(name, pa.time64("us"), read=_as_text)
     if base in ("DATETIME", "TIMESTAMP"):
         return SourceColumn(name, pa.timestamp("us"))
     if base in ("DECIMAL", "NUMERIC"):

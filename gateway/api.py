@@ -34,6 +34,7 @@ class ProductInfo:
     schema: pa.Schema
     description: str | None = None
     table_type: str = "TABLE"
+    primary_key: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,19 @@ _LOGICAL: dict[str, type[exp.Connector]] = {"AND": exp.And, "OR": exp.Or}
 _INTEGER_CASTS = {"Int16": ("SMALLINT", 16), "Int32": ("INT", 32), "Int64": ("BIGINT", 64)}
 
 
+def comparable(kind: pa.DataType) -> bool:
+    """Whether sources compare, sort and group values of ``kind`` as DataFusion does.
+
+    Intervals are not (PostgreSQL and DuckDB equate ``1 mon`` with ``30 days``), nor are
+    lists and other nested values (each engine has its own rules for NULL elements):
+    columns of these types are never pushed into predicates.
+    """
+    return not (pa.types.is_nested(kind) or kind.id in _INTERVALS or pa.types.is_duration(kind))
+
+
+_INTERVALS = (pa.lib.Type_INTERVAL_DAY_TIME, pa.lib.Type_INTERVAL_MONTHS, pa.lib.Type_INTERVAL_MONTH_DAY_NANO)
+
+
 class _Untranslatable(Exception):
     """Raised inside the translator when a node has no faithful equivalent."""
 
@@ -105,8 +118,11 @@ class _Translator:
 
     def _Column(self, expr: Expr) -> exp.Expr:
         name = expr.to_variant().name()
-        if self.schema.get_field_index(name) < 0:
+        index = self.schema.get_field_index(name)
+        if index < 0:
             raise _Untranslatable(f"column {name}")
+        if not comparable(self.schema.field(index).type):
+            raise _Untranslatable(f"column {name} of type {self.schema.field(index).type}")
         return exp.column(name, quoted=True)
 
     def _Literal(self, expr: Expr) -> exp.Expr:
@@ -133,10 +149,16 @@ class _Translator:
         return exp.Not(this=exp.Paren(this=self.expr(expr.rex_call_operands()[0])))
 
     def _IsNull(self, expr: Expr) -> exp.Expr:
-        return exp.Is(this=self.expr(expr.rex_call_operands()[0]), expression=exp.Null())
+        return exp.Is(this=self.nullable(expr.rex_call_operands()[0]), expression=exp.Null())
 
     def _IsNotNull(self, expr: Expr) -> exp.Expr:
-        return exp.Not(this=exp.Is(this=self.expr(expr.rex_call_operands()[0]), expression=exp.Null()))
+        return exp.Not(this=exp.Is(this=self.nullable(expr.rex_call_operands()[0]), expression=exp.Null()))
+
+    def nullable(self, expr: Expr) -> exp.Expr:
+        """The operand of IS [NOT] NULL: any column qualifies, whatever its type."""
+        if expr.variant_name() == "Column" and self.schema.get_field_index(expr.to_variant().name()) >= 0:
+            return exp.column(expr.to_variant().name(), quoted=True)
+        return self.expr(expr)
 
     def _Negative(self, expr: Expr) -> exp.Expr:
         return exp.Neg(this=exp.Paren(this=self.expr(expr.rex_call_operands()[0])))
@@ -193,7 +215,10 @@ class _Translator:
     def _Cast(self, expr: Expr) -> exp.Expr:
         inner = expr.to_variant().expr()
         source_type = self.arrow_type(inner)
-        target = str(expr.types().friendly_arrow_type_name())
+        try:
+            target = str(expr.types().friendly_arrow_type_name())
+        except NotImplementedError:  # the binding cannot name nested types: not an integer cast
+            raise _Untranslatable("CAST to a nested type") from None
         if (
             source_type is not None
             and pa.types.is_integer(source_type)

@@ -217,8 +217,37 @@ def table_types(products: Iterable[ProductInfo]) -> pa.Table:
     return pa.Table.from_pydict({"table_type": names}, schema=TABLE_TYPES_SCHEMA)
 
 
+def primary_keys(command: pb.CommandGetPrimaryKeys, products: Iterable[ProductInfo]) -> pa.Table:
+    """CommandGetPrimaryKeys: the key columns of one product, as its source declares them.
+
+    ``catalog`` and ``db_schema`` are exact names (unset: any); ``table`` is exact.
+    Key names are not reported (null), as in the reference SQLite example server.
+    """
+    catalog = command.catalog if command.HasField("catalog") else None
+    schema = command.db_schema if command.HasField("db_schema") else None
+    rows = sorted(
+        (product.catalog, product.domain, product.name, position, column)
+        for product in products
+        if _catalog_matches(catalog, product.catalog)
+        and (schema is None or schema == product.domain)
+        and product.name == command.table
+        for position, column in enumerate(product.primary_key, start=1)
+    )
+    return pa.Table.from_pydict(
+        {
+            "catalog_name": [row[0] for row in rows],
+            "db_schema_name": [row[1] for row in rows],
+            "table_name": [row[2] for row in rows],
+            "column_name": [row[4] for row in rows],
+            "key_sequence": [row[3] for row in rows],
+            "key_name": [None] * len(rows),
+        },
+        schema=PRIMARY_KEYS_SCHEMA,
+    )
+
+
 def empty(schema: pa.Schema) -> pa.Table:
-    """An empty result (keys: data products declare no primary or foreign keys)."""
+    """An empty result (foreign keys: data products declare none)."""
     return schema.empty_table()
 
 

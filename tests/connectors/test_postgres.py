@@ -120,10 +120,10 @@ def test_other_types_are_text_and_compare_as_text(
         postgres_uri,
         f"CREATE TYPE \"{pg_schema}\".mood AS ENUM ('sad', 'happy')",
         f'CREATE TABLE {table} (id int4, mood "{pg_schema}".mood, code char(5), doc jsonb, tags text[],'
-        " u uuid, wait interval, at time)",
+        f' u uuid, wait interval, at time, moods "{pg_schema}".mood[])',
         f"INSERT INTO {table} VALUES (1, 'sad', 'ab', '{{\"a\": 1}}', '{{x,y}}',"
-        " 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day 02:00:00', '13:14:15.5'),"
-        " (2, 'happy', 'abc  ', NULL, '{}', NULL, NULL, NULL)",
+        " 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day 02:00:00', '13:14:15.5', '{happy,NULL}'),"
+        " (2, 'happy', 'abc  ', NULL, '{}', NULL, NULL, NULL, NULL)",
     )
     source = SourceObject(table=table)
     schema = connector.schema(source)
@@ -133,19 +133,28 @@ def test_other_types_are_text_and_compare_as_text(
             ("mood", pa.string()),
             ("code", pa.string()),
             ("doc", pa.string()),
-            ("tags", pa.string()),
+            ("tags", pa.list_(pa.string())),
             ("u", pa.string()),
-            ("wait", pa.string()),
+            ("wait", pa.month_day_nano_interval()),
             ("at", pa.time64("us")),
+            ("moods", pa.list_(pa.string())),
         ]
     )
     rows = scan(connector, source).to_pylist()
     assert rows[0]["mood"] == "sad" and rows[0]["code"] == "ab" and rows[0]["doc"] == '{"a": 1}'
-    assert rows[0]["tags"] == "{x,y}" and rows[0]["u"] == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
-    assert rows[0]["wait"] == "1 day 02:00:00" and rows[1]["code"] == "abc"
+    assert rows[0]["tags"] == ["x", "y"] and rows[0]["u"] == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+    assert rows[0]["wait"] == pa.MonthDayNano([0, 1, 7_200_000_000_000]) and rows[1]["code"] == "abc"
+    assert rows[0]["moods"] == ["happy", None] and rows[1]["tags"] == [] and rows[1]["moods"] is None
     # As an enum, 'sad' < 'happy'; as the text the engine sees, 'sad' > 'happy'.
     assert [r["id"] for r in scan(connector, source, "mood > 'm'").to_pylist()] == [1]
     assert [r["id"] for r in scan(connector, source, "code = 'abc'").to_pylist()] == [2]
+
+
+def test_a_value_the_driver_cannot_convert_is_a_data_error(connector: PostgresConnector) -> None:
+    """Not an outage: clients retry UNAVAILABLE, and the pool would drop a healthy connection."""
+    with pytest.raises(SourceError, match="would overflow when converting to nanoseconds") as raised:
+        scan(connector, SourceObject(sql="SELECT '3000000 hours'::interval AS long"))
+    assert not isinstance(raised.value, SourceUnavailableError)
 
 
 def test_discover_qualifies_names_and_keeps_them_unique(connector: PostgresConnector, postgres_uri: str) -> None:
