@@ -85,7 +85,8 @@ class SqliteConnector(AdbcConnector):
     def connect(self) -> Connection:
         if not self.path.is_file():
             raise SourceUnavailableError(self.domain, self.label, f"SQLite file {self.path} does not exist")
-        connection = adbc_driver_sqlite.dbapi.connect(f"{self.path.resolve().as_uri()}?mode=ro")
+        # autocommit: otherwise each pooled connection stays in one read transaction and never sees new writes
+        connection = adbc_driver_sqlite.dbapi.connect(f"{self.path.resolve().as_uri()}?mode=ro", autocommit=True)
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA case_sensitive_like = ON")
         return connection

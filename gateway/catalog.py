@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from connectors.base import Connector, SourceObject
 from connectors.registry import open_connector
-from gateway.config import DomainConfig, MeshConfig
+from gateway.config import DomainConfig, MeshConfig, ProductConfig
+from gateway.contracts import Drift, blocked_error, check_contract, status
 from gateway.errors import MeshgateError, NotFoundError, SourceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,21 @@ class Product:
     connector: Connector
     description: str | None = None
     primary_key: tuple[str, ...] = ()
+    declared: ProductConfig | None = None  # metadata, contract and checks, when the domain declares the product
+    drift: tuple[Drift, ...] = ()  # how the source differs from the contract (gateway/contracts.py)
 
     @property
     def qualified_name(self) -> str:
         return f"{self.domain}.{self.name}"
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``flagged`` (drifted, still served) or ``blocked`` (drifted, not served)."""
+        return status(self)
+
+    @property
+    def blocked(self) -> bool:
+        return self.status == "blocked"
 
 
 @dataclass
@@ -91,6 +103,8 @@ class MeshCatalog:
             raise NotFoundError(
                 f"unknown data product '{domain_name}.{product_name}' (domain '{domain_name}' has: {known})"
             )
+        if product.blocked:
+            raise blocked_error(product)
         return product
 
     def find(self, domain_name: str, product_name: str) -> Product | None:
@@ -108,6 +122,17 @@ class MeshCatalog:
         for domain in self._domains.values():
             if domain.connector is not None:
                 domain.connector.close()
+
+    def refresh(self, name: str) -> Domain:
+        """Read a domain's products again from its source: new schemas, contracts checked again.
+
+        A source that fails now takes the domain offline, as at start.
+        """
+        if name not in self._domains:
+            self.domain(name)  # raises NotFoundError naming the domains
+        domain = self._domains[name]
+        self._load(domain)
+        return domain
 
     # -- changing -----------------------------------------------------------------
     def build(self, config: DomainConfig) -> Domain:
@@ -166,16 +191,18 @@ class MeshCatalog:
 
 
 def _load_products(config: DomainConfig, connector: Connector) -> dict[str, Product]:
+    declared: list[tuple[str, SourceObject, str | None, ProductConfig | None]]
     if config.products is None:
-        declared = [(found.name, found.source, found.description) for found in connector.discover()]
+        declared = [(found.name, found.source, found.description, None) for found in connector.discover()]
     else:
         declared = [
-            (product.name, SourceObject(table=product.source, sql=product.sql), product.description)
+            (product.name, SourceObject(table=product.source, sql=product.sql), product.description, product)
             for product in config.products
         ]
     products: dict[str, Product] = {}
-    for name, source, description in declared:
+    for name, source, description, metadata in declared:
         schema = connector.schema(source)
+        key = metadata.primary_key if metadata is not None and metadata.primary_key else ()
         products[name] = Product(
             domain=config.name,
             name=name,
@@ -183,8 +210,19 @@ def _load_products(config: DomainConfig, connector: Connector) -> dict[str, Prod
             schema=schema,
             connector=connector,
             description=description,
-            primary_key=_primary_key(config.name, name, connector, source, schema),
+            primary_key=(key if set(key) <= set(schema.names) else ())
+            or _primary_key(config.name, name, connector, source, schema),
+            declared=metadata,
+            drift=check_contract(metadata.columns if metadata is not None else None, schema),
         )
+        if products[name].drift:
+            log.warning(
+                "product '%s.%s' drifted from its contract (%s): %s",
+                config.name,
+                name,
+                products[name].status,
+                "; ".join(str(d) for d in products[name].drift),
+            )
     return products
 
 

@@ -86,6 +86,20 @@ def _parser() -> argparse.ArgumentParser:
         default=_env_path("MESHGATE_AUDIT_LOG"),
         help="append every query's audit record to this JSON-lines file",
     )
+    serve.add_argument(
+        "--checks-every",
+        type=_duration,
+        default=os.environ.get("MESHGATE_CHECKS_EVERY", "0"),  # a string default goes through `type`
+        metavar="DURATION",
+        help="run every product's quality checks (and contract checks) at start and then this often,"
+        " e.g. 10m or 1h; 0 for never (the default)",
+    )
+    serve.add_argument(
+        "--quality-log",
+        type=Path,
+        default=_env_path("MESHGATE_QUALITY_LOG"),
+        help="append every quality check result to this JSON-lines file",
+    )
     serve.add_argument("--tls-cert", type=Path, default=_env_path("MESHGATE_TLS_CERT"), help="server certificate (PEM)")
     serve.add_argument("--tls-key", type=Path, default=_env_path("MESHGATE_TLS_KEY"), help="its private key (PEM)")
     serve.add_argument(
@@ -127,6 +141,23 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, default=_env_path("MESHGATE_CONFIG"), required=False)
     check.set_defaults(run=_check)
 
+    checks = commands.add_parser("checks", help="data product quality checks")
+    checks_commands = checks.add_subparsers(dest="checks_command", required=True)
+    run_checks = checks_commands.add_parser(
+        "run",
+        help="check every product's contract and run its quality checks against the sources",
+        description="Prints one line per check; exits 1 when any check fails or cannot run.",
+    )
+    run_checks.add_argument("--config", type=Path, default=_env_path("MESHGATE_CONFIG"), required=False)
+    run_checks.add_argument("--domain", default=None, help="only this domain's products")
+    run_checks.add_argument(
+        "--quality-log",
+        type=Path,
+        default=_env_path("MESHGATE_QUALITY_LOG"),
+        help="also append the results to this JSON-lines file",
+    )
+    run_checks.set_defaults(run=_checks_run)
+
     user = commands.add_parser("user", help="manage users")
     user_commands = user.add_subparsers(dest="user_command", required=True)
     hash_user = user_commands.add_parser(
@@ -150,6 +181,18 @@ def _timeout_seconds(text: str) -> float | None:
     return seconds or None
 
 
+def _duration(text: str) -> float | None:
+    """``--checks-every``: a duration such as ``10m``, or 0 for never (None); in seconds."""
+    from gateway.config import parse_duration
+
+    if text.strip() in {"", "0"}:
+        return None
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
@@ -162,6 +205,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.engine import Engine
     from gateway.flightsql.server import FlightSqlServer
+    from gateway.quality import CheckScheduler, QualityLog
 
     if args.no_auth and not args.demo:
         raise MeshgateError("--no-auth is only allowed with --demo: a mesh served from --config always requires users")
@@ -178,7 +222,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(config_path)
     authenticator, demo_password = (None, None) if args.no_auth else _authenticator(config, config_path, demo=args.demo)
     tls = _server_tls(args)
-    engine = Engine.from_config(config, audit=AuditLog(args.audit_log))
+    engine = Engine.from_config(config, audit=AuditLog(args.audit_log), quality=QualityLog(args.quality_log))
     catalog = engine.catalog
     _log_catalog(catalog)
     scheme = "grpc+tls" if tls else "grpc"
@@ -210,7 +254,14 @@ def _serve(args: argparse.Namespace) -> int:
         reloader = Reloader(engine, Path(config_path), interval=args.watch_interval)
         reloader.start()
         log.info("watching %s for changed domain files every %.1f s", config_path, args.watch_interval)
+    scheduler = None
+    if args.checks_every is not None:
+        scheduler = CheckScheduler(engine, args.checks_every)
+        scheduler.start()
+        log.info("quality checks run now and every %s s", f"{args.checks_every:g}")
     server.serve()
+    if scheduler is not None:
+        scheduler.stop()
     if reloader is not None:
         reloader.stop()
     catalog.close()
@@ -471,6 +522,8 @@ def _check(args: argparse.Namespace) -> int:
             for product in domain.products.values():
                 description = f" - {product.description}" if product.description else ""
                 print(f"         {domain.name}.{product.name}: {len(product.schema)} columns{description}")
+                for drift in product.drift:
+                    print(f"           {product.status.upper()}: {drift}")
     finally:
         catalog.close()
     if failed:
@@ -478,3 +531,28 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     print("all sources reachable")
     return 0
+
+
+def _checks_run(args: argparse.Namespace) -> int:
+    """``meshgate checks run``: one line per check, a summary, exit 1 on any failure."""
+    from gateway.config import load_config
+    from gateway.engine import Engine
+    from gateway.quality import QualityLog, run_checks
+
+    if args.config is None:
+        raise MeshgateError("checks run needs --config PATH (or MESHGATE_CONFIG)")
+    engine = Engine.from_config(load_config(args.config), quality=QualityLog(args.quality_log))
+    try:
+        results = run_checks(engine, args.domain, refresh=False)  # the engine has just read every source
+    finally:
+        engine.close()
+    width = max((len(f"{r.domain}.{r.product}") for r in results), default=0)
+    check_width = max((len(r.check) for r in results), default=0)
+    for r in results:
+        observed = f" (observed {r.observed:g})" if r.observed is not None else ""
+        product = f"{r.domain}.{r.product}"
+        print(f"{r.outcome.upper():<5} {product:<{width}}  {r.check:<{check_width}}  {r.detail}{observed}")
+    failed = sum(r.outcome == "fail" for r in results)
+    errors = sum(r.outcome == "error" for r in results)
+    print(f"{len(results)} checks: {len(results) - failed - errors} passed, {failed} failed, {errors} could not run")
+    return 1 if failed or errors else 0

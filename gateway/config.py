@@ -6,13 +6,17 @@ domain team owns its file). Every error names the file, the domain and the field
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import yaml
+from sqlglot import parse_one
+from sqlglot.errors import SqlglotError
 
 from gateway.auth import (
     DEFAULT_TOKEN_TTL_SECONDS,
@@ -21,6 +25,7 @@ from gateway.auth import (
     User,
     check_password_hash,
 )
+from gateway.contracts import parse_type
 from gateway.errors import ConfigError
 from gateway.policy import PolicySet, merge, parse_policies
 
@@ -49,13 +54,65 @@ class ConnectorConfig:
 
 
 @dataclass(frozen=True)
+class ColumnContract:
+    """One column a product promises: its Arrow type, what it means, how it is tagged."""
+
+    name: str
+    type: pa.DataType
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How recent a product's newest row must be, judged by a timestamp (or date) column."""
+
+    max_age: dt.timedelta
+    column: str
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """One quality check of a product (gateway/quality.py runs them).
+
+    ``kind`` is ``unique`` (over ``columns``), ``not_null`` (``columns[0]``, at most
+    ``max_null_ratio`` NULLs), ``freshness``, ``row_count`` (``min_rows``/``max_rows``)
+    or ``sql`` (a query returning one boolean, or the failing rows).
+    """
+
+    kind: str
+    name: str
+    columns: tuple[str, ...] = ()
+    max_null_ratio: float = 0.0
+    freshness: Freshness | None = None
+    min_rows: int | None = None
+    max_rows: int | None = None
+    sql: str | None = None
+
+
+@dataclass(frozen=True)
 class ProductConfig:
-    """A data product a domain publishes: a source table/file or a source query."""
+    """A data product a domain publishes: a source table/file or a source query.
+
+    The rest is optional metadata: ``owner`` (the domain's unless given), ``tags``,
+    ``version``, a ``freshness`` expectation, a schema contract (``columns``,
+    ``primary_key``) with what to do when the source drifts from it (``on_drift``), and
+    quality ``checks``. ``origin`` (``file:line``) names the declaration in messages.
+    """
 
     name: str
     source: str | None = None
     sql: str | None = None
     description: str | None = None
+    owner: str | None = None
+    tags: tuple[str, ...] = ()
+    version: str | None = None
+    freshness: Freshness | None = None
+    columns: tuple[ColumnContract, ...] | None = None  # None: no contract
+    primary_key: tuple[str, ...] = ()
+    on_drift: str = "flag"
+    checks: tuple[CheckConfig, ...] = ()
+    origin: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -114,7 +171,27 @@ _TOP_KEYS = {"catalog", "domains", "policies", "auth"}
 _AUTH_KEYS = {"users", "users_file", "token_ttl_seconds", "token_key_file"}
 _USER_KEYS = {"name", "password_hash", "groups", "attributes"}
 _DOMAIN_KEYS = {"name", "owner", "description", "connector", "products", "policies"}
-_PRODUCT_KEYS = {"name", "source", "sql", "description"}
+_PRODUCT_KEYS = {
+    "name",
+    "source",
+    "sql",
+    "description",
+    "owner",
+    "tags",
+    "version",
+    "freshness",
+    "columns",
+    "primary_key",
+    "on_drift",
+    "checks",
+}
+_COLUMN_KEYS = {"name", "type", "description", "tags"}
+CHECK_KINDS = ("unique", "not_null", "freshness", "row_count", "sql")
+_CHECK_KEYS = {"name", "max_null_ratio", *CHECK_KINDS}
+ON_DRIFT = ("flag", "block")
+_TAG_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+_VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+_DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _CONNECTOR_KEYS: dict[str, set[str]] = {
     "postgres": {"type", "uri", "pool_size", "numeric_scale"},
     "sqlite": {"type", "path", "pool_size"},
@@ -267,7 +344,8 @@ def _parse_domain(raw: Any, where: _Where) -> DomainConfig:
     where = _Where(where.file, raw.line, domain=name)
     _check_keys(raw, _DOMAIN_KEYS, where)
     connector = _parse_connector(raw.get("connector"), where.at("connector"))
-    products = _parse_products(raw.get("products"), where.at("products"), connector.type)
+    owner = _optional_str(raw, "owner", where)
+    products = _parse_products(raw.get("products"), where.at("products"), connector.type, owner)
     policies = PolicySet()
     if raw.get("policies") is not None:
         policies = parse_policies(raw["policies"], f"{where.file}:{raw.line}: domain '{name}'", domain=name)
@@ -275,7 +353,7 @@ def _parse_domain(raw: Any, where: _Where) -> DomainConfig:
         name=name,
         connector=connector,
         file=where.file,
-        owner=_optional_str(raw, "owner", where),
+        owner=owner,
         description=_optional_str(raw, "description", where),
         products=products,
         policies=policies,
@@ -304,7 +382,7 @@ def _parse_connector(raw: Any, where: _Where) -> ConnectorConfig:
     return ConnectorConfig(type=kind, uri=uri, path=path, options=options)
 
 
-def _parse_products(raw: Any, where: _Where, kind: str) -> tuple[ProductConfig, ...] | None:
+def _parse_products(raw: Any, where: _Where, kind: str, owner: str | None) -> tuple[ProductConfig, ...] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
@@ -329,10 +407,206 @@ def _parse_products(raw: Any, where: _Where, kind: str) -> tuple[ProductConfig, 
             raise item_where.error("declare exactly one of 'source' (a table or file) or 'sql' (a query)")
         if sql is not None and kind in {"parquet", "csv"}:
             raise item_where.at("sql").error(f"a {kind} source has no SQL dialect; use 'source'")
-        products.append(
-            ProductConfig(name=name, source=source, sql=sql, description=_optional_str(item, "description", item_where))
-        )
+        products.append(_parse_product(item, item_where, name, source, sql, owner))
     return tuple(products)
+
+
+def _parse_product(
+    item: _LocatedDict, where: _Where, name: str, source: str | None, sql: str | None, owner: str | None
+) -> ProductConfig:
+    """A product's source and its metadata: owner, tags, version, freshness, contract, checks."""
+    columns = _parse_columns(item.get("columns"), where.at("columns"))
+    primary_key = _parse_column_names(item.get("primary_key"), where.at("primary_key"), columns)
+    freshness = _parse_freshness(item.get("freshness"), where.at("freshness"), columns)
+    checks = _parse_checks(item.get("checks"), where.at("checks"), columns)
+    if freshness is not None:  # the product's own expectation is checked as the check named "freshness"
+        if any(check.name == "freshness" for check in checks):
+            raise where.at("checks").error("'freshness' names the product's own freshness check; choose another name")
+        checks += (CheckConfig("freshness", "freshness", freshness=freshness),)
+    on_drift = item.get("on_drift", "flag")
+    if on_drift not in ON_DRIFT:
+        raise where.at("on_drift").error(f"must be one of {', '.join(ON_DRIFT)}, got {on_drift!r}")
+    if "on_drift" in item and columns is None:
+        raise where.at("on_drift").error("there is no contract to drift from: declare the product's columns")
+    version = item.get("version")
+    if version is not None and (not isinstance(version, str) or not _VERSION_PATTERN.match(version)):
+        raise where.at("version").error(f'must be a quoted semantic version such as "1.2.0", got {version!r}')
+    return ProductConfig(
+        name=name,
+        source=source,
+        sql=sql,
+        description=_optional_str(item, "description", where),
+        owner=_optional_str(item, "owner", where) or owner,
+        tags=_parse_tags(item.get("tags"), where.at("tags")),
+        version=version,
+        freshness=freshness,
+        columns=columns,
+        primary_key=primary_key,
+        on_drift=on_drift,
+        checks=checks,
+        origin=f"{where.file}:{where.line}",
+    )
+
+
+def _parse_columns(raw: Any, where: _Where) -> tuple[ColumnContract, ...] | None:
+    """The schema contract: ``[{name, type, description?, tags?}, ...]``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw:
+        raise where.error("must be a non-empty list of columns, each with name and type")
+    columns: list[ColumnContract] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, _LocatedDict):
+            raise where.at(f"[{i}]").error("must be a mapping with name and type, e.g. {name: id, type: int64}")
+        item_where = _Where(where.file, item.line, where.domain, f"{where.field}[{i}]")
+        name = _required_str(item, "name", item_where)
+        item_where = _Where(where.file, item.line, where.domain, f"{where.field}.{name}")
+        _check_keys(item, _COLUMN_KEYS, item_where)
+        if any(column.name == name for column in columns):
+            raise item_where.at("name").error("declared twice")
+        try:
+            kind = parse_type(_required_str(item, "type", item_where))
+        except ValueError as error:
+            raise item_where.at("type").error(str(error)) from None
+        columns.append(
+            ColumnContract(
+                name=name,
+                type=kind,
+                description=_optional_str(item, "description", item_where),
+                tags=_parse_tags(item.get("tags"), item_where.at("tags")),
+            )
+        )
+    return tuple(columns)
+
+
+def _parse_tags(raw: Any, where: _Where) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise where.error("must be a list of tags, e.g. [pii, finance]")
+    for tag in raw:
+        if not isinstance(tag, str) or not _TAG_PATTERN.match(tag):
+            raise where.error(f"{tag!r} is not a valid tag: use lower-case letters, digits, '_' and '-'")
+    return tuple(dict.fromkeys(raw))
+
+
+def _parse_column_names(
+    raw: Any, where: _Where, columns: tuple[ColumnContract, ...] | None, *, single: bool = False
+) -> tuple[str, ...]:
+    """Column names (one name or a list; ``single``: exactly one), checked against the contract if any."""
+    names = [raw] if isinstance(raw, str) else raw
+    if raw is None:
+        return ()
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise where.error("must be a column name" if single else "must be a list of column names")
+    if single and len(names) != 1:
+        raise where.error("must be one column name")
+    if len(set(names)) != len(names):
+        raise where.error("names a column twice")
+    if columns is not None:
+        declared = [column.name for column in columns]
+        for name in names:
+            if name not in declared:
+                raise where.error(f"column '{name}' is not in the product's columns ({', '.join(declared)})")
+    return tuple(names)
+
+
+def _parse_freshness(raw: Any, where: _Where, columns: tuple[ColumnContract, ...] | None) -> Freshness | None:
+    """``{max_age: 24h, column: updated_at}``: the newest row must be at most that old."""
+    if raw is None:
+        return None
+    if not isinstance(raw, _LocatedDict):
+        raise where.error("must be a mapping with max_age and the column to judge it by: {max_age: 24h, column: c}")
+    where = _Where(where.file, raw.line, where.domain, where.field)
+    _check_keys(raw, {"max_age", "column"}, where)
+    try:
+        max_age = parse_duration(_required_str(raw, "max_age", where))
+    except ValueError as error:
+        raise where.at("max_age").error(str(error)) from None
+    (column,) = _parse_column_names(_required_str(raw, "column", where), where.at("column"), columns, single=True)
+    declared = {c.name: c.type for c in columns or ()}
+    kind = declared.get(column)
+    if kind is not None and not (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+        raise where.at("column").error(f"column '{column}' is {kind}: freshness needs a timestamp or date column")
+    return Freshness(max_age=max_age, column=column)
+
+
+def _parse_checks(raw: Any, where: _Where, columns: tuple[ColumnContract, ...] | None) -> tuple[CheckConfig, ...]:
+    """``checks:``: each item one of unique, not_null, freshness, row_count or sql, optionally named."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise where.error("must be a list of checks")
+    checks: list[CheckConfig] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, _LocatedDict):
+            raise where.at(f"[{i}]").error(f"must be a mapping with one of {', '.join(CHECK_KINDS)}")
+        item_where = _Where(where.file, item.line, where.domain, f"{where.field}[{i}]")
+        _check_keys(item, _CHECK_KEYS, item_where)
+        kinds = [kind for kind in CHECK_KINDS if kind in item]
+        if len(kinds) != 1:
+            raise item_where.error(f"declare exactly one of {', '.join(CHECK_KINDS)}")
+        check = _parse_check(item, kinds[0], item_where, columns)
+        if any(other.name == check.name for other in checks):
+            raise item_where.at("name").error(f"two checks are named '{check.name}'; give one a 'name'")
+        checks.append(check)
+    return tuple(checks)
+
+
+def _parse_check(
+    item: _LocatedDict, kind: str, where: _Where, columns: tuple[ColumnContract, ...] | None
+) -> CheckConfig:
+    name = _optional_str(item, "name", where)
+    if "max_null_ratio" in item and kind != "not_null":
+        raise where.at("max_null_ratio").error("only applies to a not_null check")
+    value = item[kind]
+    if kind == "unique":
+        names = _parse_column_names(value, where.at(kind), columns)
+        return CheckConfig(kind, name or f"unique({', '.join(names)})", columns=names)
+    if kind == "not_null":
+        (column,) = _parse_column_names(value, where.at(kind), columns, single=True)
+        ratio = item.get("max_null_ratio", 0)
+        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+            raise where.at("max_null_ratio").error(f"must be a number from 0 to 1, got {ratio!r}")
+        return CheckConfig(kind, name or f"not_null({column})", columns=(column,), max_null_ratio=float(ratio))
+    if kind == "freshness":
+        freshness = _parse_freshness(value, where.at(kind), columns)
+        assert freshness is not None
+        return CheckConfig(kind, name or f"freshness({freshness.column})", freshness=freshness)
+    if kind == "row_count":
+        if not isinstance(value, _LocatedDict) or not value or set(value) - {"min", "max"}:
+            raise where.at(kind).error("must be a mapping with min and/or max, e.g. {min: 1, max: 1000000}")
+        bounds = {key: value.get(key) for key in ("min", "max")}
+        for key, bound in bounds.items():
+            if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool) or bound < 0):
+                raise where.at(f"{kind}.{key}").error(f"must be a whole number of rows, at least 0, got {bound!r}")
+        low, high = bounds["min"], bounds["max"]
+        if low is not None and high is not None and low > high:
+            raise where.at(kind).error(f"min ({low}) is greater than max ({high})")
+        return CheckConfig(kind, name or "row_count", min_rows=low, max_rows=high)
+    sql = _required_str(item, "sql", where)
+    try:
+        parse_one(sql, read="postgres")
+    except SqlglotError as error:
+        raise where.at("sql").error(f"not a valid SQL query: {error}") from None
+    if name is None:
+        raise where.at("name").error("missing: a sql check needs a name, e.g. name: no_negative_totals")
+    return CheckConfig(kind, name, sql=sql)
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``90s``, ``30m``, ``24h``, ``7d``, ``2w`` or a sum such as ``1h30m``.
+
+    Raises:
+        ValueError: ``text`` is not such a duration, or is zero.
+    """
+    compact = text.replace(" ", "").lower()
+    if not re.fullmatch(r"(?:\d+[wdhms])+", compact):
+        raise ValueError(f"'{text}' is not a duration; use for example 90s, 30m, 24h, 7d or 1h30m")
+    seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in re.findall(r"(\d+)([wdhms])", compact))
+    if seconds <= 0:
+        raise ValueError(f"'{text}' is no time at all; give a duration longer than zero")
+    return dt.timedelta(seconds=seconds)
 
 
 def _parse_auth(document: _LocatedDict, file: Path) -> AuthConfig | None:

@@ -28,6 +28,7 @@ from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.audit import AuditLog, QueryRecord
 from gateway.catalog import Domain, MeshCatalog, Product
 from gateway.config import MeshConfig
+from gateway.contracts import column_tags, described
 from gateway.errors import (
     MeshgateError,
     NotFoundError,
@@ -39,7 +40,8 @@ from gateway.errors import (
 from gateway.governance import governed_schema, referenced_products, view_sql
 from gateway.parameters import parameter_schema, parameter_values
 from gateway.planner import negotiate_scans, single_source_sql, touched
-from gateway.policy import PolicySet, check_references
+from gateway.policy import Access, PolicySet, check_references
+from gateway.quality import QualityLog
 from gateway.scan import ProductDataset, ProductScan, SourceQuery, classic_types, conform
 from gateway.system_tables import SYSTEM_SCHEMA, TABLES
 
@@ -83,17 +85,23 @@ class Engine:
         settings: EngineSettings | None = None,
         policies: PolicySet | None = None,
         audit: AuditLog | None = None,
+        quality: QualityLog | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings or EngineSettings()
         self.policies = policies or PolicySet()
         self.audit = audit or AuditLog()
+        self.quality = quality or QualityLog()
         self._file_tables: dict[tuple[str, str], Table] = {}
         self._file_lock = threading.Lock()
 
     @classmethod
     def from_config(
-        cls, config: MeshConfig, settings: EngineSettings | None = None, audit: AuditLog | None = None
+        cls,
+        config: MeshConfig,
+        settings: EngineSettings | None = None,
+        audit: AuditLog | None = None,
+        quality: QualityLog | None = None,
     ) -> Engine:
         """Open every domain of ``config`` and check its policies against what exists."""
         catalog = MeshCatalog(config)
@@ -104,7 +112,7 @@ class Engine:
         except BaseException:
             catalog.close()
             raise
-        return cls(catalog, settings, config.policies, audit)
+        return cls(catalog, settings, config.policies, audit, quality)
 
     def close(self) -> None:
         self.catalog.close()
@@ -121,6 +129,14 @@ class Engine:
                 del self._file_tables[key]
         self.catalog.replace(added, removed)
 
+    def refresh(self, domain: str) -> Domain:
+        """Read ``domain`` again from its source: new schemas, its contracts checked again."""
+        loaded = self.catalog.refresh(domain)
+        with self._file_lock:
+            for key in [k for k in self._file_tables if k[0] == domain]:
+                del self._file_tables[key]
+        return loaded
+
     # -- catalog -------------------------------------------------------------------
     @property
     def catalog_name(self) -> str:
@@ -135,13 +151,19 @@ class Engine:
         """The products ``caller`` may read, with the schema they see (granted, masked)."""
         visible = []
         for p in self.catalog.products():
-            access = self.policies.access(caller, p.domain, p.name, p.schema)
+            access = self.access(caller, p)
             if access is None:
                 continue
-            schema = governed_schema(_described(p, self.catalog.domain(p.domain).config.owner), access)
+            quality = self.quality.latest(p.domain, p.name)
+            owner = self.catalog.domain(p.domain).config.owner
+            schema = governed_schema(described(p, owner, quality.status if quality else None), access)
             key = p.primary_key if set(p.primary_key) <= set(schema.names) else ()  # not a key once columns are hidden
             visible.append(ProductInfo(self.catalog.name, p.domain, p.name, schema, p.description, primary_key=key))
         return visible
+
+    def access(self, caller: CallerContext, product: Product) -> Access | None:
+        """What ``caller`` may see of ``product`` under the policies (tag rules included)."""
+        return self.policies.access(caller, product.domain, product.name, product.schema, column_tags(product))
 
     # -- queries -------------------------------------------------------------------
     def prepare(self, sql: str, caller: CallerContext) -> Query:
@@ -259,9 +281,9 @@ class Engine:
             denied_is_error = True
         for domain_name, name in sorted(referenced):
             product = self.catalog.find(domain_name, name)
-            if product is None:
-                continue  # unknown or offline: DataFusion reports it, with the catalog's own message
-            access = self.policies.access(scope.caller, domain_name, name, product.schema)
+            if product is None or product.blocked:
+                continue  # unknown, offline or blocked: DataFusion reports it, with the catalog's own message
+            access = self.access(scope.caller, product)
             if access is None:
                 if denied_is_error:
                     who = f"user '{scope.caller.user}'" if scope.caller.user else "an anonymous caller"
@@ -346,17 +368,6 @@ class Engine:
             rows.append(("result", f"rows={result_rows} seconds={elapsed:.3f}"))
         table = pa.table({"plan_type": [r[0] for r in rows], "plan": [r[1] for r in rows]}, schema=EXPLAIN_SCHEMA)
         return Execution(EXPLAIN_SCHEMA, iter(table.to_batches()), [])
-
-
-def _described(product: Product, owner: str | None) -> pa.Schema:
-    """The product's schema with its name, description and owner in the schema metadata."""
-    metadata = dict(product.schema.metadata or {})
-    metadata[b"meshgate.product"] = product.qualified_name.encode()
-    if product.description:
-        metadata[b"meshgate.description"] = product.description.encode()
-    if owner:
-        metadata[b"meshgate.owner"] = owner.encode()
-    return product.schema.with_metadata(metadata)
 
 
 def planning_context(config: SessionConfig | None = None) -> SessionContext:
@@ -550,7 +561,7 @@ class _DomainSchema(SchemaProvider):
         # sequence (information_schema lists nothing otherwise): a property, not a method.
         domain = self._engine.catalog.domain(self._domain)
         if self._scope.views is None:
-            return sorted(domain.products)
+            return sorted(name for name, product in domain.products.items() if not product.blocked)
         return sorted(name for (d, name) in self._scope.views if d == self._domain)
 
     def table(self, name: str) -> Table | None:

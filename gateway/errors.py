@@ -28,6 +28,10 @@ class NotFoundError(PlanningError):
     """A catalog, domain or data product does not exist."""
 
 
+class ContractError(PlanningError):
+    """A data product is blocked: its source no longer matches its declared contract."""
+
+
 class NotSupportedError(MeshgateError):
     """The request is valid but the gateway or a source cannot do it."""
 
@@ -47,6 +51,10 @@ class SourceUnavailableError(SourceError):
 
 class QueryCancelledError(MeshgateError):
     """The query was cancelled by the client or timed out."""
+
+
+class QueryTimeoutError(QueryCancelledError):
+    """The query ran longer than its statement timeout and was cancelled."""
 
 
 class AuthenticationError(MeshgateError):
@@ -78,6 +86,8 @@ def to_flight_error(error: BaseException) -> Exception:
         return flight.FlightUnauthorizedError(message)
     if isinstance(error, SourceUnavailableError):
         return flight.FlightUnavailableError(message)
+    if isinstance(error, QueryTimeoutError):
+        return flight.FlightTimedOutError(message)
     if isinstance(error, QueryCancelledError):
         return flight.FlightCancelledError(message)
     if isinstance(error, NotSupportedError):

@@ -15,6 +15,8 @@ and row filters from every level apply together.
         - {on: sales.customers.email, mask: hash, except: [pii_reader]}
       row_filters:
         - {on: sales.orders, where: "region = current_user_attribute('region')", except: [admin]}
+      rules:                                   # platform only: by the tags of product contracts
+        - {columns_tagged: pii, mask: redact, except: [pii_reader]}
 
 Once any policy is declared, access is denied unless a grant allows it.
 """
@@ -36,7 +38,7 @@ from gateway.errors import ConfigError
 
 MASKS = ("last4", "hash", "redact", "null")  # weakest to strongest
 EVERYONE = "*"
-_POLICY_KEYS = {"roles", "grants", "masks", "row_filters"}
+_POLICY_KEYS = {"roles", "grants", "masks", "row_filters", "rules"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,16 @@ class RowFilter:
 
 
 @dataclass(frozen=True)
+class TagRule:
+    """A platform rule: every column whose contract carries ``tag`` is masked, in every product."""
+
+    tag: str
+    mask: str
+    exempt: tuple[str, ...] = ()
+    origin: str = ""
+
+
+@dataclass(frozen=True)
 class Access:
     """What one caller may see of one product."""
 
@@ -94,10 +106,11 @@ class PolicySet:
     grants: tuple[Grant, ...] = ()
     masks: tuple[Mask, ...] = ()
     row_filters: tuple[RowFilter, ...] = ()
+    rules: tuple[TagRule, ...] = ()
 
     @property
     def enabled(self) -> bool:
-        return bool(self.roles or self.grants or self.masks or self.row_filters)
+        return bool(self.roles or self.grants or self.masks or self.row_filters or self.rules)
 
     def roles_of(self, caller: CallerContext) -> set[str]:
         """Roles held by the caller: by user name, or by ``group:NAME`` membership."""
@@ -109,8 +122,18 @@ class PolicySet:
                     held.add(role)
         return held
 
-    def access(self, caller: CallerContext, domain: str, product: str, schema: pa.Schema) -> Access | None:
-        """What ``caller`` may see of ``domain.product``; None when nothing is granted."""
+    def access(
+        self,
+        caller: CallerContext,
+        domain: str,
+        product: str,
+        schema: pa.Schema,
+        tags: Mapping[str, Sequence[str]] | None = None,
+    ) -> Access | None:
+        """What ``caller`` may see of ``domain.product``; None when nothing is granted.
+
+        ``tags`` gives each column's contract tags, for the platform's tag rules.
+        """
         if not self.enabled:
             return Access(columns=tuple(schema.names))
         roles = self.roles_of(caller)
@@ -131,6 +154,11 @@ class PolicySet:
                     if strongest is None or MASKS.index(mask.mask) > MASKS.index(strongest):
                         strongest = mask.mask
                     applied.append(f"mask {mask.mask} on {mask.on}")
+            for rule in self.rules:
+                if tags is not None and rule.tag in tags.get(column, ()) and not roles & set(rule.exempt):
+                    if strongest is None or MASKS.index(rule.mask) > MASKS.index(strongest):
+                        strongest = rule.mask
+                    applied.append(f"mask {rule.mask} on columns tagged {rule.tag} ({domain}.{product}.{column})")
             if strongest is not None:
                 masks[column] = strongest
         filters = [f for f in self.row_filters if f.covers(domain, product) and not roles & set(f.exempt)]
@@ -176,6 +204,8 @@ def parse_policies(raw: Any, where: str, *, domain: str | None = None) -> Policy
         )
     if domain is not None and raw.get("roles"):
         raise ConfigError(f"{where}: policies.roles: roles are defined by the platform, not in a domain file")
+    if domain is not None and raw.get("rules"):
+        raise ConfigError(f"{where}: policies.rules: tag rules are the platform's, not in a domain file")
     roles = _roles(raw.get("roles") or {}, where)
     grants = tuple(
         _grant(item, f"{where}: policies.grants[{i}]", domain) for i, item in enumerate(_list(raw, "grants", where))
@@ -187,7 +217,8 @@ def parse_policies(raw: Any, where: str, *, domain: str | None = None) -> Policy
         _row_filter(item, f"{where}: policies.row_filters[{i}]", domain)
         for i, item in enumerate(_list(raw, "row_filters", where))
     )
-    return PolicySet(roles=roles, grants=grants, masks=masks, row_filters=filters)
+    rules = tuple(_rule(item, f"{where}: policies.rules[{i}]") for i, item in enumerate(_list(raw, "rules", where)))
+    return PolicySet(roles=roles, grants=grants, masks=masks, row_filters=filters, rules=rules)
 
 
 def merge(sets: Iterable[PolicySet]) -> PolicySet:
@@ -196,6 +227,7 @@ def merge(sets: Iterable[PolicySet]) -> PolicySet:
     grants: list[Grant] = []
     masks: list[Mask] = []
     filters: list[RowFilter] = []
+    rules: list[TagRule] = []
     for policy in sets:
         for role, members in policy.roles.items():
             if role in roles:
@@ -204,7 +236,10 @@ def merge(sets: Iterable[PolicySet]) -> PolicySet:
         grants.extend(policy.grants)
         masks.extend(policy.masks)
         filters.extend(policy.row_filters)
-    return PolicySet(roles=roles, grants=tuple(grants), masks=tuple(masks), row_filters=tuple(filters))
+        rules.extend(policy.rules)
+    return PolicySet(
+        roles=roles, grants=tuple(grants), masks=tuple(masks), row_filters=tuple(filters), rules=tuple(rules)
+    )
 
 
 def check_references(
@@ -239,6 +274,10 @@ def check_references(
         for role in row_filter.exempt:
             if role not in policies.roles:
                 raise ConfigError(f"{row_filter.origin}: except names unknown role '{role}'")
+    for rule in policies.rules:  # a tag no contract uses yet masks nothing, and may be used later
+        for role in rule.exempt:
+            if role not in policies.roles:
+                raise ConfigError(f"{rule.origin}: except names unknown role '{role}'")
 
 
 def _list(raw: Mapping[str, Any], key: str, where: str) -> Sequence[Any]:
@@ -309,6 +348,13 @@ def _mask(raw: Any, where: str, domain: str | None) -> Mask:
     if item["mask"] not in MASKS:
         raise ConfigError(f"{where}.mask: unknown mask '{item['mask']}'; expected one of {', '.join(MASKS)}")
     return Mask(on=_scoped(item["on"], where, domain, 3), mask=item["mask"], exempt=_exempt(item, where), origin=where)
+
+
+def _rule(raw: Any, where: str) -> TagRule:
+    item = _fields(raw, where, {"columns_tagged", "mask"}, {"except"})
+    if item["mask"] not in MASKS:
+        raise ConfigError(f"{where}.mask: unknown mask '{item['mask']}'; expected one of {', '.join(MASKS)}")
+    return TagRule(tag=item["columns_tagged"], mask=item["mask"], exempt=_exempt(item, where), origin=where)
 
 
 def _row_filter(raw: Any, where: str, domain: str | None) -> RowFilter:

@@ -1,8 +1,9 @@
 """``system.*``: the mesh described as tables, as the caller is allowed to see it.
 
-    SELECT * FROM system.products;      -- the products I may read
+    SELECT * FROM system.products;      -- the products I may read: metadata, contract status, quality
     SELECT * FROM system.columns WHERE product = 'orders';
     SELECT * FROM system.policies;      -- what applies to me, product by product
+    SELECT * FROM system.quality;       -- quality check results of the products I may read
     SELECT * FROM system.query_log;     -- my queries (every query for the platform admin role)
 """
 
@@ -13,9 +14,12 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from gateway.api import CallerContext
+from gateway.api import CallerContext, ProductInfo
+from gateway.contracts import owner
+from gateway.quality import format_duration
 
 if TYPE_CHECKING:
+    from gateway.catalog import Product
     from gateway.engine import Engine
 
 SYSTEM_SCHEMA = "system"
@@ -38,33 +42,71 @@ def _domains(engine: Engine, caller: CallerContext) -> pa.Table:
 
 
 def _products(engine: Engine, caller: CallerContext) -> pa.Table:
-    rows = [
-        {
-            "domain": p.domain,
-            "product": p.name,
-            "description": p.description,
-            "owner": engine.catalog.domain(p.domain).config.owner,
-            "columns": len(p.schema),
-        }
-        for p in engine.products(caller)
-    ]
-    schema = _schema("domain", "product", "description", "owner").append(pa.field("columns", pa.int64()))
+    rows = []
+    for info in engine.products(caller):
+        product = _product(engine, info)
+        declared = product.declared if product is not None else None
+        quality = engine.quality.latest(info.domain, info.name)
+        checks = len(declared.checks) if declared is not None else 0
+        contract = declared is not None and declared.columns is not None
+        freshness = declared.freshness if declared is not None else None
+        rows.append(
+            {
+                "domain": info.domain,
+                "product": info.name,
+                "description": info.description,
+                "owner": owner(product, engine.catalog.domain(info.domain).config.owner) if product else None,
+                "columns": len(info.schema),
+                "tags": list(declared.tags) if declared is not None else [],
+                "version": declared.version if declared is not None else None,
+                "freshness": f"{freshness.column} within {format_duration(freshness.max_age)}" if freshness else None,
+                "status": product.status if product is not None and contract else None,
+                "drift": [str(d) for d in product.drift] if product is not None else [],
+                "quality": quality.status if quality else ("unchecked" if checks or contract else None),
+                "quality_checked_at": quality.checked_at if quality else None,
+            }
+        )
+    schema = pa.schema(
+        [
+            *_schema("domain", "product", "description", "owner"),
+            pa.field("columns", pa.int64()),
+            pa.field("tags", pa.list_(pa.string())),
+            *_schema("version", "freshness", "status"),
+            pa.field("drift", pa.list_(pa.string())),
+            pa.field("quality", pa.string()),
+            pa.field("quality_checked_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def _product(engine: Engine, info: ProductInfo) -> Product | None:
+    """The catalog's product behind what discovery shows (blocked ones included)."""
+    return engine.catalog.domain(info.domain).products.get(info.name)
+
+
 def _columns(engine: Engine, caller: CallerContext) -> pa.Table:
-    rows = [
-        {
-            "domain": p.domain,
-            "product": p.name,
-            "column": field.name,
-            "ordinal": i + 1,
-            "type": str(field.type),
-            "nullable": field.nullable,
-        }
-        for p in engine.products(caller)
-        for i, field in enumerate(p.schema)
-    ]
+    rows = []
+    for info in engine.products(caller):
+        product = _product(engine, info)
+        declared = product.declared if product is not None else None
+        contract = {c.name: c for c in declared.columns} if declared is not None and declared.columns else None
+        for i, field in enumerate(info.schema):
+            column = contract.get(field.name) if contract is not None else None
+            rows.append(
+                {
+                    "domain": info.domain,
+                    "product": info.name,
+                    "column": field.name,
+                    "ordinal": i + 1,
+                    "type": str(field.type),
+                    "nullable": field.nullable,
+                    "description": column.description if column else None,
+                    "tags": list(column.tags) if column else [],
+                    "declared_type": str(column.type) if column else None,
+                    "in_contract": column is not None if contract is not None else None,
+                }
+            )
     schema = pa.schema(
         [
             ("domain", pa.string()),
@@ -73,6 +115,10 @@ def _columns(engine: Engine, caller: CallerContext) -> pa.Table:
             ("ordinal", pa.int64()),
             ("type", pa.string()),
             ("nullable", pa.bool_()),
+            ("description", pa.string()),
+            ("tags", pa.list_(pa.string())),
+            ("declared_type", pa.string()),
+            ("in_contract", pa.bool_()),
         ]
     )
     return pa.Table.from_pylist(rows, schema=schema)
@@ -81,11 +127,15 @@ def _columns(engine: Engine, caller: CallerContext) -> pa.Table:
 def _policies(engine: Engine, caller: CallerContext) -> pa.Table:
     rows: list[dict[str, str]] = []
     for p in engine.catalog.products():
-        access = engine.policies.access(caller, p.domain, p.name, p.schema)
+        access = engine.access(caller, p)
         if access is None:
             continue
         rows.extend({"domain": p.domain, "product": p.name, "policy": applied} for applied in access.applied)
     return pa.Table.from_pylist(rows, schema=_schema("domain", "product", "policy"))
+
+
+def _quality(engine: Engine, caller: CallerContext) -> pa.Table:
+    return engine.quality.table({(p.domain, p.name) for p in engine.products(caller)})
 
 
 def _query_log(engine: Engine, caller: CallerContext) -> pa.Table:
@@ -102,5 +152,6 @@ TABLES: dict[str, Callable[[Engine, CallerContext], pa.Table]] = {
     "products": _products,
     "columns": _columns,
     "policies": _policies,
+    "quality": _quality,
     "query_log": _query_log,
 }
