@@ -1,61 +1,84 @@
-"""Regenerate ``gateway/flightsql/flight_sql_pb2.py`` (and ``.pyi``) from ``flight_sql.proto``.
+"""Regenerate the protobuf modules of ``gateway/flightsql`` (``.py`` and ``.pyi``).
 
-Run from anywhere with the project's interpreter (needs ``grpcio-tools``)::
+``flight_sql.proto`` becomes ``flight_sql_pb2`` (Flight SQL commands) and ``flight.proto``
+becomes ``flight_pb2`` (the Flight RPC messages of the CancelFlightInfo and session
+actions). Run from anywhere with the project's interpreter (needs ``grpcio-tools``)::
 
     .venv/bin/python proto/compile.py            # writes into gateway/flightsql/
     .venv/bin/python proto/compile.py --out DIR  # writes into DIR (used by the tests)
 
-The generated module registers its messages in a private descriptor pool instead of
-protobuf's global one: other Flight SQL libraries (``flightsql-dbapi`` for one) register
-the same ``arrow.flight.protocol.sql`` names globally, and two registrations of one name
-in a process are an error. ``google.protobuf.Any`` packing only uses full names, so the
-private pool changes nothing on the wire.
+The generated modules register their messages in private descriptor pools instead of
+protobuf's global one: other Flight libraries (``flightsql-dbapi`` for one) register
+the same ``arrow.flight.protocol`` names globally, and two registrations of one name
+in a process are an error. Messages travel by full name (``google.protobuf.Any``) or
+as plain bytes, so a private pool changes nothing on the wire. A module that imports a
+well-known type (``flight.proto`` uses ``google.protobuf.Timestamp``) first adds that
+type's file to its private pool.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 PROTO_DIR = Path(__file__).resolve().parent
-PROTO_FILE = "flight_sql.proto"
+PROTO_FILES = ("flight_sql.proto", "flight.proto")
 DEFAULT_OUT = PROTO_DIR.parent / "gateway" / "flightsql"
-MODULE = "flight_sql_pb2.py"
 
 _GLOBAL_POOL = "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile("
 _PRIVATE_POOL = (
     "# Private pool: other Flight SQL modules register the same names globally.\n"
     "DESCRIPTOR = _descriptor_pool.DescriptorPool().AddSerializedFile("
 )
+_PRIVATE_POOL_WITH_DEPENDENCIES = (
+    "# Private pool: other Flight modules register the same names globally.\n"
+    "_pool = _descriptor_pool.DescriptorPool()\n"
+    "{dependencies}"
+    "DESCRIPTOR = _pool.AddSerializedFile("
+)
+_WELL_KNOWN_IMPORT = re.compile(r"^from google\.protobuf import \w+_pb2 as (\w+)$", re.MULTILINE)
 
 
 def compile_proto(out_dir: Path) -> list[Path]:
-    """Run protoc on ``flight_sql.proto`` into ``out_dir``; return the written files."""
-    from grpc_tools import protoc  # imported here: only needed when regenerating
+    """Run protoc on every ``.proto`` of PROTO_FILES into ``out_dir``; return the written files."""
+    import grpc_tools  # imported here: only needed when regenerating
+    from grpc_tools import protoc
 
+    well_known = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
     out_dir.mkdir(parents=True, exist_ok=True)
-    status = protoc.main(
-        [
-            "grpc_tools.protoc",
-            f"--proto_path={PROTO_DIR}",
-            f"--python_out={out_dir}",
-            f"--pyi_out={out_dir}",
-            str(PROTO_DIR / PROTO_FILE),
-        ]
-    )
-    if status != 0:
-        raise RuntimeError(f"protoc failed on {PROTO_DIR / PROTO_FILE} (exit status {status})")
-    module = out_dir / MODULE
-    _use_private_pool(module)
-    return [module, module.with_suffix(".pyi")]
+    written: list[Path] = []
+    for proto in PROTO_FILES:
+        status = protoc.main(
+            [
+                "grpc_tools.protoc",
+                f"--proto_path={PROTO_DIR}",
+                f"--proto_path={well_known}",
+                f"--python_out={out_dir}",
+                f"--pyi_out={out_dir}",
+                str(PROTO_DIR / proto),
+            ]
+        )
+        if status != 0:
+            raise RuntimeError(f"protoc failed on {PROTO_DIR / proto} (exit status {status})")
+        module = out_dir / f"{Path(proto).stem}_pb2.py"
+        _use_private_pool(module)
+        written += [module, module.with_suffix(".pyi")]
+    return written
 
 
 def _use_private_pool(module: Path) -> None:
     source = module.read_text(encoding="utf-8")
     if source.count(_GLOBAL_POOL) != 1:
         raise RuntimeError(f"{module}: expected one global descriptor pool registration to replace")
-    module.write_text(source.replace(_GLOBAL_POOL, _PRIVATE_POOL), encoding="utf-8")
+    imported = _WELL_KNOWN_IMPORT.findall(source)
+    if imported:
+        dependencies = "".join(f"_pool.AddSerializedFile({alias}.DESCRIPTOR.serialized_pb)\n" for alias in imported)
+        private = _PRIVATE_POOL_WITH_DEPENDENCIES.format(dependencies=dependencies)
+    else:
+        private = _PRIVATE_POOL
+    module.write_text(source.replace(_GLOBAL_POOL, private), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

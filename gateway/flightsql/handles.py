@@ -100,6 +100,12 @@ class HandleRegistry(Generic[T]):
         _release_quietly(self._release, value)
         return True
 
+    def items(self) -> list[tuple[bytes, T]]:
+        """A snapshot of the live entries (expiry clocks untouched)."""
+        with self._lock:
+            self._entries.expire()
+            return list(self._entries.items())
+
     def __len__(self) -> int:
         with self._lock:
             self._entries.expire()

@@ -13,20 +13,29 @@ the server keeps serving.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.flight as flight
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from gateway.api import CallerContext, QueryEngine
-from gateway.errors import NotFoundError, NotSupportedError
+from gateway.auth import Authenticator
+from gateway.errors import NotSupportedError
 from gateway.flightsql import commands, metadata, xdbc
+from gateway.flightsql import flight_pb2 as fpb
 from gateway.flightsql import flight_sql_pb2 as pb
-from gateway.flightsql.middleware import CALLER_MIDDLEWARE, CallerMiddlewareFactory, caller_context
+from gateway.flightsql.middleware import CALLER_MIDDLEWARE, CallerMiddlewareFactory, HeaderHandshake, caller_context
 from gateway.flightsql.rpc import guarded, rpc
-from gateway.flightsql.sql_info import SQL_INFO_SCHEMA, server_info, sql_info_table
+from gateway.flightsql.session import SESSION_MIDDLEWARE, SessionMiddlewareFactory, Sessions
+from gateway.flightsql.sql_info import (
+    MESHGATE_STATEMENT_TIMEOUT,
+    SQL_INFO_SCHEMA,
+    milliseconds,
+    server_info,
+    sql_info_table,
+)
 from gateway.flightsql.statements import Statements
 
 READ_ONLY = "[Meshgate] the gateway is read-only"
@@ -34,18 +43,20 @@ READ_ONLY = "[Meshgate] the gateway is read-only"
 ACTIONS = {
     "CreatePreparedStatement": "Plan a SQL query; answers a handle and the result and parameter schemas.",
     "ClosePreparedStatement": "Release a prepared statement.",
-    "CancelQuery": "Cancel a running query given its FlightInfo.",
+    "CancelQuery": "Cancel a running query given its FlightInfo (Flight SQL, deprecated).",
+    "CancelFlightInfo": "Cancel the query behind a FlightInfo, including its source queries.",
+    "SetSessionOptions": "Set session options (catalog, schema, statement_timeout); starts a session.",
+    "GetSessionOptions": "The session options in force.",
+    "CloseSession": "End the session, cancelling the queries it still runs.",
 }
 _UNSUPPORTED_ACTIONS = {
     "CreatePreparedSubstraitPlan": "[Meshgate] Substrait plans are not supported; send SQL",
-    "SetSessionOptions": "[Meshgate] session options are not supported",
-    "GetSessionOptions": "[Meshgate] session options are not supported",
-    "CloseSession": "[Meshgate] sessions are not supported",
     "BeginTransaction": f"{READ_ONLY}: transactions are not supported",
     "EndTransaction": f"{READ_ONLY}: transactions are not supported",
     "BeginSavepoint": f"{READ_ONLY}: savepoints are not supported",
     "EndSavepoint": f"{READ_ONLY}: savepoints are not supported",
 }
+_SESSION_ACTIONS = ("SetSessionOptions", "GetSessionOptions", "CloseSession")
 _WRITE_COMMANDS = (
     pb.CommandStatementUpdate,
     pb.CommandPreparedStatementUpdate,
@@ -63,8 +74,17 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
             port; read it back from :attr:`port`).
         statement_ttl: seconds an unused statement or prepared statement handle lives.
         max_statements: most statements (and, separately, prepared statements) held.
+        statement_timeout: seconds a query may run before it is cancelled (its source
+            queries too); None for no limit. A session's ``statement_timeout`` overrides it.
+        session_ttl: seconds an unused session lives.
+        max_sessions: most sessions held.
         middleware: extra ``flight.ServerMiddlewareFactory`` objects by name.
-        flight_options: passed on to ``flight.FlightServerBase`` (TLS, auth handler).
+        authenticator: when given, every call needs a bearer token got from a handshake
+            with basic credentials (``gateway/flightsql/middleware.py``); ``None`` serves
+            anonymously (the CLI only allows that for ``--demo --no-auth``).
+        flight_options: passed on to ``flight.FlightServerBase``: TLS (``tls_certificates``,
+            ``verify_client``, ``root_certificates``, with a ``grpc+tls://`` location), or
+            another auth handler.
     """
 
     def __init__(
@@ -74,27 +94,40 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         *,
         statement_ttl: float = 300.0,
         max_statements: int = 10_000,
+        statement_timeout: float | None = None,
+        session_ttl: float = 3600.0,
+        max_sessions: int = 10_000,
         middleware: Mapping[str, flight.ServerMiddlewareFactory] | None = None,
+        authenticator: Authenticator | None = None,
+        actions: Mapping[str, Callable[[CallerContext, bytes], bytes]] | None = None,
         **flight_options: Any,
     ) -> None:
         # State first: the base class starts serving as soon as it is initialised.
         self._engine = engine
+        self._actions = dict(actions or {})  # gateway actions beyond Flight SQL (e.g. applying a domain)
         self._statements = Statements(engine, ttl=statement_ttl, maxsize=max_statements)
-        self._sql_info = server_info(statement_timeout_ms=int(statement_ttl * 1000))
-        factories = {CALLER_MIDDLEWARE: CallerMiddlewareFactory(), **(middleware or {})}
+        self._sessions = Sessions(engine, statement_timeout=statement_timeout, ttl=session_ttl, maxsize=max_sessions)
+        self._sql_info = server_info(handle_ttl=statement_ttl, statement_timeout=statement_timeout)
+        factories = {
+            CALLER_MIDDLEWARE: CallerMiddlewareFactory(authenticator),
+            SESSION_MIDDLEWARE: SessionMiddlewareFactory(),
+            **(middleware or {}),
+        }
+        if authenticator is not None:
+            flight_options.setdefault("auth_handler", HeaderHandshake())
         super().__init__(location, middleware=factories, **flight_options)
 
     @rpc
     def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
         command = _command(descriptor)
-        caller = caller_context(context)
+        caller = self._caller(context)
         if isinstance(command, pb.CommandStatementQuery):
             _no_transaction(command)
             query = self._engine.prepare(command.query, caller)
-            handle, schema = self._statements.start(query, caller, None)
+            handle, schema = self._start(context, caller, query, None)
         elif isinstance(command, pb.CommandPreparedStatementQuery):
             prepared = self._statements.prepared(command.prepared_statement_handle, caller)
-            handle, schema = self._statements.start(prepared.query, caller, prepared.parameters)
+            handle, schema = self._start(context, caller, prepared.query, prepared.parameters)
         else:
             return _flight_info(descriptor, _metadata_schema(command), descriptor.command)
         return _flight_info(descriptor, schema, commands.pack(pb.TicketStatementQuery(statement_handle=handle)))
@@ -102,7 +135,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
     @rpc
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
         command = _command(descriptor)
-        caller = caller_context(context)
+        caller = self._caller(context)
         if isinstance(command, pb.CommandStatementQuery):
             _no_transaction(command)
             schema = self._engine.prepare(command.query, caller).schema
@@ -115,11 +148,11 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
     @rpc
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
         command = commands.unpack(ticket.ticket)
-        caller = caller_context(context)
+        caller = self._caller(context)
         if isinstance(command, pb.TicketStatementQuery):
-            schema, batches = self._statements.stream(command.statement_handle, caller)
+            schema, batches = self._statements.stream(command.statement_handle, caller, context.is_cancelled)
             return flight.GeneratorStream(schema, guarded(batches))
-        return flight.RecordBatchStream(self._metadata_table(command, caller))
+        return flight.RecordBatchStream(self._metadata_table(context, command, caller))
 
     @rpc
     def do_put(
@@ -130,7 +163,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         writer: flight.FlightMetadataWriter,
     ) -> None:
         command = _command(descriptor)
-        caller = caller_context(context)
+        caller = self._caller(context)
         if isinstance(command, pb.CommandPreparedStatementQuery):
             handle = command.prepared_statement_handle
             self._statements.bind(handle, caller, reader.read_all().to_batches())
@@ -143,9 +176,11 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
 
     @rpc
     def do_action(self, context: Any, action: flight.Action) -> list[flight.Result]:
-        caller = caller_context(context)
         kind = action.type
         body = action.body.to_pybytes() if action.body is not None else b""
+        if kind in _SESSION_ACTIONS:
+            return [flight.Result(self._session_action(context, kind, body).SerializeToString())]
+        caller = self._caller(context)
         if kind == "CreatePreparedStatement":
             request = _expect(commands.unpack(body), pb.ActionCreatePreparedStatementRequest)
             _no_transaction(request)
@@ -163,7 +198,20 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
             return []
         if kind == "CancelQuery":
             cancel = _expect(commands.unpack(body), pb.ActionCancelQueryRequest)
-            return [flight.Result(commands.pack(self._cancel(cancel.info)))]
+            cancelled = self._cancel(_flight_message(cancel.info, fpb.FlightInfo), caller)
+            answer = pb.ActionCancelQueryResult(
+                result=pb.ActionCancelQueryResult.CANCEL_RESULT_CANCELLED
+                if cancelled
+                else pb.ActionCancelQueryResult.CANCEL_RESULT_NOT_CANCELLABLE
+            )
+            return [flight.Result(commands.pack(answer))]
+        if kind == "CancelFlightInfo":
+            cancel_info = _flight_message(body, fpb.CancelFlightInfoRequest).info
+            cancelled = self._cancel(cancel_info, caller)
+            status = fpb.CANCEL_STATUS_CANCELLED if cancelled else fpb.CANCEL_STATUS_NOT_CANCELLABLE
+            return [flight.Result(fpb.CancelFlightInfoResult(status=status).SerializeToString())]
+        if kind in self._actions:
+            return [flight.Result(self._actions[kind](caller, body))]
         if kind in _UNSUPPORTED_ACTIONS:
             raise NotSupportedError(_UNSUPPORTED_ACTIONS[kind])
         raise NotSupportedError(f"[Flight SQL] unknown action {kind!r}")
@@ -179,21 +227,59 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
     def do_exchange(self, context: Any, descriptor: flight.FlightDescriptor, reader: Any, writer: Any) -> None:
         raise NotSupportedError("[Flight SQL] DoExchange is not supported")
 
-    def _cancel(self, info: bytes) -> pb.ActionCancelQueryResult:
+    def shutdown(self) -> None:
+        """Stop serving (waiting for the calls in progress), then release every statement."""
+        super().shutdown()
+        self._statements.shutdown()
+
+    def _caller(self, context: Any) -> CallerContext:
+        """The caller of this call, with its session's default catalog and schema."""
+        return self._sessions.caller(context, caller_context(context))
+
+    def _start(
+        self, context: Any, caller: CallerContext, query: Any, parameters: list[pa.RecordBatch] | None
+    ) -> tuple[bytes, pa.Schema]:
+        """Start a statement under the statement timeout in force, owned by the call's session."""
+        session = self._sessions.current(context, caller)
+        return self._statements.start(
+            query,
+            caller,
+            parameters,
+            timeout=self._sessions.statement_timeout(context, caller),
+            session=session[0] if session is not None else None,
+        )
+
+    def _session_action(self, context: Any, kind: str, body: bytes) -> Message:
+        caller = caller_context(context)
+        if kind == "SetSessionOptions":
+            return self._sessions.set_options(context, caller, _flight_message(body, fpb.SetSessionOptionsRequest))
+        if kind == "GetSessionOptions":
+            _flight_message(body, fpb.GetSessionOptionsRequest)
+            return self._sessions.get_options(context, caller)
+        _flight_message(body, fpb.CloseSessionRequest)
+        session_id, result = self._sessions.close(context, caller)
+        self._statements.cancel_session(session_id)
+        return result
+
+    def _cancel(self, info: fpb.FlightInfo, caller: CallerContext) -> bool:
+        """Cancel the caller's statements behind ``info``; False when none is running
+        (unknown, finished, someone else's, or a metadata ticket: nothing to cancel)."""
         handles = []
-        for endpoint in flight.FlightInfo.deserialize(info).endpoints:
-            ticket = commands.unpack(endpoint.ticket.ticket)
+        for endpoint in info.endpoint:
+            try:
+                ticket = commands.unpack(endpoint.ticket.ticket)
+            except NotSupportedError:
+                continue  # not one of ours
             if isinstance(ticket, pb.TicketStatementQuery):
                 handles.append(ticket.statement_handle)
-        if not self._statements.cancel(handles):
-            raise NotFoundError("[Flight SQL] the query to cancel is unknown or has already finished")
-        return pb.ActionCancelQueryResult(result=pb.ActionCancelQueryResult.CANCEL_RESULT_CANCELLED)
+        return self._statements.cancel(handles, caller)
 
-    def _metadata_table(self, command: Message, caller: CallerContext) -> pa.Table:
+    def _metadata_table(self, context: Any, command: Message, caller: CallerContext) -> pa.Table:
         engine = self._engine
         match command:
             case pb.CommandGetSqlInfo():
-                return sql_info_table(self._sql_info, command.info)
+                timeout = milliseconds(self._sessions.statement_timeout(context, caller))
+                return sql_info_table({**self._sql_info, MESHGATE_STATEMENT_TIMEOUT: timeout}, command.info)
             case pb.CommandGetXdbcTypeInfo():
                 wanted = command.data_type if command.HasField("data_type") else None
                 return metadata.xdbc_type_info(xdbc.TYPES, wanted)
@@ -205,7 +291,9 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
                 return metadata.tables(command, engine.products(caller))
             case pb.CommandGetTableTypes():
                 return metadata.table_types(engine.products(caller))
-            case _:  # keys: data products declare none
+            case pb.CommandGetPrimaryKeys():
+                return metadata.primary_keys(command, engine.products(caller))
+            case _:  # foreign keys: data products declare none
                 return metadata.empty(_metadata_schema(command))
 
 
@@ -251,6 +339,14 @@ def _expect(message: Message, cls: type[M]) -> M:
     if not isinstance(message, cls):
         raise NotSupportedError(f"[Flight SQL] expected {cls.DESCRIPTOR.name}, got {_name(message)}")
     return message
+
+
+def _flight_message(body: bytes, cls: type[M]) -> M:
+    """A Flight (not Flight SQL) action message: plain serialized protobuf, no ``Any``."""
+    try:
+        return cls.FromString(body)
+    except DecodeError:
+        raise NotSupportedError(f"[Flight] malformed {cls.DESCRIPTOR.name}") from None
 
 
 def _no_transaction(request: pb.CommandStatementQuery | pb.ActionCreatePreparedStatementRequest) -> None:

@@ -18,6 +18,13 @@ import gateway
 from gateway.flightsql import flight_sql_pb2 as pb
 from gateway.flightsql.metadata import SEARCH_ESCAPE
 
+# Vendor-specific SqlInfo ids start at 10000 (lower ids are the specification's).
+# How long a query may run before it is cancelled, in milliseconds, 0 for no limit
+# (int32): the statement timeout in force for the caller (the session's, else the
+# server's). The specification's FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT (100) is another
+# thing: how long an unused prepared statement handle lives.
+MESHGATE_STATEMENT_TIMEOUT = 10_000
+
 VALUE_TYPE = pa.dense_union(
     [
         pa.field("string_value", pa.utf8(), nullable=False),
@@ -54,8 +61,22 @@ def bits(*flags: int) -> Int32:
     return Int32(sum(1 << flag for flag in set(flags)))
 
 
-def server_info(*, statement_timeout_ms: int) -> dict[int, SqlInfoValue]:
-    """Everything Meshgate reports, keyed by SqlInfo id."""
+def milliseconds(seconds: float | None) -> Int32:
+    """A timeout as an int32 of milliseconds, 0 for none (clamped to the int32 range).
+
+    >>> milliseconds(2.5), milliseconds(None)
+    (Int32(value=2500), Int32(value=0))
+    """
+    return Int32(0 if seconds is None else min(round(seconds * 1000), 2**31 - 1))
+
+
+def server_info(*, handle_ttl: float, statement_timeout: float | None) -> dict[int, SqlInfoValue]:
+    """Everything Meshgate reports, keyed by SqlInfo id.
+
+    Args:
+        handle_ttl: seconds an unused prepared statement handle lives.
+        statement_timeout: seconds a query may run (None: no limit).
+    """
     return {
         pb.FLIGHT_SQL_SERVER_NAME: "Meshgate",
         pb.FLIGHT_SQL_SERVER_VERSION: gateway.__version__,
@@ -67,7 +88,7 @@ def server_info(*, statement_timeout_ms: int) -> dict[int, SqlInfoValue]:
         pb.FLIGHT_SQL_SERVER_CANCEL: True,
         pb.FLIGHT_SQL_SERVER_BULK_INGESTION: False,
         pb.FLIGHT_SQL_SERVER_INGEST_TRANSACTIONS_SUPPORTED: False,
-        pb.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: Int32(statement_timeout_ms),
+        pb.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: milliseconds(handle_ttl),
         pb.FLIGHT_SQL_SERVER_TRANSACTION_TIMEOUT: Int32(0),
         pb.SQL_DDL_CATALOG: False,
         pb.SQL_DDL_SCHEMA: False,
@@ -99,6 +120,7 @@ def server_info(*, statement_timeout_ms: int) -> dict[int, SqlInfoValue]:
         pb.SQL_BATCH_UPDATES_SUPPORTED: False,
         pb.SQL_SAVEPOINTS_SUPPORTED: False,
         pb.SQL_NAMED_PARAMETERS_SUPPORTED: False,
+        MESHGATE_STATEMENT_TIMEOUT: milliseconds(statement_timeout),
     }
 
 

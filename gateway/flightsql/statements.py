@@ -4,20 +4,45 @@ A prepared statement holds a planned query and the parameter rows bound to it. A
 statement is a query *started* by GetFlightInfo (so that the schema announced there is
 the schema of the stream: clients compare the two) and streamed by the DoGet of its
 ticket. Bound parameter rows run one execution each, in order, concatenated.
+
+A statement ends in one of four ways, and each stops the engine query (which stops the
+source queries under it, a PostgreSQL backend included): its stream is read to the end,
+the client goes away or abandons the stream, it is cancelled (CancelFlightInfo /
+CancelQuery, or CloseSession of the session that started it), or it runs past its
+statement timeout. A DoGet for a statement that was cancelled or timed out says so.
 """
 
 from __future__ import annotations
 
+import functools
+import heapq
+import itertools
+import logging
 import threading
+import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+from cachetools import TTLCache
 
 from gateway.api import CallerContext, PreparedQuery, QueryEngine, QueryResult
-from gateway.errors import NotFoundError, QueryCancelledError
+from gateway.errors import NotFoundError, QueryCancelledError, QueryTimeoutError
 from gateway.flightsql.handles import HandleRegistry
+
+log = logging.getLogger(__name__)
+
+CANCELLED = "[Meshgate] the query was cancelled"
+
+
+def timeout_message(seconds: float) -> str:
+    """What a client is told when its statement timeout fires.
+
+    >>> timeout_message(2.5)
+    '[Meshgate] statement timeout: the query ran longer than 2.5 s and was cancelled'
+    """
+    return f"[Meshgate] statement timeout: the query ran longer than {seconds:g} s and was cancelled"
 
 
 @dataclass
@@ -34,13 +59,15 @@ class Statement:
     """A started query waiting for its DoGet.
 
     ``first`` runs the first parameter row (or the query without parameters), ``more``
-    holds the remaining rows; ``first`` is None when zero rows were bound.
+    holds the remaining rows; ``first`` is None when zero rows were bound. ``session`` is
+    the id of the session that started it, if any.
     """
 
     query: PreparedQuery
     user: str | None
     first: QueryResult | None
     more: tuple[pa.RecordBatch, ...] = ()
+    session: str | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -61,23 +88,34 @@ class Statement:
 
 @dataclass
 class Run:
-    """A statement being streamed: its current result, for cancellation and clean-up."""
+    """A statement being streamed: its current result, for cancellation and clean-up.
+
+    ``ended`` says why it was stopped early (cancelled, timed out), None while it runs.
+    """
 
     result: QueryResult
-    cancelled: bool = False
+    user: str | None = None
+    session: str | None = None
+    ended: QueryCancelledError | None = None
     released: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def switch(self, result: QueryResult) -> None:
         with self.lock:
             self.result = result
-            if self.cancelled:
+            if self.ended is not None:
                 result.cancel()
 
-    def cancel(self) -> None:
+    def cancel(self, reason: QueryCancelledError) -> None:
         with self.lock:
-            self.cancelled = True
+            if self.ended is None:
+                self.ended = reason
             self.result.cancel()
+
+    def error(self) -> QueryCancelledError:
+        """A fresh exception saying why the run ended early."""
+        assert self.ended is not None
+        return type(self.ended)(str(self.ended))
 
     def release(self, finished: bool) -> None:
         """Close the current result, cancelling it unless it ran to the end; once only."""
@@ -98,7 +136,14 @@ def parameter_rows(batches: Sequence[pa.RecordBatch] | None) -> list[pa.RecordBa
 
 
 class Statements:
-    """The statements and prepared statements of one server, owned by their callers."""
+    """The statements and prepared statements of one server, owned by their callers.
+
+    Args:
+        engine: runs the queries.
+        ttl: seconds an unused handle lives; also how long the reason a statement ended
+            (cancelled, timed out) is remembered for its DoGet.
+        maxsize: most statements (and, separately, prepared statements) held.
+    """
 
     def __init__(self, engine: QueryEngine, *, ttl: float, maxsize: int) -> None:
         self._engine = engine
@@ -109,7 +154,11 @@ class Statements:
             "statement", maxsize=maxsize, ttl=ttl, release=Statement.abandon
         )
         self._running: dict[bytes, Run] = {}
+        self._ended: TTLCache[bytes, QueryCancelledError] = TTLCache(maxsize=maxsize, ttl=ttl)
+        # Guards the hand-over of a handle from _started to _running, and _ended.
         self._lock = threading.Lock()
+        self._deadlines = Deadlines(self._time_out)
+        self._watch = StreamWatch()
 
     # -- prepared statements -----------------------------------------------------------
 
@@ -134,41 +183,123 @@ class Statements:
     # -- statements ----------------------------------------------------------------------
 
     def start(
-        self, query: PreparedQuery, caller: CallerContext, parameters: Sequence[pa.RecordBatch] | None
+        self,
+        query: PreparedQuery,
+        caller: CallerContext,
+        parameters: Sequence[pa.RecordBatch] | None,
+        *,
+        timeout: float | None = None,
+        session: str | None = None,
     ) -> tuple[bytes, pa.Schema]:
-        """Start ``query`` (its first run); return the ticket handle and the stream schema."""
+        """Start ``query`` (its first run); return the ticket handle and the stream schema.
+
+        With a ``timeout`` (seconds), the statement is cancelled that long after now unless
+        its stream has been read to the end by then.
+        """
+        started = time.monotonic()
         runs = parameter_rows(parameters)
         first = self._engine.execute(query, caller, runs[0]) if runs else None
-        statement = Statement(query, caller.user, first, tuple(runs[1:]))
-        return self._started.add(statement), statement.schema
+        statement = Statement(query, caller.user, first, tuple(runs[1:]), session)
+        handle = self._started.add(statement)
+        if timeout is not None and first is not None:
+            self._deadlines.add(handle, started + timeout, timeout)
+        return handle, statement.schema
 
-    def stream(self, handle: bytes, caller: CallerContext) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-        """Take the statement of ``handle`` (single use) and stream its batches."""
-        statement = self._started.pop(handle)
-        if statement.user != caller.user:
-            statement.abandon()
-            raise NotFoundError(f"[Flight SQL] unknown or expired {self._started.kind} handle")
-        if statement.first is None:
-            return statement.schema, iter(())
-        run = Run(statement.first)
+    def stream(
+        self, handle: bytes, caller: CallerContext, client_gone: Callable[[], bool] | None = None
+    ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """Take the statement of ``handle`` (single use) and stream its batches.
+
+        With ``client_gone`` (the call's ``is_cancelled``), a client that disconnects while
+        the query has nothing to send yet is noticed and its query cancelled, source queries
+        included (:class:`StreamWatch`).
+        """
         with self._lock:
+            try:
+                statement = self._started.pop(handle)
+            except NotFoundError:
+                ended = self._ended.get(handle)
+                if ended is None:
+                    raise
+                raise type(ended)(str(ended)) from None
+            if statement.user != caller.user:
+                statement.abandon()
+                raise NotFoundError(f"[Flight SQL] unknown or expired {self._started.kind} handle")
+            if statement.first is None:
+                return statement.schema, iter(())
+            run = Run(statement.first, statement.user, statement.session)
             self._running[handle] = run
         batches = self._batches(handle, statement, run, caller)
+        if client_gone is not None:
+            stop = functools.partial(run.cancel, QueryCancelledError(f"{CANCELLED}: {GONE}"))
+            batches = self._watch.watched(batches, client_gone, stop)
         # Releases the query even if the stream is dropped before its first batch is pulled.
         weakref.finalize(batches, self._release, handle, run, False)
         return statement.schema, batches
 
-    def cancel(self, handles: Iterable[bytes]) -> bool:
-        """Cancel the statements of ``handles``, started or streaming; whether any was found."""
+    def cancel(self, handles: Iterable[bytes], caller: CallerContext) -> bool:
+        """Cancel the caller's statements of ``handles``, started or streaming; whether any was."""
         found = False
         for handle in handles:
-            found |= self._started.discard(handle)
-            with self._lock:
-                run = self._running.get(handle)
-            if run is not None:
-                run.cancel()
-                found = True
+            found |= self._stop(handle, QueryCancelledError(CANCELLED), user=caller.user)
         return found
+
+    def cancel_session(self, session: str) -> int:
+        """Cancel every statement a session started (it was closed); how many there were."""
+        with self._lock:
+            handles = [handle for handle, run in self._running.items() if run.session == session]
+        handles += [handle for handle, statement in self._started.items() if statement.session == session]
+        reason = QueryCancelledError(f"{CANCELLED}: its session was closed")
+        return sum(self._stop(handle, reason, any_user=True) for handle in handles)
+
+    def active(self) -> int:
+        """How many statements hold a query: started and not yet read, or streaming."""
+        with self._lock:
+            running = len(self._running)
+        return running + len(self._started)
+
+    def shutdown(self) -> None:
+        """Stop every statement and the timeout thread (the server is going away)."""
+        self._deadlines.close()
+        self._watch.close()
+        with self._lock:
+            running = list(self._running.items())
+        for _handle, run in running:
+            run.cancel(QueryCancelledError(f"{CANCELLED}: the server is shutting down"))
+        for handle, _statement in self._started.items():
+            self._started.discard(handle)
+
+    def _stop(
+        self, handle: bytes, reason: QueryCancelledError, *, user: str | None = None, any_user: bool = False
+    ) -> bool:
+        """Stop the statement of ``handle`` for ``reason``: ``user``'s only, unless ``any_user``.
+
+        The engine is asked to cancel outside the lock: that can take a round trip to a source.
+        """
+        with self._lock:
+            run = self._running.get(handle)
+            if run is not None:
+                if not any_user and run.user != user:
+                    return False
+            else:
+                try:
+                    statement = self._started.get(handle)
+                except NotFoundError:
+                    return False
+                if not any_user and statement.user != user:
+                    return False
+                self._started.pop(handle)
+                self._ended[handle] = reason
+        if run is not None:
+            run.cancel(reason)  # the stream then ends with ``reason``
+        else:
+            statement.abandon()
+            self._deadlines.discard(handle)
+        return True
+
+    def _time_out(self, handle: bytes, seconds: float) -> None:
+        if self._stop(handle, QueryTimeoutError(timeout_message(seconds)), any_user=True):
+            log.info("statement timeout (%g s): query cancelled", seconds)
 
     def _batches(
         self, handle: bytes, statement: Statement, run: Run, caller: CallerContext
@@ -182,15 +313,171 @@ class Statements:
                 result = run.result
                 for batch in result:
                     yield batch if batch.schema.equals(schema) else batch.cast(schema)
-                if run.cancelled:
-                    raise QueryCancelledError("[Meshgate] the query was cancelled")
+                if run.ended is not None:
+                    break
                 result.close()
-            finished = True
+            else:
+                finished = True
+        except Exception:
+            if run.ended is None:
+                raise
         finally:
             self._release(handle, run, finished)
+        # However the engine words (or does not word) a stopped query, say why it stopped.
+        if not finished and run.ended is not None:
+            raise run.error()
 
     def _release(self, handle: bytes, run: Run, finished: bool) -> None:
         with self._lock:
             if self._running.get(handle) is run:
                 del self._running[handle]
+        self._deadlines.discard(handle)
         run.release(finished)
+
+
+_END = object()
+GONE = "the client went away"
+
+
+class StreamWatch:
+    """Notices clients that go away while their query has nothing to send yet.
+
+    pyarrow only learns that a client disconnected when it next writes a batch, so a query
+    blocked at its source (a slow PostgreSQL query) would run on for nothing. A stream is
+    registered while it waits for its next batch; one thread asks each waiting stream's
+    ``client_gone()`` (the call context's ``is_cancelled``) every ``poll`` seconds and calls
+    its ``stop()`` once. That is safe because the call cannot end while its stream is
+    waiting inside :meth:`watched` (the handler thread is in there), and cheap: a stream
+    that is not waiting costs nothing, and a waiting one two lock operations per batch.
+    """
+
+    def __init__(self, poll: float = 0.2) -> None:
+        self._poll = poll
+        self._waiting: dict[int, tuple[Callable[[], bool], Callable[[], None]]] = {}
+        self._ids = itertools.count()
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._idle = False  # the thread sleeps until a stream waits
+        self._closed = False
+
+    def watched(
+        self, batches: Iterator[pa.RecordBatch], client_gone: Callable[[], bool], stop: Callable[[], None]
+    ) -> Iterator[pa.RecordBatch]:
+        """``batches``, with ``stop()`` called if ``client_gone()`` while waiting for one."""
+        key = next(self._ids)
+        try:
+            while True:
+                with self._condition:
+                    self._waiting[key] = (client_gone, stop)
+                    self._wake()
+                try:
+                    batch = next(batches, _END)
+                finally:
+                    with self._condition:
+                        self._waiting.pop(key, None)
+                if batch is _END:
+                    return
+                yield batch
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _wake(self) -> None:
+        if self._closed:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="meshgate-stream-watch", daemon=True)
+            self._thread.start()
+        elif self._idle:
+            self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._closed and not self._waiting:
+                    self._idle = True
+                    self._condition.wait()
+                    self._idle = False
+                if self._closed:
+                    return
+                gone = [key for key, (client_gone, _stop) in self._waiting.items() if client_gone()]
+                stops = [self._waiting.pop(key)[1] for key in gone]
+            for stop in stops:
+                log.info("client went away: query cancelled")
+                try:
+                    stop()
+                except Exception:
+                    log.exception("cancelling the query of a client that went away failed")
+            with self._condition:
+                if not self._closed:
+                    self._condition.wait(self._poll)
+
+
+class Deadlines:
+    """One thread that calls ``fire(handle, seconds)`` when a statement's deadline passes.
+
+    Entries of statements that ended in time are discarded (and the heap compacted), so
+    a long timeout under many short queries does not pile up entries.
+    """
+
+    def __init__(self, fire: Callable[[bytes, float], None]) -> None:
+        self._fire = fire
+        self._heap: list[tuple[float, int, bytes]] = []
+        self._pending: dict[bytes, tuple[int, float]] = {}  # handle -> (entry id, timeout)
+        self._ids = itertools.count()
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, handle: bytes, deadline: float, seconds: float) -> None:
+        with self._condition:
+            if self._closed:
+                return
+            entry = next(self._ids)
+            self._pending[handle] = (entry, seconds)
+            heapq.heappush(self._heap, (deadline, entry, handle))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="meshgate-statement-timeouts", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+
+    def discard(self, handle: bytes) -> None:
+        with self._condition:
+            if self._pending.pop(handle, None) is not None and len(self._heap) > 2 * len(self._pending) + 64:
+                live = {entry for entry, _seconds in self._pending.values()}
+                self._heap = [item for item in self._heap if item[1] in live]
+                heapq.heapify(self._heap)
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._closed and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    self._condition.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                if self._closed:
+                    return
+                _deadline, entry, handle = heapq.heappop(self._heap)
+                pending = self._pending.get(handle)
+                if pending is None or pending[0] != entry:
+                    continue  # ended in time (or re-armed)
+                del self._pending[handle]
+            try:
+                self._fire(handle, pending[1])
+            except Exception:  # a failing cancel must not stop the other timeouts
+                log.exception("cancelling a statement at its timeout failed")

@@ -1,4 +1,4 @@
-"""The checked-in Flight SQL protobuf module: reproducible and wire-compatible."""
+"""The checked-in protobuf modules (Flight SQL commands, Flight actions): reproducible and wire-compatible."""
 
 from __future__ import annotations
 
@@ -26,7 +26,12 @@ def test_regenerating_gives_the_checked_in_module(tmp_path: Path) -> None:
 
     written = compile_proto.compile_proto(tmp_path)
 
-    assert sorted(path.name for path in written) == ["flight_sql_pb2.py", "flight_sql_pb2.pyi"]
+    assert sorted(path.name for path in written) == [
+        "flight_pb2.py",
+        "flight_pb2.pyi",
+        "flight_sql_pb2.py",
+        "flight_sql_pb2.pyi",
+    ]
     for path in written:
         assert path.read_text() == (GENERATED / path.name).read_text(), f"{path.name} is stale: run proto/compile.py"
 
@@ -91,3 +96,86 @@ def test_unknown_and_garbage_payloads_are_rejected_by_name() -> None:
         commands.unpack(other.SerializeToString())
     with pytest.raises(NotSupportedError, match="not a Flight SQL command"):
         commands.unpack(b"\xff\xff\xff")
+
+
+# -- flight.proto: the Flight RPC messages of CancelFlightInfo and the session actions ----------
+
+
+def test_flight_info_has_the_bytes_of_pyarrows_flight_info() -> None:
+    """pyarrow's FlightInfo.serialize() is the Flight.proto FlightInfo: both directions, every field."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    import pyarrow.flight as flight
+
+    from gateway.flightsql import flight_pb2 as fpb
+
+    schema = pa.schema([("id", pa.int64())])
+    expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    expiration = pa.scalar(expires, pa.timestamp("ns", tz="UTC"))
+    endpoint = flight.FlightEndpoint(b"ticket-1", ["grpc://a:1", "grpc://b:2"], expiration, b"endpoint-meta")
+    theirs = flight.FlightInfo(
+        schema, flight.FlightDescriptor.for_command(b"cmd"), [endpoint], 7, 99, ordered=True, app_metadata=b"meta"
+    )
+
+    ours = fpb.FlightInfo.FromString(theirs.serialize())
+
+    assert pa.ipc.read_schema(pa.py_buffer(ours.schema)).equals(schema)
+    assert (ours.flight_descriptor.type, ours.flight_descriptor.cmd) == (fpb.FlightDescriptor.CMD, b"cmd")
+    (mine,) = ours.endpoint
+    assert mine.ticket.ticket == b"ticket-1"
+    assert [location.uri for location in mine.location] == ["grpc://a:1", "grpc://b:2"]
+    assert mine.expiration_time.seconds == int(expires.timestamp())
+    assert mine.app_metadata == b"endpoint-meta"
+    assert (ours.total_records, ours.total_bytes, ours.ordered, ours.app_metadata) == (7, 99, True, b"meta")
+    assert flight.FlightInfo.deserialize(ours.SerializeToString()) == theirs
+
+
+def test_flight_messages_have_the_specifications_names_and_numbers() -> None:
+    from gateway.flightsql import flight_pb2 as fpb
+
+    assert fpb.DESCRIPTOR.package == "arrow.flight.protocol"
+    string, boolean, double, message, enum, sfixed64, bytes_ = 9, 8, 1, 11, 14, 16, 12
+    assert _fields(fpb.CancelFlightInfoRequest.DESCRIPTOR) == {"info": (1, message, False)}
+    assert _fields(fpb.CancelFlightInfoResult.DESCRIPTOR) == {"status": (1, enum, False)}
+    assert _values(fpb.CancelStatus.DESCRIPTOR) == {
+        "CANCEL_STATUS_UNSPECIFIED": 0,
+        "CANCEL_STATUS_CANCELLED": 1,
+        "CANCEL_STATUS_CANCELLING": 2,
+        "CANCEL_STATUS_NOT_CANCELLABLE": 3,
+    }
+    assert _fields(fpb.SessionOptionValue.DESCRIPTOR) == {
+        "string_value": (1, string, False),
+        "bool_value": (2, boolean, False),
+        "int64_value": (3, sfixed64, False),
+        "double_value": (4, double, False),
+        "string_list_value": (5, message, False),
+    }
+    assert _fields(fpb.SetSessionOptionsRequest.DESCRIPTOR) == {"session_options": (1, message, True)}
+    assert _fields(fpb.SetSessionOptionsResult.DESCRIPTOR) == {"errors": (1, message, True)}
+    assert _values(fpb.SetSessionOptionsResult.ErrorValue.DESCRIPTOR) == {
+        "UNSPECIFIED": 0,
+        "INVALID_NAME": 1,
+        "INVALID_VALUE": 2,
+        "ERROR": 3,
+    }
+    assert _fields(fpb.GetSessionOptionsRequest.DESCRIPTOR) == {}
+    assert _fields(fpb.GetSessionOptionsResult.DESCRIPTOR) == {"session_options": (1, message, True)}
+    assert _fields(fpb.CloseSessionRequest.DESCRIPTOR) == {}
+    assert _values(fpb.CloseSessionResult.Status.DESCRIPTOR) == {
+        "UNSPECIFIED": 0,
+        "CLOSED": 1,
+        "CLOSING": 2,
+        "NOT_CLOSEABLE": 3,
+    }
+    assert _fields(fpb.FlightEndpoint.DESCRIPTOR)["app_metadata"] == (4, bytes_, False)
+
+
+def test_flight_messages_stay_out_of_the_global_descriptor_pool() -> None:
+    from google.protobuf import descriptor_pool
+
+    from gateway.flightsql import flight_pb2 as fpb
+
+    assert fpb.FlightInfo.DESCRIPTOR.full_name == "arrow.flight.protocol.FlightInfo"
+    with pytest.raises(KeyError):
+        descriptor_pool.Default().FindMessageTypeByName("arrow.flight.protocol.CancelFlightInfoRequest")

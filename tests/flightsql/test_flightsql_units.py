@@ -9,12 +9,12 @@ import pyarrow as pa
 import pytest
 
 from gateway.errors import NotFoundError
-from gateway.flightsql import commands, handles, metadata, sql_info, xdbc
+from gateway.flightsql import commands, handles, metadata, session, sql_info, statements, xdbc
 from gateway.flightsql import flight_sql_pb2 as pb
 from gateway.flightsql.statements import parameter_rows
 
 
-@pytest.mark.parametrize("module", [commands, handles, metadata, sql_info, xdbc])
+@pytest.mark.parametrize("module", [commands, handles, metadata, session, sql_info, statements, xdbc])
 def test_docstring_examples(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0 and failures == 0
