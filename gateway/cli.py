@@ -112,30 +112,22 @@ def _parser() -> argparse.ArgumentParser:
 
     query = commands.add_parser("query", help="run SQL through a Meshgate (or any Flight SQL) server")
     query.add_argument("sql", help="the SQL to run")
-    query.add_argument(
-        "--server", default=os.environ.get("MESHGATE_SERVER", f"grpc://127.0.0.1:{DEFAULT_PORT}"), help="grpc://HOST:PORT"
-    )
     query.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     query.add_argument("--output", type=Path, default=None, help="write to this file instead of standard output")
-    query.add_argument("--user", default=os.environ.get("MESHGATE_USER"), help="user name to log in with")
-    query.add_argument(
-        "--password",
-        default=os.environ.get("MESHGATE_PASSWORD"),
-        help="password (prefer MESHGATE_PASSWORD or the prompt: arguments are visible to other local users)",
-    )
-    query.add_argument(
-        "--tls-ca", type=Path, default=_env_path("MESHGATE_TLS_CA"), help="trust this CA for a grpc+tls:// server"
-    )
-    query.add_argument(
-        "--tls-cert",
-        type=Path,
-        default=_env_path("MESHGATE_CLIENT_TLS_CERT"),
-        help="client certificate for mutual TLS (PEM)",
-    )
-    query.add_argument(
-        "--tls-key", type=Path, default=_env_path("MESHGATE_CLIENT_TLS_KEY"), help="its private key (PEM)"
-    )
+    _client_flags(query)
     query.set_defaults(run=_query)
+
+    domain = commands.add_parser("domain", help="change a domain of a running gateway")
+    domain_commands = domain.add_subparsers(dest="domain_command", required=True)
+    apply = domain_commands.add_parser(
+        "apply",
+        help="send a domain file to a running gateway, which applies it (owners and admins only)",
+        description="The gateway validates the file, connects to its source and installs it, or answers"
+        " why not; the file is kept in its config directory.",
+    )
+    apply.add_argument("file", type=Path, help="the domain's YAML file")
+    _client_flags(apply)
+    apply.set_defaults(run=_domain_apply)
 
     check = commands.add_parser("check", help="validate a config and connect to every source")
     check.add_argument("--config", type=Path, default=_env_path("MESHGATE_CONFIG"), required=False)
@@ -193,6 +185,68 @@ def _duration(text: str) -> float | None:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the server is and how to log in to it (``query`` and ``domain apply``)."""
+    parser.add_argument(
+        "--server", default=os.environ.get("MESHGATE_SERVER", f"grpc://127.0.0.1:{DEFAULT_PORT}"), help="grpc://HOST:PORT"
+    )
+    parser.add_argument("--user", default=os.environ.get("MESHGATE_USER"), help="user name to log in with")
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("MESHGATE_PASSWORD"),
+        help="password (prefer MESHGATE_PASSWORD or the prompt: arguments are visible to other local users)",
+    )
+    parser.add_argument(
+        "--tls-ca", type=Path, default=_env_path("MESHGATE_TLS_CA"), help="trust this CA for a grpc+tls:// server"
+    )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=_env_path("MESHGATE_CLIENT_TLS_CERT"),
+        help="client certificate for mutual TLS (PEM)",
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, default=_env_path("MESHGATE_CLIENT_TLS_KEY"), help="its private key (PEM)"
+    )
+
+
+def _domain_apply(args: argparse.Namespace) -> int:
+    import json
+
+    import pyarrow.flight as flight
+
+    from gateway.reload import APPLY_ACTION
+
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except OSError as error:
+        print(f"error: {args.file}: cannot read: {error.strerror or error}", file=sys.stderr)
+        return 2
+    options = _client_options(args)
+    tls: dict[str, Any] = {}
+    if args.tls_ca is not None:
+        tls["tls_root_certs"] = args.tls_ca.read_bytes()
+    if args.tls_cert is not None and args.tls_key is not None:
+        tls["cert_chain"], tls["private_key"] = args.tls_cert.read_bytes(), args.tls_key.read_bytes()
+    client = flight.FlightClient(args.server, **tls)
+    try:
+        headers = []
+        if "username" in options:
+            headers.append(client.authenticate_basic_token(options["username"], options["password"]))
+        body = json.dumps({"name": args.file.name, "yaml": text}).encode()
+        results = list(client.do_action(flight.Action(APPLY_ACTION, body), flight.FlightCallOptions(headers=headers)))
+    except flight.FlightError as error:
+        print(f"error: {str(error).split('. Detail:')[0]}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    answer = json.loads(results[0].body.to_pybytes())
+    changed = ", ".join(answer["changed"]) or "none"
+    removed = ", ".join(answer["removed"]) or "none"
+    print(f"applied {answer['file']}: domains changed: {changed}; removed: {removed}")
+    return 0
+
+
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
@@ -227,9 +281,21 @@ def _serve(args: argparse.Namespace) -> int:
     _log_catalog(catalog)
     scheme = "grpc+tls" if tls else "grpc"
     location = f"{scheme}://{args.host}:{args.port}"
+    reloader = None
+    actions = {}
+    if not args.demo:
+        from gateway.reload import APPLY_ACTION, Reloader, apply_action
+
+        reloader = Reloader(engine, Path(config_path), interval=args.watch_interval)
+        actions[APPLY_ACTION] = apply_action(reloader)
     try:
         server = FlightSqlServer(
-            engine, location, authenticator=authenticator, statement_timeout=args.statement_timeout, **tls
+            engine,
+            location,
+            authenticator=authenticator,
+            statement_timeout=args.statement_timeout,
+            actions=actions,
+            **tls,
         )
     except pa.ArrowException as error:  # gRPC logs why (port in use, ...) and pyarrow says only this
         catalog.close()
@@ -247,11 +313,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo:
         login = f" --user {_DEMO_USER} --password {demo_password}" if demo_password else ""
         log.info('try: meshgate query --server %s%s "SELECT * FROM sales.customers LIMIT 5"', uri, login)
-    reloader = None
-    if not args.demo and args.watch_interval > 0:
-        from gateway.reload import Reloader
-
-        reloader = Reloader(engine, Path(config_path), interval=args.watch_interval)
+    if reloader is not None and args.watch_interval > 0:
         reloader.start()
         log.info("watching %s for changed domain files every %.1f s", config_path, args.watch_interval)
     scheduler = None

@@ -193,7 +193,7 @@ class Engine:
                 values = parameter_values(query.parameter_schema, parameters)
                 planned = self._plan(query.sql, caller, values)
                 schema = query.schema if not values else classic_types(planned.dataframe.schema())
-                record.products, record.columns = touched(planned.plan)
+                record.products, record.columns = touched(planned.plan, _default_domain(caller))
                 record.policies = list(dict.fromkeys(planned.scope.applied))
                 execution = planned.start(schema)
         except MeshgateError as error:
@@ -235,7 +235,7 @@ class Engine:
         # Masks are DataFusion expressions a source may not evaluate alike: such queries stay federated.
         routed = None if scope.masked else single_source_sql(dataframe, scans)
         if routed is None:
-            negotiate_scans(plan, scans)
+            negotiate_scans(plan, scans, _default_domain(caller))
         return _Planned(self, dataframe, plan, scans, routed, scope)
 
     def _dataframe(self, ctx: SessionContext, sql: str, values: dict[str, pa.Scalar]) -> DataFrame:
@@ -251,7 +251,7 @@ class Engine:
         caller = scope.caller
         config = (
             SessionConfig()
-            .with_default_catalog_and_schema(self.catalog.name, caller.default_schema or UNQUALIFIED_SCHEMA)
+            .with_default_catalog_and_schema(self.catalog.name, _default_domain(caller))
             .with_information_schema(True)
             .with_target_partitions(self.settings.target_partitions)
             .with_batch_size(self.settings.batch_size)
@@ -368,6 +368,11 @@ class Engine:
             rows.append(("result", f"rows={result_rows} seconds={elapsed:.3f}"))
         table = pa.table({"plan_type": [r[0] for r in rows], "plan": [r[1] for r in rows]}, schema=EXPLAIN_SCHEMA)
         return Execution(EXPLAIN_SCHEMA, iter(table.to_batches()), [])
+
+
+def _default_domain(caller: CallerContext) -> str:
+    """Where unqualified names resolve for ``caller``."""
+    return caller.default_schema or UNQUALIFIED_SCHEMA
 
 
 def planning_context(config: SessionConfig | None = None) -> SessionContext:

@@ -11,6 +11,7 @@ Two rules, applied in this order:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,30 +25,41 @@ from connectors.base import SqlConnector
 from gateway.pushdown import comparable, translate
 from gateway.scan import Occurrence, ProductScan
 
+# "Subquery:" (not "SubqueryAlias:") marks a subquery that stayed an expression.
+_SUBQUERY_EXPRESSION = re.compile(r"\bSubquery:")
 # Nodes that neither change rows nor reorder them: a LIMIT can be pushed through them.
 _ROW_PRESERVING = {"Projection", "SubqueryAlias"}
 
 
-def scan_key(table_name: str) -> tuple[str, str]:
-    """``mesh.sales.orders`` (or ``sales.orders``) -> ``("sales", "orders")``."""
-    parts = table_name.split(".")
-    return parts[-2], parts[-1]
+def scan_key(table_scan: Any, default_domain: str) -> tuple[str, str]:
+    """A TableScan's ``(domain, product)``; an unqualified name belongs to ``default_domain``."""
+    _, schema, table = table_scan.fqn()
+    return str(schema or default_domain), str(table)
 
 
-def negotiate_scans(plan: LogicalPlan, scans: Mapping[tuple[str, str], ProductScan]) -> None:
+def negotiate_scans(plan: LogicalPlan, scans: Mapping[tuple[str, str], ProductScan], default_domain: str) -> None:
     """Record, on each :class:`ProductScan`, what every scan of it in ``plan`` pushes down."""
-    _walk(plan, [], scans)
 
-
-def _walk(node: LogicalPlan, ancestors: list[LogicalPlan], scans: Mapping[tuple[str, str], ProductScan]) -> None:
-    variant = node.to_variant()
-    if type(variant).__name__ == "TableScan":
-        scan = scans.get(scan_key(variant.table_name()))
-        if scan is not None:
-            scan.occurrences.append(_occurrence(variant, ancestors, scan))
+    if _SUBQUERY_EXPRESSION.search(plan.display_indent()):
+        # A subquery kept as an expression hides its scans from this walk (the Python
+        # binding does not expose their plans), and such a scan may read a product the
+        # walk did see: no scan can then be trusted to know its filters. Each fetches
+        # its columns and applies DataFusion's filter itself.
+        for scan in scans.values():
+            scan.blind = True
         return
-    for child in node.inputs():
-        _walk(child, [*ancestors, node], scans)
+
+    def walk(node: LogicalPlan, ancestors: list[LogicalPlan]) -> None:
+        variant = node.to_variant()
+        if type(variant).__name__ == "TableScan":
+            scan = scans.get(scan_key(variant, default_domain))
+            if scan is not None:
+                scan.occurrences.append(_occurrence(variant, ancestors, scan))
+            return
+        for child in node.inputs():
+            walk(child, [*ancestors, node])
+
+    walk(plan, [])
 
 
 def _occurrence(table_scan: Any, ancestors: list[LogicalPlan], scan: ProductScan) -> Occurrence:
@@ -76,7 +88,7 @@ def _occurrence(table_scan: Any, ancestors: list[LogicalPlan], scan: ProductScan
     )
 
 
-def touched(plan: LogicalPlan) -> tuple[list[str], list[str]]:
+def touched(plan: LogicalPlan, default_domain: str) -> tuple[list[str], list[str]]:
     """The products (``domain.product``) and columns (``domain.product.column``) a plan reads."""
     products: dict[str, None] = {}
     columns: dict[str, None] = {}
@@ -84,7 +96,9 @@ def touched(plan: LogicalPlan) -> tuple[list[str], list[str]]:
     def walk(node: LogicalPlan) -> None:
         variant = node.to_variant()
         if type(variant).__name__ == "TableScan":
-            domain, product = scan_key(variant.table_name())
+            domain, product = scan_key(variant, default_domain)
+            if domain == "information_schema":
+                return
             name = f"{domain}.{product}"
             products[name] = None
             for _, column in variant.projection():
@@ -169,11 +183,21 @@ def _replace_tables(
     tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan], connector: SqlConnector
 ) -> exp.Expr | None:
     missing = False
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    by_name: dict[str, list[ProductScan]] = {}
+    for (_, name), scan in scans.items():
+        by_name.setdefault(name, []).append(scan)
 
     def swap(node: exp.Expr) -> exp.Expr:
         nonlocal missing
-        if isinstance(node, exp.Table) and node.name and node.args.get("db"):
-            scan = scans.get((node.db, node.name))
+        if isinstance(node, exp.Table) and node.name:
+            if node.args.get("db"):
+                scan = scans.get((node.db, node.name))
+            elif node.name in ctes:
+                return node
+            else:  # unqualified: a session's default domain; only an unambiguous name is safe
+                candidates = by_name.get(node.name, [])
+                scan = candidates[0] if len(candidates) == 1 else None
             if scan is None:
                 missing = True
                 return node

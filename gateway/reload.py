@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,6 +210,25 @@ class Reloader:
         offline = {d.name for d in self.engine.catalog.domains() if d.error is not None and d.name not in built}
         check_references(policies, products, offline)
         self.engine.install(built, removed, policies)
+
+
+APPLY_ACTION = "meshgate.domain.apply"
+
+
+def apply_action(reloader: Reloader) -> Callable[[CallerContext, bytes], bytes]:
+    """The Flight action behind ``meshgate domain apply``: JSON ``{name, yaml}`` in, what changed out."""
+
+    def apply(caller: CallerContext, body: bytes) -> bytes:
+        try:
+            request = json.loads(body)
+            name, text = request["name"], request["yaml"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError('a domain apply request is JSON: {"name": "sales.yaml", "yaml": "..."}') from None
+        applied = reloader.apply_text(caller, str(name), str(text))
+        log.info("user %s applied %s", caller.user, applied.file)
+        return json.dumps({"file": applied.file.name, "changed": applied.changed, "removed": applied.removed}).encode()
+
+    return apply
 
 
 def _moved(config: MeshConfig, source: Path, target: Path) -> MeshConfig:

@@ -74,6 +74,7 @@ class ProductScan:
     queries: list[SourceQuery] = field(default_factory=list)
     streams: list[PrefetchedStream] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    blind: bool = False  # the plan has scans of it the planner could not see (see negotiate_scans)
 
     @property
     def connector(self) -> SqlConnector:
@@ -87,10 +88,10 @@ class ProductScan:
         if len(self.occurrences) == 1 and self.occurrences[0].exact_filters_pushed:
             only = self.occurrences[0]
             return ScanSpec(self.product.source, columns, only.predicate, only.limit), False
-        if not self.occurrences:
-            # A scan the plan walk cannot reach (an uncorrelated scalar subquery: the
-            # Python binding does not expose its plan): fetch the requested columns and
-            # apply DataFusion's filter here.
+        if self.blind or not self.occurrences:
+            # Scans the plan walk cannot reach (subqueries kept as expressions: the Python
+            # binding does not expose their plans): fetch the requested columns and apply
+            # DataFusion's filter here.
             return ScanSpec(self.product.source, columns), True
         # Several scans of one product (a self-join, a CTE used twice): one query serves
         # each of them, with the union of their rows; each applies its own filter here.

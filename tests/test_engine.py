@@ -6,6 +6,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 
 import adbc_driver_postgresql.dbapi as pg
 import pytest
@@ -161,3 +162,39 @@ def test_explain_shows_each_source_query(mesh: Engine) -> None:
     assert plan["route"].startswith("federated")
     left = next(text for kind, text in plan.items() if kind.startswith("source_query[left/"))
     assert "WHERE" in left and "> 3" in left
+
+
+def test_unqualified_names_resolve_against_the_callers_default_domain(mesh: Engine) -> None:
+    from gateway.api import CallerContext
+
+    caller = CallerContext(user="u", default_schema="left")
+    execution = mesh.run("SELECT count(*) AS n FROM numbers WHERE id > 2", caller)
+    assert execution.read_all().column("n").to_pylist() == [8]
+    (sent,) = [q.sql for q in execution.source_queries]
+    assert "numbers" in sent and "> 2" in sent, "the whole query went to the source with the real table name"
+    cte = mesh.run("WITH numbers AS (SELECT 1 AS id) SELECT count(*) AS n FROM numbers", caller)
+    assert cte.read_all().column("n").to_pylist() == [1], "a CTE named like a product is the CTE"
+    assert mesh.audit.records("u")[0].products == ["left.numbers"]
+
+
+def test_a_product_in_a_scalar_subquery_and_outside_it(mesh: Engine, postgres_uri: str, pg_schema: str) -> None:
+    """TPC-H Q22's shape: the subquery's scan must not reuse the outer scan's filter."""
+    with pg.connect(postgres_uri) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {pg_schema}.amounts (v numeric(15,2))")
+        cursor.execute(f"INSERT INTO {pg_schema}.amounts VALUES (-10), (5), (7), (-20)")
+        connection.commit()
+    folder = mesh.catalog.domain("left").config.file.parent
+    config = folder / "amounts.yaml"
+    config.write_text(
+        f"domains:\n  - name: money\n    connector: {{type: postgres, uri: '{postgres_uri}'}}\n"
+        f"    products:\n      - {{name: amounts, source: {pg_schema}.amounts}}\n"
+    )
+    engine = Engine(MeshCatalog(load_config(config)))
+    try:
+        result = engine.run(
+            "SELECT count(*) AS n, sum(v) AS total FROM money.amounts WHERE v > (SELECT avg(v) FROM money.amounts WHERE v > 0.00)"
+        ).read_all()
+        assert result.to_pylist() == [{"n": 1, "total": Decimal("7.00")}]
+    finally:
+        engine.close()
+        config.unlink()

@@ -191,3 +191,52 @@ def test_a_served_mesh_picks_up_a_changed_file(tmp_path: Path) -> None:
         assert result.column(0).to_pylist() == [3]
     finally:
         process.stop()
+
+
+def test_domain_apply_through_the_cli(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from gateway.auth import hash_password
+    from tests.support.gateway import Credentials, GatewayProcess, query
+
+    owner, stranger = Credentials("olga", "olga-password-123"), Credentials("sam", "sam-password-456")
+    (tmp_path / "ref.csv").write_text("code\na\nb\n")
+    (tmp_path / "auth.yaml").write_text(
+        "auth:\n  users:\n"
+        + "".join(
+            f"    - {{name: {c.user}, password_hash: '{hash_password(c.password)}', groups: [{g}]}}\n"
+            for c, g in ((owner, "ref-team"), (stranger, "others"))
+        )
+    )
+    (tmp_path / "ref.yaml").write_text(
+        "domains:\n  - name: ref\n    owner: ref-team\n    connector: {type: csv, path: ref.csv}\n"
+    )
+    changed = tmp_path / "outside" / "ref.yaml"
+    changed.parent.mkdir()
+    changed.write_text(
+        "domains:\n  - name: ref\n    owner: ref-team\n    connector: {type: csv, path: ref.csv}\n"
+        "    products:\n      - {name: codes, source: ref.csv, description: applied remotely}\n"
+    )
+    process = GatewayProcess(tmp_path, extra=("--watch-interval", "0"), credentials=owner)
+
+    def apply(who: Credentials) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", "domain", "apply", str(changed), "--server", process.uri],
+            env=who.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    try:
+        denied = apply(stranger)
+        assert denied.returncode == 1 and "may not change domain 'ref'" in denied.stderr, denied.stderr
+        ok = apply(owner)
+        assert ok.returncode == 0, ok.stderr
+        assert "domains changed: ref" in ok.stdout
+        assert query(process.uri, "SELECT count(*) FROM ref.codes", owner).column(0).to_pylist() == [2]
+        assert "applied remotely" in (tmp_path / "ref.yaml").read_text()
+    finally:
+        process.stop()
