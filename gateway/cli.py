@@ -486,7 +486,7 @@ def _query(args: argparse.Namespace) -> int:
             cursor.execute(args.sql)
             reader = cursor.fetch_record_batch()
             write_result(reader, args.format, args.output)
-    except AdbcError as error:
+    except (AdbcError, OSError) as error:  # a stream that fails midway arrives as an OSError
         print(f"error: {_adbc_message(error)}", file=sys.stderr)
         return 1
     except ValueError as error:

@@ -257,6 +257,10 @@ class Engine:
             .with_batch_size(self.settings.batch_size)
             .set("datafusion.execution.parquet.schema_force_view_types", "false")
             .set("datafusion.sql_parser.map_string_types_to_utf8view", "false")
+            # Evaluate filters while decoding Parquet (late materialisation): a selective
+            # lookup reads the rows it needs instead of whole pages (benchmarks/pushdown.py).
+            .set("datafusion.execution.parquet.pushdown_filters", "true")
+            .set("datafusion.execution.parquet.reorder_filters", "true")
         )
         ctx = planning_context(config)
         if self.policies.enabled:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import pyarrow as pa
 
 from gateway.api import CallerContext
+from gateway.auth import hash_password
 from tests.e2e.federation_data import write_mesh
+from tests.support.gateway import Credentials
 
 PLATFORM_POLICIES = """policies:
   roles:
@@ -47,6 +50,33 @@ USERS = {
     "eve": CallerContext(user="eve", attributes={"country": "DE"}),
     "anonymous": CallerContext(user=None),
 }
+
+
+def credentials(user: str) -> Credentials:
+    """Each test user's log-in (``anonymous`` has none)."""
+    return Credentials(user, f"{user}-secret-password")
+
+
+def auth_section() -> str:
+    """An ``auth:`` file giving every user of :data:`USERS` a password, their groups and attributes."""
+    lines = ["auth:", "  users:"]
+    for name, caller in USERS.items():
+        if caller.user is None:
+            continue
+        attributes = {k: v for k, v in caller.attributes.items() if k != "groups"}
+        groups = [g for g in caller.attributes.get("groups", "").split(",") if g]
+        lines.append(f"    - name: {name}")
+        lines.append(f"      password_hash: '{_hash(credentials(name).password)}'")
+        if groups:
+            lines.append(f"      groups: [{', '.join(groups)}]")
+        if attributes:
+            lines.append("      attributes: {" + ", ".join(f"{k}: {v}" for k, v in attributes.items()) + "}")
+    return "\n".join(lines) + "\n"
+
+
+@cache
+def _hash(password: str) -> str:
+    return hash_password(password)
 
 
 def write_governed_mesh(directory: Path, postgres_uri: str, schema: str, tables: dict[str, pa.Table]) -> Path:

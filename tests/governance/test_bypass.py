@@ -9,46 +9,48 @@ holds no role; root is the admin.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
+import adbc_driver_manager
 import pyarrow as pa
 import pytest
 
-from gateway.config import load_config
 from gateway.engine import Engine
-from gateway.errors import MeshgateError, PermissionDeniedError
-from tests.governance.mesh import USERS, write_governed_mesh
+from gateway.errors import AuthenticationError, MeshgateError, PermissionDeniedError, PlanningError
+from tests.governance.mesh import USERS, credentials
+from tests.support.gateway import query
 
-SCHEMA = "meshgate_governance"
 HASH = re.compile(r"^[0-9a-f]{64}$")
-
-
-@pytest.fixture(scope="module")
-def tables() -> dict[str, pa.Table]:
-    from tests.e2e.federation_data import build_tables
-
-    return build_tables()
-
-
-@pytest.fixture(scope="module")
-def engine(
-    tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, tables: dict[str, pa.Table]
-) -> Iterator[Engine]:
-    config = write_governed_mesh(tmp_path_factory.mktemp("governed"), postgres_uri, SCHEMA, tables)
-    engine = Engine.from_config(load_config(config))
-    yield engine
-    engine.close()
-
 
 Run = Callable[[str, str], pa.Table]
 
 
-@pytest.fixture(scope="module")
-def run(engine: Engine) -> Run:
-    def run(user: str, sql: str) -> pa.Table:
-        return engine.run(sql, USERS[user]).read_all()
+@pytest.fixture(scope="module", params=["engine", "client"])
+def run(request: pytest.FixtureRequest) -> Run:
+    """Run as a user: in the engine, or through the ADBC client logged in as that user."""
+    if request.param == "engine":
+        engine: Engine = request.getfixturevalue("engine")
 
-    return run
+        def in_engine(user: str, sql: str) -> pa.Table:
+            return engine.run(sql, USERS[user]).read_all()
+
+        return in_engine
+    uri: str = request.getfixturevalue("gateway")
+
+    def through_client(user: str, sql: str) -> pa.Table:
+        login = credentials(user) if USERS[user].user is not None else None
+        try:
+            return query(uri, sql, login)
+        except adbc_driver_manager.Error as error:
+            # The driver's exceptions carry the gateway's message: map it back to its kind.
+            message = str(error)
+            if "access denied" in message:
+                raise PermissionDeniedError(message) from None
+            if "authentication required" in message:
+                raise AuthenticationError(message) from None
+            raise PlanningError(message) from None
+
+    return through_client
 
 
 def customers(tables: dict[str, pa.Table], **where: str) -> list[dict[str, object]]:
@@ -80,7 +82,7 @@ DENIED = {
 @pytest.mark.parametrize("name", sorted(DENIED))
 def test_denied(run: Run, name: str) -> None:
     user, sql = DENIED[name]
-    with pytest.raises(PermissionDeniedError, match=r"access denied"):
+    with pytest.raises((PermissionDeniedError, AuthenticationError), match=r"access denied|authentication required"):
         run(user, sql)
 
 

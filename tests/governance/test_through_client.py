@@ -1,93 +1,20 @@
-"""The policies through a real client: each user logs in over Flight and gets only what they may see.
+"""What only a client can show: prepared statements, catalog commands and system tables per user.
 
-A `meshgate serve` process runs the governed mesh of :mod:`tests.governance.mesh` with an
-``auth:`` section giving each user a password, groups and attributes; the queries go
-through the ADBC Flight SQL driver with each user's credentials.
+Every bypass attempt of test_bypass.py also runs through the client (its ``run`` fixture);
+the ``gateway`` fixture (tests/governance/conftest.py) is a `meshgate serve` process whose
+users log in with their own passwords, groups and attributes.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from pathlib import Path
-
-import adbc_driver_manager
 import pyarrow as pa
-import pytest
 
-from gateway.auth import hash_password
-from tests.e2e.federation_data import build_tables
-from tests.governance.mesh import write_governed_mesh
-from tests.governance.test_bypass import DENIED
-from tests.support.gateway import Credentials, GatewayProcess, connect, query
-
-SCHEMA = "meshgate_governance_client"
-HASH = re.compile(r"^[0-9a-f]{64}$")
-USERS = {
-    "alice": ("DE", []),
-    "dave": ("FR", ["analysts"]),
-    "bob": ("US", []),
-    "carol": ("DE", []),
-    "root": (None, []),
-    "eve": ("DE", []),
-}
-
-
-def credentials(user: str) -> Credentials:
-    return Credentials(user, f"{user}-secret-password")
-
-
-def auth_section() -> str:
-    lines = ["auth:", "  users:"]
-    for user, (country, groups) in USERS.items():
-        lines.append(f"    - name: {user}")
-        lines.append(f"      password_hash: '{hash_password(credentials(user).password)}'")
-        if groups:
-            lines.append(f"      groups: [{', '.join(groups)}]")
-        if country:
-            lines.append(f"      attributes: {{country: {country}}}")
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture(scope="module")
-def tables() -> dict[str, pa.Table]:
-    return build_tables()
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, tables: dict[str, pa.Table]) -> Iterator[str]:
-    config = write_governed_mesh(tmp_path_factory.mktemp("governed-client"), postgres_uri, SCHEMA, tables)
-    (Path(config) / "auth.yaml").write_text(auth_section())
-    process = GatewayProcess(config, credentials=credentials("root"))
-    yield process.uri
-    process.stop()
+from tests.governance.mesh import credentials
+from tests.support.gateway import connect, query
 
 
 def run(uri: str, user: str, sql: str) -> pa.Table:
     return query(uri, sql, credentials(user))
-
-
-@pytest.mark.parametrize("name", sorted(DENIED))
-def test_denied_through_the_client(gateway: str, name: str) -> None:
-    user, sql = DENIED[name]
-    if user == "anonymous":
-        with pytest.raises(adbc_driver_manager.Error, match=r"authentication required|UNAUTHENTICATED"):
-            query(gateway, sql, None)
-        return
-    with pytest.raises(adbc_driver_manager.Error, match=r"access denied"):
-        run(gateway, user, sql)
-
-
-def test_masks_and_row_filters_through_the_client(gateway: str, tables: dict[str, pa.Table]) -> None:
-    got = run(gateway, "alice", "SELECT customer_id, name, country, lifetime_value FROM sales.customers")
-    expected = [r for r in tables["sales.customers"].to_pylist() if r["country"] == "DE"]
-    assert sorted(got.column("customer_id").to_pylist()) == sorted(r["customer_id"] for r in expected)
-    assert all(HASH.match(n) for n in got.column("name").to_pylist() if n is not None)
-    assert set(got.column("lifetime_value").to_pylist()) == {None}
-    dave = run(gateway, "dave", "SELECT DISTINCT country FROM sales.customers")
-    assert dave.column(0).to_pylist() == ["FR"]
-    root = run(gateway, "root", "SELECT count(*) AS n FROM sales.customers WHERE lifetime_value IS NOT NULL")
-    assert root.column("n").to_pylist()[0] > 0
 
 
 def test_filters_cannot_probe_masked_values_and_explain_shows_the_policy(gateway: str) -> None:
