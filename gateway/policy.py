@@ -265,19 +265,15 @@ def check_references(
     for mask in policies.masks:
         if not unchecked(mask.on) and not any(fnmatch.fnmatchcase(c, mask.on) for c in columns):
             raise ConfigError(f"{mask.origin}: mask on '{mask.on}' matches no column")
-        for role in mask.exempt:
-            if role not in policies.roles:
-                raise ConfigError(f"{mask.origin}: except names unknown role '{role}'")
     for row_filter in policies.row_filters:
         if not unchecked(row_filter.on) and not any(fnmatch.fnmatchcase(n, row_filter.on) for n in names):
             raise ConfigError(f"{row_filter.origin}: row filter on '{row_filter.on}' matches no data product")
-        for role in row_filter.exempt:
+    # A rule's tag may not be used by any contract yet: it masks nothing until one is.
+    exempting: tuple[Mask | RowFilter | TagRule, ...] = (*policies.masks, *policies.row_filters, *policies.rules)
+    for policy in exempting:
+        for role in policy.exempt:
             if role not in policies.roles:
-                raise ConfigError(f"{row_filter.origin}: except names unknown role '{role}'")
-    for rule in policies.rules:  # a tag no contract uses yet masks nothing, and may be used later
-        for role in rule.exempt:
-            if role not in policies.roles:
-                raise ConfigError(f"{rule.origin}: except names unknown role '{role}'")
+                raise ConfigError(f"{policy.origin}: except names unknown role '{role}'")
 
 
 def _list(raw: Mapping[str, Any], key: str, where: str) -> Sequence[Any]:

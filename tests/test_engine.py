@@ -21,6 +21,7 @@ from gateway.errors import (
     SourceError,
     SourceUnavailableError,
 )
+from tests.support.postgres import wait_until_no_backend_runs
 
 
 @pytest.fixture(scope="module")
@@ -97,18 +98,7 @@ def test_cancel_stops_the_source_query(mesh: Engine, postgres_uri: str) -> None:
     assert not thread.is_alive(), "cancel did not stop the query"
     assert time.monotonic() - started < 10
     assert outcome and isinstance(outcome[0], QueryCancelledError), outcome
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with pg.connect(postgres_uri) as connection, connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()"
-            )
-            row = cursor.fetchone()
-        if row is not None and row[0] == 0:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("PostgreSQL is still running the cancelled query")
+    assert wait_until_no_backend_runs(postgres_uri, "pg_sleep(30)"), "PostgreSQL is still running the cancelled query"
 
 
 @pytest.mark.parametrize(

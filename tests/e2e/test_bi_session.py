@@ -15,13 +15,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import adbc_driver_manager
-import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
 import pytest
 from flightsql import FlightSQLClient, TableRef
 
 from tests.e2e.federation_data import build_tables, write_mesh
 from tests.support.gateway import TEST_CREDENTIALS, GatewayProcess, auth_yaml, connect
+from tests.support.postgres import wait_until_no_backend_runs
 
 SCHEMA = "meshgate_bi_session"
 
@@ -91,18 +91,7 @@ def test_a_bi_tool_session(gateway: GatewayProcess, postgres_uri: str) -> None:
             assert not worker.is_alive() and time.monotonic() - started < 15
             assert outcome and isinstance(outcome[0], adbc_driver_manager.Error)
     # The PostgreSQL backend stopped too.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with pg.connect(postgres_uri) as check, check.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()"
-            )
-            row = cursor.fetchone()
-        if row is not None and row[0] == 0:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the source still runs the cancelled query")
+    assert wait_until_no_backend_runs(postgres_uri, "pg_sleep(30)"), "the source still runs the cancelled query"
 
 
 def test_primary_keys_and_type_info_through_a_second_client(gateway: GatewayProcess) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,3 +75,20 @@ def temporary_schema(uri: str, prefix: str) -> Iterator[str]:
     finally:
         with pg.connect(uri, autocommit=True) as connection, connection.cursor() as cursor:
             cursor.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+def wait_until_no_backend_runs(uri: str, fragment: str, timeout: float = 10.0) -> bool:
+    """Whether, within ``timeout``, no other PostgreSQL backend runs a query containing ``fragment``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with pg.connect(uri) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+                (f"%{fragment}%",),
+            )
+            row = cursor.fetchone()
+        if row is not None and row[0] == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
