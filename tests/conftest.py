@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,9 +12,14 @@ from tests.support.postgres import postgres_server, temporary_schema
 
 
 @pytest.fixture(scope="session")
-def postgres_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A libpq URI of a running PostgreSQL (see tests/support/postgres.py)."""
-    with postgres_server(tmp_path_factory.mktemp("postgres")) as uri:
+def postgres_uri() -> Iterator[str]:
+    """A libpq URI of a running PostgreSQL (see tests/support/postgres.py).
+
+    An embedded server lives in a directory of its own, not under pytest's temporary
+    directories: pytest deletes all but its last three, so another pytest session on the
+    same machine would otherwise remove a running server's data and socket.
+    """
+    with tempfile.TemporaryDirectory(prefix="meshgate-postgres-") as folder, postgres_server(Path(folder)) as uri:
         yield uri
 
 
