@@ -39,6 +39,7 @@ import binascii
 import logging
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -68,6 +69,11 @@ INVALID_TOKEN = "[Meshgate] invalid session token: connect again with a user nam
 EXPIRED_TOKEN = "[Meshgate] the session token has expired: connect again with a user name and password"
 
 _hasher = argon2.PasswordHasher()  # argon2-cffi's defaults are RFC 9106's low-memory profile
+
+CONCURRENT_PASSWORD_CHECKS = 4
+"""At most this many argon2id checks at once: each needs 64 MiB, and a crowd of log-ins (64
+clients at once took the gateway to 3.5 GiB, benchmarks/latency.py) waits in line instead."""
+_password_checks = threading.BoundedSemaphore(CONCURRENT_PASSWORD_CHECKS)
 
 
 @dataclass(frozen=True)
@@ -169,7 +175,8 @@ class Authenticator:
         """
         known = self._users.get(user)
         try:
-            _hasher.verify(known.password_hash if known else self._dummy_hash, password)
+            with _password_checks:
+                _hasher.verify(known.password_hash if known else self._dummy_hash, password)
         except argon2.exceptions.VerificationError:
             log.warning("log-in refused for user %r: %s", user, "wrong password" if known else "unknown user")
             raise AuthenticationError(INVALID_CREDENTIALS) from None

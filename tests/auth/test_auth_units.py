@@ -168,3 +168,43 @@ def test_basic_credentials() -> None:
     for bad in ("!!!", base64.b64encode(b"no colon").decode(), base64.b64encode(b"\xff:x").decode()):
         with pytest.raises(AuthenticationError, match="malformed basic credentials"):
             parse_basic(bad)
+
+
+def test_a_crowd_of_log_ins_runs_few_password_checks_at_once(
+    authenticator: Authenticator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import gateway.auth as auth
+
+    running = peak = 0
+    lock = threading.Lock()
+    real = auth._hasher
+
+    class Counting:
+        """The real hasher, with the checks running at once counted."""
+
+        def verify(self, hash_: str, password: str) -> bool:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            try:
+                return bool(real.verify(hash_, password))
+            finally:
+                with lock:
+                    running -= 1
+
+    monkeypatch.setattr(auth, "_hasher", Counting())
+    identities: list[str] = []
+
+    def log_in() -> None:
+        identities.append(authenticator.login("alice", "wonderland")[1].user)
+
+    threads = [threading.Thread(target=log_in) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert identities == ["alice"] * 16
+    assert 1 <= peak <= auth.CONCURRENT_PASSWORD_CHECKS
