@@ -70,6 +70,10 @@ EXPIRED_TOKEN = "[Meshgate] the session token has expired: connect again with a 
 
 _hasher = argon2.PasswordHasher()  # argon2-cffi's defaults are RFC 9106's low-memory profile
 
+FAILED_LOG_INS_BEFORE_LOCK = 5
+FAILED_LOG_IN_WINDOW_SECONDS = 60.0
+"""Five failed log-ins for a user within a minute lock that user's log-ins until the oldest is a minute old."""
+
 CONCURRENT_PASSWORD_CHECKS = 4
 """At most this many argon2id checks at once: each needs 64 MiB, and a crowd of log-ins (64
 clients at once took the gateway to 3.5 GiB, benchmarks/latency.py) waits in line instead."""
@@ -162,6 +166,8 @@ class Authenticator:
         self._clock = clock
         # Verified against when the user is unknown, so that both cases cost the same.
         self._dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+        self._failures: dict[str, list[float]] = {}
+        self._failures_lock = threading.Lock()
 
     @property
     def users(self) -> tuple[str, ...]:
@@ -173,12 +179,14 @@ class Authenticator:
         Raises:
             AuthenticationError: unknown user or wrong password (one message for both).
         """
+        self._refuse_while_locked(user)
         known = self._users.get(user)
         try:
             with _password_checks:
                 _hasher.verify(known.password_hash if known else self._dummy_hash, password)
         except argon2.exceptions.VerificationError:
             log.warning("log-in refused for user %r: %s", user, "wrong password" if known else "unknown user")
+            self._record_failure(user)
             raise AuthenticationError(INVALID_CREDENTIALS) from None
         except argon2.exceptions.InvalidHashError:  # config validation makes this unreachable
             log.error("log-in refused for user %r: the configured password hash is invalid", user)
@@ -188,6 +196,25 @@ class Authenticator:
         identity = Identity(known.name, known.groups, dict(known.attributes))
         log.info("user %r logged in (token valid %d s)", user, self.token_ttl_seconds)
         return self.issue(identity), identity
+
+    def _record_failure(self, user: str) -> None:
+        now = self._clock()
+        with self._failures_lock:
+            recent = [t for t in self._failures.get(user, []) if now - t < FAILED_LOG_IN_WINDOW_SECONDS]
+            self._failures[user] = [*recent, now][-FAILED_LOG_INS_BEFORE_LOCK:]
+
+    def _refuse_while_locked(self, user: str) -> None:
+        """After too many failed log-ins in a short time, refuse without checking a password.
+
+        Guessing costs the guesser a wait instead of the gateway an argon2id check each.
+        """
+        now = self._clock()
+        with self._failures_lock:
+            recent = [t for t in self._failures.get(user, []) if now - t < FAILED_LOG_IN_WINDOW_SECONDS]
+        if len(recent) >= FAILED_LOG_INS_BEFORE_LOCK:
+            wait = int(FAILED_LOG_IN_WINDOW_SECONDS - (now - recent[0])) + 1
+            log.warning("log-in refused for user %r: %d failed log-ins, locked for %d s", user, len(recent), wait)
+            raise AuthenticationError(f"[Meshgate] too many failed log-ins for this user: try again in {wait} s")
 
     def issue(self, identity: Identity) -> str:
         """A signed token for ``identity``, valid for ``token_ttl_seconds`` from now."""

@@ -208,3 +208,23 @@ def test_a_crowd_of_log_ins_runs_few_password_checks_at_once(
         thread.join()
     assert identities == ["alice"] * 16
     assert 1 <= peak <= auth.CONCURRENT_PASSWORD_CHECKS
+
+
+def test_repeated_failed_log_ins_lock_the_user_for_a_while(caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.auth import FAILED_LOG_IN_WINDOW_SECONDS, FAILED_LOG_INS_BEFORE_LOCK
+
+    now = [1_000_000.0]
+    authenticator = Authenticator([ALICE, BOB], key=KEY, clock=lambda: now[0])
+    for _ in range(FAILED_LOG_INS_BEFORE_LOCK):
+        with pytest.raises(AuthenticationError, match="invalid user name or password"):
+            authenticator.login("alice", "guess")
+        now[0] += 1
+    with (
+        caplog.at_level(logging.WARNING),
+        pytest.raises(AuthenticationError, match=r"too many failed log-ins.*try again in \d+ s"),
+    ):
+        authenticator.login("alice", "wonderland")  # even the right password waits
+    assert "locked" in caplog.text
+    assert authenticator.login("bob", "builder")[1].user == "bob", "other users are not affected"
+    now[0] += FAILED_LOG_IN_WINDOW_SECONDS
+    assert authenticator.login("alice", "wonderland")[1].user == "alice"
