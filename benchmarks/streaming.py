@@ -98,21 +98,17 @@ def _count(batches: Iterator[pa.RecordBatch], began: float) -> Run:
     return Run(time.perf_counter() - began, first, rows, size, count)
 
 
+def _cursor_run(cursor: Any, sql: str) -> Run:
+    """Run ``sql`` on a DB-API cursor of an ADBC driver and count what streams back."""
+    began = time.perf_counter()
+    cursor.execute(sql)
+    return _count(iter(cursor.fetch_record_batch()), began)
+
+
 def adbc_stream(uri: str, sql: str, credentials: Credentials | None = None) -> Callable[[], Run]:
     def run() -> Run:
         with connect(uri, 3600, credentials) as connection, connection.cursor() as cursor:
-            began = time.perf_counter()
-            cursor.execute(sql)
-            reader = cursor.fetch_record_batch()
-
-            def batches() -> Iterator[pa.RecordBatch]:
-                while True:
-                    try:
-                        yield reader.read_next_batch()
-                    except StopIteration:
-                        return
-
-            return _count(batches(), began)
+            return _cursor_run(cursor, sql)
 
     return run
 
@@ -143,18 +139,7 @@ def postgres_stream(uri: str, sql: str) -> Callable[[], Run]:
 
     def run() -> Run:
         with pg.connect(uri, autocommit=True) as connection, connection.cursor() as cursor:
-            began = time.perf_counter()
-            cursor.execute(sql)
-            reader = cursor.fetch_record_batch()
-
-            def batches() -> Iterator[pa.RecordBatch]:
-                while True:
-                    try:
-                        yield reader.read_next_batch()
-                    except StopIteration:
-                        return
-
-            return _count(batches(), began)
+            return _cursor_run(cursor, sql)
 
     return run
 
