@@ -354,19 +354,16 @@ class Engine:
         else:
             rows.append(("route", "federated: DataFusion joins the sources' results"))
             rows.append(("logical_plan", planned.plan.display_indent()))
-        for scan in planned.scans.values():
-            if query.analyze:
-                rows.extend(_source_query_row(record, analyzed=True) for record in scan.queries)
-            elif planned.routed is not None:
-                break
-            else:
+        if query.analyze:
+            rows.extend(_source_query_row(record) for scan in planned.scans.values() for record in scan.queries)
+        elif planned.routed is not None:
+            rows.append((_source_label(next(iter(planned.scans.values()))), planned.routed[1]))
+        else:
+            for scan in planned.scans.values():
                 for occurrence in scan.occurrences:
                     spec, _ = scan.spec(occurrence.columns)
-                    text = scan.connector.scan_sql(spec)
                     kept = f"\n  kept back for DataFusion: {' AND '.join(occurrence.kept)}" if occurrence.kept else ""
-                    rows.append((_source_label(scan), text + kept))
-        if planned.routed is not None and not query.analyze:
-            rows.append((_source_label(next(iter(planned.scans.values()))), planned.routed[1]))
+                    rows.append((_source_label(scan), scan.connector.scan_sql(spec) + kept))
         if query.analyze:
             elapsed = time.perf_counter() - started
             rows.append(("result", f"rows={result_rows} seconds={elapsed:.3f}"))
@@ -395,7 +392,7 @@ def _source_label(scan: ProductScan) -> str:
     return f"source_query[{scan.product.domain}/{scan.connector.label}]"
 
 
-def _source_query_row(record: SourceQuery, *, analyzed: bool) -> tuple[str, str]:
+def _source_query_row(record: SourceQuery) -> tuple[str, str]:
     seconds = (record.finished or time.time()) - record.started
     return (
         f"source_query[{record.domain}/{record.source}]",
