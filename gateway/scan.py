@@ -155,13 +155,21 @@ class _Fragment:
         return _Scanner(self._scan, columns, filter)
 
 
+def _request(schema: pa.Schema, columns: list[str] | None, filter: Any) -> tuple[tuple[str, ...], bool, Any]:
+    """A scan request as ``(columns, no_rows, filter)``.
+
+    A filter DataFusion folded to a constant arrives as a BooleanScalar, not an Expression:
+    false means no rows, true means no filter.
+    """
+    names = tuple(columns) if columns is not None else tuple(schema.names)
+    no_rows = isinstance(filter, pa.BooleanScalar) and filter.as_py() is not True
+    return names, no_rows, None if isinstance(filter, pa.Scalar) else filter
+
+
 class _Scanner:
     def __init__(self, scan: ProductScan, columns: list[str] | None, filter: Any) -> None:
         self._scan = scan
-        self._columns = tuple(columns) if columns is not None else tuple(scan.product.schema.names)
-        # A filter DataFusion folded to a constant arrives as a BooleanScalar, not an Expression.
-        self._no_rows = isinstance(filter, pa.BooleanScalar) and filter.as_py() is not True
-        self._filter = None if isinstance(filter, pa.Scalar) else filter
+        self._columns, self._no_rows, self._filter = _request(scan.product.schema, columns, filter)
         self._stream: PrefetchedStream | None = None
         self._filter_here = False
 
@@ -171,15 +179,13 @@ class _Scanner:
         return pa.schema([schema.field(name) for name in self._columns])
 
     def serves(self, columns: list[str] | None, filter: Any) -> bool:
-        wanted = tuple(columns) if columns is not None else tuple(self._scan.product.schema.names)
-        return wanted == self._columns and _Scanner(self._scan, columns, filter)._same_filter(self)
-
-    def _same_filter(self, other: _Scanner) -> bool:
-        if self._no_rows or other._no_rows:
-            return self._no_rows == other._no_rows
-        if self._filter is None or other._filter is None:
-            return self._filter is None and other._filter is None
-        return bool(self._filter.equals(other._filter))
+        """Whether this (already started) scanner answers the same request."""
+        names, no_rows, wanted = _request(self._scan.product.schema, columns, filter)
+        if names != self._columns or no_rows != self._no_rows:
+            return False
+        if wanted is None or self._filter is None:
+            return wanted is None and self._filter is None
+        return bool(wanted.equals(self._filter))
 
     def start(self) -> None:
         """Send the source query now; batches wait in a bounded queue."""
