@@ -182,6 +182,10 @@ class SqlConnector(Connector):
 
     def scan_sql(self, spec: ScanSpec) -> str:
         """Render a scan as one query in the source's dialect."""
+        return self.render(self.scan_query(spec))
+
+    def scan_query(self, spec: ScanSpec) -> exp.Expr:
+        """A scan as a query tree: the columns, the pushed predicate and limit over the product."""
         alias = "t"
         columns: list[exp.Expr] = [exp.column(name, table=alias, quoted=True) for name in spec.columns]
         query: exp.Select = exp.select(*(columns or [exp.Literal.number(1)])).from_(self.relation(spec.source, alias))
@@ -189,7 +193,7 @@ class SqlConnector(Connector):
             query = query.where(_qualify_columns(spec.predicate, alias))
         if spec.limit is not None:
             query = query.limit(spec.limit)
-        return self.render(query)
+        return query
 
     def render(self, query: exp.Expr) -> str:
         return query.sql(dialect=self.capabilities.dialect, unsupported_level=ErrorLevel.RAISE)

@@ -105,20 +105,19 @@ class TypedSqlConnector(SqlConnector):
         query = exp.select(*items).from_(self.raw_relation(source, "s"))
         return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
 
-    def scan_sql(self, spec: ScanSpec) -> str:
+    def scan_query(self, spec: ScanSpec) -> exp.Expr:
         """The base scan, wrapped in an outer select when some columns need a ``read``."""
-        sql = super().scan_sql(spec)
+        inner = super().scan_query(spec)
         reads = {c.name: c.read for c in self.columns(spec.source) if c.read is not None}
         if not any(name in reads for name in spec.columns):
-            return sql
+            return inner
         items = []
         for name in spec.columns:
             column = exp.column(name, table="q", quoted=True)
             read = reads.get(name)
             items.append(read(column).as_(name, quoted=True) if read else column)
-        inner: exp.Expr = exp.maybe_parse(sql, dialect=self.capabilities.dialect)
         alias = exp.TableAlias(this=exp.to_identifier("q", quoted=True))
-        return self.render(exp.select(*items).from_(exp.Subquery(this=inner, alias=alias)))
+        return exp.select(*items).from_(exp.Subquery(this=inner, alias=alias))
 
 
 class ConversionError(ValueError):
