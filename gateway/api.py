@@ -22,6 +22,9 @@ class CallerContext:
     default_catalog: str | None = None
     default_schema: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    # Names a service caller acts as (a domain's quality checks act as its owner: a user,
+    # group or role name). Set by the gateway itself, never from anything a client sends.
+    acts_as: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

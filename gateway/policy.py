@@ -38,7 +38,7 @@ from gateway.errors import ConfigError
 
 MASKS = ("last4", "hash", "redact", "null")  # weakest to strongest
 EVERYONE = "*"
-_POLICY_KEYS = {"roles", "grants", "masks", "row_filters", "rules"}
+_POLICY_KEYS = {"roles", "grants", "masks", "row_filters", "rules", "classify"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,19 @@ class TagRule:
 
 
 @dataclass(frozen=True)
+class Classification:
+    """A platform pin: columns matching ``columns`` (``domain.product.column``, wildcards) carry ``tags``,
+    whatever the domain's contract says, so a domain cannot lift a tag rule by dropping a tag."""
+
+    columns: str
+    tags: tuple[str, ...]
+    origin: str = ""
+
+    def covers(self, domain: str, product: str, column: str) -> bool:
+        return fnmatch.fnmatchcase(f"{domain}.{product}.{column}", self.columns)
+
+
+@dataclass(frozen=True)
 class Access:
     """What one caller may see of one product."""
 
@@ -107,20 +120,44 @@ class PolicySet:
     masks: tuple[Mask, ...] = ()
     row_filters: tuple[RowFilter, ...] = ()
     rules: tuple[TagRule, ...] = ()
+    classifications: tuple[Classification, ...] = ()
 
     @property
     def enabled(self) -> bool:
         return bool(self.roles or self.grants or self.masks or self.row_filters or self.rules)
 
+    def tags(
+        self, domain: str, product: str, schema: pa.Schema, contract: Mapping[str, Sequence[str]] | None
+    ) -> dict[str, tuple[str, ...]]:
+        """Each column's tags: its contract's, plus those the platform pins (``classify``)."""
+        tags: dict[str, tuple[str, ...]] = {}
+        for column in schema.names:
+            found = list((contract or {}).get(column, ()))
+            for pin in self.classifications:
+                if pin.covers(domain, product, column):
+                    found.extend(pin.tags)
+            if found:
+                tags[column] = tuple(dict.fromkeys(found))
+        return tags
+
     def roles_of(self, caller: CallerContext) -> set[str]:
         """Roles held by the caller: by user name, or by ``group:NAME`` membership."""
         groups = {g.strip() for g in caller.attributes.get("groups", "").split(",") if g.strip()}
+        groups |= set(caller.acts_as)
+        names = {caller.user, *caller.acts_as} - {None}
         held = {EVERYONE} if caller.user else set()
+        held |= set(caller.acts_as) & set(self.roles)
         for role, members in self.roles.items():
             for member in members:
-                if member == caller.user or (member.startswith("group:") and member[6:] in groups):
+                if member in names or (member.startswith("group:") and member[6:] in groups):
                     held.add(role)
         return held
+
+    def identities_of(self, caller: CallerContext) -> set[str]:
+        """Every name the caller answers to, for ownership: user, groups, acted-as names and roles."""
+        groups = {g.strip() for g in caller.attributes.get("groups", "").split(",") if g.strip()}
+        names = {caller.user, *groups, *caller.acts_as, *self.roles_of(caller)}
+        return {name for name in names if name and name != EVERYONE}
 
     def access(
         self,
@@ -132,10 +169,12 @@ class PolicySet:
     ) -> Access | None:
         """What ``caller`` may see of ``domain.product``; None when nothing is granted.
 
-        ``tags`` gives each column's contract tags, for the platform's tag rules.
+        ``tags`` gives each column's contract tags, for the platform's tag rules; the
+        platform's pinned classifications are added to them.
         """
         if not self.enabled:
             return Access(columns=tuple(schema.names))
+        tags = self.tags(domain, product, schema, tags)
         roles = self.roles_of(caller)
         grants = [g for g in self.grants if g.role in roles and g.covers(domain, product)]
         if not grants:
@@ -155,7 +194,7 @@ class PolicySet:
                         strongest = mask.mask
                     applied.append(f"mask {mask.mask} on {mask.on}")
             for rule in self.rules:
-                if tags is not None and rule.tag in tags.get(column, ()) and not roles & set(rule.exempt):
+                if rule.tag in tags.get(column, ()) and not roles & set(rule.exempt):
                     if strongest is None or MASKS.index(rule.mask) > MASKS.index(strongest):
                         strongest = rule.mask
                     applied.append(f"mask {rule.mask} on columns tagged {rule.tag} ({domain}.{product}.{column})")
@@ -206,6 +245,10 @@ def parse_policies(raw: Any, where: str, *, domain: str | None = None) -> Policy
         raise ConfigError(f"{where}: policies.roles: roles are defined by the platform, not in a domain file")
     if domain is not None and raw.get("rules"):
         raise ConfigError(f"{where}: policies.rules: tag rules are the platform's, not in a domain file")
+    if domain is not None and raw.get("classify"):
+        raise ConfigError(
+            f"{where}: policies.classify: pinned classifications are the platform's, not in a domain file"
+        )
     roles = _roles(raw.get("roles") or {}, where)
     grants = tuple(
         _grant(item, f"{where}: policies.grants[{i}]", domain) for i, item in enumerate(_list(raw, "grants", where))
@@ -218,7 +261,11 @@ def parse_policies(raw: Any, where: str, *, domain: str | None = None) -> Policy
         for i, item in enumerate(_list(raw, "row_filters", where))
     )
     rules = tuple(_rule(item, f"{where}: policies.rules[{i}]") for i, item in enumerate(_list(raw, "rules", where)))
-    return PolicySet(roles=roles, grants=grants, masks=masks, row_filters=filters, rules=rules)
+    pins = tuple(
+        _classification(item, f"{where}: policies.classify[{i}]")
+        for i, item in enumerate(_list(raw, "classify", where))
+    )
+    return PolicySet(roles=roles, grants=grants, masks=masks, row_filters=filters, rules=rules, classifications=pins)
 
 
 def merge(sets: Iterable[PolicySet]) -> PolicySet:
@@ -228,6 +275,7 @@ def merge(sets: Iterable[PolicySet]) -> PolicySet:
     masks: list[Mask] = []
     filters: list[RowFilter] = []
     rules: list[TagRule] = []
+    pins: list[Classification] = []
     for policy in sets:
         for role, members in policy.roles.items():
             if role in roles:
@@ -237,8 +285,14 @@ def merge(sets: Iterable[PolicySet]) -> PolicySet:
         masks.extend(policy.masks)
         filters.extend(policy.row_filters)
         rules.extend(policy.rules)
+        pins.extend(policy.classifications)
     return PolicySet(
-        roles=roles, grants=tuple(grants), masks=tuple(masks), row_filters=tuple(filters), rules=tuple(rules)
+        roles=roles,
+        grants=tuple(grants),
+        masks=tuple(masks),
+        row_filters=tuple(filters),
+        rules=tuple(rules),
+        classifications=tuple(pins),
     )
 
 
@@ -351,6 +405,14 @@ def _rule(raw: Any, where: str) -> TagRule:
     if item["mask"] not in MASKS:
         raise ConfigError(f"{where}.mask: unknown mask '{item['mask']}'; expected one of {', '.join(MASKS)}")
     return TagRule(tag=item["columns_tagged"], mask=item["mask"], exempt=_exempt(item, where), origin=where)
+
+
+def _classification(raw: Any, where: str) -> Classification:
+    item = _fields(raw, where, {"columns"}, {"tags"})
+    tags = item.get("tags")
+    if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and t for t in tags):
+        raise ConfigError(f"{where}.tags: must be a non-empty list of tags, e.g. [pii]")
+    return Classification(columns=_scoped(item["columns"], where, None, 3), tags=tuple(tags), origin=where)
 
 
 def _row_filter(raw: Any, where: str, domain: str | None) -> RowFilter:

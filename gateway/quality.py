@@ -9,7 +9,10 @@
 
 :func:`run_checks` first reads each domain again from its source (so contract drift
 is found as it happens; a ``contract`` result records it), then runs every check as
-SQL through the engine *as the platform*: policies do not hide rows from a check.
+SQL through the engine. The built-in checks (unique, not_null, freshness, row_count)
+read only their own product and run as the platform; a ``sql`` check, whose query can
+name anything, runs *as the domain that declares it*: its owner's rights under the same
+policies as any query (:func:`domain_caller`), so it cannot read what its owners cannot.
 Results go to a :class:`QualityLog` (behind ``system.quality``, and optionally a
 JSON-lines file); each product's latest status shows in ``system.products``.
 :class:`CheckScheduler` runs them periodically while the gateway serves.
@@ -24,7 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +46,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("pass", "fail", "error")
-CHECKER = CallerContext(user="meshgate:checks")  # how check queries appear in the audit log
+HIDDEN_DETAIL = "hidden: your access to this product is filtered or masked, so its counts are not shown"
+CHECKER = CallerContext(user="meshgate:checks")  # how built-in check queries appear in the audit log
+
+
+def domain_caller(domain: str, owner: str | None) -> CallerContext:
+    """Who a domain's ``sql`` checks run as: ``meshgate:checks:<domain>``, acting as the domain's owner."""
+    return CallerContext(user=f"meshgate:checks:{domain}", acts_as=(owner,) if owner else ())
+
 
 QUALITY_SCHEMA = pa.schema(
     [
@@ -128,14 +138,18 @@ class QualityLog:
         failed = tuple(r.check for r in results if not r.passed)
         return ProductQuality("failed" if failed else "passed", max(r.checked_at for r in results), failed)
 
-    def table(self, visible: Iterable[tuple[str, str]] | None = None) -> pa.Table:
-        """The history as ``system.quality``; only products in ``visible`` when given."""
-        allowed = set(visible) if visible is not None else None
-        rows = [
-            {**dataclasses.asdict(r), "passed": r.passed}
-            for r in self.results()
-            if allowed is None or (r.domain, r.product) in allowed
-        ]
+    def table(self, visible: Mapping[tuple[str, str], bool] | None = None) -> pa.Table:
+        """The history as ``system.quality``: with ``visible``, only the products it names, and
+        the details (counts, values) only of those it maps to True."""
+        rows = []
+        for result in self.results():
+            key = (result.domain, result.product)
+            if visible is not None and key not in visible:
+                continue
+            row = {**dataclasses.asdict(result), "passed": result.passed}
+            if visible is not None and not visible[key]:
+                row.update(detail=HIDDEN_DETAIL, observed=None)
+            rows.append(row)
         return pa.Table.from_pylist(rows, schema=QUALITY_SCHEMA)
 
 
@@ -173,13 +187,14 @@ def run_checks(engine: Engine, domain: str | None = None, *, refresh: bool = Tru
             declared = [p.name for p in loaded.config.products or ()] or sorted(loaded.products) or ["*"]
             results.extend(_result(name, p, "source", "source", "error", str(loaded.error)) for p in declared)
             continue
+        as_domain = domain_caller(name, loaded.config.owner)
         for product in loaded.products.values():
-            results.extend(_check_product(platform, product))
+            results.extend(_check_product(platform, engine, as_domain, product))
     engine.quality.record(results)
     return results
 
 
-def _check_product(platform: Engine, product: Product) -> list[CheckResult]:
+def _check_product(platform: Engine, engine: Engine, as_domain: CallerContext, product: Product) -> list[CheckResult]:
     results: list[CheckResult] = []
     declared = product.declared
     if declared is not None and declared.columns is not None:
@@ -194,12 +209,16 @@ def _check_product(platform: Engine, product: Product) -> list[CheckResult]:
     for check in declared.checks:
         started = time.perf_counter()
         try:
-            outcome, detail, observed = _run(platform, product, check)
+            if check.kind == "sql":
+                assert check.sql is not None
+                outcome, detail, observed = _assertion(engine, check.sql, as_domain)
+            else:
+                outcome, detail, observed = _run(platform, product, check)
         except MeshgateError as error:
             outcome, detail, observed = "error", str(error), None
-        except Exception as error:  # one broken check must not stop the others (or the scheduler)
+        except Exception:  # one broken check must not stop the others (or the scheduler)
             log.exception("check %s of %s failed to run", check.name, product.qualified_name)
-            outcome, detail, observed = "error", f"{type(error).__name__}: {error}", None
+            outcome, detail, observed = "error", "the check failed to run (the gateway's log has the details)", None
         elapsed = (time.perf_counter() - started) * 1000
         results.append(
             _result(product.domain, product.name, check.name, check.kind, outcome, detail, observed, elapsed)
@@ -260,13 +279,12 @@ def _run(platform: Engine, product: Product, check: CheckConfig) -> tuple[str, s
         high = f"{check.max_rows}" if check.max_rows is not None else "any"
         within = rows >= low and (check.max_rows is None or rows <= check.max_rows)
         return ("pass" if within else "fail"), f"{rows} rows (expected {low} to {high})", float(rows)
-    assert check.sql is not None
-    return _assertion(platform, check.sql)
+    raise NotSupportedError(f"unknown check kind '{check.kind}'")
 
 
-def _assertion(platform: Engine, sql: str) -> tuple[str, str, float | None]:
-    """A custom assertion: one boolean (true passes), or failing rows (none passes)."""
-    result = platform.run(sql, CHECKER).read_all()
+def _assertion(engine: Engine, sql: str, caller: CallerContext) -> tuple[str, str, float | None]:
+    """A custom assertion, run as ``caller``: one boolean (true passes), or failing rows (none passes)."""
+    result = engine.run(sql, caller).read_all()
     if result.num_columns == 1 and result.num_rows == 1 and pa.types.is_boolean(result.schema.field(0).type):
         value = result.column(0)[0].as_py()
         return ("pass" if value is True else "fail"), f"the assertion returned {value}", float(value is True)

@@ -12,7 +12,6 @@ owns the domains it changes.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -25,10 +24,11 @@ import yaml
 
 from gateway.api import CallerContext
 from gateway.catalog import Domain
-from gateway.config import MeshConfig, load_config
+from gateway.config import MeshConfig, load_config, parse_config_text
 from gateway.engine import Engine
-from gateway.errors import ConfigError, MeshgateError, PermissionDeniedError
+from gateway.errors import ConfigError, MeshgateError, NotFoundError, PermissionDeniedError
 from gateway.policy import check_references, merge
+from gateway.selfserve import SelfServe, check_apply
 from gateway.system_tables import ADMIN_ROLE
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,11 @@ class Reloader:
             return sorted(p for p in self.root.iterdir() if p.suffix in _SUFFIXES and not p.name.startswith("."))
         return [self.root] if self.root.exists() else []
 
+    @property
+    def self_serve(self) -> SelfServe:
+        """The platform's self-serve registrations, as the config files declare them now."""
+        return next((part.self_serve for part in self._parts.values() if part.self_serve.file is not None), SelfServe())
+
     # -- applying ------------------------------------------------------------------
     def apply_file(self, file: Path) -> Applied:
         """Install ``file``'s domains and policies, or raise and change nothing."""
@@ -119,52 +124,106 @@ class Reloader:
             log.info("removed %s: domains %s", file, ", ".join(sorted(removed)) or "none")
             return Applied(file, (), tuple(sorted(removed)))
 
-    def apply_text(self, caller: CallerContext, name: str, text: str) -> Applied:
-        """Apply a domain file sent by ``caller``: they must own every domain it changes.
+    def apply_text(self, caller: CallerContext, text: str) -> Applied:
+        """Apply one domain's file sent by ``caller`` over the network (gateway/selfserve.py decides).
 
-        The file is written into the config directory (so that it survives a restart)
-        only once it has been applied.
+        The file holds one domain and nothing of the platform's (users, secrets, policies,
+        self_serve). The gateway chooses where it goes: the file that holds that domain
+        alone, or ``<domain>.yaml`` for a new one. It is checked in memory and written only
+        once it has been applied, so a refused file leaves nothing on disk.
         """
+        try:
+            applied = self._apply_text(caller, _who(caller), text)
+        except MeshgateError as error:
+            self.engine.audit.event("domain_apply", caller.user, _outcome(error), str(error))
+            raise
+        detail = f"{applied.file.name}: " + (", ".join(applied.changed) or "nothing changed")
+        self.engine.audit.event("domain_apply", caller.user, "applied", detail)
+        return applied
+
+    def _apply_text(self, caller: CallerContext, who: str, text: str) -> Applied:
         if not self.root.is_dir():
             raise ConfigError("this gateway serves a single config file: domains can only change in that file")
-        if not name or "/" in name or name.startswith(".") or Path(name).suffix not in _SUFFIXES:
-            raise ConfigError(f"'{name}' is not a file name for the config directory (name.yaml)")
-        target = self.root / name
         try:
             document = yaml.safe_load(text)
         except yaml.YAMLError as error:
-            raise ConfigError(f"{name}: invalid YAML: {error}") from None
-        platform_policies = isinstance(document, dict) and document.get("policies") is not None
-        incoming = self.root / f".{name}.incoming"
-        incoming.write_text(text, encoding="utf-8")
-        try:
-            with self._lock:
-                config = load_config(incoming, require_domains=False)
-                self._authorise(caller, config, platform_policies)
-                applied = self._install(target, _moved(config, incoming, target))
-            incoming.replace(target)
+            raise ConfigError(f"invalid YAML: {error}") from None
+        platform_keys = sorted(str(key) for key in document if key != "domains") if isinstance(document, dict) else []
+        if platform_keys:
+            raise PermissionDeniedError(
+                f"{who} may not send '{platform_keys[0]}' over the network: users, secrets, platform policies and"
+                " self_serve live in the platform's files; a domain file sent over the network holds only 'domains'"
+            )
+        if not isinstance(document, dict) or not isinstance(document.get("domains"), list):
+            raise ConfigError("a domain file holds a 'domains' list with one domain")
+        declared = document["domains"]
+        if len(declared) != 1 or not isinstance(declared[0], dict) or not isinstance(declared[0].get("name"), str):
+            raise ConfigError("a domain file sent over the network holds exactly one domain, with its name")
+        name = declared[0]["name"]
+        with self._lock:
+            target = self._file_for(name, who)
+            config = parse_config_text(text, target)
+            (incoming,) = config.domains
+            identities = self.engine.policies.identities_of(caller)
+            served = {d.name: d.config for d in self.engine.catalog.domains()}
+            check_apply(
+                who,
+                identities,
+                ADMIN_ROLE in identities,
+                incoming,
+                served.get(name),
+                [d for n, d in served.items() if n != name],
+                self.self_serve,
+                {rule.tag for rule in self.engine.policies.rules},
+            )
+            applied = self._install(target, config)
+            written = target.with_name(f".{target.name}.incoming")
+            written.write_text(text, encoding="utf-8")
+            written.replace(target)
             self._stamps[target] = _stamp(target)
             return applied
-        finally:
-            incoming.unlink(missing_ok=True)
 
-    def _authorise(self, caller: CallerContext, config: MeshConfig, platform_policies: bool) -> None:
-        """Admins may change anything; a domain's owner (user, group or role) only that domain."""
-        roles = self.engine.policies.roles_of(caller)
-        if ADMIN_ROLE in roles:
-            return
-        who = f"user '{caller.user}'" if caller.user else "an anonymous caller"
-        if platform_policies:
-            raise PermissionDeniedError(f"{who} may not change platform policies (only the {ADMIN_ROLE} role may)")
-        groups = {g.strip() for g in caller.attributes.get("groups", "").split(",") if g.strip()}
-        identities = {name for name in (caller.user, *groups, *roles) if name and name != "*"}
-        current = {d.name: d.config.owner for d in self.engine.catalog.domains()}
-        for domain in config.domains:
-            owner = current.get(domain.name, domain.owner)
-            if owner is None or owner not in identities:
+    def remove_domain(self, caller: CallerContext, name: str) -> Applied:
+        """Remove a domain (an admin's change), deleting the file that holds it alone."""
+        who = _who(caller)
+        try:
+            if ADMIN_ROLE not in self.engine.policies.roles_of(caller):
                 raise PermissionDeniedError(
-                    f"{who} may not change domain '{domain.name}': it is owned by '{owner or 'nobody'}'"
+                    f"{who} may not remove domain '{name}': removing a domain is an admin's change"
                 )
+            with self._lock:
+                target = self._file_for(name, who)
+                if target not in self._parts:
+                    raise NotFoundError(f"unknown domain '{name}'")
+                parts = {f: part for f, part in self._parts.items() if f != target}
+                self._check_and_install(parts, {}, {name})
+                self._parts = parts
+                target.unlink()
+                self._stamps.pop(target, None)
+        except MeshgateError as error:
+            self.engine.audit.event("domain_remove", caller.user, _outcome(error), str(error))
+            raise
+        self.engine.audit.event("domain_remove", caller.user, "applied", f"{target.name}: domain {name} removed")
+        log.info("user %s removed domain %s (%s)", caller.user, name, target)
+        return Applied(target, (), (name,))
+
+    def _file_for(self, domain: str, who: str) -> Path:
+        """Where a domain sent over the network is written: the file holding it alone, or ``<domain>.yaml``."""
+        for file, part in self._parts.items():
+            if domain not in {d.name for d in part.domains}:
+                continue
+            if len(part.domains) != 1 or not _domain_only(file):
+                raise PermissionDeniedError(
+                    f"{who} may not change domain '{domain}' over the network: {file.name} holds it together with"
+                    " other declarations; only the platform can change that file"
+                )
+            return file
+        target = self.root / f"{domain}.yaml"
+        if target.exists():
+            raise PermissionDeniedError(
+                f"{who} may not create domain '{domain}': {target.name} already exists and does not hold it alone"
+            )
+        return target
 
     def _install(self, file: Path, config: MeshConfig) -> Applied:
         old = self._parts.get(file)
@@ -213,29 +272,63 @@ class Reloader:
 
 
 APPLY_ACTION = "meshgate.domain.apply"
+REMOVE_ACTION = "meshgate.domain.remove"
 
 
 def apply_action(reloader: Reloader) -> Callable[[CallerContext, bytes], bytes]:
-    """The Flight action behind ``meshgate domain apply``: JSON ``{name, yaml}`` in, what changed out."""
+    """The Flight action behind ``meshgate domain apply``: JSON ``{"yaml": ...}`` in, what changed out.
+
+    A ``name`` in the request (older clients send the local file name) is ignored: the
+    gateway chooses the file.
+    """
 
     def apply(caller: CallerContext, body: bytes) -> bytes:
-        try:
-            request = json.loads(body)
-            name, text = request["name"], request["yaml"]
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError('a domain apply request is JSON: {"name": "sales.yaml", "yaml": "..."}') from None
-        applied = reloader.apply_text(caller, str(name), str(text))
+        request = _request(body, "yaml", '{"yaml": "domains: ..."}')
+        applied = reloader.apply_text(caller, request)
         log.info("user %s applied %s", caller.user, applied.file)
-        return json.dumps({"file": applied.file.name, "changed": applied.changed, "removed": applied.removed}).encode()
+        return _answer(applied)
 
     return apply
 
 
-def _moved(config: MeshConfig, source: Path, target: Path) -> MeshConfig:
-    """The config as if read from ``target`` (paths inside resolve the same: same folder)."""
-    return dataclasses.replace(
-        config, domains=tuple(dataclasses.replace(d, file=target) if d.file == source else d for d in config.domains)
-    )
+def remove_action(reloader: Reloader) -> Callable[[CallerContext, bytes], bytes]:
+    """The Flight action behind ``meshgate domain remove``: JSON ``{"domain": ...}`` in."""
+
+    def remove(caller: CallerContext, body: bytes) -> bytes:
+        return _answer(reloader.remove_domain(caller, _request(body, "domain", '{"domain": "sales"}')))
+
+    return remove
+
+
+def _request(body: bytes, key: str, example: str) -> str:
+    try:
+        value = json.loads(body)[key]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"this request is JSON: {example}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"this request is JSON: {example}")
+    return value
+
+
+def _answer(applied: Applied) -> bytes:
+    return json.dumps({"file": applied.file.name, "changed": applied.changed, "removed": applied.removed}).encode()
+
+
+def _who(caller: CallerContext) -> str:
+    return f"user '{caller.user}'" if caller.user else "an anonymous caller"
+
+
+def _outcome(error: MeshgateError) -> str:
+    return "refused" if isinstance(error, PermissionDeniedError) else "failed"
+
+
+def _domain_only(file: Path) -> bool:
+    """Whether ``file`` holds nothing but its ``domains`` (no users, policies or self_serve of the platform)."""
+    try:
+        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(document, dict) and set(document) == {"domains"}
 
 
 def _stamp(file: Path) -> str:

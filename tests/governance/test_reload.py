@@ -146,18 +146,18 @@ def test_only_owners_and_admins_apply_domains(mesh: tuple[Engine, Reloader, Path
     engine, reloader, folder = mesh
     changed = SALES + "      - {name: eu_orders, sql: \"SELECT * FROM orders WHERE region = 'eu'\"}\n"
     with pytest.raises(PermissionDeniedError, match=r"may not change domain 'sales': it is owned by 'sales-team'"):
-        reloader.apply_text(CallerContext(user="mallory"), "sales.yaml", changed)
+        reloader.apply_text(CallerContext(user="mallory"), changed)
     assert "eu_orders" not in engine.catalog.domain("sales").products
     owner = CallerContext(user="bob", attributes={"groups": "sales-team"})
-    assert reloader.apply_text(owner, "sales.yaml", changed).changed == ("sales",)
+    assert reloader.apply_text(owner, changed).changed == ("sales",)
     assert count(engine, "SELECT count(*) FROM sales.eu_orders") == 50
     assert "eu_orders" in (folder / "sales.yaml").read_text(), "an applied file is kept for the next start"
-    with pytest.raises(PermissionDeniedError, match=r"platform policies"):
-        reloader.apply_text(owner, "platform2.yaml", "policies:\n  grants:\n    - {role: analyst, on: '*'}\n")
+    with pytest.raises(PermissionDeniedError, match=r"may not send 'policies' over the network"):
+        reloader.apply_text(owner, "policies:\n  grants:\n    - {role: analyst, on: '*'}\ndomains: []\n")
     ref = (
         "domains:\n  - name: ref\n    owner: ref-team\n    connector: {type: csv, path: ref.csv}\n    description: x\n"
     )
-    assert reloader.apply_text(CallerContext(user="root"), "ref.yaml", ref).changed == ("ref",)
+    assert reloader.apply_text(CallerContext(user="root"), ref).changed == ("ref",)
 
 
 def test_a_served_mesh_picks_up_a_changed_file(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from gateway.api import CallerContext
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.engine import Engine
-from gateway.quality import CheckResult, CheckScheduler, QualityLog, format_duration, run_checks
+from gateway.quality import HIDDEN_DETAIL, CheckResult, CheckScheduler, QualityLog, format_duration, run_checks
 from tests.support.gateway import TEST_CREDENTIALS, GatewayProcess, auth_yaml, query
 
 SHOP = """domains:
@@ -83,11 +83,13 @@ PLATFORM = """policies:
   roles:
     analyst: [alice]
     admin: [root]
+    shop_team: ["group:shop-team"]   # the shop domain's owner: its sql checks run with these rights
   grants:
     - {role: admin, on: "*"}
     - {role: analyst, on: "shop.*"}
+    - {role: shop_team, on: "shop.*"}
   row_filters:                       # analysts see no order at all; the checks still see every row
-    - {on: "shop.*", where: "1 = 0", except: [admin]}
+    - {on: "shop.*", where: "1 = 0", except: [admin, shop_team]}
 """
 NOW = dt.datetime.now(dt.UTC).replace(tzinfo=None)
 ALICE = CallerContext(user="alice")
@@ -246,9 +248,13 @@ def test_system_quality_shows_the_results_of_readable_products(
     ]
     assert {(r["domain"], r["product"]) for r in alice.to_pylist()} == {("shop", "orders")}
     (row,) = [r for r in alice.to_pylist() if r["check"] == "unique_bad"]
-    assert row["kind"] == "unique" and row["passed"] is False and row["observed"] == 2.0
+    # alice's row filter hides every order: the counts a check saw are not hers to see.
+    assert row["kind"] == "unique" and row["passed"] is False
+    assert row["observed"] is None and row["detail"] == HIDDEN_DETAIL
     root = mesh.run("SELECT count(*) AS n FROM system.quality", CallerContext("root")).read_all()
     assert root.column("n").to_pylist() == [len(EXPECTED)]
+    (row,) = mesh.run("SELECT observed FROM system.quality WHERE check = 'unique_bad'", CallerContext("root")).read_all().to_pylist()
+    assert row["observed"] == 2.0
     assert mesh.run("SELECT * FROM system.quality", CallerContext("eve")).read_all().num_rows == 0
 
 
