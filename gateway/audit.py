@@ -1,7 +1,25 @@
-"""The audit log: every query, who ran it, what it touched, what applied, how it ended.
+"""The audit log: every query (who ran it, what it touched, what applied, how it ended) and
+every security event (log-ins, domain changes).
 
-Records go to an append-only JSON-lines file (one object per line, flushed as written)
-and to a bounded in-memory log that ``system.query_log`` reads.
+Both go to one append-only JSON-lines file (one object per line, flushed as written), told
+apart by the ``"record"`` field: ``"query"`` for a :class:`QueryRecord`, ``"event"`` for an
+:class:`AuditEvent`. Each also goes to a bounded in-memory log: ``system.query_log`` reads
+the queries, ``system.events`` the events.
+
+Security events (:meth:`AuditLog.event`), by kind, with their outcomes:
+
+- ``login``: a log-in attempt (``gateway/auth.py``). ``ok``; ``failed`` (wrong password,
+  unknown user, unusable hash); ``locked`` (refused without a password check: too many
+  failed log-ins for the user or from the address). ``user`` is the name given, which
+  for an unknown user may be anything the client typed; ``peer`` the client's address
+  when known. The password is never part of an event.
+- ``domain_apply`` and ``domain_remove``: a domain file applied or a domain removed while
+  the gateway runs (``gateway/reload.py``). ``applied``; ``refused`` (the caller may not,
+  or the file is not acceptable); ``failed`` (it could not be applied).
+
+``detail`` is a short human-readable sentence. An event of another kind or outcome is still
+recorded (an audit call must never break what it audits) and logged as an error, so a
+misspelled kind is seen.
 """
 
 from __future__ import annotations
@@ -11,6 +29,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +39,13 @@ import pyarrow as pa
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("ok", "error", "denied", "cancelled")
+
+EVENT_OUTCOMES: dict[str, tuple[str, ...]] = {
+    "login": ("ok", "failed", "locked"),
+    "domain_apply": ("applied", "refused", "failed"),
+    "domain_remove": ("applied", "refused", "failed"),
+}
+"""The kinds of security event and the outcomes each may have (see the module docstring)."""
 
 
 @dataclass
@@ -56,26 +82,70 @@ QUERY_LOG_SCHEMA = pa.schema(
 )
 
 
-class AuditLog:
-    """Thread-safe: many queries finish at once."""
+@dataclass(frozen=True)
+class AuditEvent:
+    """One security event as the audit log keeps it (kinds and outcomes: :data:`EVENT_OUTCOMES`)."""
 
-    def __init__(self, path: Path | None = None, capacity: int = 10_000) -> None:
+    event_id: str
+    kind: str
+    user: str | None
+    at: dt.datetime  # UTC
+    outcome: str
+    detail: str
+    peer: str | None = None
+
+
+EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("user", pa.string()),
+        pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("outcome", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("peer", pa.string()),
+    ]
+)
+
+
+class AuditLog:
+    """Thread-safe: many queries finish, and many clients log in, at once."""
+
+    def __init__(self, path: Path | None = None, capacity: int = 10_000, event_capacity: int = 10_000) -> None:
         self.path = path
         self._records: deque[QueryRecord] = deque(maxlen=capacity)
+        self._events: deque[AuditEvent] = deque(maxlen=event_capacity)
         self._lock = threading.Lock()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def record(self, record: QueryRecord) -> None:
-        line = json.dumps(_jsonable(record), ensure_ascii=False)
+        line = json.dumps({"record": "query", **_jsonable(record)}, ensure_ascii=False)
         with self._lock:
             self._records.append(record)
-            if self.path is not None:
-                try:
-                    with self.path.open("a", encoding="utf-8") as out:
-                        out.write(line + "\n")
-                except OSError as error:  # the query already ran; losing the line must be loud
-                    log.error("cannot append to the audit log %s: %s", self.path, error)
+            self._append(line)
+
+    def event(self, kind: str, user: str | None, outcome: str, detail: str, peer: str | None = None) -> None:
+        """Record a security event now (UTC). Never raises for an unknown kind or outcome: logs it."""
+        if outcome not in EVENT_OUTCOMES.get(kind, ()):
+            log.error("audit event of unknown kind or outcome: %r, %r (recorded anyway)", kind, outcome)
+        event = AuditEvent(uuid.uuid4().hex, kind, user, dt.datetime.now(dt.UTC), outcome, detail, peer)
+        data = dataclasses.asdict(event)
+        data["at"] = event.at.isoformat()
+        line = json.dumps({"record": "event", **data}, ensure_ascii=False)
+        with self._lock:
+            self._events.append(event)
+            self._append(line)
+
+    def _append(self, line: str) -> None:
+        """Append one line to the file (under ``self._lock``, so lines never interleave)."""
+        if self.path is None:
+            return
+        try:
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(line + "\n")
+        except OSError as error:  # what is audited already happened; losing the line must be loud
+            log.error("cannot append to the audit log %s: %s", self.path, error)
 
     def records(self, user: str | None = None, *, everyone: bool = False) -> list[QueryRecord]:
         with self._lock:
@@ -84,6 +154,15 @@ class AuditLog:
     def table(self, user: str | None = None, *, everyone: bool = False) -> pa.Table:
         rows = [dataclasses.asdict(r) for r in self.records(user, everyone=everyone)]
         return pa.Table.from_pylist(rows, schema=QUERY_LOG_SCHEMA)
+
+    def events(self, user: str | None = None, *, everyone: bool = False) -> list[AuditEvent]:
+        """The kept events, oldest first: ``user``'s own (none for no user), or all with ``everyone``."""
+        with self._lock:
+            return [e for e in self._events if everyone or (user is not None and e.user == user)]
+
+    def events_table(self, user: str | None = None, *, everyone: bool = False) -> pa.Table:
+        rows = [dataclasses.asdict(e) for e in self.events(user, everyone=everyone)]
+        return pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)
 
 
 def _jsonable(record: QueryRecord) -> dict[str, object]:

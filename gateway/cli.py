@@ -26,6 +26,7 @@ from gateway import __version__
 from gateway.errors import MeshgateError
 
 if TYPE_CHECKING:
+    from gateway.audit import AuditLog
     from gateway.auth import Authenticator
     from gateway.config import MeshConfig
 
@@ -274,9 +275,12 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         raise MeshgateError("serve needs --config PATH (or MESHGATE_CONFIG), or --demo")
     config = load_config(config_path)
-    authenticator, demo_password = (None, None) if args.no_auth else _authenticator(config, config_path, demo=args.demo)
+    audit = AuditLog(args.audit_log)  # queries (the engine) and log-ins (the authenticator)
+    authenticator, demo_password = (
+        (None, None) if args.no_auth else _authenticator(config, config_path, demo=args.demo, audit=audit)
+    )
     tls = _server_tls(args)
-    engine = Engine.from_config(config, audit=AuditLog(args.audit_log), quality=QualityLog(args.quality_log))
+    engine = Engine.from_config(config, audit=audit, quality=QualityLog(args.quality_log))
     catalog = engine.catalog
     _log_catalog(catalog)
     scheme = "grpc+tls" if tls else "grpc"
@@ -333,10 +337,13 @@ def _serve(args: argparse.Namespace) -> int:
 _DEMO_USER = "demo"
 
 
-def _authenticator(config: MeshConfig, config_path: Path, *, demo: bool) -> tuple[Authenticator, str | None]:
+def _authenticator(
+    config: MeshConfig, config_path: Path, *, demo: bool, audit: AuditLog | None = None
+) -> tuple[Authenticator, str | None]:
     """Who may connect: the config's users, or (``--demo`` without users) a demo user.
 
     Answers the authenticator and, for the demo user, its password (random at every start).
+    Every log-in attempt is recorded in ``audit``.
     """
     import secrets
 
@@ -345,7 +352,7 @@ def _authenticator(config: MeshConfig, config_path: Path, *, demo: bool) -> tupl
     if config.auth is None and demo:
         password = secrets.token_urlsafe(12)
         log.warning("demo login: user '%s', password '%s' (new at every start)", _DEMO_USER, password)
-        return Authenticator([User(_DEMO_USER, hash_password(password))]), password
+        return Authenticator([User(_DEMO_USER, hash_password(password))], audit=audit), password
     if config.auth is None:
         raise MeshgateError(
             f"{config_path}: no users configured, and authentication is required: add an 'auth:' section with"
@@ -353,7 +360,7 @@ def _authenticator(config: MeshConfig, config_path: Path, *, demo: bool) -> tupl
         )
     try:
         authenticator = Authenticator(
-            config.auth.users, key=_token_key(config), token_ttl_seconds=config.auth.token_ttl_seconds
+            config.auth.users, key=_token_key(config), token_ttl_seconds=config.auth.token_ttl_seconds, audit=audit
         )
     except ValueError as error:
         raise MeshgateError(f"{config.auth.file}: auth: {error}") from error

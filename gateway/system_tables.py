@@ -5,6 +5,7 @@
     SELECT * FROM system.policies;      -- what applies to me, product by product
     SELECT * FROM system.quality;       -- quality check results of the products I may read
     SELECT * FROM system.query_log;     -- my queries (every query for the platform admin role)
+    SELECT * FROM system.events;        -- security events about me: log-ins (all events for the admin role)
 """
 
 from __future__ import annotations
@@ -143,6 +144,12 @@ def _query_log(engine: Engine, caller: CallerContext) -> pa.Table:
     return engine.audit.table(caller.user, everyone=everyone)
 
 
+def _events(engine: Engine, caller: CallerContext) -> pa.Table:
+    """Security events (gateway/audit.py): the caller's own, every one for the admin role."""
+    everyone = not engine.policies.enabled or ADMIN_ROLE in engine.policies.roles_of(caller)
+    return engine.audit.events_table(caller.user, everyone=everyone)
+
+
 def _schema(*names: str) -> pa.Schema:
     return pa.schema([(name, pa.string()) for name in names])
 
@@ -154,4 +161,5 @@ TABLES: dict[str, Callable[[Engine, CallerContext], pa.Table]] = {
     "policies": _policies,
     "quality": _quality,
     "query_log": _query_log,
+    "events": _events,
 }

@@ -77,7 +77,11 @@ class CallerMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[m
         if scheme == "bearer" and credentials.strip():
             return CallerMiddleware(authenticator.verify(credentials.strip()))
         if scheme == "basic" and method == flight.FlightMethod.HANDSHAKE:
-            token, identity = authenticator.login(*parse_basic(credentials))
+            # No peer: pyarrow (26) gives ServerMiddlewareFactory.start_call and the handshake's
+            # ServerAuthHandler no call context, so the client's address is unknown here (only
+            # handlers' ServerCallContext.peer() has it). Log-in events carry no address, and the
+            # per-address limit of Authenticator.login does not apply to Flight log-ins.
+            token, identity = authenticator.login(*parse_basic(credentials), peer=None)
             return CallerMiddleware(identity, token)
         if scheme == "basic":
             log.warning("call refused: %s with a password instead of a token", method.name)
