@@ -24,11 +24,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from sqlglot import exp
+from datafusion import Expr
+from sqlglot import exp, parse_one
 
 from connectors.base import ScanSpec, SourceStream, SqlConnector
 from gateway.catalog import Product
-from gateway.errors import MeshgateError, QueryCancelledError, SourceError
+from gateway.errors import MeshgateError, PermissionDeniedError, QueryCancelledError, SourceError
+from gateway.policy import Access
+from gateway.pushdown import translate
 
 PREFETCH_BATCHES = 4
 
@@ -65,11 +68,43 @@ class SourceQuery:
     error: BaseException | None = None
 
 
+@dataclass(frozen=True)
+class Guard:
+    """What the policies demand of every source query of one product, for one caller.
+
+    ``columns`` are the only ones the source may be asked for (the granted ones and those
+    the row filter reads); ``predicate`` is the row filter as far as the source evaluates
+    it exactly, ANDed into every query whatever the plan's shape; ``complete`` says it is
+    all of it (otherwise the view's own filter, directly above the scan, applies the rest).
+    """
+
+    columns: tuple[str, ...]
+    predicate: exp.Expr | None = None
+    complete: bool = True
+
+
+def guard(product: Product, access: Access, row_filter: Expr | None) -> Guard:
+    """The :class:`Guard` of ``product`` under ``access``; ``row_filter`` is the view's filter predicate."""
+    schema = product.schema
+    wanted = set(access.columns)
+    predicate: exp.Expr | None = None
+    complete = row_filter is None
+    if access.row_filter is not None:
+        for column in parse_one(access.row_filter, read="postgres").find_all(exp.Column):
+            name = column.name if column.name in schema.names else column.name.lower()
+            wanted.add(name)
+    if row_filter is not None and isinstance(product.connector, SqlConnector):
+        agreed = translate([row_filter], schema, product.connector.capabilities)
+        predicate, complete = agreed.predicate, not agreed.kept
+    return Guard(tuple(name for name in schema.names if name in wanted), predicate, complete)
+
+
 @dataclass
 class ProductScan:
     """All scans of one product within one query."""
 
     product: Product
+    guard: Guard | None = None
     occurrences: list[Occurrence] = field(default_factory=list)
     queries: list[SourceQuery] = field(default_factory=list)
     streams: list[PrefetchedStream] = field(default_factory=list)
@@ -82,24 +117,43 @@ class ProductScan:
         assert isinstance(connector, SqlConnector)
         return connector
 
+    @property
+    def fetchable(self) -> tuple[str, ...]:
+        """The columns a source query of this product may ask for (the guard's, or all)."""
+        return self.guard.columns if self.guard is not None else tuple(self.product.schema.names)
+
     def spec(self, columns: tuple[str, ...]) -> tuple[ScanSpec, bool]:
         """The source query for ``columns``, and whether DataFusion's exact filters
-        still need applying here (they do unless one occurrence pushed them all)."""
+        still need applying here (they do unless one occurrence pushed them all).
+        The guard's row filter is part of every one."""
         if len(self.occurrences) == 1 and self.occurrences[0].exact_filters_pushed:
             only = self.occurrences[0]
-            return ScanSpec(self.product.source, columns, only.predicate, only.limit), False
+            return self._guarded(columns, only.predicate, only.limit), False
         if self.blind or not self.occurrences:
             # Scans the plan walk cannot reach (subqueries kept as expressions: the Python
             # binding does not expose their plans): fetch the requested columns and apply
             # DataFusion's filter here.
-            return ScanSpec(self.product.source, columns), True
+            return self._guarded(columns, None), True
         # Several scans of one product (a self-join, a CTE used twice): one query serves
         # each of them, with the union of their rows; each applies its own filter here.
         predicates = [occurrence.predicate for occurrence in self.occurrences]
         predicate: exp.Expr | None = None
         if predicates and all(p is not None for p in predicates):
             predicate = exp.or_(*[exp.Paren(this=p) for p in predicates if p is not None])
-        return ScanSpec(self.product.source, tuple(self.product.schema.names), predicate), True
+        return self._guarded(self.fetchable, predicate), True
+
+    def _guarded(self, columns: tuple[str, ...], predicate: exp.Expr | None, limit: int | None = None) -> ScanSpec:
+        """A scan of ``columns`` with ``predicate``, held to the guard (fails closed on other columns)."""
+        if self.guard is not None:
+            outside = [name for name in columns if name not in self.guard.columns]
+            if outside:
+                raise PermissionDeniedError(
+                    f"access denied: {self.product.qualified_name}.{outside[0]} is not a column the caller may read"
+                )
+            if self.guard.predicate is not None:
+                guarded = exp.Paren(this=self.guard.predicate.copy())
+                predicate = guarded if predicate is None else exp.and_(guarded, exp.Paren(this=predicate))
+        return ScanSpec(self.product.source, columns, predicate, limit)
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -194,8 +248,8 @@ class _Scanner:
         scan = self._scan
         spec, filter_here = scan.spec(self._columns)
         self._filter_here = filter_here and self._filter is not None
-        if self._filter_here and spec.columns != tuple(scan.product.schema.names):
-            spec = ScanSpec(spec.source, tuple(scan.product.schema.names), spec.predicate, None)
+        if self._filter_here and spec.columns != scan.fetchable:
+            spec = ScanSpec(spec.source, scan.fetchable, spec.predicate, None)
         self._stream = PrefetchedStream(scan, spec)
 
     def cancel(self) -> None:
@@ -262,8 +316,8 @@ class PrefetchedStream:
                     return
             self._put(_END)
         except BaseException as error:  # handed to the consumer, which raises it
-            record.error = error if isinstance(error, MeshgateError) else SourceError(
-                record.domain, record.source, str(error)
+            record.error = (
+                error if isinstance(error, MeshgateError) else SourceError(record.domain, record.source, str(error))
             )
             self._put(record.error)
         finally:
@@ -322,7 +376,8 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """Cast ``batch`` to ``schema`` by position (names and classic types)."""
     if batch.schema.equals(schema):
         return batch
-    columns = [column if column.type == field.type else pc.cast(column, field.type) for column, field in zip(
-        batch.columns, schema, strict=True
-    )]
+    columns = [
+        column if column.type == field.type else pc.cast(column, field.type)
+        for column, field in zip(batch.columns, schema, strict=True)
+    ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -136,7 +136,19 @@ def _policies(engine: Engine, caller: CallerContext) -> pa.Table:
 
 
 def _quality(engine: Engine, caller: CallerContext) -> pa.Table:
-    return engine.quality.table({(p.domain, p.name) for p in engine.products(caller)})
+    """Results of the products the caller may read; counts and details only where the caller sees
+    every row and column unmasked (or owns the domain, or is an admin)."""
+    visible: dict[tuple[str, str], bool] = {}
+    identities = engine.policies.identities_of(caller)
+    admin = ADMIN_ROLE in identities
+    for product in engine.catalog.products():
+        access = engine.access(caller, product)
+        if access is None:
+            continue
+        whole = access.row_filter is None and not access.masks and len(access.columns) == len(product.schema)
+        owned = engine.catalog.domain(product.domain).config.owner in identities
+        visible[(product.domain, product.name)] = admin or owned or whole
+    return engine.quality.table(visible)
 
 
 def _query_log(engine: Engine, caller: CallerContext) -> pa.Table:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import adbc_driver_manager
 import pyarrow as pa
 import pytest
 
 from gateway.config import load_config
 from gateway.engine import Engine
+from gateway.errors import AuthenticationError, PermissionDeniedError, PlanningError
 from tests.e2e.federation_data import build_tables
-from tests.governance.mesh import auth_section, credentials, write_governed_mesh
-from tests.support.gateway import GatewayProcess
+from tests.governance.mesh import USERS, auth_section, credentials, write_governed_mesh
+from tests.support.gateway import GatewayProcess, query
+
+Run = Callable[[str, str], pa.Table]
+"""Run SQL as a user of :data:`tests.governance.mesh.USERS`: in the engine, or through the ADBC client."""
 
 SCHEMA = "meshgate_governance"
 
@@ -41,3 +46,31 @@ def gateway(governed_config: Path) -> Iterator[str]:
     process = GatewayProcess(governed_config, credentials=credentials("root"))
     yield process.uri
     process.stop()
+
+
+@pytest.fixture(scope="module", params=["engine", "client"])
+def run(request: pytest.FixtureRequest) -> Run:
+    """Run as a user: in the engine, or through the ADBC client logged in as that user."""
+    if request.param == "engine":
+        engine: Engine = request.getfixturevalue("engine")
+
+        def in_engine(user: str, sql: str) -> pa.Table:
+            return engine.run(sql, USERS[user]).read_all()
+
+        return in_engine
+    uri: str = request.getfixturevalue("gateway")
+
+    def through_client(user: str, sql: str) -> pa.Table:
+        login = credentials(user) if USERS[user].user is not None else None
+        try:
+            return query(uri, sql, login)
+        except adbc_driver_manager.Error as error:
+            # The driver's exceptions carry the gateway's message: map it back to its kind.
+            message = str(error)
+            if "access denied" in message:
+                raise PermissionDeniedError(message) from None
+            if "authentication required" in message:
+                raise AuthenticationError(message) from None
+            raise PlanningError(message) from None
+
+    return through_client

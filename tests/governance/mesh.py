@@ -18,17 +18,27 @@ PLATFORM_POLICIES = """policies:
     pii_reader: [bob]
     admin: [root]
     logistics_viewer: [carol]
+    stock_viewer: [gina]
   grants:
     - {role: admin, on: "*"}
     - {role: analyst, on: "sales.customers"}
     - {role: analyst, on: "inventory.*"}
     - {role: pii_reader, on: sales.customers}
     - {role: logistics_viewer, on: logistics.shipments, columns: [shipment_id, order_id, carrier]}
+    - {role: stock_viewer, on: inventory.order_items, columns: [order_id, quantity]}
   masks:
     - {on: sales.customers.name, mask: hash, except: [pii_reader, admin]}
     - {on: sales.customers.lifetime_value, mask: "null", except: [admin]}
+    - {on: inventory.products.price, mask: last4, except: [admin]}
   row_filters:
     - {on: sales.customers, where: "country = current_user_attribute('country')", except: [admin]}
+    - {on: inventory.products, where: "category <> 'tools'", except: [admin]}
+    - {on: logistics.shipments, where: "carrier <> 'DHL'", except: [admin]}
+    - {on: inventory.order_items, where: "quantity % 5 <> 0 AND product_id <> 7", except: [admin]}
+  rules:
+    - {columns_tagged: confidential, mask: redact, except: [admin]}
+  classify:
+    - {columns: "inventory.products.name", tags: [confidential]}
 """
 
 # The sales team governs its own orders (a domain may only name its own products).
@@ -48,6 +58,7 @@ USERS = {
     "carol": CallerContext(user="carol", attributes={"country": "DE"}),
     "root": CallerContext(user="root", attributes={}),
     "eve": CallerContext(user="eve", attributes={"country": "DE"}),
+    "gina": CallerContext(user="gina", attributes={}),
     "anonymous": CallerContext(user=None),
 }
 

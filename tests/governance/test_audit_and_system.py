@@ -127,5 +127,6 @@ def test_serve_writes_the_audit_log_file(tmp_path: Path) -> None:
     finally:
         process.stop()
     entries = [json.loads(line) for line in target.read_text().splitlines()]
-    ok = [e for e in entries if e["sql"] == "SELECT count(*) AS n FROM ref.codes" and e["outcome"] == "ok"]
+    queries = [e for e in entries if e["record"] == "query"]
+    ok = [e for e in queries if e["sql"] == "SELECT count(*) AS n FROM ref.codes" and e["outcome"] == "ok"]
     assert ok and ok[-1]["user"] == "tester" and ok[-1]["products"] == ["ref.codes"] and ok[-1]["rows"] == 1

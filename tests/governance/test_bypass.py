@@ -9,48 +9,16 @@ holds no role; root is the admin.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
-import adbc_driver_manager
 import pyarrow as pa
 import pytest
 
 from gateway.engine import Engine
-from gateway.errors import AuthenticationError, MeshgateError, PermissionDeniedError, PlanningError
-from tests.governance.mesh import USERS, credentials
-from tests.support.gateway import query
+from gateway.errors import AuthenticationError, MeshgateError, PermissionDeniedError
+from tests.governance.conftest import Run
+from tests.governance.mesh import USERS
 
 HASH = re.compile(r"^[0-9a-f]{64}$")
-
-Run = Callable[[str, str], pa.Table]
-
-
-@pytest.fixture(scope="module", params=["engine", "client"])
-def run(request: pytest.FixtureRequest) -> Run:
-    """Run as a user: in the engine, or through the ADBC client logged in as that user."""
-    if request.param == "engine":
-        engine: Engine = request.getfixturevalue("engine")
-
-        def in_engine(user: str, sql: str) -> pa.Table:
-            return engine.run(sql, USERS[user]).read_all()
-
-        return in_engine
-    uri: str = request.getfixturevalue("gateway")
-
-    def through_client(user: str, sql: str) -> pa.Table:
-        login = credentials(user) if USERS[user].user is not None else None
-        try:
-            return query(uri, sql, login)
-        except adbc_driver_manager.Error as error:
-            # The driver's exceptions carry the gateway's message: map it back to its kind.
-            message = str(error)
-            if "access denied" in message:
-                raise PermissionDeniedError(message) from None
-            if "authentication required" in message:
-                raise AuthenticationError(message) from None
-            raise PlanningError(message) from None
-
-    return through_client
 
 
 def customers(tables: dict[str, pa.Table], **where: str) -> list[dict[str, object]]:
@@ -216,12 +184,19 @@ def test_exempt_roles_see_clear_values(run: Run, tables: dict[str, pa.Table]) ->
 
 
 def test_explain_shows_the_policies_and_runs_governed(run: Run, tables: dict[str, pa.Table]) -> None:
-    plan = "\n".join(run("alice", "EXPLAIN SELECT name FROM sales.customers").column("plan").to_pylist())
-    assert "sha256" in plan and "'DE'" in plan
+    explained = run("alice", "EXPLAIN SELECT name FROM sales.customers")
+    plan = "\n".join(explained.column("plan").to_pylist() + explained.column("plan_type").to_pylist())
+    assert "meshgate_mask_hash_" in plan and "sha256" not in plan and 'Utf8("DE")' in plan
+    # The source's SQL and location are for the domain's owners and admins only.
+    assert "SELECT" not in plan and "postgresql://" not in plan and "source_query[sales/postgres]" in plan
     analyzed = run("alice", "EXPLAIN ANALYZE SELECT name FROM sales.customers").to_pylist()
     (source,) = [r["plan"] for r in analyzed if r["plan_type"].startswith("source_query[sales/")]
-    assert "'DE'" in source, "the row filter must reach the source"
+    assert "SELECT" not in source
+    # The row filter is part of the source's query, so its row count is one alice may see.
     assert f"rows={len(customers(tables, country='DE'))} " in source
+    admin = run("root", "EXPLAIN ANALYZE SELECT name FROM sales.customers WHERE country = 'DE'").to_pylist()
+    (source,) = [r["plan"] for r in admin if r["plan_type"].startswith("source_query[sales/postgres:postgresql://")]
+    assert "'DE'" in source and "SELECT" in source
 
 
 def test_prepared_parameters_cannot_widen_the_filter(engine: Engine) -> None:

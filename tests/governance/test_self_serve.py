@@ -165,7 +165,7 @@ def test_an_owner_cannot_repoint_their_connector_at_another_domains_file(mesh) -
 
 
 def test_an_owner_cannot_point_an_unregistered_domain_anywhere_new(mesh) -> None:
-    engine, reloader, folder = mesh
+    _engine, _reloader, _folder = mesh
     finance_owner = CallerContext(user="fin", attributes={"groups": "finance-team"})
     text = FINANCE.replace("finance/finance.db", "sales/sales.db")
     refused(mesh, finance_owner, text, r"it may only use the source it uses now")
@@ -186,7 +186,7 @@ def test_a_symlink_inside_the_folder_does_not_lead_out_of_it(mesh) -> None:
 
 
 def test_a_registered_root_may_not_reach_into_another_domains_files(mesh) -> None:
-    engine, reloader, folder = mesh
+    _engine, reloader, folder = mesh
     platform = PLATFORM.replace(
         "events: {owner: events-team, paths: [events]}", "events: {owner: events-team, paths: [events, .]}"
     )
@@ -222,7 +222,7 @@ def test_platform_sections_are_never_written_over_the_network(mesh, text: str, m
 
 
 def test_the_gateway_chooses_the_file_name(mesh) -> None:
-    engine, reloader, folder = mesh
+    _engine, reloader, folder = mesh
     changed = SALES.replace("products:", "description: applied\n    products:")
     applied = reloader.apply_text(OLGA, changed)
     assert applied.file == folder / "sales.yaml" and "applied" in (folder / "sales.yaml").read_text()
@@ -234,14 +234,14 @@ def test_the_apply_action_ignores_a_file_name_from_the_client(mesh) -> None:
 
     from gateway.reload import apply_action
 
-    engine, reloader, folder = mesh
+    _engine, reloader, folder = mesh
     request = json.dumps({"name": "platform.yaml", "yaml": SALES.replace("products:", "description: x\n    products:")})
     answer = json.loads(apply_action(reloader)(OLGA, request.encode()))
     assert answer["file"] == "sales.yaml" and (folder / "platform.yaml").read_text() == PLATFORM
 
 
 def test_a_domain_sharing_a_file_with_platform_sections_cannot_be_changed_over_the_network(mesh) -> None:
-    engine, reloader, folder = mesh
+    _engine, reloader, folder = mesh
     (folder / "finance.yaml").unlink()
     (folder / "shared.yaml").write_text("policies:\n  grants:\n    - {role: analyst, on: finance.salaries}\n" + FINANCE)
     reloader.poll()
@@ -262,7 +262,7 @@ def test_the_owner_is_the_platforms_record_not_the_files(mesh) -> None:
 
 
 def test_a_governed_tag_cannot_be_dropped_by_the_domain(mesh) -> None:
-    engine, reloader, folder = mesh
+    _engine, reloader, _folder = mesh
     untagged = SALES.replace("type: string, tags: [pii]}", "type: string}")
     refused(mesh, OLGA, untagged, r"may not drop tag 'pii' from column 'email' of sales.customers")
     renamed = SALES.replace("name: customers\n", "name: people\n").replace(
