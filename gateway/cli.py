@@ -280,7 +280,7 @@ def _serve(args: argparse.Namespace) -> int:
         (None, None) if args.no_auth else _authenticator(config, config_path, demo=args.demo, audit=audit)
     )
     tls = _server_tls(args)
-    engine = Engine.from_config(config, audit=audit, quality=QualityLog(args.quality_log))
+    engine = Engine.from_config(config, audit=audit, quality=QualityLog(args.quality_log), mask_key=_mask_key(config))
     catalog = engine.catalog
     _log_catalog(catalog)
     scheme = "grpc+tls" if tls else "grpc"
@@ -388,6 +388,32 @@ def _token_key(config: MeshConfig) -> bytes | None:
             " (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
         )
     return key
+
+
+def _mask_key(config: MeshConfig, *, warn: bool = True) -> bytes:
+    """The ``hash`` mask's HMAC key: ``MESHGATE_MASK_KEY``, else ``auth.mask_key_file``, else generated.
+
+    Read at start: a new key (a rotation) takes effect when the gateway restarts. ``warn``:
+    say so when the key is generated (``checks run`` runs as the platform, masks do not apply).
+    """
+    from gateway.governance import decode_mask_key, generate_mask_key
+
+    if os.environ.get("MESHGATE_MASK_KEY"):
+        text, source = os.environ["MESHGATE_MASK_KEY"].encode("utf-8"), "MESHGATE_MASK_KEY"
+    elif config.auth is not None and config.auth.mask_key_file is not None:
+        path = config.auth.mask_key_file
+        text, source = _read_file(path, "auth.mask_key_file"), f"{config.auth.file}: auth.mask_key_file ({path})"
+    else:
+        if warn:
+            log.warning(
+                "the hash mask uses a key generated at start: hashed values change at every restart and differ"
+                " between replicas (set MESHGATE_MASK_KEY or auth.mask_key_file to keep them stable)"
+            )
+        return generate_mask_key()
+    try:
+        return decode_mask_key(text)
+    except ValueError as error:
+        raise MeshgateError(f"{source}: {error}") from None
 
 
 def _server_tls(args: argparse.Namespace) -> dict[str, Any]:
@@ -610,7 +636,8 @@ def _checks_run(args: argparse.Namespace) -> int:
 
     if args.config is None:
         raise MeshgateError("checks run needs --config PATH (or MESHGATE_CONFIG)")
-    engine = Engine.from_config(load_config(args.config), quality=QualityLog(args.quality_log))
+    config = load_config(args.config)
+    engine = Engine.from_config(config, quality=QualityLog(args.quality_log), mask_key=_mask_key(config, warn=False))
     try:
         results = run_checks(engine, args.domain, refresh=False)  # the engine has just read every source
     finally:

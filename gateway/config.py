@@ -134,13 +134,16 @@ class AuthConfig:
 
     ``file`` is the mesh file that declared the ``auth`` section; ``token_key_file``
     (already resolved) holds the token signing key, when it is not in
-    ``MESHGATE_TOKEN_KEY`` or generated at start.
+    ``MESHGATE_TOKEN_KEY`` or generated at start; ``mask_key_file`` (resolved, its
+    content checked at load) holds the key of the ``hash`` mask, when it is not in
+    ``MESHGATE_MASK_KEY`` or generated at start.
     """
 
     users: tuple[User, ...]
     file: Path
     token_ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS
     token_key_file: Path | None = None
+    mask_key_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ def _redact_password(uri: str) -> str:
 # --------------------------------------------------------------------------- loading
 
 _TOP_KEYS = {"catalog", "domains", "policies", "auth"}
-_AUTH_KEYS = {"users", "users_file", "token_ttl_seconds", "token_key_file"}
+_AUTH_KEYS = {"users", "users_file", "token_ttl_seconds", "token_key_file", "mask_key_file"}
 _USER_KEYS = {"name", "password_hash", "groups", "attributes"}
 _DOMAIN_KEYS = {"name", "owner", "description", "connector", "products", "policies"}
 _PRODUCT_KEYS = {
@@ -639,7 +642,29 @@ def _parse_auth(document: _LocatedDict, file: Path) -> AuthConfig | None:
         key_file = (file.parent / key_name).resolve()
         if not key_file.is_file():
             raise where.at("token_key_file").error(f"'{key_name}' does not exist (resolved to {key_file})")
-    return AuthConfig(users=tuple(users), file=file, token_ttl_seconds=ttl, token_key_file=key_file)
+    mask_key_file = _parse_mask_key_file(raw, where)
+    return AuthConfig(
+        users=tuple(users), file=file, token_ttl_seconds=ttl, token_key_file=key_file, mask_key_file=mask_key_file
+    )
+
+
+def _parse_mask_key_file(raw: _LocatedDict, where: _Where) -> Path | None:
+    """``auth.mask_key_file``: resolved, and its key checked now (hex or base64, long enough)."""
+    from gateway.governance import decode_mask_key
+
+    name = _optional_str(raw, "mask_key_file", where)
+    if name is None:
+        return None
+    path = (where.file.parent / name).resolve()
+    if not path.is_file():
+        raise where.at("mask_key_file").error(f"'{name}' does not exist (resolved to {path})")
+    try:
+        decode_mask_key(path.read_bytes())
+    except OSError as exc:
+        raise where.at("mask_key_file").error(f"cannot read '{name}' ({path}): {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise where.at("mask_key_file").error(f"'{name}' ({path}): {exc}") from None
+    return path
 
 
 def _read_users_file(name: str, where: _Where) -> list[User]:

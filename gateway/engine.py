@@ -37,7 +37,7 @@ from gateway.errors import (
     PlanningError,
     QueryCancelledError,
 )
-from gateway.governance import governed_schema, referenced_products, view_sql
+from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
 from gateway.parameters import parameter_schema, parameter_values
 from gateway.planner import negotiate_scans, single_source_sql, touched
 from gateway.policy import Access, PolicySet, check_references
@@ -86,6 +86,8 @@ class Engine:
         policies: PolicySet | None = None,
         audit: AuditLog | None = None,
         quality: QualityLog | None = None,
+        *,
+        mask_key: bytes | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings or EngineSettings()
@@ -94,6 +96,8 @@ class Engine:
         self.quality = quality or QualityLog()
         self._file_tables: dict[tuple[str, str], Table] = {}
         self._file_lock = threading.Lock()
+        # The hash mask's HMAC key (gateway/governance.py); random when not given (hashes then change per process).
+        self.mask_key = mask_key if mask_key is not None else generate_mask_key()
 
     @classmethod
     def from_config(
@@ -102,6 +106,8 @@ class Engine:
         settings: EngineSettings | None = None,
         audit: AuditLog | None = None,
         quality: QualityLog | None = None,
+        *,
+        mask_key: bytes | None = None,
     ) -> Engine:
         """Open every domain of ``config`` and check its policies against what exists."""
         catalog = MeshCatalog(config)
@@ -112,7 +118,7 @@ class Engine:
         except BaseException:
             catalog.close()
             raise
-        return cls(catalog, settings, config.policies, audit, quality)
+        return cls(catalog, settings, config.policies, audit, quality, mask_key=mask_key)
 
     def close(self) -> None:
         self.catalog.close()
@@ -277,6 +283,7 @@ class Engine:
         scope.views = {}
         scope.raw_catalog = f"__raw_{uuid.uuid4().hex}"
         ctx.register_catalog_provider(scope.raw_catalog, _RawCatalogProvider(self, scope))
+        hash_function = register_masks(ctx, self.mask_key)  # a name of this context's own, like raw_catalog
         referenced = referenced_products(sql, self.catalog.name, scope.caller.default_schema)
         if referenced is None or any(domain in _LISTINGS for domain, _ in referenced):
             referenced = {(p.domain, p.name) for p in self.catalog.products()}
@@ -299,7 +306,7 @@ class Engine:
                 continue
             scope.masked = scope.masked or bool(access.masks)
             try:
-                view = ctx.sql(view_sql(scope.raw_catalog, domain_name, name, product.schema, access))
+                view = ctx.sql(view_sql(scope.raw_catalog, domain_name, name, product.schema, access, hash_function))
             except Exception as error:
                 raise PlanningError(f"the policies on {domain_name}.{name} do not plan: {_clean(str(error))}") from None
             scope.views[(domain_name, name)] = Table(view)

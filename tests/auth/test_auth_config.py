@@ -123,7 +123,8 @@ def test_auth_declared_twice_in_a_directory(folder: Path) -> None:
         ),
         (
             f"auth:\n  users: [{{name: a, password_hash: '{HASH}'}}]\n  tokens: 60\n",
-            "mesh.yaml:5: auth.tokens: unknown key; expected one of token_key_file, token_ttl_seconds, users, users_file",
+            "mesh.yaml:5: auth.tokens: unknown key; expected one of mask_key_file, token_key_file, token_ttl_seconds,"
+            " users, users_file",
         ),
         (
             f"auth:\n  users: [{{name: a, password_hash: '{HASH}', groups: ['a,b']}}]\n",
