@@ -30,12 +30,14 @@ from gateway.catalog import Domain, MeshCatalog, Product
 from gateway.config import MeshConfig
 from gateway.contracts import column_tags, described
 from gateway.errors import (
+    EXITS,
     MeshgateError,
     NotFoundError,
     NotSupportedError,
     PermissionDeniedError,
     PlanningError,
     QueryCancelledError,
+    internal_message,
 )
 from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
 from gateway.parameters import parameter_schema, parameter_values
@@ -173,10 +175,28 @@ class Engine:
 
     # -- queries -------------------------------------------------------------------
     def prepare(self, sql: str, caller: CallerContext) -> Query:
+        """Plan ``sql`` for ``caller``; every failure is in the audit log before it propagates.
+
+        The text is checked first (size, nesting depth: :func:`check_query_text`), before
+        any parser recurses into it. A parser that still runs out of Python stack gives a
+        PlanningError too; anything else unexpected is audited as an internal error under
+        the reference the client is told (``gateway.errors.internal_message``) and raised
+        as it is, for the server to log with its traceback.
+        """
         try:
+            check_query_text(sql)
             return self._prepare(sql, caller)
         except MeshgateError as error:
             self._audit_failure(sql, caller, error)
+            raise
+        except RecursionError:
+            too_deep = PlanningError(f"{TOO_DEEP} for the SQL parser")
+            self._audit_failure(sql, caller, too_deep)
+            raise too_deep from None
+        except EXITS:
+            raise
+        except BaseException as error:  # a Rust panic in DataFusion is a BaseException
+            self._audit_failure(sql, caller, MeshgateError(internal_message(error)))
             raise
 
     def _prepare(self, sql: str, caller: CallerContext) -> Query:
@@ -639,6 +659,58 @@ class _RawDomainSchema(SchemaProvider):
 
 _NOT_FOUND = re.compile(r"table '(?:[^.']+\.)?([^.']+)\.([^.']+)' not found")
 _SQL_POSITION = re.compile(r"(?:at )?Line: (\d+), Column: (\d+)")
+_RECURSION_LIMIT = re.compile(r"RecursionLimitExceeded(?: \(current limit: (\d+)\))?")
+
+MAX_SQL_BYTES = 1 << 20
+"""The longest query text accepted (UTF-8 bytes)."""
+MAX_NESTING = 32
+"""The deepest nesting of parentheses accepted. DataFusion's parser stops at 50 levels of
+expressions (fewer for subqueries) and sqlglot, which reads the text first when policies
+are in force, exhausts Python's stack from about 40 levels of function calls."""
+TOO_DEEP = "query too deeply nested"
+
+# Text in which parentheses do not nest: string literals (E'' with backslash escapes,
+# dollar-quoted), quoted identifiers and comments, each possibly unterminated; and the
+# parentheses themselves.
+_NESTING_TOKENS = re.compile(
+    r"(?<![\w$])[eE]'(?:[^'\\]|\\[\s\S]|'')*'?"
+    r"|'[^']*(?:''[^']*)*'?"
+    r'|"[^"]*(?:""[^"]*)*"?'
+    r"|`[^`]*`?"
+    r"|--[^\n]*"
+    r"|/\*[\s\S]*?(?:\*/|\Z)"
+    r"|\$((?:[A-Za-z_]\w*)?)\$[\s\S]*?(?:\$\1\$|\Z)"
+    r"|[()]"
+)
+
+
+def check_query_text(sql: str) -> None:
+    """Refuse query text no parser should recurse into: over 1 MiB, or nested too deeply.
+
+    Counts the nesting of parentheses outside string literals, quoted identifiers and
+    comments, in one pass that stops at the first level too deep (about 0.1 s for 1 MiB
+    of parentheses; none for text with fewer parentheses than the limit).
+
+    >>> check_query_text("SELECT ((1)), ')))(((' AS x -- (((")
+    >>> check_query_text("SELECT " + "(" * 33 + "1" + ")" * 33)
+    Traceback (most recent call last):
+    ...
+    gateway.errors.PlanningError: query too deeply nested (at most 32 levels of parentheses)
+    """
+    size = len(sql.encode("utf-8", "surrogatepass"))
+    if size > MAX_SQL_BYTES:
+        raise PlanningError(f"query text too long: {size:,} bytes (at most {MAX_SQL_BYTES:,} bytes, 1 MiB)")
+    if sql.count("(") <= MAX_NESTING:
+        return
+    depth = 0
+    for token in _NESTING_TOKENS.finditer(sql):
+        kind = token.group()[0]
+        if kind == "(":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise PlanningError(f"{TOO_DEEP} (at most {MAX_NESTING} levels of parentheses)")
+        elif kind == ")" and depth:
+            depth -= 1
 
 
 def _clean(message: str) -> str:
@@ -651,6 +723,12 @@ def _planning_error(error: Exception, catalog: MeshCatalog) -> MeshgateError:
     found = _find_meshgate_error(error)
     if found is not None:
         return found
+    if isinstance(error, RecursionError):
+        return PlanningError(f"{TOO_DEEP} for the SQL parser")
+    limit = _RECURSION_LIMIT.search(message)
+    if limit:
+        levels = f" (the SQL parser stops at {limit.group(1)} levels)" if limit.group(1) else ""
+        return PlanningError(f"{TOO_DEEP}{levels}")
     missing = _NOT_FOUND.search(message)
     if missing:
         domain, product = missing.groups()

@@ -3,10 +3,26 @@
 Every failure that can reach a client is a :class:`MeshgateError`. Its message names
 what went wrong and where (file and field, SQL position, domain and source), and
 :func:`to_flight_error` maps each kind to a Flight status exactly once.
+
+What a client sees of an exception raised in a ``pyarrow.flight`` handler (pyarrow 26,
+measured; the table is in ``proto/README.md``, the tests in
+``tests/flightsql/test_flightsql_errors.py``): only ``flight.FlightError`` subclasses
+travel clean (``message. Detail: <code name>``), and only for INTERNAL, UNKNOWN
+(``FlightServerError``), UNAVAILABLE, PERMISSION_DENIED, UNAUTHENTICATED, CANCELLED and
+DEADLINE_EXCEEDED. Any other exception (``ValueError``/``pa.ArrowInvalid`` for
+INVALID_ARGUMENT, ``NotImplementedError`` for UNIMPLEMENTED, ``KeyError`` for NOT_FOUND)
+is sent with the server's formatted Python traceback appended to its message, file paths
+and exception class names included, and neither ``extra_info``, an ``ArrowException`` or
+``FlightError`` subclass, nor a cleared ``__traceback__`` avoids that. So nothing but
+Flight errors leaves the gateway, and requests that would deserve INVALID_ARGUMENT or
+UNIMPLEMENTED (bad SQL, read-only refusals, unsupported or malformed protocol requests,
+bad parameters) get UNKNOWN with their message intact.
 """
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from typing import cast
 
 import pyarrow.flight as flight
@@ -34,6 +50,10 @@ class ContractError(PlanningError):
 
 class NotSupportedError(MeshgateError):
     """The request is valid but the gateway or a source cannot do it."""
+
+
+class InvalidRequestError(MeshgateError):
+    """A protocol request is malformed: bytes that do not decode, the wrong message, bad parameters."""
 
 
 class SourceError(MeshgateError):
@@ -65,21 +85,56 @@ class PermissionDeniedError(MeshgateError):
     """The caller is authenticated but may not do this."""
 
 
-def to_flight_error(error: BaseException) -> Exception:
-    """Map any exception to the exception a pyarrow.flight handler should raise.
+EXITS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+"""Exceptions that end a thread or generator rather than report a failure: never mapped."""
 
-    pyarrow sends ``flight.FlightError`` subclasses with their message intact but
-    appends the server's Python traceback to any other exception (proto/README.md).
-    SQL and configuration errors therefore go out as ``FlightServerError`` (UNKNOWN)
-    with a clean message. ``NotSupportedError`` stays ``NotImplementedError``
-    (UNIMPLEMENTED, traceback included) because clients act on that code: the ADBC
-    driver falls back to unprepared statements. Unexpected exceptions become INTERNAL
-    errors that still carry their message, so a client always learns what happened and
-    the server keeps serving.
+_REFERENCE = "meshgate_reference"
+
+
+def internal_reference(error: BaseException) -> str:
+    """A short id for an unexpected ``error``: made once, then kept on the exception.
+
+    The server logs the traceback with it, and the client and the audit log get
+    :func:`internal_message`, so a report can be matched to the log line.
     """
-    message = str(error) or type(error).__name__
+    reference = getattr(error, _REFERENCE, None)
+    if not isinstance(reference, str):
+        reference = uuid.uuid4().hex[:12]
+        with contextlib.suppress(AttributeError):  # an exception type without a __dict__
+            setattr(error, _REFERENCE, reference)
+    return reference
+
+
+def internal_message(error: BaseException) -> str:
+    """What a client is told of an unexpected error: nothing of the Python exception itself.
+
+    >>> class Boom(Exception): ...
+    >>> error = Boom("secret detail")
+    >>> internal_message(error) == f"internal error (reference {internal_reference(error)})"
+    True
+    """
+    return f"internal error (reference {internal_reference(error)})"
+
+
+def to_flight_error(error: BaseException) -> Exception:
+    """Map any exception to the ``flight.FlightError`` a pyarrow.flight handler should raise.
+
+    Only Flight errors reach a client without the server's traceback (see the module
+    docstring), so every kind maps to one: SQL, configuration, source, read-only and
+    protocol errors to ``FlightServerError`` (UNKNOWN) with their message kept; the
+    errors with a Flight code of their own to it (UNAUTHENTICATED, PERMISSION_DENIED,
+    UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED). Clients that act on UNIMPLEMENTED still
+    work: the ADBC driver falls back from a prepared to a plain statement only when
+    CreatePreparedStatement answers UNIMPLEMENTED, and the gateway prepares every query
+    it can run, so a refusal reaches the client from the prepare step instead.
+    Anything unexpected becomes INTERNAL with :func:`internal_message` only: the class
+    and message of the Python exception stay in the server's log, under the same reference.
+    """
     if isinstance(error, flight.FlightError):
         return cast(Exception, error)
+    if not isinstance(error, MeshgateError):
+        return flight.FlightInternalError(internal_message(error))
+    message = str(error) or "the request failed"
     if isinstance(error, AuthenticationError):
         return flight.FlightUnauthenticatedError(message)
     if isinstance(error, PermissionDeniedError):
@@ -90,8 +145,4 @@ def to_flight_error(error: BaseException) -> Exception:
         return flight.FlightTimedOutError(message)
     if isinstance(error, QueryCancelledError):
         return flight.FlightCancelledError(message)
-    if isinstance(error, NotSupportedError):
-        return NotImplementedError(message)
-    if isinstance(error, (PlanningError, ConfigError, SourceError)):
-        return flight.FlightServerError(message)
-    return flight.FlightInternalError(f"internal error: {type(error).__name__}: {message}")
+    return flight.FlightServerError(message)

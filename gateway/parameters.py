@@ -1,7 +1,10 @@
 """Prepared-statement parameters: ``$1, $2 ...`` placeholders and the values bound to them.
 
 Values are handed to DataFusion as typed scalars after parsing (``param_values``),
-never spliced into SQL text.
+never spliced into SQL text. They arrive from clients as Arrow data, which the IPC reader
+does not check in full: a string column may hold bytes that are not UTF-8 (0xff), and
+DataFusion reading such a value from Rust has panicked or aborted the whole process. So
+every parameter array is validated in full where it enters (:func:`check_parameters`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from gateway.errors import PlanningError
+from gateway.errors import InvalidRequestError, PlanningError
 
 
 def parameter_values(parameter_schema: pa.Schema, parameters: pa.RecordBatch | None) -> dict[str, pa.Scalar]:
@@ -25,12 +28,49 @@ def parameter_values(parameter_schema: pa.Schema, parameters: pa.RecordBatch | N
         raise PlanningError(
             f"expected one row of {wanted} parameter(s), got {parameters.num_rows} row(s) of {parameters.num_columns}"
         )
+    check_parameters(parameters)
     values = {}
     for i in range(wanted):
         value = parameters.column(i)[0]
         # Some clients (flightsql-dbapi) send each parameter as a one-row dense union.
         values[str(i + 1)] = value.value if isinstance(value, pa.UnionScalar) else value
     return values
+
+
+def check_parameters(parameters: pa.RecordBatch) -> None:
+    """Reject parameter data that native code must never read.
+
+    Each column is validated in full: offsets and lengths, and UTF-8 in every string
+    column, nested ones included. The error names the parameter by position (and by the
+    name the client gave its column).
+
+    >>> offsets = pa.array([0, 1], pa.int32()).buffers()[1]
+    >>> bad = pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(b"\\xff")])
+    >>> check_parameters(pa.record_batch([pa.array([1]), bad], names=["id", "name"]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gateway.errors.InvalidRequestError: parameter $2 ('name') is not valid UTF-8: Invalid UTF8 sequence ...
+    """
+    for position, column in enumerate(parameters.columns, start=1):
+        try:
+            column.validate(full=True)
+        except pa.ArrowException as error:
+            detail = str(error)
+            problem = "is not valid UTF-8" if "UTF8" in detail else "is malformed"
+            raise InvalidRequestError(f"{_parameter(parameters.schema, position)} {problem}: {detail}") from None
+
+
+def _parameter(schema: pa.Schema, position: int) -> str:
+    """``parameter $2 ('name')``: the position, and the column name the client sent if it differs."""
+    try:
+        name = schema.field(position - 1).name
+    except Exception:  # a column name that is not text
+        name = ""
+    label = f"parameter ${position}"
+    if not name or name == f"${position}":
+        return label
+    shown = name if len(name) <= 60 and name.isprintable() else repr(name[:60])
+    return f"{label} ('{shown}')" if shown == name else f"{label} ({shown})"
 
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")

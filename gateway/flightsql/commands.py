@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
-from gateway.errors import NotSupportedError
+from gateway.errors import InvalidRequestError, NotSupportedError
 from gateway.flightsql import flight_sql_pb2 as pb
 
 _MESSAGES: tuple[type[Message], ...] = (
@@ -50,22 +50,54 @@ def pack(message: Message) -> bytes:
 
 
 def unpack(data: bytes) -> Message:
-    """Decode an ``Any``-wrapped Flight SQL message; NotSupportedError for anything else."""
+    """Decode an ``Any``-wrapped Flight SQL message.
+
+    InvalidRequestError when ``data`` is not one (empty, not an ``Any``, no type URL, a
+    body that does not decode as its type); NotSupportedError for a type that is not a
+    Flight SQL command the gateway knows. Each message says which.
+
+    >>> unpack(b"\\x0a\\x03abc")
+    Traceback (most recent call last):
+    ...
+    gateway.errors.NotSupportedError: [Flight SQL] unknown command: abc
+    """
+    if not data:
+        raise InvalidRequestError("[Flight SQL] empty request: expected a Flight SQL command (a google.protobuf.Any)")
     wrapper = any_pb2.Any()
     try:
         wrapper.ParseFromString(data)
     except DecodeError:
-        raise NotSupportedError(
-            "[Flight SQL] the request is not a Flight SQL command (expected a google.protobuf.Any)"
+        raise InvalidRequestError(
+            "[Flight SQL] the request is not a Flight SQL command: its bytes do not decode as a google.protobuf.Any"
         ) from None
+    if not wrapper.type_url:
+        raise InvalidRequestError(
+            "[Flight SQL] the request is not a Flight SQL command: its google.protobuf.Any has no type URL"
+        )
     name = wrapper.TypeName()
     cls = KNOWN.get(name)
     if cls is None:
-        shown = name or "an empty or non-Any payload"
-        raise NotSupportedError(f"[Flight SQL] unknown command: {shown}")
+        raise NotSupportedError(f"[Flight SQL] unknown command: {shown(name or wrapper.type_url)}")
     message = cls()
     try:
         wrapper.Unpack(message)
     except DecodeError:
-        raise NotSupportedError(f"[Flight SQL] malformed {name}") from None
+        raise InvalidRequestError(
+            f"[Flight SQL] malformed {cls.DESCRIPTOR.name}: its bytes do not decode"
+            " (a string field must be valid UTF-8)"
+        ) from None
     return message
+
+
+def shown(text: str, limit: int = 100) -> str:
+    """A client-supplied name as an error message may quote it: printable and short.
+
+    >>> shown("CommandGetTables")
+    'CommandGetTables'
+    >>> print(shown("line\\nbreak"))
+    'line\\nbreak'
+    >>> shown("x" * 200, limit=5)
+    'xxxxx... (200 characters)'
+    """
+    cut = text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    return cut if text[:limit].isprintable() else repr(cut)

@@ -2,7 +2,11 @@
 
 What the client then sees is pyarrow's rendering of that exception: ``flight.FlightError``
 subclasses arrive with their message (plus ``. Detail: <code>``), any other exception
-arrives with the whole Python traceback appended (see ``proto/README.md``).
+would arrive with the whole Python traceback appended (see ``proto/README.md``), so
+nothing else may leave a handler. That includes ``BaseException`` subclasses that are
+not exits: a Rust panic inside DataFusion reaches Python as ``pyo3_runtime.PanicException``.
+An unexpected failure is logged here with its traceback and a reference; the client gets
+the reference only.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import ParamSpec, TypeVar
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from gateway.errors import MeshgateError, NotSupportedError, to_flight_error
+from gateway.errors import EXITS, MeshgateError, NotSupportedError, internal_reference, to_flight_error
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +27,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def client_error(error: Exception) -> BaseException:
+def client_error(error: BaseException) -> Exception:
     """Log ``error`` and map it with ``to_flight_error`` (the single mapping point)."""
     if isinstance(error, NotSupportedError):  # clients probe optional features routinely
         log.debug("request not supported: %s", error)
     elif isinstance(error, (MeshgateError, flight.FlightError)):
         log.info("request failed: %s", error)
     else:
-        log.error("unexpected error while serving a request", exc_info=error)
+        reference = internal_reference(error)
+        log.error("unexpected error while serving a request (reference %s)", reference, exc_info=error)
     return to_flight_error(error)
 
 
@@ -41,7 +46,9 @@ def rpc(handler: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return handler(*args, **kwargs)
-        except Exception as error:
+        except EXITS:
+            raise
+        except BaseException as error:
             raise client_error(error) from None
 
     return wrapper
@@ -51,5 +58,7 @@ def guarded(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """The result-stream counterpart of :func:`rpc`: failures while streaming are mapped too."""
     try:
         yield from batches
-    except Exception as error:
+    except EXITS:
+        raise
+    except BaseException as error:
         raise client_error(error) from None

@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError, Message
 
 from gateway.api import CallerContext, QueryEngine
 from gateway.auth import Authenticator
-from gateway.errors import NotSupportedError
+from gateway.errors import InvalidRequestError, NotSupportedError
 from gateway.flightsql import commands, metadata, xdbc
 from gateway.flightsql import flight_pb2 as fpb
 from gateway.flightsql import flight_sql_pb2 as pb
@@ -166,7 +166,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         caller = self._caller(context)
         if isinstance(command, pb.CommandPreparedStatementQuery):
             handle = command.prepared_statement_handle
-            self._statements.bind(handle, caller, reader.read_all().to_batches())
+            self._statements.bind(handle, caller, _parameter_batches(reader))
             answer = pb.DoPutPreparedStatementResult(prepared_statement_handle=handle)
             writer.write(pa.py_buffer(answer.SerializeToString()))
         elif isinstance(command, _WRITE_COMMANDS):
@@ -214,7 +214,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
             return [flight.Result(self._actions[kind](caller, body))]
         if kind in _UNSUPPORTED_ACTIONS:
             raise NotSupportedError(_UNSUPPORTED_ACTIONS[kind])
-        raise NotSupportedError(f"[Flight SQL] unknown action {kind!r}")
+        raise NotSupportedError(f"[Flight SQL] unknown action '{commands.shown(kind)}'")
 
     def list_actions(self, context: Any) -> list[flight.ActionType]:
         return [flight.ActionType(kind, description) for kind, description in ACTIONS.items()]
@@ -268,7 +268,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         for endpoint in info.endpoint:
             try:
                 ticket = commands.unpack(endpoint.ticket.ticket)
-            except NotSupportedError:
+            except (NotSupportedError, InvalidRequestError):
                 continue  # not one of ours
             if isinstance(ticket, pb.TicketStatementQuery):
                 handles.append(ticket.statement_handle)
@@ -337,7 +337,7 @@ M = TypeVar("M", bound=Message)
 
 def _expect(message: Message, cls: type[M]) -> M:
     if not isinstance(message, cls):
-        raise NotSupportedError(f"[Flight SQL] expected {cls.DESCRIPTOR.name}, got {_name(message)}")
+        raise InvalidRequestError(f"[Flight SQL] expected {cls.DESCRIPTOR.name}, got {_name(message)}")
     return message
 
 
@@ -346,7 +346,19 @@ def _flight_message(body: bytes, cls: type[M]) -> M:
     try:
         return cls.FromString(body)
     except DecodeError:
-        raise NotSupportedError(f"[Flight] malformed {cls.DESCRIPTOR.name}") from None
+        raise InvalidRequestError(
+            f"[Flight] malformed {cls.DESCRIPTOR.name}: the action body does not decode as one"
+        ) from None
+
+
+def _parameter_batches(reader: flight.MetadataRecordBatchReader) -> list[pa.RecordBatch]:
+    """The parameter rows a DoPut sends (checked by ``Statements.bind``)."""
+    try:
+        return list(reader.read_all().to_batches())
+    except flight.FlightError:
+        raise
+    except pa.ArrowException as error:
+        raise InvalidRequestError(f"[Flight SQL] the parameters sent with DoPut cannot be read: {error}") from None
 
 
 def _no_transaction(request: pb.CommandStatementQuery | pb.ActionCreatePreparedStatementRequest) -> None:

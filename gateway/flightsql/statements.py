@@ -28,8 +28,9 @@ import pyarrow as pa
 from cachetools import TTLCache
 
 from gateway.api import CallerContext, PreparedQuery, QueryEngine, QueryResult
-from gateway.errors import NotFoundError, QueryCancelledError, QueryTimeoutError
+from gateway.errors import NotFoundError, PlanningError, QueryCancelledError, QueryTimeoutError
 from gateway.flightsql.handles import HandleRegistry
+from gateway.parameters import check_parameters
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,24 @@ class Statements:
         return prepared
 
     def bind(self, handle: bytes, caller: CallerContext, parameters: list[pa.RecordBatch]) -> None:
-        self.prepared(handle, caller).parameters = parameters
+        """Bind parameter rows (DoPut), checked here: a bad value is refused before it is kept.
+
+        The columns must match the statement's parameters in number, and every value must
+        be well-formed Arrow data (strings valid UTF-8): native code reads them later.
+        A refused binding also drops the rows bound before it.
+        """
+        prepared = self.prepared(handle, caller)
+        prepared.parameters = None
+        wanted = len(prepared.query.parameter_schema)
+        for batch in parameters:
+            if batch.num_columns != wanted:
+                placeholders = f" ($1..${wanted})" if wanted else ""
+                raise PlanningError(
+                    f"the prepared statement has {wanted} parameter(s){placeholders}, "
+                    f"but {batch.num_columns} parameter column(s) were bound"
+                )
+            check_parameters(batch)
+        prepared.parameters = parameters
 
     def close(self, handle: bytes, caller: CallerContext) -> None:
         self.prepared(handle, caller)

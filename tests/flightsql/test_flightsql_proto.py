@@ -88,13 +88,13 @@ def test_commands_from_another_implementation_unpack() -> None:
 
 
 def test_unknown_and_garbage_payloads_are_rejected_by_name() -> None:
-    from gateway.errors import NotSupportedError
+    from gateway.errors import InvalidRequestError, NotSupportedError
 
     other = any_pb2.Any()
     other.Pack(timestamp_pb2.Timestamp(seconds=1))
     with pytest.raises(NotSupportedError, match=r"unknown command: google\.protobuf\.Timestamp"):
         commands.unpack(other.SerializeToString())
-    with pytest.raises(NotSupportedError, match="not a Flight SQL command"):
+    with pytest.raises(InvalidRequestError, match="not a Flight SQL command"):
         commands.unpack(b"\xff\xff\xff")
 
 
