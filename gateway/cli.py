@@ -129,6 +129,14 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("file", type=Path, help="the domain's YAML file")
     _client_flags(apply)
     apply.set_defaults(run=_domain_apply)
+    remove = domain_commands.add_parser(
+        "remove",
+        help="remove a domain from a running gateway (admins only)",
+        description="Deletes the file that holds the domain alone in the gateway's config directory.",
+    )
+    remove.add_argument("name", help="the domain's name")
+    _client_flags(remove)
+    remove.set_defaults(run=_domain_remove)
 
     check = commands.add_parser("check", help="validate a config and connect to every source")
     check.add_argument("--config", type=Path, default=_env_path("MESHGATE_CONFIG"), required=False)
@@ -189,7 +197,9 @@ def _duration(text: str) -> float | None:
 def _client_flags(parser: argparse.ArgumentParser) -> None:
     """Where the server is and how to log in to it (``query`` and ``domain apply``)."""
     parser.add_argument(
-        "--server", default=os.environ.get("MESHGATE_SERVER", f"grpc://127.0.0.1:{DEFAULT_PORT}"), help="grpc://HOST:PORT"
+        "--server",
+        default=os.environ.get("MESHGATE_SERVER", f"grpc://127.0.0.1:{DEFAULT_PORT}"),
+        help="grpc://HOST:PORT",
     )
     parser.add_argument("--user", default=os.environ.get("MESHGATE_USER"), help="user name to log in with")
     parser.add_argument(
@@ -212,17 +222,29 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _domain_apply(args: argparse.Namespace) -> int:
-    import json
-
-    import pyarrow.flight as flight
-
     from gateway.reload import APPLY_ACTION
 
     try:
         text = args.file.read_text(encoding="utf-8")
-    except OSError as error:
-        print(f"error: {args.file}: cannot read: {error.strerror or error}", file=sys.stderr)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        print(f"error: {args.file}: cannot read: {reason or error}", file=sys.stderr)
         return 2
+    return _domain_action(args, APPLY_ACTION, {"yaml": text})
+
+
+def _domain_remove(args: argparse.Namespace) -> int:
+    from gateway.reload import REMOVE_ACTION
+
+    return _domain_action(args, REMOVE_ACTION, {"domain": args.name})
+
+
+def _domain_action(args: argparse.Namespace, action: str, request: dict[str, str]) -> int:
+    """Send one domain action to the gateway and print what changed."""
+    import json
+
+    import pyarrow.flight as flight
+
     options = _client_options(args)
     tls: dict[str, Any] = {}
     if args.tls_ca is not None:
@@ -234,8 +256,8 @@ def _domain_apply(args: argparse.Namespace) -> int:
         headers = []
         if "username" in options:
             headers.append(client.authenticate_basic_token(options["username"], options["password"]))
-        body = json.dumps({"name": args.file.name, "yaml": text}).encode()
-        results = list(client.do_action(flight.Action(APPLY_ACTION, body), flight.FlightCallOptions(headers=headers)))
+        body = json.dumps(request).encode()
+        results = list(client.do_action(flight.Action(action, body), flight.FlightCallOptions(headers=headers)))
     except flight.FlightError as error:
         print(f"error: {str(error).split('. Detail:')[0]}", file=sys.stderr)
         return 1
@@ -244,7 +266,7 @@ def _domain_apply(args: argparse.Namespace) -> int:
     answer = json.loads(results[0].body.to_pybytes())
     changed = ", ".join(answer["changed"]) or "none"
     removed = ", ".join(answer["removed"]) or "none"
-    print(f"applied {answer['file']}: domains changed: {changed}; removed: {removed}")
+    print(f"{answer['file']}: domains changed: {changed}; removed: {removed}")
     return 0
 
 
@@ -288,10 +310,11 @@ def _serve(args: argparse.Namespace) -> int:
     reloader = None
     actions = {}
     if not args.demo:
-        from gateway.reload import APPLY_ACTION, Reloader, apply_action
+        from gateway.reload import APPLY_ACTION, REMOVE_ACTION, Reloader, apply_action, remove_action
 
         reloader = Reloader(engine, Path(config_path), interval=args.watch_interval)
         actions[APPLY_ACTION] = apply_action(reloader)
+        actions[REMOVE_ACTION] = remove_action(reloader)
     try:
         server = FlightSqlServer(
             engine,

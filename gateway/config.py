@@ -28,6 +28,7 @@ from gateway.auth import (
 from gateway.contracts import parse_type
 from gateway.errors import ConfigError
 from gateway.policy import PolicySet, merge, parse_policies
+from gateway.selfserve import SelfServe, parse_self_serve
 
 CONNECTOR_TYPES = ("postgres", "sqlite", "parquet", "csv", "duckdb")
 
@@ -49,7 +50,7 @@ class ConnectorConfig:
     @property
     def location(self) -> str:
         if self.uri is not None:
-            return _redact_password(self.uri)
+            return redact_password(self.uri)
         return str(self.path)
 
 
@@ -154,9 +155,10 @@ class MeshConfig:
     catalog: str = "mesh"
     policies: PolicySet = field(default_factory=PolicySet)
     auth: AuthConfig | None = None  # None: no users declared (only `serve --demo --no-auth` runs then)
+    self_serve: SelfServe = field(default_factory=lambda: SelfServe())  # who may change domains over the network
 
 
-def _redact_password(uri: str) -> str:
+def redact_password(uri: str) -> str:
     """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
     scheme, sep, rest = uri.partition("://")
     if not sep or "@" not in rest:
@@ -170,7 +172,7 @@ def _redact_password(uri: str) -> str:
 
 # --------------------------------------------------------------------------- loading
 
-_TOP_KEYS = {"catalog", "domains", "policies", "auth"}
+_TOP_KEYS = {"catalog", "domains", "policies", "auth", "self_serve"}
 _AUTH_KEYS = {"users", "users_file", "token_ttl_seconds", "token_key_file", "mask_key_file"}
 _USER_KEYS = {"name", "password_hash", "groups", "attributes"}
 _DOMAIN_KEYS = {"name", "owner", "description", "connector", "products", "policies"}
@@ -245,14 +247,29 @@ def load_config(path: str | Path, *, require_domains: bool = True) -> MeshConfig
     files = sorted(p for p in root.iterdir() if p.suffix in {".yaml", ".yml"}) if root.is_dir() else [root]
     if not files:
         raise ConfigError(f"{root}: no *.yaml or *.yml files in this directory")
+    config = _assemble([(file, _read_yaml(file)) for file in files])
+    if not config.domains and require_domains:
+        raise ConfigError(f"{root}: no domains declared")
+    return config
+
+
+def parse_config_text(text: str, file: Path) -> MeshConfig:
+    """One mesh file's text, read as if it were ``file`` (relative paths resolve from its folder).
+
+    Nothing is written: this is how a file sent over the network is checked before anything changes.
+    """
+    return _assemble([(file, _document(_parse_yaml_text(text, file), file))])
+
+
+def _assemble(documents: list[tuple[Path, _LocatedDict]]) -> MeshConfig:
     catalog: str | None = None
     catalog_file: Path | None = None
     auth: AuthConfig | None = None
+    self_serve: SelfServe | None = None
     domains: list[DomainConfig] = []
     policies: list[PolicySet] = []
     seen: dict[str, Path] = {}
-    for file in files:
-        document = _read_yaml(file)
+    for file, document in documents:
         if document.get("policies") is not None:
             policies.append(parse_policies(document["policies"], f"{file}:{document.line}"))
         file_catalog = _optional_str(document, "catalog", _Where(file, document.line))
@@ -268,6 +285,10 @@ def load_config(path: str | Path, *, require_domains: bool = True) -> MeshConfig
             if auth is not None:
                 raise ConfigError(f"{file}: auth: already declared in {auth.file}; declare users in one file")
             auth = file_auth
+        if document.get("self_serve") is not None:
+            if self_serve is not None:
+                raise ConfigError(f"{file}: self_serve: already declared in {self_serve.file}; declare it once")
+            self_serve = parse_self_serve(document["self_serve"], file, document.line)
         for domain in _parse_domains(document, file):
             if domain.name in seen:
                 raise ConfigError(
@@ -276,9 +297,13 @@ def load_config(path: str | Path, *, require_domains: bool = True) -> MeshConfig
             seen[domain.name] = file
             domains.append(domain)
             policies.append(domain.policies)
-    if not domains and require_domains:
-        raise ConfigError(f"{root}: no domains declared")
-    return MeshConfig(domains=tuple(domains), catalog=catalog or "mesh", policies=merge(policies), auth=auth)
+    return MeshConfig(
+        domains=tuple(domains),
+        catalog=catalog or "mesh",
+        policies=merge(policies),
+        auth=auth,
+        self_serve=self_serve or SelfServe(),
+    )
 
 
 @dataclass(frozen=True)
@@ -304,7 +329,10 @@ class _Where:
 
 
 def _read_yaml(file: Path) -> _LocatedDict:
-    document = _read_yaml_document(file)
+    return _document(_read_yaml_document(file), file)
+
+
+def _document(document: Any, file: Path) -> _LocatedDict:
     if not isinstance(document, _LocatedDict):
         raise ConfigError(f"{file}: expected a mapping with a 'domains' list at the top level")
     _check_keys(document, _TOP_KEYS, _Where(file, document.line))
@@ -316,6 +344,12 @@ def _read_yaml_document(file: Path) -> Any:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: cannot read: not UTF-8 text") from None
+    return _parse_yaml_text(text, file)
+
+
+def _parse_yaml_text(text: str, file: Path) -> Any:
     try:
         document = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
@@ -329,8 +363,8 @@ def _read_yaml_document(file: Path) -> Any:
 def _parse_domains(document: _LocatedDict, file: Path) -> list[DomainConfig]:
     raw = document.get("domains")
     where = _Where(file, document.line, field="domains")
-    if raw is None and ("auth" in document or "policies" in document):
-        return []  # a platform file of its own: users (auth.yaml) or policies (policies.yaml)
+    if raw is None and ({"auth", "policies", "self_serve"} & set(document)):
+        return []  # a platform file of its own: users (auth.yaml), policies or self_serve (platform.yaml)
     if raw is None:
         raise where.error("missing; declare a list of domains")
     if not isinstance(raw, list):

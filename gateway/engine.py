@@ -44,8 +44,8 @@ from gateway.parameters import parameter_schema, parameter_values
 from gateway.planner import negotiate_scans, single_source_sql, touched
 from gateway.policy import Access, PolicySet, check_references
 from gateway.quality import QualityLog
-from gateway.scan import ProductDataset, ProductScan, SourceQuery, classic_types, conform
-from gateway.system_tables import SYSTEM_SCHEMA, TABLES
+from gateway.scan import Guard, ProductDataset, ProductScan, SourceQuery, classic_types, conform, guard
+from gateway.system_tables import ADMIN_ROLE, SYSTEM_SCHEMA, TABLES
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class Engine:
             self._prepare(inner, caller)  # report errors of the explained query now
             return Query(sql, EXPLAIN_SCHEMA, explain=True, analyze=bool(match.group("analyze")), inner_sql=inner)
         scope = _Scope(caller)
-        dataframe = self._dataframe(self._context(scope, sql), sql, {})
+        dataframe = self._dataframe(self._context(scope, sql), sql, {}, caller)
         return Query(sql, classic_types(dataframe.schema()), parameter_schema(dataframe, sql))
 
     def execute(self, prepared: Any, caller: CallerContext, parameters: pa.RecordBatch | None = None) -> Execution:
@@ -253,7 +253,7 @@ class Engine:
     def _plan(self, sql: str, caller: CallerContext, values: dict[str, pa.Scalar] | None = None) -> _Planned:
         scope = _Scope(caller)
         scans = scope.scans
-        dataframe = self._dataframe(self._context(scope, sql), sql, values or {})
+        dataframe = self._dataframe(self._context(scope, sql), sql, values or {}, caller)
         try:
             plan = dataframe.optimized_logical_plan()
         except Exception as error:
@@ -264,13 +264,25 @@ class Engine:
             negotiate_scans(plan, scans, _default_domain(caller))
         return _Planned(self, dataframe, plan, scans, routed, scope)
 
-    def _dataframe(self, ctx: SessionContext, sql: str, values: dict[str, pa.Scalar]) -> DataFrame:
+    def _dataframe(
+        self, ctx: SessionContext, sql: str, values: dict[str, pa.Scalar], caller: CallerContext
+    ) -> DataFrame:
         try:
             return ctx.sql(sql, options=READ_ONLY, param_values=values)
         except Exception as error:
             if any(marker in str(error) for marker in _NOT_READ_ONLY):
                 raise NotSupportedError(f"the mesh is read-only: {_clean(str(error))}") from None
-            raise _planning_error(error, self.catalog) from None
+            raise self._named_for(_planning_error(error, self.catalog), caller) from None
+
+    def _named_for(self, error: MeshgateError, caller: CallerContext) -> MeshgateError:
+        """``error`` naming only products ``caller`` may read (an unknown product's message lists its domain's)."""
+        listing = _DOMAIN_LISTING.match(str(error)) if isinstance(error, NotFoundError) else None
+        if listing is None or not self.policies.enabled:
+            return error
+        domain = listing.group("domain")
+        readable = sorted(p.name for p in self.catalog.products() if p.domain == domain and self.access(caller, p))
+        listed = ", ".join(readable) or "none you may read"
+        return NotFoundError(f"{listing.group('head')} (domain '{domain}' has: {listed})")
 
     def _context(self, scope: _Scope, sql: str) -> SessionContext:
         self._prepare_file_tables()
@@ -290,22 +302,27 @@ class Engine:
         )
         ctx = planning_context(config)
         if self.policies.enabled:
-            self._govern(ctx, scope, sql)
+            self._govern(config, scope, sql)
         ctx.register_catalog_provider(self.catalog.name, _MeshCatalogProvider(self, scope))
         return ctx
 
-    def _govern(self, ctx: SessionContext, scope: _Scope, sql: str) -> None:
+    def _govern(self, config: SessionConfig, scope: _Scope, sql: str) -> None:
         """Prepare the governed view of every product ``sql`` reads (see gateway/governance.py).
 
-        The raw products live in a catalog with an unguessable name; the domain schemas
-        hand out only these views, so a product not prepared here cannot be read.
+        The views are planned in a context of their own, where the raw products live in a
+        catalog with an unguessable name; the query's context never holds that catalog (no
+        listing can show it), and its domain schemas hand out only these views, so a product
+        not prepared here cannot be read. Each SQL product's scan also gets a :class:`Guard`,
+        so that every query its source receives carries the row filter and asks only for the
+        columns the caller may see, whatever shape the plan takes.
         """
         scope.views = {}
         scope.raw_catalog = f"__raw_{uuid.uuid4().hex}"
-        ctx.register_catalog_provider(scope.raw_catalog, _RawCatalogProvider(self, scope))
-        hash_function = register_masks(ctx, self.mask_key)  # a name of this context's own, like raw_catalog
+        raw = planning_context(config)
+        raw.register_catalog_provider(scope.raw_catalog, _RawCatalogProvider(self, scope))
+        hash_function = register_masks(raw, self.mask_key)  # a name of this context's own, like raw_catalog
         referenced = referenced_products(sql, self.catalog.name, scope.caller.default_schema)
-        if referenced is None or any(domain in _LISTINGS for domain, _ in referenced):
+        if referenced is None or _SHOW.match(sql) or any(domain in _LISTINGS for domain, _ in referenced):
             referenced = {(p.domain, p.name) for p in self.catalog.products()}
             denied_is_error = False
         else:
@@ -326,19 +343,22 @@ class Engine:
                 continue
             scope.masked = scope.masked or bool(access.masks)
             try:
-                view = ctx.sql(view_sql(scope.raw_catalog, domain_name, name, product.schema, access, hash_function))
+                view = raw.sql(view_sql(scope.raw_catalog, domain_name, name, product.schema, access, hash_function))
             except Exception as error:
                 raise PlanningError(f"the policies on {domain_name}.{name} do not plan: {_clean(str(error))}") from None
+            held = scope.guards[(domain_name, name)] = guard(product, access, _row_filter_of(view.logical_plan()))
+            if (domain_name, name) in scope.scans:  # planning the view opened its scan already
+                scope.scans[(domain_name, name)].guard = held
             scope.views[(domain_name, name)] = Table(view)
 
-    def table_for(self, product: Product, scans: dict[tuple[str, str], ProductScan]) -> Table:
+    def table_for(self, product: Product, scope: _Scope) -> Table:
         """The DataFusion table a query reads ``product`` through."""
         connector = product.connector
         if isinstance(connector, SqlConnector):
             key = (product.domain, product.name)
-            scan = scans.get(key)
+            scan = scope.scans.get(key)
             if scan is None:
-                scan = scans[key] = ProductScan(product)
+                scan = scope.scans[key] = ProductScan(product, guard=scope.guards.get(key))
             return Table(ProductDataset(scan))
         table = self._file_tables.get((product.domain, product.name))
         if table is None:
@@ -365,6 +385,16 @@ class Engine:
                 self._file_tables[key] = scratch.table_provider("product")
 
     # -- EXPLAIN -------------------------------------------------------------------
+    def _explained_sources(self, caller: CallerContext) -> Callable[[str], bool]:
+        """Whether EXPLAIN shows ``caller`` a domain's sources (locations, SQL): admins and its owners only."""
+        if not self.policies.enabled:
+            return lambda domain: True
+        identities = self.policies.identities_of(caller)
+        if ADMIN_ROLE in identities:
+            return lambda domain: True
+        owners = {d.name: d.config.owner for d in self.catalog.domains()}
+        return lambda domain: owners.get(domain) in identities
+
     def _explain(self, query: Query, caller: CallerContext) -> Execution:
         planned = self._plan(query.inner_sql, caller)
         rows: list[tuple[str, str]] = []
@@ -374,28 +404,46 @@ class Engine:
             execution = planned.start(classic_types(planned.dataframe.schema()))
             for batch in execution:
                 result_rows += batch.num_rows
+        shown = self._explained_sources(caller)
         if planned.routed is not None:
             domain = planned.routed[0]
-            connector = next(iter(planned.scans.values())).connector
-            rows.append(("route", f"single source: the whole query runs in domain '{domain}' ({connector.label})"))
+            scan = next(iter(planned.scans.values()))
+            source = scan.connector.label if shown(domain) else scan.connector.kind
+            rows.append(("route", f"single source: the whole query runs in domain '{domain}' ({source})"))
         else:
             rows.append(("route", "federated: DataFusion joins the sources' results"))
             rows.append(("logical_plan", planned.plan.display_indent()))
-        if query.analyze:
-            rows.extend(_source_query_row(record) for scan in planned.scans.values() for record in scan.queries)
-        elif planned.routed is not None:
-            rows.append((_source_label(next(iter(planned.scans.values()))), planned.routed[1]))
-        else:
-            for scan in planned.scans.values():
+        for scan in planned.scans.values():
+            visible = shown(scan.product.domain)
+            label = _source_label(scan, visible)
+            if query.analyze:
+                # Rows a source returned are shown only where they are rows the caller may see.
+                counted = visible or scan.guard is None or scan.guard.complete
+                rows.extend((label, _source_query_text(record, visible, counted)) for record in scan.queries)
+            elif planned.routed is not None:
+                rows.append((label, planned.routed[1] if visible else _SOURCE_SQL_HIDDEN))
+            else:
                 for occurrence in scan.occurrences:
                     spec, _ = scan.spec(occurrence.columns)
                     kept = f"\n  kept back for DataFusion: {' AND '.join(occurrence.kept)}" if occurrence.kept else ""
-                    rows.append((_source_label(scan), scan.connector.scan_sql(spec) + kept))
+                    rows.append((label, (scan.connector.scan_sql(spec) if visible else _SOURCE_SQL_HIDDEN) + kept))
         if query.analyze:
             elapsed = time.perf_counter() - started
             rows.append(("result", f"rows={result_rows} seconds={elapsed:.3f}"))
         table = pa.table({"plan_type": [r[0] for r in rows], "plan": [r[1] for r in rows]}, schema=EXPLAIN_SCHEMA)
         return Execution(EXPLAIN_SCHEMA, iter(table.to_batches()), [])
+
+
+def _row_filter_of(plan: LogicalPlan) -> Any:
+    """The predicate of a governed view's Filter (its row filter), or None."""
+    variant = plan.to_variant()
+    if type(variant).__name__ == "Filter":
+        return variant.predicate()
+    for child in plan.inputs():
+        found = _row_filter_of(child)
+        if found is not None:
+            return found
+    return None
 
 
 def _default_domain(caller: CallerContext) -> str:
@@ -415,16 +463,23 @@ def planning_context(config: SessionConfig | None = None) -> SessionContext:
     return ctx
 
 
-def _source_label(scan: ProductScan) -> str:
-    return f"source_query[{scan.product.domain}/{scan.connector.label}]"
+_SOURCE_SQL_HIDDEN = "(the source's own SQL is shown to the domain's owners and admins)"
 
 
-def _source_query_row(record: SourceQuery) -> tuple[str, str]:
+def _source_label(scan: ProductScan, visible: bool) -> str:
+    source = scan.connector.label if visible else scan.connector.kind
+    return f"source_query[{scan.product.domain}/{source}]"
+
+
+def _source_query_text(record: SourceQuery, visible: bool, counted: bool) -> str:
     seconds = (record.finished or time.time()) - record.started
-    return (
-        f"source_query[{record.domain}/{record.source}]",
-        f"{record.sql}\n  rows={record.rows} batches={record.batches} seconds={seconds:.3f}",
+    sql = record.sql if visible else _SOURCE_SQL_HIDDEN
+    rows = (
+        f"rows={record.rows} batches={record.batches}"
+        if counted
+        else "rows=(hidden: a row filter applies in DataFusion)"
     )
+    return f"{sql}\n  {rows} seconds={seconds:.3f}"
 
 
 @dataclass
@@ -435,6 +490,7 @@ class _Scope:
     scans: dict[tuple[str, str], ProductScan] = field(default_factory=dict)
     views: dict[tuple[str, str], Table | None] | None = None  # None: no policies in force
     raw_catalog: str = ""
+    guards: dict[tuple[str, str], Guard] = field(default_factory=dict)
     masked: bool = False
     applied: list[str] = field(default_factory=list)
 
@@ -543,6 +599,7 @@ class Execution:
 
 
 _LISTINGS = {"information_schema"}
+_SHOW = re.compile(r"^\s*SHOW\b", re.IGNORECASE)  # SHOW TABLES / COLUMNS read information_schema
 
 
 class _MeshCatalogProvider(CatalogProvider):
@@ -605,12 +662,12 @@ class _DomainSchema(SchemaProvider):
             return None
         views = self._scope.views
         if views is None:
-            return self._engine.table_for(product, self._scope.scans)
+            return self._engine.table_for(product, self._scope)
         key = (self._domain, name)
         if key not in views:
             raise PermissionDeniedError(f"access denied: {self._domain}.{name} was not checked against the policies")
         view = views[key]
-        return view if view is not None else self._engine.table_for(product, self._scope.scans)
+        return view if view is not None else self._engine.table_for(product, self._scope)
 
     def table_exist(self, name: str) -> bool:
         domain = self._engine.catalog.domain(self._domain)
@@ -649,7 +706,7 @@ class _RawDomainSchema(SchemaProvider):
 
     def table(self, name: str) -> Table | None:
         product = self._engine.catalog.product(self._domain, name)
-        return self._engine.table_for(product, self._scope.scans)
+        return self._engine.table_for(product, self._scope)
 
     def table_exist(self, name: str) -> bool:
         return name in self._engine.catalog.domain(self._domain).products
@@ -657,6 +714,9 @@ class _RawDomainSchema(SchemaProvider):
 
 # -- errors ---------------------------------------------------------------------------
 
+_DOMAIN_LISTING = re.compile(
+    r"^(?P<head>unknown data product '[^']*') \(domain '(?P<domain>[^']*)' has: .*\)$", re.DOTALL
+)
 _NOT_FOUND = re.compile(r"table '(?:[^.']+\.)?([^.']+)\.([^.']+)' not found")
 _SQL_POSITION = re.compile(r"(?:at )?Line: (\d+), Column: (\d+)")
 _RECURSION_LIMIT = re.compile(r"RecursionLimitExceeded(?: \(current limit: (\d+)\))?")
