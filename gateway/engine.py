@@ -37,6 +37,8 @@ from gateway.errors import (
     PermissionDeniedError,
     PlanningError,
     QueryCancelledError,
+    SourceError,
+    SourceUnavailableError,
     internal_message,
 )
 from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
@@ -187,8 +189,11 @@ class Engine:
             check_query_text(sql)
             return self._prepare(sql, caller)
         except MeshgateError as error:
-            self._audit_failure(sql, caller, error)
-            raise
+            shown = self.shown_error(error, caller)
+            self._audit_failure(sql, caller, shown)
+            if shown is error:
+                raise
+            raise shown from None
         except RecursionError:
             too_deep = PlanningError(f"{TOO_DEEP} for the SQL parser")
             self._audit_failure(sql, caller, too_deep)
@@ -223,10 +228,26 @@ class Engine:
                 record.policies = list(dict.fromkeys(planned.scope.applied))
                 execution = planned.start(schema)
         except MeshgateError as error:
-            self._audit_failure(query.sql, caller, error, record)
-            raise
+            shown = self.shown_error(error, caller)
+            self._audit_failure(query.sql, caller, shown, record)
+            if shown is error:
+                raise
+            raise shown from None
         execution.on_finish = lambda outcome, error: self._audit_finish(record, execution, outcome, error)
+        execution.shown = lambda error: self.shown_error(error, caller)
         return execution
+
+    def shown_error(self, error: MeshgateError, caller: CallerContext) -> MeshgateError:
+        """``error`` as ``caller`` may see it: a source's location and the driver's words about reaching
+        it are for the domain's owners and admins (they are logged here for the operator)."""
+        if not isinstance(error, SourceError) or self.sees_sources(caller)(error.domain):
+            return error
+        kind, _, location = error.source.partition(":")
+        log.info("source error shown without its location to user %s: %s", caller.user, error)
+        if isinstance(error, SourceUnavailableError):
+            return SourceUnavailableError(error.domain, kind, "the source cannot be reached right now")
+        text = str(error).removeprefix(f"[{error.domain}/{error.source}] ")
+        return SourceError(error.domain, kind, text.replace(location, kind) if location else text)
 
     def _audit_finish(self, record: QueryRecord, execution: Execution, outcome: str, error: str | None) -> None:
         record.rows = execution.rows
@@ -385,7 +406,7 @@ class Engine:
                 self._file_tables[key] = scratch.table_provider("product")
 
     # -- EXPLAIN -------------------------------------------------------------------
-    def _explained_sources(self, caller: CallerContext) -> Callable[[str], bool]:
+    def sees_sources(self, caller: CallerContext) -> Callable[[str], bool]:
         """Whether EXPLAIN shows ``caller`` a domain's sources (locations, SQL): admins and its owners only."""
         if not self.policies.enabled:
             return lambda domain: True
@@ -404,7 +425,7 @@ class Engine:
             execution = planned.start(classic_types(planned.dataframe.schema()))
             for batch in execution:
                 result_rows += batch.num_rows
-        shown = self._explained_sources(caller)
+        shown = self.sees_sources(caller)
         if planned.routed is not None:
             domain = planned.routed[0]
             scan = next(iter(planned.scans.values()))
@@ -546,6 +567,7 @@ class Execution:
         self._cancelled = threading.Event()
         self.rows = 0
         self.on_finish: Callable[[str, str | None], None] | None = None
+        self.shown: Callable[[MeshgateError], MeshgateError] = lambda error: error  # as the caller may see it
         self._finished = False
 
     @property
@@ -565,10 +587,13 @@ class Execution:
             self._finish("cancelled", str(error))
             raise
         except MeshgateError as error:
-            self._finish("denied" if isinstance(error, PermissionDeniedError) else "error", str(error))
-            raise
+            shown = self.shown(error)
+            self._finish("denied" if isinstance(error, PermissionDeniedError) else "error", str(shown))
+            if shown is error:
+                raise
+            raise shown from None
         except Exception as error:
-            failure = _execution_error(error, self._scans)
+            failure = self.shown(_execution_error(error, self._scans))
             self._finish("cancelled" if isinstance(failure, QueryCancelledError) else "error", str(failure))
             raise failure from None
         finally:

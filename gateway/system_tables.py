@@ -35,7 +35,7 @@ def _domains(engine: Engine, caller: CallerContext) -> pa.Table:
             "description": d.config.description,
             "source": d.config.connector.type,
             "status": "offline" if d.error is not None else "online",
-            "error": str(d.error) if d.error is not None else None,
+            "error": str(engine.shown_error(d.error, caller)) if d.error is not None else None,
         }
         for d in engine.catalog.domains()
     ]

@@ -26,6 +26,7 @@ import pyarrow.flight as flight
 from gateway.api import CallerContext
 from gateway.auth import MISSING_CREDENTIALS, Authenticator, Identity, parse_basic
 from gateway.errors import AuthenticationError, to_flight_error
+from gateway.flightsql.rpc import client_error
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class CallerMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[m
             return self._authenticate(self.authenticator, info.method, headers)
         except AuthenticationError as error:
             raise to_flight_error(error) from None
+        except Exception as error:  # anything else would reach the client with the server's traceback
+            raise client_error(error) from None
 
     @staticmethod
     def _authenticate(

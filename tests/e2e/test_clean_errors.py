@@ -454,3 +454,28 @@ def test_an_unexpected_failure_gives_a_reference_that_the_log_and_the_audit_log_
     record = next(r for r in reversed(engine.audit.records()) if r.sql == sql)
     assert (record.outcome, record.error) == ("error", f"internal error (reference {reference})")
     still_serving(uri)
+
+
+def test_an_unexpected_failure_while_authenticating_is_clean(mesh: Path) -> None:
+    """A fault inside the authenticator (here: its token check breaks) must not send the traceback."""
+    from gateway.auth import Authenticator, User, hash_password
+
+    class BrokenVerify(Authenticator):
+        def verify(self, token: str) -> object:  # type: ignore[override]
+            raise OSError(f"disk gone while checking {token[:4]}")
+
+    authenticator = BrokenVerify([User("ann", hash_password("ann-password-1"))])
+    engine = Engine.from_config(load_config(mesh))
+    server = FlightSqlServer(engine, "grpc://127.0.0.1:0", authenticator=authenticator)
+    client = flight.FlightClient(f"grpc://127.0.0.1:{server.port}")
+    try:
+        header = client.authenticate_basic_token("ann", "ann-password-1")
+        with pytest.raises(flight.FlightInternalError) as raised:
+            list(client.list_actions(flight.FlightCallOptions(headers=[header])))
+        assert "internal error (reference" in str(raised.value)
+        assert_clean(str(raised.value))
+        assert "disk gone" not in str(raised.value)
+    finally:
+        client.close()
+        server.shutdown()
+        engine.close()

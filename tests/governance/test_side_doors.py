@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -358,3 +359,35 @@ def test_statements_that_change_anything_are_refused_cleanly(run: Run, sql: str)
 def test_system_tables_show_only_what_applies_to_the_caller(run: Run, user: str, sql: str, check: Any) -> None:
     got = run(user, sql).to_pylist()
     assert check(got), got
+
+
+def test_source_locations_in_errors_are_for_owners_and_admins(tmp_path: Path) -> None:
+    from gateway.api import CallerContext
+    from gateway.config import load_config
+    from gateway.errors import SourceUnavailableError
+
+    (tmp_path / "pay.yaml").write_text(
+        "domains:\n  - name: pay\n    owner: pay-team\n"
+        "    connector: {type: postgres, uri: 'postgresql://payer:s3cret@127.0.0.1:1/ledger'}\n"
+    )
+    (tmp_path / "ref.csv").write_text("code\na\n")
+    (tmp_path / "ref.yaml").write_text("domains:\n  - name: ref\n    connector: {type: csv, path: ref.csv}\n")
+    (tmp_path / "platform.yaml").write_text(
+        "policies:\n  roles: {admin: [root], analyst: [alice], payers: ['group:pay-team']}\n"
+        "  grants:\n    - {role: analyst, on: '*'}\n    - {role: admin, on: '*'}\n"
+    )
+    engine = Engine.from_config(load_config(tmp_path))
+    try:
+        for who in (CallerContext(user="alice"), CallerContext(user="pam", attributes={"groups": "pay-team"})):
+            with pytest.raises(SourceUnavailableError) as raised:
+                engine.run("SELECT * FROM pay.entries", who)
+            message = str(raised.value)
+            (listed,) = engine.run("SELECT error FROM system.domains WHERE domain = 'pay'", who).read_all().to_pylist()
+            if who.user == "alice":
+                assert message == "[pay/postgres] the source cannot be reached right now", message
+                assert listed["error"] == message
+            else:
+                assert "127.0.0.1:1" in message and "s3cret" not in message, message
+                assert "127.0.0.1:1" in listed["error"]
+    finally:
+        engine.close()
