@@ -101,6 +101,48 @@ def _parser() -> argparse.ArgumentParser:
         default=_env_path("MESHGATE_QUALITY_LOG"),
         help="append every quality check result to this JSON-lines file",
     )
+    limits = serve.add_argument_group("resource limits (see README: Operating Meshgate)")
+    limits.add_argument(
+        "--query-memory",
+        type=_size,
+        default=os.environ.get("MESHGATE_QUERY_MEMORY", "1GiB"),
+        metavar="SIZE",
+        help="memory one query's sorts, joins and aggregates may hold before they spill to disk (default 1GiB)",
+    )
+    limits.add_argument(
+        "--gateway-memory",
+        type=_size,
+        default=os.environ.get("MESHGATE_GATEWAY_MEMORY", "8GiB"),
+        metavar="SIZE",
+        help="memory all running queries may hold together: at most this / --query-memory run at once (default 8GiB)",
+    )
+    limits.add_argument(
+        "--max-running",
+        type=int,
+        default=int(os.environ.get("MESHGATE_MAX_RUNNING", 16)),
+        metavar="N",
+        help="queries running at once, at most (default 16); one user may run half of them",
+    )
+    limits.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=float(os.environ.get("MESHGATE_QUEUE_TIMEOUT", 10.0)),
+        metavar="SECONDS",
+        help="how long a query waits for a slot before it is refused as busy (default 10)",
+    )
+    limits.add_argument(
+        "--max-result",
+        type=_size,
+        default=os.environ.get("MESHGATE_MAX_RESULT", "8GiB"),
+        metavar="SIZE",
+        help="Arrow data one query may return (default 8GiB)",
+    )
+    limits.add_argument(
+        "--spill-dir",
+        type=Path,
+        default=_env_path("MESHGATE_SPILL_DIR"),
+        help="where queries spill to disk (default: the system's temporary directory)",
+    )
     serve.add_argument("--tls-cert", type=Path, default=_env_path("MESHGATE_TLS_CERT"), help="server certificate (PEM)")
     serve.add_argument("--tls-key", type=Path, default=_env_path("MESHGATE_TLS_KEY"), help="its private key (PEM)")
     serve.add_argument(
@@ -180,6 +222,16 @@ def _timeout_seconds(text: str) -> float | None:
     if not 0 <= seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of seconds, not {text!r}")
     return seconds or None
+
+
+def _size(text: str) -> int:
+    """A size flag: ``512MiB``, ``1GiB`` or bytes."""
+    from gateway.limits import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _duration(text: str) -> float | None:
@@ -280,8 +332,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.audit import AuditLog
     from gateway.config import load_config
-    from gateway.engine import Engine
+    from gateway.engine import Engine, EngineSettings
     from gateway.flightsql.server import FlightSqlServer
+    from gateway.limits import Limits
     from gateway.quality import CheckScheduler, QualityLog
 
     if args.no_auth and not args.demo:
@@ -302,7 +355,21 @@ def _serve(args: argparse.Namespace) -> int:
         (None, None) if args.no_auth else _authenticator(config, config_path, demo=args.demo, audit=audit)
     )
     tls = _server_tls(args)
-    engine = Engine.from_config(config, audit=audit, quality=QualityLog(args.quality_log), mask_key=_mask_key(config))
+    limits = Limits(
+        query_memory=args.query_memory,
+        gateway_memory=args.gateway_memory,
+        max_running=args.max_running,
+        queue_seconds=args.queue_timeout,
+        max_result_bytes=args.max_result,
+        spill_path=args.spill_dir,
+    )
+    engine = Engine.from_config(
+        config,
+        EngineSettings(limits=limits),
+        audit=audit,
+        quality=QualityLog(args.quality_log),
+        mask_key=_mask_key(config),
+    )
     catalog = engine.catalog
     _log_catalog(catalog)
     scheme = "grpc+tls" if tls else "grpc"

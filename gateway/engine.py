@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from datafusion import DataFrame, LogicalPlan, SessionConfig, SessionContext, SQLOptions
+from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
 from connectors.base import FileConnector, SqlConnector
@@ -37,11 +37,13 @@ from gateway.errors import (
     PermissionDeniedError,
     PlanningError,
     QueryCancelledError,
+    ResourceLimitError,
     SourceError,
     SourceUnavailableError,
     internal_message,
 )
 from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
+from gateway.limits import Admission, Limits, MiB, Ticket, check_expressions
 from gateway.parameters import parameter_schema, parameter_values
 from gateway.planner import negotiate_scans, single_source_sql, touched
 from gateway.policy import Access, PolicySet, check_references
@@ -66,6 +68,7 @@ class EngineSettings:
 
     target_partitions: int = 2
     batch_size: int = 65536
+    limits: Limits = field(default_factory=Limits)  # memory, admission, result size, expressions
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Engine:
         self.policies = policies or PolicySet()
         self.audit = audit or AuditLog()
         self.quality = quality or QualityLog()
+        self.admission = Admission(self.settings.limits)
         self._file_tables: dict[tuple[str, str], Table] = {}
         self._file_lock = threading.Lock()
         # The hash mask's HMAC key (gateway/governance.py); random when not given (hashes then change per process).
@@ -187,6 +191,7 @@ class Engine:
         """
         try:
             check_query_text(sql)
+            check_expressions(sql, self.settings.limits)
             return self._prepare(sql, caller)
         except MeshgateError as error:
             shown = self.shown_error(error, caller)
@@ -217,7 +222,9 @@ class Engine:
     def execute(self, prepared: Any, caller: CallerContext, parameters: pa.RecordBatch | None = None) -> Execution:
         query = prepared if isinstance(prepared, Query) else self.prepare(prepared.sql, caller)
         record = QueryRecord(uuid.uuid4().hex, caller.user, dt.datetime.now(dt.UTC), query.sql)
+        ticket: Ticket | None = None
         try:
+            ticket = self.admission.enter(caller.user)
             if query.explain:
                 execution = self._explain(query, caller)
             else:
@@ -227,12 +234,17 @@ class Engine:
                 record.products, record.columns = touched(planned.plan, _default_domain(caller))
                 record.policies = list(dict.fromkeys(planned.scope.applied))
                 execution = planned.start(schema)
-        except MeshgateError as error:
+        except BaseException as error:
+            if ticket is not None:
+                ticket.release()
+            if not isinstance(error, MeshgateError):
+                raise
             shown = self.shown_error(error, caller)
             self._audit_failure(query.sql, caller, shown, record)
             if shown is error:
                 raise
             raise shown from None
+        execution.hold(ticket, self.settings.limits.max_result_bytes)
         execution.on_finish = lambda outcome, error: self._audit_finish(record, execution, outcome, error)
         execution.shown = lambda error: self.shown_error(error, caller)
         return execution
@@ -321,7 +333,7 @@ class Engine:
             .set("datafusion.execution.parquet.pushdown_filters", "true")
             .set("datafusion.execution.parquet.reorder_filters", "true")
         )
-        ctx = planning_context(config)
+        ctx = planning_context(config, self.settings.limits)
         if self.policies.enabled:
             self._govern(config, scope, sql)
         ctx.register_catalog_provider(self.catalog.name, _MeshCatalogProvider(self, scope))
@@ -472,14 +484,19 @@ def _default_domain(caller: CallerContext) -> str:
     return caller.default_schema or UNQUALIFIED_SCHEMA
 
 
-def planning_context(config: SessionConfig | None = None) -> SessionContext:
-    """A DataFusion context tuned for federation.
+def planning_context(config: SessionConfig | None = None, limits: Limits | None = None) -> SessionContext:
+    """A DataFusion context tuned for federation; with ``limits``, its own memory pool that spills to disk.
 
     Common-subexpression elimination is removed: it moves shared expressions into a
     projection between a filter and its scan (``__common_expr_1 > 3``), which would
     hide the filter from pushdown; the source evaluates them instead.
     """
-    ctx = SessionContext(config or SessionConfig())
+    runtime = None
+    if limits is not None:
+        runtime = RuntimeEnvBuilder().with_fair_spill_pool(limits.query_memory)
+        spill = limits.spill_path
+        runtime = runtime.with_disk_manager_specified(str(spill)) if spill else runtime.with_disk_manager_os()
+    ctx = SessionContext(config or SessionConfig(), runtime)
     ctx.remove_optimizer_rule("common_sub_expression_eliminate")
     return ctx
 
@@ -569,6 +586,14 @@ class Execution:
         self.on_finish: Callable[[str, str | None], None] | None = None
         self.shown: Callable[[MeshgateError], MeshgateError] = lambda error: error  # as the caller may see it
         self._finished = False
+        self._ticket: Ticket | None = None
+        self._max_bytes: int | None = None
+        self.bytes = 0
+
+    def hold(self, ticket: Ticket, max_bytes: int) -> None:
+        """Keep the query's admission ``ticket`` until it finishes, and stop it past ``max_bytes`` of results."""
+        self._ticket = ticket
+        self._max_bytes = max_bytes
 
     @property
     def source_queries(self) -> list[SourceQuery]:
@@ -581,6 +606,12 @@ class Execution:
                     raise QueryCancelledError("query cancelled")
                 batch = conform(batch, self.schema)
                 self.rows += batch.num_rows
+                self.bytes += batch.nbytes
+                if self._max_bytes is not None and self.bytes > self._max_bytes:
+                    raise ResourceLimitError(
+                        f"the result is larger than the limit of {self._max_bytes / MiB:,.0f} MiB (max_result_bytes):"
+                        " add a LIMIT, a filter or an aggregate"
+                    )
                 yield batch
             self._finish("ok", None)
         except QueryCancelledError as error:
@@ -603,6 +634,8 @@ class Execution:
         if self._finished:
             return
         self._finished = True
+        if self._ticket is not None:
+            self._ticket.release()
         if self.on_finish is not None:
             self.on_finish(outcome, error)
 
@@ -846,7 +879,14 @@ def _execution_error(error: Exception, scans: Any) -> MeshgateError:
         if scan.cancelled.is_set():
             return QueryCancelledError("query cancelled")
     found = _find_meshgate_error(error)
-    return found if found is not None else PlanningError(_clean(str(error)))
+    if found is not None:
+        return found
+    text = _clean(str(error))
+    if "Resources exhausted" in text:
+        return ResourceLimitError(
+            f"the query needs more memory than its limit (query_memory), even spilling to disk: {text}"
+        )
+    return PlanningError(text)
 
 
 def _find_meshgate_error(error: BaseException) -> MeshgateError | None:

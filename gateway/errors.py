@@ -77,6 +77,14 @@ class QueryTimeoutError(QueryCancelledError):
     """The query ran longer than its statement timeout and was cancelled."""
 
 
+class ResourceLimitError(MeshgateError):
+    """The query went over one of the gateway's resource limits (the message names which)."""
+
+
+class GatewayBusyError(ResourceLimitError):
+    """No slot freed up for the query in time: retry shortly."""
+
+
 class AuthenticationError(MeshgateError):
     """The caller could not be authenticated."""
 
@@ -139,7 +147,7 @@ def to_flight_error(error: BaseException) -> Exception:
         return flight.FlightUnauthenticatedError(message)
     if isinstance(error, PermissionDeniedError):
         return flight.FlightUnauthorizedError(message)
-    if isinstance(error, SourceUnavailableError):
+    if isinstance(error, (SourceUnavailableError, GatewayBusyError)):
         return flight.FlightUnavailableError(message)
     if isinstance(error, QueryTimeoutError):
         return flight.FlightTimedOutError(message)
