@@ -154,6 +154,14 @@ class Connector(ABC):
         """
         return ()
 
+    def not_null(self, source: SourceObject) -> tuple[str, ...]:
+        """The product's columns the source declares NOT NULL (catalog metadata for clients).
+
+        Empty where the source has no such notion, and for products defined by a query.
+        Raises SourceError if it cannot ask.
+        """
+        return ()
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""
 

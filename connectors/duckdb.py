@@ -84,6 +84,16 @@ WHERE constraint_type = 'PRIMARY KEY'
 """
 
 
+_NOT_NULL = """
+SELECT column_name FROM duckdb_columns()
+WHERE NOT is_nullable
+  AND database_name = coalesce($1, current_database())
+  AND (lower(schema_name) = lower($2) OR ($3 IS NULL AND schema_name = current_schema()))
+  AND lower(table_name) = lower($4)
+ORDER BY column_index
+"""
+
+
 class DuckdbConnector(TypedSqlConnector):
     """A DuckDB database file."""
 
@@ -136,19 +146,28 @@ class DuckdbConnector(TypedSqlConnector):
 
     def primary_key(self, source: SourceObject) -> tuple[str, ...]:
         """The table's primary key columns in key order (``duckdb_constraints()``); none for queries."""
+        found = self._about_table(_PRIMARY_KEY, source)
+        return tuple(found[0][0]) if found else ()
+
+    def not_null(self, source: SourceObject) -> tuple[str, ...]:
+        """The table's NOT NULL columns (``duckdb_columns()``); none for queries."""
+        return tuple(row[0] for row in self._about_table(_NOT_NULL, source))
+
+    def _about_table(self, sql: str, source: SourceObject) -> list[Any]:
+        """Rows of a catalog query about a table product (parameters: catalog, schema, schema, table)."""
         if source.table is None:
-            return ()
+            return []
         table = exp.to_table(source.table, dialect="duckdb")
         cursor = self.cursor()
         try:
-            found = cursor.execute(
-                _PRIMARY_KEY, [table.catalog or None, table.db or None, table.db or None, table.name]
+            rows: list[Any] = cursor.execute(
+                sql, [table.catalog or None, table.db or None, table.db or None, table.name]
             ).fetchall()
         except duckdb.Error as exc:
             raise self.error(exc) from exc
         finally:
             cursor.close()
-        return tuple(found[0][0]) if found else ()
+        return rows
 
     def execute(self, sql: str, schema: pa.Schema) -> SourceStream:
         """Bind ``sql`` now (errors raise here); run and stream it when iterated."""

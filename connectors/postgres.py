@@ -120,6 +120,13 @@ ORDER BY array_position(i.indkey::int2[], a.attnum)
 """
 
 
+_NOT_NULL = """
+SELECT a.attname AS name FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+ORDER BY a.attnum
+"""
+
+
 class PostgresConnector(AdbcConnector):
     """A PostgreSQL database. Options: ``pool_size``, ``numeric_scale``."""
 
@@ -210,6 +217,17 @@ class PostgresConnector(AdbcConnector):
             return cursor.fetch_arrow_table()
 
         return tuple(self.run(key).column("name").to_pylist())
+
+    def not_null(self, source: SourceObject) -> tuple[str, ...]:
+        """The table's NOT NULL columns (``pg_attribute.attnotnull``); none for queries."""
+        if source.table is None:
+            return ()
+
+        def columns(cursor: Cursor) -> pa.Table:
+            cursor.execute(_NOT_NULL, parameters=(source.table,))
+            return cursor.fetch_arrow_table()
+
+        return tuple(self.run(columns).column("name").to_pylist())
 
     def lost_connection(self, exc: BaseException) -> bool:
         sqlstate = getattr(exc, "sqlstate", None)

@@ -135,6 +135,20 @@ class SqliteConnector(AdbcConnector):
         rows = self.fetch(f"SELECT name FROM {info} WHERE pk > 0 ORDER BY pk").to_pylist()
         return tuple(r["name"] for r in rows)
 
+    def not_null(self, source: SourceObject) -> tuple[str, ...]:
+        """The table's NOT NULL columns (``PRAGMA table_info``), with the key columns SQLite keeps from NULL:
+        an ``INTEGER PRIMARY KEY`` (the rowid) and the key of a ``WITHOUT ROWID`` table."""
+        if source.table is None:
+            return ()
+        table = exp.to_table(source.table, dialect="sqlite")
+        name, schema = _quote(table.name), _quote(table.db or "main")
+        info = f"pragma_table_info({name}, {schema})"
+        rowid = f"(pk = 1 AND upper(type) = 'INTEGER' AND (SELECT count(*) FROM {info} WHERE pk > 0) = 1)"
+        without_rowid = f"(pk > 0 AND (SELECT wr FROM pragma_table_list({name}) WHERE schema = {schema}) = 1)"
+        condition = f'"notnull" = 1 OR {rowid} OR {without_rowid}'
+        rows = self.fetch(f"SELECT name FROM {info} WHERE {condition} ORDER BY cid").to_pylist()
+        return tuple(r["name"] for r in rows)
+
 
 def _quote(text: str) -> str:
     return exp.Literal.string(text).sql("sqlite")

@@ -39,6 +39,7 @@ class Product:
     primary_key: tuple[str, ...] = ()
     declared: ProductConfig | None = None  # metadata, contract and checks, when the domain declares the product
     drift: tuple[Drift, ...] = ()  # how the source differs from the contract (gateway/contracts.py)
+    not_null: tuple[str, ...] = ()  # columns the source declares NOT NULL (catalog metadata)
 
     @property
     def qualified_name(self) -> str:
@@ -214,6 +215,7 @@ def _load_products(config: DomainConfig, connector: Connector) -> dict[str, Prod
             or _primary_key(config.name, name, connector, source, schema),
             declared=metadata,
             drift=check_contract(metadata.columns if metadata is not None else None, schema),
+            not_null=_not_null(config.name, name, connector, source),
         )
         if products[name].drift:
             log.warning(
@@ -224,6 +226,15 @@ def _load_products(config: DomainConfig, connector: Connector) -> dict[str, Prod
                 "; ".join(str(d) for d in products[name].drift),
             )
     return products
+
+
+def _not_null(domain: str, name: str, connector: Connector, source: SourceObject) -> tuple[str, ...]:
+    """The product's NOT NULL columns as its source declares them; none when it cannot say."""
+    try:
+        return connector.not_null(source)
+    except MeshgateError as error:
+        log.warning("product '%s.%s' reports no NOT NULL columns: %s", domain, name, error)
+        return ()
 
 
 def _primary_key(

@@ -44,7 +44,7 @@ from gateway.errors import (
 )
 from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
 from gateway.limits import Admission, Limits, MiB, Ticket, check_expressions
-from gateway.parameters import parameter_schema, parameter_values
+from gateway.parameters import number_placeholders, parameter_schema, parameter_values
 from gateway.planner import negotiate_scans, single_source_sql, touched
 from gateway.policy import Access, PolicySet, check_references
 from gateway.quality import QualityLog
@@ -182,6 +182,7 @@ class Engine:
     # -- queries -------------------------------------------------------------------
     def prepare(self, sql: str, caller: CallerContext) -> Query:
         """Plan ``sql`` for ``caller``; every failure is in the audit log before it propagates.
+            schema = _with_nullability(schema, set(p.not_null), access)
 
         The text is checked first (size, nesting depth: :func:`check_query_text`), before
         any parser recurses into it. A parser that still runs out of Python stack gives a
@@ -192,7 +193,7 @@ class Engine:
         try:
             check_query_text(sql)
             check_expressions(sql, self.settings.limits)
-            return self._prepare(sql, caller)
+            return self._prepare(number_placeholders(sql), caller)
         except MeshgateError as error:
             shown = self.shown_error(error, caller)
             self._audit_failure(sql, caller, shown)
@@ -515,6 +516,16 @@ def _source_query_text(record: SourceQuery, visible: bool, counted: bool) -> str
     rows = (
         f"rows={record.rows} batches={record.batches}"
         if counted
+def _with_nullability(schema: pa.Schema, not_null: set[str], access: Access) -> pa.Schema:
+    """Columns the source declares NOT NULL marked non-nullable, unless a mask can make them NULL."""
+    fields = []
+    for column in schema:
+        mask = access.masks.get(column.name)
+        can_be_null = mask == "null" or (mask == "redact" and not pa.types.is_string(column.type))
+        fields.append(column.with_nullable(False) if column.name in not_null and not can_be_null else column)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
         else "rows=(hidden: a row filter applies in DataFusion)"
     )
     return f"{sql}\n  {rows} seconds={seconds:.3f}"

@@ -1,4 +1,4 @@
-"""Prepared-statement parameters: ``$1, $2 ...`` placeholders and the values bound to them.
+"""Prepared-statement parameters: ``$1, $2 ...`` (or ``?``) placeholders and the values bound to them.
 
 Values are handed to DataFusion as typed scalars after parsing (``param_values``),
 never spliced into SQL text. They arrive from clients as Arrow data, which the IPC reader
@@ -13,8 +13,36 @@ import re
 from typing import Any
 
 import pyarrow as pa
+from sqlglot.errors import SqlglotError
+from sqlglot.tokenizer_core import TokenType
+from sqlglot.tokens import Tokenizer
 
 from gateway.errors import InvalidRequestError, PlanningError
+
+
+def number_placeholders(sql: str) -> str:
+    """``?`` placeholders (JDBC, ODBC, the ADBC DB-API's qmark style) numbered ``$1, $2 ...`` in order.
+
+    Only real placeholders change: a ``?`` in a string, a quoted identifier or a comment
+    stays. One statement uses one style.
+
+    >>> number_placeholders("SELECT * FROM t WHERE a = ? AND b = '?' AND c IN (?, ?) -- ?")
+    "SELECT * FROM t WHERE a = $1 AND b = '?' AND c IN ($2, $3) -- ?"
+    """
+    if "?" not in sql:
+        return sql
+    try:
+        tokens = Tokenizer().tokenize(sql)
+    except SqlglotError:
+        return sql  # the parser reports the syntax error, with its position
+    marks = [t for t in tokens if t.token_type == TokenType.PLACEHOLDER and t.text == "?"]
+    if not marks:
+        return sql
+    if any(_PLACEHOLDER.fullmatch(t.text) for t in tokens if t.token_type == TokenType.VAR):
+        raise PlanningError("the query mixes ? and $n parameters: use one style ($1, $2 ... or ? in order)")
+    for number, mark in reversed(list(enumerate(marks, start=1))):
+        sql = f"{sql[: mark.start]}${number}{sql[mark.end + 1 :]}"
+    return sql
 
 
 def parameter_values(parameter_schema: pa.Schema, parameters: pa.RecordBatch | None) -> dict[str, pa.Scalar]:

@@ -96,11 +96,13 @@ SEARCH_ESCAPE = "\\"
 # Field metadata keys the protocol defines for table and result schemas.
 CATALOG_NAME_KEY = b"ARROW:FLIGHT:SQL:CATALOG_NAME"
 DB_SCHEMA_NAME_KEY = b"ARROW:FLIGHT:SQL:DB_SCHEMA_NAME"
+SCHEMA_NAME_KEY = b"ARROW:FLIGHT:SQL:SCHEMA_NAME"
 TABLE_NAME_KEY = b"ARROW:FLIGHT:SQL:TABLE_NAME"
 TYPE_NAME_KEY = b"ARROW:FLIGHT:SQL:TYPE_NAME"
 PRECISION_KEY = b"ARROW:FLIGHT:SQL:PRECISION"
 SCALE_KEY = b"ARROW:FLIGHT:SQL:SCALE"
 IS_READ_ONLY_KEY = b"ARROW:FLIGHT:SQL:IS_READ_ONLY"
+REMARKS_KEY = b"ARROW:FLIGHT:SQL:REMARKS"
 
 
 def like_matcher(pattern: str | None) -> Callable[[str], bool]:
@@ -193,21 +195,35 @@ def table_schema(product: ProductInfo) -> pa.Schema:
     table = {
         CATALOG_NAME_KEY: product.catalog.encode(),
         DB_SCHEMA_NAME_KEY: product.domain.encode(),
+        SCHEMA_NAME_KEY: product.domain.encode(),  # the name Go's flightsql.ColumnMetadata reads
         TABLE_NAME_KEY: product.name.encode(),
         IS_READ_ONLY_KEY: b"1",
     }
     fields = [
-        field.with_metadata({**(field.metadata or {}), **table, **_column_metadata(field.type)})
-        for field in product.schema
+        field.with_metadata({**(field.metadata or {}), **table, **_column_metadata(field, position)})
+        for position, field in enumerate(product.schema, start=1)
     ]
     return pa.schema(fields, metadata=product.schema.metadata)
 
 
-def _column_metadata(data_type: pa.DataType) -> dict[bytes, bytes]:
-    column = {TYPE_NAME_KEY: sql_type_name(data_type).encode()}
+def _column_metadata(field: pa.Field, position: int) -> dict[bytes, bytes]:
+    """The protocol's column keys, and ADBC's ``XDBC_*`` / ``REMARKS`` / ``ORDINAL_POSITION`` keys
+    (``go/adbc/driver/internal/shared_utils.go``), from which ADBC drivers fill ``adbc_get_objects``."""
+    data_type = field.type
+    type_name = sql_type_name(data_type).encode()
+    column = {
+        TYPE_NAME_KEY: type_name,
+        b"XDBC_TYPE_NAME": type_name,
+        b"XDBC_NULLABLE": b"1" if field.nullable else b"0",
+        b"XDBC_IS_NULLABLE": b"YES" if field.nullable else b"NO",
+        b"ORDINAL_POSITION": str(position).encode(),
+    }
+    description = (field.metadata or {}).get(b"meshgate.description")
+    if description:
+        column[REMARKS_KEY] = column[b"REMARKS"] = description
     if pa.types.is_decimal(data_type):
-        column[PRECISION_KEY] = str(data_type.precision).encode()
-        column[SCALE_KEY] = str(data_type.scale).encode()
+        column[PRECISION_KEY] = column[b"XDBC_PRECISION"] = str(data_type.precision).encode()
+        column[SCALE_KEY] = column[b"XDBC_SCALE"] = str(data_type.scale).encode()
     return column
 
 

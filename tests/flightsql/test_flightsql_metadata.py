@@ -224,8 +224,13 @@ def test_tables_include_each_table_schema_as_ipc(client: flight.FlightClient) ->
         b"ARROW:FLIGHT:SQL:CATALOG_NAME": b"mesh",
         b"ARROW:FLIGHT:SQL:DB_SCHEMA_NAME": b"sales",
         b"ARROW:FLIGHT:SQL:TABLE_NAME": b"orders",
+        b"ARROW:FLIGHT:SQL:SCHEMA_NAME": b"sales",
         b"ARROW:FLIGHT:SQL:IS_READ_ONLY": b"1",
         b"ARROW:FLIGHT:SQL:TYPE_NAME": b"VARCHAR",
+        b"XDBC_TYPE_NAME": b"VARCHAR",
+        b"XDBC_NULLABLE": b"1",
+        b"XDBC_IS_NULLABLE": b"YES",
+        b"ORDINAL_POSITION": b"2",
     }
     amount = orders.field("amount").metadata
     assert (amount[b"ARROW:FLIGHT:SQL:PRECISION"], amount[b"ARROW:FLIGHT:SQL:SCALE"]) == (b"12", b"2")
