@@ -209,25 +209,18 @@ class PostgresConnector(AdbcConnector):
 
     def primary_key(self, source: SourceObject) -> tuple[str, ...]:
         """The table's primary key columns in key order (``pg_index``); none for queries and views."""
-        if source.table is None:
-            return ()
-
-        def key(cursor: Cursor) -> pa.Table:
-            cursor.execute(_PRIMARY_KEY, parameters=(source.table,))
-            return cursor.fetch_arrow_table()
-
-        return tuple(self.run(key).column("name").to_pylist())
+        return self._column_names(_PRIMARY_KEY, source)
 
     def not_null(self, source: SourceObject) -> tuple[str, ...]:
         """The table's NOT NULL columns (``pg_attribute.attnotnull``); none for queries."""
         if source.table is None:
             return ()
 
-        def columns(cursor: Cursor) -> pa.Table:
-            cursor.execute(_NOT_NULL, parameters=(source.table,))
+        def names(cursor: Cursor) -> pa.Table:
+            cursor.execute(sql, parameters=(source.table,))
             return cursor.fetch_arrow_table()
 
-        return tuple(self.run(columns).column("name").to_pylist())
+        return tuple(self.run(names).column("name").to_pylist())
 
     def lost_connection(self, exc: BaseException) -> bool:
         sqlstate = getattr(exc, "sqlstate", None)
@@ -248,6 +241,10 @@ class PostgresConnector(AdbcConnector):
         return f"{text} (SQLSTATE {sqlstate})" if sqlstate else text
 
 
+        return self._column_names(_NOT_NULL, source)
+
+    def _column_names(self, sql: str, source: SourceObject) -> tuple[str, ...]:
+        """The ``name`` column of a catalog query about a table product (parameter: its name)."""
 # "[libpq] Execution error [PGRES_FATAL_ERROR]: ERROR:  division by zero" -> "division by zero"
 _LIBPQ_PREFIX = re.compile(
     r"^\[libpq\] (?:Execution error \[\w+\]|Failed to execute query)?:? ?(?:could not begin COPY: )?ERROR: +"
