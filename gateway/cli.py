@@ -52,25 +52,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``default: X`` to a flag's help: the value in force, an environment variable's when set.
+
+    Left out where the help already names its default, where there is none (None, a switch),
+    and for passwords, whose value is never printed.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or "default" in text
+            or action.default in (None, False, argparse.SUPPRESS)
+            or "password" in action.dest
+        ):
+            return text
+        if text.endswith(")") and "(env " in text:  # "... (env NAME)" -> "... (env NAME; default: X)"
+            return f"{text[:-1]}; default: %(default)s)"
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every ``meshgate`` parser (sub-commands too) shows its defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meshgate", description="A federated SQL gateway for a data mesh.")
+    parser = _Parser(prog="meshgate", description="A federated SQL gateway for a data mesh.")
     parser.add_argument("--version", action="version", version=f"meshgate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve a mesh over Arrow Flight SQL")
     source = serve.add_mutually_exclusive_group()
-    source.add_argument("--config", type=Path, default=_env_path("MESHGATE_CONFIG"), help="YAML file or directory")
+    source.add_argument(
+        "--config",
+        type=Path,
+        default=_env_path("MESHGATE_CONFIG"),
+        help="the mesh config: a YAML file, or a directory of them (env MESHGATE_CONFIG)",
+    )
     source.add_argument("--demo", action="store_true", help="serve a generated demo mesh (no external server)")
     serve.add_argument("--demo-dir", type=Path, default=None, help="where --demo writes its mesh (default: a temp dir)")
-    serve.add_argument("--host", default=os.environ.get("MESHGATE_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("MESHGATE_PORT", DEFAULT_PORT)))
+    serve.add_argument(
+        "--host",
+        default=os.environ.get("MESHGATE_HOST", "127.0.0.1"),
+        help="address to listen on; 0.0.0.0 for every interface (use TLS then) (env MESHGATE_HOST)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("MESHGATE_PORT", DEFAULT_PORT)),
+        help="port to listen on; 0 picks a free one (env MESHGATE_PORT)",
+    )
     serve.add_argument(
         "--statement-timeout",
         type=_timeout_seconds,
         default=os.environ.get("MESHGATE_STATEMENT_TIMEOUT", "0"),  # a string default goes through `type`
         metavar="SECONDS",
         help="cancel a query (and its source queries) that runs longer; 0 for no limit (the default)."
-        " A session can override it with the statement_timeout session option",
+        " A session can override it with the statement_timeout session option (env MESHGATE_STATEMENT_TIMEOUT)",
     )
     serve.add_argument(
         "--no-auth", action="store_true", help="with --demo only: serve without authentication (development)"
@@ -79,13 +122,15 @@ def _parser() -> argparse.ArgumentParser:
         "--watch-interval",
         type=float,
         default=float(os.environ.get("MESHGATE_WATCH_INTERVAL", 2.0)),
-        help="seconds between checks of the config for changed domain files (0: do not watch)",
+        help="seconds between checks of the config for changed domain files, 0 to not watch"
+        " (env MESHGATE_WATCH_INTERVAL)",
     )
     serve.add_argument(
         "--audit-log",
         type=Path,
         default=_env_path("MESHGATE_AUDIT_LOG"),
-        help="append every query's audit record to this JSON-lines file",
+        help="also append every query's and security event's audit record to this JSON-lines file; without it,"
+        " they are kept in memory only (system.query_log, system.events) (env MESHGATE_AUDIT_LOG)",
     )
     serve.add_argument(
         "--checks-every",
@@ -93,13 +138,14 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("MESHGATE_CHECKS_EVERY", "0"),  # a string default goes through `type`
         metavar="DURATION",
         help="run every product's quality checks (and contract checks) at start and then this often,"
-        " e.g. 10m or 1h; 0 for never (the default)",
+        " e.g. 10m or 1h; 0 for never (the default) (env MESHGATE_CHECKS_EVERY)",
     )
     serve.add_argument(
         "--quality-log",
         type=Path,
         default=_env_path("MESHGATE_QUALITY_LOG"),
-        help="append every quality check result to this JSON-lines file",
+        help="also append every quality check result to this JSON-lines file; without it, results are in"
+        " system.quality only (env MESHGATE_QUALITY_LOG)",
     )
     limits = serve.add_argument_group("resource limits (see README: Operating Meshgate)")
     limits.add_argument(
@@ -107,56 +153,74 @@ def _parser() -> argparse.ArgumentParser:
         type=_size,
         default=os.environ.get("MESHGATE_QUERY_MEMORY", "1GiB"),
         metavar="SIZE",
-        help="memory one query's sorts, joins and aggregates may hold before they spill to disk (default 1GiB)",
+        help="memory one query's sorts, joins and aggregates may hold before they spill to disk"
+        " (env MESHGATE_QUERY_MEMORY)",
     )
     limits.add_argument(
         "--gateway-memory",
         type=_size,
         default=os.environ.get("MESHGATE_GATEWAY_MEMORY", "8GiB"),
         metavar="SIZE",
-        help="memory all running queries may hold together: at most this / --query-memory run at once (default 8GiB)",
+        help="memory all running queries may hold together: at most this / --query-memory run at once"
+        " (env MESHGATE_GATEWAY_MEMORY)",
     )
     limits.add_argument(
         "--max-running",
         type=int,
         default=int(os.environ.get("MESHGATE_MAX_RUNNING", 16)),
         metavar="N",
-        help="queries running at once, at most (default 16); one user may run half of them",
+        help="queries running at once, at most; one user may run half of them (env MESHGATE_MAX_RUNNING)",
     )
     limits.add_argument(
         "--queue-timeout",
         type=float,
         default=float(os.environ.get("MESHGATE_QUEUE_TIMEOUT", 10.0)),
         metavar="SECONDS",
-        help="how long a query waits for a slot before it is refused as busy (default 10)",
+        help="how long a query waits for a slot before it is refused as busy (env MESHGATE_QUEUE_TIMEOUT)",
     )
     limits.add_argument(
         "--max-result",
         type=_size,
         default=os.environ.get("MESHGATE_MAX_RESULT", "8GiB"),
         metavar="SIZE",
-        help="Arrow data one query may return (default 8GiB)",
+        help="Arrow data one query may return (env MESHGATE_MAX_RESULT)",
     )
     limits.add_argument(
         "--spill-dir",
         type=Path,
         default=_env_path("MESHGATE_SPILL_DIR"),
-        help="where queries spill to disk (default: the system's temporary directory)",
+        help="where queries spill to disk (default: the system's temporary directory) (env MESHGATE_SPILL_DIR)",
     )
-    serve.add_argument("--tls-cert", type=Path, default=_env_path("MESHGATE_TLS_CERT"), help="server certificate (PEM)")
-    serve.add_argument("--tls-key", type=Path, default=_env_path("MESHGATE_TLS_KEY"), help="its private key (PEM)")
+    serve.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=_env_path("MESHGATE_TLS_CERT"),
+        help="serve grpc+tls:// with this server certificate (PEM); without it, plain grpc:// (env MESHGATE_TLS_CERT)",
+    )
+    serve.add_argument(
+        "--tls-key",
+        type=Path,
+        default=_env_path("MESHGATE_TLS_KEY"),
+        help="the server certificate's private key (PEM, unencrypted) (env MESHGATE_TLS_KEY)",
+    )
     serve.add_argument(
         "--tls-client-ca",
         type=Path,
         default=_env_path("MESHGATE_TLS_CLIENT_CA"),
-        help="mutual TLS: accept only clients with a certificate signed by this CA (PEM)",
+        help="mutual TLS: accept only clients with a certificate signed by this CA (PEM); without it, any"
+        " client that logs in (env MESHGATE_TLS_CLIENT_CA)",
     )
     serve.set_defaults(run=_serve)
 
     query = commands.add_parser("query", help="run SQL through a Meshgate (or any Flight SQL) server")
     query.add_argument("sql", help="the SQL to run")
-    query.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
-    query.add_argument("--output", type=Path, default=None, help="write to this file instead of standard output")
+    query.add_argument(
+        "--format",
+        choices=["table", "csv", "json", "parquet"],
+        default="table",
+        help="how to print the result (json: one object per line; parquet needs --output)",
+    )
+    query.add_argument("--output", type=Path, default=None, help="write to this file (default: standard output)")
     _client_flags(query)
     query.set_defaults(run=_query)
 
@@ -181,7 +245,12 @@ def _parser() -> argparse.ArgumentParser:
     remove.set_defaults(run=_domain_remove)
 
     check = commands.add_parser("check", help="validate a config and connect to every source")
-    check.add_argument("--config", type=Path, default=_env_path("MESHGATE_CONFIG"), required=False)
+    check.add_argument(
+        "--config",
+        type=Path,
+        default=_env_path("MESHGATE_CONFIG"),
+        help="the mesh config: a YAML file, or a directory of them (env MESHGATE_CONFIG)",
+    )
     check.set_defaults(run=_check)
 
     checks = commands.add_parser("checks", help="data product quality checks")
@@ -191,13 +260,18 @@ def _parser() -> argparse.ArgumentParser:
         help="check every product's contract and run its quality checks against the sources",
         description="Prints one line per check; exits 1 when any check fails or cannot run.",
     )
-    run_checks.add_argument("--config", type=Path, default=_env_path("MESHGATE_CONFIG"), required=False)
-    run_checks.add_argument("--domain", default=None, help="only this domain's products")
+    run_checks.add_argument(
+        "--config",
+        type=Path,
+        default=_env_path("MESHGATE_CONFIG"),
+        help="the mesh config: a YAML file, or a directory of them (env MESHGATE_CONFIG)",
+    )
+    run_checks.add_argument("--domain", default=None, help="only this domain's products (default: every domain)")
     run_checks.add_argument(
         "--quality-log",
         type=Path,
         default=_env_path("MESHGATE_QUALITY_LOG"),
-        help="also append the results to this JSON-lines file",
+        help="also append the results to this JSON-lines file (env MESHGATE_QUALITY_LOG)",
     )
     run_checks.set_defaults(run=_checks_run)
 
@@ -251,25 +325,36 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         default=os.environ.get("MESHGATE_SERVER", f"grpc://127.0.0.1:{DEFAULT_PORT}"),
-        help="grpc://HOST:PORT",
+        help="the gateway: grpc://HOST:PORT, or grpc+tls://HOST:PORT (env MESHGATE_SERVER)",
     )
-    parser.add_argument("--user", default=os.environ.get("MESHGATE_USER"), help="user name to log in with")
+    parser.add_argument(
+        "--user",
+        default=os.environ.get("MESHGATE_USER"),
+        help="user name to log in with (env MESHGATE_USER); without one, no log-in",
+    )
     parser.add_argument(
         "--password",
         default=os.environ.get("MESHGATE_PASSWORD"),
-        help="password (prefer MESHGATE_PASSWORD or the prompt: arguments are visible to other local users)",
+        help="password (default: MESHGATE_PASSWORD, else a prompt on a terminal; prefer either: arguments are"
+        " visible to other local users)",
     )
     parser.add_argument(
-        "--tls-ca", type=Path, default=_env_path("MESHGATE_TLS_CA"), help="trust this CA for a grpc+tls:// server"
+        "--tls-ca",
+        type=Path,
+        default=_env_path("MESHGATE_TLS_CA"),
+        help="trust this CA (PEM) for a grpc+tls:// server (default: the system's trust store) (env MESHGATE_TLS_CA)",
     )
     parser.add_argument(
         "--tls-cert",
         type=Path,
         default=_env_path("MESHGATE_CLIENT_TLS_CERT"),
-        help="client certificate for mutual TLS (PEM)",
+        help="client certificate for mutual TLS (PEM) (env MESHGATE_CLIENT_TLS_CERT)",
     )
     parser.add_argument(
-        "--tls-key", type=Path, default=_env_path("MESHGATE_CLIENT_TLS_KEY"), help="its private key (PEM)"
+        "--tls-key",
+        type=Path,
+        default=_env_path("MESHGATE_CLIENT_TLS_KEY"),
+        help="the client certificate's private key (PEM) (env MESHGATE_CLIENT_TLS_KEY)",
     )
 
 
@@ -406,7 +491,7 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
     if args.demo:
         login = f" --user {_DEMO_USER} --password {demo_password}" if demo_password else ""
-        log.info('try: meshgate query --server %s%s "SELECT * FROM sales.customers LIMIT 5"', uri, login)
+        log.info('try: %s query --server %s%s "SELECT * FROM sales.customers LIMIT 5"', _meshgate_command(), uri, login)
     if reloader is not None and args.watch_interval > 0:
         reloader.start()
         log.info("watching %s for changed domain files every %.1f s", config_path, args.watch_interval)
@@ -425,6 +510,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 _DEMO_USER = "demo"
+
+
+def _meshgate_command() -> str:
+    """How to run this very ``meshgate`` from any shell: its resolved path (``python -m gateway`` otherwise)."""
+    import shlex
+
+    script = Path(sys.argv[0])
+    if script.name == "meshgate" and script.is_file():
+        return shlex.quote(str(script.resolve()))
+    beside = Path(sys.executable).absolute().parent / "meshgate"
+    if beside.is_file():
+        return shlex.quote(str(beside))
+    return f"{shlex.quote(sys.executable)} -m gateway"
 
 
 def _authenticator(
@@ -550,7 +648,7 @@ def _log_security(args: argparse.Namespace, authenticator: Authenticator | None,
         log.warning(banner)
     else:
         users, ttl = len(authenticator.users), authenticator.token_ttl_seconds
-        log.info("authentication required: %d users; tokens valid %d s", users, ttl)
+        log.info("authentication required: %s; tokens valid %d s", _plural(users, "user"), ttl)
     if args.tls_cert is None and args.host not in {"127.0.0.1", "localhost", "::1"}:
         log.warning(
             "serving without TLS on %s: passwords, tokens and results cross the network in clear text;"
@@ -583,7 +681,8 @@ def _log_catalog(catalog: object) -> None:
         if domain.error is not None:
             log.error("domain %s: OFFLINE: %s", domain.name, domain.error)
         else:
-            log.info("domain %s: %d products (%s)", domain.name, len(domain.products), ", ".join(domain.products))
+            products = _plural(len(domain.products), "product")
+            log.info("domain %s: %s (%s)", domain.name, products, ", ".join(domain.products))
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -681,41 +780,58 @@ def _adbc_message(error: Exception) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
+    """``meshgate check``: the config, each domain and product, a summary; exit 1 when any is not served.
+
+    A domain whose source cannot be reached (offline) or a product blocked by contract drift
+    (``on_drift: block``) fails the check; a flagged product (drift, still served) does not.
+    """
     from gateway.catalog import MeshCatalog
     from gateway.config import load_config
 
     if args.config is None:
         raise MeshgateError("check needs --config PATH (or MESHGATE_CONFIG)")
     config = load_config(args.config)
-    print(f"config {args.config}: catalog '{config.catalog}', {len(config.domains)} domains")
+    print(f"config {args.config}: catalog '{config.catalog}', {_plural(len(config.domains), 'domain')}")
     if config.auth is None:
         print("auth: no users declared: `meshgate serve` refuses to serve this config")
     else:
         names = ", ".join(user.name for user in config.auth.users)
-        print(f"auth: {len(config.auth.users)} users ({names}); tokens valid {config.auth.token_ttl_seconds} s")
+        print(
+            f"auth: {_plural(len(config.auth.users), 'user')} ({names}); tokens valid {config.auth.token_ttl_seconds} s"
+        )
     catalog = MeshCatalog(config)
-    failed = 0
+    offline = 0
+    statuses: dict[str, int] = {"ok": 0, "flagged": 0, "blocked": 0}
     try:
         for domain in catalog.domains():
             connector = domain.config.connector
             where = f"{connector.type} {connector.location}"
             if domain.error is not None:
-                failed += 1
+                offline += 1
                 print(f"  FAIL {domain.name} ({where}, {domain.config.file}): {domain.error}")
                 continue
-            print(f"  ok   {domain.name} ({where}): {len(domain.products)} products")
+            print(f"  ok   {domain.name} ({where}): {_plural(len(domain.products), 'product')}")
             for product in domain.products.values():
+                statuses[product.status] += 1
                 description = f" - {product.description}" if product.description else ""
-                print(f"         {domain.name}.{product.name}: {len(product.schema)} columns{description}")
+                print(f"         {domain.name}.{product.name}: {_plural(len(product.schema), 'column')}{description}")
                 for drift in product.drift:
                     print(f"           {product.status.upper()}: {drift}")
     finally:
         catalog.close()
-    if failed:
-        print(f"{failed} of {len(catalog.domains())} domains failed")
-        return 1
-    print("all sources reachable")
-    return 0
+    domains = len(catalog.domains())
+    products = sum(statuses.values())
+    counts = ", ".join(f"{n} {status}" for status, n in statuses.items() if n or status == "ok")
+    print(
+        f"{_plural(domains, 'domain')}: {domains - offline} online, {offline} offline;"
+        f" {_plural(products, 'product')}: {counts}"
+    )
+    return 1 if offline or statuses["blocked"] else 0
+
+
+def _plural(count: int, noun: str) -> str:
+    """``1 product``, ``2 products``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _checks_run(args: argparse.Namespace) -> int:

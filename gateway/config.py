@@ -7,11 +7,13 @@ domain team owns its file). Every error names the file, the domain and the field
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import yaml
@@ -46,11 +48,17 @@ class ConnectorConfig:
     uri: str | None = None
     path: Path | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    shown_uri: str | None = None  # a uri holding ${...} references: as written, passwords masked
 
     @property
     def location(self) -> str:
+        """Where the source is, for messages: a uri as written when it holds references, passwords masked.
+
+        A value expanded from a variable or a secrets file is never shown: ``${PG_URI}`` stays
+        ``${PG_URI}``, ``postgresql://app:${PG_PASSWORD}@db/sales`` reads ``postgresql://app:***@db/sales``.
+        """
         if self.uri is not None:
-            return redact_password(self.uri)
+            return self.shown_uri or redact_password(self.uri)
         return str(self.path)
 
 
@@ -158,16 +166,47 @@ class MeshConfig:
     self_serve: SelfServe = field(default_factory=lambda: SelfServe())  # who may change domains over the network
 
 
+_SECRET_PARAMETERS = {"password", "sslpassword"}
+
+
 def redact_password(uri: str) -> str:
-    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
+    """``postgresql://u:secret@h/db?sslpassword=x`` -> ``postgresql://u:***@h/db?sslpassword=***``.
+
+    The user information's password and the ``password``/``sslpassword`` query parameters are masked.
+    """
+    return _passwords(uri, "***")
+
+
+def without_password(uri: str) -> str:
+    """``postgresql://u:secret@h/db?password=x&sslmode=require`` -> ``postgresql://u@h/db?sslmode=require``.
+
+    What self-serve allow-lists compare: the same source, whatever its password.
+    """
+    return _passwords(uri, None)
+
+
+def _passwords(uri: str, mask: str | None) -> str:
+    """``uri`` with its passwords replaced by ``mask``, or removed (``None``)."""
     scheme, sep, rest = uri.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return uri
     credentials, at, host = rest.rpartition("@")
-    if ":" in credentials:
+    if at and ":" in credentials:
         user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***{at}{host}"
-    return uri
+        credentials = user if mask is None else f"{user}:{mask}"
+    address, question, query = host.partition("?")
+    if question:
+        parameters = [part.partition("=") for part in query.split("&")]
+        kept = []
+        for key, equals, value in parameters:
+            if equals and key.lower() in _SECRET_PARAMETERS:
+                if mask is not None:
+                    kept.append(f"{key}={mask}")
+            else:
+                kept.append(f"{key}{equals}{value}")
+        query = "&".join(kept)
+        question = question if kept else ""
+    return f"{scheme}://{credentials}{at}{address}{question}{query}"
 
 
 # --------------------------------------------------------------------------- loading
@@ -208,9 +247,13 @@ _NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 class _LocatedDict(dict[str, Any]):
-    """A YAML mapping that remembers the line it started on."""
+    """A YAML mapping that remembers the line it started on, and the line of each key."""
 
     line: int = 0
+    key_lines: dict[str, int] = {}  # replaced per instance by the constructor
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
 
 
 class _Loader(yaml.SafeLoader):
@@ -229,6 +272,9 @@ _Loader.add_implicit_resolver(
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LocatedDict:
     mapping = _LocatedDict({str(key): value for key, value in loader.construct_mapping(node, deep=True).items()})
     mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {
+        str(key.value): key.start_mark.line + 1 for key, _ in node.value if isinstance(key, yaml.ScalarNode)
+    }
     return mapping
 
 
@@ -247,7 +293,7 @@ def load_config(path: str | Path, *, require_domains: bool = True) -> MeshConfig
     files = sorted(p for p in root.iterdir() if p.suffix in {".yaml", ".yml"}) if root.is_dir() else [root]
     if not files:
         raise ConfigError(f"{root}: no *.yaml or *.yml files in this directory")
-    config = _assemble([(file, _read_yaml(file)) for file in files])
+    config = _assemble([(file, _read_yaml(file)) for file in files], secrets_files=True)
     if not config.domains and require_domains:
         raise ConfigError(f"{root}: no domains declared")
     return config
@@ -257,11 +303,13 @@ def parse_config_text(text: str, file: Path) -> MeshConfig:
     """One mesh file's text, read as if it were ``file`` (relative paths resolve from its folder).
 
     Nothing is written: this is how a file sent over the network is checked before anything changes.
+    ``${VAR}`` references expand from this process's environment; ``${file:...}`` is refused (a
+    file sent over the network may not read the gateway's files).
     """
-    return _assemble([(file, _document(_parse_yaml_text(text, file), file))])
+    return _assemble([(file, _document(_parse_yaml_text(text, file), file))], secrets_files=False)
 
 
-def _assemble(documents: list[tuple[Path, _LocatedDict]]) -> MeshConfig:
+def _assemble(documents: list[tuple[Path, _LocatedDict]], *, secrets_files: bool) -> MeshConfig:
     catalog: str | None = None
     catalog_file: Path | None = None
     auth: AuthConfig | None = None
@@ -289,7 +337,7 @@ def _assemble(documents: list[tuple[Path, _LocatedDict]]) -> MeshConfig:
             if self_serve is not None:
                 raise ConfigError(f"{file}: self_serve: already declared in {self_serve.file}; declare it once")
             self_serve = parse_self_serve(document["self_serve"], file, document.line)
-        for domain in _parse_domains(document, file):
+        for domain in _parse_domains(document, file, secrets_files):
             if domain.name in seen:
                 raise ConfigError(
                     f"{file}: domain '{domain.name}': name: duplicate domain, already declared in {seen[domain.name]}"
@@ -360,7 +408,7 @@ def _parse_yaml_text(text: str, file: Path) -> Any:
     return document
 
 
-def _parse_domains(document: _LocatedDict, file: Path) -> list[DomainConfig]:
+def _parse_domains(document: _LocatedDict, file: Path, secrets_files: bool) -> list[DomainConfig]:
     raw = document.get("domains")
     where = _Where(file, document.line, field="domains")
     if raw is None and ({"auth", "policies", "self_serve"} & set(document)):
@@ -369,10 +417,13 @@ def _parse_domains(document: _LocatedDict, file: Path) -> list[DomainConfig]:
         raise where.error("missing; declare a list of domains")
     if not isinstance(raw, list):
         raise where.error("must be a list of domains")
-    return [_parse_domain(item, _Where(file, document.line, field=f"domains[{i}]")) for i, item in enumerate(raw)]
+    return [
+        _parse_domain(item, _Where(file, document.line, field=f"domains[{i}]"), secrets_files)
+        for i, item in enumerate(raw)
+    ]
 
 
-def _parse_domain(raw: Any, where: _Where) -> DomainConfig:
+def _parse_domain(raw: Any, where: _Where, secrets_files: bool) -> DomainConfig:
     if not isinstance(raw, _LocatedDict):
         raise where.error("must be a mapping with name, connector and products")
     where = _Where(where.file, raw.line, field=where.field)
@@ -380,7 +431,7 @@ def _parse_domain(raw: Any, where: _Where) -> DomainConfig:
     _check_name(name, where.at("name"))
     where = _Where(where.file, raw.line, domain=name)
     _check_keys(raw, _DOMAIN_KEYS, where)
-    connector = _parse_connector(raw.get("connector"), where.at("connector"))
+    connector = _parse_connector(raw.get("connector"), where.at("connector"), secrets_files)
     owner = _optional_str(raw, "owner", where)
     products = _parse_products(raw.get("products"), where.at("products"), connector.type, owner)
     policies = PolicySet()
@@ -397,7 +448,8 @@ def _parse_domain(raw: Any, where: _Where) -> DomainConfig:
     )
 
 
-def _parse_connector(raw: Any, where: _Where) -> ConnectorConfig:
+def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorConfig:
+    """The connector mapping, its ``${...}`` references expanded (every key but ``type``)."""
     if raw is None:
         raise where.error("missing; declare the domain's source, e.g. {type: sqlite, path: sales.db}")
     if not isinstance(raw, _LocatedDict):
@@ -407,16 +459,190 @@ def _parse_connector(raw: Any, where: _Where) -> ConnectorConfig:
     if kind not in _CONNECTOR_KEYS:
         raise where.at("type").error(f"unknown connector type '{kind}'; expected one of {', '.join(CONNECTOR_TYPES)}")
     _check_keys(raw, _CONNECTOR_KEYS[kind], where)
+    settings = _LocatedDict(raw)
+    settings.line, settings.key_lines = raw.line, raw.key_lines
+    shown_uri: str | None = None
+    for key, value in raw.items():
+        if key != "type" and isinstance(value, str):
+            expanded = _expand(value, key, where.at(key, raw.line_of(key)), secrets_files)
+            if expanded is not None:
+                settings[key] = expanded[0]
+                shown_uri = expanded[1] if key == "uri" else shown_uri
     uri: str | None = None
     path: Path | None = None
     if "uri" in _CONNECTOR_KEYS[kind]:
-        uri = _required_str(raw, "uri", where)
+        uri = _required_str(settings, "uri", where)
     else:
-        path = (where.file.parent / _required_str(raw, "path", where)).resolve()
+        written = _required_str(raw, "path", where)
+        path = (where.file.parent / _required_str(settings, "path", where)).resolve()
         if not path.exists():
-            raise where.at("path").error(f"'{raw['path']}' does not exist (resolved to {path})")
-    options = {key: value for key, value in raw.items() if key not in {"type", "uri", "path"}}
-    return ConnectorConfig(type=kind, uri=uri, path=path, options=options)
+            # A path built from references is not shown expanded: its variables are the gateway's.
+            resolved = f" (resolved to {path})" if settings["path"] == written else ""
+            raise where.at("path", raw.line_of("path")).error(f"'{written}' does not exist{resolved}")
+    options = {key: value for key, value in settings.items() if key not in {"type", "uri", "path"}}
+    return ConnectorConfig(type=kind, uri=uri, path=path, options=options, shown_uri=shown_uri)
+
+
+# ${...} references in connector settings: ${NAME}, ${NAME:-default}, ${file:path}; $${ is a literal ${.
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
+_SCALAR_OPTION = (int, float, bool)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """One ``${...}`` in a setting: a variable (with its default, if any) or a secrets file."""
+
+    text: str
+    variable: str | None = None
+    default: str | None = None
+    file: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The reference as written, a password in its default masked."""
+        if self.default is None:
+            return self.text
+        return f"${{{self.variable}:-{redact_password(self.default)}}}"
+
+
+def _expand(text: str, key: str, where: _Where, secrets_files: bool) -> tuple[Any, str] | None:
+    """``text`` with its references expanded, and how messages show it; None when it holds none.
+
+    In a ``uri``, a reference inside the user information or in a query parameter's value is
+    inserted percent-encoded (a secret is written as it is), and the uri is shown as written with
+    its passwords masked. An option (any key but ``uri`` and ``path``) that is one reference alone
+    is read as a YAML scalar, so ``pool_size: ${POOL:-4}`` is a number. Errors name the reference,
+    never a value.
+    """
+    pieces = _pieces(text, where)
+    if pieces is None:
+        return None
+    encoded = _encoded_references(pieces) if key == "uri" else set()
+    expanded = "".join(
+        piece if isinstance(piece, str) else _value(piece, where, secrets_files, encode=i in encoded)
+        for i, piece in enumerate(pieces)
+    )
+    shown = _shown_uri(pieces) if key == "uri" else text
+    references = [piece for piece in pieces if isinstance(piece, _Reference)]
+    if key not in {"uri", "path"} and len(references) == 1 and references[0].text == text.strip():
+        scalar = yaml.load(expanded, Loader=_Loader) if expanded.strip() else None
+        if isinstance(scalar, _SCALAR_OPTION):
+            return scalar, shown
+    return expanded, shown
+
+
+def _pieces(text: str, where: _Where) -> list[str | _Reference] | None:
+    """``text`` cut into literal text and references; None when it holds no ``${``."""
+    pieces: list[str | _Reference] = []
+    end = 0
+    for match in _REFERENCE.finditer(text):
+        pieces.append(text[end : match.start()])
+        end = match.end()
+        if match.group(0) == "$${":
+            pieces.append("${")
+        elif match.group(1) is None:
+            raise where.error(
+                "'${' without a closing '}': write ${NAME}, ${NAME:-default} or ${file:path} (and $${ for a literal ${)"
+            )
+        else:
+            pieces.append(_reference(match.group(0), match.group(1), where))
+    if not pieces:
+        return None
+    pieces.append(text[end:])
+    return pieces
+
+
+def _shown_uri(pieces: list[str | _Reference]) -> str:
+    """A uri as written, its passwords masked; each reference is read as one opaque token."""
+    marked = "".join(piece if isinstance(piece, str) else f"\x00{i}\x01" for i, piece in enumerate(pieces))
+    redacted = redact_password(marked)
+    return re.sub(r"\x00(\d+)\x01", lambda m: cast(_Reference, pieces[int(m.group(1))]).shown, redacted)
+
+
+def _reference(text: str, inner: str, where: _Where) -> _Reference:
+    if inner.startswith("file:"):
+        if not inner[5:].strip():
+            raise where.error(f"{text}: name the secrets file, e.g. ${{file:/run/secrets/pg_password}}")
+        return _Reference(text, file=inner[5:].strip())
+    found = _VARIABLE.match(inner)
+    if found is None:
+        raise where.error(
+            f"{text} is not a reference: write ${{NAME}} (letters, digits and _), ${{NAME:-default}} or"
+            " ${file:path} (and $${ for a literal ${)"
+        )
+    return _Reference(text, variable=found.group(1), default=found.group(2))
+
+
+def _value(reference: _Reference, where: _Where, secrets_files: bool, *, encode: bool) -> str:
+    """What a reference stands for (percent-encoded when ``encode``)."""
+    if reference.file is not None:
+        value = _secrets_file(reference, where, secrets_files)
+    else:
+        assert reference.variable is not None
+        found = os.environ.get(reference.variable)
+        if reference.default is not None and not found:
+            found = reference.default
+        if found is None:
+            raise where.error(
+                f"variable {reference.variable} is not set (in {reference.text}); set it in the gateway's"
+                f" environment, or give a default: ${{{reference.variable}:-default}}"
+            )
+        value = found
+    return urllib.parse.quote(value, safe="") if encode else value
+
+
+def _secrets_file(reference: _Reference, where: _Where, secrets_files: bool) -> str:
+    """A secrets file's stripped text (relative to the YAML file); only for files read from disk."""
+    assert reference.file is not None
+    if not secrets_files:
+        raise where.error(
+            f"{reference.text}: a file sent over the network may not read files on the gateway;"
+            " use a variable of the gateway's environment (${NAME}), or ask the platform team to"
+            " put the domain's file on disk"
+        )
+    path = (where.file.parent / reference.file).resolve()
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise where.error(f"{reference.text}: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise where.error(f"{reference.text}: {path} is not UTF-8 text") from None
+    if not value:
+        raise where.error(f"{reference.text}: {path} is empty")
+    return value
+
+
+def _encoded_references(pieces: list[str | _Reference]) -> set[int]:
+    """The references of a uri that sit in its user information or in a query parameter's value.
+
+    The uri is read with each reference as an opaque placeholder, so a value holding ``@``, ``:``,
+    ``/``, ``?``, ``#``, ``&`` or ``%`` cannot change where the uri's parts are.
+    """
+    marks = "".join(piece if isinstance(piece, str) else "\x00" for piece in pieces)
+    start = marks.find("://")
+    if start < 0:
+        return set()
+    positions = [i for i, piece in enumerate(pieces) if isinstance(piece, _Reference)]
+    offsets: list[int] = []
+    offset = 0
+    for piece in pieces:
+        offsets.append(offset)
+        offset += len(piece) if isinstance(piece, str) else 1
+    authority_end = min((i for i in (marks.find(c, start + 3) for c in "/?#") if i >= 0), default=len(marks))
+    userinfo_end = marks.rfind("@", start + 3, authority_end)
+    question = marks.find("?", start + 3)
+    fragment = marks.find("#", question) if question >= 0 else -1
+    encoded = set()
+    for i in positions:
+        at = offsets[i]
+        if start + 3 <= at < userinfo_end:
+            encoded.add(i)
+        elif question >= 0 and at > question and (fragment < 0 or at < fragment):
+            segment_start = marks.rfind("&", question, at) + 1 or question + 1
+            if "=" in marks[max(segment_start, question + 1) : at]:
+                encoded.add(i)
+    return encoded
 
 
 def _parse_products(raw: Any, where: _Where, kind: str, owner: str | None) -> tuple[ProductConfig, ...] | None:

@@ -253,10 +253,10 @@ def _product_paths(domain: DomainConfig) -> list[Path]:
 
 
 def _redacted(uri: str) -> str:
-    """A URI without its password: what source allow-lists compare."""
-    from gateway.config import redact_password
+    """A URI without its password (user information and query parameters): what source allow-lists compare."""
+    from gateway.config import without_password
 
-    return redact_password(uri)
+    return without_password(uri)
 
 
 def _strings(raw: Any, where: str) -> tuple[str, ...]:

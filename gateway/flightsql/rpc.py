@@ -31,6 +31,8 @@ def client_error(error: BaseException) -> Exception:
     """Log ``error`` and map it with ``to_flight_error`` (the single mapping point)."""
     if isinstance(error, NotSupportedError):  # clients probe optional features routinely
         log.debug("request not supported: %s", error)
+    elif getattr(error, "quiet", False):  # routine for clients (CloseSession without a session, at disconnect)
+        log.debug("request failed: %s", error)
     elif isinstance(error, (MeshgateError, flight.FlightError)):
         log.info("request failed: %s", error)
     else:

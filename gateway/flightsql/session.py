@@ -52,6 +52,15 @@ _INVALID_NAME = fpb.SetSessionOptionsResult.INVALID_NAME
 _INVALID_VALUE = fpb.SetSessionOptionsResult.INVALID_VALUE
 
 
+class NoSessionError(NotFoundError):
+    """``CloseSession`` on a call without a session.
+
+    The ADBC driver sends one at every disconnect, so it is routine: logged at DEBUG (``quiet``).
+    """
+
+    quiet = True
+
+
 class SessionMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
     """Per-call state: the session cookie the call carried, if any."""
 
@@ -211,7 +220,7 @@ class Sessions:
         """Forget the call's session and expire its cookie; returns the id that was closed."""
         current = self.current(context, caller)
         if current is None:
-            raise NotFoundError(f"[Meshgate] no session to close: the call carries no {SESSION_COOKIE} cookie")
+            raise NoSessionError(f"[Meshgate] no session to close: the call carries no {SESSION_COOKIE} cookie")
         session_id, _session = current
         self._store.discard(bytes.fromhex(session_id))
         _expire_cookie(context)

@@ -168,7 +168,7 @@ def tls_query(
 
 def test_serve_with_tls_logs_a_grpc_tls_uri(tls_gateway: GatewayProcess) -> None:
     assert tls_gateway.uri.startswith("grpc+tls://127.0.0.1:")
-    assert any("authentication required: 1 users" in line for line in tls_gateway.startup_log)
+    assert any("authentication required: 1 user;" in line for line in tls_gateway.startup_log)
 
 
 def test_query_logs_in_over_tls(tls_gateway: GatewayProcess, certs: dict[str, str]) -> None:
