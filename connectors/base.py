@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -166,12 +166,47 @@ class Connector(ABC):
         """Release connections and files."""
 
 
+class FileVersion(ABC):
+    """One version of a file product's files, held so that every query reads it whole.
+
+    ``stamp`` is what :meth:`FileConnector.stamp` said of the files when they were
+    opened: the engine builds a new version when a later stamp differs.
+    """
+
+    stamp: Hashable
+
+    @abstractmethod
+    def register(self, ctx: SessionContext, name: str) -> None:
+        """Register this version as table ``name`` in ``ctx``, with the product's schema pinned."""
+
+    @abstractmethod
+    def retire(self) -> None:
+        """Let the files go once queries that started on this version had time to finish."""
+
+
 class FileConnector(Connector):
     """A source DataFusion reads itself (Parquet, CSV): pushdown is DataFusion's own."""
 
     @abstractmethod
     def register(self, ctx: SessionContext, name: str, source: SourceObject) -> None:
         """Register the product as table ``name`` in ``ctx``."""
+
+    @abstractmethod
+    def stamp(self, product: str, source: SourceObject) -> Hashable:
+        """What a ``stat`` of each of the product's files says now: cheap, asked before every query.
+
+        Raises SourceUnavailableError naming the domain, product and file when one is missing.
+        """
+
+    @abstractmethod
+    def open_version(
+        self, product: str, source: SourceObject, schema: pa.Schema, previous: FileVersion | None
+    ) -> FileVersion:
+        """The product's files as they are now, checked against ``schema`` (the one it registered).
+
+        Files ``previous`` already checked, unchanged, are not read again. Raises SourceError
+        (SourceUnavailableError for a missing file) naming the domain, product and file.
+        """
 
 
 class SqlConnector(Connector):
@@ -228,6 +263,7 @@ __all__ = [
     "Connector",
     "DiscoveredProduct",
     "FileConnector",
+    "FileVersion",
     "ScanSpec",
     "SourceObject",
     "SourceStream",

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
-from connectors.base import FileConnector, SqlConnector
+from connectors.base import FileConnector, FileVersion, SqlConnector
 from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.audit import AuditLog, QueryRecord
 from gateway.catalog import Domain, MeshCatalog, Product
@@ -83,6 +83,17 @@ class Query:
     inner_sql: str = ""
 
 
+@dataclass(frozen=True)
+class _FileTable:
+    """The table a file product is read through: one version of its files, or why it cannot be read."""
+
+    product: Product  # the catalog's product it was built for (a refresh makes a new one)
+    stamp: Hashable | None  # the connector's stamp it was built for; None: the files could not be stamped
+    version: FileVersion | None = None
+    table: Table | None = None
+    error: MeshgateError | None = None
+
+
 class Engine:
     """Plans and runs SQL over a :class:`MeshCatalog`."""
 
@@ -102,7 +113,7 @@ class Engine:
         self.audit = audit or AuditLog()
         self.quality = quality or QualityLog()
         self.admission = Admission(self.settings.limits)
-        self._file_tables: dict[tuple[str, str], Table] = {}
+        self._file_tables: dict[tuple[str, str], _FileTable] = {}
         self._file_lock = threading.Lock()
         # The hash mask's HMAC key (gateway/governance.py); random when not given (hashes then change per process).
         self.mask_key = mask_key if mask_key is not None else generate_mask_key()
@@ -140,7 +151,7 @@ class Engine:
         self.policies = policies
         with self._file_lock:
             for key in [k for k in self._file_tables if k[0] in added or k[0] in removed]:
-                del self._file_tables[key]
+                _retire(self._file_tables.pop(key))
         self.catalog.replace(added, removed)
 
     def refresh(self, domain: str) -> Domain:
@@ -148,7 +159,7 @@ class Engine:
         loaded = self.catalog.refresh(domain)
         with self._file_lock:
             for key in [k for k in self._file_tables if k[0] == domain]:
-                del self._file_tables[key]
+                _retire(self._file_tables.pop(key))
         return loaded
 
     # -- catalog -------------------------------------------------------------------
@@ -394,29 +405,70 @@ class Engine:
             if scan is None:
                 scan = scope.scans[key] = ProductScan(product, guard=scope.guards.get(key))
             return Table(ProductDataset(scan))
-        table = self._file_tables.get((product.domain, product.name))
-        if table is None:
+        held = self._file_tables.get((product.domain, product.name))
+        if held is None or held.product is not product:
             raise NotFoundError(f"data product '{product.qualified_name}' is not ready yet; try again")
-        return table
+        if held.error is not None:
+            raise held.error
+        assert held.table is not None
+        return held.table
 
     def _prepare_file_tables(self) -> None:
-        """Build DataFusion tables for file products, ahead of planning.
+        """Build DataFusion tables for file products, ahead of planning, and again when their files change.
 
         A table cannot be created from inside DataFusion's planner callbacks (that
-        would start a runtime within its runtime), so it is built here, once.
+        would start a runtime within its runtime), so it is built here. Every query
+        stats each file product's files (``FileConnector.stamp``); a product whose files
+        changed gets a new version, checked against the schema it registered, and the
+        old one is retired (queries that started on it keep reading it). A product that
+        cannot be read keeps its error, raised by :meth:`table_for` for queries naming it
+        only, and is not read again until its files change.
         """
         for product in self.catalog.products():
+            connector = product.connector
+            if not isinstance(connector, FileConnector) or product.blocked:
+                continue
             key = (product.domain, product.name)
-            if key in self._file_tables or not isinstance(product.connector, FileConnector):
+            try:
+                stamp: Hashable | None = connector.stamp(product.name, product.source)
+                failure: MeshgateError | None = None
+            except MeshgateError as error:
+                stamp, failure = None, error
+            held = self._file_tables.get(key)
+            if held is not None and held.product is product and stamp is not None and held.stamp == stamp:
                 continue
             with self._file_lock:
-                if key in self._file_tables:
+                held = self._file_tables.get(key)
+                if held is not None and held.product is product and stamp is not None and held.stamp == stamp:
                     continue
-                scratch = SessionContext(
-                    SessionConfig().set("datafusion.execution.parquet.schema_force_view_types", "false")
-                )
-                product.connector.register(scratch, "product", product.source)
-                self._file_tables[key] = scratch.table_provider("product")
+                if failure is not None:
+                    built = _FileTable(product, None, error=failure)
+                else:
+                    built = self._file_table(product, connector, stamp, held)
+                self._file_tables[key] = built
+                if held is not None and held.version is not built.version:
+                    _retire(held)
+
+    @staticmethod
+    def _file_table(
+        product: Product, connector: FileConnector, stamp: Hashable | None, held: _FileTable | None
+    ) -> _FileTable:
+        previous = held.version if held is not None and held.product is product else None
+        try:
+            version = connector.open_version(product.name, product.source, product.schema, previous)
+        except MeshgateError as error:
+            return _FileTable(product, stamp, error=error)
+        except Exception as error:  # a bug: this product fails, under a reference in the log; the others serve
+            message = f"data product '{product.qualified_name}' cannot be read: {internal_message(error)}"
+            log.exception("%s", message)
+            return _FileTable(product, stamp, error=SourceError(product.domain, connector.kind, message))
+        scratch = SessionContext(SessionConfig().set("datafusion.execution.parquet.schema_force_view_types", "false"))
+        try:
+            version.register(scratch, "product")
+        except MeshgateError as error:
+            version.retire()
+            return _FileTable(product, stamp, error=error)
+        return _FileTable(product, version.stamp, version, scratch.table_provider("product"))
 
     # -- EXPLAIN -------------------------------------------------------------------
     def sees_sources(self, caller: CallerContext) -> Callable[[str], bool]:
@@ -478,6 +530,12 @@ def _row_filter_of(plan: LogicalPlan) -> Any:
         if found is not None:
             return found
     return None
+
+
+def _retire(held: _FileTable) -> None:
+    """Let a file table's files go once the queries that started on it had time to finish."""
+    if held.version is not None:
+        held.version.retire()
 
 
 def _default_domain(caller: CallerContext) -> str:

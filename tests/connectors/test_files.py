@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -98,3 +100,89 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
         connector.schema(SourceObject(table="empty"))
     with pytest.raises(SourceUnavailableError, match="nowhere does not exist"):
         parquet(tmp_path / "nowhere").discover()
+
+
+# -- versions: what a query reads when files change (see also tests/e2e/test_file_changes.py) --
+
+
+def versioned(tmp_path: Path, parts: int = 3) -> tuple[ParquetConnector, SourceObject, pa.Schema]:
+    (tmp_path / "events").mkdir()
+    for part in range(parts):
+        pq.write_table(TABLE, tmp_path / "events" / f"part-{part}.parquet")
+    connector = parquet(tmp_path)
+    source = SourceObject(table="events")
+    return connector, source, connector.schema(source)
+
+
+def test_a_stamp_is_one_stat_per_file(tmp_path: Path) -> None:
+    connector, source, _ = versioned(tmp_path)
+    (tmp_path / "events" / "notes.txt").write_text("not data")
+    stamp = connector.stamp("events", source)
+    assert [s.name for s in stamp] == ["part-0.parquet", "part-1.parquet", "part-2.parquet"]
+    assert connector.stamp("events", source) == stamp
+    info = (tmp_path / "events" / "part-1.parquet").stat()
+    assert (stamp[1].size, stamp[1].mtime_ns, stamp[1].inode) == (info.st_size, info.st_mtime_ns, info.st_ino)
+    pq.write_table(TABLE, tmp_path / "events" / "part-1.parquet")  # rewritten: same size, a new mtime
+    assert connector.stamp("events", source) != stamp
+
+
+def test_missing_files_are_named_with_the_product(tmp_path: Path) -> None:
+    connector, source, _ = versioned(tmp_path)
+    (tmp_path / "events" / "part-2.parquet").unlink()
+    with pytest.raises(SourceUnavailableError, match=r"\[files/parquet:.*\] data product 'files.events': part file .*"
+                       r"events/part-2.parquet of the folder is missing"):  # fmt: skip
+        connector.stamp("events", source)
+    with pytest.raises(SourceUnavailableError, match=r"data product 'files.gone': file .*gone.parquet does not exist"):
+        connector.stamp("gone", SourceObject(table="gone.parquet"))
+
+
+def test_unchanged_files_are_checked_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    connector, source, schema = versioned(tmp_path)
+    inspected: list[str] = []
+    inspect = ParquetConnector.inspect
+
+    def counted(self: ParquetConnector, path: Path, pinned: pa.Schema, uuids: frozenset[str]) -> str | None:
+        inspected.append(path.name)
+        return inspect(self, path, pinned, uuids)
+
+    monkeypatch.setattr(ParquetConnector, "inspect", counted)
+    first = connector.open_version("events", source, schema, None)
+    assert sorted(inspected) == ["part-0.parquet", "part-1.parquet", "part-2.parquet"]
+    pq.write_table(TABLE, tmp_path / "events" / "part-3.parquet")
+    second = connector.open_version("events", source, schema, first)
+    assert sorted(inspected) == ["part-0.parquet", "part-1.parquet", "part-2.parquet", "part-3.parquet"]
+    ctx = SessionContext()
+    second.register(ctx, "product")
+    assert ctx.sql("SELECT count(*) AS n FROM product").to_pylist() == [{"n": 8}]
+    for version in (first, second):
+        version.release()
+
+
+def test_a_version_reads_the_files_it_opened(tmp_path: Path) -> None:
+    connector, source, schema = versioned(tmp_path)
+    version = connector.open_version("events", source, schema, None)
+    staged = tmp_path / "staged.parquet"
+    pq.write_table(pa.table({"id": pa.array([9], pa.int32())}), staged)
+    staged.replace(tmp_path / "events" / "part-0.parquet")  # renamed over: another file, not this version's
+    (tmp_path / "events" / "part-1.parquet").unlink()
+    ctx = SessionContext()
+    version.register(ctx, "product")
+    assert ctx.sql("SELECT count(*) AS n, count(name) AS named FROM product").to_pylist() == [{"n": 6, "named": 3}]
+    version.release()
+
+
+def test_a_retired_version_lets_its_files_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import connectors.files
+
+    connector, source, schema = versioned(tmp_path)
+    descriptors = len(os.listdir("/proc/self/fd"))
+    version = connector.open_version("events", source, schema, None)
+    assert len(os.listdir("/proc/self/fd")) == descriptors + 3
+    assert len(list(version.directory.iterdir())) == 3
+    monkeypatch.setattr(connectors.files, "GRACE_SECONDS", 0.0)
+    version.retire()
+    deadline = time.monotonic() + 5
+    while version.directory.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not version.directory.exists()
+    assert len(os.listdir("/proc/self/fd")) == descriptors
