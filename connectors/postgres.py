@@ -213,6 +213,10 @@ class PostgresConnector(AdbcConnector):
 
     def not_null(self, source: SourceObject) -> tuple[str, ...]:
         """The table's NOT NULL columns (``pg_attribute.attnotnull``); none for queries."""
+        return self._column_names(_NOT_NULL, source)
+
+    def _column_names(self, sql: str, source: SourceObject) -> tuple[str, ...]:
+        """The ``name`` column of a catalog query about a table product (parameter: its name)."""
         if source.table is None:
             return ()
 

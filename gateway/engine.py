@@ -520,6 +520,16 @@ class Engine:
         return Execution(EXPLAIN_SCHEMA, iter(table.to_batches()), [])
 
 
+def _with_nullability(schema: pa.Schema, not_null: set[str], access: Access) -> pa.Schema:
+    """Columns the source declares NOT NULL marked non-nullable, unless a mask can make them NULL."""
+    fields = []
+    for column in schema:
+        mask = access.masks.get(column.name)
+        can_be_null = mask == "null" or (mask == "redact" and not pa.types.is_string(column.type))
+        fields.append(column.with_nullable(False) if column.name in not_null and not can_be_null else column)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
 def _row_filter_of(plan: LogicalPlan) -> Any:
     """The predicate of a governed view's Filter (its row filter), or None."""
     variant = plan.to_variant()
@@ -574,16 +584,6 @@ def _source_query_text(record: SourceQuery, visible: bool, counted: bool) -> str
     rows = (
         f"rows={record.rows} batches={record.batches}"
         if counted
-def _with_nullability(schema: pa.Schema, not_null: set[str], access: Access) -> pa.Schema:
-    """Columns the source declares NOT NULL marked non-nullable, unless a mask can make them NULL."""
-    fields = []
-    for column in schema:
-        mask = access.masks.get(column.name)
-        can_be_null = mask == "null" or (mask == "redact" and not pa.types.is_string(column.type))
-        fields.append(column.with_nullable(False) if column.name in not_null and not can_be_null else column)
-    return pa.schema(fields, metadata=schema.metadata)
-
-
         else "rows=(hidden: a row filter applies in DataFusion)"
     )
     return f"{sql}\n  {rows} seconds={seconds:.3f}"
