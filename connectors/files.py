@@ -2,8 +2,11 @@
 
 ``config.path`` is a file or a folder. In a folder, each ``*.parquet`` (``*.csv``) file
 is a product named after its stem, and each subfolder holding such files is one
-product named after the folder. A product's ``source.table`` is its path relative to
-the folder (the file's own folder when ``config.path`` is a file).
+product named after the folder. A folder of part files or of ``key=value`` partition
+folders (connectors/partitions.py) is one product, named after the folder, even as
+``config.path`` itself; its partition keys are columns, and DataFusion prunes by them.
+A product's ``source.table`` is its path relative to the folder (the file's own folder
+when ``config.path`` is a file; ``.`` for the folder itself).
 
 Schemas are what DataFusion infers, with classic string/binary types instead of
 views and list elements named ``item`` (Parquet names them ``element``), and products
@@ -30,7 +33,8 @@ product and file), and gives DataFusion a folder of its own holding a symbolic l
 each open file (``/proc/self/fd/N``). A file replaced by a rename, or deleted, while a
 query reads it is still the version that query started on; a file rewritten in place
 is not (see the README, "When a file changes"). A folder product's files are the
-``*.parquet`` (``*.csv``) files directly inside it; one that was served and disappears
+``*.parquet`` (``*.csv``) files directly inside it (or in its ``key=value`` folders, whose
+paths the version folder keeps); one that was served and disappears
 is an error until the domain is read again.
 """
 
@@ -57,7 +61,9 @@ from typing import ClassVar, NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datafusion import SessionConfig, SessionContext
+from datafusion.options import CsvReadOptions
 
+from connectors import partitions
 from connectors.base import DiscoveredProduct, FileConnector, FileVersion, SourceObject
 from connectors.naming import identifier, unique
 from gateway.config import ConnectorConfig
@@ -122,12 +128,12 @@ class FileSource(FileConnector):
     def discover(self) -> list[DiscoveredProduct]:
         if not self.path.exists():
             raise SourceUnavailableError(self.domain, self.label, f"{self.path} does not exist")
-        if self.path.is_file():
-            paths = [self.path]
+        if self.path.is_file() or partitions.is_dataset(self.path, self.suffix):
+            paths = [self.path]  # a file, or a folder of part files or key=value partitions: one product
         else:
             entries = sorted(self.path.iterdir())
             paths = [p for p in entries if p.is_file() and p.suffix == self.suffix]
-            paths += [p for p in entries if p.is_dir() and _files(p, self.suffix)]
+            paths += [p for p in entries if p.is_dir() and partitions.holds_data(p, self.suffix)]
         names = unique(identifier(p.stem if p.is_file() else p.name) for p in paths)
         return [
             DiscoveredProduct(name, SourceObject(table=p.relative_to(self.root).as_posix()))
@@ -139,7 +145,11 @@ class FileSource(FileConnector):
         if source.table is None:
             raise SourceError(self.domain, self.label, "file products need a path, not SQL")
         path = self.root / source.table
-        if path.is_dir() and not _files(path, self.suffix):
+        try:
+            empty = path.is_dir() and not _files(path, self.suffix)
+        except partitions.LayoutError as error:
+            raise SourceError(self.domain, self.label, str(error)) from None
+        if empty:
             raise SourceUnavailableError(self.domain, self.label, f"no *{self.suffix} files in {path}")
         if not path.exists():
             raise SourceUnavailableError(self.domain, self.label, f"{path} does not exist")
@@ -156,7 +166,7 @@ class FileSource(FileConnector):
                     *(self.domain, self.label, field.name, path),
                 )
         assert source.table is not None
-        files = frozenset(p.name for p in _files(path, self.suffix)) if path.is_dir() else frozenset({path.name})
+        files = frozenset(_names(path, _files(path, self.suffix))) if path.is_dir() else frozenset({path.name})
         with self._lock:
             self._registered[source.table] = _Registration(files, frozenset(uuids))
         return pa.schema(
@@ -205,22 +215,13 @@ class FileSource(FileConnector):
             raise self._failure(product, f"cannot read {path}: {error.strerror}", unavailable=True) from None
         if not stat.S_ISDIR(info.st_mode):
             return (FileStamp.of(path.name, info),)
-        stamps = []
-        suffix = self.suffix
-        try:
-            with os.scandir(path) as entries:
-                for entry in entries:
-                    name = entry.name
-                    if name.endswith(suffix) and name != suffix and entry.is_file():
-                        try:
-                            info = entry.stat()
-                        except FileNotFoundError:
-                            continue  # deleted since the folder was listed
-                        stamps.append(
-                            FileStamp(name, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
-                        )
+        try:  # the files directly inside, or in key=value folders (connectors/partitions.py)
+            found = partitions.scan(path, self.suffix)
         except OSError as error:
             raise self._failure(product, f"cannot list {path}: {error.strerror}", unavailable=True) from None
+        except partitions.LayoutError as error:
+            raise self._failure(product, str(error), unavailable=True) from None
+        stamps = [FileStamp.of(file.relative_to(path).as_posix(), info) for file, info in found]
         registered = self._registered.get(str(source.table))
         missing = sorted(registered.files - {s.name for s in stamps}) if registered is not None else []
         if missing:
@@ -246,7 +247,7 @@ class FileSource(FileConnector):
         names = [s.name for s in self.stamp(product, source)]
         folder = path.is_dir()
         files = [path / name for name in names] if folder else [path]
-        version = _Version.open(self, product, files, folder, previous)
+        version = _Version.open(self, product, files, folder, previous, root=path if folder else None)
         try:
             registered = self._registered.get(str(source.table))
             uuids = registered.uuids if registered is not None else frozenset(self.uuid_columns(version.links[0]))
@@ -255,9 +256,11 @@ class FileSource(FileConnector):
             )
             version.uuids = uuids
             checked = previous.checked if isinstance(previous, _Version) else frozenset()
+            keys = {key for key, _ in partitions.layout(path, files)} if folder else set()
+            stored = pa.schema([f for f in version.pinned if f.name not in keys])  # a file holds no partition column
             for original, link, stamped in zip(files, version.links, version.stamp, strict=True):
                 if stamped not in checked:
-                    self._check(product, original, link, stamped, version.pinned, uuids)
+                    self._check(product, original, link, stamped, stored, uuids)
         except BaseException:
             version.release()
             raise
@@ -332,7 +335,10 @@ class ParquetConnector(FileSource):
     suffix = ".parquet"
 
     def register_path(self, ctx: SessionContext, name: str, path: Path, schema: pa.Schema | None) -> None:
-        ctx.register_parquet(name, _location(path), file_extension=self.suffix, schema=schema)
+        columns, stored = _partitioned(path, self.suffix, schema)
+        ctx.register_parquet(
+            name, _location(path), file_extension=self.suffix, schema=stored, table_partition_cols=columns
+        )
 
     def uuid_columns(self, path: Path) -> set[str]:
         """Columns of the (first) file with Parquet's UUID logical type."""
@@ -389,14 +395,15 @@ class CsvConnector(FileSource):
         self.has_header = has_header
 
     def register_path(self, ctx: SessionContext, name: str, path: Path, schema: pa.Schema | None) -> None:
-        ctx.register_csv(
-            name,
-            _location(path),
-            schema=schema,
+        columns, stored = _partitioned(path, self.suffix, schema)
+        options = CsvReadOptions(
+            schema=stored,
             has_header=self.has_header,
             delimiter=self.delimiter,
             file_extension=self.suffix,
+            table_partition_cols=columns,
         )
+        ctx.register_csv(name, _location(path), options=options)
 
     def inspect(self, path: Path, pinned: pa.Schema, uuids: frozenset[str]) -> str | None:
         """The registered columns in the header (by position), and every value read as its column's type.
@@ -496,7 +503,13 @@ class _Version(FileVersion):
 
     @classmethod
     def open(
-        cls, connector: FileSource, product: str, files: list[Path], folder: bool, previous: FileVersion | None
+        cls,
+        connector: FileSource,
+        product: str,
+        files: list[Path],
+        folder: bool,
+        previous: FileVersion | None,
+        root: Path | None = None,
     ) -> _Version:
         directory = _snapshots() / f"{connector.domain}.{product}.{next(_SEQUENCE)}"
         directory.mkdir()
@@ -505,10 +518,12 @@ class _Version(FileVersion):
         stamps = []
         try:
             for original in files:
-                link = directory / original.name
+                name = original.relative_to(root).as_posix() if root is not None else original.name
+                link = directory / name  # key=value folders are kept: DataFusion reads partition values from them
+                link.parent.mkdir(parents=True, exist_ok=True)
                 if connector.copied:
                     info = os.stat(original)
-                    if not _shared(copies.get(FileStamp.of(original.name, info)), link):
+                    if not _shared(copies.get(FileStamp.of(name, info)), link):
                         info = _copy(original, link)
                 elif _OPEN_FILES.is_dir():
                     fd, info = connector._held.open(original)
@@ -518,7 +533,7 @@ class _Version(FileVersion):
                     info = os.stat(original)
                     os.symlink(original.absolute(), link)
                 version.links.append(link)
-                stamps.append(FileStamp.of(original.name, info))
+                stamps.append(FileStamp.of(name, info))
         except _Changed:
             version.release()
             changed = f"file {original} changed while it was read: try again"
@@ -616,8 +631,13 @@ def _snapshots() -> Path:
 
 
 def _files(folder: Path, suffix: str) -> list[Path]:
-    """The data files of a folder product: the ``*<suffix>`` files directly inside, sorted."""
-    return sorted(p for p in folder.iterdir() if p.suffix == suffix and p.is_file())
+    """The data files of a folder product: the ``*<suffix>`` files directly inside, or in its ``key=value`` folders."""
+    return partitions.data_files(folder, suffix)
+
+
+def _names(folder: Path, files: Iterable[Path]) -> list[str]:
+    """Files by their path in ``folder`` (``year=2024/part-0.parquet``)."""
+    return [file.relative_to(folder).as_posix() for file in files]
 
 
 def _uuid_columns(stored: pq.ParquetSchema) -> set[str]:
@@ -652,6 +672,21 @@ def _reason(error: Exception) -> str:
     while text.startswith(_ENGINE_PREFIXES):
         text = text.split(": ", 1)[1]
     return text
+
+
+def _partitioned(
+    path: Path, suffix: str, schema: pa.Schema | None
+) -> tuple[list[tuple[str, pa.DataType]], pa.Schema | None]:
+    """A folder's partition columns (typed as ``schema`` pins them, if it does) and ``schema`` without them."""
+    if not path.is_dir():
+        return [], schema
+    columns = partitions.layout(path, _files(path, suffix))
+    if schema is None or not columns:
+        return columns, schema
+    pinned = {field.name: field.type for field in schema}
+    columns = [(key, pinned.get(key, kind)) for key, kind in columns]
+    keys = {key for key, _ in columns}
+    return columns, pa.schema([field for field in schema if field.name not in keys])
 
 
 def _location(path: Path) -> str:

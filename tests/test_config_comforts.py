@@ -1,5 +1,5 @@
-"""Config comforts: ${VAR} and secrets files in connector settings, `meshgate check`'s verdict,
-quiet logs and CLI help.
+"""Config comforts: ${VAR} and secrets files in connector settings, partitioned folders as one
+product, `meshgate check`'s verdict, quiet logs and CLI help.
 
 Real files, real PostgreSQL and SQLite sources, and a real `meshgate serve` process queried
 through the ADBC client wherever a query is involved.
@@ -19,16 +19,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
+from datafusion import SessionContext
 
+from connectors.base import DiscoveredProduct, SourceObject
+from connectors.files import CsvConnector, ParquetConnector
 from gateway.api import CallerContext
 from gateway.auth import hash_password
 from gateway.cli import _parser
-from gateway.config import load_config, parse_config_text, redact_password
+from gateway.config import ConnectorConfig, load_config, parse_config_text, redact_password
 from gateway.engine import Engine
-from gateway.errors import ConfigError, PermissionDeniedError
+from gateway.errors import ConfigError, PermissionDeniedError, SourceError
 from gateway.reload import Reloader
-from tests.support.gateway import TEST_CREDENTIALS, Credentials, GatewayProcess, auth_yaml, query
+from tests.support.gateway import (
+    TEST_CREDENTIALS,
+    Credentials,
+    GatewayProcess,
+    auth_yaml,
+    connect,
+    query,
+    serve_in_process,
+)
 
 # A password holding every character that has a meaning in a URI: inserted percent-encoded.
 AWKWARD_PASSWORD = "p@ss/w:rd?#&=%zz 1"
@@ -538,3 +552,136 @@ def test_every_flag_has_help_and_shows_its_default(monkeypatch: pytest.MonkeyPat
     serve_help = _parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
     assert "default: 4242" in serve_help  # the value in force: the environment's
     assert "default: 1GiB" in " ".join(serve_help.split())
+
+
+# --------------------------------------------------------------------------- partitioned folders
+
+
+def _shipments(folder: Path, layout: dict[str, list[int]], *, fmt: str = "parquet") -> None:
+    """``folder/year=Y/month=M/part-0.<fmt>``: two rows per partition, ids from the partition."""
+    for year, months in layout.items():
+        for month in months:
+            partition = folder / f"year={year}" / f"month={month}"
+            partition.mkdir(parents=True, exist_ok=True)
+            base = int(year) * 100 + int(str(month))
+            table = pa.table({"id": pa.array([base * 10, base * 10 + 1], pa.int64()), "carrier": ["DHL", "UPS"]})
+            if fmt == "parquet":
+                pq.write_table(table, partition / "part-0.parquet")
+            else:
+                pacsv.write_csv(table, partition / "part-0.csv")
+
+
+def _version_plan(connector: ParquetConnector | CsvConnector, source: SourceObject, sql: str) -> tuple[pa.Table, str]:
+    """``sql`` over the product as the engine reads it (a version of its files): result and physical plan."""
+    version = connector.open_version("p", source, connector.schema(source), None)
+    try:
+        ctx = SessionContext()
+        version.register(ctx, "p")
+        plan = ctx.sql(f"EXPLAIN {sql}").to_arrow_table()
+        types, plans = plan.column(0).to_pylist(), plan.column(1).to_pylist()
+        physical = next(p for t, p in zip(types, plans, strict=True) if "physical" in t)
+        return ctx.sql(sql).to_arrow_table(), physical
+    finally:
+        version.release()
+
+
+def _opened(physical: str) -> list[str]:
+    """The files a physical plan's scan reads (DataFusion lists only the partitions a filter keeps)."""
+    return sorted(re.findall(r"(year=[^/\]]+/month=[^/\]]+/part-0\.\w+)", physical))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_hive_folder_is_one_product_with_typed_partition_columns_and_pruning(tmp_path: Path, fmt: str) -> None:
+    _shipments(tmp_path / "shipments", {"2023": [11, 12], "2024": [1, 2, 3]}, fmt=fmt)
+    kind = ParquetConnector if fmt == "parquet" else CsvConnector
+    connector = kind("logistics", ConnectorConfig(type=fmt, path=tmp_path / "shipments"))
+    (product,) = connector.discover()
+    assert (product.name, product.source) == ("shipments", SourceObject(table="."))
+    schema = connector.schema(product.source)
+    assert [(f.name, f.type) for f in schema][-2:] == [("year", pa.int64()), ("month", pa.int64())]
+    rows, physical = _version_plan(
+        connector, product.source, "SELECT id, year, month FROM p WHERE year = 2024 AND month >= 2 ORDER BY id"
+    )
+    assert rows.to_pylist() == [
+        {"id": 2024020, "year": 2024, "month": 2},
+        {"id": 2024021, "year": 2024, "month": 2},
+        {"id": 2024030, "year": 2024, "month": 3},
+        {"id": 2024031, "year": 2024, "month": 3},
+    ]
+    assert _opened(physical) == [f"year=2024/month=2/part-0.{fmt}", f"year=2024/month=3/part-0.{fmt}"], physical
+    everything, physical = _version_plan(connector, product.source, "SELECT count(*) AS n FROM p WHERE id > 0")
+    assert everything.column(0).to_pylist() == [10] and len(_opened(physical)) == 5
+
+
+def test_partition_values_that_are_not_plain_integers_are_text(tmp_path: Path) -> None:
+    for partition in ("region=eu/month=01", "region=us/month=02", "region=__HIVE_DEFAULT_PARTITION__/month=03"):
+        (tmp_path / "sales" / partition).mkdir(parents=True)
+        pq.write_table(pa.table({"x": [1]}), tmp_path / "sales" / partition / "part-0.parquet")
+    connector = ParquetConnector("d", ConnectorConfig(type="parquet", path=tmp_path))
+    (product,) = connector.discover()  # a subfolder with partitions is one product
+    assert product == DiscoveredProduct("sales", SourceObject(table="sales"))
+    schema = connector.schema(product.source)
+    assert [(f.name, f.type) for f in schema] == [("x", pa.int64()), ("region", pa.string()), ("month", pa.string())]
+    rows, physical = _version_plan(connector, product.source, "SELECT region, month FROM p WHERE month = '01'")
+    assert rows.to_pylist() == [{"region": "eu", "month": "01"}]
+    assert "region=eu/month=01/part-0.parquet" in physical and "month=02" not in physical
+
+
+def test_a_folder_of_part_files_is_one_product_named_after_the_folder(tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    events.mkdir()
+    for i in range(3):
+        pq.write_table(pa.table({"id": [i]}), events / f"part-{i:05d}-3f2a.snappy.parquet")
+    (events / "_SUCCESS").write_text("")
+    (product,) = ParquetConnector("d", ConnectorConfig(type="parquet", path=events)).discover()
+    assert product == DiscoveredProduct("events", SourceObject(table="."))
+    # Files that are tables of their own stay products of their own.
+    pq.write_table(pa.table({"id": [9]}), events / "customers.parquet")
+    found = ParquetConnector("d", ConnectorConfig(type="parquet", path=events)).discover()
+    assert {p.name for p in found} == {
+        "customers",
+        "part_00000_3f2a_snappy",
+        "part_00001_3f2a_snappy",
+        "part_00002_3f2a_snappy",
+    }
+
+
+def test_partitions_that_disagree_are_an_error_naming_the_folder(tmp_path: Path) -> None:
+    for partition in ("year=2024/month=1", "year=2024/day=3"):
+        (tmp_path / "t" / partition).mkdir(parents=True)
+        pq.write_table(pa.table({"x": [1]}), tmp_path / "t" / partition / "part-0.parquet")
+    connector = ParquetConnector("d", ConnectorConfig(type="parquet", path=tmp_path))
+    (product,) = connector.discover()
+    with pytest.raises(SourceError, match=r"t: its key=value folders name different keys \(year/day and year/month\)"):
+        connector.schema(product.source)
+
+
+def test_a_partitioned_product_through_the_gateway(tmp_path: Path) -> None:
+    """Declared with its folder as source, queried through the ADBC client; a new partition is
+    served at the next query, and the filters on partition columns reach the scan."""
+    _shipments(tmp_path / "data" / "shipments", {"2023": [12], "2024": [1, 2]})
+    write(
+        tmp_path / "mesh.yaml",
+        """domains:
+  - name: logistics
+    connector: {type: parquet, path: data}
+    products:
+      - name: shipments
+        source: shipments
+        columns:
+          - {name: id, type: int64}
+          - {name: carrier, type: string}
+          - {name: year, type: int64}
+          - {name: month, type: int64}
+""",
+    )
+    sql = "SELECT year, month, count(*) AS n FROM logistics.shipments WHERE year = 2024 GROUP BY 1, 2 ORDER BY 1, 2"
+    with serve_in_process(tmp_path / "mesh.yaml") as uri:
+        assert query(uri, sql).to_pylist() == [{"year": 2024, "month": 1, "n": 2}, {"year": 2024, "month": 2, "n": 2}]
+        plan = query(uri, f"EXPLAIN {sql}").column("plan").to_pylist()
+        assert any("full_filters=[logistics.shipments.year = Int64(2024)]" in line for line in plan), plan
+        _shipments(tmp_path / "data" / "shipments", {"2024": [3]})
+        assert query(uri, sql).column("month").to_pylist() == [1, 2, 3]
+        with connect(uri) as connection:
+            columns = connection.adbc_get_table_schema("shipments", db_schema_filter="logistics")
+        assert (columns.field("year").type, columns.field("month").type) == (pa.int64(), pa.int64())
