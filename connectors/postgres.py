@@ -245,10 +245,6 @@ class PostgresConnector(AdbcConnector):
         return f"{text} (SQLSTATE {sqlstate})" if sqlstate else text
 
 
-        return self._column_names(_NOT_NULL, source)
-
-    def _column_names(self, sql: str, source: SourceObject) -> tuple[str, ...]:
-        """The ``name`` column of a catalog query about a table product (parameter: its name)."""
 # "[libpq] Execution error [PGRES_FATAL_ERROR]: ERROR:  division by zero" -> "division by zero"
 _LIBPQ_PREFIX = re.compile(
     r"^\[libpq\] (?:Execution error \[\w+\]|Failed to execute query)?:? ?(?:could not begin COPY: )?ERROR: +"
