@@ -182,6 +182,7 @@ class Engine:
             quality = self.quality.latest(p.domain, p.name)
             owner = self.catalog.domain(p.domain).config.owner
             schema = governed_schema(described(p, owner, quality.status if quality else None), access)
+            schema = _with_nullability(schema, set(p.not_null), access)
             key = p.primary_key if set(p.primary_key) <= set(schema.names) else ()  # not a key once columns are hidden
             visible.append(ProductInfo(self.catalog.name, p.domain, p.name, schema, p.description, primary_key=key))
         return visible
@@ -193,7 +194,6 @@ class Engine:
     # -- queries -------------------------------------------------------------------
     def prepare(self, sql: str, caller: CallerContext) -> Query:
         """Plan ``sql`` for ``caller``; every failure is in the audit log before it propagates.
-            schema = _with_nullability(schema, set(p.not_null), access)
 
         The text is checked first (size, nesting depth: :func:`check_query_text`), before
         any parser recurses into it. A parser that still runs out of Python stack gives a
