@@ -152,7 +152,9 @@ def judge(error: BaseException, alive: bool) -> Outcome:
         return Outcome("unclean", status, shown, str(leak)[:300] + (f" [from {site.group(1)}]" if site else ""))
     if status == "INTERNAL" and not _REFERENCE.search(server_part):
         return Outcome("unclean", status, shown, "INTERNAL without a reference")
-    if status == "UNAVAILABLE" and "[Meshgate]" not in server_part:
+    if status == "UNAVAILABLE" and not server_part.endswith(". Detail: Unavailable"):
+        # The gateway's UNAVAILABLE (a source that cannot be reached) carries pyarrow's status
+        # detail; the client's own (connection refused, reset, closed) does not.
         return Outcome("unclean", status, shown, "UNAVAILABLE that is not the gateway's: a dropped connection")
     if "metadata size exceeds" in server_part:
         return Outcome(
