@@ -124,6 +124,21 @@ def internal_message(error: BaseException) -> str:
     return f"internal error (reference {internal_reference(error)})"
 
 
+MAX_MESSAGE_CHARS = 4096
+"""A status message travels in gRPC metadata (16 KiB at most): messages that quote client text are cut."""
+
+
+def bounded(message: str) -> str:
+    """``message``, cut to :data:`MAX_MESSAGE_CHARS` with a note saying how much was left out.
+
+    >>> bounded("x" * 5000)[-40:]
+    'xxxxxxxxxxx... (904 more characters cut)'
+    """
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters cut)"
+
+
 def to_flight_error(error: BaseException) -> Exception:
     """Map any exception to the ``flight.FlightError`` a pyarrow.flight handler should raise.
 
@@ -142,7 +157,7 @@ def to_flight_error(error: BaseException) -> Exception:
         return cast(Exception, error)
     if not isinstance(error, MeshgateError):
         return flight.FlightInternalError(internal_message(error))
-    message = str(error) or "the request failed"
+    message = bounded(str(error) or "the request failed")
     if isinstance(error, AuthenticationError):
         return flight.FlightUnauthenticatedError(message)
     if isinstance(error, PermissionDeniedError):
