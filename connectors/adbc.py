@@ -5,6 +5,12 @@ capabilities; everything else is here. Each scan takes a connection of its own f
 small pool (opened lazily, at most ``options.pool_size`` kept idle, default 4) and
 gives it back only when it read every row; a scan that failed, was cancelled or was
 abandoned closes its connection instead.
+
+A scan with a deadline (see :mod:`connectors.deadline`) connects with a timeout that ends
+by then, has the source bound its own work to it (:meth:`AdbcConnector.bound`: PostgreSQL's
+``statement_timeout``/``lock_timeout``, SQLite's busy timeout) and undone before its
+connection goes back to the pool, and is prepared in a thread of its own that the caller
+stops waiting for at the deadline.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import pyarrow as pa
 from adbc_driver_manager.dbapi import Connection, Cursor
 
 from connectors.base import SourceStream
+from connectors.deadline import before, passed
 from connectors.sqlbase import ReaderStream, TypedSqlConnector
 from gateway.config import ConnectorConfig
-from gateway.errors import ConfigError, MeshgateError, SourceError, SourceUnavailableError
+from gateway.errors import ConfigError, MeshgateError, QueryTimeoutError, SourceError, SourceUnavailableError
 
 T = TypeVar("T")
 
@@ -30,19 +37,19 @@ T = TypeVar("T")
 class ConnectionPool:
     """Idle connections of one source, each used by one scan at a time (thread-safe)."""
 
-    def __init__(self, connect: Callable[[], Connection], max_idle: int) -> None:
+    def __init__(self, connect: Callable[[float | None], Connection], max_idle: int) -> None:
         self._connect = connect
         self._max_idle = max_idle
         self._idle: list[Connection] = []
         self._closed = False
         self._lock = threading.Lock()
 
-    def acquire(self) -> tuple[Connection, bool]:
-        """An idle connection (``True``: reused) or a new one (``False``)."""
+    def acquire(self, deadline: float | None = None) -> tuple[Connection, bool]:
+        """An idle connection (``True``: reused) or a new one (``False``, connected by ``deadline``)."""
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
-        return self._connect(), False
+        return self._connect(deadline), False
 
     def release(self, connection: Connection) -> None:
         """Keep a healthy connection for later scans (or close it when enough are idle)."""
@@ -81,11 +88,21 @@ class AdbcConnector(TypedSqlConnector):
         self._pool = ConnectionPool(self._open, pool_size)
 
     @abstractmethod
-    def connect(self) -> Connection:
-        """Open a new connection, set up for scans (autocommit, read-only where possible)."""
+    def connect(self, deadline: float | None = None) -> Connection:
+        """Open a new connection, set up for scans (autocommit, read-only where possible).
+
+        With a ``deadline``, give up connecting at or soon after it.
+        """
 
     def configure(self, cursor: Cursor) -> None:
         """Set statement options on a new cursor (batch sizes)."""
+
+    def bound(self, connection: Connection, deadline: float) -> None:
+        """Have the source end, at or after ``deadline``, whatever runs next on ``connection``
+        (a query, or its wait for a lock). Undone by :meth:`unbound`."""
+
+    def unbound(self, connection: Connection) -> None:
+        """Undo :meth:`bound` before ``connection`` goes back to the pool (nothing leaks to the next query)."""
 
     def lost_connection(self, exc: BaseException) -> bool:
         """Whether ``exc`` means the connection itself is gone (retry on a new one)."""
@@ -112,10 +129,21 @@ class AdbcConnector(TypedSqlConnector):
         kind = SourceUnavailableError if self.lost_connection(exc) else SourceError
         return kind(self.domain, self.label, self.message(exc))
 
-    def execute(self, sql: str, schema: pa.Schema) -> SourceStream:
-        """Prepare ``sql`` now (errors raise here); run and stream it when iterated."""
-        connection, cursor = self._checkout(lambda cursor: cursor.adbc_prepare(sql))[:2]
-        return ReaderStream(schema, _AdbcScan(self, connection, cursor, sql))
+    def execute(self, sql: str, schema: pa.Schema, deadline: float | None = None) -> SourceStream:
+        """Prepare ``sql`` now (errors raise here, by ``deadline``); run and stream it when iterated."""
+
+        def prepare() -> tuple[Connection, Cursor]:
+            connection, cursor, _ = self._checkout(lambda cursor: cursor.adbc_prepare(sql), deadline)
+            return connection, cursor
+
+        connection, cursor = before(deadline, prepare, abandon=lambda pair: discard(*pair), source=self.source)
+        scan = _AdbcScan(self, connection, cursor, sql, bound=deadline is not None)
+        return ReaderStream(schema, scan, deadline, self.source)
+
+    @property
+    def source(self) -> str:
+        """``domain/kind``: how deadline errors name this source (without its location)."""
+        return f"{self.domain}/{self.kind}"
 
     def run(self, action: Callable[[Cursor], T]) -> T:
         """Run ``action`` on a pooled cursor (for metadata queries), mapping errors."""
@@ -140,16 +168,18 @@ class AdbcConnector(TypedSqlConnector):
     def close(self) -> None:
         self._pool.close()
 
-    def _checkout(self, action: Callable[[Cursor], T]) -> tuple[Connection, Cursor, T]:
-        """A pooled connection and cursor on which ``action`` succeeded.
+    def _checkout(self, action: Callable[[Cursor], T], deadline: float | None = None) -> tuple[Connection, Cursor, T]:
+        """A pooled connection and cursor on which ``action`` succeeded (bound to ``deadline``, if any).
 
         A stale pooled connection (the server restarted) is dropped and the action
         retried, ending with a fresh connection at the latest.
         """
         while True:
-            connection, reused = self._pool.acquire()
+            connection, reused = self._pool.acquire(deadline)
             cursor: Cursor | None = None
             try:
+                if deadline is not None:
+                    self.bound(connection, deadline)
                 cursor = connection.cursor()
                 self.configure(cursor)
                 return connection, cursor, action(cursor)
@@ -159,12 +189,14 @@ class AdbcConnector(TypedSqlConnector):
                     continue
                 raise self.error(exc) from exc
 
-    def _open(self) -> Connection:
+    def _open(self, deadline: float | None) -> Connection:
         try:
-            return self.connect()
+            return self.connect(deadline)
         except MeshgateError:
             raise
         except Exception as exc:
+            if passed(deadline):
+                raise QueryTimeoutError(f"[{self.source}] cannot connect before the query's deadline") from exc
             raise SourceUnavailableError(self.domain, self.label, f"cannot connect: {self.message(exc)}") from exc
 
 
@@ -174,13 +206,16 @@ _STATUS_PREFIX = re.compile(r"^[A-Z_]+: ")
 class _AdbcScan:
     """One prepared statement on its own connection (a :class:`SourceScan`)."""
 
-    def __init__(self, connector: AdbcConnector, connection: Connection, cursor: Cursor, sql: str) -> None:
+    def __init__(self, connector: AdbcConnector, connection: Connection, cursor: Cursor, sql: str, bound: bool) -> None:
         self._connector = connector
         self._connection = connection
         self._cursor = cursor
         self._sql = sql
+        self._bound = bound  # the connection carries the scan's deadline until unbound
+        self._started = False
 
     def start(self) -> Iterator[pa.RecordBatch]:
+        self._started = True
         self._cursor.execute(self._sql)
         reader: Any = self._cursor.fetch_record_batch()
         return map(self._connector.received, reader)
@@ -192,13 +227,16 @@ class _AdbcScan:
         if complete:
             try:
                 self._cursor.close()
+                if self._bound:
+                    self._connector.unbound(self._connection)
             except Exception:
                 discard(self._connection)
             else:
                 self._connector._pool.release(self._connection)
             return
-        with suppress(Exception):  # stop a half-read result before closing (else closing drains it)
-            self._cursor.adbc_cancel()
+        if self._started:
+            with suppress(Exception):  # stop a half-read result before closing (else closing drains it)
+                self._cursor.adbc_cancel()
         discard(self._connection, self._cursor)
 
     def error(self, exc: Exception) -> SourceError:

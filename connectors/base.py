@@ -94,7 +94,7 @@ class SourceStream:
 
     Iterating yields ``pa.RecordBatch`` objects. ``rows`` and ``batches`` count what the
     source returned. ``cancel()`` may be called from any thread; it stops the source
-    query where the source allows it.
+    query where the source allows it, and never blocks.
     """
 
     def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
@@ -242,11 +242,15 @@ class SqlConnector(Connector):
         return query.sql(dialect=self.capabilities.dialect, unsupported_level=ErrorLevel.RAISE)
 
     @abstractmethod
-    def execute(self, sql: str, schema: pa.Schema) -> SourceStream:
+    def execute(self, sql: str, schema: pa.Schema, deadline: float | None = None) -> SourceStream:
         """Run ``sql`` and stream its rows cast to ``schema`` (names and types).
 
         Raises SourceUnavailableError when the source cannot be reached and
         SourceError when it rejects the query, both naming domain and source.
+        ``deadline`` (``time.monotonic()``; None: none) is when the query must be over:
+        neither this call nor the stream waits on the source past it, the source is
+        asked to stop by then, and both raise QueryTimeoutError when it passes
+        (:mod:`connectors.deadline`).
         """
 
 

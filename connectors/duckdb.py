@@ -15,7 +15,7 @@ lists as ``list<T>`` at any depth, timestamps in their own unit), with these adj
   nanoseconds would wrap); intervals inside nested types are read as text.
 
 Every scan runs on its own cursor (DuckDB connections are not thread-safe) with the
-time zone set to UTC, and ``cancel()`` interrupts it.
+time zone set to UTC, and ``cancel()`` interrupts it, as does reaching its deadline.
 """
 
 from __future__ import annotations
@@ -169,15 +169,15 @@ class DuckdbConnector(TypedSqlConnector):
             cursor.close()
         return rows
 
-    def execute(self, sql: str, schema: pa.Schema) -> SourceStream:
-        """Bind ``sql`` now (errors raise here); run and stream it when iterated."""
+    def execute(self, sql: str, schema: pa.Schema, deadline: float | None = None) -> SourceStream:
+        """Bind ``sql`` now (errors raise here); run and stream it when iterated, interrupted at ``deadline``."""
         cursor = self.cursor()
         try:
             relation = cursor.sql(sql)
         except duckdb.Error as exc:
             cursor.close()
             raise self.error(exc) from exc
-        return ReaderStream(schema, _DuckdbScan(self, cursor, relation))
+        return ReaderStream(schema, _DuckdbScan(self, cursor, relation), deadline, f"{self.domain}/{self.kind}")
 
     def error(self, exc: BaseException) -> SourceError:
         if isinstance(exc, SourceError):

@@ -26,12 +26,21 @@ several dimensions or a lower bound other than 1 (the driver would flatten it), 
 timestamp after 294247-01-10 (Arrow's microsecond range), an interval whose time part
 exceeds 292 years (nanoseconds), ``24:00:00``. Dates and timestamps of ``±infinity``
 arrive as the largest and smallest value of their Arrow type, as DuckDB exports its own.
+
+Deadlines: a scan with a deadline runs with ``statement_timeout`` and ``lock_timeout`` set
+to the time it has left (reset before its connection goes back to the pool), and new
+connections give up after ``connect_timeout`` seconds: what is left, or 10 s without a
+deadline (a ``connect_timeout`` in the uri wins). TCP keepalives (30 s idle) let a dead
+host's connections end; a server stopped with SIGSTOP keeps them alive, which is why the
+gateway also stops waiting at the deadline (:mod:`connectors.deadline`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from functools import partial
+from urllib.parse import parse_qsl, urlsplit
 
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi
@@ -42,10 +51,15 @@ from sqlglot import exp
 
 from connectors.adbc import AdbcConnector
 from connectors.base import DiscoveredProduct, SourceObject, SqlCapabilities
+from connectors.deadline import milliseconds_left, remaining
 from connectors.naming import qualified, unique
 from connectors.sqlbase import ConversionError, SourceColumn
 from gateway.config import ConnectorConfig
 from gateway.errors import ConfigError
+
+DEFAULT_CONNECT_TIMEOUT = 10
+"""Seconds a new connection may take when no deadline is nearer (libpq's ``connect_timeout``)."""
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
 
 # ADBC's default (16 MiB) is slower here and holds more memory per batch in flight;
 # 4 MiB batches streamed 5 M rows at 3.6 M rows/s against 2.2 M (see the report).
@@ -149,8 +163,22 @@ class PostgresConnector(AdbcConnector):
         self.uri = config.uri
         self.unconstrained_numeric = pa.decimal128(38, scale)
 
-    def connect(self) -> Connection:
-        return adbc_driver_postgresql.dbapi.connect(self.uri, autocommit=True)
+    def connect(self, deadline: float | None = None) -> Connection:
+        left = remaining(deadline)
+        seconds = DEFAULT_CONNECT_TIMEOUT if left is None else min(DEFAULT_CONNECT_TIMEOUT, max(1, math.ceil(left)))
+        uri = with_connect_options(self.uri, {"connect_timeout": str(seconds), **KEEPALIVES})
+        return adbc_driver_postgresql.dbapi.connect(uri, autocommit=True)
+
+    def bound(self, connection: Connection, deadline: float) -> None:
+        """``statement_timeout`` and ``lock_timeout``: the milliseconds left until ``deadline``."""
+        with connection.cursor() as cursor:
+            cursor.execute(_BOUND, parameters=(str(milliseconds_left(deadline)),))
+            cursor.fetchall()
+
+    def unbound(self, connection: Connection) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(_UNBOUND)
+            cursor.fetchall()
 
     def configure(self, cursor: Cursor) -> None:
         cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
@@ -245,9 +273,38 @@ class PostgresConnector(AdbcConnector):
         return f"{text} (SQLSTATE {sqlstate})" if sqlstate else text
 
 
+# Set per scan (not per transaction: scans run in autocommit), reset to the session's defaults after.
+_BOUND = "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $1, false)"
+_UNBOUND = (
+    "SELECT set_config(name, reset_val, false) FROM pg_catalog.pg_settings"
+    " WHERE name IN ('statement_timeout', 'lock_timeout')"
+)
+
+
+def with_connect_options(uri: str, options: dict[str, str]) -> str:
+    """``uri`` with the libpq ``options`` it does not set itself (URI or ``key=value`` form).
+
+    >>> with_connect_options("postgresql://h/db", {"connect_timeout": "3"})
+    'postgresql://h/db?connect_timeout=3'
+    >>> with_connect_options("postgresql://h/db?connect_timeout=9&sslmode=disable", {"connect_timeout": "3"})
+    'postgresql://h/db?connect_timeout=9&sslmode=disable'
+    >>> with_connect_options("host=h dbname=db", {"connect_timeout": "3"})
+    'host=h dbname=db connect_timeout=3'
+    """
+    if not re.match(r"^postgres(?:ql)?://", uri):
+        present = set(re.findall(r"(\w+)\s*=", uri))
+        return " ".join([uri, *(f"{key}={value}" for key, value in options.items() if key not in present)])
+    present = {key for key, _ in parse_qsl(urlsplit(uri).query, keep_blank_values=True)}
+    added = "&".join(f"{key}={value}" for key, value in options.items() if key not in present)
+    if not added:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}{added}"
+
+
 # "[libpq] Execution error [PGRES_FATAL_ERROR]: ERROR:  division by zero" -> "division by zero"
+# (FATAL: a backend terminated mid-stream, "terminating connection due to administrator command")
 _LIBPQ_PREFIX = re.compile(
-    r"^\[libpq\] (?:Execution error \[\w+\]|Failed to execute query)?:? ?(?:could not begin COPY: )?ERROR: +"
+    r"^\[libpq\] (?:Execution error \[\w+\]|Failed to execute query)?:? ?(?:could not begin COPY: )?(?:ERROR|FATAL): +"
 )
 
 _LOST_CONNECTION = ("server closed the connection", "no connection to the server", "terminating connection")

@@ -21,8 +21,9 @@ schema by :func:`conform`, which converts exactly or raises.
 
 from __future__ import annotations
 
-import inspect
+import queue
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import suppress
@@ -34,6 +35,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from connectors.base import ScanSpec, SourceObject, SourceStream, SqlConnector
+from connectors.deadline import expired, passed
 from gateway.config import ConnectorConfig
 from gateway.errors import MeshgateError, SourceError
 
@@ -213,35 +215,53 @@ def _in_day(array: pa.Array, name: str) -> pa.Array:
 
 
 class SourceScan(Protocol):
-    """One running source query, as :class:`ReaderStream` drives it."""
+    """One source query, as :class:`ReaderStream` drives it."""
 
     def start(self) -> Iterable[pa.RecordBatch]:
         """Run the query (may block until its first rows; :meth:`interrupt` stops it)."""
 
     def interrupt(self) -> None:
-        """Ask the source to stop the query; called from any thread."""
+        """Ask the source to stop the query; called from any thread, may block (a frozen server)."""
 
     def finish(self, complete: bool) -> None:
-        """Release the query's resources; ``complete`` says whether every row was read."""
+        """Release the query's resources; ``complete`` says every row was read and nothing interrupted it."""
 
     def error(self, exc: Exception) -> SourceError:
         """The gateway error for a failure of this query."""
 
 
-class ReaderStream(SourceStream):
-    """A :class:`SourceStream` over a :class:`SourceScan`: the query runs on first iteration.
+_END = object()
+_CANCELLED = object()
+QUEUED_BATCHES = 2
+_POLL = 0.1  # seconds between looks at a cancel while waiting
 
-    ``cancel()`` (any thread) also interrupts the source query; the stream then ends
-    quietly. Resources are released exactly once: when the rows are exhausted, on
-    error, on cancel, or on :meth:`close`.
+
+class ReaderStream(SourceStream):
+    """A :class:`SourceStream` over a :class:`SourceScan`: the query runs from the first iteration,
+    in a thread of its own that hands batches over through a small queue.
+
+    So the consumer never waits on the source past a cancel or the ``deadline``, however stuck
+    the source is. ``cancel()`` (any thread) never blocks: it asks the source to stop the query
+    from yet another thread, and the stream ends quietly. At the deadline the stream raises
+    :func:`~connectors.deadline.expired` and stops the query the same way. ``source`` names
+    the source in that error (``domain/kind``). The query's resources are released exactly
+    once: by the reading thread when it ends, or by :meth:`close` if it never started.
     """
 
-    def __init__(self, schema: pa.Schema, scan: SourceScan) -> None:
+    def __init__(self, schema: pa.Schema, scan: SourceScan, deadline: float | None = None, source: str = "") -> None:
         self._scan = scan
-        self._lock = threading.Lock()
+        self._deadline = deadline
+        self._source = source
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUED_BATCHES)
+        self._state = threading.Lock()  # guards the four flags below; never held while calling the source
+        self._started = False
+        self._closed = False
+        self._drained = False  # the consumer took every batch: the reading thread releases the query as complete
+        self._interrupting = False
+        self._finish_lock = threading.Lock()  # finish and interrupt exclude each other
         self._finished = False
-        self._reading: Generator[pa.RecordBatch] = self._read(schema)
-        super().__init__(schema, self._reading)
+        self._interrupted = False
+        super().__init__(schema, self._read(schema))
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
@@ -251,44 +271,107 @@ class ReaderStream(SourceStream):
 
     def cancel(self) -> None:
         super().cancel()
-        with self._lock:
-            if not self._finished:
-                with suppress(Exception):  # best effort: the stream also stops at the next batch
-                    self._scan.interrupt()
+        with self._state:
+            if not self._started or self._drained or self._interrupting:
+                return
+            self._interrupting = True
+        threading.Thread(target=self._interrupt, name="source-interrupt", daemon=True).start()
 
     def close(self) -> None:
-        """Stop and release the source query (from the consuming thread; idempotent)."""
-        if inspect.getgeneratorstate(self._reading) == inspect.GEN_RUNNING:
-            self.cancel()
+        """Stop and release the source query unless it was read to the end (idempotent, never blocks)."""
+        with self._state:
+            self._closed = True
+            started, drained = self._started, self._drained
+        if drained:
             return
-        self._reading.close()
-        self._finish(complete=False)
+        self.cancel()
+        if not started:
+            self._finish(complete=False)
 
     def __del__(self) -> None:
         with suppress(Exception):
             self.close()
 
     def _read(self, schema: pa.Schema) -> Generator[pa.RecordBatch]:
+        with self._state:
+            if self._closed or self.cancelled:  # never start a query nobody will read
+                return
+            self._started = True
+        threading.Thread(target=self._pump, args=(schema,), name=f"source-{self._source}", daemon=True).start()
+        while True:
+            item = self._take()
+            if item is _CANCELLED:
+                return
+            if item is _END:
+                with self._state:
+                    self._drained = True
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, pa.RecordBatch)
+            yield item
+
+    def _take(self) -> object:
+        """The next item from the reading thread (_CANCELLED once cancelled); raises at the deadline."""
+        while True:
+            wait = _POLL
+            if self._deadline is not None:
+                wait = min(wait, self._deadline - time.monotonic())
+                if wait <= 0:
+                    self.cancel()
+                    raise expired(self._source)
+            try:
+                return self._queue.get(timeout=wait)
+            except queue.Empty:
+                if self.cancelled:
+                    return _CANCELLED
+
+    def _pump(self, schema: pa.Schema) -> None:
+        """The reading thread: run the query, hand its batches over, release it."""
         complete = False
         try:
-            if self.cancelled:  # cancelled before the first read: never start the query
-                return
             for batch in self._scan.start():
-                yield conform(batch, schema)
+                if not self._hand(conform(batch, schema)):
+                    return
             complete = True
-        except MeshgateError:
-            raise
-        except ConversionError as error:
-            raise self._scan.error(error) from error
+            self._finish(complete)  # back in its pool before the consumer sees the end
+            self._hand(_END)
         except Exception as error:
             if not self.cancelled:
-                raise self._scan.error(error) from error
+                self._hand(self._failure(error))
         finally:
             self._finish(complete)
 
+    def _failure(self, error: Exception) -> Exception:
+        if passed(self._deadline):  # the source's own timeouts end at the deadline
+            return expired(self._source)
+        if isinstance(error, MeshgateError):
+            return error
+        failure = self._scan.error(error)
+        failure.__cause__ = error
+        return failure
+
+    def _hand(self, item: object) -> bool:
+        """Queue ``item`` for the consumer; False once the stream is cancelled."""
+        while not self.cancelled:
+            try:
+                self._queue.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _interrupt(self) -> None:
+        with self._finish_lock:  # never interrupt a connection that went back to its pool
+            if self._finished:
+                return
+            self._interrupted = True
+            with suppress(Exception):  # best effort: the reading thread also stops at its next batch
+                self._scan.interrupt()
+
     def _finish(self, complete: bool) -> None:
-        with self._lock:
+        with self._finish_lock:
             if self._finished:
                 return
             self._finished = True
-            self._scan.finish(complete)
+            self._scan.finish(complete and not self._interrupted)

@@ -21,8 +21,15 @@ A value that does not fit its column's type (text in an INTEGER column, a time z
 a TIMESTAMP) fails the scan instead of being guessed at. Computed columns of a
 product's query have no declared type: give them one with ``CAST(expr AS type)``.
 ``PRAGMA case_sensitive_like`` is on for every connection, so pushed LIKE matches
-DataFusion. SQLite cannot interrupt a running statement through ADBC: a cancelled
-scan stops at the next batch.
+DataFusion.
+
+A scan with a deadline waits for a writer's lock at most until then (``PRAGMA
+busy_timeout``, reset to 0 before its connection goes back to the pool), and the gateway
+stops waiting for it at the deadline. A statement cannot be interrupted: ADBC's SQLite
+driver (1.13) answers a cancel with NOT_IMPLEMENTED and links SQLite privately, so neither
+``sqlite3_interrupt`` nor a progress handler can be reached. A cancelled or timed-out
+scan stops at its next batch, while a long computation before the first batch (a pushed
+aggregate over a big table) runs on to that batch in the background.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from sqlglot import exp
 
 from connectors.adbc import AdbcConnector
 from connectors.base import DiscoveredProduct, SourceObject, SqlCapabilities
+from connectors.deadline import milliseconds_left
 from connectors.naming import identifier, unique
 from connectors.sqlbase import SourceColumn
 from gateway.config import ConnectorConfig
@@ -82,7 +90,7 @@ class SqliteConnector(AdbcConnector):
         super().__init__(domain, config)
         self.path = Path(config.path)
 
-    def connect(self) -> Connection:
+    def connect(self, deadline: float | None = None) -> Connection:
         if not self.path.is_file():
             raise SourceUnavailableError(self.domain, self.label, f"SQLite file {self.path} does not exist")
         # autocommit: otherwise each pooled connection stays in one read transaction and never sees new writes
@@ -93,6 +101,17 @@ class SqliteConnector(AdbcConnector):
 
     def configure(self, cursor: Cursor) -> None:
         cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
+
+    def bound(self, connection: Connection, deadline: float) -> None:
+        """Wait for another connection's lock at most until ``deadline`` (then: "database is locked")."""
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {milliseconds_left(deadline)}")
+            cursor.fetchall()
+
+    def unbound(self, connection: Connection) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 0")
+            cursor.fetchall()
 
     def discover(self) -> list[DiscoveredProduct]:
         rows = self.fetch(

@@ -8,6 +8,8 @@ itself. Knows nothing about Flight.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -15,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,21 +234,29 @@ class Engine:
         dataframe = self._dataframe(self._context(scope, sql), sql, {}, caller)
         return Query(sql, classic_types(dataframe.schema()), parameter_schema(dataframe, sql))
 
-    def execute(self, prepared: Any, caller: CallerContext, parameters: pa.RecordBatch | None = None) -> Execution:
+    def execute(
+        self,
+        prepared: Any,
+        caller: CallerContext,
+        parameters: pa.RecordBatch | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Execution:
+        """Start ``prepared`` for ``caller``; ``deadline`` (``time.monotonic()``) bounds its source queries."""
         query = prepared if isinstance(prepared, Query) else self.prepare(prepared.sql, caller)
         record = QueryRecord(uuid.uuid4().hex, caller.user, dt.datetime.now(dt.UTC), query.sql)
         ticket: Ticket | None = None
         try:
             ticket = self.admission.enter(caller.user)
             if query.explain:
-                execution = self._explain(query, caller)
+                execution = self._explain(query, caller, deadline)
             else:
                 values = parameter_values(query.parameter_schema, parameters)
                 planned = self._plan(query.sql, caller, values)
                 schema = query.schema if not values else classic_types(planned.dataframe.schema())
                 record.products, record.columns = touched(planned.plan, _default_domain(caller))
                 record.policies = list(dict.fromkeys(planned.scope.applied))
-                execution = planned.start(schema)
+                execution = planned.start(schema, deadline)
         except BaseException as error:
             if ticket is not None:
                 ticket.release()
@@ -481,15 +492,22 @@ class Engine:
         owners = {d.name: d.config.owner for d in self.catalog.domains()}
         return lambda domain: owners.get(domain) in identities
 
-    def _explain(self, query: Query, caller: CallerContext) -> Execution:
+    def _explain(self, query: Query, caller: CallerContext, deadline: float | None = None) -> Execution:
         planned = self._plan(query.inner_sql, caller)
         rows: list[tuple[str, str]] = []
         started = time.perf_counter()
         result_rows = 0
         if query.analyze:
-            execution = planned.start(classic_types(planned.dataframe.schema()))
-            for batch in execution:
-                result_rows += batch.num_rows
+            execution = planned.start(classic_types(planned.dataframe.schema()), deadline)
+            # It runs before the statement exists: stop it at its deadline here (DataFusion's work too).
+            timer = threading.Timer(max(0.0, (deadline or 0) - time.monotonic()), execution.cancel)
+            if deadline is not None:
+                timer.start()
+            try:
+                for batch in execution:
+                    result_rows += batch.num_rows
+            finally:
+                timer.cancel()
         shown = self.sees_sources(caller)
         if planned.routed is not None:
             domain = planned.routed[0]
@@ -611,13 +629,13 @@ class _Planned:
     routed: tuple[str, str] | None
     scope: _Scope
 
-    def start(self, schema: pa.Schema) -> Execution:
+    def start(self, schema: pa.Schema, deadline: float | None = None) -> Execution:
         if self.routed is not None:
             scan = next(iter(self.scans.values()))
             domain, sql = self.routed
             record = SourceQuery(domain, scan.connector.label, "(whole query)", sql, started=time.time())
             scan.queries.append(record)
-            stream = scan.connector.execute(sql, schema)
+            stream = scan.connector.execute(sql, schema, deadline)
 
             def counted() -> Iterator[pa.RecordBatch]:
                 try:
@@ -628,12 +646,116 @@ class _Planned:
                 finally:
                     record.finished = time.time()
 
-            return Execution(schema, counted(), list(self.scans.values()), cancel_source=stream.cancel)
+            return Execution(schema, counted(), list(self.scans.values()), cancel_source=stream.close)
+        for product_scan in self.scans.values():
+            product_scan.deadline = deadline
         try:
-            batches = self.dataframe.execute_stream()
+            batches = _DataFusionBatches(self.dataframe.execute_stream())
         except Exception as error:
             raise _execution_error(error, self.scans.values()) from None
-        return Execution(schema, (batch.to_pyarrow() for batch in batches), list(self.scans.values()))
+        return Execution(schema, batches, list(self.scans.values()), cancel_source=batches.stop)
+
+
+class _DataFusionBatches:
+    """The batches of a DataFusion ``execute_stream()``, stoppable from any thread by :meth:`stop`.
+
+    ``RecordBatchStream.__next__`` waits in Rust until the next batch (another thread cannot
+    interrupt it), and the query's work runs in tokio tasks that end only when the stream is
+    dropped. So each batch is awaited as the asyncio future the Rust stream's ``__anext__``
+    answers, on one event loop thread: :meth:`stop` cancels that future (the Rust side drops
+    its poll) and drops the stream, which aborts DataFusion's tasks. A heavy sort stops using
+    CPU within 0.1-0.2 s; each batch costs about 0.2 ms more than a blocking ``__next__``.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream: Any = stream.rbs  # the Rust stream under datafusion's RecordBatchStream
+        self._answer: Future[Any] | None = None  # what the consumer waits for
+        self._pending: Any = None  # the asyncio future of the batch being awaited
+        self._done = False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        answer: Future[Any] = Future()
+        with self._lock:
+            if self._done:
+                raise StopIteration
+            if self._stream is None:
+                raise QueryCancelledError("query cancelled")
+            self._answer = answer
+            _event_loop().call_soon_threadsafe(self._await_next, self._stream, answer)
+        try:
+            batch = answer.result()
+        except CancelledError:
+            raise QueryCancelledError("query cancelled") from None
+        except StopAsyncIteration:
+            self._done = True
+            self.stop()
+            raise StopIteration from None
+        return batch.to_pyarrow()
+
+    def stop(self) -> None:
+        """Cancel the wait for the next batch and drop the stream (any thread, idempotent)."""
+        with self._lock:
+            self._stream = None
+            answer, self._answer = self._answer, None
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            _event_loop().call_soon_threadsafe(pending.cancel)
+        if answer is not None:
+            answer.cancel()
+
+    def _await_next(self, stream: Any, answer: Future[Any]) -> None:
+        """On the event loop: ask the Rust stream for its next batch, for ``answer``."""
+        if answer.cancelled():
+            return
+        try:
+            pending = stream.__anext__()
+        except BaseException as error:  # handed to the consumer, who raises it
+            _settle(answer, error=error)
+            return
+        with self._lock:
+            if self._stream is None:  # stopped meanwhile
+                pending.cancel()
+                return
+            self._pending = pending
+        pending.add_done_callback(lambda done: self._arrived(done, answer))
+
+    def _arrived(self, done: Any, answer: Future[Any]) -> None:
+        with self._lock:
+            if self._pending is done:
+                self._pending = None
+        if done.cancelled():
+            answer.cancel()
+        elif done.exception() is not None:
+            _settle(answer, error=done.exception())
+        else:
+            _settle(answer, result=done.result())
+
+
+def _settle(answer: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    """Complete ``answer`` unless it was cancelled meanwhile."""
+    with contextlib.suppress(InvalidStateError):
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result)
+
+
+_LOOP: list[asyncio.AbstractEventLoop] = []
+_LOOP_LOCK = threading.Lock()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop DataFusion streams are awaited on (one daemon thread, started on first use)."""
+    with _LOOP_LOCK:
+        if not _LOOP:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="datafusion-streams", daemon=True).start()
+            _LOOP.append(loop)
+        return _LOOP[0]
 
 
 class Execution:
@@ -723,6 +845,8 @@ class Execution:
         for scan in self._scans:
             for stream in scan.streams:
                 stream.cancel()
+        if self._cancel_source is not None:  # stops DataFusion's work, or the source query
+            self._cancel_source()
 
 
 _LISTINGS = {"information_schema"}

@@ -110,6 +110,7 @@ class ProductScan:
     streams: list[PrefetchedStream] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
     blind: bool = False  # the plan has scans of it the planner could not see (see negotiate_scans)
+    deadline: float | None = None  # when its source queries must be over (connectors/deadline.py)
 
     @property
     def connector(self) -> SqlConnector:
@@ -306,7 +307,7 @@ class PrefetchedStream:
     def _run(self) -> None:
         record = self._record
         try:
-            self._source = self._scan.connector.execute(record.sql, self._schema)
+            self._source = self._scan.connector.execute(record.sql, self._schema, self._scan.deadline)
             if self._cancelled.is_set():
                 self._source.cancel()
             for batch in self._source:

@@ -10,12 +10,20 @@ source queries under it, a PostgreSQL backend included): its stream is read to t
 the client goes away or abandons the stream, it is cancelled (CancelFlightInfo /
 CancelQuery, or CloseSession of the session that started it), or it runs past its
 statement timeout. A DoGet for a statement that was cancelled or timed out says so.
+
+The statement timeout bounds the whole statement: its deadline is handed to the engine
+(``execute(..., deadline=)``), which hands it to every source query (each source gives up
+by then, and the gateway stops waiting for it: ``connectors/deadline.py``), and the
+deadline thread cancels whatever still runs, DataFusion's work included. A statement
+whose deadline has passed fails with the timeout error, whatever the failure that
+surfaced first (a source's own timeout, an interrupted read).
 """
 
 from __future__ import annotations
 
 import functools
 import heapq
+import inspect
 import itertools
 import logging
 import threading
@@ -28,7 +36,7 @@ import pyarrow as pa
 from cachetools import TTLCache
 
 from gateway.api import CallerContext, PreparedQuery, QueryEngine, QueryResult
-from gateway.errors import NotFoundError, PlanningError, QueryCancelledError, QueryTimeoutError
+from gateway.errors import MeshgateError, NotFoundError, PlanningError, QueryCancelledError, QueryTimeoutError
 from gateway.flightsql.handles import HandleRegistry
 from gateway.parameters import check_parameters
 
@@ -44,6 +52,13 @@ def timeout_message(seconds: float) -> str:
     '[Meshgate] statement timeout: the query ran longer than 2.5 s and was cancelled'
     """
     return f"[Meshgate] statement timeout: the query ran longer than {seconds:g} s and was cancelled"
+
+
+def past_deadline(deadline: float | None, timeout: float | None) -> QueryTimeoutError | None:
+    """The statement timeout's error once ``deadline`` (``time.monotonic()``) has passed, else None."""
+    if deadline is None or timeout is None or time.monotonic() < deadline:
+        return None
+    return QueryTimeoutError(timeout_message(timeout))
 
 
 @dataclass
@@ -69,6 +84,12 @@ class Statement:
     first: QueryResult | None
     more: tuple[pa.RecordBatch, ...] = ()
     session: str | None = None
+    deadline: float | None = None  # time.monotonic() when its statement timeout fires
+    timeout: float | None = None
+
+    def timed_out(self) -> QueryTimeoutError | None:
+        """The timeout error, once the statement's deadline has passed (else None)."""
+        return past_deadline(self.deadline, self.timeout)
 
     @property
     def schema(self) -> pa.Schema:
@@ -160,6 +181,7 @@ class Statements:
         self._lock = threading.Lock()
         self._deadlines = Deadlines(self._time_out)
         self._watch = StreamWatch()
+        self._engine_takes_deadline = _takes_deadline(engine)
 
     # -- prepared statements -----------------------------------------------------------
 
@@ -212,15 +234,23 @@ class Statements:
         """Start ``query`` (its first run); return the ticket handle and the stream schema.
 
         With a ``timeout`` (seconds), the statement is cancelled that long after now unless
-        its stream has been read to the end by then.
+        its stream has been read to the end by then; starting it (planning, sources that
+        take long to answer or to connect) counts too.
         """
-        started = time.monotonic()
+        deadline = time.monotonic() + timeout if timeout is not None else None
         runs = parameter_rows(parameters)
-        first = self._engine.execute(query, caller, runs[0]) if runs else None
-        statement = Statement(query, caller.user, first, tuple(runs[1:]), session)
+        try:
+            first = self._execute(query, caller, runs[0], deadline) if runs else None
+        except MeshgateError:
+            timed_out = past_deadline(deadline, timeout)
+            if timed_out is None:
+                raise
+            log.info("statement timeout (%g s) while starting the query", timeout)
+            raise timed_out from None
+        statement = Statement(query, caller.user, first, tuple(runs[1:]), session, deadline, timeout)
         handle = self._started.add(statement)
-        if timeout is not None and first is not None:
-            self._deadlines.add(handle, started + timeout, timeout)
+        if deadline is not None and timeout is not None and first is not None:
+            self._deadlines.add(handle, deadline, timeout)
         return handle, statement.schema
 
     def stream(
@@ -252,7 +282,7 @@ class Statements:
             stop = functools.partial(run.cancel, QueryCancelledError(f"{CANCELLED}: {GONE}"))
             batches = self._watch.watched(batches, client_gone, stop)
         # Releases the query even if the stream is dropped before its first batch is pulled.
-        weakref.finalize(batches, self._release, handle, run, False)
+        weakref.finalize(batches, self._release_dropped, handle, run)
         return statement.schema, batches
 
     def cancel(self, handles: Iterable[bytes], caller: CallerContext) -> bool:
@@ -327,7 +357,7 @@ class Statements:
         try:
             for parameters in [None, *statement.more]:
                 if parameters is not None:
-                    run.switch(self._engine.execute(statement.query, caller, parameters))
+                    run.switch(self._execute(statement.query, caller, parameters, statement.deadline))
                 result = run.result
                 for batch in result:
                     yield batch if batch.schema.equals(schema) else batch.cast(schema)
@@ -337,6 +367,9 @@ class Statements:
             else:
                 finished = True
         except Exception:
+            timed_out = statement.timed_out()
+            if run.ended is None and timed_out is not None:
+                run.cancel(timed_out)  # the source's own timeout (or a read it interrupted) came first
             if run.ended is None:
                 raise
         finally:
@@ -345,12 +378,36 @@ class Statements:
         if not finished and run.ended is not None:
             raise run.error()
 
+    def _execute(
+        self, query: PreparedQuery, caller: CallerContext, parameters: pa.RecordBatch | None, deadline: float | None
+    ) -> QueryResult:
+        """Start one run of ``query``, its source queries bound to ``deadline`` when the engine takes one."""
+        if deadline is None or not self._engine_takes_deadline:
+            return self._engine.execute(query, caller, parameters)
+        execute: Callable[..., QueryResult] = self._engine.execute
+        return execute(query, caller, parameters, deadline=deadline)
+
+    def _release_dropped(self, handle: bytes, run: Run) -> None:
+        """Release a run whose stream was dropped unread, in a thread of its own: the garbage
+        collector runs this wherever it runs, possibly in a thread that holds ``self._lock``."""
+        if not run.released:
+            threading.Thread(target=self._release, args=(handle, run, False), daemon=True).start()
+
     def _release(self, handle: bytes, run: Run, finished: bool) -> None:
         with self._lock:
             if self._running.get(handle) is run:
                 del self._running[handle]
         self._deadlines.discard(handle)
         run.release(finished)
+
+
+def _takes_deadline(engine: QueryEngine) -> bool:
+    """Whether ``engine.execute`` accepts ``deadline=`` (``gateway.engine.Engine`` does; the
+    ``QueryEngine`` protocol does not say it yet, and engines written to it need not)."""
+    try:
+        return "deadline" in inspect.signature(engine.execute).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 _END = object()
@@ -495,7 +552,12 @@ class Deadlines:
                 if pending is None or pending[0] != entry:
                     continue  # ended in time (or re-armed)
                 del self._pending[handle]
-            try:
-                self._fire(handle, pending[1])
-            except Exception:  # a failing cancel must not stop the other timeouts
-                log.exception("cancelling a statement at its timeout failed")
+            # In a thread of its own: a cancel that blocks (a source that does not answer) must
+            # not hold the other statements' timeouts.
+            threading.Thread(target=self._fire_once, args=(handle, pending[1]), daemon=True).start()
+
+    def _fire_once(self, handle: bytes, seconds: float) -> None:
+        try:
+            self._fire(handle, seconds)
+        except Exception:  # logged: nobody else would see it
+            log.exception("cancelling a statement at its timeout failed")
