@@ -212,8 +212,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
 
-    query = commands.add_parser("query", help="run SQL through a Meshgate (or any Flight SQL) server")
-    query.add_argument("sql", help="the SQL to run")
+    query = commands.add_parser(
+        "query",
+        help="run SQL through a Meshgate (or any Flight SQL) server",
+        description="Runs the SQL given, or the statements of a script (-f FILE, or standard input) in order,"
+        " stopping at the first error; with neither, on a terminal, starts the shell. --server also takes"
+        " HOST:PORT (grpc://, or grpc+tls:// with TLS options).",
+    )
+    query.add_argument("sql", nargs="?", default=None, help="the SQL to run (statements end with ';')")
+    query.add_argument("-f", "--file", type=Path, default=None, help="run the statements of this file ('-': stdin)")
     query.add_argument(
         "--format",
         choices=["table", "csv", "json", "parquet"],
@@ -223,6 +230,18 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--output", type=Path, default=None, help="write to this file (default: standard output)")
     _client_flags(query)
     query.set_defaults(run=_query)
+
+    shell = commands.add_parser(
+        "shell",
+        help="an interactive SQL shell: history, statements over several lines, \\d and other backslash commands",
+        description="Statements end with ';'; \\? lists the backslash commands; Ctrl-C cancels a running query."
+        " With -f FILE, or standard input not a terminal, runs the statements as a script. --server also takes"
+        " HOST:PORT.",
+    )
+    shell.add_argument("-f", "--file", type=Path, default=None, help="run the statements of this file ('-': stdin)")
+    shell.add_argument("--format", choices=["table", "csv", "json"], default="table", help="how to print results")
+    _client_flags(shell)
+    shell.set_defaults(run=_query, sql=None, output=None)
 
     domain = commands.add_parser("domain", help="change a domain of a running gateway")
     domain_commands = domain.add_subparsers(dest="domain_command", required=True)
@@ -468,6 +487,8 @@ def _serve(args: argparse.Namespace) -> int:
         actions[APPLY_ACTION] = apply_action(reloader)
         actions[REMOVE_ACTION] = remove_action(reloader)
     try:
+        if _port_in_use(args.host, args.port):  # asked before gRPC, which would log lines of its own about it
+            raise pa.ArrowException("port in use")
         server = FlightSqlServer(
             engine,
             location,
@@ -478,6 +499,10 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except pa.ArrowException as error:  # gRPC logs why (port in use, ...) and pyarrow says only this
         catalog.close()
+        if _port_in_use(args.host, args.port):
+            raise MeshgateError(
+                f"port {args.port} on {args.host} is already in use (another meshgate?): choose another with --port"
+            ) from None
         raise MeshgateError(f"cannot serve at {location}: {error}") from error
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -620,6 +645,28 @@ def _server_tls(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether another process listens on ``host:port`` (a bind as gRPC makes it, with SO_REUSEADDR)."""
+    import errno
+    import socket
+
+    if port == 0:
+        return False
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return False
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
 def _check_tls_files(cert: Path, key: Path, client_ca: Path | None) -> None:
     """Load the files with the stdlib ``ssl`` module: gRPC only says "did not start" otherwise."""
     import ssl
@@ -686,35 +733,23 @@ def _log_catalog(catalog: object) -> None:
 
 
 def _query(args: argparse.Namespace) -> int:
-    import warnings
+    """``meshgate query`` and ``meshgate shell``: the flags onto :func:`gateway.shell.run`."""
+    from gateway.shell import ShellOptions, run, server_uri
 
-    import adbc_driver_flightsql.dbapi as flightsql
-    from adbc_driver_manager import Error as AdbcError
-
-    from gateway.output import write_result
-
+    if args.sql is not None and args.file is not None:
+        print("error: give the SQL or a file (-f), not both", file=sys.stderr)
+        return 2
     if args.format == "parquet" and args.output is None:
         print("error: --format parquet writes a binary file: add --output FILE", file=sys.stderr)
         return 2
+    tls = args.tls_ca is not None or args.tls_cert is not None or args.tls_key is not None
+    args.server = server_uri(args.server, tls=tls)
     try:
         options = _client_options(args)
     except MeshgateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    # Flight SQL has no transactions; the DB-API wrapper warns about it on every connect.
-    warnings.filterwarnings("ignore", message="Cannot disable autocommit")
-    try:
-        with flightsql.connect(args.server, db_kwargs=options) as connection, connection.cursor() as cursor:
-            cursor.execute(args.sql)
-            reader = cursor.fetch_record_batch()
-            write_result(reader, args.format, args.output)
-    except (AdbcError, OSError) as error:  # a stream that fails midway arrives as an OSError
-        print(f"error: {_adbc_message(error)}", file=sys.stderr)
-        return 1
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run(ShellOptions(args.server, options, sql=args.sql, file=args.file, fmt=args.format, output=args.output))
 
 
 def _client_options(args: argparse.Namespace) -> dict[str, str]:
@@ -768,15 +803,6 @@ def _user_hash(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(entry, sort_keys=False, width=1000), end="")
     print("# add this entry under auth.users in the mesh config (or under users in the users file)", file=sys.stderr)
     return 0
-
-
-def _adbc_message(error: Exception) -> str:
-    """ADBC prefixes messages with driver noise; keep the server's own words."""
-    text = str(error)
-    for marker in ("[FlightSQL] ", "Flight SQL "):
-        if marker in text:
-            text = text.split(marker, 1)[1]
-    return text.split(" (", 1)[0] if text.endswith(")") and "(" in text else text
 
 
 def _check(args: argparse.Namespace) -> int:

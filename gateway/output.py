@@ -2,7 +2,10 @@
 
 Every format except ``table`` streams: record batches are written one by one as the
 result produces them, so a large result never sits in memory. The text table keeps
-only the rows it shows and counts the rest for its footer.
+only the rows it shows and counts the rest for its footer. An ``EXPLAIN`` result
+(columns ``plan_type`` and ``plan``) prints as ``table`` in a readable form: each
+plan type as a heading and its plan text below it, whole and indented. On a terminal
+the shell draws tables with rich (:func:`rich_table`), fitted to the terminal's width.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import base64
 import json
 import math
 import sys
+import textwrap
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,6 +26,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from connectors.naming import unique
+
+if TYPE_CHECKING:
+    from rich.table import Table as RichTable
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -114,7 +121,7 @@ def _render(shown: pa.Table, total_rows: int, max_width: int) -> str:
             ]
             for name, column in zip(shown.column_names, shown.columns, strict=True)
         ]
-        widths = [max(_display_width(text) for text in column) for column in columns]
+        widths = [max(display_width(text) for text in column) for column in columns]
         right = [_is_numeric(field.type) for field in shown.schema]
         rows = list(zip(*columns, strict=True))
         lines.append(_line(rows[0], widths, right))
@@ -163,25 +170,28 @@ def _is_binary(type_: pa.DataType) -> bool:
     return any(is_kind(type_) for is_kind in kinds)
 
 
-def _char_width(char: str) -> int:
+def char_width(char: str) -> int:
     if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
         return 0
     return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
 
 
-def _display_width(text: str) -> int:
+def display_width(text: str) -> int:
     """Terminal columns ``text`` takes: wide East Asian characters count 2, marks 0."""
-    return sum(_char_width(char) for char in text)
+    return sum(char_width(char) for char in text)
+
+
+_display_width = display_width  # the name tests/test_output.py imports
 
 
 def _truncate(text: str, max_width: int) -> str:
     """``text`` cut to ``max_width`` columns, ending in ``…`` when cut."""
-    if _display_width(text) <= max_width:
+    if display_width(text) <= max_width:
         return text
     kept: list[str] = []
     used = 0
     for char in text:
-        width = _char_width(char)
+        width = char_width(char)
         if used + width > max_width - 1:
             break
         kept.append(char)
@@ -190,14 +200,12 @@ def _truncate(text: str, max_width: int) -> str:
 
 
 def _pad(text: str, width: int, right: bool) -> str:
-    fill = " " * (width - _display_width(text))
+    fill = " " * (width - display_width(text))
     return fill + text if right else text + fill
 
 
-def _table_chunks(
-    schema: pa.Schema, batches: Iterator[pa.RecordBatch], max_rows: int | None, max_width: int
-) -> Iterator[str]:
-    """Keep the first ``max_rows`` rows, count the rest, then yield the rendered table."""
+def head_of(schema: pa.Schema, batches: Iterator[pa.RecordBatch], max_rows: int | None) -> tuple[pa.Table, int]:
+    """The first ``max_rows`` rows (all when None) and the number of rows in ``batches``."""
     head: list[pa.RecordBatch] = []
     kept = total = 0
     for batch in batches:
@@ -206,7 +214,117 @@ def _table_chunks(
             take = batch if max_rows is None else batch.slice(0, max_rows - kept)
             head.append(take)
             kept += take.num_rows
-    yield _render(pa.Table.from_batches(head, schema=schema), total, max_width) + "\n"
+    return pa.Table.from_batches(head, schema=schema), total
+
+
+def _table_chunks(
+    schema: pa.Schema, batches: Iterator[pa.RecordBatch], max_rows: int | None, max_width: int
+) -> Iterator[str]:
+    """Keep the first ``max_rows`` rows, count the rest, then yield the rendered table.
+
+    An EXPLAIN result is rendered whole, as :func:`format_explain` does.
+    """
+    if is_explain(schema):
+        table, _ = head_of(schema, batches, None)
+        yield format_explain(table) + "\n"
+        return
+    head, total = head_of(schema, batches, max_rows)
+    yield _render(head, total, max_width) + "\n"
+
+
+# --- EXPLAIN -------------------------------------------------------------------------
+
+
+def is_explain(schema: pa.Schema) -> bool:
+    """Whether ``schema`` is an EXPLAIN result's: text columns ``plan_type`` and ``plan``."""
+    return schema.names == ["plan_type", "plan"] and all(
+        pa.types.is_string(field.type) or pa.types.is_large_string(field.type) or pa.types.is_string_view(field.type)
+        for field in schema
+    )
+
+
+def explain_sections(table: pa.Table) -> list[tuple[str, str]]:
+    """The (plan type, plan text) rows of an EXPLAIN result; NULL as an empty text."""
+    types = _as_strings(table.column("plan_type"))
+    plans = _as_strings(table.column("plan"))
+    return [(kind or "", plan or "") for kind, plan in zip(types, plans, strict=True)]
+
+
+def format_explain(table: pa.Table, *, indent: str = "  ") -> str:
+    """An EXPLAIN result as text: each plan type a heading, its plan below it, whole and indented.
+
+    >>> print(format_explain(pa.table({"plan_type": ["route"], "plan": ["federated: ...\\n  more"]})))
+    route
+      federated: ...
+        more
+    """
+    return "\n\n".join(f"{kind}\n{textwrap.indent(plan, indent)}".rstrip() for kind, plan in explain_sections(table))
+
+
+# --- rich (a terminal) -------------------------------------------------------------
+
+
+def rich_table(table: pa.Table, total_rows: int, width: int) -> RichTable:
+    """``table`` as a rich table ``width`` columns wide at most, for a terminal.
+
+    The values are those of the text table; numbers are right-aligned and NULL is dimmed.
+    When the columns do not fit, the widest are narrowed first (cells cut end in ``…``), so
+    that narrow columns stay whole. The caption counts ``total_rows`` as the footer does.
+    """
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    rich = Table(
+        box=box.ROUNDED,
+        caption=_footer(table.num_rows, total_rows),
+        caption_justify="left",
+        caption_style="dim",
+        header_style="bold",
+    )
+    names = [name.translate(_ESCAPES) for name in table.column_names]
+    columns = [_cell_texts(column) for column in table.columns]
+    natural = [max(map(display_width, [name, *texts])) for name, texts in zip(names, columns, strict=True)]
+    fitted = fit_widths(natural, width - 3 * len(natural) - 1)  # borders and padding: 3 a column, 1 more
+    for name, field, column_width in zip(names, table.schema, fitted, strict=True):
+        rich.add_column(
+            Text(name),
+            justify="right" if _is_numeric(field.type) else "left",
+            overflow="ellipsis",
+            no_wrap=True,
+            width=column_width,
+        )
+    nulls = [column.is_null().to_pylist() if column.null_count else None for column in table.columns]
+    for row in range(table.num_rows):
+        cells = [
+            Text(texts[row], style="dim" if flags is not None and flags[row] else "")
+            for texts, flags in zip(columns, nulls, strict=True)
+        ]
+        rich.add_row(*cells)
+    return rich
+
+
+def fit_widths(widths: list[int], room: int, *, narrowest: int = 4) -> list[int]:
+    """Column widths that fit in ``room``: the widest are cut to a common cap, never below ``narrowest``.
+
+    >>> fit_widths([4, 40, 30, 5], 40)
+    [4, 16, 15, 5]
+    """
+    if sum(widths) <= room:
+        return list(widths)
+    cap = max(widths)
+    while cap > narrowest and sum(min(w, cap) for w in widths) > room:
+        cap -= 1
+    fitted = [min(w, cap) for w in widths]
+    # Hand what the common cap leaves unused to the columns it cut, widest first.
+    spare = room - sum(fitted)
+    for index in sorted(range(len(widths)), key=lambda i: -widths[i]):
+        if spare <= 0:
+            break
+        grow = min(spare, widths[index] - fitted[index])
+        fitted[index] += grow
+        spare -= grow
+    return fitted
 
 
 # --- csv ---------------------------------------------------------------------------
