@@ -82,6 +82,10 @@ def fuzz(
                 stats.statuses[outcome.status] += 1
             if outcome.verdict == "error" and outcome.status == "INTERNAL":
                 stats.internal.append((case, outcome))
+                if findings is not None and len(stats.internal) <= SAVED_PER_SIGNATURE:
+                    internal = Failure(stats.total, case, Outcome("internal", "INTERNAL", outcome.message))
+                    internal.log = target.gateway.tail(120)  # the traceback logged with the reference
+                    save_failure(findings, internal)
         if outcome.failed:
             failure = Failure(stats.total, case, outcome)
             seen[failure.signature] += 1

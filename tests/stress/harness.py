@@ -16,6 +16,7 @@ import heapq
 import os
 import pickle
 import re
+import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -152,7 +153,7 @@ def judge(error: BaseException, alive: bool) -> Outcome:
         return Outcome("unclean", status, shown, str(leak)[:300] + (f" [from {site.group(1)}]" if site else ""))
     if status == "INTERNAL" and not _REFERENCE.search(server_part):
         return Outcome("unclean", status, shown, "INTERNAL without a reference")
-    if status == "UNAVAILABLE" and not server_part.endswith(". Detail: Unavailable"):
+    if _dropped(error):
         # The gateway's UNAVAILABLE (a source that cannot be reached) carries pyarrow's status
         # detail; the client's own (connection refused, reset, closed) does not.
         return Outcome("unclean", status, shown, "UNAVAILABLE that is not the gateway's: a dropped connection")
@@ -186,6 +187,12 @@ def _status(error: BaseException) -> str:
     if message.startswith("Unknown error: "):
         return "UNKNOWN"
     return "CLIENT"
+
+
+def _dropped(error: BaseException) -> bool:
+    """An UNAVAILABLE from the client's side (a connection lost), not the gateway's own."""
+    server_part = str(error).split(". gRPC client debug context:")[0]
+    return _status(error) == "UNAVAILABLE" and not server_part.endswith(". Detail: Unavailable")
 
 
 def descriptor(command: Message | bytes) -> flight.FlightDescriptor:
@@ -266,6 +273,9 @@ class Target:
         try:
             step()
         except Exception as error:  # pyarrow raises FlightError classes, ArrowException and OSError
+            if _dropped(error):  # a dying process drops its connections first: give it time to die
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.gateway.process.wait(timeout=3)
             return judge(error, self.gateway.alive())
         return Outcome("result")
 

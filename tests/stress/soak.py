@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import random
+import re
 import statistics
 import sys
 import threading
@@ -67,6 +68,8 @@ QUERIES: dict[str, str] = {
 WEIGHTS = {name: 1.0 for name in QUERIES} | {"point_lookup": 3.0, "slow": 0.15, "all_orders": 0.5}
 CANCEL_SHARE = 0.05
 """The share of queries a client cancels (after 0-1.2 s; the slow one is picked half of the time)."""
+REFUSED_SHARE = 0.1
+"""The share of queries drawn from the whole mix; the others are queries the user may run (per the reference)."""
 RECONNECT_EVERY = (20, 60)
 """A client logs in again after a number of queries drawn from this range."""
 
@@ -80,7 +83,7 @@ class Answer:
 
     def matches(self, other: Answer) -> bool:
         if self.rows is None or other.rows is None:
-            return self.rows is None and other.rows is None and self.error == other.error
+            return self.rows is None and other.rows is None and _core(self.error) == _core(other.error)
         return len(self.rows) == len(other.rows) and all(
             _same_row(a, b) for a, b in zip(self.rows, other.rows, strict=True)
         )
@@ -91,6 +94,17 @@ def _same_row(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
         math.isclose(x, y, rel_tol=1e-9) if isinstance(x, float) and isinstance(y, float) else x == y
         for x, y in zip(a, b, strict=True)
     )
+
+
+def _core(error: str) -> str:
+    """An ADBC error without the driver's trailing context, ``(PermissionDenied; Prepare)``: which
+    call failed depends on whether the driver had the statement prepared already."""
+    return re.sub(r" \(\w+; [\w ]+\)$", "", error)
+
+
+def busy(error: str) -> bool:
+    """The gateway's admission control refused the query: every slot was taken for ``queue_seconds``."""
+    return "the gateway is busy" in error
 
 
 def status_of(error: str) -> str:
@@ -116,10 +130,13 @@ def reference(uri: str) -> dict[tuple[str, str, int | None], Answer]:
     answers: dict[tuple[str, str, int | None], Answer] = {}
 
     def of(user: str) -> None:
-        with connect(uri, user) as connection, connection.cursor() as cursor:
+        with connect(uri, user) as connection:
             for name in QUERIES:
                 for parameter in POINT_IDS if name == "point_lookup" else (None,):
-                    answers[(user, name, parameter)] = run(cursor, name, parameter)
+                    # A cursor per query, as the clients do: the ADBC driver keeps a failed prepare's
+                    # state, and binding on that cursor next tries a bulk ingestion (INVALID_STATE).
+                    with connection.cursor() as cursor:
+                        answers[(user, name, parameter)] = run(cursor, name, parameter)
 
     threads = [threading.Thread(target=of, args=(user,)) for user in LOGIN_USERS]
     for thread in threads:
@@ -144,6 +161,10 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def _key(user: str, name: str) -> tuple[str, str, int | None]:
+    return (user, name, POINT_IDS[0] if name == "point_lookup" else None)
+
+
 def client(
     number: int,
     uri: str,
@@ -154,7 +175,9 @@ def client(
 ) -> None:
     rng = random.Random(seed * 1000 + number)
     user = LOGIN_USERS[number % len(LOGIN_USERS)]
+    allowed = [name for name in WEIGHTS if references[_key(user, name)].rows is not None] or list(WEIGHTS)
     names, weights = list(WEIGHTS), list(WEIGHTS.values())
+    mine = [WEIGHTS[name] for name in allowed]
     connection = None
     left = 0
     try:
@@ -168,7 +191,12 @@ def client(
                     tally.logins += 1
             left -= 1
             cancel = rng.random() < CANCEL_SHARE
-            name = "slow" if cancel and rng.random() < 0.5 else rng.choices(names, weights)[0]
+            if cancel and "slow" in allowed and rng.random() < 0.5:
+                name = "slow"
+            elif rng.random() < REFUSED_SHARE:  # any query, refusals included
+                name = rng.choices(names, weights)[0]
+            else:
+                name = rng.choices(allowed, mine)[0]
             parameter = rng.choice(POINT_IDS) if name == "point_lookup" else None
             with connection.cursor() as cursor:
                 timer = threading.Timer(rng.uniform(0, 1.2), cursor.adbc_cancel) if cancel else None
@@ -207,6 +235,9 @@ def judge(
                 tally.outcomes[f"refused as in the reference ({status_of(answer.error)})"] += 1
         elif answer.rows is None and cancelled and status_of(answer.error) == "CANCELLED":
             tally.outcomes["cancelled"] += 1
+        elif answer.rows is None and busy(answer.error):
+            tally.outcomes["refused: the gateway is busy (admission control)"] += 1
+            tally.examples.setdefault("busy", f"{user} {name}({parameter}): {answer.error[:300]}")
         elif answer.rows is None:
             kind = status_of(answer.error)
             tally.unexpected[kind] += 1
@@ -223,6 +254,16 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
+def refusals(references: dict[tuple[str, str, int | None], Answer]) -> Counter[str]:
+    """The reference's refusals by kind (status and message, names of users and products left out)."""
+    kinds: Counter[str] = Counter()
+    for (_user, name, parameter), answer in references.items():
+        if answer.rows is None and (name != "point_lookup" or parameter == POINT_IDS[0]):
+            text = re.sub(r"'[^']*'", "'...'", _core(answer.error).removeprefix(status_of(answer.error) + ": "))
+            kinds[f"{status_of(answer.error)} {' '.join(text.split())[:110]}"] += 1
+    return kinds
+
+
 @dataclass
 class SoakResult:
     clients: int
@@ -234,6 +275,7 @@ class SoakResult:
     loads: tuple[tuple[float, ...], tuple[float, ...]]
     alive: bool
     death: str = ""
+    refused: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
@@ -283,7 +325,9 @@ def soak(
     loads.append(_load())
     alive = gateway.alive()
     after = _settled(gateway, postgres_uri, before, settle) if alive else {}
-    return SoakResult(clients, elapsed, tally, before, after, peak, (loads[0], loads[1]), alive, gateway.death())
+    return SoakResult(
+        clients, elapsed, tally, before, after, peak, (loads[0], loads[1]), alive, gateway.death(), refusals(references)
+    )
 
 
 def _settled(gateway: StressGateway, postgres_uri: str, before: dict[str, int], settle: float) -> dict[str, int]:
@@ -316,6 +360,8 @@ def report(result: SoakResult, seed: int) -> str:
         f" {tally.logins} log-ins",
         "  by query:         " + ", ".join(f"{name} {n}" for name, n in sorted(tally.queries.items())),
         "  answers:          " + ", ".join(f"{kind} {n}" for kind, n in sorted(tally.outcomes.items())),
+        f"  reference:        {len(LOGIN_USERS) * len(QUERIES)} (user, query) pairs, refused:"
+        + "".join(f"\n    {n} x {kind}" for kind, n in sorted(result.refused.items())),
         f"  wrong answers:    {len(tally.wrong)}",
         f"  unexpected errors: {sum(tally.unexpected.values())}"
         + (" (" + ", ".join(f"{k} {n}" for k, n in sorted(tally.unexpected.items())) + ")" if tally.unexpected else ""),
