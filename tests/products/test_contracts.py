@@ -327,8 +327,9 @@ def test_meshgate_check_lists_the_drift(mesh: tuple[Engine, Path], capsys: pytes
     from gateway.cli import main
 
     _, folder = mesh
-    assert main(["check", "--config", str(folder)]) == 0  # the sources are reachable; drift is reported, not fatal
+    assert main(["check", "--config", str(folder)]) == 1  # a blocked product fails the check; flagged drift does not
     out = capsys.readouterr().out
+    assert "5 products: 2 ok, 1 flagged, 2 blocked" in out, out
     assert "shop.items_blocked: 4 columns\n           BLOCKED: column 'colour' is missing (declared string)\n" in out
     assert "shop.items_flagged: 4 columns\n           FLAGGED: column 'colour' is missing (declared string)\n" in out
     assert "shop.items: 4 columns - Everything we sell\n" in out
