@@ -362,6 +362,8 @@ def classic_types(schema: pa.Schema) -> pa.Schema:
 
 
 def _classic(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_dictionary(kind):  # Flight streams of ours carry no dictionary batches: send values
+        return _classic(kind.value_type)
     if pa.types.is_string_view(kind):
         return pa.string()
     if pa.types.is_binary_view(kind):

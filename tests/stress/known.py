@@ -30,12 +30,6 @@ KNOWN: dict[str, Callable[[Failure], bool]] = {
         failure.outcome.why.endswith("[from pyarrow._flight._get_schema]")
         or (_get_schema(failure) and "metadata size exceeds" in failure.outcome.message)
     ),
-    # A dictionary-encoded result (here: a dictionary parameter selected back) reaches the client
-    # as a stream pyarrow cannot read: flight.GeneratorStream sends no dictionary batches.
-    "dictionary-result-stream": lambda failure: (
-        "expected number" in failure.outcome.message
-        and "of dictionaries at the start of the stream" in failure.outcome.message
-    ),
 }
 
 
