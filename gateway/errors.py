@@ -124,19 +124,25 @@ def internal_message(error: BaseException) -> str:
     return f"internal error (reference {internal_reference(error)})"
 
 
-MAX_MESSAGE_CHARS = 4096
-"""A status message travels in gRPC metadata (16 KiB at most): messages that quote client text are cut."""
+MAX_MESSAGE_BYTES = 8192
+"""A status message travels in gRPC metadata (16 KiB at most), where every byte that is not printable
+ASCII is percent-encoded (3 characters): messages that quote client text are cut to this size as sent."""
 
 
 def bounded(message: str) -> str:
-    """``message``, cut to :data:`MAX_MESSAGE_CHARS` with a note saying how much was left out.
+    """``message``, cut to :data:`MAX_MESSAGE_BYTES` as gRPC sends it, with a note of what was left out.
 
-    >>> bounded("x" * 5000)[-40:]
-    'xxxxxxxxxxx... (904 more characters cut)'
+    >>> bounded("x" * 9000)[-40:]
+    'xxxxxxxxxxx... (808 more characters cut)'
+    >>> len(bounded("é" * 3000))
+    1395
     """
-    if len(message) <= MAX_MESSAGE_CHARS:
-        return message
-    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters cut)"
+    sent = 0
+    for position, char in enumerate(message):
+        sent += 1 if " " <= char <= "~" else 3 * len(char.encode("utf-8", "surrogatepass"))
+        if sent > MAX_MESSAGE_BYTES:
+            return f"{message[:position]}... ({len(message) - position} more characters cut)"
+    return message
 
 
 def to_flight_error(error: BaseException) -> Exception:

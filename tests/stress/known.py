@@ -30,10 +30,6 @@ KNOWN: dict[str, Callable[[Failure], bool]] = {
         failure.outcome.why.endswith("[from pyarrow._flight._get_schema]")
         or (_get_schema(failure) and "metadata size exceeds" in failure.outcome.message)
     ),
-    # Error messages quoting client text are cut to 4,096 characters (8ab2e8d), but gRPC sends the
-    # message percent-encoded (a non-ASCII byte takes 3): non-ASCII text still goes over its 16 KiB
-    # metadata limit and the client gets RESOURCE_EXHAUSTED instead of the error.
-    "error-over-metadata-limit": lambda failure: "metadata size exceeds" in failure.outcome.message,
 }
 
 

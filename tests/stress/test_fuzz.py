@@ -63,10 +63,20 @@ def test_an_error_that_quotes_a_long_name_reaches_the_client(target: Target) -> 
     assert "unknown data product" in outcome.message
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known finding error-over-metadata-limit (RESULTS.md)")
 def test_an_error_that_quotes_a_long_non_ascii_name_reaches_the_client(target: Target) -> None:
+    """F3 (RESULTS.md): messages are cut by the size gRPC sends them in, non-ASCII percent-encoded."""
     outcome = target.send(SqlCase('SELECT * FROM sales."' + "é" * 3000 + '"', user="alice"))
     assert (outcome.verdict, outcome.status) == ("error", "UNKNOWN"), outcome
+
+
+def test_a_long_and_chain_is_refused_before_planning_instead_of_crashing_the_gateway(target: Target) -> None:
+    """F1 (RESULTS.md): a 3,750-term AND chain overflowed a thread's stack (SIGSEGV)."""
+    outcome = target.send(
+        SqlCase("SELECT count(*) FROM sales.orders WHERE " + " AND ".join(["total > 1"] * 3750), user="alice")
+    )
+    assert (outcome.verdict, outcome.status) == ("error", "UNKNOWN"), outcome
+    assert "expression too long" in outcome.message
+    assert target.probe().verdict == "result"
 
 
 def test_a_dictionary_parameter_selected_back_is_a_readable_result(target: Target) -> None:
