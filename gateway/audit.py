@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 OUTCOMES = ("ok", "error", "denied", "cancelled")
 
+KEPT_SQL_CHARACTERS = 4_096
+"""How much of a query's SQL the in-memory log (``system.query_log``) keeps."""
+
 EVENT_OUTCOMES: dict[str, tuple[str, ...]] = {
     "login": ("ok", "failed", "locked"),
     "domain_apply": ("applied", "refused", "failed"),
@@ -121,8 +124,9 @@ class AuditLog:
 
     def record(self, record: QueryRecord) -> None:
         line = json.dumps({"record": "query", **_jsonable(record)}, ensure_ascii=False)
+        kept = dataclasses.replace(record, sql=kept_sql(record.sql))
         with self._lock:
-            self._records.append(record)
+            self._records.append(kept)
             self._append(line)
 
     def event(self, kind: str, user: str | None, outcome: str, detail: str, peer: str | None = None) -> None:
@@ -163,6 +167,14 @@ class AuditLog:
     def events_table(self, user: str | None = None, *, everyone: bool = False) -> pa.Table:
         rows = [dataclasses.asdict(e) for e in self.events(user, everyone=everyone)]
         return pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)
+
+
+def kept_sql(sql: str) -> str:
+    """``sql`` as the in-memory log keeps it: whole, or its start and how much was cut."""
+    if len(sql) <= KEPT_SQL_CHARACTERS:
+        return sql
+    cut = len(sql) - KEPT_SQL_CHARACTERS
+    return f"{sql[:KEPT_SQL_CHARACTERS]} ... [{cut:,} more characters; the audit file has the whole text]"
 
 
 def _jsonable(record: QueryRecord) -> dict[str, object]:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
@@ -52,7 +51,7 @@ from gateway.planner import negotiate_scans, single_source_sql, touched
 from gateway.policy import Access, PolicySet, check_references
 from gateway.quality import QualityLog
 from gateway.scan import Guard, ProductDataset, ProductScan, SourceQuery, classic_types, conform, guard
-from gateway.system_tables import ADMIN_ROLE, SYSTEM_SCHEMA, TABLES
+from gateway.system_tables import ADMIN_ROLE, SYSTEM_SCHEMA, TABLES, TableDataset
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +231,7 @@ class Engine:
             return Query(sql, EXPLAIN_SCHEMA, explain=True, analyze=bool(match.group("analyze")), inner_sql=inner)
         scope = _Scope(caller)
         dataframe = self._dataframe(self._context(scope, sql), sql, {}, caller)
-        return Query(sql, classic_types(dataframe.schema()), parameter_schema(dataframe, sql))
+        return Query(sql, result_schema(dataframe), parameter_schema(dataframe, sql))
 
     def execute(
         self,
@@ -253,7 +252,7 @@ class Engine:
             else:
                 values = parameter_values(query.parameter_schema, parameters)
                 planned = self._plan(query.sql, caller, values)
-                schema = query.schema if not values else classic_types(planned.dataframe.schema())
+                schema = query.schema if not values else result_schema(planned.dataframe)
                 record.products, record.columns = touched(planned.plan, _default_domain(caller))
                 record.policies = list(dict.fromkeys(planned.scope.applied))
                 execution = planned.start(schema, deadline)
@@ -498,7 +497,7 @@ class Engine:
         started = time.perf_counter()
         result_rows = 0
         if query.analyze:
-            execution = planned.start(classic_types(planned.dataframe.schema()), deadline)
+            execution = planned.start(result_schema(planned.dataframe), deadline)
             # It runs before the statement exists: stop it at its deadline here (DataFusion's work too).
             timer = threading.Timer(max(0.0, (deadline or 0) - time.monotonic()), execution.cancel)
             if deadline is not None:
@@ -536,6 +535,17 @@ class Engine:
             rows.append(("result", f"rows={result_rows} seconds={elapsed:.3f}"))
         table = pa.table({"plan_type": [r[0] for r in rows], "plan": [r[1] for r in rows]}, schema=EXPLAIN_SCHEMA)
         return Execution(EXPLAIN_SCHEMA, iter(table.to_batches()), [])
+
+
+def result_schema(dataframe: DataFrame) -> pa.Schema:
+    """The schema a query's result is sent in (classic string types: see ``classic_types``)."""
+    try:
+        schema = dataframe.schema()
+    except pa.ArrowException as error:  # exported over the C data interface, which refuses some names
+        if "Null byte" in str(error):
+            raise PlanningError("a result column's name contains a NUL character: choose another alias") from None
+        raise PlanningError(f"the result's schema cannot be sent: {_clean(str(error))}") from None
+    return classic_types(schema)
 
 
 def _with_nullability(schema: pa.Schema, not_null: set[str], access: Access) -> pa.Schema:
@@ -882,7 +892,7 @@ class _SystemSchema(SchemaProvider):
 
     def table(self, name: str) -> Table | None:
         build = TABLES.get(name)
-        return Table(ds.dataset(build(self._engine, self._caller))) if build is not None else None
+        return Table(TableDataset(build(self._engine, self._caller))) if build is not None else None
 
     def table_exist(self, name: str) -> bool:
         return name in TABLES

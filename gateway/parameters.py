@@ -65,6 +65,31 @@ def parameter_values(parameter_schema: pa.Schema, parameters: pa.RecordBatch | N
     return values
 
 
+def plain_unions(parameters: pa.RecordBatch) -> pa.RecordBatch:
+    """``parameters`` with each union column of one value type turned into a column of that type.
+
+    Some clients (flightsql-dbapi) bind each parameter as a dense union of the Python values'
+    types: rows ``[None, 1]`` arrive as ``union<null, int64>``. Run row by row, the first
+    row's NULL would type the result as ``null`` and the next row's ``1`` could not be sent
+    in it; as an ``int64`` column with a NULL, every row has the same type. A union of
+    several value types (``1`` and ``'a'``) stays as it is.
+
+    >>> u = pa.UnionArray.from_dense(pa.array([0, 1], pa.int8()), pa.array([0, 0], pa.int32()),
+    ...                              [pa.nulls(1), pa.array([1])])
+    >>> plain_unions(pa.record_batch([u], names=["$1"])).column(0).to_pylist()
+    [None, 1]
+    """
+    columns = []
+    for column in parameters.columns:
+        kind = column.type
+        if pa.types.is_union(kind):
+            values = {kind.field(i).type for i in range(kind.num_fields)} - {pa.null()}
+            if len(values) == 1:
+                column = pa.array(column.to_pylist(), type=values.pop())
+        columns.append(column)
+    return pa.record_batch(columns, names=parameters.schema.names)
+
+
 def check_parameters(parameters: pa.RecordBatch) -> None:
     """Reject parameter data that native code must never read.
 

@@ -303,7 +303,7 @@ def remove_action(reloader: Reloader) -> Callable[[CallerContext, bytes], bytes]
 def _request(body: bytes, key: str, example: str) -> str:
     try:
         value = json.loads(body)[key]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deeply
         raise ConfigError(f"this request is JSON: {example}") from None
     if not isinstance(value, str):
         raise ConfigError(f"this request is JSON: {example}")

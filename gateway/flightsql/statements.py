@@ -36,9 +36,16 @@ import pyarrow as pa
 from cachetools import TTLCache
 
 from gateway.api import CallerContext, PreparedQuery, QueryEngine, QueryResult
-from gateway.errors import MeshgateError, NotFoundError, PlanningError, QueryCancelledError, QueryTimeoutError
+from gateway.errors import (
+    InvalidRequestError,
+    MeshgateError,
+    NotFoundError,
+    PlanningError,
+    QueryCancelledError,
+    QueryTimeoutError,
+)
 from gateway.flightsql.handles import HandleRegistry
-from gateway.parameters import check_parameters
+from gateway.parameters import check_parameters, plain_unions
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +164,25 @@ def parameter_rows(batches: Sequence[pa.RecordBatch] | None) -> list[pa.RecordBa
     return [batch.slice(row, 1) for batch in batches for row in range(batch.num_rows)]
 
 
+def _same_types(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A later parameter row's result in the stream's schema (the first row's types)."""
+    try:
+        return batch.cast(schema)
+    except (pa.ArrowException, ValueError):
+        differs = next(
+            (
+                f"'{a.name}' is {a.type}, not {b.type}"
+                for a, b in zip(batch.schema, schema, strict=False)
+                if a.type != b.type
+            ),
+            "its columns differ",
+        )
+        raise InvalidRequestError(
+            f"the bound parameter rows give results of different types ({differs} as for the first row): "
+            "bind each parameter with one type"
+        ) from None
+
+
 class Statements:
     """The statements and prepared statements of one server, owned by their callers.
 
@@ -214,7 +240,7 @@ class Statements:
                     f"but {batch.num_columns} parameter column(s) were bound"
                 )
             check_parameters(batch)
-        prepared.parameters = parameters
+        prepared.parameters = [plain_unions(batch) for batch in parameters]
 
     def close(self, handle: bytes, caller: CallerContext) -> None:
         self.prepared(handle, caller)
@@ -360,7 +386,7 @@ class Statements:
                     run.switch(self._execute(statement.query, caller, parameters, statement.deadline))
                 result = run.result
                 for batch in result:
-                    yield batch if batch.schema.equals(schema) else batch.cast(schema)
+                    yield batch if batch.schema.equals(schema) else _same_types(batch, schema)
                 if run.ended is not None:
                     break
                 result.close()

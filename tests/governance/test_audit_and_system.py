@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from gateway.audit import AuditLog
+from gateway.audit import KEPT_SQL_CHARACTERS, AuditLog
 from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.errors import PermissionDeniedError, PlanningError
@@ -57,6 +57,21 @@ def test_the_log_file_is_json_lines_appended(engine: Engine) -> None:
     assert after[: len(before)] == before and len(after) == len(before) + 1
     entry = json.loads(after[-1])
     assert entry["user"] == "dave" and entry["products"] == ["inventory.products"] and entry["outcome"] == "ok"
+
+
+def test_a_long_query_is_kept_whole_in_the_file_and_cut_in_memory(engine: Engine) -> None:
+    """Found by the soak (RESULTS.md, F6): 300 queries of 0.9 MB each grew the gateway by 1.4 GiB."""
+    assert engine.audit.path is not None
+    padding = "x" * 200_000
+    sql = f"SELECT count(*) AS n FROM inventory.products WHERE '{padding}' <> ''"
+    engine.run(sql, USERS["dave"]).read_all()
+    entry = json.loads(engine.audit.path.read_text().splitlines()[-1])
+    assert entry["sql"] == sql
+    kept = engine.audit.records("dave")[-1].sql
+    assert kept.startswith(sql[:KEPT_SQL_CHARACTERS]) and len(kept) < KEPT_SQL_CHARACTERS + 100
+    assert f"[{len(sql) - KEPT_SQL_CHARACTERS:,} more characters" in kept
+    shown = engine.run("SELECT sql FROM system.query_log", USERS["dave"]).read_all().column("sql").to_pylist()
+    assert kept in shown and sql not in shown
 
 
 def test_an_unfinished_query_is_logged_as_cancelled(engine: Engine) -> None:
