@@ -10,8 +10,9 @@ import pytest
 
 from tests.e2e.federation_data import build_tables, write_mesh
 from tests.support.gateway import serve_in_process
+from tests.support.postgres import worker_schema
 
-SCHEMA = "meshgate_federation"
+SCHEMA = worker_schema("meshgate_federation")
 
 
 @pytest.fixture(scope="package")

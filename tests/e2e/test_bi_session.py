@@ -21,9 +21,9 @@ from flightsql import FlightSQLClient, TableRef
 
 from tests.e2e.federation_data import build_tables, write_mesh
 from tests.support.gateway import TEST_CREDENTIALS, GatewayProcess, auth_yaml, connect
-from tests.support.postgres import wait_until_no_backend_runs
+from tests.support.postgres import wait_until_no_backend_runs, worker_schema
 
-SCHEMA = "meshgate_bi_session"
+SCHEMA = worker_schema("meshgate_bi_session")
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,9 @@ import pytest
 
 from tests.e2e.federation_data import write_mesh
 from tests.support.gateway import GatewayProcess, auth_yaml
+from tests.support.postgres import worker_schema
 
-SCHEMA = "meshgate_node_client"
+SCHEMA = worker_schema("meshgate_node_client")
 NODE_DIR = Path(__file__).parent / "node"
 PACKAGE = "@lakehouse-rs/flight-sql-client"
 # What npm prints when it cannot reach the registry.

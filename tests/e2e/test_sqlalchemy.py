@@ -31,8 +31,9 @@ import sqlalchemy as sa
 
 from tests.e2e.federation_data import write_mesh
 from tests.support.gateway import TEST_CREDENTIALS, Credentials, GatewayProcess, auth_yaml
+from tests.support.postgres import worker_schema
 
-SCHEMA = "meshgate_sqlalchemy"
+SCHEMA = worker_schema("meshgate_sqlalchemy")
 BOTH_FEATURES = {"feature-sqlalchemy-prepared-statements": "on", "feature-sqlalchemy-primary-keys": "on"}
 
 pytestmark = pytest.mark.filterwarnings(

@@ -16,9 +16,10 @@ import pyarrow.compute as pc
 import pytest
 
 from tests.support.gateway import GatewayProcess, auth_yaml
+from tests.support.postgres import worker_schema
 
 ROWS = 5_000_000
-SCHEMA = "meshgate_streaming"
+SCHEMA = worker_schema("meshgate_streaming")
 
 
 @pytest.fixture(scope="module")

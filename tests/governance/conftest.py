@@ -15,11 +15,12 @@ from gateway.errors import AuthenticationError, PermissionDeniedError, PlanningE
 from tests.e2e.federation_data import build_tables
 from tests.governance.mesh import USERS, auth_section, credentials, write_governed_mesh
 from tests.support.gateway import GatewayProcess, query
+from tests.support.postgres import worker_schema
 
 Run = Callable[[str, str], pa.Table]
 """Run SQL as a user of :data:`tests.governance.mesh.USERS`: in the engine, or through the ADBC client."""
 
-SCHEMA = "meshgate_governance"
+SCHEMA = worker_schema("meshgate_governance")
 
 
 @pytest.fixture(scope="package")

@@ -15,8 +15,9 @@ from gateway.engine import Engine
 from gateway.errors import PermissionDeniedError, PlanningError
 from tests.e2e.federation_data import build_tables
 from tests.governance.mesh import USERS, write_governed_mesh
+from tests.support.postgres import worker_schema
 
-SCHEMA = "meshgate_audit"
+SCHEMA = worker_schema("meshgate_audit")
 
 
 @pytest.fixture(scope="module")

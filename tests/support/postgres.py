@@ -64,6 +64,16 @@ def embedded_server(workdir: Path) -> Iterator[str]:
         server.cleanup()
 
 
+def worker_schema(name: str) -> str:
+    """``name`` for this test process: suffixed with the pytest-xdist worker's id under ``-n``.
+
+    Fixtures that keep a fixed schema name (so a failed run's data can be looked at) run
+    once per worker; two workers must not drop and fill each other's schema.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return f"{name}_{worker}" if worker else name
+
+
 @contextmanager
 def temporary_schema(uri: str, prefix: str) -> Iterator[str]:
     """A fresh schema named ``<prefix>_<random>``, dropped with everything in it afterwards."""
