@@ -52,6 +52,7 @@ def test_hashes_are_salted_argon2id_and_verify() -> None:
         ("$2b$12$abcdefghijklmnopqrstuuK4n7mQJ8cW1Qv0rVgJmZ5nE9b2yq6Ha", "not an argon2id hash"),
         (argon2.PasswordHasher(type=argon2.Type.I).hash("x"), "argon2i hash; use argon2id"),
     ],
+    ids=["text", "bcrypt", "argon2i"],  # fixed ids: the argon2i hash is salted afresh in each xdist worker
 )
 def test_anything_but_an_argon2id_hash_is_refused(value: str, problem: str) -> None:
     assert problem in (check_password_hash(value) or "")

@@ -45,6 +45,7 @@ def test_a_mask_key_file_is_resolved_next_to_the_config(tmp_path: Path) -> None:
         (secrets.token_hex(16).encode(), "the mask key must be at least 32 bytes, got 16"),
         (b"this is not a key, it is a sentence", "neither hex nor base64"),
     ],
+    ids=["missing", "empty", "short", "not-a-key"],  # fixed ids: the short key is random in each xdist worker
 )
 def test_a_missing_or_bad_mask_key_file_names_the_file_and_field(
     tmp_path: Path, content: bytes | None, message: str
