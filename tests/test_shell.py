@@ -75,13 +75,15 @@ def gateway(mesh: Path) -> Iterator[GatewayProcess]:
 def env(tmp_path: Path) -> dict[str, str]:
     """A terminal's environment: the test user's log-in, and a history directory of the test's own."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")}
-    return {
+    terminal = {
         **clean,
         **TEST_CREDENTIALS.env(),
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "TERM": "xterm-256color",
         "PROMPT_TOOLKIT_NO_CPR": "1",  # nobody answers cursor position requests in a pexpect terminal
     }
+    # COLUMNS and LINES (set for pytest-xdist's workers) would override the terminal's own size.
+    return {k: v for k, v in terminal.items() if k not in ("COLUMNS", "LINES")}
 
 
 class Terminal:

@@ -7,7 +7,9 @@ users log in with their own passwords, groups and attributes.
 
 from __future__ import annotations
 
+import adbc_driver_manager
 import pyarrow as pa
+import pytest
 
 from tests.governance.mesh import credentials
 from tests.support.gateway import connect, query
@@ -47,6 +49,9 @@ def test_catalog_commands_show_only_granted_products_and_columns(gateway: str) -
 def test_system_tables_through_the_client(gateway: str) -> None:
     assert run(gateway, "carol", "SELECT product FROM system.products").column(0).to_pylist() == ["shipments"]
     run(gateway, "eve", "SELECT 1 AS one")
+    for user in ("eve", "carol"):  # a refusal of each, whatever ran before on this gateway
+        with pytest.raises(adbc_driver_manager.Error, match="access denied"):
+            run(gateway, user, "SELECT count(*) FROM sales.orders")
     mine = run(gateway, "eve", 'SELECT DISTINCT "user" FROM system.query_log').column(0).to_pylist()
     assert mine == ["eve"]
     log = run(gateway, "root", "SELECT \"user\", outcome, error FROM system.query_log WHERE outcome = 'denied'")

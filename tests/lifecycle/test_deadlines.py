@@ -11,6 +11,7 @@ too, and the next query works.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -219,11 +220,17 @@ def frozen(uri: str) -> Iterator[None]:
     processes = [postmaster, *postmaster.children(recursive=True)]
     try:
         for process in processes:
-            process.send_signal(signal.SIGSTOP)
+            _signal(process, signal.SIGSTOP)
         yield
     finally:
         for process in processes:
-            process.send_signal(signal.SIGCONT)
+            _signal(process, signal.SIGCONT)
+
+
+def _signal(process: psutil.Process, number: int) -> None:
+    """Send ``number`` to ``process`` unless it has ended meanwhile (a backend whose client left)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process.send_signal(number)
 
 
 def test_a_frozen_postgres_times_out_in_bounded_time_and_the_next_query_works_after_sigcont(
