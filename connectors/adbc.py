@@ -140,6 +140,21 @@ class AdbcConnector(TypedSqlConnector):
         scan = _AdbcScan(self, connection, cursor, sql, bound=deadline is not None)
         return ReaderStream(schema, scan, deadline, self.source)
 
+    binds_parameters = True
+
+    def execute_bound(
+        self, sql: str, schema: pa.Schema, parameters: pa.RecordBatch, deadline: float | None = None
+    ) -> SourceStream:
+        """:meth:`execute` with one row of ``parameters`` bound (the driver types them from Arrow)."""
+
+        def prepare() -> tuple[Connection, Cursor]:
+            connection, cursor, _ = self._checkout(lambda cursor: cursor.adbc_prepare(sql), deadline)
+            return connection, cursor
+
+        connection, cursor = before(deadline, prepare, abandon=lambda pair: discard(*pair), source=self.source)
+        scan = _AdbcScan(self, connection, cursor, sql, bound=deadline is not None, parameters=parameters)
+        return ReaderStream(schema, scan, deadline, self.source)
+
     @property
     def source(self) -> str:
         """``domain/kind``: how deadline errors name this source (without its location)."""
@@ -206,8 +221,17 @@ _STATUS_PREFIX = re.compile(r"^[A-Z_]+: ")
 class _AdbcScan:
     """One prepared statement on its own connection (a :class:`SourceScan`)."""
 
-    def __init__(self, connector: AdbcConnector, connection: Connection, cursor: Cursor, sql: str, bound: bool) -> None:
+    def __init__(
+        self,
+        connector: AdbcConnector,
+        connection: Connection,
+        cursor: Cursor,
+        sql: str,
+        bound: bool,
+        parameters: pa.RecordBatch | None = None,
+    ) -> None:
         self._connector = connector
+        self._parameters = parameters  # one row bound to the statement's placeholders
         self._connection = connection
         self._cursor = cursor
         self._sql = sql
@@ -216,7 +240,7 @@ class _AdbcScan:
 
     def start(self) -> Iterator[pa.RecordBatch]:
         self._started = True
-        self._cursor.execute(self._sql)
+        self._cursor.execute(self._sql, self._parameters)
         reader: Any = self._cursor.fetch_record_batch()
         return map(self._connector.received, reader)
 

@@ -253,6 +253,19 @@ class SqlConnector(Connector):
         (:mod:`connectors.deadline`).
         """
 
+    binds_parameters: ClassVar[bool] = False
+    """Whether :meth:`execute_bound` runs queries with bind parameters."""
+
+    def execute_bound(
+        self, sql: str, schema: pa.Schema, parameters: pa.RecordBatch, deadline: float | None = None
+    ) -> SourceStream:
+        """:meth:`execute` with ``parameters`` (one row, a column per ``$n``) bound, typed as their Arrow types.
+
+        ``sql`` holds the source's own placeholders (``$1``; ``?1`` for SQLite). Only
+        connectors whose :attr:`binds_parameters` is true implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not bind parameters")
+
 
 def _qualify_columns(predicate: exp.Expr, alias: str) -> exp.Expr:
     def qualify(node: exp.Expr) -> exp.Expr:

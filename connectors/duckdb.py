@@ -179,6 +179,21 @@ class DuckdbConnector(TypedSqlConnector):
             raise self.error(exc) from exc
         return ReaderStream(schema, _DuckdbScan(self, cursor, relation), deadline, f"{self.domain}/{self.kind}")
 
+    binds_parameters = True
+
+    def execute_bound(
+        self, sql: str, schema: pa.Schema, parameters: pa.RecordBatch, deadline: float | None = None
+    ) -> SourceStream:
+        """:meth:`execute` with one row of ``parameters`` bound to ``$1, $2 ...``."""
+        values = [column[0].as_py() for column in parameters.columns]
+        cursor = self.cursor()
+        try:
+            relation = cursor.sql(sql, params=values)
+        except duckdb.Error as exc:
+            cursor.close()
+            raise self.error(exc) from exc
+        return ReaderStream(schema, _DuckdbScan(self, cursor, relation), deadline, f"{self.domain}/{self.kind}")
+
     def error(self, exc: BaseException) -> SourceError:
         if isinstance(exc, SourceError):
             return exc

@@ -76,11 +76,18 @@ class MeshCatalog:
     def __init__(self, config: MeshConfig) -> None:
         self.name = config.catalog
         self._lock = threading.Lock()
+        self._version = 0
         self._domains = {domain.name: Domain(domain) for domain in config.domains}
         for domain in self._domains.values():
             self._load(domain)
 
     # -- reading ----------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """Bumped whenever products may have changed: a load or refresh of a domain (new schemas,
+        drift found, a product blocked, a domain going offline or coming back) or a reload."""
+        return self._version
+
     def domains(self) -> list[Domain]:
         return list(self._domains.values())
 
@@ -167,6 +174,7 @@ class MeshCatalog:
             retired += [domains[name] for name in added if name in domains]
             domains.update(added)
             self._domains = domains
+            self._version += 1  # after the change: a plan keyed by the new version saw it
         for old in retired:
             if old.connector is not None:
                 timer = threading.Timer(grace_seconds, old.connector.close)
@@ -189,6 +197,7 @@ class MeshCatalog:
                 domain.error = SourceUnavailableError(domain.name, domain.config.connector.type, str(error))
                 domain.failed_at = time.monotonic()
                 log.exception("domain '%s' is offline", domain.name)
+            self._version += 1  # after the change: a plan keyed by the new version saw it
 
 
 def _load_products(config: DomainConfig, connector: Connector) -> dict[str, Product]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+from cachetools import LRUCache
 from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
@@ -47,6 +48,18 @@ from gateway.errors import (
 from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
 from gateway.limits import Admission, Limits, MiB, Ticket, check_expressions
 from gateway.parameters import number_placeholders, parameter_schema, parameter_values
+from gateway.plancache import (
+    CachedPlan,
+    Literal,
+    PlanCache,
+    PlanKey,
+    Route,
+    access_fingerprint,
+    bindable,
+    bound_values,
+    parameterize,
+    placeholders_only_in_filters,
+)
 from gateway.planner import negotiate_scans, single_source_sql, touched
 from gateway.policy import Access, PolicySet, check_references
 from gateway.quality import QualityLog
@@ -83,6 +96,11 @@ class Query:
     explain: bool = False
     analyze: bool = False
     inner_sql: str = ""
+    # What planning taught (gateway/plancache.py): the cached plan, its key, and the
+    # literals its template took out of ``sql`` (bound in their place).
+    plan: CachedPlan | None = field(default=None, compare=False)
+    key: PlanKey | None = field(default=None, compare=False)
+    literals: tuple[Literal, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -111,7 +129,10 @@ class Engine:
     ) -> None:
         self.catalog = catalog
         self.settings = settings or EngineSettings()
+        self._policy_generation = 0
         self.policies = policies or PolicySet()
+        self.plans = PlanCache()
+        self._referenced: LRUCache[tuple[str, str | None], frozenset[tuple[str, str]] | None] = LRUCache(4096)
         self.audit = audit or AuditLog()
         self.quality = quality or QualityLog()
         self.admission = Admission(self.settings.limits)
@@ -143,6 +164,21 @@ class Engine:
 
     def close(self) -> None:
         self.catalog.close()
+
+    @property
+    def policies(self) -> PolicySet:
+        return self._policies
+
+    @policies.setter
+    def policies(self, policies: PolicySet) -> None:
+        """New policies; plans cached under the old ones are never used again."""
+        self._policies = policies
+        self._policy_generation += 1
+
+    @property
+    def plan_version(self) -> tuple[int, int]:
+        """What a cached plan must have been planned under: the catalog's version and the policies'."""
+        return self.catalog.version, self._policy_generation
 
     def install(self, added: dict[str, Domain], removed: set[str], policies: PolicySet) -> None:
         """Swap in new domain versions and the policies that go with them (hot reload).
@@ -229,9 +265,151 @@ class Engine:
             inner = sql[match.end() :]
             self._prepare(inner, caller)  # report errors of the explained query now
             return Query(sql, EXPLAIN_SCHEMA, explain=True, analyze=bool(match.group("analyze")), inner_sql=inner)
+        shape = parameterize(sql)
+        key = self._plan_key(sql, shape[0] if shape else sql, caller)
+        if key is not None:
+            cached = self._cached_query(sql, key, shape)
+            if cached is not None:
+                return cached
         scope = _Scope(caller)
         dataframe = self._dataframe(self._context(scope, sql), sql, {}, caller)
-        return Query(sql, result_schema(dataframe), parameter_schema(dataframe, sql))
+        self.plans.counted_planning()
+        schema, parameters = result_schema(dataframe), parameter_schema(dataframe, sql)
+        if key is None:
+            return Query(sql, schema, parameters)
+        plan = CachedPlan(schema, parameters, self._route(dataframe, scope, parameters))
+        self.plans.put(key, plan)
+        if shape is not None:
+            self._learn_template(PlanKey(shape[0], key.access, key.version, True), shape[1], schema, caller)
+        return Query(sql, schema, parameters, plan=plan, key=key)
+
+    # -- the plan cache (gateway/plancache.py) -------------------------------------------
+    def _plan_key(self, sql: str, names: str, caller: CallerContext) -> PlanKey | None:
+        """The cache key of ``sql`` for ``caller`` (``names``: a text naming the same products); None: not cached."""
+        if not self.plans.maxsize:
+            return None  # caching is off: every statement is planned, and planned again by execute
+        version = self.plan_version
+        if not self.policies.enabled:
+            return PlanKey(sql, (caller.default_catalog, caller.default_schema), version)
+        if _SHOW.match(sql):
+            return None
+        try:
+            referenced = self._referenced[(names, caller.default_schema)]
+        except KeyError:  # parsed once per text (sqlglot), not per execution
+            found = referenced_products(names, self.catalog.name, caller.default_schema)
+            referenced = None if found is None else frozenset(found)
+            self._referenced[(names, caller.default_schema)] = referenced
+        if referenced is None or any(domain in _LISTINGS or domain == SYSTEM_SCHEMA for domain, _ in referenced):
+            return None  # the products read are not known from the text, or tables made per caller
+        products = {key: self.catalog.find(*key) for key in referenced}
+        access = access_fingerprint(caller, set(referenced), products, lambda p: self.access(caller, p))
+        return None if access is None else PlanKey(sql, access, version)
+
+    def _cached_query(self, sql: str, key: PlanKey, shape: tuple[str, tuple[Literal, ...]] | None) -> Query | None:
+        """``sql`` as a cached plan knows it: its own entry, or its template's with the literals bound."""
+        found = self.plans.get(key)
+        if found is not None:
+            return Query(sql, found.schema, found.parameter_schema, plan=found, key=key)
+        if shape is None:
+            return None
+        template_key = PlanKey(shape[0], key.access, key.version, True)
+        template = self.plans.get(template_key)
+        if template is None or not template.template or template.route is None:
+            return None
+        if bound_values(template.route.parameter_types, {}, shape[1]) is None:
+            return None  # a literal the template's types do not hold: plan this statement itself
+        return Query(sql, template.schema, pa.schema([]), plan=template, key=template_key, literals=shape[1])
+
+    def _route(self, dataframe: DataFrame, scope: _Scope, parameters: pa.Schema) -> Route | None:
+        """The route of a query planned without values, if it goes whole to one source with its
+        parameters bound there exactly (else None: each execution plans)."""
+        if scope.masked:
+            return None
+        try:
+            plan = dataframe.optimized_logical_plan()
+            routed = single_source_sql(dataframe, scope.scans)
+        except Exception:  # execution reports it, as it always has
+            return None
+        if routed is None:
+            return None
+        scan = next(iter(scope.scans.values()))
+        types = tuple(field.type for field in parameters)
+        if types and not (
+            scan.connector.binds_parameters
+            and bindable(types, scan.connector.capabilities.dialect)
+            and placeholders_only_in_filters(dataframe.logical_plan())
+        ):
+            return None
+        products, columns = touched(plan, _default_domain(scope.caller))
+        applied = tuple(dict.fromkeys(scope.applied))
+        return Route(routed[0], scan.product, routed[1], types, tuple(products), tuple(columns), applied)
+
+    def _learn_template(
+        self, key: PlanKey, literals: tuple[Literal, ...], schema: pa.Schema, caller: CallerContext
+    ) -> None:
+        """Plan the template of a statement just planned; keep it if it stands for such statements."""
+        if self.plans.peek(key) is not None:
+            return
+        trusted: Route | None = None
+        template_schema = schema
+        try:
+            scope = _Scope(caller)
+            dataframe = self._dataframe(self._context(scope, key.sql), key.sql, {}, caller)
+            self.plans.counted_planning()
+            template_schema = result_schema(dataframe)
+            parameters = parameter_schema(dataframe, key.sql)
+            route = self._route(dataframe, scope, parameters)
+            if (
+                route is not None
+                and template_schema.equals(schema)
+                and len(parameters) == len(literals)
+                and bound_values(route.parameter_types, {}, literals) is not None
+            ):
+                trusted = route
+        except EXITS:
+            raise
+        except BaseException as error:  # the statement itself planned: only the template is given up
+            log.debug("no template plan for %r: %s", key.sql, error)
+        self.plans.put(key, CachedPlan(template_schema, pa.schema([]), trusted, template=trusted is not None))
+
+    def _run_cached(
+        self,
+        query: Query,
+        caller: CallerContext,
+        values: dict[str, pa.Scalar],
+        record: QueryRecord,
+        deadline: float | None,
+    ) -> Execution | None:
+        """Run ``query``'s cached route with its values bound, without planning; None: plan it instead.
+
+        The plan must be of the current version, and ``caller``'s access must be what it was
+        planned for (a prepared statement may outlive a policy change or be run by a caller
+        whose attributes changed).
+        """
+        plan, key = query.plan, query.key
+        if plan is None or plan.route is None or key is None or key.version != self.plan_version:
+            return None
+        if self.policies.enabled:
+            current = self._plan_key(key.sql, key.sql, caller)
+            if current is None or current.access != key.access:
+                return None
+        route = plan.route
+        parameters = bound_values(route.parameter_types, values, query.literals)
+        if parameters is None:
+            return None
+        try:
+            scans = [ProductScan(route.product)]
+            execution = _start_route(scans, route.domain, route.sql, query.schema, deadline, parameters)
+        except (SourceUnavailableError, QueryCancelledError):
+            raise
+        except SourceError as error:  # the source reads the bound query otherwise: plan, as before
+            log.info("cached route of %r refused by its source, planning instead: %s", key.sql, error)
+            self.plans.forget_route(key)
+            return None
+        self.plans.counted_execution()
+        record.products, record.columns = list(route.products), list(route.columns)
+        record.policies = list(route.policies)
+        return execution
 
     def execute(
         self,
@@ -251,11 +429,15 @@ class Engine:
                 execution = self._explain(query, caller, deadline)
             else:
                 values = parameter_values(query.parameter_schema, parameters)
-                planned = self._plan(query.sql, caller, values)
-                schema = query.schema if not values else result_schema(planned.dataframe)
-                record.products, record.columns = touched(planned.plan, _default_domain(caller))
-                record.policies = list(dict.fromkeys(planned.scope.applied))
-                execution = planned.start(schema, deadline)
+                cached = self._run_cached(query, caller, values, record, deadline)
+                if cached is not None:
+                    execution = cached
+                else:
+                    planned = self._plan(query.sql, caller, values)
+                    schema = query.schema if not values else result_schema(planned.dataframe)
+                    record.products, record.columns = touched(planned.plan, _default_domain(caller))
+                    record.policies = list(dict.fromkeys(planned.scope.applied))
+                    execution = planned.start(schema, deadline)
         except BaseException as error:
             if ticket is not None:
                 ticket.release()
@@ -306,6 +488,7 @@ class Engine:
 
     # -- planning ------------------------------------------------------------------
     def _plan(self, sql: str, caller: CallerContext, values: dict[str, pa.Scalar] | None = None) -> _Planned:
+        self.plans.counted_planning()
         scope = _Scope(caller)
         scans = scope.scans
         dataframe = self._dataframe(self._context(scope, sql), sql, values or {}, caller)
@@ -641,22 +824,8 @@ class _Planned:
 
     def start(self, schema: pa.Schema, deadline: float | None = None) -> Execution:
         if self.routed is not None:
-            scan = next(iter(self.scans.values()))
             domain, sql = self.routed
-            record = SourceQuery(domain, scan.connector.label, "(whole query)", sql, started=time.time())
-            scan.queries.append(record)
-            stream = scan.connector.execute(sql, schema, deadline)
-
-            def counted() -> Iterator[pa.RecordBatch]:
-                try:
-                    for batch in stream:
-                        record.rows += batch.num_rows
-                        record.batches += 1
-                        yield batch
-                finally:
-                    record.finished = time.time()
-
-            return Execution(schema, counted(), list(self.scans.values()), cancel_source=stream.close)
+            return _start_route(list(self.scans.values()), domain, sql, schema, deadline)
         for product_scan in self.scans.values():
             product_scan.deadline = deadline
         try:
@@ -664,6 +833,35 @@ class _Planned:
         except Exception as error:
             raise _execution_error(error, self.scans.values()) from None
         return Execution(schema, batches, list(self.scans.values()), cancel_source=batches.stop)
+
+
+def _start_route(
+    scans: list[ProductScan],
+    domain: str,
+    sql: str,
+    schema: pa.Schema,
+    deadline: float | None,
+    parameters: pa.RecordBatch | None = None,
+) -> Execution:
+    """Run a whole query at the source of ``scans`` (``parameters``: one row bound to its placeholders)."""
+    scan = scans[0]
+    record = SourceQuery(domain, scan.connector.label, "(whole query)", sql, started=time.time())
+    scan.queries.append(record)
+    if parameters is not None and parameters.num_columns:
+        stream = scan.connector.execute_bound(sql, schema, parameters, deadline)
+    else:
+        stream = scan.connector.execute(sql, schema, deadline)
+
+    def counted() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in stream:
+                record.rows += batch.num_rows
+                record.batches += 1
+                yield batch
+        finally:
+            record.finished = time.time()
+
+    return Execution(schema, counted(), scans, cancel_source=stream.close)
 
 
 class _DataFusionBatches:

@@ -22,6 +22,7 @@ from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
 
 from connectors.base import SqlConnector
+from gateway.plancache import bind_placeholder
 from gateway.pushdown import comparable, translate
 from gateway.scan import Occurrence, ProductScan
 
@@ -202,6 +203,8 @@ def _replace_tables(
                 missing = True
                 return node
             return connector.relation(scan.product.source, node.alias_or_name)
+        if isinstance(node, exp.Parameter):  # a placeholder the plan kept: bound at the source
+            return bind_placeholder(node, connector.capabilities.dialect)
         if isinstance(node, exp.Column) and node.args.get("db"):
             # "mesh"."sales"."orders"."id" -> "orders"."id": the table now goes by its alias.
             return exp.column(node.name, table=node.table, quoted=True)
