@@ -12,7 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 from sqlglot import exp
@@ -30,11 +30,14 @@ class SourceObject:
 
     ``table`` is a (possibly schema-qualified) table name for SQL sources, or a path
     relative to the connector's path for file sources. ``sql`` is a query in the
-    source's own dialect.
+    source's own dialect. ``columns`` (``connectors.sqlbase.SourceColumn``) are given for
+    a query the planner derived from products of this source (gateway/plan/same_source.py):
+    it already knows them, so the source is not asked to describe it.
     """
 
     table: str | None = None
     sql: str | None = None
+    columns: tuple[Any, ...] | None = None
 
     def describe(self) -> str:
         return self.table if self.table is not None else f"({self.sql})"

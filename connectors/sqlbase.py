@@ -70,6 +70,8 @@ class TypedSqlConnector(SqlConnector):
 
     def columns(self, source: SourceObject) -> tuple[SourceColumn, ...]:
         """The product's columns, described once and kept until :meth:`schema` is asked again."""
+        if source.columns is not None:  # a query the planner derived: its columns are known
+            return source.columns
         with self._columns_lock:
             cached = self._columns.get(source)
         return cached if cached is not None else self._describe(source)

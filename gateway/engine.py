@@ -48,6 +48,7 @@ from gateway.errors import (
 from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
 from gateway.limits import Admission, Limits, MiB, Ticket, check_expressions
 from gateway.parameters import number_placeholders, parameter_schema, parameter_values
+from gateway.plan.same_source import push_same_source
 from gateway.plancache import (
     CachedPlan,
     Literal,
@@ -84,6 +85,7 @@ class EngineSettings:
     target_partitions: int = 2
     batch_size: int = 65536
     limits: Limits = field(default_factory=Limits)  # memory, admission, result size, expressions
+    push_subplans: bool = True  # same-source joins go to their source whole (gateway/plan/same_source.py)
 
 
 @dataclass(frozen=True)
@@ -491,16 +493,39 @@ class Engine:
         self.plans.counted_planning()
         scope = _Scope(caller)
         scans = scope.scans
-        dataframe = self._dataframe(self._context(scope, sql), sql, values or {}, caller)
+        ctx = self._context(scope, sql)
+        dataframe = self._dataframe(ctx, sql, values or {}, caller)
         try:
             plan = dataframe.optimized_logical_plan()
         except Exception as error:
             raise _planning_error(error, self.catalog) from None
         # Masks are DataFusion expressions a source may not evaluate alike: such queries stay federated.
         routed = None if scope.masked else single_source_sql(dataframe, scans)
+        federated = plan
         if routed is None:
-            negotiate_scans(plan, scans, _default_domain(caller))
-        return _Planned(self, dataframe, plan, scans, routed, scope)
+            dataframe, federated = self._push_subplans(ctx, dataframe, plan, scope)
+            negotiate_scans(federated, scans, _default_domain(caller))
+        return _Planned(self, dataframe, plan, scans, routed, scope, federated)
+
+    def _push_subplans(
+        self, ctx: SessionContext, dataframe: DataFrame, plan: LogicalPlan, scope: _Scope
+    ) -> tuple[DataFrame, LogicalPlan]:
+        """The query with its same-source sub-plans pushed (gateway/plan/same_source.py), and its optimised plan.
+
+        Products a policy restricts for this caller (a guard) and queries with masks are left
+        as they are; so is any query the rule cannot rewrite (it is planned as before).
+        """
+        if scope.masked or not self.settings.push_subplans:
+            return dataframe, plan
+        try:
+            pushed = push_same_source(plan, ctx, scope.scans, _pushable)
+            if pushed is None:
+                return dataframe, plan
+            rewritten = ctx.create_dataframe_from_logical_plan(pushed)
+            return rewritten, rewritten.optimized_logical_plan()
+        except Exception as error:  # a plan Substrait cannot carry: federated as it was planned
+            log.info("sub-plans not pushed: %s", _clean(str(error))[:300])
+            return dataframe, plan
 
     def _dataframe(
         self, ctx: SessionContext, sql: str, values: dict[str, pa.Scalar], caller: CallerContext
@@ -698,7 +723,7 @@ class Engine:
             rows.append(("route", f"single source: the whole query runs in domain '{domain}' ({source})"))
         else:
             rows.append(("route", "federated: DataFusion joins the sources' results"))
-            rows.append(("logical_plan", planned.plan.display_indent()))
+            rows.append(("logical_plan", (planned.federated or planned.plan).display_indent()))
         for scan in planned.scans.values():
             visible = shown(scan.product.domain)
             label = _source_label(scan, visible)
@@ -729,6 +754,11 @@ def result_schema(dataframe: DataFrame) -> pa.Schema:
             raise PlanningError("a result column's name contains a NUL character: choose another alias") from None
         raise PlanningError(f"the result's schema cannot be sent: {_clean(str(error))}") from None
     return classic_types(schema)
+
+
+def _pushable(scan: ProductScan) -> bool:
+    """Whether ``scan`` may be part of a sub-plan pushed to its source: read unrestricted, whole queries taken."""
+    return scan.guard is None and scan.connector.capabilities.supports_full_query
 
 
 def _with_nullability(schema: pa.Schema, not_null: set[str], access: Access) -> pa.Schema:
@@ -817,10 +847,11 @@ class _Scope:
 class _Planned:
     engine: Engine
     dataframe: DataFrame
-    plan: LogicalPlan  # optimised
+    plan: LogicalPlan  # optimised, as the caller's SQL reads the products (the audit log's)
     scans: dict[tuple[str, str], ProductScan]
     routed: tuple[str, str] | None
     scope: _Scope
+    federated: LogicalPlan | None = None  # optimised, as it runs: sub-plans pushed to their sources
 
     def start(self, schema: pa.Schema, deadline: float | None = None) -> Execution:
         if self.routed is not None:

@@ -1,4 +1,4 @@
-"""Regenerate the protobuf modules of ``gateway/flightsql`` (``.py`` and ``.pyi``).
+"""Regenerate the protobuf modules of ``gateway/flightsql`` and ``gateway/plan/substrait`` (``.py`` and ``.pyi``).
 
 ``flight_sql.proto`` becomes ``flight_sql_pb2`` (Flight SQL commands) and ``flight.proto``
 becomes ``flight_pb2`` (the Flight RPC messages of the CancelFlightInfo and session
@@ -6,6 +6,12 @@ actions). Run from anywhere with the project's interpreter (needs ``grpcio-tools
 
     .venv/bin/python proto/compile.py            # writes into gateway/flightsql/
     .venv/bin/python proto/compile.py --out DIR  # writes into DIR (used by the tests)
+
+Substrait's ``substrait/*.proto`` (copied unchanged from github.com/substrait-io/substrait,
+Apache-2.0, see proto/README.md) become ``gateway/plan/substrait/*_pb2.py``: the planner
+reads and rewrites DataFusion's plans as Substrait (gateway/plan/substrait_plan.py). They
+share one private pool of their own (``_pool.py``), for the same reason as above: the
+``substrait`` package on PyPI registers the same names globally.
 
 The generated modules register their messages in private descriptor pools instead of
 protobuf's global one: other Flight libraries (``flightsql-dbapi`` for one) register
@@ -26,6 +32,14 @@ from pathlib import Path
 PROTO_DIR = Path(__file__).resolve().parent
 PROTO_FILES = ("flight_sql.proto", "flight.proto")
 DEFAULT_OUT = PROTO_DIR.parent / "gateway" / "flightsql"
+SUBSTRAIT_FILES = (
+    "substrait/type.proto",
+    "substrait/extensions/extensions.proto",
+    "substrait/algebra.proto",
+    "substrait/plan.proto",
+)
+SUBSTRAIT_PACKAGE = "gateway.plan.substrait"
+DEFAULT_SUBSTRAIT_OUT = PROTO_DIR.parent / "gateway" / "plan"
 
 _GLOBAL_POOL = "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile("
 _PRIVATE_POOL = (
@@ -68,6 +82,52 @@ def compile_proto(out_dir: Path) -> list[Path]:
     return written
 
 
+def compile_substrait(out_dir: Path) -> list[Path]:
+    """Run protoc on Substrait's files into ``out_dir/substrait``, importing each other as
+    ``gateway.plan.substrait`` modules and registering in that package's private pool."""
+    from grpc_tools import protoc
+
+    well_known = _well_known()
+    written: list[Path] = []
+    for proto in SUBSTRAIT_FILES:
+        status = protoc.main(
+            [
+                "grpc_tools.protoc",
+                f"--proto_path={PROTO_DIR}",
+                f"--proto_path={well_known}",
+                f"--python_out={out_dir}",
+                f"--pyi_out={out_dir}",
+                str(PROTO_DIR / proto),
+            ]
+        )
+        if status != 0:
+            raise RuntimeError(f"protoc failed on {PROTO_DIR / proto} (exit status {status})")
+        module = out_dir / Path(proto).with_name(f"{Path(proto).stem}_pb2.py")
+        for path in (module, module.with_suffix(".pyi")):
+            text = path.read_text(encoding="utf-8")
+            text = re.sub(
+                r"^from substrait(\.extensions)? import", rf"from {SUBSTRAIT_PACKAGE}\1 import", text, flags=re.M
+            )
+            text = re.sub(r"^import substrait\.", f"import {SUBSTRAIT_PACKAGE}.", text, flags=re.M)
+            if path.suffix == ".py":
+                if text.count(_GLOBAL_POOL) != 1:
+                    raise RuntimeError(f"{path}: expected one global descriptor pool registration to replace")
+                text = text.replace(
+                    _GLOBAL_POOL,
+                    f"from {SUBSTRAIT_PACKAGE}._pool import POOL  # private: see proto/compile.py\n"
+                    "DESCRIPTOR = POOL.AddSerializedFile(",
+                )
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    return written
+
+
+def _well_known() -> Path:
+    import grpc_tools
+
+    return Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
+
+
 def _use_private_pool(module: Path) -> None:
     source = module.read_text(encoding="utf-8")
     if source.count(_GLOBAL_POOL) != 1:
@@ -83,9 +143,12 @@ def _use_private_pool(module: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (Flight SQL)")
+    parser.add_argument(
+        "--substrait-out", type=Path, default=DEFAULT_SUBSTRAIT_OUT, help="output directory (its substrait/ folder)"
+    )
     args = parser.parse_args(argv)
-    for path in compile_proto(args.out):
+    for path in [*compile_proto(args.out), *compile_substrait(args.substrait_out)]:
         print(f"wrote {path}")
     return 0
 

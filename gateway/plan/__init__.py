@@ -1,0 +1,1 @@
+"""The federation planner: rules over DataFusion plans, read and rewritten as Substrait."""

@@ -1,0 +1,1 @@
+"""Substrait plan messages, generated from proto/substrait by proto/compile.py."""

@@ -1,0 +1,1 @@
+"""Substrait extension messages, generated from proto/substrait by proto/compile.py."""

@@ -1,0 +1,87 @@
+"""DataFusion plans as Substrait messages: written, walked, cut into sub-plans and read back.
+
+DataFusion's Python API cannot change a ``LogicalPlan``, but it writes any plan as Substrait
+and reads Substrait back (``datafusion.substrait``). Substrait relations refer to their
+inputs' columns by position, so replacing one relation with another that has the same
+output columns, in the same order and of the same types, leaves the rest of the plan valid.
+That is how the planner's rules rewrite a plan (``gateway/plan/same_source.py``).
+
+The messages are the generated classes of ``gateway/plan/substrait`` (``proto/compile.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from datafusion import LogicalPlan, SessionContext
+from datafusion.substrait import Consumer, Producer, Serde
+from google.protobuf.message import Message
+
+from gateway.plan.substrait import algebra_pb2, plan_pb2
+
+# Fields of a relation that hold its inputs (subqueries inside expressions are not inputs).
+_INPUT_FIELDS = ("input", "left", "right")
+
+
+def to_substrait(plan: LogicalPlan, ctx: SessionContext) -> plan_pb2.Plan:
+    """``plan`` as a Substrait message (its tables named as ``ctx`` resolves them)."""
+    return plan_pb2.Plan.FromString(Producer.to_substrait_plan(plan, ctx).encode())
+
+
+def to_logical(message: plan_pb2.Plan, ctx: SessionContext) -> LogicalPlan:
+    """A Substrait message as a DataFusion plan, its tables resolved in ``ctx``."""
+    return Consumer.from_substrait_plan(ctx, Serde.deserialize_bytes(message.SerializeToString()))
+
+
+def root(message: plan_pb2.Plan) -> algebra_pb2.Rel:
+    """The relation at the root of a one-query plan."""
+    return message.relations[0].root.input
+
+
+def inputs(rel: algebra_pb2.Rel) -> list[algebra_pb2.Rel]:
+    """The relations ``rel`` reads directly."""
+    kind = rel.WhichOneof("rel_type")
+    if kind is None:
+        return []
+    body = getattr(rel, kind)
+    found = [
+        getattr(body, name) for name in _INPUT_FIELDS if name in body.DESCRIPTOR.fields_by_name and body.HasField(name)
+    ]
+    if "inputs" in body.DESCRIPTOR.fields_by_name:
+        found.extend(body.inputs)
+    return found
+
+
+def _messages(message: Message) -> Iterator[Message]:
+    """``message`` and every message inside it, subqueries in expressions included."""
+    yield message
+    for field, value in message.ListFields():
+        if field.type != field.TYPE_MESSAGE:
+            continue
+        for item in value if field.is_repeated else (value,):
+            yield from _messages(item)
+
+
+def reads(rel: algebra_pb2.Rel) -> list[tuple[str, ...] | None]:
+    """Every table ``rel`` reads, subqueries included: its names, or None for a read of anything else."""
+    return [
+        tuple(item.named_table.names) if item.HasField("named_table") else None
+        for item in _messages(rel)
+        if isinstance(item, algebra_pb2.ReadRel)
+    ]
+
+
+def kinds(rel: algebra_pb2.Rel) -> set[str]:
+    """The kinds of relation inside ``rel`` (``join``, ``aggregate`` ...), subqueries included."""
+    return {
+        kind for item in _messages(rel) if isinstance(item, algebra_pb2.Rel) and (kind := item.WhichOneof("rel_type"))
+    }
+
+
+def sub_plan(whole: plan_pb2.Plan, rel: algebra_pb2.Rel) -> plan_pb2.Plan:
+    """A plan of its own whose root is ``rel`` (a relation of ``whole``, whose function declarations it keeps)."""
+    part = plan_pb2.Plan()
+    part.CopyFrom(whole)
+    del part.relations[:]
+    part.relations.add().root.input.CopyFrom(rel)
+    return part

@@ -1,0 +1,208 @@
+"""The same-source rule (gateway/plan/same_source.py) as data, on real SQLite, PostgreSQL and Parquet.
+
+``tests/fixtures/plan/same_source.sql`` holds the cases: SQL in, each pushed sub-plan's source
+query out. Every case's answer must equal the same query's with the rule off and DuckDB's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import adbc_driver_postgresql.dbapi as pg
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gateway.api import CallerContext
+from gateway.config import load_config
+from gateway.engine import Engine, EngineSettings
+from gateway.plan.same_source import DERIVED_SCHEMA
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "plan" / "same_source.sql"
+
+CUSTOMERS = pa.table(
+    {
+        "id": pa.array([1, 2, 3, 4, 5], pa.int64()),
+        "name": ["Ana", "Émile", "Zoe", "paid", "Bo"],
+        "country": ["FR", "FR", "DE", "US", None],
+    }
+)
+ORDERS = pa.table(
+    {
+        "id": pa.array(range(1, 11), pa.int64()),
+        "customer_id": pa.array([1, 1, 2, 3, 3, 3, 4, 5, 9, None], pa.int64()),
+        "total": pa.array([10.0, 25.5, 30.0, 5.0, 21.0, 99.0, 1.0, 40.0, 50.0, 60.0]),
+        "status": ["paid", "open", "paid", "paid", "open", "paid", "paid", "PAID", "paid", None],
+    }
+)
+PAYMENTS = pa.table(
+    {
+        "order_id": pa.array([1, 1, 2, 3, 6, 8], pa.int64()),
+        "amount": pa.array([5.0, 5.5, 25.5, 30.0, 99.0, 40.0]),
+    }
+)
+COUNTRIES = pa.table({"code": ["FR", "DE", "US"], "name": ["France", "Germany", "United States"]})
+ACCOUNTS = pa.table({"id": pa.array([1, 2, 3], pa.int32()), "owner": ["ops", "sales", "hr"]})
+INVOICES = pa.table(
+    {
+        "account_id": pa.array([1, 1, 2, 3, 3], pa.int32()),
+        "amount": pa.array([100, 250, 75, 20, 5], pa.int64()),
+        "issued": pa.array(["2024-01-15", "2024-02-01", "2024-03-10", "2024-01-31", "2024-02-29"]).cast(pa.date32()),
+    }
+)
+
+
+def load_cases() -> list[tuple[str, list[str]]]:
+    cases = []
+    for block in FIXTURES.read_text(encoding="utf-8").split("\n\n"):
+        lines = [line for line in block.strip().splitlines() if line and not line.startswith("#")]
+        if lines:
+            cases.append((lines[0], lines[1:]))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str) -> Path:
+    """The mesh's folder: shop (SQLite), ref (Parquet) and sales (PostgreSQL) in mesh.yaml."""
+    directory = tmp_path_factory.mktemp("same_source")
+    with sqlite3.connect(directory / "shop.db") as connection:
+        connection.execute("CREATE TABLE customers (id INTEGER, name TEXT, country TEXT)")
+        connection.execute("CREATE TABLE orders (id INTEGER, customer_id INTEGER, total REAL, status TEXT)")
+        connection.execute("CREATE TABLE payments (order_id INTEGER, amount REAL)")
+        for name, table in (("customers", CUSTOMERS), ("orders", ORDERS), ("payments", PAYMENTS)):
+            marks = ", ".join("?" * table.num_columns)
+            connection.executemany(f"INSERT INTO {name} VALUES ({marks})", [tuple(r.values()) for r in table.to_pylist()])
+    (directory / "ref").mkdir()
+    pq.write_table(COUNTRIES, directory / "ref" / "countries.parquet")
+    with pg.connect(postgres_uri, autocommit=True) as connection, connection.cursor() as cursor:
+        cursor.adbc_ingest("accounts", ACCOUNTS, db_schema_name=pg_schema)
+        cursor.adbc_ingest("invoices", INVOICES, db_schema_name=pg_schema)
+    (directory / "mesh.yaml").write_text(
+        f"""domains:
+  - name: shop
+    connector: {{type: sqlite, path: shop.db}}
+  - name: ref
+    connector: {{type: parquet, path: ref}}
+  - name: sales
+    connector: {{type: postgres, uri: "{postgres_uri}"}}
+    products:
+      - {{name: accounts, source: {pg_schema}.accounts}}
+      - {{name: invoices, source: {pg_schema}.invoices}}
+"""
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def engines(mesh: Path) -> Iterator[tuple[Engine, Engine]]:
+    on = Engine.from_config(load_config(mesh / "mesh.yaml"))
+    off = Engine(on.catalog, EngineSettings(push_subplans=False))
+    yield on, off
+    on.close()
+
+
+@pytest.fixture(scope="module")
+def governed(mesh: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The same mesh under policies: ana's orders are row-filtered, root reads everything."""
+    directory = tmp_path_factory.mktemp("governed")
+    (directory / "mesh.yaml").write_text((mesh / "mesh.yaml").read_text().replace("path: ", f"path: {mesh}/"))
+    (directory / "policies.yaml").write_text(
+        """policies:
+  roles: {analyst: [ana], admin: [root]}
+  grants:
+    - {role: admin, on: "*"}
+    - {role: analyst, on: "shop.*"}
+    - {role: analyst, on: "ref.*"}
+  row_filters:
+    - {on: shop.orders, where: "status = 'open'", except: [admin]}
+"""
+    )
+    engine = Engine.from_config(load_config(directory))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect()
+    for schema, tables in {
+        "shop": {"customers": CUSTOMERS, "orders": ORDERS, "payments": PAYMENTS},
+        "ref": {"countries": COUNTRIES},
+        "sales": {"accounts": ACCOUNTS, "invoices": INVOICES},
+    }.items():
+        connection.execute(f"CREATE SCHEMA {schema}")
+        for name, table in tables.items():
+            connection.register("incoming", table)
+            connection.execute(f"CREATE TABLE {schema}.{name} AS SELECT * FROM incoming")
+            connection.unregister("incoming")
+    yield connection
+    connection.close()
+
+
+def pushed_queries(engine: Engine, sql: str, caller: CallerContext | None = None) -> list[str]:
+    planned = engine._plan(sql, caller or CallerContext())
+    return [
+        f"{scan.product.domain}: {scan.product.source.sql}"
+        for (schema, _), scan in planned.scans.items()
+        if schema == DERIVED_SCHEMA
+    ]
+
+
+def rows(table: pa.Table) -> list[tuple[object, ...]]:
+    return sorted((tuple(r.values()) for r in table.to_pylist()), key=repr)
+
+
+@pytest.mark.parametrize(("sql", "expected"), load_cases(), ids=lambda value: value if isinstance(value, str) else "")
+def test_same_source_fixture(
+    engines: tuple[Engine, Engine], reference: duckdb.DuckDBPyConnection, pg_schema: str, sql: str, expected: list[str]
+) -> None:
+    on, off = engines
+    wanted = [] if expected == ["none"] else [line.replace("{schema}", pg_schema) for line in expected]
+    assert pushed_queries(on, sql) == wanted
+    answer = rows(on.run(sql).read_all())
+    assert answer == rows(off.run(sql).read_all())
+    assert answer == sorted(reference.execute(sql).fetchall(), key=repr)
+
+
+def test_explain_shows_the_pushed_join_and_the_plan_that_reads_it(engines: tuple[Engine, Engine]) -> None:
+    on, _ = engines
+    sql = (
+        "SELECT c.name, k.name FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+        " JOIN ref.countries k ON k.code = c.country WHERE o.total > 20"
+    )
+    plan = dict(zip(*on.run("EXPLAIN " + sql).read_all().to_pydict().values(), strict=True))
+    assert "customers+orders" in plan["logical_plan"] and "shop.customers" not in plan["logical_plan"]
+    (shop,) = [text for kind, text in plan.items() if kind.startswith("source_query[shop/")]
+    assert 'CROSS JOIN "orders" AS "t1"' in shop
+
+
+def test_the_audit_log_names_the_products_not_the_derived_table(engines: tuple[Engine, Engine]) -> None:
+    on, _ = engines
+    sql = (
+        "SELECT c.name, k.name FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+        " JOIN ref.countries k ON k.code = c.country WHERE o.total > 20"
+    )
+    on.run(sql).read_all()
+    record = on.audit.records(None)[-1]
+    assert record.sql == sql and sorted(record.products) == ["ref.countries", "shop.customers", "shop.orders"]
+
+
+FILTERED = (
+    "SELECT c.name, o.total, k.name AS country FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+    " JOIN ref.countries k ON k.code = c.country WHERE c.country = 'FR'"
+)
+
+
+def test_a_row_filtered_product_is_not_pushed_and_its_filter_holds(governed: Engine) -> None:
+    ana = CallerContext(user="ana")
+    assert [q for q in pushed_queries(governed, FILTERED, ana)] == []  # orders carries a guard for ana
+    assert rows(governed.run(FILTERED, ana).read_all()) == [("Ana", 25.5, "France")]
+
+
+def test_an_unrestricted_caller_under_policies_gets_the_pushed_join(governed: Engine) -> None:
+    root = CallerContext(user="root")
+    assert [q.split(":")[0] for q in pushed_queries(governed, FILTERED, root)] == ["shop"]
+    assert rows(governed.run(FILTERED, root).read_all()) == [("Ana", 10.0, "France"), ("Ana", 25.5, "France"), ("Émile", 30.0, "France")]
