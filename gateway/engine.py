@@ -522,6 +522,9 @@ class Engine:
             if pushed is None:
                 return dataframe, plan
             rewritten = ctx.create_dataframe_from_logical_plan(pushed)
+            if not rewritten.schema().equals(dataframe.schema()):  # the round trip changed a type: keep the plan
+                log.info("sub-plans not pushed: the rewritten plan's schema differs")
+                return dataframe, plan
             return rewritten, rewritten.optimized_logical_plan()
         except Exception as error:  # a plan Substrait cannot carry: federated as it was planned
             log.info("sub-plans not pushed: %s", _clean(str(error))[:300])

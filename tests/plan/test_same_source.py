@@ -74,7 +74,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema:
         connection.execute("CREATE TABLE payments (order_id INTEGER, amount REAL)")
         for name, table in (("customers", CUSTOMERS), ("orders", ORDERS), ("payments", PAYMENTS)):
             marks = ", ".join("?" * table.num_columns)
-            connection.executemany(f"INSERT INTO {name} VALUES ({marks})", [tuple(r.values()) for r in table.to_pylist()])
+            connection.executemany(
+                f"INSERT INTO {name} VALUES ({marks})", [tuple(r.values()) for r in table.to_pylist()]
+            )
     (directory / "ref").mkdir()
     pq.write_table(COUNTRIES, directory / "ref" / "countries.parquet")
     with pg.connect(postgres_uri, autocommit=True) as connection, connection.cursor() as cursor:
@@ -205,4 +207,8 @@ def test_a_row_filtered_product_is_not_pushed_and_its_filter_holds(governed: Eng
 def test_an_unrestricted_caller_under_policies_gets_the_pushed_join(governed: Engine) -> None:
     root = CallerContext(user="root")
     assert [q.split(":")[0] for q in pushed_queries(governed, FILTERED, root)] == ["shop"]
-    assert rows(governed.run(FILTERED, root).read_all()) == [("Ana", 10.0, "France"), ("Ana", 25.5, "France"), ("Émile", 30.0, "France")]
+    assert rows(governed.run(FILTERED, root).read_all()) == [
+        ("Ana", 10.0, "France"),
+        ("Ana", 25.5, "France"),
+        ("Émile", 30.0, "France"),
+    ]

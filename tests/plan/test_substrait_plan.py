@@ -61,3 +61,32 @@ def test_a_sub_plan_is_a_plan_of_its_own_and_a_spliced_relation_keeps_the_rest_v
     right.CopyFrom(replacement)
     spliced = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
     assert spliced.to_pylist() == [{"x": "q", "y": 20}]
+
+
+def round_trip(ctx: SessionContext, sql: str) -> list[dict[str, object]]:
+    plan = ctx.sql(sql).optimized_logical_plan()
+    return list(ctx.create_dataframe_from_logical_plan(to_logical(to_substrait(plan, ctx), ctx)).to_pylist())
+
+
+def test_what_the_round_trip_loses_is_what_the_rule_refuses_to_rewrite() -> None:
+    """DataFusion 55 drops the null-aware flag of NOT IN's anti join, and a cast's time zone:
+    when this test fails, the round trip has been fixed and the guard can be narrowed."""
+    from gateway.plan.same_source import _not_carried
+
+    ctx = SessionContext()
+    ctx.register_record_batches("a", [[pa.record_batch({"id": pa.array([1, 2, None])})]])
+    ctx.register_record_batches("b", [[pa.record_batch({"k": pa.array([2, None])})]])
+    not_in = "SELECT id FROM a WHERE id NOT IN (SELECT k FROM b)"
+    assert ctx.sql(not_in).to_pylist() == [] and round_trip(ctx, not_in) != []
+    assert _not_carried(ctx.sql(not_in).optimized_logical_plan().display_indent())
+    zoned = "SELECT to_timestamp(0) AT TIME ZONE 'Europe/Paris' AS t"
+    assert (
+        ctx.sql(zoned).schema()
+        != ctx.create_dataframe_from_logical_plan(
+            to_logical(to_substrait(ctx.sql(zoned).optimized_logical_plan(), ctx), ctx)
+        ).schema()
+    )
+    assert _not_carried(ctx.sql(zoned).optimized_logical_plan().display_indent())
+    assert not _not_carried(
+        ctx.sql("SELECT id FROM a WHERE id IN (SELECT k FROM b)").optimized_logical_plan().display_indent()
+    )
