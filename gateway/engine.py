@@ -48,7 +48,7 @@ from gateway.errors import (
 from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
 from gateway.limits import Admission, Limits, MiB, Ticket, check_expressions
 from gateway.parameters import number_placeholders, parameter_schema, parameter_values
-from gateway.plan.same_source import push_same_source
+from gateway.plan.rules import Planning, rewrite
 from gateway.plancache import (
     CachedPlan,
     Literal,
@@ -85,7 +85,7 @@ class EngineSettings:
     target_partitions: int = 2
     batch_size: int = 65536
     limits: Limits = field(default_factory=Limits)  # memory, admission, result size, expressions
-    push_subplans: bool = True  # same-source joins go to their source whole (gateway/plan/same_source.py)
+    plan_rules: bool = True  # the federated planner's rules (gateway/plan/rules.py): off plans as DataFusion alone
 
 
 @dataclass(frozen=True)
@@ -501,34 +501,37 @@ class Engine:
             raise _planning_error(error, self.catalog) from None
         # Masks are DataFusion expressions a source may not evaluate alike: such queries stay federated.
         routed = None if scope.masked else single_source_sql(dataframe, scans)
-        federated = plan
+        federated, fired = plan, tuple[str, ...]()
         if routed is None:
-            dataframe, federated = self._push_subplans(ctx, dataframe, plan, scope)
+            dataframe, federated, fired = self._rewrite(ctx, dataframe, plan, scope)
             negotiate_scans(federated, scans, _default_domain(caller))
-        return _Planned(self, dataframe, plan, scans, routed, scope, federated)
+        return _Planned(self, dataframe, plan, scans, routed, scope, federated, fired)
 
-    def _push_subplans(
+    def _rewrite(
         self, ctx: SessionContext, dataframe: DataFrame, plan: LogicalPlan, scope: _Scope
-    ) -> tuple[DataFrame, LogicalPlan]:
-        """The query with its same-source sub-plans pushed (gateway/plan/same_source.py), and its optimised plan.
+    ) -> tuple[DataFrame, LogicalPlan, tuple[str, ...]]:
+        """The query after the planner's rules (gateway/plan/rules.py): its DataFrame, optimised plan
+        and the rules that changed it.
 
-        Products a policy restricts for this caller (a guard) and queries with masks are left
-        as they are; so is any query the rule cannot rewrite (it is planned as before).
+        Products a policy restricts for this caller (a guard) are never sent to a source as part
+        of a join, queries with masks are left as they are, and so is any plan the rules cannot
+        rewrite (it runs as DataFusion planned it).
         """
-        if scope.masked or not self.settings.push_subplans:
-            return dataframe, plan
+        if scope.masked or not self.settings.plan_rules:
+            return dataframe, plan, ()
+        planning = Planning(ctx, scope.scans, _pushable, self.catalog.find)
         try:
-            pushed = push_same_source(plan, ctx, scope.scans, _pushable)
-            if pushed is None:
-                return dataframe, plan
-            rewritten = ctx.create_dataframe_from_logical_plan(pushed)
+            rewritten_plan = rewrite(plan, planning)
+            if rewritten_plan is None:
+                return dataframe, plan, ()
+            rewritten = ctx.create_dataframe_from_logical_plan(rewritten_plan)
             if not rewritten.schema().equals(dataframe.schema()):  # the round trip changed a type: keep the plan
-                log.info("sub-plans not pushed: the rewritten plan's schema differs")
-                return dataframe, plan
-            return rewritten, rewritten.optimized_logical_plan()
+                log.info("plan not rewritten: the rewritten plan's schema differs")
+                return dataframe, plan, ()
+            return rewritten, rewritten.optimized_logical_plan(), tuple(planning.fired)
         except Exception as error:  # a plan Substrait cannot carry: federated as it was planned
-            log.info("sub-plans not pushed: %s", _clean(str(error))[:300])
-            return dataframe, plan
+            log.info("plan not rewritten: %s", _clean(str(error))[:300])
+            return dataframe, plan, ()
 
     def _dataframe(
         self, ctx: SessionContext, sql: str, values: dict[str, pa.Scalar], caller: CallerContext
@@ -725,7 +728,8 @@ class Engine:
             source = scan.connector.label if shown(domain) else scan.connector.kind
             rows.append(("route", f"single source: the whole query runs in domain '{domain}' ({source})"))
         else:
-            rows.append(("route", "federated: DataFusion joins the sources' results"))
+            rules = f" (planner rules applied: {', '.join(planned.fired)})" if planned.fired else ""
+            rows.append(("route", f"federated: DataFusion joins the sources' results{rules}"))
             rows.append(("logical_plan", (planned.federated or planned.plan).display_indent()))
         for scan in planned.scans.values():
             visible = shown(scan.product.domain)
@@ -854,7 +858,8 @@ class _Planned:
     scans: dict[tuple[str, str], ProductScan]
     routed: tuple[str, str] | None
     scope: _Scope
-    federated: LogicalPlan | None = None  # optimised, as it runs: sub-plans pushed to their sources
+    federated: LogicalPlan | None = None  # optimised, as it runs: after the rules of gateway/plan/rules.py
+    fired: tuple[str, ...] = ()  # the rules that changed it
 
     def start(self, schema: pa.Schema, deadline: float | None = None) -> Execution:
         if self.routed is not None:

@@ -21,14 +21,13 @@ A sub-plan is pushed only when it joins and filters: a lone scan is already nego
 as its tables hold (measured: partsupp joined with supplier in SQLite, 800,000 rows, is
 slower than fetching both and joining in DataFusion).
 
-:func:`push_subplans` finds the sub-plans in a Substrait copy of the plan, asks
-:func:`subplan_query` for each one's SQL, and splices in a read of a table that runs that
-SQL (``gateway/plan/substrait_plan.py`` says why splicing is safe).
+:func:`push_subplans` finds the sub-plans in the Substrait form of the plan
+(``gateway/plan/rules.py``), asks :func:`subplan_query` for each one's SQL, and splices in a
+read of a table that runs that SQL (``gateway/plan/substrait_plan.py`` says why that is safe).
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -250,15 +249,14 @@ def _qualified(predicate: exp.Expr, owners: dict[str, str]) -> exp.Expr:
 
 
 def push_subplans(
-    plan: LogicalPlan, ctx: SessionContext, resolve: Resolve, register: Register
-) -> tuple[LogicalPlan, list[SubplanQuery]] | None:
-    """``plan`` with its same-source sub-plans replaced by reads of their queries; None if none was found.
+    message: plan_pb2.Plan, ctx: SessionContext, resolve: Resolve, register: Register
+) -> list[SubplanQuery]:
+    """Replace, in ``message``, its same-source sub-plans by reads of their queries; the ones pushed.
 
     The plan is walked from the root: a relation whose reads all resolve to products of one
     source, that joins, and whose query :func:`subplan_query` can write, is replaced by a
     read of the derived product ``register`` makes readable; otherwise its inputs are tried.
     """
-    message = to_substrait(plan, ctx)
     pushed: list[SubplanQuery] = []
 
     def visit(rel: Any) -> None:
@@ -275,20 +273,7 @@ def push_subplans(
             visit(child)
 
     visit(root(message))
-    if not pushed:
-        return None
-    return to_logical(message, ctx), pushed
-
-
-# What DataFusion 55's Substrait round trip loses (tests/plan/test_substrait_plan.py pins both):
-# the null-aware anti join of NOT IN (NULLs then match nothing), and the time zone of a cast
-# to a timestamp (AT TIME ZONE): a plan that holds either is not rewritten.
-_LOST_IN_SUBSTRAIT = re.compile(r'\bnull_aware\b|\bTimestamp\w*\([^()"]*(?:Some\()?"(?!UTC"|\+00:00")[^"]*"')
-
-
-def _not_carried(plan_text: str) -> bool:
-    """Whether the plan holds something the Substrait round trip would change (see above)."""
-    return _LOST_IN_SUBSTRAIT.search(plan_text) is not None
+    return pushed
 
 
 def _read_of(table: tuple[str, ...], ctx: SessionContext) -> Any:
@@ -345,21 +330,21 @@ class _DerivedSchema(SchemaProvider):
 
 
 def push_same_source(
-    plan: LogicalPlan,
+    message: plan_pb2.Plan,
     ctx: SessionContext,
     scans: dict[tuple[str, str], ProductScan],
     pushable: Callable[[ProductScan], bool],
-) -> LogicalPlan | None:
-    """``plan`` with its same-source sub-plans pushed (each read through a new entry of ``scans``); None if none.
+) -> list[SubplanQuery]:
+    """Push ``message``'s same-source sub-plans (each read through a new entry of ``scans``); the ones pushed.
 
     Only products whose scans are in ``scans`` and ``pushable`` (read unrestricted by the
-    caller, from a SQL source that takes whole queries) take part. Nothing is done unless
-    one source holds two of them: the usual query pays nothing for the rule.
+    caller, from a SQL source that takes whole queries) take part. Nothing is looked at
+    unless one source holds two of them.
     """
     eligible = {key: scan for key, scan in scans.items() if pushable(scan)}
     per_source = Counter(id(scan.product.connector) for scan in eligible.values())
-    if not per_source or max(per_source.values()) < 2 or _not_carried(plan.display_indent()):
-        return None
+    if not per_source or max(per_source.values()) < 2:
+        return []
     derived = DerivedCatalog()
     ctx.register_catalog_provider(derived.name, derived)
 
@@ -373,5 +358,4 @@ def push_same_source(
         scans[(DERIVED_SCHEMA, table[-1])] = scan
         return table
 
-    pushed = push_subplans(plan, ctx, resolve, register)
-    return pushed[0] if pushed is not None else None
+    return push_subplans(message, ctx, resolve, register)

@@ -101,7 +101,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema:
 @pytest.fixture(scope="module")
 def engines(mesh: Path) -> Iterator[tuple[Engine, Engine]]:
     on = Engine.from_config(load_config(mesh / "mesh.yaml"))
-    off = Engine(on.catalog, EngineSettings(push_subplans=False))
+    off = Engine(on.catalog, EngineSettings(plan_rules=False))
     yield on, off
     on.close()
 

@@ -1,0 +1,84 @@
+"""The build-side rule (gateway/plan/build_side.py): plan in, the join order DataFusion runs out."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from datafusion import SessionContext
+
+from gateway.plan.build_side import build_smaller, estimate
+from gateway.plan.substrait_plan import root, to_logical, to_substrait
+
+BIG = pa.record_batch({"id": [*range(1, 101), None], "x": [f"x{i}" for i in range(101)]})
+SMALL = pa.record_batch({"k": [3, 5, 5, None], "y": [30, 50, 51, 0]})
+
+
+def context() -> SessionContext:
+    ctx = SessionContext()
+    ctx.register_record_batches("big", [[BIG]])
+    ctx.register_record_batches("small", [[SMALL]])
+    return ctx
+
+
+def rows(names: tuple[str, ...]) -> float | None:
+    return {"big": 1_000_000.0, "small": 10.0}.get(names[-1])
+
+
+# SQL, and how the rewritten plan's join reads (its first line with "Join").
+CASES = [
+    (
+        "SELECT big.x FROM big WHERE big.id IN (SELECT k FROM small) ORDER BY 1",
+        "RightSemi Join: small.k = big.id",
+    ),
+    (
+        "SELECT big.x, small.y FROM big JOIN small ON big.id = small.k ORDER BY 1, 2",
+        "Inner Join: small.k = big.id",
+    ),
+    (
+        "SELECT big.x FROM big WHERE NOT EXISTS (SELECT 1 FROM small WHERE small.k = big.id) ORDER BY 1",
+        "RightAnti Join: small.k = big.id",
+    ),
+    (
+        "SELECT big.x, small.y FROM big JOIN small ON big.id = small.k AND small.y > big.id * 9 ORDER BY 1, 2",
+        "Inner Join: small.k = big.id Filter: small.y > big.id * Int64(9)",
+    ),
+    (  # already the small side on the left: left as it is
+        "SELECT small.y FROM small JOIN big ON big.id = small.k ORDER BY 1",
+        "Inner Join: small.k = big.id",
+    ),
+    (  # an outer join keeps its order
+        "SELECT big.x, small.y FROM big LEFT JOIN small ON big.id = small.k ORDER BY 1, 2",
+        "Left Join: big.id = small.k",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "join"), CASES, ids=[c[1].split(":")[0] + str(i) for i, c in enumerate(CASES)])
+def test_the_smaller_input_is_built_and_the_answer_stays(sql: str, join: str) -> None:
+    ctx = context()
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    build_smaller(message, ctx, rows)
+    rewritten = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
+    plan = rewritten.optimized_logical_plan().display_indent()
+    (first,) = [line.strip() for line in plan.splitlines() if "Join" in line][:1]
+    assert first == join, plan
+    assert rewritten.schema() == ctx.sql(sql).schema()
+    assert rewritten.to_pylist() == ctx.sql(sql).to_pylist()
+
+
+def test_an_input_without_an_estimate_is_not_swapped() -> None:
+    ctx = context()
+    sql = "SELECT big.x FROM big WHERE big.id IN (SELECT k FROM small)"
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    assert not build_smaller(message, ctx, lambda names: 1_000_000.0 if names[-1] == "big" else None)
+
+
+def test_estimates_follow_filters_groupings_and_joins() -> None:
+    ctx = context()
+    sql = "SELECT k, count(*) FROM small WHERE y > 10 GROUP BY k"
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    assert estimate(root(message), rows) == pytest.approx(10 * 0.25 * 0.1)
+    message = to_substrait(
+        ctx.sql("SELECT count(*) FROM big JOIN small ON big.id = small.k").optimized_logical_plan(), ctx
+    )
+    assert estimate(root(message), rows) == 1.0
