@@ -28,8 +28,8 @@ from adbc_driver_manager.dbapi import Connection, Cursor
 from connectors.base import SourceStream
 from connectors.deadline import before, passed
 from connectors.sqlbase import ReaderStream, TypedSqlConnector
-from gateway.config import ConnectorConfig
-from gateway.errors import ConfigError, MeshgateError, QueryTimeoutError, SourceError, SourceUnavailableError
+from meshcore.config import ConnectorConfig
+from meshcore.errors import ConfigError, MeshgateError, QueryTimeoutError, SourceError, SourceUnavailableError
 
 T = TypeVar("T")
 

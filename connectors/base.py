@@ -21,7 +21,7 @@ from sqlglot.errors import ErrorLevel
 if TYPE_CHECKING:
     from datafusion import SessionContext
 
-    from gateway.config import ConnectorConfig
+    from meshcore.config import ConnectorConfig
 
 
 @dataclass(frozen=True)

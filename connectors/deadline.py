@@ -29,7 +29,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
-from gateway.errors import QueryTimeoutError
+from meshcore.errors import QueryTimeoutError
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from sqlglot import exp
 from connectors.base import DiscoveredProduct, SourceObject, SourceStream, SqlCapabilities
 from connectors.naming import qualified, unique
 from connectors.sqlbase import ReaderStream, SourceColumn, TypedSqlConnector
-from gateway.config import ConnectorConfig
-from gateway.errors import ConfigError, SourceError, SourceUnavailableError
+from meshcore.config import ConnectorConfig
+from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
 
 BATCH_ROWS = 65536
 

@@ -66,8 +66,8 @@ from datafusion.options import CsvReadOptions
 from connectors import partitions
 from connectors.base import DiscoveredProduct, FileConnector, FileVersion, SourceObject
 from connectors.naming import identifier, unique
-from gateway.config import ConnectorConfig
-from gateway.errors import ConfigError, SourceError, SourceUnavailableError
+from meshcore.config import ConnectorConfig
+from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -54,8 +54,8 @@ from connectors.base import DiscoveredProduct, SourceObject, SqlCapabilities
 from connectors.deadline import milliseconds_left, remaining
 from connectors.naming import qualified, unique
 from connectors.sqlbase import ConversionError, SourceColumn
-from gateway.config import ConnectorConfig
-from gateway.errors import ConfigError
+from meshcore.config import ConnectorConfig
+from meshcore.errors import ConfigError
 
 DEFAULT_CONNECT_TIMEOUT = 10
 """Seconds a new connection may take when no deadline is nearer (libpq's ``connect_timeout``)."""

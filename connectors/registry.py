@@ -7,8 +7,8 @@ from connectors.duckdb import DuckdbConnector
 from connectors.files import CsvConnector, ParquetConnector
 from connectors.postgres import PostgresConnector
 from connectors.sqlite import SqliteConnector
-from gateway.config import ConnectorConfig
-from gateway.errors import ConfigError
+from meshcore.config import ConnectorConfig
+from meshcore.errors import ConfigError
 
 CONNECTORS: dict[str, type[Connector]] = {
     cls.kind: cls for cls in (PostgresConnector, SqliteConnector, DuckdbConnector, ParquetConnector, CsvConnector)

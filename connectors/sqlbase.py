@@ -36,8 +36,8 @@ from sqlglot import exp
 
 from connectors.base import ScanSpec, SourceObject, SourceStream, SqlConnector
 from connectors.deadline import expired, passed
-from gateway.config import ConnectorConfig
-from gateway.errors import MeshgateError, SourceError
+from meshcore.config import ConnectorConfig
+from meshcore.errors import MeshgateError, SourceError
 
 Read = Callable[[exp.Expr], exp.Expr]
 

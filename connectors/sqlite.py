@@ -47,8 +47,8 @@ from connectors.base import DiscoveredProduct, SourceObject, SqlCapabilities
 from connectors.deadline import milliseconds_left
 from connectors.naming import identifier, unique
 from connectors.sqlbase import SourceColumn
-from gateway.config import ConnectorConfig
-from gateway.errors import ConfigError, SourceError, SourceUnavailableError
+from meshcore.config import ConnectorConfig
+from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
 
 BATCH_ROWS = 65536
 

@@ -1,4 +1,4 @@
-"""One error hierarchy for the whole gateway.
+"""The error hierarchy (``meshcore/errors.py``), mapped to Flight statuses once.
 
 Every failure that can reach a client is a :class:`MeshgateError`. Its message names
 what went wrong and where (file and field, SQL position, domain and source), and
@@ -27,71 +27,51 @@ from typing import cast
 
 import pyarrow.flight as flight
 
-
-class MeshgateError(Exception):
-    """Root of every error the gateway raises on purpose."""
-
-
-class ConfigError(MeshgateError):
-    """A mesh configuration is invalid (names the file, domain and field)."""
-
-
-class PlanningError(MeshgateError):
-    """The SQL cannot be parsed or planned (names the position or the object)."""
-
-
-class NotFoundError(PlanningError):
-    """A catalog, domain or data product does not exist."""
-
-
-class ContractError(PlanningError):
-    """A data product is blocked: its source no longer matches its declared contract."""
-
-
-class NotSupportedError(MeshgateError):
-    """The request is valid but the gateway or a source cannot do it."""
-
-
-class InvalidRequestError(MeshgateError):
-    """A protocol request is malformed: bytes that do not decode, the wrong message, bad parameters."""
-
-
-class SourceError(MeshgateError):
-    """A source rejected a query or failed while it ran (names domain and source)."""
-
-    def __init__(self, domain: str, source: str, message: str) -> None:
-        super().__init__(f"[{domain}/{source}] {message}")
-        self.domain = domain
-        self.source = source
-
-
-class SourceUnavailableError(SourceError):
-    """A source cannot be reached at all."""
-
-
-class QueryCancelledError(MeshgateError):
-    """The query was cancelled by the client or timed out."""
-
-
-class QueryTimeoutError(QueryCancelledError):
-    """The query ran longer than its statement timeout and was cancelled."""
-
-
-class ResourceLimitError(MeshgateError):
-    """The query went over one of the gateway's resource limits (the message names which)."""
-
-
-class GatewayBusyError(ResourceLimitError):
-    """No slot freed up for the query in time: retry shortly."""
-
-
-class AuthenticationError(MeshgateError):
-    """The caller could not be authenticated."""
-
-
-class PermissionDeniedError(MeshgateError):
-    """The caller is authenticated but may not do this."""
-
+from meshcore.errors import (
+    AuthenticationError as AuthenticationError,
+)
+from meshcore.errors import (
+    ConfigError as ConfigError,
+)
+from meshcore.errors import (
+    ContractError as ContractError,
+)
+from meshcore.errors import (
+    GatewayBusyError as GatewayBusyError,
+)
+from meshcore.errors import (
+    InvalidRequestError as InvalidRequestError,
+)
+from meshcore.errors import (  # the hierarchy lives below gateway and connectors
+    MeshgateError as MeshgateError,
+)
+from meshcore.errors import (
+    NotFoundError as NotFoundError,
+)
+from meshcore.errors import (
+    NotSupportedError as NotSupportedError,
+)
+from meshcore.errors import (
+    PermissionDeniedError as PermissionDeniedError,
+)
+from meshcore.errors import (
+    PlanningError as PlanningError,
+)
+from meshcore.errors import (
+    QueryCancelledError as QueryCancelledError,
+)
+from meshcore.errors import (
+    QueryTimeoutError as QueryTimeoutError,
+)
+from meshcore.errors import (
+    ResourceLimitError as ResourceLimitError,
+)
+from meshcore.errors import (
+    SourceError as SourceError,
+)
+from meshcore.errors import (
+    SourceUnavailableError as SourceUnavailableError,
+)
 
 EXITS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 """Exceptions that end a thread or generator rather than report a failure: never mapped."""
