@@ -8,7 +8,9 @@ with the same result, and whatever it keeps back is evaluated by DataFusion.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
@@ -22,6 +24,11 @@ if TYPE_CHECKING:
     from datafusion import SessionContext
 
     from meshcore.config import ConnectorConfig
+
+log = logging.getLogger(__name__)
+
+STATS_SECONDS = 60.0
+"""How long a connector keeps a product's row estimate before asking its source again."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,8 @@ class Connector(ABC):
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         self.domain = domain
         self.config = config
+        self._estimates: dict[SourceObject, tuple[float, int | None]] = {}
+        self._estimates_lock = threading.Lock()
 
     @property
     def label(self) -> str:
@@ -164,6 +173,31 @@ class Connector(ABC):
         Raises SourceError if it cannot ask.
         """
         return ()
+
+    def estimate_rows(self, source: SourceObject) -> int | None:
+        """About how many rows the product holds, from the source's statistics; None when it cannot tell.
+
+        Cheap (never a full scan of a big table), kept for :data:`STATS_SECONDS`, and never
+        raises: a source that fails to answer gives None. Subclasses implement
+        :meth:`read_row_estimate`.
+        """
+        now = time.monotonic()
+        with self._estimates_lock:
+            cached = self._estimates.get(source)
+        if cached is not None and now - cached[0] < STATS_SECONDS:
+            return cached[1]
+        try:
+            rows = self.read_row_estimate(source)
+        except Exception as error:  # an estimate is advice: its absence must not fail a query
+            log.info("[%s/%s] no row estimate for %s: %s", self.domain, self.kind, source.describe(), error)
+            rows = None
+        with self._estimates_lock:
+            self._estimates[source] = (now, rows)
+        return rows
+
+    def read_row_estimate(self, source: SourceObject) -> int | None:
+        """Ask the source for :meth:`estimate_rows` (uncached; may raise). None: no cheap estimate."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""
