@@ -7,7 +7,9 @@ whole: ``gateway/planner.py``), the plan is read as Substrait once and each rule
 1. :func:`gateway.plan.same_source.push_same_source`: filtered joins within one SQL source
    go to that source as one query;
 2. :func:`gateway.plan.build_side.build_smaller`: every hash join builds on the input
-   estimated to be smaller.
+   estimated to be smaller;
+3. :func:`gateway.plan.runtime_filter.send_build_keys`: a small build input that reads only
+   files runs first, and its join keys filter the SQL sources of the probe input.
 
 Then the plan is read back, and :func:`gateway.planner.negotiate_scans` gives each scan its
 columns and filters. A plan that holds something the Substrait round trip would change is
@@ -22,9 +24,11 @@ from dataclasses import dataclass, field
 
 from datafusion import LogicalPlan, SessionContext
 
+from connectors.base import FileConnector
 from gateway.catalog import Product
 from gateway.plan.build_side import FILTERED, build_smaller
-from gateway.plan.same_source import DERIVED_SCHEMA, push_same_source
+from gateway.plan.runtime_filter import send_build_keys
+from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, push_same_source
 from gateway.plan.substrait import plan_pb2
 from gateway.plan.substrait_plan import to_logical, to_substrait
 from gateway.scan import ProductScan
@@ -40,6 +44,23 @@ class Planning:
     find: Callable[[str, str], Product | None]  # a product of the catalog (file products have no scan)
     fired: list[str] = field(default_factory=list)  # which rules changed the plan
     reads: dict[str, tuple[Product, ...]] = field(default_factory=dict)  # derived product -> the products it joins
+    _derived: DerivedCatalog | None = None
+
+    def derived(self) -> DerivedCatalog:
+        """The query's catalog of derived tables (pushed sub-plans, materialised join inputs)."""
+        if self._derived is None:
+            self._derived = DerivedCatalog()
+            self.ctx.register_catalog_provider(self._derived.name, self._derived)
+        return self._derived
+
+    def kind(self, names: tuple[str, ...]) -> str | None:
+        """``"sql"`` for a read of a SQL source's scan, ``"files"`` for a file product's, else None."""
+        if len(names) < 2:
+            return None
+        if (names[-2], names[-1]) in self.scans:
+            return "sql"
+        product = self.find(names[-2], names[-1])
+        return "files" if product is not None and isinstance(product.connector, FileConnector) else None
 
     def rows(self, names: tuple[str, ...]) -> float | None:
         """The estimated rows of the table a Substrait read names (``Connector.estimate_rows``)."""
@@ -58,7 +79,7 @@ class Planning:
 
 
 def _same_source(message: plan_pb2.Plan, planning: Planning) -> bool:
-    pushed = push_same_source(message, planning.ctx, planning.scans, planning.pushable)
+    pushed = push_same_source(message, planning.ctx, planning.scans, planning.pushable, planning.derived)
     for query in pushed:
         planning.reads[query.product.name] = query.reads
     return bool(pushed)
@@ -68,9 +89,14 @@ def _build_side(message: plan_pb2.Plan, planning: Planning) -> bool:
     return build_smaller(message, planning.ctx, planning.rows)
 
 
+def _runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
+    return send_build_keys(message, planning.ctx, planning.rows, planning.kind, planning.derived) > 0
+
+
 RULES: tuple[tuple[str, Callable[[plan_pb2.Plan, Planning], bool]], ...] = (
     ("same_source", _same_source),
     ("build_side", _build_side),
+    ("runtime_filter", _runtime_filter),
 )
 """The rules, in the order they apply: each changes the Substrait plan in place and says whether it did."""
 

@@ -266,7 +266,7 @@ def push_subplans(
         if len(names) >= 2 and one_source:
             query = subplan_query(to_logical(sub_plan(message, rel), ctx), resolve)
             if query is not None:
-                rel.CopyFrom(_read_of(register(query.product), ctx))
+                rel.CopyFrom(read_of(register(query.product), ctx))
                 pushed.append(query)
                 return
         for child in inputs(rel):
@@ -276,7 +276,7 @@ def push_subplans(
     return pushed
 
 
-def _read_of(table: tuple[str, ...], ctx: SessionContext) -> Any:
+def read_of(table: tuple[str, ...], ctx: SessionContext) -> Any:
     """The relation reading every column of ``table``, as DataFusion writes it in Substrait."""
     quoted = ".".join('"' + part.replace('"', '""') + '"' for part in table)
     message: plan_pb2.Plan = to_substrait(ctx.sql(f"SELECT * FROM {quoted}").logical_plan(), ctx)
@@ -334,19 +334,19 @@ def push_same_source(
     ctx: SessionContext,
     scans: dict[tuple[str, str], ProductScan],
     pushable: Callable[[ProductScan], bool],
+    derived: Callable[[], DerivedCatalog],
 ) -> list[SubplanQuery]:
     """Push ``message``'s same-source sub-plans (each read through a new entry of ``scans``); the ones pushed.
 
     Only products whose scans are in ``scans`` and ``pushable`` (read unrestricted by the
     caller, from a SQL source that takes whole queries) take part. Nothing is looked at
-    unless one source holds two of them.
+    unless one source holds two of them. ``derived`` gives the query's catalog of derived
+    tables (made on first use).
     """
     eligible = {key: scan for key, scan in scans.items() if pushable(scan)}
     per_source = Counter(id(scan.product.connector) for scan in eligible.values())
     if not per_source or max(per_source.values()) < 2:
         return []
-    derived = DerivedCatalog()
-    ctx.register_catalog_provider(derived.name, derived)
 
     def resolve(names: tuple[str, ...]) -> Product | None:
         scan = eligible.get((names[-2], names[-1])) if len(names) >= 2 else None
@@ -354,7 +354,7 @@ def push_same_source(
 
     def register(product: Product) -> tuple[str, ...]:
         scan = ProductScan(product)
-        table = derived.add(product.name, Table(ProductDataset(scan)))
+        table = derived().add(product.name, Table(ProductDataset(scan)))
         scans[(DERIVED_SCHEMA, table[-1])] = scan
         return table
 

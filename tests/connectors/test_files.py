@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from datafusion import SessionContext
@@ -199,3 +200,17 @@ def test_a_retired_version_lets_its_files_go(tmp_path: Path, monkeypatch: pytest
         time.sleep(0.01)
     assert not held.exists()
     assert _descriptors_under(tmp_path / "events") == []
+
+
+def test_row_estimates_come_from_parquet_footers_and_csv_line_lengths(tmp_path: Path) -> None:
+    table = pa.table({"id": list(range(5000)), "name": [f"name {i}" for i in range(5000)]})
+    (tmp_path / "events").mkdir()
+    for part in range(3):
+        pq.write_table(table.slice(part * 1000, 1000 + part * 500), tmp_path / "events" / f"part-{part}.parquet")
+    parquet = ParquetConnector("logs", ConnectorConfig(type="parquet", path=tmp_path))
+    assert parquet.estimate_rows(SourceObject(table="events")) == 1000 + 1500 + 2000
+    pacsv.write_csv(table, tmp_path / "people.csv")
+    csv = CsvConnector("people", ConnectorConfig(type="csv", path=tmp_path))
+    estimate = csv.estimate_rows(SourceObject(table="people.csv"))
+    assert estimate is not None and 4000 <= estimate <= 6000
+    assert csv.estimate_rows(SourceObject(table="missing.csv")) is None  # never raises: no estimate

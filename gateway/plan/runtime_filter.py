@@ -1,0 +1,170 @@
+"""Rule: a small join input is computed first, and its keys reach the SQL sources of the other input.
+
+SQL sources are asked before DataFusion knows the other side of a join, so a PostgreSQL
+table is fetched whole even when only a few of its rows can match (TPC-H Q18: the 57 order
+keys of the big orders would make the orders fetch 1 ms instead of 758 ms). When a hash
+join's build input (its left, after ``gateway/plan/build_side.py``) is estimated to hold at
+most :data:`TRY_BUILD_ROWS` rows, reads only files (Parquet, CSV: nothing that a source
+must be asked for), and its probe input reads a SQL source, the build input is run first;
+its rows (at most :data:`MAX_BUILD_ROWS`, else the rule gives up) replace it in the plan, so
+it is not run twice, and its distinct join keys become a filter above the probe input::
+
+    orders JOIN (SELECT l_orderkey ... HAVING sum(l_quantity) > 300) ON o_orderkey = l_orderkey
+    -> the keys (57) are computed; orders' source query gets WHERE o_orderkey IN (...57 keys...)
+
+DataFusion pushes that filter down to the scan that owns the key, and the scan's source
+gets it like any other filter (``gateway/pushdown.py``). At most :data:`MAX_KEYS` distinct
+keys are sent; more, and the filter is left out. Only joins that drop the probe rows that
+match nothing take part (inner and semi joins on an equality): the answer never changes.
+The build input runs while the query is planned, within the query's memory limits; EXPLAIN
+runs it too, to show the filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from datafusion import SessionContext
+from datafusion.catalog import Table
+
+from gateway.plan.build_side import estimate
+from gateway.plan.same_source import DerivedCatalog, read_of
+from gateway.plan.substrait import algebra_pb2, plan_pb2
+from gateway.plan.substrait_plan import inputs, reads, root, sub_plan, to_logical
+from gateway.system_tables import TableDataset
+
+TRY_BUILD_ROWS = 200_000
+"""The most rows a build input may be estimated at to be computed first (estimates are rough:
+a HAVING that keeps 57 of 1.5 million groups is estimated at a quarter of them)."""
+MAX_BUILD_ROWS = 1_000_000
+"""The most rows a build input computed first may hold; more, and the rule gives up on it."""
+MAX_KEYS = 1_000
+"""The most distinct keys sent to a source as a filter."""
+MIN_GAIN = 10.0
+"""How many times more rows the probe input must be estimated to hold than the build input."""
+
+_Join = algebra_pb2.JoinRel
+# Joins whose probe (right) rows that match no build row are dropped.
+_FILTERABLE = {_Join.JOIN_TYPE_INNER, _Join.JOIN_TYPE_LEFT_SEMI, _Join.JOIN_TYPE_RIGHT_SEMI}
+
+Kind = Callable[[tuple[str, ...]], str | None]
+"""What a Substrait read names: ``"files"``, ``"sql"``, or None when unknown."""
+
+
+def send_build_keys(
+    message: plan_pb2.Plan,
+    ctx: SessionContext,
+    rows: Callable[[tuple[str, ...]], float | None],
+    kind: Kind,
+    derived: Callable[[], DerivedCatalog],
+) -> int:
+    """Compute small build inputs of ``message``'s joins and filter their probe inputs; how many joins."""
+    functions = {f.extension_function.function_anchor: f.extension_function.name for f in message.extensions}
+    done = 0
+
+    def visit(rel: algebra_pb2.Rel) -> None:
+        nonlocal done
+        for child in inputs(rel):
+            visit(child)
+        if rel.WhichOneof("rel_type") == "join" and _filter_probe(
+            message, rel.join, ctx, rows, kind, derived, functions
+        ):
+            done += 1
+
+    visit(root(message))
+    return done
+
+
+def _filter_probe(
+    message: plan_pb2.Plan,
+    join: Any,
+    ctx: SessionContext,
+    rows: Callable[[tuple[str, ...]], float | None],
+    kind: Kind,
+    derived: Callable[[], DerivedCatalog],
+    functions: dict[int, str],
+) -> bool:
+    if join.type not in _FILTERABLE or join.HasField("post_join_filter"):
+        return False
+    build_rows, probe_rows = estimate(join.left, rows), estimate(join.right, rows)
+    if build_rows is None or probe_rows is None or build_rows > TRY_BUILD_ROWS or probe_rows < MIN_GAIN * build_rows:
+        return False
+    build_reads, probe_reads = reads(join.left), reads(join.right)
+    if not build_reads or any(name is None or kind(name) != "files" for name in build_reads):
+        return False
+    if not any(name is not None and kind(name) == "sql" for name in probe_reads):
+        return False
+    build = ctx.create_dataframe_from_logical_plan(to_logical(sub_plan(message, join.left), ctx))
+    width = len(build.schema())
+    keys = _key_pair(join.expression, width, functions)
+    if keys is None:
+        return False
+    table = build.limit(MAX_BUILD_ROWS + 1).to_arrow_table()
+    if table.num_rows > MAX_BUILD_ROWS:
+        return False
+    name = derived().add("join_input", Table(TableDataset(table)))  # computed once: its rows replace it
+    join.left.CopyFrom(read_of(name, ctx))
+    values = pc.unique(table.column(keys[0])).drop_null()
+    condition = _in_list(keys[1] - width, values) if len(values) <= MAX_KEYS else None
+    if condition is not None:
+        probe = algebra_pb2.Rel()
+        probe.filter.input.CopyFrom(join.right)
+        probe.filter.condition.CopyFrom(condition)
+        join.right.CopyFrom(probe)
+    return True
+
+
+def _key_pair(expression: Any, width: int, functions: dict[int, str]) -> tuple[int, int] | None:
+    """``(build column, probe column)`` of an equality between the inputs in ``expression`` (ANDs looked into)."""
+    if expression.WhichOneof("rex_type") != "scalar_function":
+        return None
+    call = expression.scalar_function
+    name = functions.get(call.function_reference, "").split(":")[0]
+    arguments = [argument.value for argument in call.arguments]
+    if name == "and":
+        for argument in arguments:
+            found = _key_pair(argument, width, functions)
+            if found is not None:
+                return found
+        return None
+    if name != "equal" or len(arguments) != 2:
+        return None
+    fields = [_field(argument) for argument in arguments]
+    if fields[0] is None or fields[1] is None:
+        return None
+    left, right = sorted((fields[0], fields[1]))
+    return (left, right) if left < width <= right else None
+
+
+def _field(expression: Any) -> int | None:
+    if expression.WhichOneof("rex_type") != "selection":
+        return None
+    selection = expression.selection
+    if not selection.HasField("root_reference") or not selection.HasField("direct_reference"):
+        return None
+    segment = selection.direct_reference.struct_field
+    return None if segment.HasField("child") else int(segment.field)
+
+
+def _in_list(field: int, values: pa.Array) -> algebra_pb2.Expression | None:
+    """``field IN (values)`` as a Substrait expression; None for a key type not written here."""
+    kind = values.type
+    if pa.types.is_integer(kind) and not pa.types.is_unsigned_integer(kind):
+        slot = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}[kind.bit_width]
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        slot = "string"
+    elif pa.types.is_date32(kind):
+        slot = "date"
+        values = values.cast(pa.int32())
+    else:
+        return None
+    condition = algebra_pb2.Expression()
+    test = condition.singular_or_list
+    test.value.selection.direct_reference.struct_field.field = field
+    test.value.selection.root_reference.SetInParent()
+    for value in values.to_pylist():
+        setattr(test.options.add().literal, slot, value)
+    return condition

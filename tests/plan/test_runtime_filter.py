@@ -1,0 +1,101 @@
+"""The run-time filter rule (gateway/plan/runtime_filter.py): a small file-only join input runs
+first, its rows replace it, and its keys filter the other input; answers never change."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from datafusion import SessionContext
+
+from gateway.plan import runtime_filter
+from gateway.plan.build_side import build_smaller
+from gateway.plan.same_source import DerivedCatalog
+from gateway.plan.substrait_plan import to_logical, to_substrait
+
+BIG = pa.record_batch({"id": [*range(1, 501), None], "grp": [i % 7 for i in range(501)]})
+LINES = pa.record_batch({"ref": [i % 250 for i in range(2000)], "qty": [i % 13 for i in range(2000)]})
+
+
+def context() -> tuple[SessionContext, DerivedCatalog]:
+    ctx = SessionContext()
+    ctx.register_record_batches("big", [[BIG]])  # plays a SQL source's table
+    ctx.register_record_batches("lines", [[LINES]])  # plays a Parquet product
+    derived = DerivedCatalog()
+    ctx.register_catalog_provider(derived.name, derived)
+    return ctx, derived
+
+
+def rows(names: tuple[str, ...]) -> float | None:
+    return {"big": 1_000_000.0, "lines": 2_000.0}.get(names[-1])
+
+
+def kind(names: tuple[str, ...]) -> str | None:
+    return {"big": "sql", "lines": "files"}.get(names[-1])
+
+
+def rewritten(sql: str) -> tuple[int, str, list[dict[str, object]]]:
+    ctx, derived = context()
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    build_smaller(message, ctx, rows)
+    done = runtime_filter.send_build_keys(message, ctx, rows, kind, lambda: derived)
+    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
+    assert frame.schema() == ctx.sql(sql).schema()
+    return done, frame.optimized_logical_plan().display_indent(), frame.to_pylist()
+
+
+SEMI = "SELECT id, grp FROM big WHERE id IN (SELECT ref FROM lines GROUP BY ref HAVING sum(qty) > 55) ORDER BY id"
+
+
+def test_the_keys_of_a_small_input_filter_the_other_and_the_answer_stays() -> None:
+    ctx, _ = context()
+    done, plan, answer = rewritten(SEMI)
+    assert done == 1 and answer == ctx.sql(SEMI).to_pylist() and answer
+    # Above big's scan here (a memory table takes no filters); a source's scan takes it as its
+    # own filter, which its query then carries (tests/plan/test_same_source.py checks that end).
+    (condition,) = [line for line in plan.splitlines() if "big.id IN ([" in line]
+    assert condition.count("Int64(") == len({row["id"] for row in answer}) == 19
+    assert "join_input" in plan  # computed once: the aggregate does not run again
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT b.id, l.qty FROM big b JOIN lines l ON b.id = l.ref WHERE l.qty = 12 ORDER BY 1, 2",
+        "SELECT b.id FROM big b WHERE EXISTS (SELECT 1 FROM lines l WHERE l.ref = b.id AND l.qty > 11) ORDER BY 1",
+    ],
+    ids=["inner", "exists"],
+)
+def test_inner_and_semi_joins_are_filtered(sql: str) -> None:
+    ctx, _ = context()
+    done, plan, answer = rewritten(sql)
+    assert done == 1 and "big.id IN ([" in plan and answer == ctx.sql(sql).to_pylist()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT b.id, l.qty FROM big b LEFT JOIN lines l ON b.id = l.ref ORDER BY 1, 2",
+        "SELECT b.id FROM big b WHERE NOT EXISTS (SELECT 1 FROM lines l WHERE l.ref = b.id) ORDER BY 1",
+        "SELECT b.id FROM big b JOIN lines l ON b.id > l.ref WHERE l.qty = 12 AND l.ref = 3 ORDER BY 1",
+    ],
+    ids=["outer", "anti", "not-an-equality"],
+)
+def test_joins_that_keep_unmatched_rows_or_do_not_compare_equal_are_left_alone(sql: str) -> None:
+    ctx, _ = context()
+    _, plan, answer = rewritten(sql)
+    assert "big.id IN ([" not in plan and answer == ctx.sql(sql).to_pylist()
+
+
+def test_a_build_input_that_reads_a_source_is_not_run_while_planning() -> None:
+    ctx, derived = context()
+    message = to_substrait(ctx.sql(SEMI).optimized_logical_plan(), ctx)
+    build_smaller(message, ctx, rows)
+    everything_sql = lambda names: "sql"  # noqa: E731
+    assert runtime_filter.send_build_keys(message, ctx, rows, everything_sql, lambda: derived) == 0
+
+
+def test_too_many_keys_are_not_sent_but_the_input_still_runs_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime_filter, "MAX_KEYS", 3)
+    ctx, _ = context()
+    done, plan, answer = rewritten(SEMI)
+    assert done == 1 and "IN ([" not in plan and "join_input" in plan and answer == ctx.sql(SEMI).to_pylist()
