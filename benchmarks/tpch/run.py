@@ -556,8 +556,14 @@ def _route(text: str) -> str:
         found = re.search(r"domain '(\w+)'", text)
         return f"whole query to {found.group(1) if found else '?'}"
     if text.startswith("federated"):
-        return "federated"
+        rules = re.search(r"planner rules applied: ([\w, ]+)", text)
+        return f"federated; rules: {rules.group(1)}" if rules else "federated"
     return text[:40]
+
+
+MAX_HEADLINE_LOAD = 1.5
+"""Above this 1-minute load average at the start, the report writes no headline (the machine is
+shared: figures taken under load are not comparable)."""
 
 
 def _report(payload: dict[str, Any], results_dir: Path, name: str, *, plots_wanted: bool) -> str:
@@ -666,6 +672,14 @@ def _report(payload: dict[str, Any], results_dir: Path, name: str, *, plots_want
             ],
         ],
     )
+    load = (info.get("load_average_at_start") or [0.0])[0]
+    if load > MAX_HEADLINE_LOAD:
+        headline = (
+            f"**No headline: the 1-minute load average was {load:.2f} when the run started (over"
+            f" {MAX_HEADLINE_LOAD}).** Other work competed for the cores; rerun on a quiet machine. The"
+            f" geometric mean of this run, for what it is worth: Meshgate / DuckDB federated"
+            f" {fmt_ratio(summary['geomean_vs_duckdb'])}."
+        )
     totals = ", ".join(
         f"{label} {fmt_seconds(summary[f'total_{key}_seconds'])}"
         for label, key in (("Meshgate", "meshgate"), ("DuckDB", "duckdb"), ("centralised", "centralised"))
