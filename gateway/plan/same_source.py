@@ -43,7 +43,7 @@ from connectors.base import SourceObject
 from connectors.sqlbase import SourceColumn, TypedSqlConnector
 from gateway.catalog import Product
 from gateway.plan.substrait import plan_pb2
-from gateway.plan.substrait_plan import inputs, reads, root, sub_plan, to_logical, to_substrait
+from gateway.plan.substrait_plan import inputs, reads_below, root, sub_plan, to_logical, to_substrait
 from gateway.pushdown import comparable, translate
 from gateway.scan import ProductDataset, ProductScan
 
@@ -258,9 +258,14 @@ def push_subplans(
     read of the derived product ``register`` makes readable; otherwise its inputs are tried.
     """
     pushed: list[SubplanQuery] = []
+    found, sizes = reads_below(root(message))  # in pre-order, as visit() goes
+    position = 0
 
     def visit(rel: Any) -> None:
-        names = reads(rel)
+        nonlocal position
+        here = position
+        position += 1
+        names = found[here]
         products = [resolve(name) if name is not None else None for name in names]
         one_source = all(p is not None for p in products) and len({id(p.connector) for p in products if p}) == 1
         if len(names) >= 2 and one_source:
@@ -268,6 +273,7 @@ def push_subplans(
             if query is not None:
                 rel.CopyFrom(read_of(register(query.product), ctx))
                 pushed.append(query)
+                position = here + sizes[here]  # what was under it is gone
                 return
         for child in inputs(rel):
             visit(child)

@@ -64,9 +64,45 @@ def _messages(message: Message) -> Iterator[Message]:
 
 def reads(rel: algebra_pb2.Rel) -> list[tuple[str, ...] | None]:
     """Every table ``rel`` reads, subqueries included: its names, or None for a read of anything else."""
+    return reads_of_message(rel)
+
+
+def reads_below(rel: algebra_pb2.Rel) -> tuple[list[list[tuple[str, ...] | None]], list[int]]:
+    """:func:`reads` of ``rel`` and of every relation under it through :func:`inputs`, in pre-order
+    (``rel`` first), and the size of each one's subtree: one walk instead of one per relation."""
+    found: list[list[tuple[str, ...] | None]] = []
+    sizes: list[int] = []
+
+    def walk(node: algebra_pb2.Rel) -> list[tuple[str, ...] | None]:
+        at = len(found)
+        found.append([])
+        sizes.append(0)
+        kind = node.WhichOneof("rel_type")
+        body = getattr(node, kind) if kind is not None else None
+        total: list[tuple[str, ...] | None] = []
+        if body is not None:
+            for field, value in body.ListFields():  # its own expressions, and the subqueries in them
+                if field.name in (*_INPUT_FIELDS, "inputs") or field.type != field.TYPE_MESSAGE:
+                    continue
+                for item in value if field.is_repeated else (value,):
+                    total.extend(reads_of_message(item))
+            if isinstance(body, algebra_pb2.ReadRel):
+                total.append(tuple(body.named_table.names) if body.HasField("named_table") else None)
+        for child in inputs(node):
+            total.extend(walk(child))
+        found[at] = total
+        sizes[at] = len(found) - at
+        return total
+
+    walk(rel)
+    return found, sizes
+
+
+def reads_of_message(message: Message) -> list[tuple[str, ...] | None]:
+    """Every table read anywhere inside ``message``."""
     return [
         tuple(item.named_table.names) if item.HasField("named_table") else None
-        for item in _messages(rel)
+        for item in _messages(message)
         if isinstance(item, algebra_pb2.ReadRel)
     ]
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 from datafusion import SessionContext
 
 from gateway.plan.rules import carried
-from gateway.plan.substrait_plan import inputs, kinds, reads, root, sub_plan, to_logical, to_substrait
+from gateway.plan.substrait_plan import inputs, kinds, reads, reads_below, root, sub_plan, to_logical, to_substrait
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "gateway" / "plan"
@@ -87,3 +87,24 @@ def test_what_the_round_trip_loses_is_what_the_rule_refuses_to_rewrite() -> None
     )
     assert not carried(ctx.sql(zoned).optimized_logical_plan().display_indent())
     assert carried(ctx.sql("SELECT id FROM a WHERE id IN (SELECT k FROM b)").optimized_logical_plan().display_indent())
+
+
+def test_reads_below_is_reads_of_every_relation_in_pre_order() -> None:
+    ctx = context()
+    sql = (
+        "SELECT a.x, (SELECT max(y) FROM b WHERE b.id = a.id) AS m FROM a"
+        " WHERE a.id IN (SELECT id FROM b WHERE y > 20) AND EXISTS (SELECT 1 FROM a AS c WHERE c.x = a.x)"
+    )
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    walked: list[tuple[list[tuple[str, ...] | None], int]] = []
+
+    def walk(rel: object) -> int:
+        at = len(walked)
+        walked.append((reads(rel), 0))  # type: ignore[arg-type]
+        size = 1 + sum(walk(child) for child in inputs(rel))  # type: ignore[arg-type]
+        walked[at] = (walked[at][0], size)
+        return size
+
+    walk(root(message))
+    found, sizes = reads_below(root(message))
+    assert [w[0] for w in walked] == found and [w[1] for w in walked] == sizes and len(found) > 5
