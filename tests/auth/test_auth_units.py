@@ -229,3 +229,21 @@ def test_repeated_failed_log_ins_lock_the_user_for_a_while(caplog: pytest.LogCap
     assert authenticator.login("bob", "builder")[1].user == "bob", "other users are not affected"
     now[0] += FAILED_LOG_IN_WINDOW_SECONDS
     assert authenticator.login("alice", "wonderland")[1].user == "alice"
+
+
+def test_a_verified_token_is_remembered_only_for_configured_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    alice, bob = User("alice", hash_password("a-long-password-1")), User("bob", hash_password("a-long-password-2"))
+    authenticator = Authenticator([alice, bob])
+    token = authenticator.issue(Identity("alice", ("analysts",), {"region": "eu"}))
+    first = authenticator.verify(token)
+    checks: list[str] = []
+    original = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: checks.append("decode") or original(*a, **k))
+    assert authenticator.verify(token) == first and checks == []  # remembered: no second signature check
+    forged = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(AuthenticationError):
+        authenticator.verify(forged)  # another string: checked, and refused
+    assert checks  # a string not verified before is checked
+    authenticator._users.pop("alice")
+    with pytest.raises(AuthenticationError):
+        authenticator.verify(token)  # no longer configured: refused, remembered or not
