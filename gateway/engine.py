@@ -49,6 +49,7 @@ from gateway.governance import generate_mask_key, governed_schema, referenced_pr
 from gateway.limits import Admission, Limits, MiB, Ticket, check_expressions
 from gateway.parameters import number_placeholders, parameter_schema, parameter_values
 from gateway.plan.rules import Planning, rewrite
+from gateway.plan.same_source import DERIVED_SCHEMA
 from gateway.plancache import (
     CachedPlan,
     Literal,
@@ -522,16 +523,16 @@ class Engine:
         planning = Planning(ctx, scope.scans, _pushable, self.catalog.find)
         try:
             rewritten_plan = rewrite(plan, planning)
-            if rewritten_plan is None:
-                return dataframe, plan, ()
-            rewritten = ctx.create_dataframe_from_logical_plan(rewritten_plan)
-            if not rewritten.schema().equals(dataframe.schema()):  # the round trip changed a type: keep the plan
-                log.info("plan not rewritten: the rewritten plan's schema differs")
-                return dataframe, plan, ()
-            return rewritten, rewritten.optimized_logical_plan(), tuple(planning.fired)
+            if rewritten_plan is not None:
+                rewritten = ctx.create_dataframe_from_logical_plan(rewritten_plan)
+                if rewritten.schema().equals(dataframe.schema()):
+                    return rewritten, rewritten.optimized_logical_plan(), tuple(planning.fired)
+                log.info("plan not rewritten: the rewritten plan's schema differs")  # the round trip changed a type
         except Exception as error:  # a plan Substrait cannot carry: federated as it was planned
             log.info("plan not rewritten: %s", _clean(str(error))[:300])
-            return dataframe, plan, ()
+        for key in [key for key in scope.scans if key[0] == DERIVED_SCHEMA]:
+            del scope.scans[key]  # scans of a rewrite that is not used
+        return dataframe, plan, ()
 
     def _dataframe(
         self, ctx: SessionContext, sql: str, values: dict[str, pa.Scalar], caller: CallerContext

@@ -212,3 +212,23 @@ def test_an_unrestricted_caller_under_policies_gets_the_pushed_join(governed: En
         ("Ana", 25.5, "France"),
         ("Émile", 30.0, "France"),
     ]
+
+
+def test_a_rewrite_that_fails_leaves_the_plan_and_no_derived_scan(
+    engines: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.plan.rules
+
+    def broken(*_: object) -> bool:
+        raise RuntimeError("a rule that fails after same_source pushed its sub-plan")
+
+    monkeypatch.setattr(gateway.plan.rules, "build_smaller", broken)
+    on, off = engines
+    sql = (
+        "SELECT c.name, k.name AS country FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+        " JOIN ref.countries k ON k.code = c.country WHERE o.total > 20"
+    )
+    assert pushed_queries(on, sql) == []
+    assert rows(on.run(sql).read_all()) == rows(off.run(sql).read_all())
+    explained = on.run("EXPLAIN " + sql).read_all().to_pydict()
+    assert not any("customers+orders" in text for text in explained["plan"])
