@@ -133,11 +133,11 @@ class AdbcConnector(TypedSqlConnector):
         """Prepare ``sql`` now (errors raise here, by ``deadline``); run and stream it when iterated."""
 
         def prepare() -> tuple[Connection, Cursor]:
-            connection, cursor, _ = self._checkout(lambda cursor: cursor.adbc_prepare(sql), deadline)
+            connection, cursor, _ = self.checkout(lambda cursor: cursor.adbc_prepare(sql), deadline)
             return connection, cursor
 
         connection, cursor = before(deadline, prepare, abandon=lambda pair: discard(*pair), source=self.source)
-        scan = _AdbcScan(self, connection, cursor, sql, bound=deadline is not None)
+        scan = AdbcScan(self, connection, cursor, sql, bound=deadline is not None)
         return ReaderStream(schema, scan, deadline, self.source)
 
     binds_parameters = True
@@ -148,11 +148,11 @@ class AdbcConnector(TypedSqlConnector):
         """:meth:`execute` with one row of ``parameters`` bound (the driver types them from Arrow)."""
 
         def prepare() -> tuple[Connection, Cursor]:
-            connection, cursor, _ = self._checkout(lambda cursor: cursor.adbc_prepare(sql), deadline)
+            connection, cursor, _ = self.checkout(lambda cursor: cursor.adbc_prepare(sql), deadline)
             return connection, cursor
 
         connection, cursor = before(deadline, prepare, abandon=lambda pair: discard(*pair), source=self.source)
-        scan = _AdbcScan(self, connection, cursor, sql, bound=deadline is not None, parameters=parameters)
+        scan = AdbcScan(self, connection, cursor, sql, bound=deadline is not None, parameters=parameters)
         return ReaderStream(schema, scan, deadline, self.source)
 
     @property
@@ -162,7 +162,7 @@ class AdbcConnector(TypedSqlConnector):
 
     def run(self, action: Callable[[Cursor], T]) -> T:
         """Run ``action`` on a pooled cursor (for metadata queries), mapping errors."""
-        connection, cursor, result = self._checkout(action)
+        connection, cursor, result = self.checkout(action)
         try:
             cursor.close()
         except Exception:
@@ -180,10 +180,14 @@ class AdbcConnector(TypedSqlConnector):
 
         return self.run(fetch_all)
 
+    def give_back(self, connection: Connection) -> None:
+        """Return a healthy, unbound connection (outside any transaction) to the pool."""
+        self._pool.release(connection)
+
     def close(self) -> None:
         self._pool.close()
 
-    def _checkout(self, action: Callable[[Cursor], T], deadline: float | None = None) -> tuple[Connection, Cursor, T]:
+    def checkout(self, action: Callable[[Cursor], T], deadline: float | None = None) -> tuple[Connection, Cursor, T]:
         """A pooled connection and cursor on which ``action`` succeeded (bound to ``deadline``, if any).
 
         A stale pooled connection (the server restarted) is dropped and the action
@@ -218,7 +222,7 @@ class AdbcConnector(TypedSqlConnector):
 _STATUS_PREFIX = re.compile(r"^[A-Z_]+: ")
 
 
-class _AdbcScan:
+class AdbcScan:
     """One prepared statement on its own connection (a :class:`SourceScan`)."""
 
     def __init__(
@@ -256,7 +260,7 @@ class _AdbcScan:
             except Exception:
                 discard(self._connection)
             else:
-                self._connector._pool.release(self._connection)
+                self._connector.give_back(self._connection)
             return
         if self._started:
             with suppress(Exception):  # stop a half-read result before closing (else closing drains it)
@@ -267,4 +271,4 @@ class _AdbcScan:
         return self._connector.error(exc)
 
 
-__all__ = ["AdbcConnector", "ConnectionPool"]
+__all__ = ["AdbcConnector", "AdbcScan", "ConnectionPool"]

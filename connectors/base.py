@@ -104,12 +104,14 @@ class SourceStream:
 
     Iterating yields ``pa.RecordBatch`` objects. ``rows`` and ``batches`` count what the
     source returned. ``cancel()`` may be called from any thread; it stops the source
-    query where the source allows it, and never blocks.
+    query where the source allows it, and never blocks. ``detail`` says how the source
+    read the rows when that is worth showing (a partitioned read), else None.
     """
 
     def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
         self.schema = schema
         self._batches = batches
+        self.detail: str | None = None
         self.rows = 0
         self.batches = 0
         self._cancelled = threading.Event()
