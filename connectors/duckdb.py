@@ -84,6 +84,14 @@ WHERE constraint_type = 'PRIMARY KEY'
 """
 
 
+_ESTIMATED_SIZE = """
+SELECT estimated_size FROM duckdb_tables()
+WHERE database_name = coalesce($1, current_database())
+  AND (lower(schema_name) = lower($2) OR ($3 IS NULL AND schema_name = current_schema()))
+  AND lower(table_name) = lower($4)
+"""
+
+
 _NOT_NULL = """
 SELECT column_name FROM duckdb_columns()
 WHERE NOT is_nullable
@@ -152,6 +160,11 @@ class DuckdbConnector(TypedSqlConnector):
     def not_null(self, source: SourceObject) -> tuple[str, ...]:
         """The table's NOT NULL columns (``duckdb_columns()``); none for queries."""
         return tuple(row[0] for row in self._about_table(_NOT_NULL, source))
+
+    def read_row_estimate(self, source: SourceObject) -> int | None:
+        """A table's ``duckdb_tables().estimated_size``; None for views and queries."""
+        found = self._about_table(_ESTIMATED_SIZE, source)
+        return int(found[0][0]) if found and found[0][0] is not None else None
 
     def _about_table(self, sql: str, source: SourceObject) -> list[Any]:
         """Rows of a catalog query about a table product (parameters: catalog, schema, schema, table)."""

@@ -154,6 +154,38 @@ class SqliteConnector(AdbcConnector):
         rows = self.fetch(f"SELECT name FROM {info} WHERE pk > 0 ORDER BY pk").to_pylist()
         return tuple(r["name"] for r in rows)
 
+    def read_row_estimate(self, source: SourceObject) -> int | None:
+        """The table's rows in ``sqlite_stat1`` (as of its last ANALYZE) if it has them, else ``max(rowid)``
+        (one descent of the table's b-tree, not a scan); None for views, queries and WITHOUT ROWID
+        tables that ANALYZE never saw."""
+        if source.table is None:
+            return None
+        table = exp.to_table(source.table, dialect="sqlite")
+        schema = exp.to_identifier(table.db or "main", quoted=True).sql("sqlite")
+        name = _quote(table.name)
+
+        def ask(cursor: Cursor) -> int | None:
+            cursor.execute(f"SELECT name, type FROM {schema}.sqlite_master WHERE name IN ({name}, 'sqlite_stat1')")
+            kinds = dict(cursor.fetchall())
+            if kinds.get(table.name) != "table":
+                return None
+            if "sqlite_stat1" in kinds:  # a row per index (its first number: rows indexed), or one for the table
+                cursor.execute(f"SELECT stat FROM {schema}.sqlite_stat1 WHERE tbl = {name}")
+                counts = [int(str(stat).split()[0]) for (stat,) in cursor.fetchall() if stat]
+                if counts:
+                    return max(counts)
+            rowid = f"SELECT count(*) FROM pragma_table_list({name}) WHERE schema = {_quote(table.db or 'main')} AND wr"
+            cursor.execute(rowid)
+            row = cursor.fetchone()
+            if row is not None and row[0]:
+                return None  # a WITHOUT ROWID table
+            quoted = exp.to_identifier(table.name, quoted=True).sql("sqlite")
+            cursor.execute(f"SELECT max(rowid) FROM {schema}.{quoted}")
+            row = cursor.fetchone()
+            return int(row[0]) if row is not None and row[0] is not None else 0
+
+        return self.run(ask)
+
     def not_null(self, source: SourceObject) -> tuple[str, ...]:
         """The table's NOT NULL columns (``PRAGMA table_info``), with the key columns SQLite keeps from NULL:
         an ``INTEGER PRIMARY KEY`` (the rowid) and the key of a ``WITHOUT ROWID`` table."""

@@ -1,0 +1,157 @@
+"""Every connector estimates a product's rows from its source's statistics (``Connector.estimate_rows``).
+
+The same table of a few thousand rows is loaded into each kind of source (PostgreSQL after
+ANALYZE: ``reltuples`` needs it; a Parquet folder of three files, whose footers are summed);
+each estimate must be within a factor of 2 of the true count.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import adbc_driver_postgresql.dbapi as pg
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from connectors.base import Connector, SourceObject
+from connectors.registry import open_connector
+from meshcore.config import ConnectorConfig
+from tests.conformance import data
+
+ROWS = 3_000
+
+
+def counted_table(start: int = 0, rows: int = ROWS) -> pa.Table:
+    ids = range(start, start + rows)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "name": [f"customer number {i}" for i in ids],
+            "amount": pa.array([i * 1.25 for i in ids], pa.float64()),
+        }
+    )
+
+
+def load(kind: str, folder: Path, uri: str, schema: str) -> tuple[ConnectorConfig, SourceObject]:
+    """The counted table in a source of ``kind``, and where it is."""
+    table = counted_table()
+    if kind == "postgres":
+        with pg.connect(uri, autocommit=True) as connection, connection.cursor() as cursor:
+            cursor.execute(f'CREATE TABLE "{schema}".counted (id int8, name text, amount float8)')
+            cursor.adbc_ingest("counted", table, mode="append", db_schema_name=schema)
+            cursor.execute(f'ANALYZE "{schema}".counted')
+        return ConnectorConfig(type=kind, uri=uri), SourceObject(table=f'"{schema}".counted')
+    if kind == "sqlite":
+        path = folder / "counted.sqlite"
+        with sqlite3.connect(path) as connection:
+            connection.execute("CREATE TABLE counted (id INTEGER, name TEXT, amount REAL)")
+            connection.executemany(
+                "INSERT INTO counted VALUES (?, ?, ?)", [tuple(r.values()) for r in table.to_pylist()]
+            )
+        connection.close()
+        return ConnectorConfig(type=kind, path=path), SourceObject(table="counted")
+    if kind == "duckdb":
+        path = folder / "counted.duckdb"
+        connection = duckdb.connect(str(path))
+        try:
+            connection.register("incoming", table)
+            connection.execute("CREATE TABLE counted AS SELECT * FROM incoming")
+        finally:
+            connection.close()
+        return ConnectorConfig(type=kind, path=path), SourceObject(table="counted")
+    if kind == "parquet":
+        (folder / "counted").mkdir()
+        for part in range(3):
+            pq.write_table(table.slice(part * ROWS // 3, ROWS // 3), folder / "counted" / f"part-{part}.parquet")
+        return ConnectorConfig(type=kind, path=folder), SourceObject(table="counted")
+    assert kind == "csv", kind
+    pcsv.write_csv(table, folder / "counted.csv")
+    return ConnectorConfig(type=kind, path=folder), SourceObject(table="counted.csv")
+
+
+@pytest.fixture(scope="module", params=data.KINDS)
+def counted(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Connector, SourceObject]]:
+    kind: str = request.param
+    uri = schema = ""
+    if kind == "postgres":
+        uri, schema = request.getfixturevalue("postgres_uri"), request.getfixturevalue("pg_schema")
+    config, source = load(kind, tmp_path_factory.mktemp(kind), uri, schema)
+    connector = open_connector("estimates", config)
+    yield connector, source
+    connector.close()
+
+
+def test_the_estimate_is_within_a_factor_of_two(counted: tuple[Connector, SourceObject]) -> None:
+    connector, source = counted
+    estimate = connector.estimate_rows(source)
+    assert estimate is not None
+    assert ROWS / 2 <= estimate <= ROWS * 2, (connector.kind, estimate)
+
+
+def test_a_missing_table_has_no_estimate(counted: tuple[Connector, SourceObject]) -> None:
+    connector, _ = counted
+    missing = "nothing_here.csv" if connector.kind == "csv" else "nothing_here"
+    assert connector.estimate_rows(SourceObject(table=missing)) is None
+
+
+# -- per source: what stands in for statistics --------------------------------------------
+
+
+def test_postgres_estimates_follow_analyze_are_cached_and_cover_queries(postgres_uri: str, pg_schema: str) -> None:
+    table = f'"{pg_schema}".grown'
+    with pg.connect(postgres_uri, autocommit=True) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {table} AS SELECT g::int8 AS id FROM generate_series(1, {ROWS}) g")
+        cursor.execute(f"ANALYZE {table}")
+        connector = open_connector("estimates", ConnectorConfig(type="postgres", uri=postgres_uri))
+        try:
+            first = connector.estimate_rows(SourceObject(table=table))
+            assert first is not None and ROWS / 2 <= first <= ROWS * 2
+            query = SourceObject(sql=f"SELECT * FROM {table} WHERE id <= {ROWS // 3}")  # EXPLAIN's Plan Rows
+            estimate = connector.estimate_rows(query)
+            assert estimate is not None and ROWS / 6 <= estimate <= ROWS * 2 / 3
+            cursor.execute(f"INSERT INTO {table} SELECT g FROM generate_series({ROWS + 1}, {ROWS * 10}) g")
+            cursor.execute(f"ANALYZE {table}")
+            assert connector.estimate_rows(SourceObject(table=table)) == first  # kept for a minute
+        finally:
+            connector.close()
+        fresh = open_connector("estimates", ConnectorConfig(type="postgres", uri=postgres_uri))
+        try:
+            grown = fresh.estimate_rows(SourceObject(table=table))
+            assert grown is not None and ROWS * 5 <= grown <= ROWS * 20
+        finally:
+            fresh.close()
+
+
+def test_sqlite_uses_sqlite_stat1_after_analyze_and_max_rowid_before(tmp_path: Path) -> None:
+    path = tmp_path / "stats.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        connection.execute("CREATE TABLE w (id INTEGER PRIMARY KEY, v TEXT) WITHOUT ROWID")
+        connection.executemany("INSERT INTO t VALUES (?, 'x')", [(i * 10,) for i in range(1, 101)])
+        connection.executemany("INSERT INTO w VALUES (?, 'x')", [(i,) for i in range(1, 101)])
+        connection.execute("CREATE VIEW v AS SELECT * FROM t")
+    connection.close()
+    before = open_connector("estimates", ConnectorConfig(type="sqlite", path=path))
+    try:
+        assert before.estimate_rows(SourceObject(table="t")) == 1000  # max(rowid): the ids run to 1,000
+        assert before.estimate_rows(SourceObject(table="w")) is None  # no rowid, no statistics
+        assert before.estimate_rows(SourceObject(table="v")) is None
+        assert before.estimate_rows(SourceObject(sql="SELECT * FROM t")) is None
+    finally:
+        before.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("ANALYZE")
+    connection.close()
+    after = open_connector("estimates", ConnectorConfig(type="sqlite", path=path))
+    try:
+        assert after.estimate_rows(SourceObject(table="t")) == 100
+        assert after.estimate_rows(SourceObject(table="w")) == 100
+    finally:
+        after.close()
