@@ -56,6 +56,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
@@ -72,7 +74,7 @@ from connectors.adbc import AdbcConnector, AdbcScan
 from connectors.base import STATS_SECONDS, DiscoveredProduct, ScanSpec, SourceObject, SourceStream, SqlCapabilities
 from connectors.deadline import before, milliseconds_left, remaining
 from connectors.naming import qualified, unique
-from connectors.sqlbase import ConversionError, ReaderStream, SourceColumn, SourceScan
+from connectors.sqlbase import Collation, ConversionError, ReaderStream, SourceColumn, SourceScan
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError
 
@@ -251,7 +253,32 @@ class PostgresConnector(AdbcConnector):
         def result_schema(cursor: Cursor) -> pa.Schema:
             return cursor.adbc_execute_schema(sql)
 
-        return [self.column(field) for field in self.run(result_schema)]
+        return self.collated(source, [self.column(field) for field in self.run(result_schema)])
+
+    def collated(self, source: SourceObject, columns: list[SourceColumn]) -> list[SourceColumn]:
+        """``columns`` with the collation of each text column that does not compare as bytes.
+
+        Asked of the relation as the engine sees it (``pg_collation_for``, so columns read as
+        text and products defined by a query are covered too), with ``pg_collation`` and the
+        database's default: see :func:`collation`.
+        """
+        text = [c for c in columns if pa.types.is_string(c.type)]
+        if not text:
+            return columns
+        inner = exp.select(*(exp.column(c.name, table="t", quoted=True) for c in text))
+        inner = inner.from_(self.present(source, columns, "t")).limit(0)
+        probes = ", ".join(
+            f"({i}, pg_catalog.pg_collation_for({exp.column(c.name, table='t', quoted=True).sql('postgres')}))"
+            for i, c in enumerate(text)
+        )
+        sql = _COLLATIONS.format(relation=self.render(inner), probes=probes)
+
+        def rows(cursor: Cursor) -> list[dict[str, object]]:
+            cursor.execute(sql)
+            return cursor.fetch_arrow_table().to_pylist()
+
+        found = {text[int(str(r["position"]))].name: collation(r) for r in self.run(rows)}
+        return [replace(c, collation=found[c.name]) if found.get(c.name) else c for c in columns]
 
     def column(self, field: pa.Field) -> SourceColumn:
         """The product column for a field of ADBC's result schema (``POSTGRESQL:*`` metadata)."""
@@ -409,6 +436,46 @@ class PostgresConnector(AdbcConnector):
             text = f"{text}: {detail.decode()}"
         sqlstate = getattr(exc, "sqlstate", None)
         return f"{text} (SQLSTATE {sqlstate})" if sqlstate else text
+
+
+# The collation of each probed column (its name as pg_collation_for writes it), and the database's
+# default: one row per probe. to_jsonb reads datlocprovider, which only PostgreSQL 15 and later have.
+_COLLATIONS = """
+SELECT k.position, k.name, c.collprovider::text AS provider, c.collisdeterministic AS deterministic,
+  c.collcollate::text AS collate, db.provider AS db_provider, db.collate AS db_collate
+FROM (SELECT 1) AS one LEFT JOIN ({relation}) AS t ON TRUE
+CROSS JOIN LATERAL (VALUES {probes}) AS k(position, name)
+LEFT JOIN pg_catalog.pg_collation c ON c.oid = pg_catalog.to_regcollation(k.name)
+CROSS JOIN (
+  SELECT to_jsonb(d) ->> 'datlocprovider' AS provider, d.datcollate::text AS collate
+  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()
+) AS db
+"""
+
+
+def collation(row: Mapping[str, object]) -> Collation | None:
+    """A column's collation from a row of ``_COLLATIONS``; None when it compares as bytes.
+
+    Byte order: the libc ``C``/``POSIX`` locales and the builtin provider (PostgreSQL 17:
+    ``C``, ``C.UTF-8``, ``PG_UNICODE_FAST`` all sort by code point). Any other (ICU, libc
+    locales, including glibc's ``C.UTF-8``, whose order this gateway cannot check) is not;
+    ``default`` is the database's, always deterministic.
+
+    >>> collation({"name": '"C"', "provider": "c", "deterministic": True, "collate": "C"})
+    >>> collation({"name": '"default"', "provider": "d", "deterministic": True, "db_provider": "i"})
+    Collation(name='"default"', deterministic=True)
+    >>> collation({"name": '"ci"', "provider": "i", "deterministic": False})
+    Collation(name='"ci"', deterministic=False)
+    """
+    name = str(row.get("name") or "unknown")
+    provider, collate = row.get("provider"), row.get("collate")
+    deterministic = row.get("deterministic") is not False
+    if provider == "d":
+        provider, collate = row.get("db_provider") or "c", row.get("db_collate")
+        deterministic = True
+    if (provider == "c" and collate in ("C", "POSIX")) or provider == "b":
+        return None
+    return Collation(name, deterministic)
 
 
 # Set per scan (not per transaction: scans run in autocommit), reset to the session's defaults after.

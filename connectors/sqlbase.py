@@ -13,7 +13,15 @@ column is a :class:`SourceColumn` that says how to bridge the two:
   rather than send them mangled (PostgreSQL arrays of several dimensions). Being part
   of the relation, it holds for scans and for whole queries alike;
 - ``read``: how a scan reads the column so that every value arrives exactly (SQLite
-  decimals are read as text); predicates keep using the raw column.
+  decimals are read as text); predicates keep using the raw column;
+- ``collation``: the source's collation of a text column, when it does not compare as
+  bytes (DataFusion does). A collation under which distinct strings can be equal
+  (SQLite ``NOCASE``/``RTRIM``, PostgreSQL's nondeterministic ones) is overridden in the
+  relation by the dialect's binary collation (``string_collation``), so that equality,
+  grouping, joins, ordering and LIKE all see bytes on every route; a deterministic one
+  (PostgreSQL ``en_US``, ICU) only orders differently, which the planner handles where
+  text is ordered (``gateway/pushdown.py`` for pushed filters, ``gateway/bytewise.py`` for
+  whole queries).
 
 :class:`ReaderStream` streams a source's record batches, each cast to the expected
 schema by :func:`conform`, which converts exactly or raises.
@@ -43,6 +51,17 @@ Read = Callable[[exp.Expr], exp.Expr]
 
 
 @dataclass(frozen=True)
+class Collation:
+    """A text column's collation in its source, when it is not byte order.
+
+    ``deterministic``: strings are equal only when their bytes are (only the order differs).
+    """
+
+    name: str
+    deterministic: bool
+
+
+@dataclass(frozen=True)
 class SourceColumn:
     """One product column: its Arrow type and how the source must present and read it."""
 
@@ -51,6 +70,11 @@ class SourceColumn:
     view_as: str | None = None
     read: Read | None = None
     guard: Read | None = None
+    collation: Collation | None = None
+
+    def rebinds(self, binary: str | None) -> bool:
+        """Whether the relation presents this column in ``binary`` (the dialect's byte-order collation)."""
+        return binary is not None and self.collation is not None and not self.collation.deterministic
 
 
 class TypedSqlConnector(SqlConnector):
@@ -90,21 +114,30 @@ class TypedSqlConnector(SqlConnector):
         return super().relation(source, alias)
 
     def relation(self, source: SourceObject, alias: str) -> exp.Expr:
-        """The product as the engine sees it: columns with ``guard`` and ``view_as`` applied in a subquery."""
-        columns = self.columns(source)
-        if not any(c.view_as or c.guard for c in columns):
+        """The product as the engine sees it: columns with ``guard``, ``view_as`` and a binary collation
+        (see :class:`SourceColumn`) applied in a subquery."""
+        return self.present(source, self.columns(source), alias)
+
+    def present(self, source: SourceObject, columns: Iterable[SourceColumn], alias: str) -> exp.Expr:
+        """:meth:`relation` for these ``columns`` (a subclass asks it while describing the product)."""
+        columns = tuple(columns)
+        binary = self.capabilities.string_collation
+        if not any(c.view_as or c.guard or c.rebinds(binary) for c in columns):
             return self.raw_relation(source, alias)
         dialect = self.capabilities.dialect
         items = []
         for c in columns:
             column: exp.Expr = exp.column(c.name, table="s", quoted=True)
-            if not (c.view_as or c.guard):
+            if not (c.view_as or c.guard or c.rebinds(binary)):
                 items.append(column)
                 continue
             if c.guard:
                 column = c.guard(column)
             if c.view_as:
                 column = exp.cast(column, c.view_as, dialect=dialect)
+            if c.rebinds(binary):
+                assert binary is not None
+                column = exp.Collate(this=column, expression=exp.Identifier(this=binary, quoted=True))
             items.append(column.as_(c.name, quoted=True))
         query = exp.select(*items).from_(self.raw_relation(source, "s"))
         return exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))

@@ -35,18 +35,21 @@ aggregate over a big table) runs on to that batch in the background.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import adbc_driver_sqlite.dbapi
 import pyarrow as pa
+import sqlglot
 from adbc_driver_manager.dbapi import Connection, Cursor
 from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from connectors.adbc import AdbcConnector
 from connectors.base import DiscoveredProduct, SourceObject, SqlCapabilities
 from connectors.deadline import milliseconds_left
 from connectors.naming import identifier, unique
-from connectors.sqlbase import SourceColumn
+from connectors.sqlbase import Collation, SourceColumn
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
 
@@ -81,7 +84,11 @@ class SqliteConnector(AdbcConnector):
 
     kind = "sqlite"
     capabilities = SqlCapabilities(
-        dialect="sqlite", functions=FUNCTIONS, temporal_literals="iso_text", exact_decimals=False
+        dialect="sqlite",
+        functions=FUNCTIONS,
+        string_collation="BINARY",
+        temporal_literals="iso_text",
+        exact_decimals=False,
     )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
@@ -132,7 +139,8 @@ class SqliteConnector(AdbcConnector):
             rows = self.fetch(f"SELECT name, type FROM {info} ORDER BY cid").to_pylist()
             if not rows:
                 raise SourceError(self.domain, self.label, f"no table or view {source.table}")
-            return [declared_column(r["name"], r["type"] or "") for r in rows]
+            collations = self.collations(table)
+            return [collated(declared_column(r["name"], r["type"] or ""), collations) for r in rows]
         query = self.render(exp.select("*").from_(self.raw_relation(source, "t")))
 
         def declared(cursor: Cursor) -> list[tuple[str, str]]:
@@ -143,7 +151,16 @@ class SqliteConnector(AdbcConnector):
             finally:
                 cursor.execute(f"DROP VIEW temp.{_PROBE}")
 
-        return [declared_column(name, decl) for name, decl in self.run(declared)]
+        return [collated(declared_column(name, decl), None) for name, decl in self.run(declared)]
+
+    def collations(self, table: exp.Table) -> dict[str, str] | None:
+        """The declared ``COLLATE`` of each column of a table, from its ``CREATE TABLE``
+        (``sqlite_master.sql``); None for a view (its columns' collations come from its query)."""
+        master = f"{_quote_name(table.db or 'main')}.sqlite_master"
+        rows = self.fetch(f"SELECT type, sql FROM {master} WHERE name = {_quote(table.name)}").to_pylist()
+        if len(rows) != 1 or rows[0]["type"] != "table" or not rows[0]["sql"]:
+            return None
+        return declared_collations(str(rows[0]["sql"]))
 
     def primary_key(self, source: SourceObject) -> tuple[str, ...]:
         """The table's primary key columns in key order (``PRAGMA table_info``); none for queries and views."""
@@ -203,6 +220,43 @@ class SqliteConnector(AdbcConnector):
 
 def _quote(text: str) -> str:
     return exp.Literal.string(text).sql("sqlite")
+
+
+def _quote_name(text: str) -> str:
+    return exp.to_identifier(text, quoted=True).sql("sqlite")
+
+
+def declared_collations(ddl: str) -> dict[str, str] | None:
+    """Column name -> the collation its definition declares (upper-cased); None when ``ddl`` does not parse.
+
+    >>> declared_collations("CREATE TABLE t (a TEXT COLLATE NOCASE, [b c] TEXT, d TEXT DEFAULT 'x' COLLATE rtrim)")
+    {'a': 'NOCASE', 'd': 'RTRIM'}
+    """
+    try:
+        tree = sqlglot.parse_one(ddl, read="sqlite")
+    except SqlglotError:
+        return None
+    found: dict[str, str] = {}
+    for column in tree.find_all(exp.ColumnDef):
+        for constraint in column.constraints:
+            kind = constraint.kind
+            if isinstance(kind, exp.CollateColumnConstraint):
+                found[column.name] = kind.this.name.upper()
+            elif isinstance(kind, exp.DefaultColumnConstraint) and isinstance(kind.this, exp.Collate):
+                # sqlglot reads ``DEFAULT 'x' COLLATE c`` as a collated default: SQLite as the column's collation
+                found[column.name] = kind.this.expression.name.upper()
+    return found
+
+
+def collated(column: SourceColumn, collations: dict[str, str] | None) -> SourceColumn:
+    """``column`` with its collation when text does not compare as bytes in it: NOCASE, RTRIM or any
+    other than BINARY. A view's or query's columns (``collations`` None) inherit collations this
+    connector does not trace: their text columns count as not binary, so they are presented in BINARY.
+    """
+    if not pa.types.is_string(column.type):
+        return column
+    name = "undeclared" if collations is None else collations.get(column.name, "BINARY")
+    return column if name == "BINARY" else replace(column, collation=Collation(name, deterministic=False))
 
 
 def declared_column(name: str, declared: str) -> SourceColumn:

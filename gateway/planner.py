@@ -20,8 +20,10 @@ from datafusion import DataFrame, LogicalPlan
 from datafusion.unparser import Dialect, Unparser
 from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
+from sqlglot.schema import MappingSchema
 
 from connectors.base import SqlConnector
+from gateway.bytewise import bytewise_ordering, sql_type
 from gateway.plancache import bind_placeholder
 from gateway.pushdown import comparable, translate
 from gateway.scan import Occurrence, ProductScan
@@ -133,6 +135,16 @@ def single_source_sql(dataframe: DataFrame, scans: Mapping[tuple[str, str], Prod
     sqlglot reads it, swaps each product for its source table or query, and writes
     the source's dialect. Anything sqlglot cannot render faithfully, or a function it
     does not know, keeps the query federated.
+
+    Text must compare as DataFusion's bytes on this route too. Per dialect: PostgreSQL
+    orders text by collation, so every text operand that orders (``ORDER BY``, ``min``/
+    ``max``, ``<``, ``BETWEEN``, ...) is written with ``COLLATE "C"``, exact in PostgreSQL
+    (:func:`gateway.bytewise.bytewise_ordering`; a query it cannot make exact stays
+    federated). SQLite and DuckDB order text by bytes unless a column says otherwise; a
+    column whose collation equates distinct strings (SQLite ``NOCASE``/``RTRIM``, a
+    nondeterministic PostgreSQL collation) reaches this query already in the binary
+    collation through its product's relation, for grouping, ``DISTINCT``, joins and
+    equality as well. DuckDB's column collations are not detected.
     """
     if not scans:
         return None
@@ -159,6 +171,11 @@ def single_source_sql(dataframe: DataFrame, scans: Mapping[tuple[str, str], Prod
         return None
     if _uses_incomparable(tree, scans):
         return None
+    if not connector.capabilities.binary_string_order:
+        ordered = bytewise_ordering(tree, _types(scans), connector.capabilities.string_collation)
+        if ordered is None:
+            return None
+        tree = ordered
     replaced = _replace_tables(tree, scans, connector)
     if replaced is None:
         return None
@@ -166,6 +183,14 @@ def single_source_sql(dataframe: DataFrame, scans: Mapping[tuple[str, str], Prod
         return first.product.domain, connector.render(replaced)
     except SqlglotError:
         return None
+
+
+def _types(scans: Mapping[tuple[str, str], ProductScan]) -> MappingSchema:
+    """The products' columns as sqlglot types, by ``domain.product`` (for :func:`bytewise_ordering`)."""
+    tables: dict[str, dict[str, dict[str, str]]] = {}
+    for (domain, name), scan in scans.items():
+        tables.setdefault(domain, {})[name] = {field.name: sql_type(field.type) for field in scan.product.schema}
+    return MappingSchema(dict(tables), dialect="postgres", normalize=False)
 
 
 def _uses_incomparable(tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan]) -> bool:

@@ -1,0 +1,141 @@
+"""Rule: a whole query keeps DataFusion's byte order of text on a source that orders text by locale.
+
+A query routed whole to one source (:func:`gateway.planner.single_source_sql`) must answer as
+DataFusion would, and DataFusion orders strings by their bytes. PostgreSQL orders text by the
+column's collation (the database's ``en_US.UTF-8``, an ICU locale, ...): ``ORDER BY``, ``min``/
+``max``, ``greatest``/``least`` and ``<``/``BETWEEN`` on text would answer differently there. So
+every such text operand gets the dialect's byte-order collation, which is exact::
+
+    SELECT max(t.name) FROM t WHERE t.name > 'm' ORDER BY t.name
+    -- becomes
+    SELECT max(t.name COLLATE "C") FROM t WHERE t.name COLLATE "C" > 'm' ORDER BY t.name COLLATE "C"
+
+Equality, ``IN``, ``LIKE``, grouping, ``DISTINCT`` and joins need nothing here: a deterministic
+collation equates only equal bytes, and a column whose collation is not deterministic is
+presented in the binary collation by its product's relation (``connectors/sqlbase.py``).
+
+Types come from sqlglot's ``annotate_types`` over the products' schemas. A query this rule cannot
+make exact is refused (None: it stays federated): an ordering operand of unknown type, an
+``ORDER BY`` of a set operation (only output names may appear there) or by position, a
+``SELECT DISTINCT`` ordered by an expression that is not one of its outputs, or a dialect
+without a byte-order collation.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.schema import MappingSchema
+
+_ORDERING = (exp.GT, exp.GTE, exp.LT, exp.LTE)
+_BARE = (exp.Column, exp.Paren, exp.Literal, exp.Func, exp.Cast, exp.Subquery)
+
+
+class _Refused(Exception):
+    """The query has an ordering of text this rule cannot make exact."""
+
+
+def bytewise_ordering(tree: exp.Expr, schema: MappingSchema, collation: str | None) -> exp.Expr | None:
+    """``tree`` with ``COLLATE <collation>`` on every text operand that orders; None if that cannot be exact.
+
+    ``schema`` types the tables ``tree`` reads; ``collation`` is the dialect's byte-order
+    collation (None: it has none, so any ordering of text refuses).
+    """
+    try:
+        annotated = annotate_types(tree.copy(), schema=schema, dialect="postgres")
+        targets = [target for node in list(annotated.walk()) for target in _targets(node)]
+    except (_Refused, SqlglotError):
+        return None
+    if not targets:
+        return annotated
+    if collation is None:
+        return None
+    done: set[int] = set()
+    for target in reversed(targets):  # innermost first: an outer operand's copy then holds the inner change
+        if id(target) in done or isinstance(target, exp.Collate):
+            continue
+        done.add(id(target))
+        operand: exp.Expr = target.copy() if isinstance(target, _BARE) else exp.Paren(this=target.copy())
+        target.replace(exp.Collate(this=operand, expression=exp.Identifier(this=collation, quoted=True)))
+    return annotated
+
+
+def _targets(node: exp.Expr) -> list[exp.Expr]:
+    """The operands of ``node`` that need the byte-order collation (raises _Refused)."""
+    if isinstance(node, _ORDERING):
+        return [node.this] if _orders_text(node.this, node.expression) else []
+    if isinstance(node, exp.Between):
+        return [node.this] if _orders_text(node.this, node.args["low"], node.args["high"]) else []
+    if isinstance(node, (exp.Max, exp.Min)):
+        return [node.this] if _orders_text(node.this) else []
+    if isinstance(node, (exp.Greatest, exp.Least)):
+        return [node.this] if _orders_text(node.this, *node.expressions) else []
+    if isinstance(node, exp.Ordered):
+        return _ordered(node)
+    return []
+
+
+def _orders_text(*operands: exp.Expr) -> bool:
+    """Whether any operand is text; raises _Refused when none is known not to be and one is unknown."""
+    kinds = [operand.type for operand in operands]
+    if any(kind is not None and kind.is_type(*exp.DataType.TEXT_TYPES) for kind in kinds):
+        return True
+    if all(kind is None or kind.is_type(exp.DataType.Type.UNKNOWN) for kind in kinds):
+        raise _Refused(f"the type of {operands[0].sql()} is unknown")
+    return False
+
+
+def _ordered(node: exp.Ordered) -> list[exp.Expr]:
+    """What to collate for one text ``ORDER BY`` key: the key, or the output it names."""
+    order = node.parent
+    select = order.parent if order is not None else None
+    key = node.this
+    if isinstance(select, exp.SetOperation):
+        first = select
+        while isinstance(first, exp.SetOperation):
+            first = first.this
+        named = [o for o in first.expressions if o.output_name == key.output_name] if key.output_name else []
+        if _orders_text(named[0] if len(named) == 1 else key):  # only output names may appear there
+            raise _Refused("ORDER BY of a set operation on text")
+        return []
+    if not isinstance(select, exp.Select) or order is not select.args.get("order"):
+        return [key] if _orders_text(key) else []  # a window's or an aggregate's ORDER BY
+    if isinstance(key, exp.Literal) and key.is_int:
+        raise _Refused("ORDER BY position")
+    if not _orders_text(key):
+        return []
+    if isinstance(key, exp.Column) and not key.table:
+        for output in select.expressions:
+            if isinstance(output, exp.Alias) and output.alias == key.name:
+                return [output.this]  # collated where it is computed; the ORDER BY names it
+    if not select.args.get("distinct"):
+        return [key]
+    # SELECT DISTINCT orders only by its outputs: collate the output and the key alike.
+    for output in select.expressions:
+        value = output.this if isinstance(output, exp.Alias) else output
+        if value == key:
+            return [value, key]
+    raise _Refused("SELECT DISTINCT ordered by an expression it does not output")
+
+
+_TYPES = (
+    (pa.types.is_string, "TEXT"),
+    (pa.types.is_large_string, "TEXT"),
+    (pa.types.is_string_view, "TEXT"),
+    (pa.types.is_boolean, "BOOLEAN"),
+    (pa.types.is_integer, "BIGINT"),
+    (pa.types.is_floating, "DOUBLE"),
+    (pa.types.is_decimal, "DECIMAL"),
+    (pa.types.is_date, "DATE"),
+    (pa.types.is_time, "TIME"),
+    (pa.types.is_timestamp, "TIMESTAMP"),
+    (pa.types.is_binary, "BYTEA"),
+    (pa.types.is_large_binary, "BYTEA"),
+)
+
+
+def sql_type(kind: pa.DataType) -> str:
+    """The sqlglot type name annotate_types works with for an Arrow type (UNKNOWN: none that fits)."""
+    return next((name for test, name in _TYPES if test(kind)), "UNKNOWN")
