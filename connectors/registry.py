@@ -5,14 +5,17 @@ from __future__ import annotations
 from connectors.base import Connector
 from connectors.duckdb import DuckdbConnector
 from connectors.files import CsvConnector, ParquetConnector
+from connectors.mysql import MysqlConnector
 from connectors.postgres import PostgresConnector
 from connectors.sqlite import SqliteConnector
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError
 
 CONNECTORS: dict[str, type[Connector]] = {
-    cls.kind: cls for cls in (PostgresConnector, SqliteConnector, DuckdbConnector, ParquetConnector, CsvConnector)
+    cls.kind: cls
+    for cls in (PostgresConnector, SqliteConnector, DuckdbConnector, ParquetConnector, CsvConnector, MysqlConnector)
 }
+CONNECTORS["mariadb"] = MysqlConnector  # the same protocol and driver
 
 
 def open_connector(domain: str, config: ConnectorConfig) -> Connector:

@@ -170,6 +170,8 @@ _VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _CONNECTOR_KEYS: dict[str, set[str]] = {
     "postgres": {"type", "uri", "pool_size", "numeric_scale"},
+    "mysql": {"type", "uri"},
+    "mariadb": {"type", "uri"},
     "sqlite": {"type", "path", "pool_size"},
     "duckdb": {"type", "path"},
     "parquet": {"type", "path"},

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.mysql import mysql_test_uri, temporary_database, why_not, with_database
 from tests.support.postgres import postgres_server, temporary_schema
 
 
@@ -28,3 +29,20 @@ def pg_schema(postgres_uri: str, request: pytest.FixtureRequest) -> Iterator[str
     """A PostgreSQL schema of the test module's own, dropped after the module."""
     with temporary_schema(postgres_uri, request.module.__name__.rsplit(".", 1)[-1]) as schema:
         yield schema
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> str:
+    """The URI of the MariaDB/MySQL server for tests (tests/support/mysql.py); skips when none answers."""
+    uri = mysql_test_uri()
+    reason = why_not(uri)
+    if reason is not None:
+        pytest.skip(reason)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def mysql_uri(mysql_server: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A ``mysql://`` URI of a database of the test module's own, dropped after the module."""
+    with temporary_database(mysql_server, request.module.__name__.rsplit(".", 1)[-1]) as database:
+        yield with_database(mysql_server, database)

@@ -16,6 +16,7 @@ from datafusion import SessionContext
 
 from connectors.base import SqlConnector
 from connectors.duckdb import DuckdbConnector
+from connectors.mysql import MysqlConnector
 from connectors.postgres import PostgresConnector
 from connectors.sqlite import SqliteConnector
 from gateway.engine import planning_context
@@ -26,6 +27,7 @@ CONNECTORS: dict[str, type[SqlConnector]] = {
     "postgres": PostgresConnector,
     "sqlite": SqliteConnector,
     "duckdb": DuckdbConnector,
+    "mysql": MysqlConnector,
 }
 SCHEMA = pa.schema(
     [

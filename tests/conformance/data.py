@@ -7,6 +7,8 @@ own tools (not through the connector under test), and :func:`expected` says what
 connector must return for it. What each source can hold:
 
 - postgres, duckdb, parquet: everything, exactly.
+- mysql (MariaDB): everything, exactly: ``flag`` is a BOOLEAN (TINYINT(1)), ``tstz`` a
+  TIMESTAMP (UTC), ``ts`` a DATETIME(6), ``name`` utf8mb4 TEXT.
 - sqlite: integers are all int64 (SQLite does not keep widths); no time zones, so
   ``tstz`` is stored as UTC text in a TIMESTAMP column and comes back naive;
   ``amount`` is stored as SQLite numbers (mixed INTEGER and REAL storage).
@@ -30,9 +32,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from tests.support.mysql import connect
+
 ROWS = 50
 TABLE = "conformance"
 KINDS = ("postgres", "sqlite", "duckdb", "parquet", "csv")
+SERVER_KINDS = ("mysql",)
+"""Kinds whose server may be absent: their tests skip, saying why (tests/support/mysql.py)."""
 UTC = dt.UTC
 
 SCHEMA = pa.schema(
@@ -107,7 +113,7 @@ def conformance_table() -> pa.Table:
 def expected(kind: str) -> pa.Table:
     """What a connector of ``kind`` must return for the loaded dataset."""
     table = conformance_table()
-    if kind in ("postgres", "duckdb", "parquet"):
+    if kind in ("postgres", "duckdb", "parquet", "mysql"):
         return table
     naive_tstz = pc.local_timestamp(table["tstz"]).cast(pa.timestamp("us"))
     table = table.set_column(table.schema.get_field_index("tstz"), "tstz", naive_tstz)
@@ -169,6 +175,22 @@ def load_duckdb(path: Path) -> Path:
     finally:
         connection.close()
     return path
+
+
+def load_mysql(uri: str) -> None:
+    """Create ``conformance`` in the database of ``uri`` with MySQL's own types and insert the dataset."""
+    ddl = (
+        f"CREATE TABLE {TABLE} (id BIGINT, i16 SMALLINT, i32 INT, i64 BIGINT, f64 DOUBLE, amount DECIMAL(12, 2),"
+        " flag BOOLEAN, name TEXT, day DATE, ts DATETIME(6), tstz TIMESTAMP(6) NULL, payload BLOB)"
+        " CHARACTER SET utf8mb4"
+    )
+    rows = [
+        [v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, dt.datetime) and v.tzinfo else v for v in row.values()]
+        for row in conformance_table().to_pylist()
+    ]
+    with connect(uri) as connection, connection.cursor() as cursor:  # session time zone UTC
+        cursor.execute(ddl)
+        cursor.executemany(f"INSERT INTO {TABLE} VALUES ({', '.join(['%s'] * len(SCHEMA))})", rows)
 
 
 def load_parquet(path: Path) -> Path:

@@ -18,7 +18,7 @@ from datafusion import SessionContext
 from tests.conformance import data
 from tests.support.gateway import query, serve_in_process, source_queries
 
-SQL_KINDS = ("postgres", "sqlite", "duckdb")
+SQL_KINDS = ("postgres", "sqlite", "duckdb", "mysql")
 
 PREDICATES = {
     "integer_range": "i32 > 0 AND i64 < 100",
@@ -50,7 +50,26 @@ KEPT_BACK = {
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str) -> Iterator[str]:
+def mysql_or_none(request: pytest.FixtureRequest) -> str | None:
+    """The test database's URI, or None (its tests skip, saying why) when no MariaDB answers."""
+    try:
+        uri: str = request.getfixturevalue("mysql_uri")
+    except pytest.skip.Exception:
+        return None
+    return uri
+
+
+@pytest.fixture(autouse=True)
+def _needs_mysql(request: pytest.FixtureRequest) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("kind") == "mysql":
+        request.getfixturevalue("mysql_server")  # skips with the reason when no server answers
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str, mysql_or_none: str | None
+) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("conformance")
     data.load_postgres(postgres_uri, pg_schema)
     data.load_sqlite(folder / "data.sqlite")
@@ -69,6 +88,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_sche
         "csv": f"connector: {{type: csv, path: {data.TABLE}.csv}}\n    products:\n"
         f"      - {{name: items, source: {data.TABLE}.csv}}",
     }
+    if mysql_or_none is not None:
+        data.load_mysql(mysql_or_none)
+        sources["mysql"] = (
+            f"connector: {{type: mysql, uri: '{mysql_or_none}'}}\n    products:\n      - {{name: items, source: {data.TABLE}}}"
+        )
     for kind, body in sources.items():
         (folder / f"{kind}.yaml").write_text(f"domains:\n  - name: {kind}\n    {body}\n")
     with serve_in_process(folder) as uri:
@@ -85,7 +109,7 @@ def by_id(table: pa.Table) -> pa.Table:
     return table.sort_by("id").combine_chunks()
 
 
-@pytest.mark.parametrize("kind", data.KINDS)
+@pytest.mark.parametrize("kind", data.KINDS + data.SERVER_KINDS)
 def test_types_and_values_round_trip(gateway: str, kind: str) -> None:
     got = by_id(query(gateway, f"SELECT * FROM {kind}.items"))
     expected = data.expected(kind)
@@ -93,7 +117,7 @@ def test_types_and_values_round_trip(gateway: str, kind: str) -> None:
     assert got.equals(by_id(expected))
 
 
-@pytest.mark.parametrize("kind", data.KINDS)
+@pytest.mark.parametrize("kind", data.KINDS + data.SERVER_KINDS)
 def test_projection_in_any_order(gateway: str, kind: str) -> None:
     got = by_id(query(gateway, f"SELECT name, tstz, id, amount FROM {kind}.items"))
     expected = data.expected(kind).select(["name", "tstz", "id", "amount"])
@@ -101,7 +125,7 @@ def test_projection_in_any_order(gateway: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(PREDICATES))
-@pytest.mark.parametrize("kind", data.KINDS)
+@pytest.mark.parametrize("kind", data.KINDS + data.SERVER_KINDS)
 def test_filters_match_datafusion_over_the_same_data(gateway: str, kind: str, name: str) -> None:
     columns = "id, name, amount, flag"
     sql = f"SELECT {columns} FROM {kind}.items WHERE {PREDICATES[name]}"
@@ -117,6 +141,7 @@ def test_filters_match_datafusion_over_the_same_data(gateway: str, kind: str, na
         assert sent[2] == expected.num_rows, f"the source returned {sent[2]} rows for {expected.num_rows}: {sent[1]}"
 
 
-def test_every_kind_is_served(gateway: str) -> None:
+def test_every_kind_is_served(gateway: str, mysql_or_none: str | None) -> None:
     domains = query(gateway, "SELECT DISTINCT table_schema FROM information_schema.tables WHERE table_name = 'items'")
-    assert sorted(domains.column(0).to_pylist()) == sorted(data.KINDS)
+    kinds = [*data.KINDS, *(["mysql"] if mysql_or_none is not None else [])]
+    assert sorted(domains.column(0).to_pylist()) == sorted(kinds)

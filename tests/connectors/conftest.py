@@ -24,7 +24,7 @@ class Loaded:
     product: str
 
 
-@pytest.fixture(scope="module", params=data.KINDS)
+@pytest.fixture(scope="module", params=data.KINDS + data.SERVER_KINDS)
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     kind: str = request.param
     folder = tmp_path_factory.mktemp(kind)
@@ -36,6 +36,11 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         config = ConnectorConfig(type=kind, uri=uri)
         source = SourceObject(table=f'"{schema}".{data.TABLE}')
         product = f"{schema}_{data.TABLE}"
+    elif kind == "mysql":
+        uri = request.getfixturevalue("mysql_uri")
+        data.load_mysql(uri)
+        config = ConnectorConfig(type=kind, uri=uri)
+        source = SourceObject(table=data.TABLE)
     elif kind in ("sqlite", "duckdb"):
         path = folder / f"data.{kind}"
         (data.load_sqlite if kind == "sqlite" else data.load_duckdb)(path)

@@ -21,6 +21,7 @@ from sqlglot import exp
 from connectors.base import SourceObject, SqlConnector
 from connectors.registry import open_connector
 from gateway.config import ConnectorConfig
+from tests.support.mysql import connect as mysql_connect
 
 WORDS = pa.table(
     {
@@ -86,6 +87,7 @@ DIFFERENT = {
     "postgres": ["upper", "lower"],
     "sqlite": ["upper", "lower", "substr"],
     "duckdb": ["upper", "lower", "substr", "reverse"],
+    "mysql": ["upper", "lower", "ascii", "left", "right", "substr", "split_part", "starts_with", "ends_with"],
 }
 
 
@@ -109,6 +111,12 @@ def words(
             connection.executemany("INSERT INTO words VALUES (?, ?, ?)", [tuple(r.values()) for r in WORDS.to_pylist()])
         connection.close()
         config, source = ConnectorConfig(type=kind, path=path), SourceObject(table="words")
+    elif kind == "mysql":
+        uri = request.getfixturevalue("mysql_uri")
+        with mysql_connect(uri) as connection, connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE words (id BIGINT, s TEXT, i BIGINT) CHARACTER SET utf8mb4")
+            cursor.executemany("INSERT INTO words VALUES (%s, %s, %s)", [tuple(r.values()) for r in WORDS.to_pylist()])
+        config, source = ConnectorConfig(type=kind, uri=uri), SourceObject(table="words")
     else:
         path = folder / "words.duckdb"
         connection = duckdb.connect(str(path))

@@ -22,7 +22,9 @@ from typing import Any
 import pyarrow as pa
 
 ROWS = 6
-KINDS = ("postgres", "sqlite", "duckdb", "parquet", "csv")
+KINDS = ("postgres", "sqlite", "duckdb", "parquet", "csv", "mysql")
+SERVER_KINDS = ("mysql",)
+"""Kinds whose server may be absent (tests/support/mysql.py): their cells skip, saying why."""
 FAMILIES = (
     "int8",
     "int16",
@@ -538,12 +540,183 @@ CSV: dict[str, Cell] = {
     "nested_array": gap("CSV has no arrays: the text is served as string"),
 }
 
+# MariaDB (MySQL's types; UUID is MariaDB's own, 10.7 and later). Stored values are SQL
+# literals, inserted as they are with the session time zone '+00:00'.
+MYSQL_STAMPS_TZ_ISO = [
+    "2024-02-29 07:04:56.123456",
+    "1970-01-01 00:00:01",
+    "2038-01-19 03:14:07.999999",
+    None,
+    "2000-01-01 00:00:00",
+    "2024-02-29 12:34:56",
+]
+MYSQL_STAMPS_TZ = [
+    micros(2024, 2, 29, 7, 4, 56, 123456),
+    1_000_000,
+    micros(2038, 1, 19, 3, 14, 7, 999999),
+    None,
+    micros(2000, 1, 1),
+    micros(2024, 2, 29, 12, 34, 56),
+]
+MYSQL: dict[str, Cell] = {
+    "int8": cell(_c("i8", "TINYINT", sql(INT8), pa.int8(), INT8)),
+    "int16": cell(
+        _c("i16", "SMALLINT", sql(INT16), pa.int16(), INT16),
+        _c("yr", "YEAR", ["1901", "2155", "0", None, "2024", "1970"], pa.int16(), [1901, 2155, 0, None, 2024, 1970]),
+    ),
+    "int32": cell(
+        _c("i32", "INT", sql(INT32), pa.int32(), INT32),
+        _c(
+            "i24",
+            "MEDIUMINT",
+            sql([-(2**23), 2**23 - 1, 0, -1, 1, None]),
+            pa.int32(),
+            [-(2**23), 2**23 - 1, 0, -1, 1, None],
+        ),
+    ),
+    "int64": cell(_c("i64", "BIGINT", sql(INT64), pa.int64(), INT64)),
+    "int128": gap("MySQL has no 128-bit integer: DECIMAL(39, 0) is served as decimal256(39, 0)"),
+    "uint8": cell(_c("u8", "TINYINT UNSIGNED", sql(UINT8), pa.uint8(), UINT8)),
+    "uint16": cell(_c("u16", "SMALLINT UNSIGNED", sql(UINT16), pa.uint16(), UINT16)),
+    "uint32": cell(
+        _c("u32", "INT UNSIGNED", sql(UINT32), pa.uint32(), UINT32),
+        _c(
+            "u24",
+            "MEDIUMINT UNSIGNED",
+            sql([0, 2**24 - 1, 1, None, 2**23, 42]),
+            pa.uint32(),
+            [0, 2**24 - 1, 1, None, 2**23, 42],
+        ),
+    ),
+    "uint64": cell(
+        _c("u64", "BIGINT UNSIGNED", sql(UINT64), pa.uint64(), UINT64),
+        _c("bits", "BIT(64)", sql(UINT64), pa.uint64(), UINT64),
+    ),
+    "uint128": gap("MySQL has no 128-bit integer"),
+    "decimal": cell(
+        _c("dec12", "DECIMAL(12, 2)", sql(DECIMAL_12_2), pa.decimal128(12, 2), _d(DECIMAL_12_2)),
+        _c("dec38", "DECIMAL(38, 10)", sql(DECIMAL_38_10), pa.decimal128(38, 10), _d(DECIMAL_38_10)),
+        _c(
+            "udec",
+            "DECIMAL(5, 2) UNSIGNED",
+            sql(["999.99", "0.00", "0.01", None, "1", "12.5"]),
+            pa.decimal128(5, 2),
+            _d(["999.99", "0.00", "0.01", None, "1", "12.5"]),
+        ),
+    ),
+    "decimal_wide": cell(
+        _c("dec50", "DECIMAL(50, 10)", sql(DECIMAL_50_10), pa.decimal256(50, 10), _d(DECIMAL_50_10)),
+        _c(
+            "dec65",
+            "DECIMAL(65, 30)",
+            sql(["9" * 35 + "." + "9" * 30, "0", None, "-1", "1e-30", "1"]),
+            pa.decimal256(65, 30),
+            _d(["9" * 35 + "." + "9" * 30, "0", None, "-1", "1e-30", "1"]),
+        ),
+    ),
+    "decimal_unconstrained": cell(
+        _c(
+            "dec",
+            "DECIMAL",
+            sql(["9999999999", "-9999999999", "0", None, "1", "42"]),
+            pa.decimal128(10, 0),
+            _d(["9999999999", "-9999999999", "0", None, "1", "42"]),
+        ),
+    ),
+    "float32": cell(
+        _c(
+            "f32",
+            "FLOAT",
+            ["1.5", "-2.25", "0", None, "3.0e38", "1e-30"],
+            pa.float32(),
+            [1.5, -2.25, 0.0, None, 3.0e38, 1e-30],
+        )
+    ),
+    "float64": cell(
+        _c(
+            "f64",
+            "DOUBLE",
+            [repr(F64_MAX), "-1.5", repr(0.1 + 0.2), None, "1e-300", "0"],
+            pa.float64(),
+            [F64_MAX, -1.5, 0.1 + 0.2, None, 1e-300, 0.0],
+        )
+    ),
+    "boolean": cell(
+        _c(
+            "flag",
+            "BOOLEAN",
+            ["TRUE", "FALSE", None, "1", "0", "TRUE"],
+            pa.bool_(),
+            [True, False, None, True, False, True],
+        ),
+        fails=(Fails("flag_two", "BOOLEAN", "2", "holds a value other than 0 and 1"),),
+    ),
+    "text": cell(
+        _c("txt", "TEXT", quoted(TEXT), pa.string(), TEXT),
+        _c("vc", "VARCHAR(20)", quoted(TEXT), pa.string(), TEXT),
+        _c("ch", "CHAR(20)", quoted(TEXT), pa.string(), [*TEXT[:4], "trailing", None]),
+        _c(
+            "en",
+            "ENUM('b', 'a', 'Zoë')",
+            quoted(["b", "a", "Zoë", None, "a", "b"]),
+            pa.string(),
+            ["b", "a", "Zoë", None, "a", "b"],
+        ),
+        _c(
+            "st",
+            "SET('x', 'y')",
+            quoted(["x,y", "", "y", None, "x", "y,x"]),
+            pa.string(),
+            ["x,y", "", "y", None, "x", "x,y"],
+        ),
+    ),
+    "binary": cell(
+        _c("blob", "BLOB", [None if b is None else "X'" + b.hex() + "'" for b in BYTES], pa.binary(), BYTES),
+        _c("vbin", "VARBINARY(8)", [None if b is None else "X'" + b.hex() + "'" for b in BYTES], pa.binary(), BYTES),
+        _c(
+            "bin2",
+            "BINARY(2)",
+            [None if b is None else "X'" + b.hex() + "'" for b in BYTES],
+            pa.binary(),
+            [b"\x00\xff", b"\x00\x00", None, b"A\x00", b"\x80\x00", b"\x00\x00"],
+        ),
+    ),
+    "date": cell(
+        _c("day", "DATE", quoted(DATES_ISO), pa.date32(), DATES),
+        fails=(
+            Fails("day_zero", "DATE", "'0000-00-00'", "zero or partial date '0000-00-00'"),
+            Fails("day_partial", "DATE", "'2024-00-10'", "zero or partial date '2024-00-10'"),
+        ),
+    ),
+    "time": cell(
+        _c("tod", "TIME(6)", quoted(TIMES_ISO), pa.time64("us"), TIMES),
+        fails=(
+            Fails("tod_negative", "TIME", "'-01:00:00'", "cannot convert string to time64[us]"),
+            Fails("tod_24h", "TIME", "'24:00:00'", "cannot convert string to time64[us]"),
+        ),
+    ),
+    "timestamp": cell(
+        _c("ts", "DATETIME(6)", quoted(STAMPS_ISO), pa.timestamp("us"), STAMPS),
+        fails=(Fails("ts_zero", "DATETIME", "'0000-00-00 00:00:00'", "zero or partial date '0000-00-00'"),),
+    ),
+    "timestamptz": cell(
+        _c("tstz", "TIMESTAMP(6) NULL", quoted(MYSQL_STAMPS_TZ_ISO), pa.timestamp("us", tz="UTC"), MYSQL_STAMPS_TZ)
+    ),
+    "interval": gap("MySQL has no interval type"),
+    "uuid": cell(_c("uid", "UUID", quoted(UUIDS_CANONICAL), pa.string(), UUIDS_CANONICAL)),
+    "json": cell(_c("js", "JSON", [None if v is None else v.replace("\\", "\\\\") for v in quoted(JSONS)], pa.string(),
+                    JSONS)),  # MySQL string literals take backslash escapes
+    "array": gap("MySQL has no arrays: JSON arrays are served as string"),
+    "nested_array": gap("MySQL has no arrays: JSON arrays are served as string"),
+}
+
 CELLS: dict[str, dict[str, Cell]] = {
     "postgres": POSTGRES,
     "sqlite": SQLITE,
     "duckdb": DUCKDB,
     "parquet": PARQUET,
     "csv": CSV,
+    "mysql": MYSQL,
 }
 assert all(set(cells) == set(FAMILIES) for cells in CELLS.values())
 

@@ -30,7 +30,8 @@ from datafusion import SessionContext
 from connectors.registry import open_connector
 from gateway.config import ConnectorConfig
 from tests.support.gateway import query, serve_in_process, source_queries
-from tests.types.matrix import CELLS, FAMILIES, KINDS, ROWS, Column, columns, failures
+from tests.support.mysql import connect as mysql_connect
+from tests.types.matrix import CELLS, FAMILIES, KINDS, ROWS, SERVER_KINDS, Column, columns, failures
 
 # -- loading each source with its own tools ------------------------------------------------
 
@@ -81,6 +82,20 @@ def load_sqlite(path: Path) -> None:
     connection.close()
 
 
+def load_mysql(uri: str) -> None:
+    """MariaDB tables written with SQL literals as they are (session time zone '+00:00')."""
+    cols = columns("mysql")
+    with mysql_connect(uri) as connection, connection.cursor() as cursor:
+        body = ", ".join(f"`{c.name}` {c.declared}" for c in cols)
+        cursor.execute(f"CREATE TABLE types (id INT PRIMARY KEY, {body}) CHARACTER SET utf8mb4")
+        for row in range(ROWS):
+            values = ", ".join("NULL" if c.stored[row] is None else c.stored[row] for c in cols)
+            cursor.execute(f"INSERT INTO types VALUES ({row + 1}, {values})")
+        for failure in failures("mysql"):
+            cursor.execute(f"CREATE TABLE fail_{failure.name} (v {failure.declared}) CHARACTER SET utf8mb4")
+            cursor.execute(f"INSERT INTO fail_{failure.name} VALUES ({failure.stored})")
+
+
 def _arrow(column: Column) -> pa.Array:
     declared = column.declared
     if isinstance(declared, pa.BaseExtensionType):
@@ -108,7 +123,26 @@ def load_csv(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str) -> Iterator[str]:
+def mysql_or_none(request: pytest.FixtureRequest) -> str | None:
+    """The test database's URI, or None (its cells skip, saying why) when no MariaDB answers."""
+    try:
+        uri: str = request.getfixturevalue("mysql_uri")
+    except pytest.skip.Exception:
+        return None
+    return uri
+
+
+@pytest.fixture(autouse=True)
+def _needs_server(request: pytest.FixtureRequest) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("kind") in SERVER_KINDS:
+        request.getfixturevalue("mysql_server")  # skips with the reason when no server answers
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str, mysql_or_none: str | None
+) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("types")
     load_postgres(postgres_uri, pg_schema)
     load_sqlite(folder / "types.sqlite")
@@ -127,6 +161,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_sche
         "parquet": ("{type: parquet, path: types.parquet}", "\n      - {name: types, source: types.parquet}"),
         "csv": ("{type: csv, path: types.csv}", "\n      - {name: types, source: types.csv}"),
     }
+    if mysql_or_none is not None:
+        load_mysql(mysql_or_none)
+        connectors["mysql"] = (f"{{type: mysql, uri: '{mysql_or_none}'}}", products("mysql"))
     for kind, (connector, listed) in connectors.items():
         (folder / f"{kind}.yaml").write_text(
             f"domains:\n  - name: {kind}\n    connector: {connector}\n    products:{listed}\n"
