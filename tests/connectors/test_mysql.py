@@ -199,6 +199,21 @@ def test_a_deadline_is_also_the_servers_own_limit(connector: MysqlConnector) -> 
     assert time.monotonic() - started < 3
 
 
+def test_a_slow_source_query_does_not_hold_up_the_process(connector: MysqlConnector) -> None:
+    """connectorx's streaming reader would hold the GIL until the first rows: scans must not."""
+    stream = connector.execute("SELECT SLEEP(1.5) AS s", pa.schema([("s", pa.int64())]))
+    reader = threading.Thread(target=lambda: list(stream), daemon=True)
+    gaps = []
+    reader.start()
+    last = time.monotonic()
+    while reader.is_alive():
+        time.sleep(0.01)
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+    assert sum(gaps) > 1.4 and max(gaps) < 0.75, f"this thread waited {max(gaps):.2f} s at once over {sum(gaps):.2f} s"
+
+
 # -- clean errors ------------------------------------------------------------------------------------
 
 
@@ -206,6 +221,7 @@ def test_a_wrong_password_is_unavailable_without_showing_it(loaded: str) -> None
     address = parse_uri(loaded, "shop")
     uri = f"mysql://{address.user}:s3cret-wrong@{address.host}:{address.port}/{address.database}"
     made = open_connector("shop", ConnectorConfig(type="mysql", uri=uri))
+    assert isinstance(made, MysqlConnector)
     with pytest.raises(SourceUnavailableError) as failure:
         made.schema(SourceObject(table="words"))
     text = str(failure.value)
