@@ -139,6 +139,8 @@ PARTITION_PAGES = 5_000
 """Pages (8 KiB) each range of a parallel read covers at least (option ``partition_pages``): 40 MB,
 some 150 ms on one connection, against a few ms to open a range (a connection, BEGIN, the snapshot).
 A table of 1.5 M rows and 4 columns (11,000 pages) is read in two ranges."""
+STATS_LOCK_WAIT_MS = 100
+"""How long a row estimate waits for a lock on the table (milliseconds) before giving up."""
 STATS_WAIT = 5.0
 """Seconds a row estimate may wait for the server before it is given up (None)."""
 _REMEMBERED_SCANS = 256
@@ -339,15 +341,21 @@ class PostgresConnector(AdbcConnector):
         """
 
         def ask(cursor: Cursor) -> int | None:
-            if source.table is not None:
-                size = self._size(cursor, source.table)
-                if size is not None and size.kind in _HEAPS:
-                    if size.pages == 0:
-                        return 0
-                    if size.reltuples >= 0 and size.relpages > 0:
-                        return round(size.reltuples / size.relpages * size.pages)
-            sql = self.render(exp.select("*").from_(self.raw_relation(source, "t")))
-            return round(_explain(cursor, sql)["Plan Rows"])
+            # A table locked by a writer (ALTER, TRUNCATE) blocks pg_relation_size and EXPLAIN: an
+            # estimate gives up at once (an error: None) instead of holding the query's planning.
+            cursor.execute(f"SET lock_timeout = {STATS_LOCK_WAIT_MS}")
+            try:
+                if source.table is not None:
+                    size = self._size(cursor, source.table)
+                    if size is not None and size.kind in _HEAPS:
+                        if size.pages == 0:
+                            return 0
+                        if size.reltuples >= 0 and size.relpages > 0:
+                            return round(size.reltuples / size.relpages * size.pages)
+                sql = self.render(exp.select("*").from_(self.raw_relation(source, "t")))
+                return round(_explain(cursor, sql)["Plan Rows"])
+            finally:
+                cursor.execute("RESET lock_timeout")
 
         return before(time.monotonic() + STATS_WAIT, lambda: self.run(ask), abandon=lambda _: None, source=self.source)
 

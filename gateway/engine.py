@@ -1254,7 +1254,7 @@ def check_query_text(sql: str) -> None:
     >>> check_query_text("SELECT " + "(" * 33 + "1" + ")" * 33)
     Traceback (most recent call last):
     ...
-    gateway.errors.PlanningError: query too deeply nested (at most 32 levels of parentheses)
+    meshcore.errors.PlanningError: query too deeply nested (at most 32 levels of parentheses)
     """
     size = len(sql.encode("utf-8", "surrogatepass"))
     if size > MAX_SQL_BYTES:

@@ -180,7 +180,7 @@ def check_expressions(sql: str, limits: Limits) -> None:
     >>> check_expressions("SELECT array_repeat('x', 100000000)", Limits())
     Traceback (most recent call last):
     ...
-    gateway.errors.ResourceLimitError: array_repeat(...) would build 100,000,000 elements (at most 10,000,000)
+    meshcore.errors.ResourceLimitError: array_repeat(...) would build 100,000,000 elements (at most 10,000,000)
     """
     try:
         tokens = Tokenizer().tokenize(sql)

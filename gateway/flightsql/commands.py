@@ -59,7 +59,7 @@ def unpack(data: bytes) -> Message:
     >>> unpack(b"\\x0a\\x03abc")
     Traceback (most recent call last):
     ...
-    gateway.errors.NotSupportedError: [Flight SQL] unknown command: abc
+    meshcore.errors.NotSupportedError: [Flight SQL] unknown command: abc
     """
     if not data:
         raise InvalidRequestError("[Flight SQL] empty request: expected a Flight SQL command (a google.protobuf.Any)")

@@ -8,6 +8,7 @@ each estimate must be within a factor of 2 of the true count.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,6 +128,23 @@ def test_postgres_estimates_follow_analyze_are_cached_and_cover_queries(postgres
             assert grown is not None and ROWS * 5 <= grown <= ROWS * 20
         finally:
             fresh.close()
+
+
+def test_a_postgres_table_locked_by_a_writer_has_no_estimate_at_once(postgres_uri: str, pg_schema: str) -> None:
+    """Found by the deadline suite: the estimate waited 5 s on the lock, past the statement timeout."""
+    table = f'"{pg_schema}".locked_for_stats'
+    with pg.connect(postgres_uri, autocommit=True) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {table} AS SELECT g::int8 AS id FROM generate_series(1, 10) g")
+    connector = open_connector("estimates", ConnectorConfig(type="postgres", uri=postgres_uri))
+    with pg.connect(postgres_uri) as locker, locker.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        try:
+            started = time.monotonic()
+            assert connector.estimate_rows(SourceObject(table=table)) is None
+            assert time.monotonic() - started < 1.0
+        finally:
+            locker.rollback()
+            connector.close()
 
 
 def test_sqlite_uses_sqlite_stat1_after_analyze_and_max_rowid_before(tmp_path: Path) -> None:
