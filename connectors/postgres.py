@@ -141,8 +141,10 @@ some 150 ms on one connection, against a few ms to open a range (a connection, B
 A table of 1.5 M rows and 4 columns (11,000 pages) is read in two ranges."""
 STATS_LOCK_WAIT_MS = 100
 """How long a row estimate waits for a lock on the table (milliseconds) before giving up."""
-STATS_WAIT = 5.0
-"""Seconds a row estimate may wait for the server before it is given up (None)."""
+STATS_WAIT = 1.0
+"""Seconds a row estimate may wait for the server before it is given up (None, kept a minute like
+any estimate): planning does not know the query's deadline, so this bounds what an unresponsive
+server adds to it."""
 _REMEMBERED_SCANS = 256
 
 _DISCOVER = """
