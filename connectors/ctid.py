@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _POLL = 0.1  # seconds between looks at a stop while waiting on the queue
+PART_BATCH_BYTES_MIN = 1 << 20  # the smallest batch a range is asked for (the driver's hint, in bytes)
 
 
 def ranges(pages: int, parts: int) -> list[tuple[int | None, int | None]]:
@@ -97,11 +98,13 @@ def open_parts(
     first: tuple[Connection, Cursor],
     sqls: list[str],
     deadline: float | None,
+    batch_bytes: int,
 ) -> list[Part]:
     """One :class:`Part` per query in ``sqls``, all in the snapshot ``first`` exports (``first`` runs ``sqls[0]``).
 
     ``first`` is a checked-out connection (bound to ``deadline``, if any); further ones come
-    from the connector's pool. On failure every connection is closed and the error raised.
+    from the connector's pool. ``batch_bytes`` is what one connection's read asks the driver for.
+    On failure every connection is closed and the error raised.
     """
     connection, cursor = first
     parts: list[Part] = []
@@ -121,6 +124,10 @@ def open_parts(
             other_connection, other_cursor, _ = connector.checkout(join, deadline)
             parts.append(Part(other_connection, other_cursor, sql, threading.Lock()))
         for part in parts:
+            # The ranges' batches are in flight at once: each range reads smaller ones, so that
+            # a split read holds about as much as one connection's read (tests/e2e/test_streaming.py).
+            hint = max(PART_BATCH_BYTES_MIN, batch_bytes // len(parts))
+            part.cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(hint)})
             part.cursor.adbc_prepare(part.sql)
     except Exception as exc:
         if not parts:
@@ -138,7 +145,7 @@ class PartitionedScan:
         self._connector = connector
         self._parts = parts
         self._bound = bound  # the connections carry the scan's deadline until unbound
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=len(parts))
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=1)  # and each range's thread holds one more
         self._stop = threading.Event()
         self.detail: str | None = None
 

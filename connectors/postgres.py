@@ -420,7 +420,8 @@ class PostgresConnector(AdbcConnector):
         bound = deadline is not None
         if sqls is None:
             return AdbcScan(self, connection, cursor, sql, bound=bound)
-        scan = ctid.PartitionedScan(self, ctid.open_parts(self, (connection, cursor), sqls, deadline), bound)
+        parts = ctid.open_parts(self, (connection, cursor), sqls, deadline, BATCH_BYTES)
+        scan = ctid.PartitionedScan(self, parts, bound)
         scan.detail = f"read in {len(sqls)} ctid ranges on {len(sqls)} connections under one snapshot"
         return scan
 

@@ -169,7 +169,7 @@ _TAG_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 _VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _CONNECTOR_KEYS: dict[str, set[str]] = {
-    "postgres": {"type", "uri", "pool_size", "numeric_scale"},
+    "postgres": {"type", "uri", "pool_size", "numeric_scale", "max_partitions", "partition_pages"},
     "mysql": {"type", "uri"},
     "mariadb": {"type", "uri"},
     "sqlite": {"type", "path", "pool_size"},

@@ -167,3 +167,13 @@ def test_missing_path_and_empty_directory(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match=r"no \*.yaml or \*.yml files"):
         load_config(tmp_path)
+
+
+def test_postgres_partition_options_are_connector_keys(tmp_path: Path) -> None:
+    """Documented in README (parallel PostgreSQL reads); the config once refused them as unknown keys."""
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n  - name: sales\n    connector: {type: postgres, uri: 'postgresql://h/db',"
+        " max_partitions: 1, partition_pages: 2000}\n"
+    )
+    (domain,) = load_config(tmp_path / "mesh.yaml").domains
+    assert domain.connector.options == {"max_partitions": 1, "partition_pages": 2000}
