@@ -57,52 +57,41 @@ _WELL_KNOWN_IMPORT = re.compile(r"^from google\.protobuf import \w+_pb2 as (\w+)
 
 def compile_proto(out_dir: Path) -> list[Path]:
     """Run protoc on every ``.proto`` of PROTO_FILES into ``out_dir``; return the written files."""
-    import grpc_tools  # imported here: only needed when regenerating
-    from grpc_tools import protoc
-
-    well_known = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for proto in PROTO_FILES:
-        status = protoc.main(
-            [
-                "grpc_tools.protoc",
-                f"--proto_path={PROTO_DIR}",
-                f"--proto_path={well_known}",
-                f"--python_out={out_dir}",
-                f"--pyi_out={out_dir}",
-                str(PROTO_DIR / proto),
-            ]
-        )
-        if status != 0:
-            raise RuntimeError(f"protoc failed on {PROTO_DIR / proto} (exit status {status})")
-        module = out_dir / f"{Path(proto).stem}_pb2.py"
+        module = _protoc(proto, out_dir)
         _use_private_pool(module)
         written += [module, module.with_suffix(".pyi")]
     return written
 
 
+def _protoc(proto: str, out_dir: Path) -> Path:
+    """Run protoc on ``proto`` (relative to PROTO_DIR) into ``out_dir``; the ``_pb2.py`` it wrote."""
+    from grpc_tools import protoc  # imported here: only needed when regenerating
+
+    status = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"--proto_path={PROTO_DIR}",
+            f"--proto_path={_well_known()}",
+            f"--python_out={out_dir}",
+            f"--pyi_out={out_dir}",
+            str(PROTO_DIR / proto),
+        ]
+    )
+    if status != 0:
+        raise RuntimeError(f"protoc failed on {PROTO_DIR / proto} (exit status {status})")
+    return out_dir / Path(proto).with_name(f"{Path(proto).stem}_pb2.py")
+
+
 def compile_substrait(out_dir: Path) -> list[Path]:
     """Run protoc on Substrait's files into ``out_dir/substrait``, importing each other as
     ``gateway.plan.substrait`` modules and registering in that package's private pool."""
-    from grpc_tools import protoc
-
-    well_known = _well_known()
+    out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for proto in SUBSTRAIT_FILES:
-        status = protoc.main(
-            [
-                "grpc_tools.protoc",
-                f"--proto_path={PROTO_DIR}",
-                f"--proto_path={well_known}",
-                f"--python_out={out_dir}",
-                f"--pyi_out={out_dir}",
-                str(PROTO_DIR / proto),
-            ]
-        )
-        if status != 0:
-            raise RuntimeError(f"protoc failed on {PROTO_DIR / proto} (exit status {status})")
-        module = out_dir / Path(proto).with_name(f"{Path(proto).stem}_pb2.py")
+        module = _protoc(proto, out_dir)
         for path in (module, module.with_suffix(".pyi")):
             text = path.read_text(encoding="utf-8")
             text = re.sub(
