@@ -93,6 +93,14 @@ class QueryEngine(Protocol):
         """Parse and plan ``sql``; raises PlanningError/NotFoundError with positions."""
 
     def execute(
-        self, prepared: PreparedQuery, caller: CallerContext, parameters: pa.RecordBatch | None = None
+        self,
+        prepared: PreparedQuery,
+        caller: CallerContext,
+        parameters: pa.RecordBatch | None = None,
+        *,
+        deadline: float | None = None,
     ) -> QueryResult:
-        """Start the query; batches stream while it runs. Raises MeshgateError kinds."""
+        """Start the query; batches stream while it runs. Raises MeshgateError kinds.
+
+        ``deadline`` (``time.monotonic()``; None: none) is when its source queries must be over.
+        """

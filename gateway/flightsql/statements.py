@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import heapq
-import inspect
 import itertools
 import logging
 import threading
@@ -207,7 +206,6 @@ class Statements:
         self._lock = threading.Lock()
         self._deadlines = Deadlines(self._time_out)
         self._watch = StreamWatch()
-        self._engine_takes_deadline = _takes_deadline(engine)
 
     # -- prepared statements -----------------------------------------------------------
 
@@ -407,11 +405,8 @@ class Statements:
     def _execute(
         self, query: PreparedQuery, caller: CallerContext, parameters: pa.RecordBatch | None, deadline: float | None
     ) -> QueryResult:
-        """Start one run of ``query``, its source queries bound to ``deadline`` when the engine takes one."""
-        if deadline is None or not self._engine_takes_deadline:
-            return self._engine.execute(query, caller, parameters)
-        execute: Callable[..., QueryResult] = self._engine.execute
-        return execute(query, caller, parameters, deadline=deadline)
+        """Start one run of ``query``, its source queries bound to ``deadline``."""
+        return self._engine.execute(query, caller, parameters, deadline=deadline)
 
     def _release_dropped(self, handle: bytes, run: Run) -> None:
         """Release a run whose stream was dropped unread, in a thread of its own: the garbage
@@ -425,15 +420,6 @@ class Statements:
                 del self._running[handle]
         self._deadlines.discard(handle)
         run.release(finished)
-
-
-def _takes_deadline(engine: QueryEngine) -> bool:
-    """Whether ``engine.execute`` accepts ``deadline=`` (``gateway.engine.Engine`` does; the
-    ``QueryEngine`` protocol does not say it yet, and engines written to it need not)."""
-    try:
-        return "deadline" in inspect.signature(engine.execute).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 _END = object()

@@ -124,7 +124,12 @@ class DataFusionEngine:
         return DataFusionQuery(sql, classic_types(df.schema()), parameter_schema(df, sql))
 
     def execute(
-        self, prepared: DataFusionQuery, caller: CallerContext, parameters: pa.RecordBatch | None = None
+        self,
+        prepared: DataFusionQuery,
+        caller: CallerContext,
+        parameters: pa.RecordBatch | None = None,
+        *,
+        deadline: float | None = None,  # this engine has no sources to bound
     ) -> DataFusionResult:
         self.callers.append(caller)
         values = parameter_values(prepared.parameter_schema, parameters)
