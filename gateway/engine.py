@@ -601,6 +601,8 @@ class Engine:
             product = self.catalog.find(domain_name, name)
             if product is None or product.blocked:
                 continue  # unknown, offline or blocked: DataFusion reports it, with the catalog's own message
+            if not denied_is_error and self.unreadable(product):
+                continue  # a listing leaves out a product whose files cannot be read (see unreadable)
             access = self.access(scope.caller, product)
             if access is None:
                 if denied_is_error:
@@ -694,6 +696,13 @@ class Engine:
             version.retire()
             return _FileTable(product, stamp, error=error)
         return _FileTable(product, version.stamp, version, scratch.table_provider("product"))
+
+    def unreadable(self, product: Product) -> bool:
+        """Whether ``product``'s files cannot be read right now (missing, cut, of another schema):
+        listings leave it out, so one broken file does not fail ``information_schema``; a query
+        naming it still gets its error."""
+        held = self._file_tables.get((product.domain, product.name))
+        return held is not None and held.product is product and held.error is not None
 
     # -- EXPLAIN -------------------------------------------------------------------
     def sees_sources(self, caller: CallerContext) -> Callable[[str], bool]:
@@ -1150,7 +1159,11 @@ class _DomainSchema(SchemaProvider):
         # sequence (information_schema lists nothing otherwise): a property, not a method.
         domain = self._engine.catalog.domain(self._domain)
         if self._scope.views is None:
-            return sorted(name for name, product in domain.products.items() if not product.blocked)
+            return sorted(
+                name
+                for name, product in domain.products.items()
+                if not product.blocked and not self._engine.unreadable(product)
+            )
         return sorted(name for (d, name) in self._scope.views if d == self._domain)
 
     def table(self, name: str) -> Table | None:

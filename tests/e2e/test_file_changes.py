@@ -25,6 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from gateway.api import CallerContext
 from gateway.catalog import MeshCatalog
 from gateway.config import load_config
 from gateway.engine import Engine, EngineSettings
@@ -217,6 +218,20 @@ def test_other_products_keep_serving_while_one_is_broken(mesh: Mesh) -> None:
     assert answered(mesh, "SELECT count(*) AS n FROM ref.orders o JOIN ref.events e USING (id)") == [{"n": 3}]
 
 
+def test_listings_leave_out_a_broken_product_and_still_answer(mesh: Mesh) -> None:
+    """One unreadable file failed every information_schema listing (what BI tools browse with)."""
+    listing = "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema = 'logi' ORDER BY 2"
+    assert answered(mesh, listing) == [
+        {"table_schema": "logi", "table_name": "events"},
+        {"table_schema": "logi", "table_name": "orders"},
+    ]
+    deleted(mesh.path("parquet", "orders"))
+    assert answered(mesh, listing) == [{"table_schema": "logi", "table_name": "events"}]
+    columns = "SELECT DISTINCT table_name FROM information_schema.columns WHERE table_schema = 'logi'"
+    assert answered(mesh, columns) == [{"table_name": "events"}]
+    refused(mesh, "SELECT * FROM logi.orders", "data product 'logi.orders'", "does not exist")
+
+
 def test_a_product_that_was_registered_with_a_broken_file_names_it_from_the_first_query(tmp_path: Path) -> None:
     (tmp_path / "csv").mkdir()
     (tmp_path / "csv" / "orders.csv").write_text("id,name\n1,alpha\n2,beta")  # no line break at the end
@@ -317,3 +332,25 @@ def _client_batches(uri: str, sql: str) -> Iterator[pa.RecordBatch]:
     with flightsql.connect(uri, autocommit=True) as connection, connection.cursor() as cursor:
         cursor.execute(sql)
         yield from cursor.fetch_record_batch()
+
+
+def test_a_governed_listing_leaves_out_a_broken_product_too(tmp_path: Path) -> None:
+    (tmp_path / "files").mkdir()
+    write(tmp_path / "files" / "orders.parquet", ROWS)
+    write(tmp_path / "files" / "events.parquet", ROWS)
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n  - name: logi\n    connector: {type: parquet, path: files}\n"
+        "policies:\n  roles: {analyst: [ana]}\n  grants:\n    - {role: analyst, on: 'logi.*'}\n"
+        "  row_filters:\n    - {on: logi.orders, where: 'id > 1'}\n"
+    )
+    engine = Engine.from_config(load_config(tmp_path / "mesh.yaml"))
+    ana = CallerContext(user="ana")
+    listing = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'logi' ORDER BY 1"
+    try:
+        assert engine.run(listing, ana).read_all().column(0).to_pylist() == ["events", "orders"]
+        deleted(tmp_path / "files" / "orders.parquet")
+        assert engine.run(listing, ana).read_all().column(0).to_pylist() == ["events"]
+        with pytest.raises(MeshgateError, match="does not exist"):
+            engine.run("SELECT * FROM logi.orders", ana).read_all()
+    finally:
+        engine.close()
