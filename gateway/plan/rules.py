@@ -43,7 +43,7 @@ class Planning:
     pushable: Callable[[ProductScan], bool]  # may this scan be part of a sub-plan sent to its source?
     find: Callable[[str, str], Product | None]  # a product of the catalog (file products have no scan)
     fired: list[str] = field(default_factory=list)  # which rules changed the plan
-    reads: dict[str, tuple[Product, ...]] = field(default_factory=dict)  # derived product -> the products it joins
+    reads: dict[str, tuple[Product, ...]] = field(default_factory=dict)  # derived table -> the products it joins
     _derived: DerivedCatalog | None = None
 
     def derived(self) -> DerivedCatalog:
@@ -80,8 +80,10 @@ class Planning:
 
 def _same_source(message: plan_pb2.Plan, planning: Planning) -> bool:
     pushed = push_same_source(message, planning.ctx, planning.scans, planning.pushable, planning.derived)
-    for query in pushed:
-        planning.reads[query.product.name] = query.reads
+    joined = {id(query.product): query.reads for query in pushed}
+    for (schema, table), scan in planning.scans.items():  # by the name each was registered under
+        if schema == DERIVED_SCHEMA and id(scan.product) in joined:
+            planning.reads[table] = joined[id(scan.product)]
     return bool(pushed)
 
 
