@@ -107,9 +107,10 @@ def subplan_query(plan: LogicalPlan, resolve: Resolve) -> SubplanQuery | None:
     except _NotPushed:
         return None
     connectors = {id(p.connector) for p in query.products}
-    if len(query.tables) < 2 or len(connectors) != 1 or not query.filtered:
+    if len(query.tables) < 2 or len(connectors) != 1 or not query.filtered or not query.outputs:
         # Unfiltered, a join of a source's tables returns about as many rows as fetching
         # them does, and a source without hash joins (SQLite) is slower at it than DataFusion.
+        # (A join of which no column is used, under count(*), would be a query without columns.)
         return None
     first = query.products[0]
     connector = first.connector
