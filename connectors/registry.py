@@ -5,6 +5,7 @@ from __future__ import annotations
 from connectors.base import Connector
 from connectors.duckdb import DuckdbConnector
 from connectors.files import CsvConnector, ParquetConnector
+from connectors.flightsql import FlightSqlConnector
 from connectors.mysql import MysqlConnector
 from connectors.postgres import PostgresConnector
 from connectors.sqlite import SqliteConnector
@@ -13,7 +14,15 @@ from meshcore.errors import ConfigError
 
 CONNECTORS: dict[str, type[Connector]] = {
     cls.kind: cls
-    for cls in (PostgresConnector, SqliteConnector, DuckdbConnector, ParquetConnector, CsvConnector, MysqlConnector)
+    for cls in (
+        PostgresConnector,
+        SqliteConnector,
+        DuckdbConnector,
+        ParquetConnector,
+        CsvConnector,
+        MysqlConnector,
+        FlightSqlConnector,
+    )
 }
 CONNECTORS["mariadb"] = MysqlConnector  # the same protocol and driver
 

@@ -172,6 +172,10 @@ _CONNECTOR_KEYS: dict[str, set[str]] = {
     "postgres": {"type", "uri", "pool_size", "numeric_scale", "max_partitions", "partition_pages"},
     "mysql": {"type", "uri"},
     "mariadb": {"type", "uri"},
+    "flightsql": {
+        *("type", "uri", "username", "password", "pool_size", "timeout"),
+        *("tls_root_certs", "tls_override_hostname"),
+    },
     "sqlite": {"type", "path", "pool_size"},
     "duckdb": {"type", "path"},
     "parquet": {"type", "path"},

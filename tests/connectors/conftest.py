@@ -12,6 +12,7 @@ from connectors.base import Connector, SourceObject
 from connectors.registry import open_connector
 from gateway.config import ConnectorConfig
 from tests.conformance import data
+from tests.support.gateway import serve_in_process
 
 
 @dataclass
@@ -24,7 +25,7 @@ class Loaded:
     product: str
 
 
-@pytest.fixture(scope="module", params=data.KINDS + data.SERVER_KINDS)
+@pytest.fixture(scope="module", params=data.KINDS + data.SERVER_KINDS + ("flightsql",))
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     kind: str = request.param
     folder = tmp_path_factory.mktemp(kind)
@@ -41,6 +42,16 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         data.load_mysql(uri)
         config = ConnectorConfig(type=kind, uri=uri)
         source = SourceObject(table=data.TABLE)
+    elif kind == "flightsql":  # a Meshgate gateway serving the dataset from DuckDB, read over Flight SQL
+        data.load_duckdb(folder / "data.duckdb")
+        (folder / "inner.yaml").write_text(
+            "domains:\n  - name: data\n    connector: {type: duckdb, path: data.duckdb}\n"
+        )
+        with serve_in_process(folder / "inner.yaml") as uri:
+            connector = open_connector("conformance", ConnectorConfig(type=kind, uri=uri))
+            yield Loaded(kind, connector, SourceObject(table=f'"mesh"."data"."{data.TABLE}"'), product)
+            connector.close()
+        return
     elif kind in ("sqlite", "duckdb"):
         path = folder / f"data.{kind}"
         (data.load_sqlite if kind == "sqlite" else data.load_duckdb)(path)
