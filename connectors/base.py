@@ -230,6 +230,9 @@ class FileConnector(Connector):
     def register(self, ctx: SessionContext, name: str, source: SourceObject) -> None:
         """Register the product as table ``name`` in ``ctx``."""
 
+    def prepare(self, ctx: SessionContext) -> None:
+        """Register in a query's context what reading this connector's tables needs (object stores)."""
+
     @abstractmethod
     def stamp(self, product: str, source: SourceObject) -> Hashable:
         """What a ``stat`` of each of the product's files says now: cheap, asked before every query.

@@ -7,6 +7,7 @@ from connectors.duckdb import DuckdbConnector
 from connectors.files import CsvConnector, ParquetConnector
 from connectors.flightsql import FlightSqlConnector
 from connectors.mysql import MysqlConnector
+from connectors.objects import ObjectCsvConnector, ObjectParquetConnector, is_object_uri
 from connectors.postgres import PostgresConnector
 from connectors.sqlite import SqliteConnector
 from meshcore.config import ConnectorConfig
@@ -25,6 +26,8 @@ CONNECTORS: dict[str, type[Connector]] = {
     )
 }
 CONNECTORS["mariadb"] = MysqlConnector  # the same protocol and driver
+OBJECT_CONNECTORS: dict[str, type[Connector]] = {"parquet": ObjectParquetConnector, "csv": ObjectCsvConnector}
+"""File kinds read from object storage when their ``uri`` is ``s3://...`` (connectors/objects.py)."""
 
 
 def open_connector(domain: str, config: ConnectorConfig) -> Connector:
@@ -34,6 +37,8 @@ def open_connector(domain: str, config: ConnectorConfig) -> Connector:
         ConfigError: for an unknown type or a missing uri/path, naming the domain.
     """
     cls = CONNECTORS.get(config.type)
+    if config.type in OBJECT_CONNECTORS and is_object_uri(config.uri):
+        cls = OBJECT_CONNECTORS[config.type]
     if cls is None:
         known = ", ".join(sorted(CONNECTORS))
         raise ConfigError(f"domain {domain!r}: unknown connector type {config.type!r} (expected one of {known})")

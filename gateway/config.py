@@ -168,6 +168,8 @@ ON_DRIFT = ("flag", "block")
 _TAG_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 _VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+OBJECT_KEYS = {"uri", "endpoint", "region", "access_key_id", "secret_access_key", "session_token", "allow_http"}
+"""Keys of a parquet or csv connector that reads object storage (``uri: s3://...``; connectors/objects.py)."""
 _CONNECTOR_KEYS: dict[str, set[str]] = {
     "postgres": {"type", "uri", "pool_size", "numeric_scale", "max_partitions", "partition_pages"},
     "mysql": {"type", "uri"},
@@ -178,8 +180,8 @@ _CONNECTOR_KEYS: dict[str, set[str]] = {
     },
     "sqlite": {"type", "path", "pool_size"},
     "duckdb": {"type", "path"},
-    "parquet": {"type", "path"},
-    "csv": {"type", "path", "delimiter", "has_header"},
+    "parquet": {"type", "path", *OBJECT_KEYS},
+    "csv": {"type", "path", "delimiter", "has_header", *OBJECT_KEYS},
 }
 _NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -408,9 +410,14 @@ def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorC
                 shown_uri = expanded[1] if key == "uri" else shown_uri
     uri: str | None = None
     path: Path | None = None
-    if "uri" in _CONNECTOR_KEYS[kind]:
+    if kind in {"parquet", "csv"} and ("uri" in raw or "path" not in raw):
+        # Object storage (connectors/objects.py), or a local path: one or the other.
+        uri = _object_uri(raw, settings, where)
+    elif "path" not in _CONNECTOR_KEYS[kind]:
         uri = _required_str(settings, "uri", where)
     else:
+        if kind in {"parquet", "csv"} and (extra := sorted(OBJECT_KEYS & set(raw))):
+            raise where.at(extra[0], raw.line_of(extra[0])).error("applies to object storage only (a uri: s3://...)")
         written = _required_str(raw, "path", where)
         path = (where.file.parent / _required_str(settings, "path", where)).resolve()
         if not path.exists():
@@ -419,6 +426,19 @@ def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorC
             raise where.at("path", raw.line_of("path")).error(f"'{written}' does not exist{resolved}")
     options = {key: value for key, value in settings.items() if key not in {"type", "uri", "path"}}
     return ConnectorConfig(type=kind, uri=uri, path=path, options=options, shown_uri=shown_uri)
+
+
+def _object_uri(raw: _LocatedDict, settings: _LocatedDict, where: _Where) -> str:
+    """A parquet/csv connector's ``uri``: ``s3://bucket/prefix`` (a path or a uri is required, not both)."""
+    if "uri" not in raw:
+        raise where.error("missing 'path' (a file or folder) or 'uri' (s3://bucket/prefix)")
+    if "path" in raw:
+        raise where.at("path", raw.line_of("path")).error("give 'path' (local files) or 'uri' (s3://...), not both")
+    uri = _required_str(settings, "uri", where)
+    if not uri.startswith("s3://"):
+        shown = raw["uri"] if isinstance(raw["uri"], str) and "${" in raw["uri"] else uri
+        raise where.at("uri", raw.line_of("uri")).error(f"'{shown}' is not an s3:// uri (local files take 'path')")
+    return uri
 
 
 # ${...} references in connector settings: ${NAME}, ${NAME:-default}, ${file:path}; $${ is a literal ${.

@@ -571,10 +571,20 @@ class Engine:
             .set("datafusion.execution.parquet.reorder_filters", "true")
         )
         ctx = planning_context(config, self.settings.limits)
+        self._prepare_stores(ctx)
         if self.policies.enabled:
             self._govern(config, scope, sql)
         ctx.register_catalog_provider(self.catalog.name, _MeshCatalogProvider(self, scope))
         return ctx
+
+    def _prepare_stores(self, ctx: SessionContext) -> None:
+        """Register the object stores file products read through (``FileConnector.prepare``) in ``ctx``."""
+        prepared: set[int] = set()
+        for product in self.catalog.products():
+            connector = product.connector
+            if isinstance(connector, FileConnector) and id(connector) not in prepared:
+                prepared.add(id(connector))
+                connector.prepare(ctx)
 
     def _govern(self, config: SessionConfig, scope: _Scope, sql: str) -> None:
         """Prepare the governed view of every product ``sql`` reads (see gateway/governance.py).
@@ -589,6 +599,7 @@ class Engine:
         scope.views = {}
         scope.raw_catalog = f"__raw_{uuid.uuid4().hex}"
         raw = planning_context(config)
+        self._prepare_stores(raw)
         raw.register_catalog_provider(scope.raw_catalog, _RawCatalogProvider(self, scope))
         hash_function = register_masks(raw, self.mask_key)  # a name of this context's own, like raw_catalog
         referenced = referenced_products(sql, self.catalog.name, scope.caller.default_schema)
