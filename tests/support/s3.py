@@ -6,9 +6,13 @@ its recorder on, keeps every request it answered: tests count the objects a quer
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import logging
+import os
+import shutil
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +22,13 @@ from typing import Any
 import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
-from moto.server import ThreadedMotoServer
+
+# moto's recorder writes the requests to a file, by default ./moto_recording: one of this process's
+# own instead (moto reads the variable when it is imported, below), removed at exit.
+_RECORDINGS = tempfile.mkdtemp(prefix="meshgate-moto-")
+atexit.register(shutil.rmtree, _RECORDINGS, True)
+os.environ.setdefault("MOTO_RECORDER_FILEPATH", os.path.join(_RECORDINGS, "recording"))
+from moto.server import ThreadedMotoServer  # noqa: E402 - after the variable it reads
 
 ACCESS_KEY_ID = "AKIAMESHGATETEST0001"
 SECRET_ACCESS_KEY = "s3cr3t/meshgate+NEVER-shown"
