@@ -8,7 +8,7 @@ receives its rows and runs only what spans sources::
       JOIN reference.nation ON s_nationkey = n_nationkey WHERE ps_availqty > 10
     -- the procurement source (SQLite) gets
     SELECT "t0"."s_name" AS "s_name", "t0"."s_nationkey" AS "s_nationkey" FROM "supplier" AS "t0"
-      CROSS JOIN "partsupp" AS "t1" WHERE "t1"."ps_availqty" > 10 AND "t0"."s_suppkey" = "t1"."ps_suppkey"
+      INNER JOIN "partsupp" AS "t1" ON TRUE WHERE "t1"."ps_availqty" > 10 AND "t0"."s_suppkey" = "t1"."ps_suppkey"
 
 The SQL is written here from the plan's nodes, never by DataFusion's unparser (which writes
 optimised plans' semi-joins and aggregates wrongly): scans with their filters, filters,
@@ -124,7 +124,10 @@ def subplan_query(plan: LogicalPlan, resolve: Resolve) -> SubplanQuery | None:
         )
     ).from_(query.tables[0])
     for table in query.tables[1:]:
-        select = select.join(table, join_type="cross")
+        # An inner join (its conditions are in WHERE), never CROSS JOIN, which is what sqlglot
+        # writes a comma as for SQLite: SQLite keeps the order of CROSS JOINs as written, and the
+        # source's planner must choose the join order (measured: TPC-H Q2 10.8 s against 0.4 s).
+        select = select.join(table, join_type="inner", on=exp.true())
     if query.where:
         select = select.where(exp.and_(*query.where))
     # view_as and guard are applied by each product's relation in FROM; read is applied on top.

@@ -178,7 +178,7 @@ def test_explain_shows_the_pushed_join_and_the_plan_that_reads_it(engines: tuple
     plan = dict(zip(*on.run("EXPLAIN " + sql).read_all().to_pydict().values(), strict=True))
     assert "customers+orders" in plan["logical_plan"] and "shop.customers" not in plan["logical_plan"]
     (shop,) = [text for kind, text in plan.items() if kind.startswith("source_query[shop/")]
-    assert 'CROSS JOIN "orders" AS "t1"' in shop
+    assert '"customers" AS "t0" INNER JOIN "orders" AS "t1" ON TRUE' in shop
 
 
 def test_the_audit_log_names_the_products_not_the_derived_table(engines: tuple[Engine, Engine]) -> None:
