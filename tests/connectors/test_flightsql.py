@@ -23,13 +23,15 @@ import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sqlglot import exp
 
 from connectors.base import ScanSpec, SourceObject
 from connectors.flightsql import FlightSqlConnector
 from connectors.registry import open_connector
 from gateway.config import ConnectorConfig
-from gateway.errors import ConfigError, SourceError, SourceUnavailableError
+from gateway.errors import ConfigError, QueryTimeoutError, SourceError, SourceUnavailableError
 from tests.support.gateway import Credentials, GatewayProcess, auth_yaml, connect, query
+from tests.support.tls import CertificateAuthority
 
 SERVICE = Credentials("svc_outer", "inner-service-password-7f3a")
 INNER_ADMIN = Credentials("inner_admin", "inner-admin-password")
@@ -352,3 +354,76 @@ def test_roapi_discovery_failure_says_what_to_do(roapi: str) -> None:
     spec = ScanSpec(SourceObject(table="cities"), ("id",), None, 1)
     assert connector.scan_sql(spec) == 'SELECT "t"."id" FROM cities AS "t" LIMIT 1'
     connector.close()
+
+
+# -- TLS and deadlines ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_inner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """An inner gateway over TLS (a private CA) whose ``lake.slow`` product takes many seconds to count."""
+    folder = tmp_path_factory.mktemp("tls-inner")
+    ca = CertificateAuthority()
+    cert, key = ca.server().write(folder, "server")
+    (folder / "ca.pem").write_bytes(ca.cert_pem)
+    sqlite3.connect(folder / "empty.db").close()
+    slow = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 50000000)"
+    slow += " SELECT CAST(i AS INTEGER) AS id FROM r"
+    config = folder / "inner.yaml"
+    config.write_text(
+        "domains:\n  - name: lake\n    connector: {type: sqlite, path: empty.db}\n"
+        f"    products: [{{name: slow, sql: '{slow}'}}, {{name: one, sql: 'SELECT CAST(1 AS INTEGER) AS x'}}]\n"
+        + auth_yaml(SERVICE)
+    )
+    process = GatewayProcess(config, credentials=SERVICE, extra=("--tls-cert", str(cert), "--tls-key", str(key)))
+    yield process
+    process.stop()
+
+
+def tls_connector(uri: str, **options: object) -> FlightSqlConnector:
+    credentials = {"username": SERVICE.user, "password": SERVICE.password}
+    made = open_connector("remote", ConnectorConfig(type="flightsql", uri=uri, options={**credentials, **options}))
+    assert isinstance(made, FlightSqlConnector)
+    return made
+
+
+def test_tls_with_a_private_ca(slow_inner: GatewayProcess, tmp_path: Path) -> None:
+    assert slow_inner.uri.startswith("grpc+tls://")
+    ca_file = Path(str(slow_inner.config)).parent / "ca.pem"
+    trusted = tls_connector(slow_inner.uri, tls_root_certs=str(ca_file))
+    try:
+        source = SourceObject(table='"mesh"."lake"."one"')
+        stream = trusted.execute(trusted.scan_sql(ScanSpec(source, ("x",))), trusted.schema(source))
+        assert pa.Table.from_batches(list(stream)).to_pylist() == [{"x": 1}]
+    finally:
+        trusted.close()
+    other = CertificateAuthority("Someone else's CA")
+    (tmp_path / "other.pem").write_bytes(other.cert_pem)
+    for options in ({}, {"tls_root_certs": str(tmp_path / "other.pem")}):
+        untrusted = tls_connector(slow_inner.uri, **options)
+        with pytest.raises(
+            SourceUnavailableError, match=r"^\[remote/flightsql:grpc\+tls://127.0.0.1:\d+\] cannot connect"
+        ):
+            untrusted.discover()
+        untrusted.close()
+
+
+def test_a_deadline_stops_a_slow_remote_query(slow_inner: GatewayProcess) -> None:
+    ca_file = Path(str(slow_inner.config)).parent / "ca.pem"
+    connector = tls_connector(slow_inner.uri, tls_root_certs=str(ca_file))
+    try:
+        source = SourceObject(table='"mesh"."lake"."slow"')
+        schema = connector.schema(source)
+        started = time.monotonic()
+        with pytest.raises(QueryTimeoutError, match=r"remote/flightsql"):
+            stream = connector.execute(
+                connector.render(exp.select("count(*)").from_(connector.relation(source, "t"))),
+                pa.schema([("n", pa.int64())]),
+                deadline=time.monotonic() + 1.0,
+            )
+            list(stream)
+        elapsed = time.monotonic() - started
+        assert elapsed < 2.5, f"the deadline of 1 s ended the query after {elapsed:.2f} s"
+        assert schema.names == ["id"]
+    finally:
+        connector.close()
