@@ -38,6 +38,7 @@ import itertools
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,10 @@ _ENVIRONMENT = {
 _SECRETS = ("access_key_id", "secret_access_key", "session_token")
 _URI = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*))?$")
 _CONNECT_TIMEOUT = "5s"
-_REQUEST_TIMEOUT = "30s"
+_REQUEST_TIMEOUT = "10s"
+FAILURE_SECONDS = 30.0
+"""How long a failed listing is answered from memory: every query stamps every file product, so a
+store that hangs would otherwise hold up the whole mesh's queries, not only its own domain's."""
 
 
 def is_object_uri(uri: str | None) -> bool:
@@ -202,6 +206,7 @@ class ObjectSource(FileConnector):
         self._datafusion_store: AmazonS3 | None = None
         self._registered: dict[str, frozenset[str]] = {}  # source.table -> object names served
         self._uuids: dict[str, frozenset[str]] = {}
+        self._failures: dict[str, tuple[float, str]] = {}  # what failed -> (when, reason)
 
     # -- the store --------------------------------------------------------------------
     @property
@@ -232,15 +237,29 @@ class ObjectSource(FileConnector):
     def _url(self, key: str) -> str:
         return f"s3://{self.s3.bucket}/{key}"
 
-    def _unavailable(self, what: str, error: Exception, product: str | None = None) -> SourceUnavailableError:
-        reason = self.s3.scrub(_store_reason(error))
-        if reason == _UNREACHABLE:
-            reason += f" ({self.s3.endpoint or 'AWS S3'})"
+    def _unavailable(self, what: str, reason: str, product: str | None = None) -> SourceUnavailableError:
         where = f"data product '{self.domain}.{product}': " if product else ""
         return SourceUnavailableError(self.domain, self.label, f"{where}{what}: {reason}")
 
+    def _reason(self, error: Exception) -> str:
+        reason = self.s3.scrub(_store_reason(error))
+        return reason + f" ({self.s3.endpoint or 'AWS S3'})" if reason == _UNREACHABLE else reason
+
+    def _failed_recently(self, what: str, product: str | None) -> None:
+        """Raise the failure of ``what`` again, without asking the store, for FAILURE_SECONDS after it."""
+        failed = self._failures.get(what)
+        if failed is not None and time.monotonic() - failed[0] < FAILURE_SECONDS:
+            raise self._unavailable(what, failed[1] + " (retried within 30 s)", product)
+
+    def _failed(self, what: str, error: Exception, product: str | None) -> SourceUnavailableError:
+        reason = self._reason(error)
+        self._failures[what] = (time.monotonic(), reason)
+        return self._unavailable(what, reason, product)
+
     def _list(self, prefix: str, product: str | None = None) -> list[ObjectStamp]:
         """Every object under ``prefix`` (keys relative to it), sorted; raises SourceUnavailableError."""
+        what = f"cannot list {self._url(prefix)}"
+        self._failed_recently(what, product)
         try:
             found = [
                 ObjectStamp(meta["path"][len(prefix) :], meta["size"], str(meta.get("e_tag") or ""))
@@ -248,16 +267,20 @@ class ObjectSource(FileConnector):
                 for meta in chunk
             ]
         except Exception as error:
-            raise self._unavailable(f"cannot list {self._url(prefix)}", error, product) from None
+            raise self._failed(what, error, product) from None
+        self._failures.pop(what, None)
         return sorted(found)
 
     def _head(self, key: str, product: str | None = None) -> ObjectStamp | None:
+        what = f"cannot read {self._url(key)}"
+        self._failed_recently(what, product)
         try:
             meta = obstore.head(self.store, key)
         except obstore.exceptions.NotFoundError:
             return None
         except Exception as error:
-            raise self._unavailable(f"cannot read {self._url(key)}", error, product) from None
+            raise self._failed(what, error, product) from None
+        self._failures.pop(what, None)
         return ObjectStamp(key.rpartition("/")[2], meta["size"], str(meta.get("e_tag") or ""))
 
     # -- products -----------------------------------------------------------------------
