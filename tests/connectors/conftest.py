@@ -49,7 +49,9 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         )
         with serve_in_process(folder / "inner.yaml") as uri:
             connector = open_connector("conformance", ConnectorConfig(type=kind, uri=uri))
-            yield Loaded(kind, connector, SourceObject(table=f'"mesh"."data"."{data.TABLE}"'), product)
+            source = SourceObject(table=f'"mesh"."data"."{data.TABLE}"')
+            connector.schema(source)  # as the catalog does first: the server says it is DataFusion-based
+            yield Loaded(kind, connector, source, product)
             connector.close()
         return
     elif kind in ("sqlite", "duckdb"):

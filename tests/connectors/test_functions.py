@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import adbc_driver_postgresql.dbapi as pg
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from datafusion import SessionContext
 from sqlglot import exp
@@ -21,6 +22,7 @@ from sqlglot import exp
 from connectors.base import SourceObject, SqlConnector
 from connectors.registry import open_connector
 from gateway.config import ConnectorConfig
+from tests.support.gateway import serve_in_process
 from tests.support.mysql import connect as mysql_connect
 
 WORDS = pa.table(
@@ -88,6 +90,7 @@ DIFFERENT = {
     "sqlite": ["upper", "lower", "substr"],
     "duckdb": ["upper", "lower", "substr", "reverse"],
     "mysql": ["upper", "lower", "ascii", "left", "right", "substr", "split_part", "starts_with", "ends_with"],
+    "flightsql": [],  # a DataFusion-based remote (here a Meshgate gateway over Parquet) computes all of them
 }
 
 
@@ -117,6 +120,20 @@ def words(
             cursor.execute("CREATE TABLE words (id BIGINT, s TEXT, i BIGINT) CHARACTER SET utf8mb4")
             cursor.executemany("INSERT INTO words VALUES (%s, %s, %s)", [tuple(r.values()) for r in WORDS.to_pylist()])
         config, source = ConnectorConfig(type=kind, uri=uri), SourceObject(table="words")
+    elif kind == "flightsql":
+        pq.write_table(WORDS, folder / "words.parquet")
+        (folder / "inner.yaml").write_text(
+            "domains:\n  - name: data\n    connector: {type: parquet, path: words.parquet}\n"
+        )
+        with serve_in_process(folder / "inner.yaml") as uri:
+            connector = open_connector("functions", ConnectorConfig(type=kind, uri=uri))
+            assert isinstance(connector, SqlConnector)
+            source = SourceObject(table='"mesh"."data"."words"')
+            connector.schema(source)  # the first connection asks the server who it is: DataFusion
+            assert "upper" in connector.capabilities.functions
+            yield connector, source
+            connector.close()
+        return
     else:
         path = folder / "words.duckdb"
         connection = duckdb.connect(str(path))
