@@ -33,12 +33,15 @@ listed; see the README, "Object storage").
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import logging
 import os
 import re
+import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +205,7 @@ class ObjectSource(FileConnector):
             raise ConfigError(f"domain {domain!r}: an object-store {self.kind} connector needs an s3:// uri")
         super().__init__(domain, config)
         self.s3 = S3Settings.of(domain, config.uri, config.options)
+        _claim_bucket(self)
         self._store: S3Store | None = None
         self._datafusion_store: AmazonS3 | None = None
         self._registered: dict[str, frozenset[str]] = {}  # source.table -> object names served
@@ -526,7 +530,10 @@ class ObjectParquetConnector(ObjectSource):
     def read_row_estimate(self, source: SourceObject) -> int | None:
         """The rows the product's Parquet footers count (exact; two ranged GETs per object)."""
         key, objects, folder = self._objects(source)
-        return sum(self.footer(key + o.name if folder else key, o.size).num_rows for o in objects)
+        try:
+            return sum(self.footer(key + o.name if folder else key, o.size).num_rows for o in objects)
+        except Exception as error:  # logged by estimate_rows: never with a secret
+            raise ValueError(self.s3.scrub(str(error))) from None
 
     def uuid_columns(self, key: str, size: int) -> set[str]:
         return _uuid_columns(self.footer(key, size).schema)
@@ -635,6 +642,28 @@ class _ObjectVersion(FileVersion):
 
 
 _SEQUENCE = itertools.count(1)
+_BUCKETS: dict[str, weakref.WeakSet[ObjectSource]] = {}  # bucket name -> the live connectors reading it
+_BUCKETS_LOCK = threading.Lock()
+
+
+def _claim_bucket(connector: ObjectSource) -> None:
+    """Refuse a second domain reading a bucket name through other settings (endpoint, region, credentials).
+
+    A query's context holds one store per bucket name (``s3://bucket``): the second domain's
+    tables would be read with the first one's credentials, or from its endpoint. A domain's own
+    older connectors (before a reload) do not count.
+    """
+    settings = dataclasses.replace(connector.s3, prefix="")
+    with _BUCKETS_LOCK:
+        readers = _BUCKETS.setdefault(connector.s3.bucket, weakref.WeakSet())
+        for other in list(readers):
+            if other.domain != connector.domain and dataclasses.replace(other.s3, prefix="") != settings:
+                raise ConfigError(
+                    f"domain {connector.domain!r}: bucket {connector.s3.bucket!r} is read by domain {other.domain!r}"
+                    " with another endpoint, region or credentials; one gateway reads a bucket name through one"
+                    " set of settings"
+                )
+        readers.add(connector)
 
 
 def _csv_rows(line: str, delimiter: str) -> Iterable[list[str]]:

@@ -250,6 +250,21 @@ def test_settings_are_checked(s3: S3Server) -> None:
         open_connector("lake", ConnectorConfig(type="csv", uri="s3://", options={}))
 
 
+def test_a_bucket_is_read_through_one_set_of_settings(s3: S3Server) -> None:
+    def open_at(domain: str, prefix: str, **options: object) -> ObjectSource:
+        config = ConnectorConfig(type="parquet", uri=f"s3://shared/{prefix}", options={**s3.options(), **options})
+        found = open_connector(domain, config)
+        assert isinstance(found, ObjectSource)
+        return found
+
+    first = open_at("lake", "shop/")
+    assert open_at("sales", "sales/").s3.bucket == first.s3.bucket  # the same settings: fine
+    with pytest.raises(ConfigError, match="bucket 'shared' is read by domain 'lake' with another endpoint") as caught:
+        open_at("sales", "sales/", secret_access_key="another/secret")
+    assert "another/secret" not in str(caught.value)
+    assert open_at("lake", "shop/", secret_access_key="another/secret").domain == "lake"  # a domain's reload
+
+
 def write_mesh(folder: Path, body: str) -> Path:
     path = folder / "mesh.yaml"
     path.write_text(body)
