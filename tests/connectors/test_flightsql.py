@@ -82,6 +82,10 @@ def write_shop(path: Path) -> None:
         db.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)", ORDERS)
         db.execute("CREATE TABLE regions (region TEXT, name TEXT)")
         db.executemany("INSERT INTO regions VALUES (?, ?)", [("EU", "Europe"), ("US", "Americas"), ("APAC", "Asia")])
+        db.execute("CREATE TABLE items (order_id INTEGER, sku_id INTEGER, qty INTEGER)")
+        db.executemany("INSERT INTO items VALUES (?, ?, ?)", [(1, 10, 1), (1, 11, 3), (2, 10, 2), (3, 12, 5)])
+        db.execute("CREATE TABLE skus (sku_id INTEGER, label TEXT)")
+        db.executemany("INSERT INTO skus VALUES (?, ?)", [(10, "bolt"), (11, "nut"), (12, "gear")])
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +187,18 @@ def test_filters_limits_and_whole_queries_are_pushed(outer: GatewayProcess) -> N
     assert got == [{"id": 1, "name": "Europe"}, {"id": 3, "name": "Europe"}]
     limited = rows(outer.uri, "SELECT id FROM remote.orders LIMIT 2", ALICE)
     assert len(limited) == 2
+
+
+def test_a_filtered_join_of_remote_products_goes_to_the_remote_as_one_query(outer: GatewayProcess) -> None:
+    sql = (
+        "SELECT i.order_id, s.label, n.text FROM remote.items i JOIN remote.skus s ON i.sku_id = s.sku_id"
+        " JOIN local.notes n ON n.id = i.order_id WHERE i.qty > 1"
+    )
+    assert rows(outer.uri, sql, ALICE) == [{"order_id": 1, "label": "nut", "text": "local"}]
+    plan = plan_text(outer.uri, f"EXPLAIN ANALYZE {sql}", ALICE)
+    remote = [line for line in plan.split("\n") if '"mesh"."shop"."items"' in line]
+    assert len(remote) == 1, plan  # one query for the join, not one scan per product
+    assert '"mesh"."shop"."skus"' in remote[0] and "JOIN" in remote[0] and "> 1" in remote[0]
 
 
 def test_federated_join_with_a_local_domain(outer: GatewayProcess) -> None:
@@ -424,6 +440,12 @@ def test_a_deadline_stops_a_slow_remote_query(slow_inner: GatewayProcess) -> Non
             list(stream)
         elapsed = time.monotonic() - started
         assert elapsed < 2.5, f"the deadline of 1 s ended the query after {elapsed:.2f} s"
+        # The inner gateway's call ended with the deadline too, not when its count would have (many seconds).
+        trust = {"adbc.flight.sql.client_option.tls_root_certs": ca_file.read_text()}
+        with connect(slow_inner.uri, SERVICE, **trust) as inner, inner.cursor() as cursor:
+            cursor.execute("SELECT duration_ms FROM system.query_log WHERE sql LIKE '%lake%slow%'")
+            (logged,) = cursor.fetch_arrow_table().to_pylist()
+        assert logged["duration_ms"] < 2500
         assert schema.names == ["id"]
     finally:
         connector.close()
