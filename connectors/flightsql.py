@@ -177,8 +177,11 @@ class FlightSqlConnector(AdbcConnector):
         self._bound_rpcs(connection, self._timeout)
 
     def lost_connection(self, exc: BaseException) -> bool:
+        """The server is gone, or no longer accepts the connection's log-in (its bearer token expired:
+        a Meshgate gateway's after 8 h by default): a pooled connection is replaced by a new one."""
         text = str(exc)
-        return "(Unavailable;" in text or "connection error" in text or "transport is closing" in text
+        signs = ("(Unavailable;", "connection error", "transport is closing", "(Unauthenticated;")
+        return any(sign in text for sign in signs)
 
     def message(self, exc: BaseException) -> str:
         """The server's message without the driver's decorations (status, RPC, ``Detail:``, vendor code).

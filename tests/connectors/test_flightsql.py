@@ -396,7 +396,7 @@ def slow_inner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProc
     process.stop()
 
 
-def tls_connector(uri: str, **options: object) -> FlightSqlConnector:
+def service_connector(uri: str, **options: object) -> FlightSqlConnector:
     credentials = {"username": SERVICE.user, "password": SERVICE.password}
     made = open_connector("remote", ConnectorConfig(type="flightsql", uri=uri, options={**credentials, **options}))
     assert isinstance(made, FlightSqlConnector)
@@ -406,7 +406,7 @@ def tls_connector(uri: str, **options: object) -> FlightSqlConnector:
 def test_tls_with_a_private_ca(slow_inner: GatewayProcess, tmp_path: Path) -> None:
     assert slow_inner.uri.startswith("grpc+tls://")
     ca_file = Path(str(slow_inner.config)).parent / "ca.pem"
-    trusted = tls_connector(slow_inner.uri, tls_root_certs=str(ca_file))
+    trusted = service_connector(slow_inner.uri, tls_root_certs=str(ca_file))
     try:
         source = SourceObject(table='"mesh"."lake"."one"')
         stream = trusted.execute(trusted.scan_sql(ScanSpec(source, ("x",))), trusted.schema(source))
@@ -416,7 +416,7 @@ def test_tls_with_a_private_ca(slow_inner: GatewayProcess, tmp_path: Path) -> No
     other = CertificateAuthority("Someone else's CA")
     (tmp_path / "other.pem").write_bytes(other.cert_pem)
     for options in ({}, {"tls_root_certs": str(tmp_path / "other.pem")}):
-        untrusted = tls_connector(slow_inner.uri, **options)
+        untrusted = service_connector(slow_inner.uri, **options)
         with pytest.raises(
             SourceUnavailableError, match=r"^\[remote/flightsql:grpc\+tls://127.0.0.1:\d+\] cannot connect"
         ):
@@ -426,7 +426,7 @@ def test_tls_with_a_private_ca(slow_inner: GatewayProcess, tmp_path: Path) -> No
 
 def test_a_deadline_stops_a_slow_remote_query(slow_inner: GatewayProcess) -> None:
     ca_file = Path(str(slow_inner.config)).parent / "ca.pem"
-    connector = tls_connector(slow_inner.uri, tls_root_certs=str(ca_file))
+    connector = service_connector(slow_inner.uri, tls_root_certs=str(ca_file))
     try:
         source = SourceObject(table='"mesh"."lake"."slow"')
         schema = connector.schema(source)
@@ -449,3 +449,28 @@ def test_a_deadline_stops_a_slow_remote_query(slow_inner: GatewayProcess) -> Non
         assert schema.names == ["id"]
     finally:
         connector.close()
+
+
+def test_a_pooled_connection_whose_token_expired_is_replaced(tmp_path: Path) -> None:
+    write_shop(tmp_path / "shop.db")
+    config = tmp_path / "inner.yaml"
+    auth = auth_yaml(SERVICE).replace("auth:\n", "auth:\n  token_ttl_seconds: 1\n")
+    config.write_text("domains:\n  - name: shop\n    connector: {type: sqlite, path: shop.db}\n" + auth)
+    inner = GatewayProcess(config, credentials=SERVICE)
+    connector = service_connector(inner.uri)
+    try:
+        source = SourceObject(table='"mesh"."shop"."regions"')
+        schema = connector.schema(source)
+
+        def count() -> int:
+            stream = connector.execute(
+                connector.scan_sql(ScanSpec(source, ("region",))), schema.empty_table().select(["region"]).schema
+            )
+            return sum(batch.num_rows for batch in stream)
+
+        assert count() == 3
+        time.sleep(2.5)  # the pooled connection's bearer token has expired
+        assert count() == 3
+    finally:
+        connector.close()
+        inner.stop()
