@@ -6,8 +6,10 @@ by the objects the server was asked for.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -143,6 +145,40 @@ def test_csv_answers_match_the_local_file(s3: S3Server, local: Path) -> None:
     sql = "SELECT * FROM product ORDER BY id"
     assert read(remote, "cities.csv", sql) == read(files, "cities.csv", sql)
     assert remote.estimate_rows(source) == 3
+
+
+def test_csv_partitions_and_uuid_columns_match_the_local_files(s3: S3Server, tmp_path: Path) -> None:
+    for year in (2023, 2024):
+        body = f"id,city\n{year},Paris\n{year + 1},\n".encode()
+        (tmp_path / "trips" / f"year={year}").mkdir(parents=True)
+        (tmp_path / "trips" / f"year={year}" / "part-0.csv").write_bytes(body)
+        s3.put(BUCKET, f"more/trips/year={year}/part-0.csv", body)
+    ids = pa.array([uuid.UUID(int=7).bytes, None], pa.uuid())
+    keys = pa.table({"key": ids, "n": [1, 2]})
+    pq.write_table(keys, tmp_path / "keys.parquet", store_schema=False)
+    s3.put(BUCKET, "more/keys.parquet", (tmp_path / "keys.parquet").read_bytes())
+    remote, files = (
+        connector(s3, f"s3://{BUCKET}/more/", kind="csv"),
+        CsvConnector("l", ConnectorConfig("csv", path=tmp_path)),
+    )
+    source = SourceObject(table="trips")
+    assert remote.schema(source) == files.schema(source)
+    sql = "SELECT * FROM product WHERE year = 2024 ORDER BY id"
+    assert (
+        read(remote, "trips", sql)
+        == read(files, "trips", sql)
+        == [
+            {"id": 2024, "city": "Paris", "year": 2024},
+            {"id": 2025, "city": None, "year": 2024},
+        ]
+    )
+    remote_pq = connector(s3, f"s3://{BUCKET}/more/")
+    files_pq = ParquetConnector("l", ConnectorConfig("parquet", path=tmp_path))
+    source = SourceObject(table="keys.parquet")
+    assert remote_pq.schema(source) == files_pq.schema(source) == pa.schema([("key", pa.string()), ("n", pa.int64())])
+    sql = "SELECT * FROM product ORDER BY n"
+    assert read(remote_pq, "keys.parquet", sql) == read(files_pq, "keys.parquet", sql)
+    assert read(remote_pq, "keys.parquet", sql)[0]["key"] == str(uuid.UUID(int=7))
 
 
 def test_partition_filters_read_only_matching_objects(s3: S3Server, local: Path) -> None:
@@ -334,8 +370,15 @@ def customers(postgres_uri: str, pg_schema: str) -> str:
 
 
 def test_through_flight_sql_joined_with_postgres(
-    s3: S3Server, local: Path, postgres_uri: str, customers: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: S3Server,
+    local: Path,
+    postgres_uri: str,
+    customers: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("TEST_S3_KEY", ACCESS_KEY_ID)
     monkeypatch.setenv("TEST_S3_SECRET", SECRET_ACCESS_KEY)
     mesh = write_mesh(
@@ -375,3 +418,5 @@ def test_through_flight_sql_joined_with_postgres(
         with pytest.raises(Exception, match=r"gone") as caught:
             query(uri, "SELECT * FROM gone.anything")
         assert SECRET_ACCESS_KEY not in str(caught.value)
+    assert "domain 'gone' is offline" in caplog.text and "the bucket does not exist" in caplog.text
+    assert SECRET_ACCESS_KEY not in caplog.text and ACCESS_KEY_ID not in caplog.text
