@@ -425,6 +425,9 @@ def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorC
             resolved = f" (resolved to {path})" if settings["path"] == written else ""
             raise where.at("path", raw.line_of("path")).error(f"'{written}' does not exist{resolved}")
     options = {key: value for key, value in settings.items() if key not in {"type", "uri", "path"}}
+    if kind == "flightsql" and isinstance(options.get("tls_root_certs"), str):
+        # A CA file, like a path: relative to the YAML file.
+        options["tls_root_certs"] = str((where.file.parent / options["tls_root_certs"]).resolve())
     return ConnectorConfig(type=kind, uri=uri, path=path, options=options, shown_uri=shown_uri)
 
 

@@ -28,7 +28,7 @@ from sqlglot import exp
 from connectors.base import ScanSpec, SourceObject
 from connectors.flightsql import FlightSqlConnector
 from connectors.registry import open_connector
-from gateway.config import ConnectorConfig
+from gateway.config import ConnectorConfig, load_config
 from gateway.errors import ConfigError, QueryTimeoutError, SourceError, SourceUnavailableError
 from tests.support.gateway import Credentials, GatewayProcess, auth_yaml, connect, query
 from tests.support.tls import CertificateAuthority
@@ -474,3 +474,16 @@ def test_a_pooled_connection_whose_token_expired_is_replaced(tmp_path: Path) -> 
     finally:
         connector.close()
         inner.stop()
+
+
+def test_a_relative_ca_file_is_relative_to_the_yaml_file(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_bytes(CertificateAuthority().cert_pem)
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n  - name: remote\n    connector:\n      type: flightsql\n      uri: grpc+tls://127.0.0.1:1\n"
+        "      tls_root_certs: certs/ca.pem\n"
+    )
+    config = load_config(tmp_path / "mesh.yaml")
+    (domain,) = config.domains
+    assert domain.connector.options["tls_root_certs"] == str((tmp_path / "certs" / "ca.pem").resolve())
+    FlightSqlConnector("remote", domain.connector).close()  # reads the file: no error
