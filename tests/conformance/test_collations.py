@@ -176,5 +176,5 @@ def test_a_join_pushed_to_its_source_filters_in_byte_order(
     assert rows(query(uri, sql), False) == expected
     plan = explain_analyze(uri, sql)
     (sent,) = [text for kind, text in plan if kind.startswith(f"source_query[{domain}/")]
-    assert "CROSS JOIN" in sent and "WHERE" in sent, sent  # the join and its filter went to the source
+    assert "INNER JOIN" in sent and "WHERE" in sent, sent  # the join and its filter went to the source
     assert int(sent.rpartition("\n  rows=")[2].split()[0]) == len(expected), sent
