@@ -39,6 +39,24 @@ if TYPE_CHECKING:
 _KEYS = {"creators", "domains"}
 _REGISTRATION_KEYS = {"owner", "sources", "paths"}
 
+PLATFORM_OPTIONS = frozenset(
+    {
+        "endpoint",
+        "region",
+        "allow_http",
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "tls_root_certs",
+        "tls_override_hostname",
+        "username",
+        "password",
+    }
+)
+"""Connector options only an admin may set or change: an endpoint or certificate file is another
+place the gateway would connect to or read (S3 with the gateway's own AWS credentials, any file it
+can open), and credentials are the platform's. A self-serve change must keep them as they are."""
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -151,6 +169,13 @@ def _check_source(
 ) -> None:
     connector = incoming.connector
     name = incoming.name
+    before = current.connector.options if current is not None else {}
+    for option in sorted(PLATFORM_OPTIONS & (set(connector.options) | set(before))):
+        if connector.options.get(option) != before.get(option):
+            raise PermissionDeniedError(
+                f"{who} may not set connector option {option} of domain '{name}': where a source is"
+                " reached and with which credentials (endpoints, certificates, keys) is an admin's change"
+            )
     refused = f"{who} may not point domain '{name}' at {connector.type} '{connector.location}'"
     if registration is not None:
         allowed = _within(connector, registration)

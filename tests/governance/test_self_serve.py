@@ -175,6 +175,21 @@ def test_an_owner_cannot_point_an_unregistered_domain_anywhere_new(mesh) -> None
     refused(mesh, finance_owner, postgres, r"may not point domain 'finance' at postgres")
 
 
+def test_endpoints_certificates_and_credentials_are_an_admins_to_set(mesh) -> None:
+    """An owner sending the gateway's AWS credentials to an endpoint of theirs, or pointing a CA file
+    at any file the gateway can read, is refused; only an admin sets these options."""
+    s3 = EVENTS.replace(
+        "{type: parquet, path: events}",
+        '{type: parquet, uri: "s3://events/clicks", endpoint: "http://127.0.0.1:1", allow_http: true}',
+    )
+    refused(mesh, EVA, s3, r"may not set connector option allow_http of domain 'events'")
+    keys = EVENTS.replace(
+        "{type: parquet, path: events}",
+        '{type: parquet, uri: "s3://events/clicks", access_key_id: "${AWS_ACCESS_KEY_ID:-probe}"}',
+    )
+    refused(mesh, EVA, keys, r"may not set connector option access_key_id of domain 'events'")
+
+
 def test_a_file_product_cannot_climb_out_of_the_domains_folder(mesh) -> None:
     escaping = EVENTS + "      - {name: vault, source: ../secret/vault.parquet}\n"
     refused(mesh, EVA, escaping, r"may not publish '.*secret/vault.parquet' in domain 'events'")
