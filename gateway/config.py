@@ -397,7 +397,7 @@ def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorC
     where = _Where(where.file, raw.line, where.domain, where.field)
     kind = _required_str(raw, "type", where)
     if kind not in _CONNECTOR_KEYS:
-        raise where.at("type").error(f"unknown connector type '{kind}'; expected one of {', '.join(CONNECTOR_TYPES)}")
+        raise where.at("type").error(f"unknown connector type '{kind}'; expected one of {', '.join(_CONNECTOR_KEYS)}")
     _check_keys(raw, _CONNECTOR_KEYS[kind], where)
     settings = _LocatedDict(raw)
     settings.line, settings.key_lines = raw.line, raw.key_lines
