@@ -362,21 +362,7 @@ class ParquetConnector(FileSource):
             found = self._inferred(path)
         except Exception as exc:
             return f"cannot be read: {_reason(exc)}"
-        problems = []
-        for field in pinned:
-            index = found.get_field_index(field.name)
-            if index < 0:
-                problems.append(f"column '{field.name}' is missing (registered {_type_name(field, uuids)})")
-                continue
-            other = found.field(index)
-            if other.type != field.type or (field.name in uuids) != (field.name in found_uuids):
-                problems.append(
-                    f"column '{field.name}' changed type: registered {_type_name(field, uuids)},"
-                    f" found {_type_name(other, found_uuids)}"
-                )
-            elif other.nullable and not field.nullable:
-                problems.append(f"column '{field.name}' now allows NULLs (registered as NOT NULL)")
-        return _mismatch(problems)
+        return _mismatch(schema_problems(pinned, uuids, found, found_uuids))
 
 
 class CsvConnector(FileSource):
@@ -655,6 +641,27 @@ def _files(folder: Path, suffix: str) -> list[Path]:
 def _names(folder: Path, files: Iterable[Path]) -> list[str]:
     """Files by their path in ``folder`` (``year=2024/part-0.parquet``)."""
     return [file.relative_to(folder).as_posix() for file in files]
+
+
+def schema_problems(
+    pinned: pa.Schema, uuids: frozenset[str], found: pa.Schema, found_uuids: set[str]
+) -> list[str]:
+    """How ``found`` (a file's schema) differs from the registered ``pinned`` one, column by column."""
+    problems = []
+    for field in pinned:
+        index = found.get_field_index(field.name)
+        if index < 0:
+            problems.append(f"column '{field.name}' is missing (registered {_type_name(field, uuids)})")
+            continue
+        other = found.field(index)
+        if other.type != field.type or (field.name in uuids) != (field.name in found_uuids):
+            problems.append(
+                f"column '{field.name}' changed type: registered {_type_name(field, uuids)},"
+                f" found {_type_name(other, found_uuids)}"
+            )
+        elif other.nullable and not field.nullable:
+            problems.append(f"column '{field.name}' now allows NULLs (registered as NOT NULL)")
+    return problems
 
 
 def _uuid_columns(stored: pq.ParquetSchema) -> set[str]:

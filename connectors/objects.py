@@ -57,7 +57,16 @@ from obstore.store import S3Store
 
 from connectors import partitions
 from connectors.base import DiscoveredProduct, FileConnector, FileVersion, SourceObject
-from connectors.files import _classic, _is_interval, _mismatch, _quoted, _reason, _type_name, _uuid_columns, _uuid_text
+from connectors.files import (
+    _classic,
+    _is_interval,
+    _mismatch,
+    _quoted,
+    _reason,
+    _uuid_columns,
+    _uuid_text,
+    schema_problems,
+)
 from connectors.naming import identifier, unique
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
@@ -486,21 +495,7 @@ class ObjectSource(FileConnector):
             found = self._inferred(key, [], one=True)
         except Exception as exc:
             return f"cannot be read: {self.s3.scrub(_reason(exc))}"
-        problems = []
-        for field in pinned:
-            index = found.get_field_index(field.name)
-            if index < 0:
-                problems.append(f"column '{field.name}' is missing (registered {_type_name(field, uuids)})")
-                continue
-            other = found.field(index)
-            if other.type != field.type or (field.name in uuids) != (field.name in found_uuids):
-                problems.append(
-                    f"column '{field.name}' changed type: registered {_type_name(field, uuids)},"
-                    f" found {_type_name(other, found_uuids)}"
-                )
-            elif other.nullable and not field.nullable:
-                problems.append(f"column '{field.name}' now allows NULLs (registered as NOT NULL)")
-        return _mismatch(problems)
+        return _mismatch(schema_problems(pinned, uuids, found, found_uuids))
 
 
 class ObjectParquetConnector(ObjectSource):
