@@ -44,6 +44,7 @@ from sqlglot import exp
 
 from connectors.base import ScanSpec, SourceObject, SourceStream, SqlConnector
 from connectors.deadline import expired, passed
+from meshcore.arrow import is_text
 from meshcore.config import ConnectorConfig
 from meshcore.errors import MeshgateError, SourceError
 
@@ -189,11 +190,11 @@ def convert(array: pa.Array, target: pa.DataType, name: str) -> pa.Array:
     if _is_list(source) and _is_list(target):
         return _convert_list(array, target, name)
     if (pa.types.is_date(target) or pa.types.is_timestamp(target)) and not (
-        _is_text(source) or pa.types.is_temporal(source) or pa.types.is_null(source)
+        is_text(source) or pa.types.is_temporal(source) or pa.types.is_null(source)
     ):
         raise ConversionError(f"column {name!r}: {source} values are not dates or timestamps")
     try:
-        if pa.types.is_time(target) and _is_text(source):
+        if pa.types.is_time(target) and is_text(source):
             return _in_day(_time_from_text(array, target), name)
         if pa.types.is_decimal(target) and (pa.types.is_floating(source) or pa.types.is_integer(source)):
             array = array.cast(pa.string())
@@ -201,10 +202,6 @@ def convert(array: pa.Array, target: pa.DataType, name: str) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise ConversionError(f"column {name!r}: cannot convert {source} to {target} exactly: {error}") from error
     return _in_day(converted, name) if pa.types.is_time(target) else converted
-
-
-def _is_text(t: pa.DataType) -> bool:
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
 
 
 def _is_list(t: pa.DataType) -> bool:

@@ -34,6 +34,7 @@ from sqlglot import exp, parse
 from sqlglot.errors import SqlglotError
 
 from gateway.policy import Access
+from meshcore.arrow import is_text
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def governed_schema(schema: pa.Schema, access: Access) -> pa.Schema:
     for name in access.columns:
         field = schema.field(name)
         mask = access.masks.get(name)
-        if mask in ("hash", "last4") or (mask == "redact" and _is_text(field.type)):
+        if mask in ("hash", "last4") or (mask == "redact" and is_text(field.type)):
             field = field.with_type(pa.string())
         fields.append(field)
     return pa.schema(fields, metadata=schema.metadata)
@@ -111,15 +112,13 @@ def _projection(name: str, kind: pa.DataType, mask: str | None, hash_function: s
         expression = (
             f"CASE WHEN {column} IS NULL THEN NULL ELSE concat('****', right(CAST({column} AS VARCHAR), 4)) END"
         )
-    elif mask == "redact" and _is_text(kind):
+    elif mask == "redact" and is_text(kind):
         expression = f"CASE WHEN {column} IS NULL THEN NULL ELSE '****' END"
     else:  # "null", and "redact" of a value that is not text: a NULL of the column's own type
         expression = f"CASE WHEN FALSE THEN {column} END"
     return f"{expression} AS {column}"
 
 
-def _is_text(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind))
 
 
 def _quote(identifier: str) -> str:

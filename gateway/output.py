@@ -26,6 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from connectors.naming import unique
+from meshcore.arrow import is_text
 
 if TYPE_CHECKING:
     from rich.table import Table as RichTable
@@ -237,10 +238,7 @@ def _table_chunks(
 
 def is_explain(schema: pa.Schema) -> bool:
     """Whether ``schema`` is an EXPLAIN result's: text columns ``plan_type`` and ``plan``."""
-    return schema.names == ["plan_type", "plan"] and all(
-        pa.types.is_string(field.type) or pa.types.is_large_string(field.type) or pa.types.is_string_view(field.type)
-        for field in schema
-    )
+    return schema.names == ["plan_type", "plan"] and all(is_text(field.type) for field in schema)
 
 
 def explain_sections(table: pa.Table) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from datafusion import Expr
 from sqlglot import exp
 
 from connectors.base import SqlCapabilities
+from meshcore.arrow import is_text
 
 _COMPARISONS: dict[str, type[exp.Binary]] = {
     "=": exp.EQ,
@@ -253,7 +254,7 @@ class _Translator:
         if pa.types.is_decimal(kind):
             assert isinstance(value, decimal.Decimal)
             return exp.Literal.number(format(value, "f"))
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        if is_text(kind):
             return exp.Literal.string(str(value))
         if pa.types.is_date(kind):
             return self.temporal(value.isoformat(), "DATE", is_date=True)

@@ -35,6 +35,7 @@ from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import inputs, reads, root, sub_plan, to_logical
 from gateway.system_tables import TableDataset
+from meshcore.arrow import is_text
 
 TRY_BUILD_ROWS = 200_000
 """The most rows a build input may be estimated at to be computed first (estimates are rough:
@@ -154,7 +155,7 @@ def _in_list(field: int, values: pa.Array) -> algebra_pb2.Expression | None:
     kind = values.type
     if pa.types.is_integer(kind) and not pa.types.is_unsigned_integer(kind):
         slot = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}[kind.bit_width]
-    elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+    elif is_text(kind):
         slot = "string"
     elif pa.types.is_date32(kind):
         slot = "date"

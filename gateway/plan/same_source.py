@@ -46,6 +46,7 @@ from gateway.plan.substrait import plan_pb2
 from gateway.plan.substrait_plan import inputs, reads_below, root, sub_plan, to_logical, to_substrait
 from gateway.pushdown import comparable, translate
 from gateway.scan import ProductDataset, ProductScan
+from meshcore.arrow import is_text
 
 Resolve = Callable[[tuple[str, ...]], Product | None]
 """The product a Substrait table name reads, if the rule may push it (a SQL product the caller reads unrestricted)."""
@@ -213,7 +214,7 @@ class _Builder:
             if left_key.variant_name() != "Column" or right_key.variant_name() != "Column":
                 raise _NotPushed("a join key that is not a column")
             a, b = left.output(left_key), right.output(right_key)
-            if a.type != b.type or not comparable(a.type) or _is_text(a.type):
+            if a.type != b.type or not comparable(a.type) or is_text(a.type):
                 raise _NotPushed(f"join keys of types {a.type} and {b.type}")
             conditions.append(
                 exp.EQ(
@@ -235,10 +236,6 @@ class _Builder:
 def _same(qualifier: str, relation: str) -> bool:
     """Whether a column qualified by ``relation`` can be of a table the plan calls ``qualifier``."""
     return qualifier == relation or qualifier.endswith("." + relation) or relation.endswith("." + qualifier)
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind))
 
 
 def _qualified(predicate: exp.Expr, owners: dict[str, str]) -> exp.Expr:
