@@ -52,19 +52,14 @@ def inputs(rel: algebra_pb2.Rel) -> list[algebra_pb2.Rel]:
     return found
 
 
-def _messages(message: Message) -> Iterator[Message]:
+def messages(message: Message) -> Iterator[Message]:
     """``message`` and every message inside it, subqueries in expressions included."""
     yield message
     for field, value in message.ListFields():
         if field.type != field.TYPE_MESSAGE:
             continue
         for item in value if field.is_repeated else (value,):
-            yield from _messages(item)
-
-
-def reads(rel: algebra_pb2.Rel) -> list[tuple[str, ...] | None]:
-    """Every table ``rel`` reads, subqueries included: its names, or None for a read of anything else."""
-    return reads_of_message(rel)
+            yield from messages(item)
 
 
 def reads_below(rel: algebra_pb2.Rel) -> tuple[list[list[tuple[str, ...] | None]], list[int]]:
@@ -85,7 +80,7 @@ def reads_below(rel: algebra_pb2.Rel) -> tuple[list[list[tuple[str, ...] | None]
                 if field.name in (*_INPUT_FIELDS, "inputs") or field.type != field.TYPE_MESSAGE:
                     continue
                 for item in value if field.is_repeated else (value,):
-                    total.extend(reads_of_message(item))
+                    total.extend(reads(item))
             if isinstance(body, algebra_pb2.ReadRel):
                 total.append(tuple(body.named_table.names) if body.HasField("named_table") else None)
         for child in inputs(node):
@@ -98,20 +93,14 @@ def reads_below(rel: algebra_pb2.Rel) -> tuple[list[list[tuple[str, ...] | None]
     return found, sizes
 
 
-def reads_of_message(message: Message) -> list[tuple[str, ...] | None]:
-    """Every table read anywhere inside ``message``."""
+def reads(message: Message) -> list[tuple[str, ...] | None]:
+    """Every table read anywhere inside ``message`` (a relation, an expression), subqueries included:
+    its names, or None for a read of anything else."""
     return [
         tuple(item.named_table.names) if item.HasField("named_table") else None
-        for item in _messages(message)
+        for item in messages(message)
         if isinstance(item, algebra_pb2.ReadRel)
     ]
-
-
-def kinds(rel: algebra_pb2.Rel) -> set[str]:
-    """The kinds of relation inside ``rel`` (``join``, ``aggregate`` ...), subqueries included."""
-    return {
-        kind for item in _messages(rel) if isinstance(item, algebra_pb2.Rel) and (kind := item.WhichOneof("rel_type"))
-    }
 
 
 def sub_plan(whole: plan_pb2.Plan, rel: algebra_pb2.Rel) -> plan_pb2.Plan:

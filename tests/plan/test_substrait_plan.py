@@ -9,7 +9,8 @@ import pyarrow as pa
 from datafusion import SessionContext
 
 from gateway.plan.rules import carried
-from gateway.plan.substrait_plan import inputs, kinds, reads, reads_below, root, sub_plan, to_logical, to_substrait
+from gateway.plan.substrait import algebra_pb2
+from gateway.plan.substrait_plan import inputs, messages, reads, reads_below, root, sub_plan, to_logical, to_substrait
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "gateway" / "plan"
@@ -27,6 +28,13 @@ def test_regenerating_gives_the_checked_in_modules(tmp_path: Path) -> None:
     for path in written:
         checked_in = GENERATED / path.relative_to(tmp_path)
         assert path.read_text() == checked_in.read_text(), f"{checked_in} is stale: run proto/compile.py"
+
+
+def kinds(rel: algebra_pb2.Rel) -> set[str]:
+    """The kinds of relation inside ``rel`` (``join``, ``aggregate`` ...), subqueries included."""
+    return {
+        kind for item in messages(rel) if isinstance(item, algebra_pb2.Rel) and (kind := item.WhichOneof("rel_type"))
+    }
 
 
 def context() -> SessionContext:
