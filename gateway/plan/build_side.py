@@ -25,7 +25,7 @@ from typing import Any
 from datafusion import SessionContext
 
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import inputs, root, sub_plan, to_logical
+from gateway.plan.substrait_plan import inputs, messages, root, sub_plan, to_logical
 
 RATIO = 4.0
 """How many times more rows the left input must be estimated to hold for a swap."""
@@ -105,14 +105,15 @@ def build_smaller(message: plan_pb2.Plan, ctx: SessionContext, rows: Rows) -> bo
 
 def _swap(message: plan_pb2.Plan, join: Any, ctx: SessionContext) -> bool:
     """Swap ``join``'s inputs in place (field references, join type, output order); False if it cannot."""
-    if any(isinstance(item, algebra_pb2.Expression.Subquery) for item in _within(join.expression)):
-        return False
+    conditions = (join.expression, join.post_join_filter)
+    if any(isinstance(item, algebra_pb2.Expression.Subquery) for c in conditions for item in messages(c)):
+        return False  # a subquery's references are to its own input, not the join's: leave it
     left_width, right_width = _width(message, join.left, ctx), _width(message, join.right, ctx)
     left = algebra_pb2.Rel()
     left.CopyFrom(join.left)
     join.left.CopyFrom(join.right)
     join.right.CopyFrom(left)
-    for expression in (join.expression, join.post_join_filter):
+    for expression in conditions:
         _remap(expression, left_width, right_width)
     if join.type == _Join.JOIN_TYPE_INNER:  # right's columns come first now: put them back in order
         join.common.emit.output_mapping.extend([*range(right_width, right_width + left_width), *range(right_width)])
@@ -125,18 +126,9 @@ def _width(message: plan_pb2.Plan, rel: algebra_pb2.Rel, ctx: SessionContext) ->
     return len(ctx.create_dataframe_from_logical_plan(to_logical(sub_plan(message, rel), ctx)).schema())
 
 
-def _within(message: Any) -> list[Any]:
-    found = [message]
-    for field, value in message.ListFields():
-        if field.type == field.TYPE_MESSAGE:
-            for item in value if field.is_repeated else (value,):
-                found.extend(_within(item))
-    return found
-
-
 def _remap(expression: Any, left_width: int, right_width: int) -> None:
     """Point ``expression``'s references to the join's columns at their places once the inputs are swapped."""
-    for item in _within(expression):
+    for item in list(messages(expression)):
         if (
             isinstance(item, algebra_pb2.Expression.FieldReference)
             and item.HasField("root_reference")
