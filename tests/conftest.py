@@ -46,3 +46,14 @@ def mysql_uri(mysql_server: str, request: pytest.FixtureRequest) -> Iterator[str
     """A ``mysql://`` URI of a database of the test module's own, dropped after the module."""
     with temporary_database(mysql_server, request.module.__name__.rsplit(".", 1)[-1]) as database:
         yield with_database(mysql_server, database)
+
+
+@pytest.fixture(scope="module")
+def mysql_or_none(request: pytest.FixtureRequest) -> str | None:
+    """The test module's MariaDB database URI, or None when no MariaDB answers (its MySQL cases
+    then skip, saying why, while the module's other cases run)."""
+    try:
+        uri: str = request.getfixturevalue("mysql_uri")
+    except pytest.skip.Exception:
+        return None
+    return uri

@@ -49,16 +49,6 @@ KEPT_BACK = {
 }
 
 
-@pytest.fixture(scope="module")
-def mysql_or_none(request: pytest.FixtureRequest) -> str | None:
-    """The test database's URI, or None (its tests skip, saying why) when no MariaDB answers."""
-    try:
-        uri: str = request.getfixturevalue("mysql_uri")
-    except pytest.skip.Exception:
-        return None
-    return uri
-
-
 @pytest.fixture(autouse=True)
 def _needs_mysql(request: pytest.FixtureRequest) -> None:
     callspec = getattr(request.node, "callspec", None)

@@ -122,16 +122,6 @@ def load_csv(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-@pytest.fixture(scope="module")
-def mysql_or_none(request: pytest.FixtureRequest) -> str | None:
-    """The test database's URI, or None (its cells skip, saying why) when no MariaDB answers."""
-    try:
-        uri: str = request.getfixturevalue("mysql_uri")
-    except pytest.skip.Exception:
-        return None
-    return uri
-
-
 @pytest.fixture(autouse=True)
 def _needs_server(request: pytest.FixtureRequest) -> None:
     callspec = getattr(request.node, "callspec", None)
