@@ -751,7 +751,7 @@ class Engine:
         else:
             rules = f" (planner rules applied: {', '.join(planned.fired)})" if planned.fired else ""
             rows.append(("route", f"federated: DataFusion joins the sources' results{rules}"))
-            rows.append(("logical_plan", (planned.federated or planned.plan).display_indent()))
+            rows.append(("logical_plan", planned.federated.display_indent()))
         for scan in planned.scans.values():
             visible = shown(scan.product.domain)
             label = _source_label(scan, visible)
@@ -879,7 +879,7 @@ class _Planned:
     scans: dict[tuple[str, str], ProductScan]
     routed: tuple[str, str] | None
     scope: _Scope
-    federated: LogicalPlan | None = None  # optimised, as it runs: after the rules of gateway/plan/rules.py
+    federated: LogicalPlan  # optimised, as it runs: after the rules of gateway/plan/rules.py (or ``plan``)
     fired: tuple[str, ...] = ()  # the rules that changed it
 
     def start(self, schema: pa.Schema, deadline: float | None = None) -> Execution:
