@@ -139,6 +139,9 @@ PARTITION_PAGES = 5_000
 """Pages (8 KiB) each range of a parallel read covers at least (option ``partition_pages``): 40 MB,
 some 150 ms on one connection, against a few ms to open a range (a connection, BEGIN, the snapshot).
 A table of 1.5 M rows and 4 columns (11,000 pages) is read in two ranges."""
+MAX_PARTITIONS = 32
+"""The most ranges one scan may be split into (``max_partitions``): a domain's file, which its
+owner may change over the network, must not make one query open thousands of threads and connections."""
 STATS_LOCK_WAIT_MS = 100
 """How long a row estimate waits for a lock on the table (milliseconds) before giving up."""
 STATS_WAIT = 1.0
@@ -209,6 +212,8 @@ class PostgresConnector(AdbcConnector):
         if not isinstance(scale, int) or isinstance(scale, bool) or not 0 <= scale <= 38:
             raise ConfigError(f"domain {domain!r}: connector option numeric_scale must be an integer in 0..38")
         self.max_partitions = _positive_option(config, domain, "max_partitions", os.cpu_count() or 1)
+        if self.max_partitions > MAX_PARTITIONS:  # each is a thread and a connection of the gateway's
+            raise ConfigError(f"domain {domain!r}: connector option max_partitions must be at most {MAX_PARTITIONS}")
         self.partition_pages = _positive_option(config, domain, "partition_pages", PARTITION_PAGES)
         super().__init__(domain, config)
         self.uri = config.uri

@@ -249,3 +249,5 @@ def test_partition_options_are_checked() -> None:
         connector("postgresql://127.0.0.1:1/none", max_partitions=0)
     with pytest.raises(ConfigError, match="connector option partition_pages must be an integer >= 1"):
         connector("postgresql://127.0.0.1:1/none", partition_pages="many")
+    with pytest.raises(ConfigError, match="connector option max_partitions must be at most 32"):
+        connector("postgresql://127.0.0.1:1/none", max_partitions=10_000)
