@@ -29,10 +29,14 @@ if TYPE_CHECKING:
     from gateway.audit import AuditLog
     from gateway.auth import Authenticator
     from gateway.config import MeshConfig
+    from gateway.engine import Engine
+    from gateway.web.app import WebState
+    from gateway.web.server import HttpServer
 
 log = logging.getLogger("meshgate")
 
 DEFAULT_PORT = 32010
+DEFAULT_HTTP_PORT = 8080
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,6 +110,18 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("MESHGATE_PORT", DEFAULT_PORT)),
         help="port to listen on; 0 picks a free one (env MESHGATE_PORT)",
+    )
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        default=_env_int("MESHGATE_HTTP_PORT"),
+        help="also serve the catalog in the browser, /healthz and /readyz over HTTP on this port; 0 picks a free"
+        f" one (default: off; {DEFAULT_HTTP_PORT} with --demo) (env MESHGATE_HTTP_PORT)",
+    )
+    serve.add_argument(
+        "--http-host",
+        default=os.environ.get("MESHGATE_HTTP_HOST"),
+        help="address the HTTP listener binds (default: the same as --host) (env MESHGATE_HTTP_HOST)",
     )
     serve.add_argument(
         "--statement-timeout",
@@ -431,6 +447,16 @@ def _env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise MeshgateError(f"{name}: not a port number: {value!r}") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
@@ -486,6 +512,8 @@ def _serve(args: argparse.Namespace) -> int:
         reloader = Reloader(engine, Path(config_path), interval=args.watch_interval)
         actions[APPLY_ACTION] = apply_action(reloader)
         actions[REMOVE_ACTION] = remove_action(reloader)
+    web = _http_server(args, engine, authenticator)
+    http = web[0] if web is not None else None
     try:
         if _port_in_use(args.host, args.port):  # asked before gRPC, which would log lines of its own about it
             raise pa.ArrowException("port in use")
@@ -498,6 +526,8 @@ def _serve(args: argparse.Namespace) -> int:
             **tls,
         )
     except pa.ArrowException as error:  # gRPC logs why (port in use, ...) and pyarrow says only this
+        if http is not None:
+            http.stop()
         catalog.close()
         if _port_in_use(args.host, args.port):
             raise MeshgateError(
@@ -514,6 +544,11 @@ def _serve(args: argparse.Namespace) -> int:
     uri = f"{scheme}://{args.host}:{server.port}"
     _log_security(args, authenticator, uri)
     log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
+    if web is not None:
+        http, state = web
+        state.flight_uri = uri
+        http.start()
+        log.info("catalog in the browser at %s (health: %s/healthz, %s/readyz)", http.url, http.url, http.url)
     if args.demo:
         login = f" --user {_DEMO_USER} --password {demo_password}" if demo_password else ""
         log.info('try: %s query --server %s%s "SELECT * FROM sales.customers LIMIT 5"', _meshgate_command(), uri, login)
@@ -526,6 +561,8 @@ def _serve(args: argparse.Namespace) -> int:
         scheduler.start()
         log.info("quality checks run now and every %s s", f"{args.checks_every:g}")
     server.serve()
+    if http is not None:
+        http.stop()
     if scheduler is not None:
         scheduler.stop()
     if reloader is not None:
@@ -535,6 +572,27 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 _DEMO_USER = "demo"
+
+
+def _http_server(
+    args: argparse.Namespace, engine: Engine, authenticator: Authenticator | None
+) -> tuple[HttpServer, WebState] | None:
+    """The HTTP listener (catalog pages, health), bound now; None when it is off (``--http-port`` unset)."""
+    port = args.http_port if args.http_port is not None else (DEFAULT_HTTP_PORT if args.demo else None)
+    if port is None:
+        return None
+    if not 0 <= port <= 65535:
+        raise MeshgateError(f"--http-port must be a port number from 0 to 65535, not {port}")
+    from gateway.web.app import WebState, create_app
+    from gateway.web.server import HttpServer
+
+    state = WebState(engine, authenticator, flight_uri="")
+    try:
+        http = HttpServer(create_app(state), args.http_host or args.host, port)
+    except MeshgateError:
+        engine.catalog.close()
+        raise
+    return http, state
 
 
 def _meshgate_command() -> str:

@@ -1,0 +1,1 @@
+"""The gateway's HTTP listener: the data-product catalog in the browser and health endpoints."""

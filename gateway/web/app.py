@@ -1,0 +1,102 @@
+"""The web app: one Starlette application assembled from the route lists of its modules.
+
+Each concern is a module with a ``routes(state) -> list[BaseRoute]`` function; :data:`ROUTES`
+lists them in order. Adding an endpoint from another module is one line in that tuple.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.web import health
+
+if TYPE_CHECKING:
+    from gateway.auth import Authenticator
+    from gateway.engine import Engine
+
+SESSION_COOKIE = "meshgate_session"
+
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self';"
+        b" form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+
+
+@dataclass
+class WebState:
+    """What every route module may use: the engine, the authenticator, and where Flight SQL is served.
+
+    ``authenticator`` is None only for ``serve --demo --no-auth``: then every page is seen as
+    the anonymous caller, as Flight SQL clients see the mesh then.
+    """
+
+    engine: Engine
+    authenticator: Authenticator | None
+    flight_uri: str
+    session_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    session_max_age: int = 8 * 3600
+
+
+RouteModule = Callable[[WebState], Sequence[BaseRoute]]
+
+ROUTES: tuple[RouteModule, ...] = (health.routes,)
+"""The route modules, in order (first match wins)."""
+
+
+def create_app(state: WebState, modules: Sequence[RouteModule] = ROUTES) -> Starlette:
+    """The ASGI app: every module's routes, signed session cookies, security headers on every answer."""
+    routes = [route for module in modules for route in module(state)]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(
+            SessionMiddleware,
+            secret_key=state.session_secret,  # per process: a restart signs everyone out
+            session_cookie=SESSION_COOKIE,
+            max_age=min(state.session_max_age, state.authenticator.token_ttl_seconds)
+            if state.authenticator is not None
+            else state.session_max_age,
+            same_site="strict",
+            https_only=False,
+        ),
+    ]
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.web = state
+    return app
+
+
+class SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` to every response (errors and static files too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in names]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -1,0 +1,115 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (the config is loaded and every domain's source answers).
+
+Neither needs a sign-in. An anonymous caller learns counts only (how many domains are
+online and offline); a signed-in caller also sees each domain's name and state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+if TYPE_CHECKING:
+    from gateway.engine import Engine
+    from gateway.web.app import WebState
+
+PROBE_TIMEOUT_SECONDS = 2.0
+"""How long /readyz waits for a domain's source to answer before calling it offline."""
+
+PROBE_CACHE_SECONDS = 2.0
+"""A probe's answer is reused this long, so a busy health checker does not load the sources."""
+
+
+@dataclass(frozen=True)
+class DomainState:
+    name: str
+    online: bool
+    reason: str | None = None
+
+
+class DomainProbe:
+    """Asks each domain's source to list its products (``Connector.discover``), at most once per
+    :data:`PROBE_CACHE_SECONDS`; a domain the catalog already holds offline is not asked.
+
+    A source that does not answer within :data:`PROBE_TIMEOUT_SECONDS` is offline; its probe
+    is not started again while the last one still hangs.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="meshgate-probe")
+        self._lock = threading.Lock()
+        self._pending: dict[str, Future[object]] = {}
+        self._cached: tuple[float, list[DomainState]] | None = None
+
+    def states(self) -> list[DomainState]:
+        with self._lock:
+            if self._cached is not None and time.monotonic() - self._cached[0] < PROBE_CACHE_SECONDS:
+                return self._cached[1]
+            states = self._probe()
+            self._cached = (time.monotonic(), states)
+            return states
+
+    def _probe(self) -> list[DomainState]:
+        futures: dict[str, Future[object] | DomainState] = {}
+        for domain in self._engine.catalog.domains():
+            if domain.error is not None or domain.connector is None:
+                futures[domain.name] = DomainState(domain.name, False, "offline since it was loaded")
+                continue
+            pending = self._pending.get(domain.name)
+            if pending is None or pending.done():
+                pending = self._pool.submit(domain.connector.discover)
+                self._pending[domain.name] = pending
+            futures[domain.name] = pending
+        deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS
+        states = []
+        for name, future in futures.items():
+            if isinstance(future, DomainState):
+                states.append(future)
+                continue
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                states.append(DomainState(name, False, f"its source did not answer within {PROBE_TIMEOUT_SECONDS:g} s"))
+            except Exception:  # the source's own error: the domain is down, whatever it says
+                states.append(DomainState(name, False, "its source could not be reached"))
+            else:
+                states.append(DomainState(name, True))
+        return states
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def routes(state: WebState) -> list[BaseRoute]:
+    probe = DomainProbe(state.engine)
+
+    def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    def readyz(request: Request) -> JSONResponse:
+        states = probe.states()
+        offline = sum(not s.online for s in states)
+        body: dict[str, object] = {
+            "status": "ready" if not offline else "not ready",
+            "config": "loaded",
+            "domains": {"online": len(states) - offline, "offline": offline},
+        }
+        if _signed_in(request, state):
+            body["domain_states"] = {s.name: "online" if s.online else "offline" for s in states}
+        return JSONResponse(body, status_code=200 if not offline else 503)
+
+    return [Route("/healthz", healthz), Route("/readyz", readyz)]
+
+
+def _signed_in(request: Request, state: WebState) -> bool:
+    from gateway.web.session import caller_of
+
+    return caller_of(request, state) is not None

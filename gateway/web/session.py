@@ -1,0 +1,133 @@
+"""Sign-in, sign-out and CSRF for the web pages, through the same :class:`~gateway.auth.Authenticator`
+as Flight SQL (same users, lockouts and ``login`` audit events).
+
+The session cookie (signed with a per-process secret, HttpOnly, SameSite=Strict) holds the
+bearer token a Flight SQL log-in gets, so a session ends when that token expires; and a
+random CSRF token that every POST must send back in a form field.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway.api import CallerContext
+from gateway.errors import AuthenticationError
+
+if TYPE_CHECKING:
+    from gateway.web.app import WebState
+
+MAX_FIELD = 1024
+"""A user name or password longer than this is refused before any check."""
+
+
+def caller_of(request: Request, state: WebState) -> CallerContext | None:
+    """The signed-in caller of ``request``, or None; anonymous (no user) when the gateway runs without auth."""
+    peer = _peer(request)
+    if state.authenticator is None:
+        return CallerContext(attributes={"peer": peer})
+    token = request.session.get("token")
+    if not isinstance(token, str):
+        return None
+    try:
+        identity = state.authenticator.verify(token)
+    except AuthenticationError:
+        request.session.pop("token", None)
+        return None
+    return CallerContext(user=identity.user, attributes={**identity.caller_attributes(), "peer": peer})
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token (made on first use)."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def form_with_csrf(request: Request) -> dict[str, str] | None:
+    """The POSTed form, or None when its ``csrf`` field is missing or not this session's token."""
+    try:
+        form = await request.form(max_files=0, max_fields=16, max_part_size=64 * 1024)
+    except Exception:  # malformed bodies are refused like a bad token
+        return None
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    expected = request.session.get("csrf")
+    sent = values.get("csrf", "")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(), sent.encode()):
+        return None
+    return values
+
+
+def _peer(request: Request) -> str:
+    """The client as gRPC names peers (``ipv4:ADDR:PORT``), which keys the per-address log-in limit."""
+    if request.client is None:
+        return "unknown"
+    host, port = request.client.host, request.client.port
+    return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go to after sign-in: never another site (``//host``, ``https://``, ``\\``)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def routes(state: WebState) -> list[BaseRoute]:
+    from gateway.web.pages import render
+
+    def login_form(request: Request, error: str | None = None, status: int = 200, user: str = "") -> Response:
+        return render(
+            request,
+            state,
+            "login.html",
+            {"error": error, "user": user, "next": safe_next(request.query_params.get("next"))},
+            status_code=status,
+            caller=None,
+        )
+
+    async def login_page(request: Request) -> Response:
+        if state.authenticator is None or caller_of(request, state) is not None:
+            return RedirectResponse("/", status_code=303)
+        return login_form(request)
+
+    async def login(request: Request) -> Response:
+        authenticator = state.authenticator
+        if authenticator is None:
+            return RedirectResponse("/", status_code=303)
+        form = await form_with_csrf(request)
+        if form is None:
+            return login_form(request, "The form expired: sign in again.", 403)
+        user, password = form.get("user", ""), form.get("password", "")
+        if not user or not password or len(user) > MAX_FIELD or len(password) > MAX_FIELD:
+            return login_form(request, "Give a user name and a password.", 400, user[:MAX_FIELD])
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            token, _ = await run_in_threadpool(authenticator.login, user, password, _peer(request))
+        except AuthenticationError as error:
+            message = str(error).removeprefix("[Meshgate] ")
+            return login_form(request, message[:1].upper() + message[1:] + ".", 401, user)
+        request.session.clear()  # a new session at sign-in: nothing carried over from before
+        request.session["token"] = token
+        request.session["csrf"] = secrets.token_urlsafe(32)
+        return RedirectResponse(safe_next(form.get("next")), status_code=303)
+
+    async def logout(request: Request) -> Response:
+        if await form_with_csrf(request) is None:
+            return Response("The form expired: reload the page and sign out again.", 403, media_type="text/plain")
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    return [
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+    ]
