@@ -96,6 +96,8 @@ class ProductConfig:
     primary_key: tuple[str, ...] = ()
     on_drift: str = "flag"
     checks: tuple[CheckConfig, ...] = ()
+    catalog_sample: bool = False  # the web catalog shows a governed sample of rows (opt-in)
+    as_of: int | str | None = None  # a lakehouse table's pinned version: a number, or an ISO 8601 timestamp
     origin: str = field(default="", compare=False)
 
 
@@ -160,6 +162,8 @@ _PRODUCT_KEYS = {
     "primary_key",
     "on_drift",
     "checks",
+    "catalog_sample",
+    "as_of",
 }
 _COLUMN_KEYS = {"name", "type", "description", "tags"}
 CHECK_KINDS = ("unique", "not_null", "freshness", "row_count", "sql")
@@ -682,6 +686,9 @@ def _parse_columns(raw: Any, where: _Where) -> tuple[ColumnContract, ...] | None
     for i, item in enumerate(raw):
         if not isinstance(item, _LocatedDict):
             raise where.at(f"[{i}]").error("must be a mapping with name and type, e.g. {name: id, type: int64}")
+    catalog_sample = item.get("catalog_sample", False)
+    if not isinstance(catalog_sample, bool):
+        raise where.at("catalog_sample").error(f"must be true or false, got {catalog_sample!r}")
         item_where = _Where(where.file, item.line, where.domain, f"{where.field}[{i}]")
         name = _required_str(item, "name", item_where)
         item_where = _Where(where.file, item.line, where.domain, f"{where.field}.{name}")
@@ -698,6 +705,7 @@ def _parse_columns(raw: Any, where: _Where) -> tuple[ColumnContract, ...] | None
                 type=kind,
                 description=_optional_str(item, "description", item_where),
                 tags=_parse_tags(item.get("tags"), item_where.at("tags")),
+        catalog_sample=catalog_sample,
             )
         )
     return tuple(columns)

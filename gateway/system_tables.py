@@ -152,15 +152,18 @@ def _quality(engine: Engine, caller: CallerContext) -> pa.Table:
     return engine.quality.table(visible)
 
 
+def sees_everything(engine: Engine, caller: CallerContext) -> bool:
+    """Whether ``caller`` sees every query and event: the admin role, or a mesh without policies."""
+    return not engine.policies.enabled or ADMIN_ROLE in engine.policies.roles_of(caller)
+
+
 def _query_log(engine: Engine, caller: CallerContext) -> pa.Table:
-    everyone = not engine.policies.enabled or ADMIN_ROLE in engine.policies.roles_of(caller)
-    return engine.audit.table(caller.user, everyone=everyone)
+    return engine.audit.table(caller.user, everyone=sees_everything(engine, caller))
 
 
 def _events(engine: Engine, caller: CallerContext) -> pa.Table:
     """Security events (gateway/audit.py): the caller's own, every one for the admin role."""
-    everyone = not engine.policies.enabled or ADMIN_ROLE in engine.policies.roles_of(caller)
-    return engine.audit.events_table(caller.user, everyone=everyone)
+    return engine.audit.events_table(caller.user, everyone=sees_everything(engine, caller))
 
 
 class TableDataset(ds.Dataset):  # type: ignore[misc]

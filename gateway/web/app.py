@@ -9,21 +9,27 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.web import health
+from gateway.web import admin, catalog, health, metrics, pages, session
 
 if TYPE_CHECKING:
     from gateway.auth import Authenticator
     from gateway.engine import Engine
+    from gateway.telemetry.metrics import Metrics
 
 SESSION_COOKIE = "meshgate_session"
+MAX_SESSIONS = 10_000
+"""Signed-in browser sessions kept at once; beyond it the oldest is signed out."""
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (
@@ -52,11 +58,31 @@ class WebState:
     flight_uri: str
     session_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     session_max_age: int = 8 * 3600
+    metrics: Metrics | None = None  # /metrics (gateway/web/metrics.py): served with a token only
+    metrics_token: str | None = None
+
+    @cached_property
+    def sessions(self) -> session.Sessions:
+        """Signed-in sessions, forgotten at sign-out or after the token's lifetime."""
+        ttl = self.authenticator.token_ttl_seconds if self.authenticator is not None else self.session_max_age
+        return session.Sessions(ttl, MAX_SESSIONS)
+
+    @cached_property
+    def probe(self) -> health.DomainProbe:
+        """Whether each domain's source answers now (``/readyz`` and the admin's source health)."""
+        return health.DomainProbe(self.engine)
 
 
 RouteModule = Callable[[WebState], Sequence[BaseRoute]]
 
-ROUTES: tuple[RouteModule, ...] = (health.routes,)
+ROUTES: tuple[RouteModule, ...] = (
+    health.routes,
+    metrics.routes,
+    session.routes,
+    catalog.routes,
+    admin.routes,
+    pages.routes,
+)
 """The route modules, in order (first match wins)."""
 
 
@@ -76,7 +102,10 @@ def create_app(state: WebState, modules: Sequence[RouteModule] = ROUTES) -> Star
             https_only=False,
         ),
     ]
-    app = Starlette(routes=routes, middleware=middleware)
+    async def not_found(request: Request, error: Exception) -> Response:
+        return catalog.not_found(request, state, session.caller_of(request, state))
+
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
     app.state.web = state
     return app
 

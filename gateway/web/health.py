@@ -89,13 +89,11 @@ class DomainProbe:
 
 
 def routes(state: WebState) -> list[BaseRoute]:
-    probe = DomainProbe(state.engine)
-
     def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     def readyz(request: Request) -> JSONResponse:
-        states = probe.states()
+        states = state.probe.states()
         offline = sum(not s.online for s in states)
         body: dict[str, object] = {
             "status": "ready" if not offline else "not ready",

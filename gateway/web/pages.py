@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from gateway.api import CallerContext
@@ -40,3 +42,8 @@ def render(
         "catalog": state.engine.catalog_name,
     }
     return templates.TemplateResponse(request, name, {**frame, **context}, status_code=status_code)
+
+
+def routes(state: WebState) -> list[BaseRoute]:
+    """The stylesheet and the one small script, served by the gateway itself (no CDN)."""
+    return [Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]

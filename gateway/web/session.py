@@ -1,17 +1,20 @@
 """Sign-in, sign-out and CSRF for the web pages, through the same :class:`~gateway.auth.Authenticator`
 as Flight SQL (same users, lockouts and ``login`` audit events).
 
-The session cookie (signed with a per-process secret, HttpOnly, SameSite=Strict) holds the
-bearer token a Flight SQL log-in gets, so a session ends when that token expires; and a
-random CSRF token that every POST must send back in a form field.
+The session cookie (signed with a per-process secret, HttpOnly, SameSite=Strict) holds a
+random session id and a random CSRF token that every POST must send back in a form field.
+The bearer token the log-in issued stays in the gateway's memory under that id (it never
+reaches the browser): signing out forgets it, and a session ends when the token expires.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+import threading
 from typing import TYPE_CHECKING
 
+from cachetools import TTLCache
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -26,18 +29,47 @@ MAX_FIELD = 1024
 """A user name or password longer than this is refused before any check."""
 
 
+class Sessions:
+    """Signed-in sessions: a random id -> the bearer token of its log-in (thread-safe, bounded).
+
+    An entry is dropped at sign-out, after ``ttl`` seconds (the token's lifetime), or, when
+    ``limit`` sessions are open, the oldest first.
+    """
+
+    def __init__(self, ttl: float, limit: int) -> None:
+        self._tokens: TTLCache[str, str] = TTLCache(maxsize=limit, ttl=ttl)
+        self._lock = threading.Lock()
+
+    def start(self, token: str) -> str:
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[sid] = token
+        return sid
+
+    def token(self, sid: str) -> str | None:
+        with self._lock:
+            return self._tokens.get(sid)
+
+    def forget(self, sid: str) -> None:
+        with self._lock:
+            self._tokens.pop(sid, None)
+
+
 def caller_of(request: Request, state: WebState) -> CallerContext | None:
     """The signed-in caller of ``request``, or None; anonymous (no user) when the gateway runs without auth."""
     peer = _peer(request)
     if state.authenticator is None:
         return CallerContext(attributes={"peer": peer})
-    token = request.session.get("token")
-    if not isinstance(token, str):
+    sid = request.session.get("sid")
+    if not isinstance(sid, str):
+        return None
+    token = state.sessions.token(sid)
+    if token is None:
         return None
     try:
         identity = state.authenticator.verify(token)
     except AuthenticationError:
-        request.session.pop("token", None)
+        state.sessions.forget(sid)
         return None
     return CallerContext(user=identity.user, attributes={**identity.caller_attributes(), "peer": peer})
 
@@ -71,6 +103,14 @@ def _peer(request: Request) -> str:
         return "unknown"
     host, port = request.client.host, request.client.port
     return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
+
+
+def _forget(request: Request, state: WebState) -> None:
+    """End the request's session: its token is forgotten by the gateway, its cookie emptied."""
+    sid = request.session.get("sid")
+    if isinstance(sid, str):
+        state.sessions.forget(sid)
+    request.session.clear()
 
 
 def safe_next(target: str | None) -> str:
@@ -115,15 +155,15 @@ def routes(state: WebState) -> list[BaseRoute]:
         except AuthenticationError as error:
             message = str(error).removeprefix("[Meshgate] ")
             return login_form(request, message[:1].upper() + message[1:] + ".", 401, user)
-        request.session.clear()  # a new session at sign-in: nothing carried over from before
-        request.session["token"] = token
+        _forget(request, state)  # a new session at sign-in: nothing carried over from before
+        request.session["sid"] = state.sessions.start(token)
         request.session["csrf"] = secrets.token_urlsafe(32)
         return RedirectResponse(safe_next(form.get("next")), status_code=303)
 
     async def logout(request: Request) -> Response:
         if await form_with_csrf(request) is None:
             return Response("The form expired: reload the page and sign out again.", 403, media_type="text/plain")
-        request.session.clear()
+        _forget(request, state)
         return RedirectResponse("/login", status_code=303)
 
     return [
