@@ -39,12 +39,15 @@ class SourceObject:
     relative to the connector's path for file sources. ``sql`` is a query in the
     source's own dialect. ``columns`` (``connectors.sqlbase.SourceColumn``) are given for
     a query the planner derived from products of this source (gateway/plan/same_source.py):
-    it already knows them, so the source is not asked to describe it.
+    it already knows them, so the source is not asked to describe it. ``as_of`` pins a
+    lakehouse table's version: a Delta version or Iceberg snapshot id (int), or an ISO 8601
+    timestamp (str); None reads the table's current version.
     """
 
     table: str | None = None
     sql: str | None = None
     columns: tuple[Any, ...] | None = None
+    as_of: int | str | None = None
 
     def describe(self) -> str:
         return self.table if self.table is not None else f"({self.sql})"
@@ -140,6 +143,17 @@ class Connector(ABC):
     """A domain's source. One instance per domain, shared by all queries."""
 
     kind: ClassVar[str]
+    config_keys: ClassVar[frozenset[str]] = frozenset()
+    """The settings a domain's ``connector:`` mapping may give besides ``type``. ``uri`` or ``path``
+    says where the source is (a ``path`` is resolved against the YAML file and must exist); the
+    others arrive in ``config.options``, for the constructor to check."""
+    admin_keys: ClassVar[frozenset[str]] = frozenset()
+    """Of :attr:`config_keys`, those only an admin may set or change through self-serve: where a
+    source is reached and with which credentials (endpoints, certificate files, user names, keys)."""
+    path_keys: ClassVar[frozenset[str]] = frozenset()
+    """Options naming a file, resolved against the YAML file's folder like ``path``."""
+    versioned: ClassVar[bool] = False
+    """Whether a product may pin a version of its table (``as_of``: lakehouse tables)."""
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         self.domain = domain

@@ -106,6 +106,7 @@ class DuckdbConnector(TypedSqlConnector):
     """A DuckDB database file."""
 
     kind = "duckdb"
+    config_keys = frozenset({"path"})
     # avg() of a DECIMAL is a DOUBLE in DuckDB: whole queries with decimal results stay federated.
     capabilities = SqlCapabilities(dialect="duckdb", functions=FUNCTIONS, supports_ilike=True, exact_decimals=False)
 

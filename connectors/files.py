@@ -332,6 +332,7 @@ class ParquetConnector(FileSource):
     """Parquet files."""
 
     kind = "parquet"
+    config_keys = frozenset({"path"})
     suffix = ".parquet"
 
     def register_path(self, ctx: SessionContext, name: str, path: Path, schema: pa.Schema | None) -> None:
@@ -369,6 +370,7 @@ class CsvConnector(FileSource):
     """CSV files. Options: ``delimiter``, ``has_header``."""
 
     kind = "csv"
+    config_keys = frozenset({"path", "delimiter", "has_header"})
     suffix = ".csv"
     # A version is a copy: DataFusion 55 streams a CSV file and, when the file shrinks under it
     # (rewritten in place), loops forever at 100% CPU (measured). A copy cannot shrink, and the

@@ -94,6 +94,11 @@ class FlightSqlConnector(AdbcConnector):
     """A Flight SQL server. Options: see the module doc."""
 
     kind = "flightsql"
+    config_keys = frozenset(
+        {"uri", "username", "password", "pool_size", "timeout", "tls_root_certs", "tls_override_hostname"}
+    )
+    admin_keys = frozenset({"username", "password", "tls_root_certs", "tls_override_hostname"})
+    path_keys = frozenset({"tls_root_certs"})
     capabilities = OTHER  # replaced per instance once the server said who it is (see ``capabilities_of``)
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

@@ -238,6 +238,7 @@ class MysqlConnector(TypedSqlConnector):
     """A MySQL (8.0 or later) or MariaDB (10.2 or later) database."""
 
     kind = "mysql"
+    config_keys = frozenset({"uri"})
     capabilities = SqlCapabilities(dialect=DIALECT, functions=FUNCTIONS, supports_full_query=False)
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

@@ -208,6 +208,8 @@ class ObjectSource(FileConnector):
     """Objects of one format under an ``s3://`` prefix (see the module doc)."""
 
     suffix: ClassVar[str]
+    config_keys = frozenset({"uri", *SETTINGS})
+    admin_keys = frozenset(SETTINGS)  # the store's endpoint and the gateway's credentials for it
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         if config.uri is None:
@@ -547,6 +549,7 @@ class ObjectCsvConnector(ObjectSource):
     """CSV objects. Options: ``delimiter``, ``has_header``."""
 
     kind = "csv"
+    config_keys = ObjectSource.config_keys | {"delimiter", "has_header"}
     suffix = ".csv"
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

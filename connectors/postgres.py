@@ -197,6 +197,7 @@ class PostgresConnector(AdbcConnector):
     """A PostgreSQL database. Options: ``pool_size``, ``numeric_scale``, ``max_partitions``, ``partition_pages``."""
 
     kind = "postgres"
+    config_keys = frozenset({"uri", "pool_size", "numeric_scale", "max_partitions", "partition_pages"})
     capabilities = SqlCapabilities(
         dialect="postgres",
         functions=FUNCTIONS,

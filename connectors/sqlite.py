@@ -83,6 +83,7 @@ class SqliteConnector(AdbcConnector):
     """A SQLite database file. Options: ``pool_size``."""
 
     kind = "sqlite"
+    config_keys = frozenset({"path", "pool_size"})
     capabilities = SqlCapabilities(
         dialect="sqlite",
         functions=FUNCTIONS,

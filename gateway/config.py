@@ -10,7 +10,7 @@ import datetime as dt
 import os
 import re
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,6 +19,8 @@ import yaml
 from sqlglot import parse_one
 from sqlglot.errors import SqlglotError
 
+from connectors.base import FileConnector
+from connectors.registry import registry
 from gateway.auth import (
     DEFAULT_TOKEN_TTL_SECONDS,
     RESERVED_ATTRIBUTES,
@@ -33,8 +35,6 @@ from gateway.selfserve import SelfServe, parse_self_serve
 from meshcore.config import ConnectorConfig as ConnectorConfig  # below gateway and connectors
 from meshcore.config import redact_password as redact_password
 from meshcore.config import without_password as without_password
-
-CONNECTOR_TYPES = ("postgres", "sqlite", "parquet", "csv", "duckdb")
 
 
 @dataclass(frozen=True)
@@ -172,21 +172,6 @@ ON_DRIFT = ("flag", "block")
 _TAG_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 _VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-OBJECT_KEYS = {"uri", "endpoint", "region", "access_key_id", "secret_access_key", "session_token", "allow_http"}
-"""Keys of a parquet or csv connector that reads object storage (``uri: s3://...``; connectors/objects.py)."""
-_CONNECTOR_KEYS: dict[str, set[str]] = {
-    "postgres": {"type", "uri", "pool_size", "numeric_scale", "max_partitions", "partition_pages"},
-    "mysql": {"type", "uri"},
-    "mariadb": {"type", "uri"},
-    "flightsql": {
-        *("type", "uri", "username", "password", "pool_size", "timeout"),
-        *("tls_root_certs", "tls_override_hostname"),
-    },
-    "sqlite": {"type", "path", "pool_size"},
-    "duckdb": {"type", "path"},
-    "parquet": {"type", "path", *OBJECT_KEYS},
-    "csv": {"type", "path", "delimiter", "has_header", *OBJECT_KEYS},
-}
 _NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -352,6 +337,11 @@ def _parse_yaml_text(text: str, file: Path) -> Any:
     return document
 
 
+def yaml_document(text: str, file: Path) -> Any:
+    """``text`` read as the mesh config reads YAML (1.2 booleans; errors name ``file`` and the line)."""
+    return _parse_yaml_text(text, file)
+
+
 def _parse_domains(document: _LocatedDict, file: Path, secrets_files: bool) -> list[DomainConfig]:
     raw = document.get("domains")
     where = _Where(file, document.line, field="domains")
@@ -400,9 +390,13 @@ def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorC
         raise where.error("must be a mapping with a 'type'")
     where = _Where(where.file, raw.line, where.domain, where.field)
     kind = _required_str(raw, "type", where)
-    if kind not in _CONNECTOR_KEYS:
-        raise where.at("type").error(f"unknown connector type '{kind}'; expected one of {', '.join(_CONNECTOR_KEYS)}")
-    _check_keys(raw, _CONNECTOR_KEYS[kind], where)
+    kinds = registry()
+    if kind not in kinds.kinds and kind not in kinds.unavailable:
+        known = ", ".join(sorted(kinds.kinds))
+        raise where.at("type").error(f"unknown connector type '{kind}'; expected one of {known}")
+    declared = kinds.kinds.get(kind)  # None: a plugin that failed to load (the domain will be offline, saying why)
+    if declared is not None:
+        _check_keys(raw, {"type", *declared.config_keys}, where)
     settings = _LocatedDict(raw)
     settings.line, settings.key_lines = raw.line, raw.key_lines
     shown_uri: str | None = None
@@ -414,37 +408,42 @@ def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorC
                 shown_uri = expanded[1] if key == "uri" else shown_uri
     uri: str | None = None
     path: Path | None = None
-    if kind in {"parquet", "csv"} and ("uri" in raw or "path" not in raw):
+    local = declared.connector.config_keys if declared is not None else frozenset(raw)
+    if declared is not None and declared.schemes and "path" in local and ("uri" in raw or "path" not in raw):
         # Object storage (connectors/objects.py), or a local path: one or the other.
-        uri = _object_uri(raw, settings, where)
-    elif "path" not in _CONNECTOR_KEYS[kind]:
-        uri = _required_str(settings, "uri", where)
+        uri = _object_uri(raw, settings, where, tuple(declared.schemes))
+    elif "path" not in local:
+        uri = _required_str(settings, "uri", where) if "uri" in local else None
     else:
-        if kind in {"parquet", "csv"} and (extra := sorted(OBJECT_KEYS & set(raw))):
-            raise where.at(extra[0], raw.line_of(extra[0])).error("applies to object storage only (a uri: s3://...)")
+        if declared is not None and (extra := sorted(set(raw) - {"type", *local})):
+            schemes = " or ".join(f"{scheme}://..." for scheme in declared.schemes)
+            raise where.at(extra[0], raw.line_of(extra[0])).error(f"applies to object storage only (a uri: {schemes})")
         written = _required_str(raw, "path", where)
         path = (where.file.parent / _required_str(settings, "path", where)).resolve()
-        if not path.exists():
+        if not path.exists() and declared is not None:
             # A path built from references is not shown expanded: its variables are the gateway's.
             resolved = f" (resolved to {path})" if settings["path"] == written else ""
             raise where.at("path", raw.line_of("path")).error(f"'{written}' does not exist{resolved}")
     options = {key: value for key, value in settings.items() if key not in {"type", "uri", "path"}}
-    if kind == "flightsql" and isinstance(options.get("tls_root_certs"), str):
-        # A CA file, like a path: relative to the YAML file.
-        options["tls_root_certs"] = str((where.file.parent / options["tls_root_certs"]).resolve())
+    for key in declared.path_keys if declared is not None else ():
+        if isinstance(options.get(key), str):  # a file, like a path: relative to the YAML file
+            options[key] = str((where.file.parent / options[key]).resolve())
     return ConnectorConfig(type=kind, uri=uri, path=path, options=options, shown_uri=shown_uri)
 
 
-def _object_uri(raw: _LocatedDict, settings: _LocatedDict, where: _Where) -> str:
-    """A parquet/csv connector's ``uri``: ``s3://bucket/prefix`` (a path or a uri is required, not both)."""
+def _object_uri(raw: _LocatedDict, settings: _LocatedDict, where: _Where, schemes: tuple[str, ...]) -> str:
+    """The ``uri`` of a file kind that also reads object storage (``s3://bucket/prefix``): a path or a
+    uri is required, not both."""
+    example = " or ".join(f"{scheme}://..." for scheme in schemes)
     if "uri" not in raw:
-        raise where.error("missing 'path' (a file or folder) or 'uri' (s3://bucket/prefix)")
+        raise where.error(f"missing 'path' (a file or folder) or 'uri' ({schemes[0]}://bucket/prefix)")
     if "path" in raw:
-        raise where.at("path", raw.line_of("path")).error("give 'path' (local files) or 'uri' (s3://...), not both")
+        raise where.at("path", raw.line_of("path")).error(f"give 'path' (local files) or 'uri' ({example}), not both")
     uri = _required_str(settings, "uri", where)
-    if not uri.startswith("s3://"):
+    if uri.partition("://")[0] not in schemes or "://" not in uri:
         shown = raw["uri"] if isinstance(raw["uri"], str) and "${" in raw["uri"] else uri
-        raise where.at("uri", raw.line_of("uri")).error(f"'{shown}' is not an s3:// uri (local files take 'path')")
+        named = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise where.at("uri", raw.line_of("uri")).error(f"'{shown}' is not an {named} uri (local files take 'path')")
     return uri
 
 
@@ -633,10 +632,41 @@ def _parse_products(raw: Any, where: _Where, kind: str, owner: str | None) -> tu
         sql = _optional_str(item, "sql", item_where)
         if (source is None) == (sql is None):
             raise item_where.error("declare exactly one of 'source' (a table or file) or 'sql' (a query)")
-        if sql is not None and kind in {"parquet", "csv"}:
+        if sql is not None and _reads_files(kind):
             raise item_where.at("sql").error(f"a {kind} source has no SQL dialect; use 'source'")
-        products.append(_parse_product(item, item_where, name, source, sql, owner))
+        product = _parse_product(item, item_where, name, source, sql, owner)
+        if "as_of" in item:
+            product = replace(product, as_of=_parse_as_of(item["as_of"], item_where.at("as_of"), kind))
+        products.append(product)
     return tuple(products)
+
+
+def _reads_files(kind: str) -> bool:
+    """Whether a kind's products are files or tables DataFusion reads itself (no SQL dialect)."""
+    declared = registry().kinds.get(kind)
+    return declared is not None and issubclass(declared.connector, FileConnector)
+
+
+def _parse_as_of(raw: Any, where: _Where, kind: str) -> int | str:
+    """A pinned version: a non-negative number (Delta version, Iceberg snapshot id) or an ISO 8601 timestamp."""
+    declared = registry().kinds.get(kind)
+    if declared is None or not any(cls.versioned for cls in declared.classes()):
+        raise where.error(f"a {kind} source has no table versions to pin (as_of is for delta and iceberg tables)")
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    if isinstance(raw, dt.datetime | dt.date):  # YAML reads an unquoted timestamp as one
+        return raw.isoformat()
+    if isinstance(raw, str):
+        try:
+            dt.datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+        else:
+            return raw
+    raise where.error(
+        f"must be a version number (Delta) or snapshot id (Iceberg), or an ISO 8601 timestamp such as"
+        f" '2024-05-01T12:00:00Z', got {raw!r}"
+    )
 
 
 def _parse_product(
@@ -656,6 +686,9 @@ def _parse_product(
         raise where.at("on_drift").error(f"must be one of {', '.join(ON_DRIFT)}, got {on_drift!r}")
     if "on_drift" in item and columns is None:
         raise where.at("on_drift").error("there is no contract to drift from: declare the product's columns")
+    catalog_sample = item.get("catalog_sample", False)
+    if not isinstance(catalog_sample, bool):
+        raise where.at("catalog_sample").error(f"must be true or false, got {catalog_sample!r}")
     version = item.get("version")
     if version is not None and (not isinstance(version, str) or not _VERSION_PATTERN.match(version)):
         raise where.at("version").error(f'must be a quoted semantic version such as "1.2.0", got {version!r}')
@@ -672,6 +705,7 @@ def _parse_product(
         primary_key=primary_key,
         on_drift=on_drift,
         checks=checks,
+        catalog_sample=catalog_sample,
         origin=f"{where.file}:{where.line}",
     )
 
@@ -686,9 +720,6 @@ def _parse_columns(raw: Any, where: _Where) -> tuple[ColumnContract, ...] | None
     for i, item in enumerate(raw):
         if not isinstance(item, _LocatedDict):
             raise where.at(f"[{i}]").error("must be a mapping with name and type, e.g. {name: id, type: int64}")
-    catalog_sample = item.get("catalog_sample", False)
-    if not isinstance(catalog_sample, bool):
-        raise where.at("catalog_sample").error(f"must be true or false, got {catalog_sample!r}")
         item_where = _Where(where.file, item.line, where.domain, f"{where.field}[{i}]")
         name = _required_str(item, "name", item_where)
         item_where = _Where(where.file, item.line, where.domain, f"{where.field}.{name}")
@@ -705,7 +736,6 @@ def _parse_columns(raw: Any, where: _Where) -> tuple[ColumnContract, ...] | None
                 type=kind,
                 description=_optional_str(item, "description", item_where),
                 tags=_parse_tags(item.get("tags"), item_where.at("tags")),
-        catalog_sample=catalog_sample,
             )
         )
     return tuple(columns)

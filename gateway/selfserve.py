@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from connectors.base import FileConnector
+from connectors.registry import registry
 from gateway.errors import ConfigError, PermissionDeniedError
 
 if TYPE_CHECKING:
@@ -53,9 +55,10 @@ PLATFORM_OPTIONS = frozenset(
         "password",
     }
 )
-"""Connector options only an admin may set or change: an endpoint or certificate file is another
-place the gateway would connect to or read (S3 with the gateway's own AWS credentials, any file it
-can open), and credentials are the platform's. A self-serve change must keep them as they are."""
+"""Connector options only an admin may set or change, whatever the kind, besides those its classes
+declare (``Connector.admin_keys``): an endpoint or certificate file is another place the gateway
+would connect to or read (S3 with the gateway's own AWS credentials, any file it can open), and
+credentials are the platform's. A self-serve change must keep them as they are."""
 
 
 @dataclass(frozen=True)
@@ -148,8 +151,8 @@ def check_apply(
                 f"{who} may not create domain '{name}': it is registered to '{recorded or 'nobody'}',"
                 " and creating domains needs one of the roles in self_serve.creators"
             )
-    elif recorded is None or recorded not in identities:
-        raise PermissionDeniedError(f"{who} may not change domain '{name}': it is owned by '{recorded or 'nobody'}'")
+    else:
+        recorded = check_owner(who, identities, current, self_serve)
     if incoming.owner != recorded:
         raise PermissionDeniedError(
             f"{who} may not change the owner of domain '{name}' to '{incoming.owner or 'nobody'}': the platform"
@@ -158,6 +161,23 @@ def check_apply(
     _check_source(who, incoming, current, registration, others)
     if current is not None:
         _check_tags(who, incoming, current, governed_tags)
+
+
+def _admin_keys(kind: str) -> frozenset[str]:
+    """The options of ``kind`` its connector classes say only an admin may set (none for an unknown kind)."""
+    declared = registry().kinds.get(kind)
+    return declared.admin_keys if declared is not None else frozenset()
+
+
+def check_owner(who: str, identities: set[str], current: DomainConfig, self_serve: SelfServe) -> str:
+    """The recorded owner of a served domain; PermissionDeniedError unless the caller answers to it."""
+    registration = self_serve.domains.get(current.name)
+    recorded = registration.owner if registration is not None and registration.owner else current.owner
+    if recorded is None or recorded not in identities:
+        raise PermissionDeniedError(
+            f"{who} may not change domain '{current.name}': it is owned by '{recorded or 'nobody'}'"
+        )
+    return recorded
 
 
 def _check_source(
@@ -170,7 +190,8 @@ def _check_source(
     connector = incoming.connector
     name = incoming.name
     before = current.connector.options if current is not None else {}
-    for option in sorted(PLATFORM_OPTIONS & (set(connector.options) | set(before))):
+    admin = PLATFORM_OPTIONS | _admin_keys(connector.type) | (_admin_keys(current.connector.type) if current else set())
+    for option in sorted(admin & (set(connector.options) | set(before))):
         if connector.options.get(option) != before.get(option):
             raise PermissionDeniedError(
                 f"{who} may not set connector option {option} of domain '{name}': where a source is"
@@ -271,8 +292,9 @@ def _overlaps(a: list[str | Path], b: list[str | Path]) -> bool:
 def _product_paths(domain: DomainConfig) -> list[Path]:
     """The files and folders a file domain's products read (resolved, symlinks followed)."""
     connector = domain.connector
-    if connector.path is None or connector.type not in {"parquet", "csv"}:
-        return []
+    declared = registry().kinds.get(connector.type)
+    if connector.path is None or declared is None or not issubclass(declared.connector, FileConnector):
+        return []  # files and lakehouse tables only: a SQL source's products are tables inside it
     root = connector.path if connector.path.is_dir() else connector.path.parent
     return [(root / p.source).resolve() for p in domain.products or () if p.source is not None]
 

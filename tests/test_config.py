@@ -72,7 +72,7 @@ def test_directory_merges_one_file_per_domain(tmp_path: Path, sqlite_file: Path)
         ("domains:\n  - name: sales\n    conector: {}\n", r"mesh.yaml:2: domain 'sales': conector: unknown key"),
         (
             "domains:\n  - name: sales\n    connector: {type: postgress, uri: x}\n",
-            r"domain 'sales': connector.type: unknown connector type 'postgress'; expected one of postgres",
+            r"domain 'sales': connector.type: unknown connector type 'postgress'; expected one of csv, .*postgres, sqlite",
         ),
         (
             "domains:\n  - name: sales\n    connector: {type: sqlite, path: missing.db}\n",

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from connectors.registry import registry
 from gateway import demo
-from gateway.config import CONNECTOR_TYPES
 from gateway.demo import EXAMPLE_QUERIES, write_demo_mesh
 
 
@@ -237,7 +237,7 @@ def test_yaml_follows_the_contract(mesh: Path) -> None:
     for name, domain in domains.items():
         assert domain["file"].stem == name
         assert domain["owner"] and domain["description"]
-        assert set(domain["connector"]) == {"type", "path"} and domain["connector"]["type"] in CONNECTOR_TYPES
+        assert set(domain["connector"]) == {"type", "path"} and domain["connector"]["type"] in registry().kinds
         location = domain["file"].parent / domain["connector"]["path"]
         assert location.exists(), location
         for product in domain["products"]:
