@@ -543,8 +543,7 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     uri = f"{scheme}://{args.host}:{server.port}"
     _log_security(args, authenticator, uri)
-    log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
-    if web is not None:
+    if web is not None:  # before the "serving" line, which tells scripts (and tests) that all is up
         http, state = web
         state.flight_uri = uri
         http.start()
@@ -718,6 +717,7 @@ def _port_in_use(host: str, port: int) -> bool:
         with socket.socket(family, kind, protocol) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
+    log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
                 probe.bind(address)
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:

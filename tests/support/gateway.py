@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ class GatewayProcess:
         self.config = config
         self.credentials = credentials
         self.startup_log: list[str] = []
+        self.output: deque[str] = deque(maxlen=10_000)  # the lines printed after startup (the last ones)
+        self.http_url: str | None = None  # the HTTP listener's, with --http-port (or --demo)
+        self._wants_http = "--http-port" in extra or "--demo" in extra
         source = ("--config", str(config)) if config is not None else ()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", *source, *extra, "--port", "0"],
@@ -109,13 +113,15 @@ class GatewayProcess:
     @classmethod
     def demo(cls, directory: Path, *, extra: tuple[str, ...] = ()) -> GatewayProcess:
         """``meshgate serve --demo`` writing its mesh into ``directory``."""
-        process = cls(None, extra=("--demo", "--demo-dir", str(directory), *extra), credentials=None)
+        demo = ("--demo", "--demo-dir", str(directory), "--http-port", "0")  # never the fixed 8080 in tests
+        process = cls(None, extra=(*demo, *extra), credentials=None)
         process.config = directory / "config"
         return process
 
     def _wait_for_port(self) -> str:
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60
+        found: re.Match[str] | None = None
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:
@@ -124,8 +130,11 @@ class GatewayProcess:
             login = re.search(r"demo login: user '(\S+)', password '(\S+)'", line)
             if login:
                 self.credentials = Credentials(login.group(1), login.group(2))
-            found = re.search(r"serving catalog '\w+' at (grpc(?:\+tls)?://[\w.-]+:\d+)", line)
-            if found:
+            http = re.search(r"catalog in the browser at (http://\S+?) ", line)
+            if http:
+                self.http_url = http.group(1)
+            found = found or re.search(r"serving catalog '\w+' at (grpc(?:\+tls)?://[\w.-]+:\d+)", line)
+            if found and (self.http_url is not None or not self._wants_http):
                 threading.Thread(target=self._drain, daemon=True).start()
                 return found.group(1)
         self.process.kill()
@@ -141,8 +150,8 @@ class GatewayProcess:
 
     def _drain(self) -> None:
         assert self.process.stdout is not None
-        for _ in self.process.stdout:
-            pass
+        for line in self.process.stdout:
+            self.output.append(line)
 
     def peak_rss_bytes(self) -> int:
         """The child's peak resident memory (VmHWM)."""
