@@ -102,6 +102,7 @@ def create_app(state: WebState, modules: Sequence[RouteModule] = ROUTES) -> Star
             https_only=False,
         ),
     ]
+
     async def not_found(request: Request, error: Exception) -> Response:
         return catalog.not_found(request, state, session.caller_of(request, state))
 

@@ -168,9 +168,7 @@ def _sample(
     return {"names": table.column_names, "rows": rows}, None
 
 
-def _data_age(
-    state: WebState, caller: CallerContext, product: Any, visible: set[str]
-) -> tuple[str | None, str | None]:
+def _data_age(state: WebState, caller: CallerContext, product: Any, visible: set[str]) -> tuple[str | None, str | None]:
     """How old the newest row is that the caller can see (``max`` of the freshness column, as the caller)."""
     declared = product.declared
     if declared is None or declared.freshness is None:
@@ -224,7 +222,7 @@ def _snippets(flight_uri: str, caller: CallerContext, qualified: str) -> dict[st
         "import adbc_driver_flightsql.dbapi as flightsql\n\n"
         "with flightsql.connect(\n"
         f"    {json.dumps(flight_uri)},\n"
-        f"    db_kwargs={{\"username\": {json.dumps(user)}, \"password\": os.environ[\"MESHGATE_PASSWORD\"]}},\n"
+        f'    db_kwargs={{"username": {json.dumps(user)}, "password": os.environ["MESHGATE_PASSWORD"]}},\n'
         ") as conn, conn.cursor() as cur:\n"
         f"    cur.execute({json.dumps(example)})\n"
         "    print(cur.fetch_arrow_table())\n"
