@@ -16,10 +16,18 @@ Security events (:meth:`AuditLog.event`), by kind, with their outcomes:
 - ``domain_apply`` and ``domain_remove``: a domain file applied or a domain removed while
   the gateway runs (``gateway/reload.py``). ``applied``; ``refused`` (the caller may not,
   or the file is not acceptable); ``failed`` (it could not be applied).
+- ``contract_import``: an ODCS contract imported into a domain's products
+  (``meshgate contract import``; ``gateway/contract_actions.py``), with the same outcomes.
+- ``config_reload``: a changed config file that the watcher applied (``applied``) or
+  rejected, the last good version serving on (``failed``); ``user`` is None.
 
 ``detail`` is a short human-readable sentence. An event of another kind or outcome is still
 recorded (an audit call must never break what it audits) and logged as an error, so a
 misspelled kind is seen.
+
+Listeners (:class:`AuditListener`: metrics, traces, lineage in ``gateway/telemetry/``) hear
+of every query's start and end and of every event, on the thread that records it; one that
+raises is logged and never breaks what is audited.
 """
 
 from __future__ import annotations
@@ -31,12 +39,18 @@ import logging
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 
 log = logging.getLogger(__name__)
+
+QUERY_ID: ContextVar[str | None] = ContextVar("meshgate_query_id", default=None)
+"""The query being planned or streamed on this thread, for log lines (``gateway/telemetry/logs.py``)."""
 
 OUTCOMES = ("ok", "error", "denied", "cancelled")
 
@@ -47,6 +61,8 @@ EVENT_OUTCOMES: dict[str, tuple[str, ...]] = {
     "login": ("ok", "failed", "locked"),
     "domain_apply": ("applied", "refused", "failed"),
     "domain_remove": ("applied", "refused", "failed"),
+    "contract_import": ("applied", "refused", "failed"),
+    "config_reload": ("applied", "failed"),
 }
 """The kinds of security event and the outcomes each may have (see the module docstring)."""
 
@@ -111,6 +127,44 @@ EVENTS_SCHEMA = pa.schema(
 )
 
 
+@dataclass(frozen=True)
+class SourceRun:
+    """One query a source received for a query, as listeners are told of it."""
+
+    domain: str
+    source: str  # the connector's kind (postgres, parquet, ...): never its location
+    product: str
+    sql: str  # as the gateway sent it: parameters are placeholders, their values are not in it
+    rows: int
+    bytes: int
+    started: float  # time.time()
+    finished: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class QueryRun:
+    """What a finished query did beyond its record: for listeners (spans, metrics per source)."""
+
+    planned: float | None = None  # time.time() when planning (or the plan cache) handed over to execution
+    sources: Sequence[SourceRun] = ()
+    bytes: int = 0  # of the result sent
+    cached: bool = False  # it ran on a cached plan's route, unplanned
+
+
+class AuditListener(Protocol):
+    """Hears of what the audit log records (see the module docstring)."""
+
+    def query_started(self, record: QueryRecord) -> None:
+        """``record`` planned and starting (its products known); not called for queries that fail planning."""
+
+    def query_finished(self, record: QueryRecord, run: QueryRun) -> None:
+        """``record`` finished with its outcome (whether or not it was started)."""
+
+    def security_event(self, event: AuditEvent) -> None:
+        """A log-in, a domain change or a reload."""
+
+
 class AuditLog:
     """Thread-safe: many queries finish, and many clients log in, at once."""
 
@@ -119,15 +173,28 @@ class AuditLog:
         self._records: deque[QueryRecord] = deque(maxlen=capacity)
         self._events: deque[AuditEvent] = deque(maxlen=event_capacity)
         self._lock = threading.Lock()
+        self.listeners: tuple[AuditListener, ...] = ()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
-    def record(self, record: QueryRecord) -> None:
+    def listen(self, listener: AuditListener) -> None:
+        """Tell ``listener`` of every query and event from now on."""
+        with self._lock:
+            self.listeners = (*self.listeners, listener)
+
+    def started(self, record: QueryRecord) -> None:
+        """``record``'s query starts (only listeners hear of it: the log keeps finished queries)."""
+        for listener in self.listeners:
+            _notify(listener.query_started, record)
+
+    def record(self, record: QueryRecord, run: QueryRun | None = None) -> None:
         line = json.dumps({"record": "query", **_jsonable(record)}, ensure_ascii=False)
         kept = dataclasses.replace(record, sql=kept_sql(record.sql))
         with self._lock:
             self._records.append(kept)
             self._append(line)
+        for listener in self.listeners:
+            _notify(listener.query_finished, record, run or QueryRun())
 
     def event(self, kind: str, user: str | None, outcome: str, detail: str, peer: str | None = None) -> None:
         """Record a security event now (UTC). Never raises for an unknown kind or outcome: logs it."""
@@ -140,6 +207,8 @@ class AuditLog:
         with self._lock:
             self._events.append(event)
             self._append(line)
+        for listener in self.listeners:
+            _notify(listener.security_event, event)
 
     def _append(self, line: str) -> None:
         """Append one line to the file (under ``self._lock``, so lines never interleave)."""
@@ -175,6 +244,14 @@ def kept_sql(sql: str) -> str:
         return sql
     cut = len(sql) - KEPT_SQL_CHARACTERS
     return f"{sql[:KEPT_SQL_CHARACTERS]} ... [{cut:,} more characters; the audit file has the whole text]"
+
+
+def _notify(method: Callable[..., None], *args: object) -> None:
+    """Call a listener's ``method``; what it raises is logged, never passed on."""
+    try:
+        method(*args)
+    except Exception:
+        log.exception("audit listener %r failed", method)
 
 
 def _jsonable(record: QueryRecord) -> dict[str, object]:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gateway.auth import Authenticator
     from gateway.config import MeshConfig
     from gateway.engine import Engine
+    from gateway.telemetry.setup import Telemetry
     from gateway.web.app import WebState
     from gateway.web.server import HttpServer
 
@@ -42,10 +43,9 @@ DEFAULT_HTTP_PORT = 8080
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("MESHGATE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from gateway.telemetry.logs import configure
+
+    configure(os.environ.get("MESHGATE_LOG_LEVEL", "INFO").upper(), getattr(args, "log_format", "text"))
     try:
         code: int = args.run(args)
         return code
@@ -226,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
         help="mutual TLS: accept only clients with a certificate signed by this CA (PEM); without it, any"
         " client that logs in (env MESHGATE_TLS_CLIENT_CA)",
     )
+    _telemetry_flags(serve)
     serve.set_defaults(run=_serve)
 
     query = commands.add_parser(
@@ -457,6 +458,80 @@ def _env_int(name: str) -> int | None:
         raise MeshgateError(f"{name}: not a port number: {value!r}") from None
 
 
+def _telemetry_flags(serve: argparse.ArgumentParser) -> None:
+    """``serve``'s flags for metrics, traces, JSON logs and lineage (README: Metrics, traces, logs and lineage)."""
+    from gateway.telemetry.logs import LOG_FORMATS
+
+    group = serve.add_argument_group("metrics, traces, logs and lineage (see README)")
+    group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get("MESHGATE_LOG_FORMAT", "text"),
+        help="text, or json: one JSON object a line (time, level, logger, message, query_id) (env MESHGATE_LOG_FORMAT)",
+    )
+    group.add_argument(
+        "--metrics-token-file",
+        type=Path,
+        default=_env_path("MESHGATE_METRICS_TOKEN_FILE"),
+        help="serve Prometheus metrics at /metrics of the HTTP listener to scrapers that send this file's token"
+        " as 'Authorization: Bearer ...' (default: no /metrics) (env MESHGATE_METRICS_TOKEN_FILE)",
+    )
+    group.add_argument(
+        "--otlp-endpoint",
+        default=os.environ.get("MESHGATE_OTLP_ENDPOINT"),
+        metavar="URL",
+        help="send OpenTelemetry spans of every query to this OTLP/HTTP collector (its base URL: /v1/traces is"
+        " added); OTEL_EXPORTER_OTLP_ENDPOINT switches tracing on too (default: off) (env MESHGATE_OTLP_ENDPOINT)",
+    )
+    group.add_argument(
+        "--lineage-file",
+        type=Path,
+        default=_env_path("MESHGATE_LINEAGE_FILE"),
+        help="append an OpenLineage START and COMPLETE/FAIL event of every query to this JSON-lines file"
+        " (env MESHGATE_LINEAGE_FILE)",
+    )
+    group.add_argument(
+        "--lineage-url",
+        default=os.environ.get("MESHGATE_LINEAGE_URL"),
+        metavar="URL",
+        help="post the OpenLineage events to this collector (Marquez, DataHub: /api/v1/lineage is added)"
+        " (env MESHGATE_LINEAGE_URL)",
+    )
+    group.add_argument(
+        "--lineage-api-key-file",
+        type=Path,
+        default=_env_path("MESHGATE_LINEAGE_API_KEY_FILE"),
+        help="a file holding the collector's API key, sent as a bearer token (env MESHGATE_LINEAGE_API_KEY_FILE)",
+    )
+    group.add_argument(
+        "--lineage-namespace",
+        default=os.environ.get("MESHGATE_LINEAGE_NAMESPACE", "meshgate"),
+        help="the OpenLineage namespace of the queries (jobs) and products (datasets) (env MESHGATE_LINEAGE_NAMESPACE)",
+    )
+
+
+def _telemetry(args: argparse.Namespace, engine: Engine) -> Telemetry:
+    """Metrics, traces and lineage as the flags ask; the engine's catalog is closed if they are wrong."""
+    from gateway.telemetry.setup import Telemetry, TelemetrySettings
+
+    if args.metrics_token_file is not None and args.http_port is None and not args.demo:
+        engine.catalog.close()
+        raise MeshgateError("--metrics-token-file: metrics are served by the HTTP listener: give --http-port too")
+    settings = TelemetrySettings(
+        metrics_token_file=args.metrics_token_file,
+        otlp_endpoint=args.otlp_endpoint,
+        lineage_file=args.lineage_file,
+        lineage_url=args.lineage_url,
+        lineage_namespace=args.lineage_namespace,
+        lineage_api_key_file=args.lineage_api_key_file,
+    )
+    try:
+        return Telemetry.start(engine, settings)
+    except MeshgateError:
+        engine.catalog.close()
+        raise
+
+
 def _serve(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
@@ -512,7 +587,8 @@ def _serve(args: argparse.Namespace) -> int:
         reloader = Reloader(engine, Path(config_path), interval=args.watch_interval)
         actions[APPLY_ACTION] = apply_action(reloader)
         actions[REMOVE_ACTION] = remove_action(reloader)
-    web = _http_server(args, engine, authenticator)
+    telemetry = _telemetry(args, engine)
+    web = _http_server(args, engine, authenticator, telemetry)
     http = web[0] if web is not None else None
     try:
         if _port_in_use(args.host, args.port):  # asked before gRPC, which would log lines of its own about it
@@ -543,7 +619,8 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     uri = f"{scheme}://{args.host}:{server.port}"
     _log_security(args, authenticator, uri)
-    if web is not None:  # before the "serving" line, which tells scripts (and tests) that all is up
+    log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
+    if web is not None:
         http, state = web
         state.flight_uri = uri
         http.start()
@@ -562,6 +639,7 @@ def _serve(args: argparse.Namespace) -> int:
     server.serve()
     if http is not None:
         http.stop()
+    telemetry.close()
     if scheduler is not None:
         scheduler.stop()
     if reloader is not None:
@@ -574,7 +652,7 @@ _DEMO_USER = "demo"
 
 
 def _http_server(
-    args: argparse.Namespace, engine: Engine, authenticator: Authenticator | None
+    args: argparse.Namespace, engine: Engine, authenticator: Authenticator | None, telemetry: Telemetry | None = None
 ) -> tuple[HttpServer, WebState] | None:
     """The HTTP listener (catalog pages, health), bound now; None when it is off (``--http-port`` unset)."""
     port = args.http_port if args.http_port is not None else (DEFAULT_HTTP_PORT if args.demo else None)
@@ -586,6 +664,8 @@ def _http_server(
     from gateway.web.server import HttpServer
 
     state = WebState(engine, authenticator, flight_uri="")
+    if telemetry is not None:
+        state.metrics, state.metrics_token = telemetry.metrics, telemetry.metrics_token
     try:
         http = HttpServer(create_app(state), args.http_host or args.host, port)
     except MeshgateError:
@@ -717,7 +797,6 @@ def _port_in_use(host: str, port: int) -> bool:
         with socket.socket(family, kind, protocol) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-    log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
                 probe.bind(address)
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:

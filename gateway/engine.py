@@ -28,7 +28,7 @@ from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
 from connectors.base import FileConnector, FileVersion, SqlConnector
 from gateway.api import CallerContext, DomainInfo, ProductInfo
-from gateway.audit import AuditLog, QueryRecord
+from gateway.audit import QUERY_ID, AuditLog, QueryRecord, QueryRun, SourceRun
 from gateway.catalog import Domain, MeshCatalog, Product
 from gateway.config import MeshConfig
 from gateway.contracts import column_tags, described
@@ -87,6 +87,7 @@ class EngineSettings:
     batch_size: int = 65536
     limits: Limits = field(default_factory=Limits)  # memory, admission, result size, expressions
     plan_rules: bool = True  # the federated planner's rules (gateway/plan/rules.py): off plans as DataFusion alone
+    parquet_pushdown: bool = True  # evaluate filters while decoding Parquet (late materialisation)
 
 
 @dataclass(frozen=True)
@@ -426,6 +427,8 @@ class Engine:
         query = prepared if isinstance(prepared, Query) else self.prepare(prepared.sql, caller)
         record = QueryRecord(uuid.uuid4().hex, caller.user, dt.datetime.now(dt.UTC), query.sql)
         ticket: Ticket | None = None
+        cached: Execution | None = None
+        current = QUERY_ID.set(record.query_id)
         try:
             ticket = self.admission.enter(caller.user)
             if query.explain:
@@ -451,9 +454,16 @@ class Engine:
             if shown is error:
                 raise
             raise shown from None
+        finally:
+            QUERY_ID.reset(current)
         execution.hold(ticket, self.settings.limits.max_result_bytes)
+        execution.query_id = record.query_id
+        execution.planned = time.time()
+        execution.cached = cached is not None
         execution.on_finish = lambda outcome, error: self._audit_finish(record, execution, outcome, error)
         execution.shown = lambda error: self.shown_error(error, caller)
+        if self.audit.listeners:
+            self.audit.started(record)
         return execution
 
     def shown_error(self, error: MeshgateError, caller: CallerContext) -> MeshgateError:
@@ -473,7 +483,8 @@ class Engine:
         record.outcome = outcome
         record.error = error
         record.duration_ms = (dt.datetime.now(dt.UTC) - record.started).total_seconds() * 1000
-        self.audit.record(record)
+        log.debug("query finished: %s, %d rows in %.1f ms", outcome, record.rows, record.duration_ms)
+        self.audit.record(record, execution.run() if self.audit.listeners else None)
 
     def _audit_failure(
         self, sql: str, caller: CallerContext, error: MeshgateError, record: QueryRecord | None = None
@@ -567,7 +578,7 @@ class Engine:
             .set("datafusion.sql_parser.map_string_types_to_utf8view", "false")
             # Evaluate filters while decoding Parquet (late materialisation): a selective
             # lookup reads the rows it needs instead of whole pages (benchmarks/pushdown.py).
-            .set("datafusion.execution.parquet.pushdown_filters", "true")
+            .set("datafusion.execution.parquet.pushdown_filters", str(self.settings.parquet_pushdown).lower())
             .set("datafusion.execution.parquet.reorder_filters", "true")
         )
         ctx = planning_context(config, self.settings.limits)
@@ -916,6 +927,7 @@ def _start_route(
         try:
             for batch in stream:
                 record.rows += batch.num_rows
+                record.bytes += batch.nbytes
                 record.batches += 1
                 yield batch
         finally:
@@ -1048,6 +1060,9 @@ class Execution:
         self._ticket: Ticket | None = None
         self._max_bytes: int | None = None
         self.bytes = 0
+        self.query_id: str | None = None  # the audit record's, for log lines while it streams
+        self.planned: float | None = None  # time.time() when it started executing
+        self.cached = False  # on a cached plan's route
 
     def hold(self, ticket: Ticket, max_bytes: int) -> None:
         """Keep the query's admission ``ticket`` until it finishes, and stop it past ``max_bytes`` of results."""
@@ -1058,7 +1073,26 @@ class Execution:
     def source_queries(self) -> list[SourceQuery]:
         return [record for scan in self._scans for record in scan.queries]
 
+    def run(self) -> QueryRun:
+        """What this execution did, for the audit log's listeners."""
+        sources = [
+            SourceRun(
+                q.domain,
+                q.source.partition(":")[0],
+                q.product,
+                q.sql,
+                q.rows,
+                q.bytes,
+                q.started,
+                q.finished,
+                None if q.error is None else str(q.error),
+            )
+            for q in self.source_queries
+        ]
+        return QueryRun(self.planned, sources, self.bytes, self.cached)
+
     def __iter__(self) -> Iterator[pa.RecordBatch]:
+        current = QUERY_ID.set(self.query_id) if self.query_id is not None else None
         try:
             for batch in self._batches:
                 if self._cancelled.is_set():
@@ -1088,6 +1122,9 @@ class Execution:
             raise failure from None
         finally:
             self.close()
+            if current is not None:
+                with contextlib.suppress(ValueError):  # closed from another context (garbage collection)
+                    QUERY_ID.reset(current)
 
     def _finish(self, outcome: str, error: str | None) -> None:
         if self._finished:

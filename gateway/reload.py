@@ -90,9 +90,11 @@ class Reloader:
             try:
                 applied.append(self.apply_file(file) if stamp is not None else self.remove_file(file))
                 self.errors.pop(file, None)
+                self.engine.audit.event("config_reload", None, "applied", f"{file.name}: {_changes(applied[-1])}")
             except MeshgateError as error:
                 self.errors[file] = str(error)
                 log.error("rejected %s, the last good version keeps serving: %s", file, error)
+                self.engine.audit.event("config_reload", None, "failed", f"{file.name}: {error}")
             self._stamps[file] = stamp or ""
             if stamp is None:
                 self._stamps.pop(file, None)
@@ -312,6 +314,13 @@ def _request(body: bytes, key: str, example: str) -> str:
 
 def _answer(applied: Applied) -> bytes:
     return json.dumps({"file": applied.file.name, "changed": applied.changed, "removed": applied.removed}).encode()
+
+
+def _changes(applied: Applied) -> str:
+    """What a reload changed, in words."""
+    words = [f"domain {name} changed" for name in applied.changed]
+    words += [f"domain {name} removed" for name in applied.removed]
+    return ", ".join(words) or "no domain changed"
 
 
 def _who(caller: CallerContext) -> str:

@@ -62,6 +62,7 @@ class SourceQuery:
     product: str
     sql: str
     rows: int = 0
+    bytes: int = 0
     batches: int = 0
     started: float = 0.0
     finished: float | None = None
@@ -312,6 +313,7 @@ class PrefetchedStream:
                 self._source.cancel()
             for batch in self._source:
                 record.rows += batch.num_rows
+                record.bytes += batch.nbytes
                 record.batches += 1
                 if not self._put(batch):
                     return

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.telemetry.metrics import CONTENT_TYPE, scrape_allowed
+from gateway.telemetry.metrics import scrape_allowed
 
 if TYPE_CHECKING:
     from gateway.web.app import WebState
@@ -34,7 +34,7 @@ def routes(state: WebState) -> list[BaseRoute]:
                 status_code=401,
                 headers={"www-authenticate": 'Bearer realm="meshgate metrics"'},
             )
-        body = await run_in_threadpool(state.metrics.exposition)
-        return Response(body, media_type=CONTENT_TYPE)
+        body, media_type = await run_in_threadpool(state.metrics.exposition, request.headers.get("accept"))
+        return Response(body, headers={"content-type": media_type})
 
     return [Route("/metrics", metrics, methods=["GET"])]

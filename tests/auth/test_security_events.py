@@ -65,6 +65,8 @@ def test_the_documented_kinds_and_outcomes() -> None:
         "login": ("ok", "failed", "locked"),
         "domain_apply": ("applied", "refused", "failed"),
         "domain_remove": ("applied", "refused", "failed"),
+        "config_reload": ("applied", "failed"),
+        "contract_import": ("applied", "refused", "failed"),
     }
 
 
