@@ -280,6 +280,26 @@ def _parser() -> argparse.ArgumentParser:
     _client_flags(remove)
     remove.set_defaults(run=_domain_remove)
 
+    contract = commands.add_parser("contract", help="data contracts in the Open Data Contract Standard (ODCS v3)")
+    contract_commands = contract.add_subparsers(dest="contract_command", required=True)
+    publish = contract_commands.add_parser(
+        "import",
+        help="publish an ODCS v3 contract for products of a domain (owners and admins only)",
+        description="The gateway maps the contract onto the products its 'domain' and schema objects name,"
+        " and applies the domain's file as 'domain apply' would; it refuses what it cannot keep.",
+    )
+    publish.add_argument("file", type=Path, help="the ODCS YAML document")
+    _client_flags(publish)
+    publish.set_defaults(run=_contract_import)
+    export = contract_commands.add_parser(
+        "export",
+        help="print a product's contract as ODCS v3 YAML, as you may see the product",
+    )
+    export.add_argument("product", help="DOMAIN.PRODUCT")
+    export.add_argument("-o", "--output", type=Path, default=None, help="write the document to this file")
+    _client_flags(export)
+    export.set_defaults(run=_contract_export)
+
     check = commands.add_parser("check", help="validate a config and connect to every source")
     check.add_argument(
         "--config",
@@ -403,6 +423,8 @@ def _domain_apply(args: argparse.Namespace) -> int:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         print(f"error: {args.file}: cannot read: {reason or error}", file=sys.stderr)
         return 2
+    if _is_odcs(text):  # an ODCS contract for the domain's products: published as `contract import` would
+        return _contract_send(args, text)
     return _domain_action(args, APPLY_ACTION, {"yaml": text})
 
 
@@ -414,6 +436,20 @@ def _domain_remove(args: argparse.Namespace) -> int:
 
 def _domain_action(args: argparse.Namespace, action: str, request: dict[str, str]) -> int:
     """Send one domain action to the gateway and print what changed."""
+    import json
+
+    body = _send_action(args, action, request)
+    if body is None:
+        return 1
+    answer = json.loads(body)
+    changed = ", ".join(answer["changed"]) or "none"
+    removed = ", ".join(answer["removed"]) or "none"
+    print(f"{answer['file']}: domains changed: {changed}; removed: {removed}")
+    return 0
+
+
+def _send_action(args: argparse.Namespace, action: str, request: dict[str, str]) -> bytes | None:
+    """One gateway action as the logged-in user: its answer, or None once the error is printed."""
     import json
 
     import pyarrow.flight as flight
@@ -433,13 +469,67 @@ def _domain_action(args: argparse.Namespace, action: str, request: dict[str, str
         results = list(client.do_action(flight.Action(action, body), flight.FlightCallOptions(headers=headers)))
     except flight.FlightError as error:
         print(f"error: {str(error).split('. Detail:')[0]}", file=sys.stderr)
-        return 1
+        return None
     finally:
         client.close()
-    answer = json.loads(results[0].body.to_pybytes())
-    changed = ", ".join(answer["changed"]) or "none"
-    removed = ", ".join(answer["removed"]) or "none"
-    print(f"{answer['file']}: domains changed: {changed}; removed: {removed}")
+    answer: bytes = results[0].body.to_pybytes()
+    return answer
+
+
+def _is_odcs(text: str) -> bool:
+    import yaml
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    return isinstance(document, dict) and document.get("kind") == "DataContract" and "domains" not in document
+
+
+def _contract_import(args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        print(f"error: {args.file}: cannot read: {reason or error}", file=sys.stderr)
+        return 2
+    return _contract_send(args, text)
+
+
+def _contract_send(args: argparse.Namespace, text: str) -> int:
+    """Publish an ODCS document; print the products changed, what was not kept and any drift."""
+    import json
+
+    from gateway.contract_actions import IMPORT_ACTION
+
+    body = _send_action(args, IMPORT_ACTION, {"odcs": text})
+    if body is None:
+        return 1
+    answer = json.loads(body)
+    products = ", ".join(f"{answer['domain']}.{name}" for name in answer["products"])
+    print(f"{answer['file']}: contract applied to {products}")
+    for note in answer["notes"]:
+        print(f"  not kept: {note}")
+    for drift in answer["drift"]:
+        print(f"  drift: {drift}")
+    return 0
+
+
+def _contract_export(args: argparse.Namespace) -> int:
+    from gateway.contract_actions import EXPORT_ACTION
+
+    body = _send_action(args, EXPORT_ACTION, {"product": args.product})
+    if body is None:
+        return 1
+    text = body.decode()
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"error: {args.output}: cannot write: {error.strerror or error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -580,13 +670,16 @@ def _serve(args: argparse.Namespace) -> int:
     scheme = "grpc+tls" if tls else "grpc"
     location = f"{scheme}://{args.host}:{args.port}"
     reloader = None
-    actions = {}
+    from gateway.contract_actions import EXPORT_ACTION, IMPORT_ACTION, export_action, import_action
+
+    actions = {EXPORT_ACTION: export_action(engine)}
     if not args.demo:
         from gateway.reload import APPLY_ACTION, REMOVE_ACTION, Reloader, apply_action, remove_action
 
         reloader = Reloader(engine, Path(config_path), interval=args.watch_interval)
         actions[APPLY_ACTION] = apply_action(reloader)
         actions[REMOVE_ACTION] = remove_action(reloader)
+        actions[IMPORT_ACTION] = import_action(reloader)
     telemetry = _telemetry(args, engine)
     web = _http_server(args, engine, authenticator, telemetry)
     http = web[0] if web is not None else None
@@ -619,12 +712,12 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     uri = f"{scheme}://{args.host}:{server.port}"
     _log_security(args, authenticator, uri)
-    log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
-    if web is not None:
+    if web is not None:  # before the "serving" line, which tells scripts (and tests) that all is up
         http, state = web
         state.flight_uri = uri
         http.start()
         log.info("catalog in the browser at %s (health: %s/healthz, %s/readyz)", http.url, http.url, http.url)
+    log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
     if args.demo:
         login = f" --user {_DEMO_USER} --password {demo_password}" if demo_password else ""
         log.info('try: %s query --server %s%s "SELECT * FROM sales.customers LIMIT 5"', _meshgate_command(), uri, login)

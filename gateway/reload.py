@@ -19,16 +19,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from gateway.api import CallerContext
 from gateway.catalog import Domain
-from gateway.config import MeshConfig, load_config, parse_config_text
+from gateway.config import MeshConfig, load_config, parse_config_text, yaml_document
 from gateway.engine import Engine
 from gateway.errors import ConfigError, MeshgateError, NotFoundError, PermissionDeniedError
 from gateway.policy import check_references, merge
-from gateway.selfserve import SelfServe, check_apply
+from gateway.selfserve import SelfServe, check_apply, check_owner
 from gateway.system_tables import ADMIN_ROLE
 
 log = logging.getLogger(__name__)
@@ -163,27 +164,60 @@ class Reloader:
             raise ConfigError("a domain file sent over the network holds exactly one domain, with its name")
         name = declared[0]["name"]
         with self._lock:
-            target = self._file_for(name, who)
-            config = parse_config_text(text, target)
-            (incoming,) = config.domains
-            identities = self.engine.policies.identities_of(caller)
-            served = {d.name: d.config for d in self.engine.catalog.domains()}
-            check_apply(
-                who,
-                identities,
-                ADMIN_ROLE in identities,
-                incoming,
-                served.get(name),
-                [d for n, d in served.items() if n != name],
-                self.self_serve,
-                {rule.tag for rule in self.engine.policies.rules},
-            )
-            applied = self._install(target, config)
-            written = target.with_name(f".{target.name}.incoming")
-            written.write_text(text, encoding="utf-8")
-            written.replace(target)
-            self._stamps[target] = _stamp(target)
-            return applied
+            return self._apply_checked(caller, who, self._file_for(name, who), text)
+
+    def edit_domain(self, caller: CallerContext, name: str, edit: Callable[[Any], Any], event: str) -> Applied:
+        """Change domain ``name`` by ``edit`` (its file's YAML document in, the new document out) as ``caller``.
+
+        The caller must own the domain before ``edit`` sees anything of it, and the edited file goes
+        through every check of :meth:`apply_text`. ``event`` is the audit event's kind.
+        """
+        who = _who(caller)
+        try:
+            with self._lock:
+                current = {d.name: d.config for d in self.engine.catalog.domains()}.get(name)
+                if current is None:
+                    raise NotFoundError(f"unknown domain '{name}'")
+                identities = self.engine.policies.identities_of(caller)
+                if ADMIN_ROLE not in identities:
+                    check_owner(who, identities, current, self.self_serve)
+                target = self._file_for(name, who)
+                if not self.root.is_dir() or target not in self._parts:
+                    raise ConfigError(f"domain '{name}' is not in a file of its own in the config directory")
+                document = yaml_document(target.read_text(encoding="utf-8"), target)
+                text = yaml.safe_dump(edit(document), sort_keys=False, allow_unicode=True)
+                applied = self._apply_checked(caller, who, target, text)
+        except MeshgateError as error:
+            self.engine.audit.event(event, caller.user, _outcome(error), str(error))
+            raise
+        self.engine.audit.event(event, caller.user, "applied", f"{applied.file.name}: domain {name}")
+        return applied
+
+    def _apply_checked(self, caller: CallerContext, who: str, target: Path, text: str) -> Applied:
+        """Check one domain's file ``text`` as sent by ``caller``, install it, then write it to ``target``.
+
+        The caller holds the lock.
+        """
+        config = parse_config_text(text, target)
+        (incoming,) = config.domains
+        identities = self.engine.policies.identities_of(caller)
+        served = {d.name: d.config for d in self.engine.catalog.domains()}
+        check_apply(
+            who,
+            identities,
+            ADMIN_ROLE in identities,
+            incoming,
+            served.get(incoming.name),
+            [d for n, d in served.items() if n != incoming.name],
+            self.self_serve,
+            {rule.tag for rule in self.engine.policies.rules},
+        )
+        applied = self._install(target, config)
+        written = target.with_name(f".{target.name}.incoming")
+        written.write_text(text, encoding="utf-8")
+        written.replace(target)
+        self._stamps[target] = _stamp(target)
+        return applied
 
     def remove_domain(self, caller: CallerContext, name: str) -> Applied:
         """Remove a domain (an admin's change), deleting the file that holds it alone."""
@@ -285,7 +319,7 @@ def apply_action(reloader: Reloader) -> Callable[[CallerContext, bytes], bytes]:
     """
 
     def apply(caller: CallerContext, body: bytes) -> bytes:
-        request = _request(body, "yaml", '{"yaml": "domains: ..."}')
+        request = action_request(body, "yaml", '{"yaml": "domains: ..."}')
         applied = reloader.apply_text(caller, request)
         log.info("user %s applied %s", caller.user, applied.file)
         return _answer(applied)
@@ -297,12 +331,13 @@ def remove_action(reloader: Reloader) -> Callable[[CallerContext, bytes], bytes]
     """The Flight action behind ``meshgate domain remove``: JSON ``{"domain": ...}`` in."""
 
     def remove(caller: CallerContext, body: bytes) -> bytes:
-        return _answer(reloader.remove_domain(caller, _request(body, "domain", '{"domain": "sales"}')))
+        return _answer(reloader.remove_domain(caller, action_request(body, "domain", '{"domain": "sales"}')))
 
     return remove
 
 
-def _request(body: bytes, key: str, example: str) -> str:
+def action_request(body: bytes, key: str, example: str) -> str:
+    """The text under ``key`` of a gateway action's JSON request (``example`` shows its form)."""
     try:
         value = json.loads(body)[key]
     except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deeply
