@@ -721,6 +721,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo:
         login = f" --user {_DEMO_USER} --password {demo_password}" if demo_password else ""
         log.info('try: %s query --server %s%s "SELECT * FROM sales.customers LIMIT 5"', _meshgate_command(), uri, login)
+        if web is not None:
+            sign_in = f", signing in as '{_DEMO_USER}' with the password above" if demo_password else ""
+            log.info("or browse the data products at %s%s", web[0].url, sign_in)
     if reloader is not None and args.watch_interval > 0:
         reloader.start()
         log.info("watching %s for changed domain files every %.1f s", config_path, args.watch_interval)

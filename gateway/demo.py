@@ -105,6 +105,7 @@ class DemoProduct:
     description: str
     source: str | None = None
     sql: str | None = None
+    catalog_sample: bool = False  # the web catalog shows a sample of its rows
 
 
 @dataclass(frozen=True)
@@ -330,12 +331,15 @@ def _write_sales(path: Path, customers: list[dict[str, Any]], orders: list[dict[
         connector={"type": "sqlite", "path": "../data/sales.db"},
         products=(
             DemoProduct("customers", "One row per customer; lifetime_value sums non-cancelled orders", "customers"),
-            DemoProduct("orders", "One row per order, amounts in the customer's currency", "orders"),
+            DemoProduct(
+                "orders", "One row per order, amounts in the customer's currency", "orders", catalog_sample=True
+            ),
             DemoProduct(
                 "vip_customers",
                 f"Customers whose lifetime value exceeds {VIP_THRESHOLD}",
                 sql="SELECT customer_id, name, email, country, segment, lifetime_value "
                 f"FROM customers WHERE lifetime_value > {VIP_THRESHOLD}",
+                catalog_sample=True,
             ),
         ),
     )
@@ -537,10 +541,12 @@ def _write_yaml(path: Path, domain: DemoDomain) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
 
 
-def _product_yaml(product: DemoProduct) -> dict[str, str]:
-    entry = {"name": product.name}
+def _product_yaml(product: DemoProduct) -> dict[str, str | bool]:
+    entry: dict[str, str | bool] = {"name": product.name}
     entry |= {"source": product.source} if product.source is not None else {"sql": product.sql or ""}
     entry["description"] = product.description
+    if product.catalog_sample:
+        entry["catalog_sample"] = True
     return entry
 
 
