@@ -155,6 +155,8 @@ def _not_a_connector(loaded: object, where: str) -> str | None:
         return f"{where} names {loaded.__name__}, which does not implement {missing}"
     if not isinstance(getattr(loaded, "kind", None), str):
         return f"{where} names {loaded.__name__}, which declares no kind"
+    if not {"uri", "path"} & loaded.config_keys:
+        return f"{where} names {loaded.__name__}, whose config_keys name neither 'uri' nor 'path' (where its source is)"
     return None
 
 

@@ -409,6 +409,9 @@ def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorC
     uri: str | None = None
     path: Path | None = None
     local = declared.connector.config_keys if declared is not None else frozenset(raw)
+    if declared is None and not {"uri", "path"} & local:
+        why = kinds.unavailable[kind]
+        raise where.error(f"missing 'uri' or 'path' (connector type '{kind}' is unavailable: {why})")
     if declared is not None and declared.schemes and "path" in local and ("uri" in raw or "path" not in raw):
         # Object storage (connectors/objects.py), or a local path: one or the other.
         uri = _object_uri(raw, settings, where, tuple(declared.schemes))

@@ -12,6 +12,17 @@ from tests.support.mysql import mysql_test_uri, temporary_database, why_not, wit
 from tests.support.postgres import postgres_server, temporary_schema
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--connector",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="run the connector conformance suite (tests/connectors/test_conformance.py) against KIND only"
+        " (repeatable); a plugin's kind needs a loader in entry point group meshgate.conformance",
+    )
+
+
 @pytest.fixture(scope="session")
 def postgres_uri() -> Iterator[str]:
     """A libpq URI of a running PostgreSQL (see tests/support/postgres.py).

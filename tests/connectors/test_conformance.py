@@ -37,10 +37,10 @@ def scan(loaded: Loaded, columns: tuple[str, ...], predicate: str | None = None,
     return datafusion_select(ctx, columns, predicate, limit)
 
 
-def oracle(kind: str, columns: tuple[str, ...], predicate: str | None) -> pa.Table:
+def oracle(expected: pa.Table, columns: tuple[str, ...], predicate: str | None) -> pa.Table:
     """DataFusion's answer over the expected table."""
     ctx = SessionContext()
-    ctx.from_arrow(data.expected(kind), name="product")
+    ctx.from_arrow(expected, name="product")
     return datafusion_select(ctx, columns, predicate, None)
 
 
@@ -63,15 +63,15 @@ def by_id(table: pa.Table) -> pa.Table:
 def test_discover_names_the_product(loaded: Loaded) -> None:
     found = {product.name: product.source for product in loaded.connector.discover()}
     assert loaded.product in found
-    assert loaded.connector.schema(found[loaded.product]) == data.expected(loaded.kind).schema
+    assert loaded.connector.schema(found[loaded.product]) == loaded.expected.schema
 
 
 def test_schema_is_exact(loaded: Loaded) -> None:
-    assert loaded.connector.schema(loaded.source) == data.expected(loaded.kind).schema
+    assert loaded.connector.schema(loaded.source) == loaded.expected.schema
 
 
 def test_every_value_round_trips(loaded: Loaded) -> None:
-    expected = data.expected(loaded.kind)
+    expected = loaded.expected
     got = scan(loaded, tuple(expected.column_names))
     assert got.schema == expected.schema
     assert by_id(got).to_pylist() == expected.to_pylist()
@@ -81,7 +81,7 @@ def test_every_value_round_trips(loaded: Loaded) -> None:
 def test_projection_and_predicate_match_datafusion(loaded: Loaded, predicate: str) -> None:
     columns = ("id", "amount", "name")
     got = scan(loaded, columns, predicate)
-    want = oracle(loaded.kind, columns, predicate)
+    want = oracle(loaded.expected, columns, predicate)
     assert want.num_rows > 0
     assert by_id(got).to_pylist() == by_id(want).to_pylist()
 
@@ -110,6 +110,6 @@ def test_ilike_matches_datafusion_where_declared(loaded: Loaded, pattern: str) -
     if isinstance(connector, SqlConnector) and not connector.capabilities.supports_ilike:
         pytest.skip(f"{connector.kind} declares no ILIKE")
     predicate = "name ILIKE " + exp.Literal.string(pattern).sql()
-    want = oracle(loaded.kind, ("id", "name"), predicate)
+    want = oracle(loaded.expected, ("id", "name"), predicate)
     assert want.num_rows > 0
     assert by_id(scan(loaded, ("id", "name"), predicate)).to_pylist() == by_id(want).to_pylist()

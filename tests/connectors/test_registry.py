@@ -74,6 +74,11 @@ from connectors.files import ParquetConnector
 
 class Good(ParquetConnector):
     kind = "good"
+
+
+class Nowhere(ParquetConnector):
+    kind = "nowhere"
+    config_keys = frozenset({"folder"})
 """
 ABSTRACT = """
 from connectors.base import FileConnector
@@ -86,7 +91,7 @@ class Half(FileConnector):
 def load_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
     """The built-in kinds and six plugin distributions, some of them broken, loaded from ``tmp_path``."""
     connectors = "meshgate.connectors"
-    write_distribution(tmp_path, "good-plugin", {connectors: {"good": "good_plugin:Good"}}, {"good_plugin": GOOD})
+    write_distribution(tmp_path, "good-plugin", {connectors: {"good": "good_plugin:Good", "nowhere": "good_plugin:Nowhere"}}, {"good_plugin": GOOD})
     write_distribution(tmp_path, "broken-import", {connectors: {"broken": "broken_plugin:Broken"}}, {"broken_plugin": "import no_such_module\n"})
     write_distribution(tmp_path, "not-a-class", {connectors: {"func": "os.path:join", "half": "half_plugin:Half"}}, {"half_plugin": ABSTRACT})
     write_distribution(tmp_path, "usurper", {connectors: {"postgres": "good_plugin:Good", "csv+ftp": "good_plugin:Good"}}, {})
@@ -121,6 +126,7 @@ def test_a_plugin_cannot_replace_or_extend_a_built_in_kind(plugins: Registry) ->
         ("broken", r"entry point 'broken = broken_plugin:Broken' of distribution 'broken-import' cannot be imported: ModuleNotFoundError: No module named 'no_such_module'"),
         ("func", r"entry point 'func = os.path:join' of distribution 'not-a-class' names <function join .*>, not a connector class \(a subclass of SqlConnector or FileConnector\)"),
         ("half", r"entry point 'half = half_plugin:Half' of distribution 'not-a-class' names Half, which does not implement discover, open_version, register, schema, stamp"),
+        ("nowhere", r"entry point 'nowhere = good_plugin:Nowhere' of distribution 'good-plugin' names Nowhere, whose config_keys name neither 'uri' nor 'path' \(where its source is\)"),
         ("twin", r"entry point 'twin = good_plugin:Good' of distribution 'twin-two' clashes with the one of distribution 'twin-one'"),
     ],
 )
@@ -137,4 +143,4 @@ def test_each_plugin_left_out_is_logged_naming_its_distribution(tmp_path: Path, 
     for distribution in ("broken-import", "not-a-class", "usurper", "twin-two"):
         assert f"distribution '{distribution}'" in logged
     assert "'postgres = good_plugin:Good' of distribution 'usurper': 'postgres' is a built-in connector type" in logged
-    assert "good-plugin" not in logged
+    assert "'good = good_plugin:Good'" not in logged
