@@ -32,6 +32,7 @@ def routes(state: WebState) -> list[BaseRoute]:
         if not queries.is_admin(engine, caller):
             return not_found(request, state, caller)
         filters = {key: request.query_params.get(key, "").strip()[:200] for key in ("user", "outcome", "product", "q")}
+        filters["system"] = "1" if request.query_params.get("system") == "1" else ""
         log = queries.rows(engine, "SELECT * FROM system.query_log ORDER BY started DESC", caller)
         shown = [row for row in log if _matches(row, filters)]
         outcomes = sorted({*OUTCOMES, *(row["outcome"] for row in log)})
@@ -55,11 +56,15 @@ def routes(state: WebState) -> list[BaseRoute]:
 
 
 def _matches(row: dict[str, Any], filters: dict[str, str]) -> bool:
-    """Plain-text filters (never patterns): user and outcome exact, product and SQL text contained."""
+    """Plain-text filters (never patterns): user and outcome exact, product and SQL text contained;
+    queries of ``system.*`` tables alone (the catalog pages' own among them) only when asked for."""
+    products = row["products"] or []
+    if not filters["system"] and products and all(p.startswith("system.") for p in products):
+        return False
     if filters["user"] and (row["user"] or "") != filters["user"]:
         return False
     if filters["outcome"] and row["outcome"] != filters["outcome"]:
         return False
-    if filters["product"] and not any(filters["product"].lower() in p.lower() for p in row["products"] or []):
+    if filters["product"] and not any(filters["product"].lower() in p.lower() for p in products):
         return False
     return not filters["q"] or filters["q"].lower() in row["sql"].lower()

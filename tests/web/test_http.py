@@ -152,6 +152,8 @@ def test_admin_pages_are_a_404_to_a_user_without_the_admin_role(web: str) -> Non
     log = root.get("/admin/queries?user=alice&product=sales.customers")
     assert "sales.customers" in log.text and "<td>alice</td>" in log.text
     assert "<td>root</td>" not in log.text  # the filter holds
+    assert "FROM system.products" not in root.get("/admin/queries").text  # the pages' own queries: on request
+    assert "FROM system.products" in root.get("/admin/queries?system=1").text
 
 
 def test_the_sample_applies_the_users_masks_and_row_filters(web: str) -> None:
