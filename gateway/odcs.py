@@ -113,6 +113,16 @@ _RULE_INFO = (
 )
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without aliases (``*name``): a small document cannot stand for a huge one."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted in a contract", mark)
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Imported:
     """An ODCS document as Meshgate's contract: the domain, each product's keys, and what was not kept."""
@@ -132,11 +142,13 @@ def parse_document(text: str) -> OpenDataContractStandard:
         ConfigError: naming the field that is wrong (``schema[0].properties[2].logicalType: ...``).
     """
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"ODCS: invalid YAML{where}: {getattr(error, 'problem', None) or error}") from None
+    except RecursionError:
+        raise ConfigError("ODCS: invalid YAML: nested too deeply") from None
     if not isinstance(document, dict) or "apiVersion" not in document or "kind" not in document:
         raise ConfigError("ODCS: not an ODCS contract: expected a mapping with apiVersion, kind: DataContract, id ...")
     if document["kind"] != "DataContract":

@@ -245,6 +245,11 @@ BAD = [
     ),
     (CONTRACT.replace("domain: sales\n", ""), r"^ODCS domain: missing"),
     (
+        CONTRACT.replace("id: sales-orders", "id: &id sales-orders\nname: *id"),
+        r"^ODCS: invalid YAML at line 4, .*aliases",
+    ),
+    ("schema: " + "[" * 5000 + "]" * 5000, r"^ODCS: invalid YAML: nested too deeply"),
+    (
         CONTRACT.replace("{name: customer,", "{name: customer, primaryKey: true,"),
         r"^ODCS schema\[0\]\.properties: give every primary key column a primaryKeyPosition, or none",
     ),
@@ -515,13 +520,12 @@ def test_round_trip_through_the_server_and_the_cli(shop, tmp_path: Path) -> None
     assert "7 checks: 7 passed" in checked.stdout, checked.stdout
 
     # A reader sees the pii column marked masked; a caller without a grant gets nothing.
-    read = cli("contract", "export", "shop.orders", *server, who=READER, cwd=tmp_path)
-    assert read.returncode == 0, read.stderr
-    email = next(
-        p for p in OpenDataContractStandard.from_string(read.stdout).schema_[0].properties or [] if p.name == "email"
-    )
+    read = cli("contract", "export", "shop.orders", *server, "-o", "reader.yaml", who=READER, cwd=tmp_path)
+    assert (read.returncode, read.stdout) == (0, ""), read.stderr
+    text = (tmp_path / "reader.yaml").read_text()
+    email = next(p for p in OpenDataContractStandard.from_string(text).schema_[0].properties or [] if p.name == "email")
     assert [(c.property, c.value) for c in email.customProperties or []] == [("meshgateMask", "hash")]
-    assert "positive_totals" in read.stdout and "SELECT" not in read.stdout
+    assert "positive_totals" in text and "SELECT" not in text
     refused = cli("contract", "export", "shop.orders", *server, who=STRANGER, cwd=tmp_path)
     assert refused.returncode == 1
     assert refused.stderr.strip() == "error: no data product 'shop.orders' that you may read", refused.stderr
