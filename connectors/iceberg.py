@@ -157,8 +157,9 @@ class IcebergConnector(LakeSource):
         except Exception as error:  # pyiceberg raises many kinds (JSON, validation, I/O)
             raise self.failure(product, f"cannot read the Iceberg metadata {metadata}: {_reason(error)}") from None
         chosen = self._chosen(product, location, table, source.as_of)
-        schema = table.metadata.schema_by_id(chosen.schema_id) if chosen and chosen.schema_id is not None else None
-        schema = schema or table.schema()
+        schema = table.schema()  # the table as it is now; a pinned snapshot as it was written
+        if source.as_of is not None and chosen is not None and chosen.schema_id is not None:
+            schema = table.metadata.schema_by_id(chosen.schema_id) or schema
         self._check_schema(product, location, schema, table.metadata.schemas)
         arrow = pa.schema(
             [pa.field(f.name, classic(f.type), f.nullable) for f in schema_to_pyarrow(schema, include_field_ids=False)]

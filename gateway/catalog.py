@@ -19,7 +19,7 @@ from connectors.base import Connector, SourceObject
 from connectors.registry import open_connector
 from gateway.config import DomainConfig, MeshConfig, ProductConfig
 from gateway.contracts import Drift, blocked_error, check_contract, status
-from gateway.errors import MeshgateError, NotFoundError, SourceUnavailableError
+from gateway.errors import MeshgateError, NotFoundError, SourceError, SourceUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -206,12 +206,20 @@ def _load_products(config: DomainConfig, connector: Connector) -> dict[str, Prod
         declared = [(found.name, found.source, found.description, None) for found in connector.discover()]
     else:
         declared = [
-            (product.name, SourceObject(table=product.source, sql=product.sql), product.description, product)
+            (
+                product.name,
+                SourceObject(table=product.source, sql=product.sql, as_of=product.as_of),
+                product.description,
+                product,
+            )
             for product in config.products
         ]
     products: dict[str, Product] = {}
     for name, source, description, metadata in declared:
-        schema = connector.schema(source)
+        try:
+            schema = connector.schema(source)
+        except SourceError as error:
+            raise _naming_product(error, config.name, name) from None
         key = metadata.primary_key if metadata is not None and metadata.primary_key else ()
         products[name] = Product(
             domain=config.name,
@@ -235,6 +243,14 @@ def _load_products(config: DomainConfig, connector: Connector) -> dict[str, Prod
                 "; ".join(str(d) for d in products[name].drift),
             )
     return products
+
+
+def _naming_product(error: SourceError, domain: str, name: str) -> SourceError:
+    """``error`` naming the product whose schema could not be read (when it does not already)."""
+    message = str(error).partition("] ")[2] or str(error)
+    if "data product '" in message:
+        return error
+    return type(error)(error.domain, error.source, f"data product '{domain}.{name}': {message}")
 
 
 def _not_null(domain: str, name: str, connector: Connector, source: SourceObject) -> tuple[str, ...]:

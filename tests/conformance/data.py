@@ -12,6 +12,8 @@ connector must return for it. What each source can hold:
 - sqlite: integers are all int64 (SQLite does not keep widths); no time zones, so
   ``tstz`` is stored as UTC text in a TIMESTAMP column and comes back naive;
   ``amount`` is stored as SQLite numbers (mixed INTEGER and REAL storage).
+- delta: everything, exactly (``ts`` is a timestamp_ntz column, ``tstz`` a timestamp).
+- iceberg: everything, but Iceberg has no 8- or 16-bit integers: ``i16`` is an int (int32).
 - csv: what DataFusion infers: int64 integers, float64 for ``amount``, naive UTC
   timestamps for ``tstz``, no binary column (``payload`` is left out), and the empty
   string reads as NULL.
@@ -31,12 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
+from deltalake import write_deltalake
 
+from tests.support.iceberg import warehouse_of
 from tests.support.mysql import connect
 
 ROWS = 50
 TABLE = "conformance"
-KINDS = ("postgres", "sqlite", "duckdb", "parquet", "csv")
+KINDS = ("postgres", "sqlite", "duckdb", "parquet", "csv", "delta", "iceberg")
 SERVER_KINDS = ("mysql",)
 """Kinds whose server may be absent: their tests skip, saying why (tests/support/mysql.py)."""
 UTC = dt.UTC
@@ -113,8 +117,10 @@ def conformance_table() -> pa.Table:
 def expected(kind: str) -> pa.Table:
     """What a connector of ``kind`` must return for the loaded dataset."""
     table = conformance_table()
-    if kind in ("postgres", "duckdb", "parquet", "mysql", "flightsql"):
+    if kind in ("postgres", "duckdb", "parquet", "mysql", "flightsql", "delta"):
         return table
+    if kind == "iceberg":
+        return table.set_column(table.schema.get_field_index("i16"), "i16", table["i16"].cast(pa.int32()))
     naive_tstz = pc.local_timestamp(table["tstz"]).cast(pa.timestamp("us"))
     table = table.set_column(table.schema.get_field_index("tstz"), "tstz", naive_tstz)
     for name in ("i16", "i32"):
@@ -195,6 +201,23 @@ def load_mysql(uri: str) -> None:
 
 def load_parquet(path: Path) -> Path:
     pq.write_table(conformance_table(), path)
+    return path
+
+
+def load_delta(path: Path) -> Path:
+    """A Delta table written by the deltalake package (two commits: versions 0 and 1)."""
+    table = conformance_table()
+    write_deltalake(path, table.slice(0, 20))
+    write_deltalake(path, table.slice(20), mode="append")
+    return path
+
+
+def load_iceberg(path: Path) -> Path:
+    """An Iceberg table written by pyiceberg (tests/support/iceberg.py), in two snapshots."""
+    table = expected("iceberg")
+    created = warehouse_of(path.parent).create_table(path.name, table.schema)
+    created.append(table.slice(0, 20))
+    created.append(table.slice(20))
     return path
 
 

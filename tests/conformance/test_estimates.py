@@ -18,11 +18,13 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+from deltalake import write_deltalake
 
 from connectors.base import Connector, SourceObject
 from connectors.registry import open_connector
 from meshcore.config import ConnectorConfig
 from tests.conformance import data
+from tests.support.iceberg import warehouse_of
 
 ROWS = 3_000
 
@@ -69,6 +71,15 @@ def load(kind: str, folder: Path, uri: str, schema: str) -> tuple[ConnectorConfi
         (folder / "counted").mkdir()
         for part in range(3):
             pq.write_table(table.slice(part * ROWS // 3, ROWS // 3), folder / "counted" / f"part-{part}.parquet")
+        return ConnectorConfig(type=kind, path=folder), SourceObject(table="counted")
+    if kind == "delta":
+        write_deltalake(folder / "counted", table.slice(0, ROWS // 2))
+        write_deltalake(folder / "counted", table.slice(ROWS // 2), mode="append")
+        return ConnectorConfig(type=kind, path=folder), SourceObject(table="counted")
+    if kind == "iceberg":
+        created = warehouse_of(folder).create_table("counted", table.schema)
+        created.append(table.slice(0, ROWS // 2))
+        created.append(table.slice(ROWS // 2))
         return ConnectorConfig(type=kind, path=folder), SourceObject(table="counted")
     assert kind == "csv", kind
     pcsv.write_csv(table, folder / "counted.csv")

@@ -66,6 +66,8 @@ def gateway(
     data.load_duckdb(folder / "data.duckdb")
     data.load_parquet(folder / f"{data.TABLE}.parquet")
     data.load_csv(folder / f"{data.TABLE}.csv")
+    data.load_delta(folder / "lake" / "delta")
+    data.load_iceberg(folder / "lake" / "iceberg")
     sources = {
         "postgres": f"connector: {{type: postgres, uri: '{postgres_uri}'}}\n    products:\n"
         f"      - {{name: items, source: {pg_schema}.{data.TABLE}}}",
@@ -77,6 +79,8 @@ def gateway(
         f"      - {{name: items, source: {data.TABLE}.parquet}}",
         "csv": f"connector: {{type: csv, path: {data.TABLE}.csv}}\n    products:\n"
         f"      - {{name: items, source: {data.TABLE}.csv}}",
+        "delta": "connector: {type: delta, path: lake}\n    products:\n      - {name: items, source: delta}",
+        "iceberg": "connector: {type: iceberg, path: lake}\n    products:\n      - {name: items, source: iceberg}",
     }
     if mysql_or_none is not None:
         data.load_mysql(mysql_or_none)
