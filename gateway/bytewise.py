@@ -44,7 +44,7 @@ def bytewise_ordering(tree: exp.Expr, schema: MappingSchema, collation: str | No
     collation (None: it has none, so any ordering of text refuses).
     """
     try:
-        annotated = annotate_types(tree.copy(), schema=schema, dialect="postgres")
+        annotated = annotate_types(named_outputs(tree.copy()), schema=schema, dialect="postgres")
         targets = [target for node in list(annotated.walk()) for target in _targets(node)]
     except (_Refused, SqlglotError):
         return None
@@ -60,6 +60,37 @@ def bytewise_ordering(tree: exp.Expr, schema: MappingSchema, collation: str | No
         operand: exp.Expr = target.copy() if isinstance(target, _BARE) else exp.Paren(this=target.copy())
         target.replace(exp.Collate(this=operand, expression=exp.Identifier(this=collation, quoted=True)))
     return annotated
+
+
+def named_outputs(tree: exp.Expr) -> exp.Expr:
+    """``tree`` with each derived table's column list moved onto its query's outputs, in place.
+
+    ``annotate_types`` types ``c.n`` of ``(SELECT count(x) FROM t) AS c(n)`` only when the
+    subquery itself names its output ``n``; the two forms mean the same::
+
+        (SELECT a, count(b) FROM t GROUP BY a) AS c(k, n)
+        -- becomes
+        (SELECT a AS k, count(b) AS n FROM t GROUP BY a) AS c
+
+    A list this cannot move (a set operation, a star, a count that differs) stays.
+    """
+    for subquery in list(tree.find_all(exp.Subquery)):
+        alias = subquery.args.get("alias")
+        inner = subquery.this
+        names = alias.columns if isinstance(alias, exp.TableAlias) else []
+        if not names or not isinstance(inner, exp.Select) or len(names) != len(inner.expressions):
+            continue
+        if any(output.is_star for output in inner.expressions):
+            continue
+        inner.set(
+            "expressions",
+            [
+                exp.alias_(output.this if isinstance(output, exp.Alias) else output, name.copy())
+                for output, name in zip(inner.expressions, names, strict=True)
+            ],
+        )
+        alias.set("columns", None)
+    return tree
 
 
 def _targets(node: exp.Expr) -> list[exp.Expr]:

@@ -23,7 +23,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.schema import MappingSchema
 
 from connectors.base import SqlConnector
-from gateway.bytewise import bytewise_ordering, sql_type
+from gateway.bytewise import bytewise_ordering, named_outputs, sql_type
 from gateway.plancache import bind_placeholder
 from gateway.pushdown import comparable, translate
 from gateway.scan import Occurrence, ProductScan
@@ -160,7 +160,7 @@ def single_source_sql(dataframe: DataFrame, scans: Mapping[tuple[str, str], Prod
         return None
     try:
         text = Unparser(Dialect.postgres()).plan_to_sql(dataframe.logical_plan())
-        tree = parse_one(str(text), read="postgres")
+        tree = named_outputs(parse_one(str(text), read="postgres"))  # SQLite has no ``AS d(a, b)``
     except (SqlglotError, Exception):  # the unparser cannot write every plan
         return None
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()):

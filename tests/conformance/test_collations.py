@@ -54,6 +54,11 @@ QUERIES = {
     "distinct_ordered": ("SELECT DISTINCT {c} FROM {t} ORDER BY {c}", True, False),
     "count_distinct": ("SELECT count(DISTINCT {c}) AS n FROM {t}", False, False),
     "self_join": ("SELECT a.id AS x, b.id AS y FROM {t} a JOIN {t} b ON a.{c} = b.{c}", False, False),
+    "derived_columns": (  # a derived table's column list names the outputs ordered by (TPC-H Q13)
+        "SELECT d.w, d.n FROM (SELECT {c}, count(*) FROM {t} GROUP BY {c}) AS d(w, n) ORDER BY d.n DESC, d.w",
+        True,
+        False,
+    ),
 }
 
 
