@@ -483,8 +483,13 @@ class Engine:
         record.outcome = outcome
         record.error = error
         record.duration_ms = (dt.datetime.now(dt.UTC) - record.started).total_seconds() * 1000
-        log.debug("query finished: %s, %d rows in %.1f ms", outcome, record.rows, record.duration_ms)
-        self.audit.record(record, execution.run() if self.audit.listeners else None)
+        # Flight calls back on threads of its own, each call in a new context: the id is set here again.
+        current = QUERY_ID.set(record.query_id)
+        try:
+            log.debug("query finished: %s, %d rows in %.1f ms", outcome, record.rows, record.duration_ms)
+            self.audit.record(record, execution.run() if self.audit.listeners else None)
+        finally:
+            QUERY_ID.reset(current)
 
     def _audit_failure(
         self, sql: str, caller: CallerContext, error: MeshgateError, record: QueryRecord | None = None
@@ -1060,7 +1065,7 @@ class Execution:
         self._ticket: Ticket | None = None
         self._max_bytes: int | None = None
         self.bytes = 0
-        self.query_id: str | None = None  # the audit record's, for log lines while it streams
+        self.query_id: str | None = None  # the audit record's
         self.planned: float | None = None  # time.time() when it started executing
         self.cached = False  # on a cached plan's route
 
@@ -1092,7 +1097,6 @@ class Execution:
         return QueryRun(self.planned, sources, self.bytes, self.cached)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        current = QUERY_ID.set(self.query_id) if self.query_id is not None else None
         try:
             for batch in self._batches:
                 if self._cancelled.is_set():
@@ -1122,9 +1126,6 @@ class Execution:
             raise failure from None
         finally:
             self.close()
-            if current is not None:
-                with contextlib.suppress(ValueError):  # closed from another context (garbage collection)
-                    QUERY_ID.reset(current)
 
     def _finish(self, outcome: str, error: str | None) -> None:
         if self._finished:

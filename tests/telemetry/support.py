@@ -36,8 +36,7 @@ def mesh_yaml(extra_domain: str = "") -> str:
         "  - name: shop\n    connector: {type: sqlite, path: shop.db}\n"
         + extra_domain
         + "policies:\n  roles:\n    admin: [root]\n    reader: [alice]\n"
-        '  grants:\n    - {role: admin, on: "*"}\n    - {role: reader, on: "ref.*"}\n'
-        + auth_yaml(ROOT, ALICE)
+        '  grants:\n    - {role: admin, on: "*"}\n    - {role: reader, on: "ref.*"}\n' + auth_yaml(ROOT, ALICE)
     )
 
 

@@ -17,6 +17,10 @@ import pytest
 from adbc_driver_manager import Error as AdbcError
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.config import load_config
+from gateway.engine import Engine
+from gateway.errors import ConfigError
+from gateway.telemetry.setup import Telemetry, TelemetrySettings
 from tests.support.gateway import Credentials, GatewayProcess, query
 from tests.telemetry.support import ALICE, ROOT, mesh_yaml, wait_for, write_mesh
 
@@ -118,7 +122,10 @@ def test_the_same_statement_again_is_a_plan_cache_hit(gateway: GatewayProcess) -
     query(gateway.uri, sql, ROOT)
     after = wait_for(
         lambda: scrape(url),
-        lambda s: value(s, "meshgate_queries_total", outcome="ok") == value(before, "meshgate_queries_total", outcome="ok") + 1,
+        lambda s: (
+            value(s, "meshgate_queries_total", outcome="ok")
+            == value(before, "meshgate_queries_total", outcome="ok") + 1
+        ),
         "the second run recorded",
     )
     hits = value(after, "meshgate_plan_cache_hits_total") - value(before, "meshgate_plan_cache_hits_total")
@@ -181,12 +188,20 @@ def serve_error(*flags: str) -> str:
 
 
 def test_bad_metrics_flags_are_named(tmp_path: Path) -> None:
-    config = str(write_mesh(tmp_path))
-    (tmp_path / "short").write_text("abc\n")
-    (tmp_path / "empty").write_text("\n")
-    (tmp_path / "good").write_text(TOKEN)
-    assert "give --http-port too" in serve_error("--config", config, "--metrics-token-file", str(tmp_path / "good"))
-    http = ("--config", config, "--http-port", "0")
-    assert "at least 16 are needed" in serve_error(*http, "--metrics-token-file", str(tmp_path / "short"))
-    assert "the file is empty" in serve_error(*http, "--metrics-token-file", str(tmp_path / "empty"))
-    assert "cannot be read" in serve_error(*http, "--metrics-token-file", str(tmp_path / "missing"))
+    config = write_mesh(tmp_path)
+    for name, text in [("short", "abc\n"), ("empty", "\n"), ("good", TOKEN)]:
+        (tmp_path / name).write_text(text)
+    assert "give --http-port too" in serve_error(
+        "--config", str(config), "--metrics-token-file", str(tmp_path / "good")
+    )
+    engine = Engine.from_config(load_config(config))
+    try:
+        for name, message in [
+            ("short", "at least 16 are needed"),
+            ("empty", "the file is empty"),
+            ("missing", "cannot be read"),
+        ]:
+            with pytest.raises(ConfigError, match=message):
+                Telemetry.start(engine, TelemetrySettings(metrics_token_file=tmp_path / name))
+    finally:
+        engine.close()

@@ -1,0 +1,148 @@
+"""OpenLineage events: a START and a COMPLETE, FAIL or ABORT per query, valid against the
+standard's JSON schemas, written to a file (through the engine) and posted to a collector
+(``meshgate serve --lineage-url``, a real HTTP receiver)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from adbc_driver_manager import Error as AdbcError
+
+from gateway.api import CallerContext
+from gateway.config import load_config
+from gateway.engine import Engine
+from gateway.errors import ConfigError, MeshgateError
+from gateway.telemetry.lineage import Lineage
+from gateway.telemetry.setup import Telemetry, TelemetrySettings
+from tests.support.gateway import GatewayProcess, query
+from tests.telemetry.receiver import receiving
+from tests.telemetry.schemas import validate_run_event
+from tests.telemetry.support import ALICE, ROOT, wait_for, write_mesh
+from tests.telemetry.test_metrics import serve_error
+
+
+@pytest.fixture
+def lineage_file(tmp_path: Path) -> Iterator[tuple[Engine, Lineage, Path]]:
+    engine = Engine.from_config(load_config(write_mesh(tmp_path)))
+    target = tmp_path / "lineage" / "events.jsonl"
+    target.parent.mkdir()
+    lineage = Lineage.to_file(engine, str(target), namespace="test-mesh")
+    engine.audit.listen(lineage)
+    try:
+        yield engine, lineage, target
+    finally:
+        lineage.close()
+        engine.close()
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_query_is_a_start_and_a_complete_valid_against_the_schema(
+    lineage_file: tuple[Engine, Lineage, Path],
+) -> None:
+    engine, lineage, target = lineage_file
+    sql = "SELECT i.name, k.label FROM shop.items i JOIN ref.kinds k ON i.id = k.kind WHERE i.name <> 'item 3'"
+    execution = engine.run(sql, CallerContext(user="root"))
+    execution.read_all()
+    lineage.close()
+    events = read_events(target)
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    for event in events:
+        validate_run_event(event)
+    start, complete = events
+    assert start["run"]["runId"] == complete["run"]["runId"] == str(uuid.UUID(hex=execution.query_id or ""))
+    assert start["job"] == complete["job"]
+    job = start["job"]
+    assert job["namespace"] == "test-mesh" and job["name"].startswith("query_")
+    assert job["facets"]["sql"]["query"] == sql.replace("'item 3'", "?")
+    assert job["facets"]["jobType"]["jobType"] == "QUERY"
+    assert complete["outputs"] == []
+    inputs = {dataset["name"]: dataset for dataset in complete["inputs"]}
+    assert set(inputs) == {f"{engine.catalog.name}.shop.items", f"{engine.catalog.name}.ref.kinds"}
+    fields = inputs[f"{engine.catalog.name}.shop.items"]["facets"]["schema"]["fields"]
+    assert [f["name"] for f in fields] == ["id", "name", "secret"]
+    assert all(dataset["namespace"] == "test-mesh" for dataset in inputs.values())
+    facet = complete["run"]["facets"]["meshgate"]
+    assert facet["user"] == "root" and facet["outcome"] == "ok" and facet["rows"] == 1
+    assert "shop.items.name" in facet["columns"] and "shop.items.secret" not in facet["columns"]
+    assert "outcome" not in start["run"]["facets"]["meshgate"], "a START has no outcome yet"
+    assert start["eventTime"] < complete["eventTime"]
+    assert "item 3" not in target.read_text()
+
+
+def test_the_same_statement_is_the_same_job_and_another_run(lineage_file: tuple[Engine, Lineage, Path]) -> None:
+    engine, lineage, target = lineage_file
+    for value in (1, 2):
+        engine.run(f"SELECT name FROM shop.items WHERE id = {value}", CallerContext(user="root")).read_all()
+    engine.run("SELECT label FROM ref.kinds", CallerContext(user="root")).read_all()
+    lineage.close()
+    events = read_events(target)
+    jobs = [e["job"]["name"] for e in events]
+    assert jobs[0] == jobs[1] == jobs[2] == jobs[3] != jobs[4]
+    assert len({e["run"]["runId"] for e in events}) == 3
+
+
+def test_a_failed_query_is_a_start_and_a_fail_with_its_error(lineage_file: tuple[Engine, Lineage, Path]) -> None:
+    engine, lineage, target = lineage_file
+    with pytest.raises(MeshgateError):
+        engine.run("SELECT nope FROM shop.items", CallerContext(user="root"))
+    lineage.close()
+    events = read_events(target)
+    assert [e["eventType"] for e in events] == ["START", "FAIL"]
+    for event in events:
+        validate_run_event(event)
+    assert "nope" in events[1]["run"]["facets"]["errorMessage"]["message"]
+    assert events[1]["run"]["facets"]["errorMessage"]["programmingLanguage"] == "python"
+
+
+def test_serve_posts_events_to_a_collector(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("collector-api-key\n")
+    with receiving() as receiver:
+        process = GatewayProcess(
+            write_mesh(tmp_path),
+            extra=("--lineage-url", receiver.url, "--lineage-api-key-file", str(tmp_path / "key")),
+            credentials=ROOT,
+        )
+        try:
+            query(process.uri, "SELECT id FROM shop.items WHERE name = 'item 2'", ROOT)
+            with pytest.raises(AdbcError, match=r"(?i)denied"):
+                query(process.uri, "SELECT secret FROM shop.items", ALICE)
+            events = wait_for(receiver.events, lambda events: len(events) == 4, "four events posted")
+        finally:
+            process.stop()
+    for event in events:
+        validate_run_event(event)
+    by_run: dict[str, list[str]] = {}
+    for event in events:
+        by_run.setdefault(event["run"]["runId"], []).append(event["eventType"])
+    assert sorted(by_run.values()) == [["START", "COMPLETE"], ["START", "FAIL"]]
+    denied = next(e for e in events if e["eventType"] == "FAIL")
+    assert denied["run"]["facets"]["meshgate"]["user"] == "alice"
+    assert denied["run"]["facets"]["meshgate"]["outcome"] == "denied"
+    assert all(h.get("Authorization") == "Bearer collector-api-key" for h in receiver.lineage_headers)
+    assert "item 2" not in json.dumps(events)
+
+
+def test_bad_lineage_flags_are_named(tmp_path: Path) -> None:
+    config = ("--config", str(write_mesh(tmp_path)))
+    assert "is not an http:// or https:// URL" in serve_error(*config, "--lineage-url", "marquez:5000")
+    engine = Engine.from_config(load_config(tmp_path / "mesh.yaml"))
+    try:
+        for settings, message in [
+            (TelemetrySettings(lineage_file=tmp_path / "l.jsonl", lineage_url="http://x"), "not both"),
+            (TelemetrySettings(lineage_file=tmp_path / "nowhere" / "l.jsonl"), "no such directory"),
+            (TelemetrySettings(lineage_api_key_file=tmp_path / "key"), "is for --lineage-url"),
+            (TelemetrySettings(lineage_url="http://x", lineage_api_key_file=tmp_path / "key"), "cannot be read"),
+            (TelemetrySettings(lineage_file=tmp_path / "l.jsonl", lineage_namespace=" "), "must not be empty"),
+        ]:
+            with pytest.raises(ConfigError, match=message):
+                Telemetry.start(engine, settings)
+    finally:
+        engine.close()
