@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,8 +18,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
+from gateway.errors import MeshgateError
 from gateway.web import admin, catalog, health, metrics, pages, session
 
 if TYPE_CHECKING:
@@ -106,7 +107,11 @@ def create_app(state: WebState, modules: Sequence[RouteModule] = ROUTES) -> Star
     async def not_found(request: Request, error: Exception) -> Response:
         return catalog.not_found(request, state, session.caller_of(request, state))
 
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: not_found})
+    def refused(request: Request, error: Exception) -> Response:
+        return catalog.failed(request, state, session.caller_of(request, state), error)
+
+    handlers: dict[Any, ExceptionHandler] = {404: not_found, MeshgateError: refused, Exception: refused}
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.web = state
     return app
 

@@ -50,6 +50,16 @@ def not_found(request: Request, state: WebState, caller: CallerContext | None) -
     return render(request, state, "not_found.html", {}, caller=caller, admin=admin, status_code=404)
 
 
+def failed(request: Request, state: WebState, caller: CallerContext | None, error: Exception) -> Response:
+    """The error page: a Meshgate error's message as the caller may see it (503), else a bare 500."""
+    if isinstance(error, MeshgateError) and caller is not None:
+        message, status = str(state.engine.shown_error(error, caller)), 503
+    else:  # uvicorn logs the traceback (as "Exception in ASGI application")
+        message, status = "The gateway could not answer this page; its log says why.", 500
+    context = {"message": message}
+    return render(request, state, "error.html", context, caller=caller, status_code=status)
+
+
 def routes(state: WebState) -> list[BaseRoute]:
     engine = state.engine
 

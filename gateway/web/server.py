@@ -28,6 +28,7 @@ class HttpServer:
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             app,
+            log_config=None,  # the gateway's logging stays as it is; uvicorn's loggers propagate to it
             log_level="warning",
             access_log=False,  # paths and queries are user input: never logged as they come
             lifespan="off",

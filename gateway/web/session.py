@@ -13,6 +13,7 @@ import hmac
 import secrets
 import threading
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 from cachetools import TTLCache
 from starlette.requests import Request
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 
 MAX_FIELD = 1024
 """A user name or password longer than this is refused before any check."""
+
+MAX_BODY = 16 * 1024
+"""The largest form a POST may send."""
 
 
 class Sessions:
@@ -84,12 +88,23 @@ def csrf_token(request: Request) -> str:
 
 
 async def form_with_csrf(request: Request) -> dict[str, str] | None:
-    """The POSTed form, or None when its ``csrf`` field is missing or not this session's token."""
-    try:
-        form = await request.form(max_files=0, max_fields=16, max_part_size=64 * 1024)
-    except Exception:  # malformed bodies are refused like a bad token
+    """The POSTed form, or None when its ``csrf`` field is missing or not this session's token.
+
+    Only a URL-encoded form of at most :data:`MAX_BODY` bytes is read; anything else is refused
+    like a bad token, before it is held in memory whole.
+    """
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         return None
-    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), max_num_fields=16, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    values = dict(pairs)
     expected = request.session.get("csrf")
     sent = values.get("csrf", "")
     if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(), sent.encode()):

@@ -38,13 +38,13 @@ class WebClient:
         self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect())
 
     def get(self, path: str) -> Answer:
-        return self._send(urllib.request.Request(self.base + path))
+        return self.send(urllib.request.Request(self.base + path))
 
     def post(self, path: str, fields: dict[str, str]) -> Answer:
         body = urllib.parse.urlencode(fields).encode()
-        return self._send(urllib.request.Request(self.base + path, data=body, method="POST"))
+        return self.send(urllib.request.Request(self.base + path, data=body, method="POST"))
 
-    def _send(self, request: urllib.request.Request) -> Answer:
+    def send(self, request: urllib.request.Request) -> Answer:
         try:
             with self._opener.open(request, timeout=30) as answer:
                 return Answer(answer.status, answer.headers, answer.read().decode())

@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 import sys
+import urllib.request
 from urllib.parse import urlparse
 
 import adbc_driver_flightsql.dbapi as flightsql
@@ -121,6 +122,18 @@ def test_sign_out_ends_the_session_in_the_gateway_even_for_a_copied_cookie(web: 
     answer = client.post("/logout", {"csrf": client.csrf("/")})
     assert (answer.status, answer.location) == (303, "/login")
     assert copy.get("/").status == 303  # the copied cookie names a session the gateway forgot
+
+
+def test_a_form_that_is_not_url_encoded_or_too_large_is_refused(web: str) -> None:
+    client = WebClient(web)
+    csrf = client.csrf()
+    fields = {"csrf": csrf, "user": ROOT.user, "password": ROOT.password}
+    as_json = urllib.request.Request(
+        web + "/login", data=json.dumps(fields).encode(), headers={"content-type": "application/json"}
+    )
+    assert client.send(as_json).status == 403
+    assert client.post("/login", {**fields, "padding": "x" * 20_000}).status == 403
+    assert client.post("/login", fields).status == 303  # the same form, small and URL-encoded
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
