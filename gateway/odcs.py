@@ -102,7 +102,7 @@ _SLA_UNITS = {
 _PLACEHOLDER = re.compile(r"\$\{\s*([A-Za-z_]+)\s*\}")
 # Property keys that only describe; everything else a property may hold is mapped or refused.
 _DESCRIPTIVE = (
-    *("id", "businessName", "physicalName", "synonyms", "authoritativeDefinitions", "examples"),
+    *("businessName", "physicalName", "synonyms", "authoritativeDefinitions", "examples"),
     *("partitioned", "partitionKeyPosition", "criticalDataElement", "semanticType", "deprecated"),
     *("transformSourceObjects", "transformLogic", "transformDescription"),
 )
@@ -225,6 +225,8 @@ def _product_keys(
     for j, prop in enumerate(item.properties or ()):
         prop_where = f"{where}.properties[{j}]"
         column = _column(prop, prop_where, notes)
+        if any(other["name"] == column["name"] for other in columns):
+            raise ConfigError(f"ODCS {prop_where}.name: column '{column['name']}' is described twice")
         columns.append(column)
         name = column["name"]
         if prop.primaryKey:
@@ -382,6 +384,13 @@ def _rule(rule: DataQuality, where: str, table: str, column: str | None, notes: 
         return {"name": rule.name or _rule_name(where), "sql": _sql(rule, where, table, column)}
     metric = rule.metric or rule.rule
     operator, value = _operator(rule, where)
+    if rule.arguments and not (
+        metric == "duplicateValues" and column is None and set(rule.arguments) == {"properties"}
+    ):
+        raise ConfigError(
+            f"ODCS {where}.arguments: Meshgate's checks take none here (only a product's duplicateValues takes"
+            " arguments.properties)"
+        )
     if metric == "rowCount" and column is None:
         return {**named, "row_count": _row_bounds(operator, value, where)}
     if metric == "duplicateValues":
@@ -481,9 +490,11 @@ def _sql(rule: DataQuality, where: str, table: str, column: str | None) -> str:
     operator, value = _operator(rule, where)
     if operator in {"mustBeBetween", "mustNotBeBetween"}:
         low, high = (_literal(v, where, operator) for v in value)
-        negated = "NOT " if operator == "mustNotBeBetween" else ""
-        return f"SELECT ({parsed.sql('postgres')}) {negated}BETWEEN {low} AND {high}"
-    return f"SELECT ({parsed.sql('postgres')}) {_COMPARISONS[operator]} {_literal(value, where, operator)}"
+        comparison = f"{'NOT ' if operator == 'mustNotBeBetween' else ''}BETWEEN {low} AND {high}"
+    else:
+        comparison = f"{_COMPARISONS[operator]} {_literal(value, where, operator)}"
+    end = "\n" if "--" in query else ""  # the query as written (what the gateway runs), a line comment closed
+    return f"SELECT ({query}{end}) {comparison}"
 
 
 def _literal(value: Any, where: str, operator: str) -> str:

@@ -166,7 +166,7 @@ def test_an_owner_publishes_an_odcs_contract_into_the_product(mesh) -> None:
     ]
     assert checks["few_missing_totals"].max_null_ratio == pytest.approx(0.1)
     assert (checks["row_count"].min_rows, checks["row_count"].max_rows) == (1, 1000)
-    assert checks["no_negative_totals"].sql == "SELECT (SELECT COUNT(*) FROM sales.orders WHERE total < 0) = 0"
+    assert checks["no_negative_totals"].sql == "SELECT (SELECT count(*) FROM sales.orders WHERE total < 0) = 0"
     (event,) = [e for e in engine.audit.events(everyone=True) if e.kind == "contract_import"]
     assert (event.user, event.outcome) == ("olga", "applied")
 
@@ -183,6 +183,29 @@ def test_the_imported_checks_run_and_a_broken_rule_fails(mesh) -> None:
         "row_count": "pass",
         "no_negative_totals": "pass",
     }
+
+
+def test_sql_rules_compare_their_query_with_the_rules_bounds(mesh) -> None:
+    engine, reloader, _folder = mesh
+    rules = (
+        "        quality:\n"
+        '          - {type: sql, name: in_range, query: "SELECT max(${column}) FROM ${table} -- largest",'
+        " mustBeBetween: [0, 100]}\n"
+        '          - {type: sql, name: too_few, query: "SELECT count(*) FROM ${object}", mustBeGreaterThan: 5}\n'
+    )
+    text = STRING_DATES.replace(
+        "      - name: total\n        logicalType: number\n        quality:\n"
+        "          - {type: library, metric: nullValues, unit: percent, mustBeLessOrEqualTo: 10,"
+        " name: few_missing_totals}\n",
+        "      - name: total\n        logicalType: number\n" + rules,
+    )
+    assert "in_range" in text
+    publish(reloader, OLGA, text)
+    checks = {c.name: c.sql for c in orders(engine).checks if c.kind == "sql"}
+    assert checks["in_range"] == 'SELECT (SELECT max("total") FROM sales.orders -- largest\n) BETWEEN 0 AND 100'
+    assert checks["too_few"] == "SELECT (SELECT count(*) FROM sales.orders) > 5"
+    outcomes = {r.check: r.outcome for r in run_checks(engine, "sales")}
+    assert (outcomes["in_range"], outcomes["too_few"]) == ("pass", "fail")
 
 
 BAD = [
@@ -244,6 +267,17 @@ BAD = [
         r"^ODCS schema\[0\]\.name: domain 'sales' declares no product 'refunds' \(it has: orders\)",
     ),
     (CONTRACT.replace("domain: sales\n", ""), r"^ODCS domain: missing"),
+    (
+        CONTRACT.replace("{name: customer, logicalType: string", "{name: order_id, logicalType: string"),
+        r"^ODCS schema\[0\]\.properties\[1\]\.name: column 'order_id' is described twice",
+    ),
+    (
+        CONTRACT.replace(
+            "unit: percent, mustBeLessOrEqualTo: 10",
+            "unit: percent, mustBeLessOrEqualTo: 10, arguments: {missingValues: [n/a]}",
+        ),
+        r"^ODCS schema\[0\]\.properties\[2\]\.quality\[0\]\.arguments: Meshgate's checks take none here",
+    ),
     (
         CONTRACT.replace("id: sales-orders", "id: &id sales-orders\nname: *id"),
         r"^ODCS: invalid YAML at line 4, .*aliases",
