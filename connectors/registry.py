@@ -9,11 +9,12 @@ Every kind, built-in or not, is an entry point naming a connector class::
 The entry point's name is the ``type:`` a domain configures. A name ``kind+scheme`` is the
 class ``kind`` uses when the domain's ``uri`` starts with ``scheme://`` (Parquet and CSV in
 S3). The kinds Meshgate itself declares are built-in; another distribution may add kinds
-but not replace or extend a built-in one. Entry points are read once, on first use. One
-that cannot be imported, that names no concrete connector class, or that clashes with a
-built-in kind or another plugin's is logged (naming its distribution and entry point) and
-left out: the gateway serves the rest, and a domain asking for that kind is offline with
-the reason (:func:`open_connector`).
+but not replace or extend a built-in one. Names are read once, on first use; a kind's
+classes are imported when a domain first asks for it, so a mesh imports only the drivers it
+uses. A kind that cannot be imported, that names no concrete connector class, or that
+clashes with a built-in kind or another plugin's is logged (naming its distribution and
+entry point) and left out: the gateway serves the rest, and a domain asking for that kind is
+offline with the reason (:func:`open_connector`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
@@ -68,78 +69,124 @@ class Kind:
         return frozenset().union(*(cls.path_keys for cls in self.classes()))
 
 
-@dataclass(frozen=True)
 class Registry:
-    """The kinds there are, and those declared but unavailable (with why, for messages)."""
+    """The kinds the entry points declare, each imported on first use and kept.
 
-    kinds: Mapping[str, Kind]
-    unavailable: Mapping[str, str]
+    ``kinds`` maps a kind's name to its :class:`Kind`, importing it when asked; a kind that
+    cannot be had (see the module doc) is absent, and :meth:`problem` says why.
+    """
+
+    def __init__(self, found: Iterable[EntryPoint]) -> None:
+        self._entries: dict[str, dict[str, EntryPoint]] = {}  # kind -> {scheme ("" for the kind): entry point}
+        self._problems: dict[str, str] = {}
+        self._loaded: dict[str, Kind] = {}
+        self._lock = threading.RLock()
+        self._declare(found)
+        self.kinds: Mapping[str, Kind] = _Kinds(self)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every kind declared, whether or not it can be loaded (nothing is imported)."""
+        return frozenset(self._entries) | frozenset(self._problems)
 
     def kind(self, name: str) -> Kind:
         """The kind ``name`` (raises ConfigError saying why it is unknown or unavailable)."""
-        found = self.kinds.get(name)
+        found = self.load(name)
         if found is not None:
             return found
-        if name in self.unavailable:
-            raise ConfigError(f"connector type {name!r} is unavailable: {self.unavailable[name]}")
-        known = ", ".join(sorted(self.kinds)) or "none"
-        hint = "" if self.kinds else f" (no {GROUP!r} entry points are installed: reinstall Meshgate)"
+        if name in self._problems:
+            raise ConfigError(f"connector type {name!r} is unavailable: {self._problems[name]}")
+        known = ", ".join(sorted(self.names)) or "none"
+        hint = "" if self._entries else f" (no {GROUP!r} entry points are installed: reinstall Meshgate)"
         raise ConfigError(f"unknown connector type {name!r} (expected one of {known}){hint}")
+
+    def problem(self, name: str) -> str | None:
+        """Why a declared kind cannot be had (its loading logged it), or None."""
+        self.load(name)
+        return self._problems.get(name)
+
+    def load(self, name: str) -> Kind | None:
+        """The kind ``name``, imported on first call; None when unknown or unavailable."""
+        with self._lock:
+            if name in self._loaded or name in self._problems or name not in self._entries:
+                return self._loaded.get(name)
+            classes: dict[str, type[Connector]] = {}
+            for scheme, ep in sorted(self._entries[name].items()):
+                where = _where(ep)
+                try:
+                    loaded = ep.load()
+                except Exception as error:  # a plugin's own import error: this kind only is lost
+                    reason: str | None = f"{where} cannot be imported: {type(error).__name__}: {error}"
+                else:
+                    reason = _not_a_connector(loaded, where)
+                if reason is not None:
+                    self._unavailable(name, reason)
+                    return None
+                classes[scheme] = loaded
+            base = classes.pop("")
+            self._loaded[name] = Kind(name, base, _distribution(self._entries[name][""]), classes)
+            return self._loaded[name]
+
+    def _declare(self, found: Iterable[EntryPoint]) -> None:
+        """Sort the entry points by kind, without importing them: built-in kinds first and unreplaceable."""
+        declared = sorted(found, key=lambda ep: (_distribution(ep) != BUILT_IN, ep.name, _distribution(ep)))
+        built_in = {ep.name.partition("+")[0] for ep in declared if _distribution(ep) == BUILT_IN}
+        for ep in declared:
+            kind, _, scheme = ep.name.partition("+")
+            distribution = _distribution(ep)
+            if distribution != BUILT_IN and kind in built_in:
+                log.error("connector plugin ignored: %s: %r is a built-in connector type", _where(ep), kind)
+                continue
+            if kind in self._problems:
+                continue
+            entries = self._entries.setdefault(kind, {})
+            owner = _distribution(next(iter(entries.values()))) if entries else distribution
+            if owner == distribution and scheme in entries:
+                continue  # the same distribution seen twice on the path
+            if owner != distribution:
+                del self._entries[kind]
+                self._unavailable(kind, f"{_where(ep)} clashes with the one of distribution {owner!r}")
+                continue
+            entries[scheme] = ep
+        for kind, entries in list(self._entries.items()):
+            if "" not in entries:
+                del self._entries[kind]
+                named = ", ".join(_where(ep) for ep in entries.values())
+                self._unavailable(kind, f"{named} adds a uri scheme to no kind {kind!r}")
+        if not built_in:
+            log.error("no built-in connector types: Meshgate's %r entry points are missing (reinstall it)", GROUP)
+
+    def _unavailable(self, kind: str, reason: str) -> None:
+        log.error("connector type %r is unavailable: %s", kind, reason)
+        self._problems[kind] = reason
+
+
+class _Kinds(Mapping[str, Kind]):
+    """A registry's kinds by name, each imported when first looked up (iterating imports them all)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def __getitem__(self, name: str) -> Kind:
+        found = self._registry.load(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(name for name in self._registry.names if self._registry.load(name) is not None))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def load(found: Iterable[EntryPoint]) -> Registry:
-    """The registry declared by ``found`` (entry points of :data:`GROUP`); logs each one it leaves out."""
-    declared = sorted(found, key=lambda ep: (_distribution(ep) != BUILT_IN, ep.name, _distribution(ep)))
-    built_in = {ep.name.partition("+")[0] for ep in declared if _distribution(ep) == BUILT_IN}
-    classes: dict[str, type[Connector]] = {}
-    owners: dict[str, str] = {}
-    unavailable: dict[str, str] = {}
-    for ep in declared:
-        distribution = _distribution(ep)
-        where = f"entry point '{ep.name} = {ep.value}' of distribution {distribution!r}"
-        kind = ep.name.partition("+")[0]
-        reason: str | None = None
-        if distribution != BUILT_IN and kind in built_in:
-            log.error("connector plugin ignored: %s: %r is a built-in connector type", where, kind)
-            continue
-        if kind in unavailable:
-            continue
-        if owners.get(ep.name) == distribution:
-            continue  # the same distribution seen twice on the path
-        if ep.name in owners:
-            reason = f"{where} clashes with the one of distribution {owners[ep.name]!r}"
-            classes.pop(ep.name, None)
-        else:
-            owners[ep.name] = distribution
-            try:
-                loaded = ep.load()
-            except Exception as error:  # a plugin's own import error: this kind only is lost
-                reason = f"{where} cannot be imported: {type(error).__name__}: {error}"
-            else:
-                reason = _not_a_connector(loaded, where)
-                if reason is None:
-                    classes[ep.name] = loaded
-        if reason is not None:
-            log.error("connector type %r is unavailable: %s", kind, reason)
-            unavailable[kind] = reason
-    kinds: dict[str, Kind] = {}
-    for name, cls in classes.items():
-        kind, plus, scheme = name.partition("+")
-        if kind in unavailable:
-            continue
-        if not plus:
-            kinds[kind] = Kind(kind, cls, owners[name])
-    for name, cls in classes.items():
-        kind, plus, scheme = name.partition("+")
-        if plus and kind in kinds:
-            base = kinds[kind]
-            kinds[kind] = Kind(kind, base.connector, base.distribution, {**base.schemes, scheme: cls})
-        elif plus and kind not in unavailable:
-            reason = f"entry point '{name}' of distribution {owners[name]!r} adds a uri scheme to no kind {kind!r}"
-            log.error("connector plugin ignored: %s", reason)
-    if not any(k.distribution == BUILT_IN for k in kinds.values()):
-        log.error("no built-in connector types: Meshgate's %r entry points are missing (reinstall it)", GROUP)
-    return Registry(kinds, unavailable)
+    """The registry declared by ``found`` (entry points of :data:`GROUP`)."""
+    return Registry(found)
+
+
+def _where(ep: EntryPoint) -> str:
+    return f"entry point '{ep.name} = {ep.value}' of distribution {_distribution(ep)!r}"
 
 
 def _distribution(ep: EntryPoint) -> str:

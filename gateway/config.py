@@ -391,8 +391,8 @@ def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorC
     where = _Where(where.file, raw.line, where.domain, where.field)
     kind = _required_str(raw, "type", where)
     kinds = registry()
-    if kind not in kinds.kinds and kind not in kinds.unavailable:
-        known = ", ".join(sorted(kinds.kinds))
+    if kind not in kinds.names:
+        known = ", ".join(sorted(kinds.names))
         raise where.at("type").error(f"unknown connector type '{kind}'; expected one of {known}")
     declared = kinds.kinds.get(kind)  # None: a plugin that failed to load (the domain will be offline, saying why)
     if declared is not None:
@@ -410,7 +410,7 @@ def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorC
     path: Path | None = None
     local = declared.connector.config_keys if declared is not None else frozenset(raw)
     if declared is None and not {"uri", "path"} & local:
-        why = kinds.unavailable[kind]
+        why = kinds.problem(kind)
         raise where.error(f"missing 'uri' or 'path' (connector type '{kind}' is unavailable: {why})")
     if declared is not None and declared.schemes and "path" in local and ("uri" in raw or "path" not in raw):
         # Object storage (connectors/objects.py), or a local path: one or the other.

@@ -237,7 +237,7 @@ def test_yaml_follows_the_contract(mesh: Path) -> None:
     for name, domain in domains.items():
         assert domain["file"].stem == name
         assert domain["owner"] and domain["description"]
-        assert set(domain["connector"]) == {"type", "path"} and domain["connector"]["type"] in registry().kinds
+        assert set(domain["connector"]) == {"type", "path"} and domain["connector"]["type"] in registry().names
         location = domain["file"].parent / domain["connector"]["path"]
         assert location.exists(), location
         for product in domain["products"]:

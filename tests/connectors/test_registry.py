@@ -4,6 +4,7 @@ a plugin that cannot load is left out, named in the log, and never takes the oth
 from __future__ import annotations
 
 import logging
+import sys
 from importlib.metadata import EntryPoint, distributions, entry_points
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def test_the_built_in_kinds_are_meshgate_entry_points() -> None:
     declared = {ep.name for ep in entry_points(group=GROUP) if ep.dist is not None and ep.dist.name == BUILT_IN}
     assert declared >= BUILT_INS | {"parquet+s3", "csv+s3"}
     assert {found.kinds[name.partition("+")[0]].distribution for name in declared} == {BUILT_IN}
-    assert not found.unavailable
+    assert all(found.problem(kind) is None for kind in found.names)
 
 
 @pytest.mark.parametrize(("kind", "cls"), [("parquet", ObjectParquetConnector), ("csv", ObjectCsvConnector)])
@@ -138,9 +139,20 @@ def test_a_plugin_that_cannot_load_is_unavailable_saying_why(plugins: Registry, 
 
 def test_each_plugin_left_out_is_logged_naming_its_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="connectors.registry"):
-        load_plugins(tmp_path, monkeypatch)
+        found = load_plugins(tmp_path, monkeypatch)
+        assert "'postgres = good_plugin:Good' of distribution 'usurper'" in caplog.text  # known without importing
+        for name in found.names:
+            found.problem(name)
     logged = "\n".join(record.getMessage() for record in caplog.records)
     for distribution in ("broken-import", "not-a-class", "usurper", "twin-two"):
         assert f"distribution '{distribution}'" in logged
     assert "'postgres = good_plugin:Good' of distribution 'usurper': 'postgres' is a built-in connector type" in logged
     assert "'good = good_plugin:Good'" not in logged
+
+
+def test_a_kind_is_imported_when_first_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "good_plugin", raising=False)
+    found = load_plugins(tmp_path, monkeypatch)
+    assert "good" in found.names and "good_plugin" not in sys.modules
+    assert found.kind("good").connector.__module__ == "good_plugin"
+    assert "good_plugin" in sys.modules
