@@ -148,7 +148,7 @@ def routes(state: WebState) -> list[BaseRoute]:
             "is_sql": found.source.sql is not None,
             "readers": readers,
             "reader_users": sorted({r["user"] for r in readers if r["user"]}) if admin else [],
-            "snippet": _snippets(state.flight_uri, caller, qualified),
+            "snippet": _snippets(state.flight_uri, caller, qualified, request.url.hostname),
         }
         return frame(request, caller, "product.html", context)
 
@@ -220,11 +220,17 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _snippets(flight_uri: str, caller: CallerContext, qualified: str) -> dict[str, str]:
-    """Ready-to-copy client code for this product: ADBC Python and a JDBC URL, with an example query."""
+def _snippets(flight_uri: str, caller: CallerContext, qualified: str, web_host: str | None) -> dict[str, str]:
+    """Ready-to-copy client code for this product: ADBC Python and a JDBC URL, with an example query.
+
+    A gateway bound to every interface (0.0.0.0, ::) is named by the host the browser reached it at.
+    """
     parsed = urlparse(flight_uri)
     tls = parsed.scheme == "grpc+tls"
     host, port = parsed.hostname or "localhost", parsed.port or 32010
+    if host in {"0.0.0.0", "::"} and web_host:
+        host = web_host
+        flight_uri = f"{parsed.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
     example = f"SELECT * FROM {qualified} LIMIT 10"
     user = caller.user or "USER"
     python = (

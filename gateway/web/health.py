@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,12 +40,11 @@ class DomainProbe:
     :data:`PROBE_CACHE_SECONDS`; a domain the catalog already holds offline is not asked.
 
     A source that does not answer within :data:`PROBE_TIMEOUT_SECONDS` is offline; its probe
-    is not started again while the last one still hangs.
+    (a daemon thread) is not started again while the last one still hangs.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="meshgate-probe")
         self._lock = threading.Lock()
         self._pending: dict[str, Future[object]] = {}
         self._cached: tuple[float, list[DomainState]] | None = None
@@ -65,7 +65,7 @@ class DomainProbe:
                 continue
             pending = self._pending.get(domain.name)
             if pending is None or pending.done():
-                pending = self._pool.submit(domain.connector.discover)
+                pending = _in_thread(domain.connector.discover, f"meshgate-probe-{domain.name}")
                 self._pending[domain.name] = pending
             futures[domain.name] = pending
         deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS
@@ -84,8 +84,19 @@ class DomainProbe:
                 states.append(DomainState(name, True))
         return states
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+
+def _in_thread(call: Callable[[], object], name: str) -> Future[object]:
+    """``call()`` in a daemon thread of its own: a source that hangs never holds up the gateway's exit."""
+    future: Future[object] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as error:  # handed to the waiter, which treats any as "offline"
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def routes(state: WebState) -> list[BaseRoute]:
