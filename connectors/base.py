@@ -151,7 +151,8 @@ class Connector(ABC):
     """Of :attr:`config_keys`, those only an admin may set or change through self-serve: where a
     source is reached and with which credentials (endpoints, certificate files, user names, keys)."""
     path_keys: ClassVar[frozenset[str]] = frozenset()
-    """Options naming a file, resolved against the YAML file's folder like ``path``."""
+    """Options naming a file, resolved against the YAML file's folder like ``path``; like
+    :attr:`admin_keys`, only an admin may set or change them (another file the gateway would read)."""
     versioned: ClassVar[bool] = False
     """Whether a product may pin a version of its table (``as_of``: lakehouse tables)."""
 

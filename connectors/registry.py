@@ -62,7 +62,8 @@ class Kind:
 
     @property
     def admin_keys(self) -> frozenset[str]:
-        return frozenset().union(*(cls.admin_keys for cls in self.classes()))
+        """The settings only an admin may set or change: those declared, and every option naming a file."""
+        return frozenset().union(*(cls.admin_keys | cls.path_keys for cls in self.classes()))
 
     @property
     def path_keys(self) -> frozenset[str]:

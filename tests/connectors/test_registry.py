@@ -77,6 +77,13 @@ class Good(ParquetConnector):
     kind = "good"
 
 
+class Keyed(ParquetConnector):
+    kind = "keyed"
+    config_keys = frozenset({"path", "token", "ca_file", "delimiter"})
+    admin_keys = frozenset({"token"})
+    path_keys = frozenset({"ca_file"})
+
+
 class Nowhere(ParquetConnector):
     kind = "nowhere"
     config_keys = frozenset({"folder"})
@@ -92,7 +99,7 @@ class Half(FileConnector):
 def load_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
     """The built-in kinds and six plugin distributions, some of them broken, loaded from ``tmp_path``."""
     connectors = "meshgate.connectors"
-    write_distribution(tmp_path, "good-plugin", {connectors: {"good": "good_plugin:Good", "nowhere": "good_plugin:Nowhere"}}, {"good_plugin": GOOD})
+    write_distribution(tmp_path, "good-plugin", {connectors: {"good": "good_plugin:Good", "nowhere": "good_plugin:Nowhere", "keyed": "good_plugin:Keyed"}}, {"good_plugin": GOOD})
     write_distribution(tmp_path, "broken-import", {connectors: {"broken": "broken_plugin:Broken"}}, {"broken_plugin": "import no_such_module\n"})
     write_distribution(tmp_path, "not-a-class", {connectors: {"func": "os.path:join", "half": "half_plugin:Half"}}, {"half_plugin": ABSTRACT})
     write_distribution(tmp_path, "usurper", {connectors: {"postgres": "good_plugin:Good", "csv+ftp": "good_plugin:Good"}}, {})
@@ -156,3 +163,9 @@ def test_a_kind_is_imported_when_first_asked_for(tmp_path: Path, monkeypatch: py
     assert "good" in found.names and "good_plugin" not in sys.modules
     assert found.kind("good").connector.__module__ == "good_plugin"
     assert "good_plugin" in sys.modules
+
+
+def test_options_naming_a_file_are_an_admins_like_the_declared_ones(plugins: Registry) -> None:
+    assert plugins.kind("keyed").admin_keys == {"token", "ca_file"}
+    assert {"tls_root_certs", "username", "password"} <= registry().kind("flightsql").admin_keys
+    assert {"endpoint", "access_key_id"} <= registry().kind("parquet").admin_keys  # from its s3 class
