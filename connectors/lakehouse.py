@@ -13,6 +13,12 @@ the partition values the metadata records, registered with DataFusion (``registe
 that DataFusion pushes projections and filters into the scan and pyarrow skips the files whose
 partition values cannot match and the row groups whose statistics cannot. A query reads the one
 snapshot it started on, whatever is committed meanwhile; the next query sees the new version.
+
+pyarrow evaluates the filters pushed into a dataset with IEEE comparisons, where DataFusion (and
+every other source) orders floating-point values totally (NaN above every number, -0.0 below
+0.0). Float columns are therefore served through a view as ``nanvl(f, f)`` (the same value,
+through a function pyarrow is not handed): filters on them stay in DataFusion, exact, and
+filters on every other column still reach the scan.
 """
 
 from __future__ import annotations
@@ -215,11 +221,10 @@ class LakeSource(FileConnector):
                 f"the table's schema changed to ({_columns(found)}) from the registered ({_columns(schema)}):"
                 " read the domain again to serve the new schema",
             )
-        return LakeVersion(snapshot, schema)
+        return LakeVersion(self, str(source.table), snapshot, schema)
 
     def register(self, ctx: SessionContext, name: str, source: SourceObject) -> None:
-        snapshot = self.cached(None, source)
-        ctx.register_dataset(name, snapshot.dataset)
+        register(ctx, name, self.domain, str(source.table), self.cached(None, source).dataset)
 
     def read_row_estimate(self, source: SourceObject) -> int | None:
         return self.cached(None, source).rows
@@ -236,7 +241,9 @@ class LakeSource(FileConnector):
 class LakeVersion(FileVersion):
     """One snapshot of a table, registered as a dataset of its data files."""
 
-    def __init__(self, snapshot: Snapshot, schema: pa.Schema) -> None:
+    def __init__(self, connector: LakeSource, table: str, snapshot: Snapshot, schema: pa.Schema) -> None:
+        self.domain = connector.domain
+        self.table = table
         self.stamp = snapshot.stamp
         self.snapshot = snapshot
         self.dataset = (
@@ -244,10 +251,29 @@ class LakeVersion(FileVersion):
         )
 
     def register(self, ctx: SessionContext, name: str) -> None:
-        ctx.register_dataset(name, self.dataset)
+        register(ctx, name, self.domain, self.table, self.dataset)
 
     def retire(self) -> None:
         """Nothing is held: a table's data files are immutable (until a vacuum or expiry removes them)."""
+
+
+def register(ctx: SessionContext, name: str, domain: str, table: str, dataset: ds.Dataset) -> None:
+    """Register ``dataset`` as ``name``: itself, or a view serving its float columns as ``nanvl(f, f)``."""
+    floats = {f.name for f in dataset.schema if pa.types.is_floating(f.type)}
+    if not floats:
+        ctx.register_dataset(name, dataset)
+        return
+    # The dataset under ``domain.<table>``: the name a query's plan shows for it (plan walkers
+    # expect ``schema.table``), never a product's (this domain has no SQL products).
+    stored = f"{_quoted(domain)}.{_quoted(identifier(PurePosixPath(table).name or domain))}"
+    ctx.sql(f"CREATE SCHEMA IF NOT EXISTS {_quoted(domain)}").collect()
+    ctx.register_dataset(stored, dataset)
+    items = [f"nanvl({q}, {q}) AS {q}" if f.name in floats else q for f in dataset.schema for q in [_quoted(f.name)]]
+    ctx.register_view(name, ctx.sql(f"SELECT {', '.join(items)} FROM {stored}"))
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def fragments(

@@ -394,3 +394,20 @@ def test_an_owner_cannot_point_a_table_at_another_domains_files(tmp_path: Path, 
         assert (tmp_path / "lake.yaml").read_text() == LAKE
     finally:
         engine.close()
+
+
+def test_float_filters_answer_as_datafusion_does(tmp_path: Path) -> None:
+    """NaN above every number and -0.0 below 0.0: DataFusion's order, which pyarrow's filters do not follow."""
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 3, 4, 5], pa.int64()),
+            "f": pa.array([float("nan"), 0.5, 2.0, -0.0, 0.0]),
+            "g": pa.array([float("nan"), 1, 2, 3, 4], pa.float32()),
+        }
+    )
+    write_deltalake(tmp_path / "floats", table)
+    oracle = SessionContext()
+    oracle.from_arrow(table, name="product")
+    for predicate in ("f > 1", "f = 0.0", "f < 0.0", "g >= 2 AND id > 1", "f <> 0.5", "g IN (1, 2)"):
+        sql = f"SELECT id FROM product WHERE {predicate} ORDER BY id"
+        assert read(connector(tmp_path), "floats", sql) == oracle.sql(sql).to_pylist(), predicate
