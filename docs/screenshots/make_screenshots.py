@@ -82,10 +82,8 @@ def _capture(web: str, password: str) -> None:
         page.wait_for_url(f"{web}/")
         for name, path in PAGES.items():
             page.goto(path)
-            page.screenshot(path=HERE / f"{name}.png", full_page=name != "product")
+            page.screenshot(path=HERE / f"{name}.png", full_page=True)
             print(f"wrote {HERE / name}.png")
-        page.goto(PAGES["product"])
-        page.screenshot(path=HERE / "product_full.png", full_page=True)
         browser.close()
 
 
