@@ -23,6 +23,7 @@ import pytest
 from connectors.base import SourceObject
 from gateway.config import ConnectorConfig
 from gateway.errors import SourceError
+from tests.conformance import data
 from tests.support.gateway import GatewayProcess, auth_yaml, query
 from tests.support.plugins import EXAMPLE_KIND, ROOT, install_example, write_distribution
 
@@ -70,6 +71,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "crm").mkdir()
     pq.write_table(CUSTOMERS, folder / "crm" / "customers.parquet")
     (folder / "lost").mkdir()
+    (folder / "typed").mkdir()
+    write_arrow(folder / "typed" / f"{data.TABLE}.arrow", data.conformance_table())
     (folder / "mesh.yaml").write_text(
         auth_yaml()
         + """
@@ -80,6 +83,8 @@ domains:
     connector: {type: parquet, path: crm}
   - name: lost
     connector: {type: broken, path: lost}
+  - name: typed
+    connector: {type: arrow_ipc, path: typed}
 policies:
   roles:
     analyst: [tester]
@@ -87,6 +92,7 @@ policies:
     - {role: analyst, on: "exports.*"}
     - {role: analyst, on: "crm.*"}
     - {role: analyst, on: "lost.*"}
+    - {role: analyst, on: "typed.*"}
   masks:
     - {on: exports.orders.email, mask: redact}
   row_filters:
@@ -109,6 +115,13 @@ def test_the_plugin_kind_is_served_under_the_platform_policies(gateway: GatewayP
     assert set(got.column("region").to_pylist()) == {"eu"}
     assert "@" not in "".join(got.column("email").to_pylist())  # the mask
     assert got.schema.field("amount").type == pa.decimal128(10, 2)
+
+
+def test_every_type_of_the_conformance_dataset_reaches_the_client_exactly(gateway: GatewayProcess) -> None:
+    got = query(gateway.uri, f"SELECT * FROM typed.{data.TABLE} ORDER BY id", gateway.credentials)
+    expected = data.conformance_table()
+    assert got.schema.equals(expected.schema), f"{got.schema}\n!=\n{expected.schema}"
+    assert got.combine_chunks().equals(expected.combine_chunks())
 
 
 def test_the_plugin_kind_joins_with_a_built_in_kind(gateway: GatewayProcess) -> None:
