@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
 
-from gateway.config import CheckConfig, parse_duration
+from gateway.config import CHECK_KINDS, CheckConfig, parse_duration
 from gateway.contracts import parse_type
 from gateway.errors import ConfigError
 
@@ -378,6 +378,12 @@ def _rule(rule: DataQuality, where: str, table: str, column: str | None, notes: 
             raise ConfigError(
                 f"ODCS {where}.engine: Meshgate runs its own checks only (engine: {ENGINE} with a check as the"
                 f" implementation), not {rule.engine!r}; translate the rule, or remove it"
+            )
+        unknown = sorted(set(rule.implementation) - {"name", "max_null_ratio", *CHECK_KINDS})
+        if unknown:
+            raise ConfigError(
+                f"ODCS {where}.implementation.{unknown[0]}: not a key of a Meshgate check"
+                f" (name, max_null_ratio, {', '.join(CHECK_KINDS)})"
             )
         return dict(rule.implementation)
     if kind == "sql":

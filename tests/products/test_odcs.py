@@ -268,6 +268,13 @@ BAD = [
     ),
     (CONTRACT.replace("domain: sales\n", ""), r"^ODCS domain: missing"),
     (
+        CONTRACT.replace(
+            '{type: sql, name: no_negative_totals, query: "SELECT count(*) FROM ${table} WHERE total < 0", mustBe: 0}',
+            "{type: custom, engine: meshgate, implementation: {name: sneaky, source: /etc/passwd}}",
+        ),
+        r"^ODCS schema\[0\]\.quality\[1\]\.implementation\.source: not a key of a Meshgate check",
+    ),
+    (
         CONTRACT.replace("{name: customer, logicalType: string", "{name: order_id, logicalType: string"),
         r"^ODCS schema\[0\]\.properties\[1\]\.name: column 'order_id' is described twice",
     ),
