@@ -174,9 +174,11 @@ def test_config_checks_a_plugin_kind_from_its_class(site: Path, tmp_path: Path) 
     assert "domain 'exports': connector.delimiter: unknown key; expected one of path, type" in result.stderr + result.stdout
 
 
-def test_the_conformance_suite_runs_against_the_plugin_kind(site: Path) -> None:
+def test_the_conformance_suite_runs_against_the_plugin_kind(site: Path, tmp_path: Path) -> None:
+    # --basetemp: a pytest session of its own would otherwise prune older sessions' temporary folders.
+    options = ["-n", "0", "-v", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "inner")]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "0", "-v", "-p", "no:cacheprovider", *SUITE, "--connector", EXAMPLE_KIND],
+        [sys.executable, "-m", "pytest", *options, *SUITE, "--connector", EXAMPLE_KIND],
         capture_output=True,
         text=True,
         env={**os.environ, **plugin_env(site)},
