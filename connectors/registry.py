@@ -97,9 +97,11 @@ class Registry:
             return found
         if name in self._problems:
             raise ConfigError(f"connector type {name!r} is unavailable: {self._problems[name]}")
-        known = ", ".join(sorted(self.names)) or "none"
-        hint = "" if self._entries else f" (no {GROUP!r} entry points are installed: reinstall Meshgate)"
-        raise ConfigError(f"unknown connector type {name!r} (expected one of {known}){hint}")
+        raise ConfigError(f"unknown connector type {name!r} (expected one of {self.known()})")
+
+    def known(self) -> str:
+        """The declared kinds, for messages (saying so when there are none at all)."""
+        return ", ".join(sorted(self.names)) or "none: Meshgate's entry points are not installed (pip install .)"
 
     def problem(self, name: str) -> str | None:
         """Why a declared kind cannot be had (its loading logged it), or None."""

@@ -392,8 +392,7 @@ def _parse_connector(raw: Any, where: _Where, secrets_files: bool) -> ConnectorC
     kind = _required_str(raw, "type", where)
     kinds = registry()
     if kind not in kinds.names:
-        known = ", ".join(sorted(kinds.names))
-        raise where.at("type").error(f"unknown connector type '{kind}'; expected one of {known}")
+        raise where.at("type").error(f"unknown connector type '{kind}'; expected one of {kinds.known()}")
     declared = kinds.kinds.get(kind)  # None: a plugin that failed to load (the domain will be offline, saying why)
     if declared is not None:
         _check_keys(raw, {"type", *declared.config_keys}, where)

@@ -169,3 +169,8 @@ def test_options_naming_a_file_are_an_admins_like_the_declared_ones(plugins: Reg
     assert plugins.kind("keyed").admin_keys == {"token", "ca_file"}
     assert {"tls_root_certs", "username", "password"} <= registry().kind("flightsql").admin_keys
     assert {"endpoint", "access_key_id"} <= registry().kind("parquet").admin_keys  # from its s3 class
+
+
+def test_without_meshgates_entry_points_the_message_says_so() -> None:
+    with pytest.raises(ConfigError, match=r"unknown connector type 'sqlite' \(expected one of none: Meshgate's entry points are not installed \(pip install \.\)\)"):
+        load([]).kind("sqlite")
