@@ -48,9 +48,15 @@ domains:
         checks:
           - {name: ids_unique, unique: [customer_id]}
           - {name: has_rows, row_count: {min: 1}}
+          - {name: at_most_two, row_count: {max: 2}}
       - name: orders
         source: orders
         description: Orders placed by customers
+        columns:
+          - {name: order_id, type: int64}
+          - {name: customer_id, type: int64}
+          - {name: amount, type: double}
+          - {name: currency, type: string, description: Not in the source yet}
       - name: big_orders
         sql: SELECT order_id, customer_id, amount FROM orders WHERE amount > 100
         description: Orders above 100

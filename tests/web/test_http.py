@@ -184,6 +184,16 @@ def test_a_sample_is_shown_only_for_a_product_that_opts_in(web: str) -> None:
     assert "This product shows no sample" in page and 'id="sample"' not in page
 
 
+def test_the_product_page_shows_the_contracts_drift_and_each_checks_latest_result(web: str) -> None:
+    alice = signed_in(web, ALICE)
+    orders = alice.get("/products/sales/orders").text
+    assert "state-flagged" in orders and "column &#39;currency&#39; is missing (declared string)" in orders
+    customers = alice.get("/products/sales/customers").text
+    assert "the source matches the contract" in customers
+    assert customers.count('class="mark-pass"') >= 2 and customers.count('class="mark-fail"') >= 1
+    assert "at_most_two" in customers and "Version</dt><dd>1.2.0" in customers
+
+
 def test_user_input_is_escaped(web: str) -> None:
     page = signed_in(web, ALICE).get("/search?q=%3Cscript%3Ealert(1)%3C/script%3E").text
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page

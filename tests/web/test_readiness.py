@@ -110,7 +110,7 @@ def gateway(
 """
         + auth_yaml(ROOT)
     )
-    process = GatewayProcess(config, extra=("--http-port", "0", "--watch-interval", "0"))
+    process = GatewayProcess(config, extra=("--http-port", "0", "--watch-interval", "0.2"))
     yield process
     process.stop()
 
@@ -160,3 +160,18 @@ def test_readyz_is_503_while_a_postgres_domains_server_cannot_be_reached(gateway
     finally:
         relay.open()
     wait_for(web, 200)
+
+
+def test_the_admin_health_page_shows_a_rejected_reload_and_its_error(gateway: GatewayProcess) -> None:
+    assert gateway.http_url is not None and gateway.config is not None
+    web = WebClient(gateway.http_url)
+    assert web.sign_in(ROOT).status == 303
+    good = gateway.config.read_text()
+    gateway.config.write_text(good.replace("type: csv", "type: nosuchkind"))
+    try:
+        deadline = time.monotonic() + 30
+        while "nosuchkind" not in (page := web.get("/admin/health").text) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert "config_reload" in page and "state-failed" in page and "nosuchkind" in page
+    finally:
+        gateway.config.write_text(good)
