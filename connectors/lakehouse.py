@@ -24,7 +24,6 @@ filters on every other column still reach the scan.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import threading
 from abc import abstractmethod
 from collections.abc import Hashable
@@ -44,8 +43,6 @@ from connectors.naming import identifier, unique
 from connectors.objects import S3Settings
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,8 +73,8 @@ class LakeSource(FileConnector):
         else:
             raise ConfigError(f"domain {domain!r}: a {self.kind} connector needs a path or an s3:// uri")
         self._lock = threading.Lock()
-        self._registered: dict[SourceObject, pa.Schema] = {}
         self._snapshots: dict[SourceObject, Snapshot] = {}
+        self._store: Any = None
 
     # -- where tables are -----------------------------------------------------------------
     def table_location(self, source: SourceObject, product: str | None = None) -> str:
@@ -120,7 +117,7 @@ class LakeSource(FileConnector):
             return [DiscoveredProduct(identifier(name), SourceObject(table="."))]
         folders = [f for f in self._children(self.base) if self._is_table(f"{self.base}/{f}")]
         if not folders:
-            raise SourceUnavailableError(self.domain, self.label, f"no {self.kind} tables in {self.base}")
+            raise self.failure(None, f"no {self.kind} tables in {self.base}", unavailable=True)
         names = unique(identifier(folder) for folder in folders)
         return [DiscoveredProduct(name, SourceObject(table=f)) for name, f in zip(names, folders, strict=True)]
 
@@ -133,7 +130,7 @@ class LakeSource(FileConnector):
             listed = obstore.list_with_delimiter(self.store(), prefix + "/" if prefix else None)
             return sorted(p.rstrip("/").rpartition("/")[2] for p in listed["common_prefixes"])
         except (OSError, obstore.exceptions.BaseError) as error:
-            raise SourceUnavailableError(self.domain, self.label, f"cannot list {location}: {error}") from None
+            raise self.failure(None, f"cannot list {location}: {error}", unavailable=True) from None
 
     def _is_table(self, location: str) -> bool:
         if self.s3 is None:
@@ -146,8 +143,11 @@ class LakeSource(FileConnector):
 
     # -- S3 ----------------------------------------------------------------------------------
     def store(self) -> Any:
+        """The obstore client for listings and small reads (S3 connectors only)."""
         assert self.s3 is not None
-        return self.s3.obstore()
+        if self._store is None:
+            self._store = self.s3.obstore()
+        return self._store
 
     def key(self, location: str) -> str:
         """An ``s3://bucket/key`` location's key."""
@@ -201,11 +201,9 @@ class LakeSource(FileConnector):
         return snapshot
 
     def schema(self, source: SourceObject) -> pa.Schema:
-        snapshot = self.cached(None, source)
-        schema = pa.schema([pa.field(f.name, classic(f.type), f.nullable) for f in snapshot.dataset.schema])
-        with self._lock:
-            self._registered[source] = schema
-        return schema
+        """The snapshot's schema in classic types: what :meth:`open_version` later checks versions against."""
+        dataset = self.cached(None, source).dataset
+        return pa.schema([pa.field(f.name, classic(f.type), f.nullable) for f in dataset.schema])
 
     def stamp(self, product: str, source: SourceObject) -> Hashable:
         return self.current(product, source)

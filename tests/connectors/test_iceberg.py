@@ -22,7 +22,7 @@ from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.typedef import Record
-from pyiceberg.types import LongType, NestedField, UUIDType
+from pyiceberg.types import DoubleType, LongType, NestedField, UUIDType
 
 from connectors.base import SourceObject
 from connectors.iceberg import IcebergConnector, S3IcebergConnector
@@ -232,6 +232,22 @@ def test_an_added_column_reads_as_null_in_older_files(tmp_path: Path) -> None:
     table.append(orders([2]).append_column("note", pa.array([7], pa.int64())))
     rows = read(connector(tmp_path), "orders", "SELECT id, note FROM product ORDER BY id")
     assert rows == [{"id": 1, "note": None}, {"id": 2, "note": 7}]
+
+
+def test_promoted_columns_read_as_the_tables_type(tmp_path: Path) -> None:
+    table = create(
+        tmp_path, "t", pa.table({"x": pa.array([1, 2], pa.int32()), "f": pa.array([1.5, 1.5], pa.float32())})
+    )
+    with table.update_schema() as update:
+        update.update_column("x", LongType())
+        update.update_column("f", DoubleType())
+    warehouse_of(tmp_path).load_table("t").append(
+        pa.table({"x": pa.array([2**40], pa.int64()), "f": pa.array([3.25], pa.float64())})
+    )
+    source = connector(tmp_path)
+    assert source.schema(SourceObject(table="t")) == pa.schema([("x", pa.int64()), ("f", pa.float64())])
+    rows = read(source, "t", "SELECT x, f FROM product WHERE x > 1 ORDER BY x")
+    assert rows == [{"x": 2, "f": 1.5}, {"x": 2**40, "f": 3.25}]
 
 
 def test_metadata_cannot_make_the_gateway_read_files_outside_the_table(tmp_path: Path) -> None:
