@@ -88,6 +88,9 @@ _SQL_TYPES = {
     exp.DataType.Type.DATE: pa.date32(),
     exp.DataType.Type.TIMESTAMP: pa.timestamp("us"),
     exp.DataType.Type.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
+    exp.DataType.Type.TIMESTAMPNTZ: pa.timestamp("us"),
+    exp.DataType.Type.TIMESTAMPLTZ: pa.timestamp("us", tz="UTC"),
+    exp.DataType.Type.DATETIME: pa.timestamp("us"),
     exp.DataType.Type.TIME: pa.time64("us"),
     exp.DataType.Type.VARBINARY: pa.binary(),
     exp.DataType.Type.BINARY: pa.binary(),
@@ -765,9 +768,29 @@ def _logical(kind: pa.DataType) -> str | None:
 
 @functools.cache
 def _validator() -> jsonschema.protocols.Validator:
+    """The package's JSON Schema, with upstream's fix of its ``logicalType`` conditionals applied.
+
+    The schema of open-data-contract-standard 3.2.0 guards each per-``logicalType`` rule with an
+    ``if`` that also holds when a property has no ``logicalType``, so a property typed by
+    ``physicalType`` alone fails (``'map' is a required property``). Upstream fixed it by requiring
+    ``logicalType`` in those ``if``s (bitol-io/open-data-contract-standard#322, #324, #328); this does
+    the same until a release carries it.
+    """
     schema = json.loads(resources.files("open_data_contract_standard").joinpath("schema.json").read_text())
+    _guard_logical_type(schema, within_if=False)
     validator: jsonschema.protocols.Validator = jsonschema.validators.validator_for(schema)(schema)
     return validator
+
+
+def _guard_logical_type(node: Any, *, within_if: bool) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _guard_logical_type(item, within_if=within_if)
+    elif isinstance(node, dict):
+        if within_if and set(node.get("properties", {})) == {"logicalType"} and "required" not in node:
+            node["required"] = ["logicalType"]
+        for key, value in node.items():
+            _guard_logical_type(value, within_if=within_if or key == "if")
 
 
 def _path(parts: Sequence[Any]) -> str:

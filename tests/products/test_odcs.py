@@ -31,7 +31,7 @@ from gateway.config import ProductConfig, load_config
 from gateway.contract_actions import export_action, import_action
 from gateway.engine import Engine
 from gateway.errors import ConfigError, MeshgateError, NotFoundError, PermissionDeniedError
-from gateway.odcs import parse_document
+from gateway.odcs import parse_document, read_contract
 from gateway.quality import run_checks
 from gateway.reload import Reloader
 from tests.support.gateway import Credentials, GatewayProcess, query
@@ -206,6 +206,29 @@ def test_sql_rules_compare_their_query_with_the_rules_bounds(mesh) -> None:
     assert checks["too_few"] == "SELECT (SELECT count(*) FROM sales.orders) > 5"
     outcomes = {r.check: r.outcome for r in run_checks(engine, "sales")}
     assert (outcomes["in_range"], outcomes["too_few"]) == ("pass", "fail")
+
+
+TYPES = [
+    ("logicalType: integer", "int64"),
+    ("logicalType: number", "double"),
+    ("logicalType: boolean", "bool"),
+    ("logicalType: date", "date32[day]"),
+    ("logicalType: timestamp", "timestamp[us]"),
+    ("logicalType: timestamp, logicalTypeOptions: {timezone: true}", "timestamp[us, tz=UTC]"),
+    ("physicalType: BIGINT", "int64"),
+    ('physicalType: "VARCHAR(20)"', "string"),
+    ('physicalType: "NUMERIC(10,2)"', "decimal128(10, 2)"),
+    ("physicalType: TIMESTAMPTZ", "timestamp[us, tz=UTC]"),
+    ("physicalType: int8", "int8"),
+    ('logicalType: array, physicalType: "list<string>"', "list<item: string>"),
+]
+
+
+@pytest.mark.parametrize(("declared", "arrow"), TYPES, ids=[t for _, t in TYPES])
+def test_odcs_types_map_to_arrow_types(declared: str, arrow: str) -> None:
+    text = "apiVersion: v3.0.2\nkind: DataContract\nid: t\nversion: 1.0.0\nstatus: draft\ndomain: d\nschema:\n"
+    text += f"  - name: p\n    properties:\n      - {{name: c, {declared}}}\n"
+    assert read_contract(text).products["p"]["columns"] == [{"name": "c", "type": arrow}]
 
 
 BAD = [
