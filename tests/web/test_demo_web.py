@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
 
 from tests.support.gateway import GatewayProcess
 from tests.web.client import WebClient
@@ -38,3 +42,7 @@ def test_the_demo_without_auth_shows_the_pages_without_a_sign_in(tmp_path: Path)
         assert page.status == 200 and "sales-team" in page.text and "Sign out" not in page.text
     finally:
         gateway.stop()
+    assert gateway.process.returncode == 0  # SIGTERM stops Flight SQL and the HTTP listener cleanly
+    port = urlparse(gateway.http_url).port
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
