@@ -23,7 +23,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import queue
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -47,6 +46,7 @@ from openlineage.client.transport.http import HttpConfig
 from gateway import __version__
 from gateway.audit import AuditEvent, QueryRecord, QueryRun
 from gateway.errors import ConfigError
+from gateway.telemetry.background import Background
 from gateway.telemetry.sqltext import without_literals
 
 if TYPE_CHECKING:
@@ -56,8 +56,6 @@ log = logging.getLogger(__name__)
 
 PRODUCER = f"urn:meshgate:gateway:{__version__}"
 """Who produced the events (OpenLineage asks for a URI)."""
-QUEUE_SIZE = 10_000
-"""Events waiting to be sent at most; more are dropped (and logged)."""
 
 _ENDS = {"ok": RunState.COMPLETE, "cancelled": RunState.ABORT}
 
@@ -89,10 +87,7 @@ class Lineage:
         self.namespace = namespace
         self._started: LRUCache[str, None] = LRUCache(maxsize=65_536)  # queries whose START went out
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[RunState, QueryRecord, dt.datetime] | None] = queue.Queue(maxsize=QUEUE_SIZE)
-        self._dropped = 0
-        self._thread = threading.Thread(target=self._send, name="meshgate-lineage", daemon=True)
-        self._thread.start()
+        self._sender: Background[tuple[RunState, QueryRecord, dt.datetime]] = Background("lineage", self._send)
 
     @classmethod
     def to_file(cls, engine: Engine, path: str, namespace: str = "meshgate") -> Lineage:
@@ -109,8 +104,7 @@ class Lineage:
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is queued (waiting at most ``timeout`` seconds) and stop."""
-        self._queue.put(None)
-        self._thread.join(timeout)
+        self._sender.close(timeout)
         self._client.close(timeout)
 
     # -- AuditListener -------------------------------------------------------------------
@@ -183,21 +177,10 @@ class Lineage:
     # -- sending -------------------------------------------------------------------------
     def _put(self, state: RunState, record: QueryRecord, at: dt.datetime) -> None:
         """Queue an event; it is made and sent on the sending thread, off the query's path."""
-        try:
-            self._queue.put_nowait((state, dataclasses.replace(record), at))
-        except queue.Full:
-            with self._lock:
-                self._dropped += 1
-                dropped = self._dropped
-            if dropped == 1 or dropped % 1000 == 0:
-                log.warning("lineage: %d events dropped so far: the collector does not keep up", dropped)
+        self._sender.put((state, dataclasses.replace(record), at))
 
-    def _send(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                self._client.emit(self._event(*item))
-            except Exception as error:  # the collector is down or refuses: the query is long done
-                log.warning("lineage: an event could not be sent: %s", error)
+    def _send(self, item: tuple[RunState, QueryRecord, dt.datetime]) -> None:
+        try:
+            self._client.emit(self._event(*item))
+        except Exception as error:  # the collector is down or refuses: the query is long done
+            log.warning("lineage: an event could not be sent: %s", error)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -88,9 +88,11 @@ class Metrics:
             ["kind", "outcome"],
             registry=registry,
         )
+        self._outcomes: dict[str, tuple[Any, Any]] = {}
+        self._domains: dict[tuple[str, str], Any] = {}
+        self._sources: dict[tuple[str, str], tuple[Any, Any, Any, Any, Any]] = {}
         for outcome in OUTCOMES:  # every series from the start: a rate over a counter that appears later misses
-            self.queries.labels(outcome)
-            self.query_seconds.labels(outcome)
+            self._by_outcome(outcome)
         for outcome in EVENT_OUTCOMES["login"]:
             self.logins.labels(outcome)
         for kind in _RELOAD_KINDS:
@@ -105,23 +107,51 @@ class Metrics:
 
     def query_finished(self, record: QueryRecord, run: QueryRun) -> None:
         outcome = record.outcome if record.outcome in OUTCOMES else "error"
-        self.queries.labels(outcome).inc()
-        self.query_seconds.labels(outcome).observe(record.duration_ms / 1000)
+        count, seconds = self._by_outcome(outcome)
+        count.inc()
+        seconds.observe(record.duration_ms / 1000)
         if record.rows:
             self.result_rows.inc(record.rows)
         if run.bytes:
             self.result_bytes.inc(run.bytes)
         for domain in {product.partition(".")[0] for product in record.products}:
-            self.domain_queries.labels(domain, outcome).inc()
+            self._domain(domain, outcome).inc()
         for source in run.sources:
-            labels = (source.domain, source.source)
-            self.source_queries.labels(*labels).inc()
-            self.source_rows.labels(*labels).inc(source.rows)
-            self.source_bytes.labels(*labels).inc(source.bytes)
+            queries, errors, rows, size, duration = self._source(source.domain, source.source)
+            queries.inc()
+            rows.inc(source.rows)
+            size.inc(source.bytes)
             if source.finished is not None:
-                self.source_seconds.labels(*labels).observe(max(0.0, source.finished - source.started))
+                duration.observe(max(0.0, source.finished - source.started))
             if source.error is not None:
-                self.source_errors.labels(*labels).inc()
+                errors.inc()
+
+    # The labelled series, looked up once each (``labels()`` costs a few microseconds a call).
+    def _by_outcome(self, outcome: str) -> tuple[Any, Any]:
+        found = self._outcomes.get(outcome)
+        if found is None:
+            found = self._outcomes[outcome] = (self.queries.labels(outcome), self.query_seconds.labels(outcome))
+        return found
+
+    def _domain(self, domain: str, outcome: str) -> Any:
+        found = self._domains.get((domain, outcome))
+        if found is None:
+            found = self._domains[(domain, outcome)] = self.domain_queries.labels(domain, outcome)
+        return found
+
+    def _source(self, domain: str, source: str) -> tuple[Any, Any, Any, Any, Any]:
+        found = self._sources.get((domain, source))
+        if found is None:
+            metrics = (
+                self.source_queries,
+                self.source_errors,
+                self.source_rows,
+                self.source_bytes,
+                self.source_seconds,
+            )
+            children = tuple(metric.labels(domain, source) for metric in metrics)
+            found = self._sources[(domain, source)] = (children[0], children[1], children[2], children[3], children[4])
+        return found
 
     def security_event(self, event: AuditEvent) -> None:
         if event.kind == "login":

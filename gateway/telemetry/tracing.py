@@ -1,7 +1,7 @@
 """OpenTelemetry spans for each query, exported over OTLP/HTTP when switched on.
 
-A query's spans are made when it finishes, from the times the engine and its scans
-already record: ``meshgate.query`` (the whole query) with ``meshgate.plan`` (planning, or
+A query's spans are made after it finishes, on a thread of their own, from the times the
+engine and its scans already record: ``meshgate.query`` (the whole query) with ``meshgate.plan`` (planning, or
 the plan cache's look-up), one ``meshgate.source_query`` per query a source received (its
 SQL and rows) and ``meshgate.stream`` (from the end of planning to the last row sent).
 Nothing runs while the query does, and with tracing off (no :class:`Tracing` listening)
@@ -14,6 +14,7 @@ user (``enduser.id``): they go only to the endpoint the admin configured.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from opentelemetry import trace
@@ -26,6 +27,7 @@ from opentelemetry.trace import Status, StatusCode
 from gateway import __version__
 from gateway.audit import AuditEvent, QueryRecord, QueryRun
 from gateway.errors import ConfigError
+from gateway.telemetry.background import Background
 from gateway.telemetry.sqltext import without_literals
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -40,6 +42,7 @@ class Tracing:
         self.provider = TracerProvider(resource=resource)
         self.provider.add_span_processor(processor)
         self._tracer = self.provider.get_tracer("meshgate", __version__)
+        self._maker: Background[tuple[QueryRecord, QueryRun]] = Background("tracing", self._spans)
 
     @classmethod
     def otlp(cls, endpoint: str | None) -> Tracing | None:
@@ -58,8 +61,13 @@ class Tracing:
         return cls(BatchSpanProcessor(exporter))
 
     def shutdown(self) -> None:
-        """Send what is buffered and stop."""
+        """Make and send what is queued, and stop."""
+        self._maker.close()
         self.provider.shutdown()
+
+    def flush(self) -> None:
+        """Make the spans of every query finished so far and hand them to the processor."""
+        self._maker.flush()
 
     # -- AuditListener -------------------------------------------------------------------
     def query_started(self, record: QueryRecord) -> None:
@@ -69,6 +77,10 @@ class Tracing:
         """Log-ins and reloads are not traced."""
 
     def query_finished(self, record: QueryRecord, run: QueryRun) -> None:
+        self._maker.put((dataclasses.replace(record), run))
+
+    def _spans(self, item: tuple[QueryRecord, QueryRun]) -> None:
+        record, run = item
         started = _ns(record.started.timestamp())
         ended = started + int(record.duration_ms * 1_000_000)
         root = self._tracer.start_span(

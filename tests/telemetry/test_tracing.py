@@ -26,13 +26,13 @@ ROOT_CALLER = CallerContext(user="root")
 
 
 @pytest.fixture
-def traced(tmp_path: Path) -> Iterator[tuple[Engine, InMemorySpanExporter]]:
+def traced(tmp_path: Path) -> Iterator[tuple[Engine, Tracing, InMemorySpanExporter]]:
     engine = Engine.from_config(load_config(write_mesh(tmp_path)))
     exporter = InMemorySpanExporter()
     tracing = Tracing(SimpleSpanProcessor(exporter))
     engine.audit.listen(tracing)
     try:
-        yield engine, exporter
+        yield engine, tracing, exporter
     finally:
         tracing.shutdown()
         engine.close()
@@ -42,11 +42,12 @@ def by_name(spans: tuple[ReadableSpan, ...] | list[ReadableSpan], name: str) -> 
     return [span for span in spans if span.name == name]
 
 
-def test_a_federated_query_has_plan_source_and_stream_spans(traced: tuple[Engine, InMemorySpanExporter]) -> None:
-    engine, exporter = traced
+def test_a_federated_query_has_plan_source_and_stream_spans(traced: tuple[Engine, Tracing, InMemorySpanExporter]) -> None:
+    engine, tracing, exporter = traced
     sql = "SELECT i.name, k.label FROM shop.items i JOIN ref.kinds k ON i.id - 1 = k.kind WHERE i.name <> 'item 9'"
     table = engine.run(sql, ROOT_CALLER).read_all()
     assert table.num_rows == 2
+    tracing.flush()  # spans are made on a thread of their own
     spans = exporter.get_finished_spans()
     (root,) = by_name(spans, "meshgate.query")
     (plan,) = by_name(spans, "meshgate.plan")
@@ -76,10 +77,11 @@ def test_a_federated_query_has_plan_source_and_stream_spans(traced: tuple[Engine
     assert root.status.status_code == StatusCode.UNSET
 
 
-def test_a_failed_query_is_one_span_with_its_error(traced: tuple[Engine, InMemorySpanExporter]) -> None:
-    engine, exporter = traced
+def test_a_failed_query_is_one_span_with_its_error(traced: tuple[Engine, Tracing, InMemorySpanExporter]) -> None:
+    engine, tracing, exporter = traced
     with pytest.raises(MeshgateError):
         engine.run("SELECT nope FROM shop.items WHERE name = 'x'", ROOT_CALLER)
+    tracing.flush()  # spans are made on a thread of their own
     spans = exporter.get_finished_spans()
     (root,) = by_name(spans, "meshgate.query")
     assert root.status.status_code == StatusCode.ERROR and "nope" in (root.status.description or "")
