@@ -26,7 +26,7 @@ from cachetools import LRUCache
 from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
-from connectors.base import FileConnector, FileVersion, SqlConnector
+from connectors.base import Connector, FileConnector, FileVersion, SqlConnector
 from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.audit import QUERY_ID, AuditLog, QueryRecord, QueryRun, SourceRun
 from gateway.catalog import Domain, MeshCatalog, Product
@@ -688,6 +688,8 @@ class Engine:
                 failure: MeshgateError | None = None
             except MeshgateError as error:
                 stamp, failure = None, error
+            except Exception as error:  # a connector's bug (a plugin's): this product fails, the others serve
+                stamp, failure = None, _connector_bug(product, connector, error)
             held = self._file_tables.get(key)
             if held is not None and held.product is product and stamp is not None and held.stamp == stamp:
                 continue
@@ -713,15 +715,14 @@ class Engine:
         except MeshgateError as error:
             return _FileTable(product, stamp, error=error)
         except Exception as error:  # a bug: this product fails, under a reference in the log; the others serve
-            message = f"data product '{product.qualified_name}' cannot be read: {internal_message(error)}"
-            log.exception("%s", message)
-            return _FileTable(product, stamp, error=SourceError(product.domain, connector.kind, message))
+            return _FileTable(product, stamp, error=_connector_bug(product, connector, error))
         scratch = SessionContext(SessionConfig().set("datafusion.execution.parquet.schema_force_view_types", "false"))
         try:
             version.register(scratch, "product")
-        except MeshgateError as error:
+        except Exception as error:
             version.retire()
-            return _FileTable(product, stamp, error=error)
+            failure = error if isinstance(error, MeshgateError) else _connector_bug(product, connector, error)
+            return _FileTable(product, stamp, error=failure)
         return _FileTable(product, version.stamp, version, scratch.table_provider("product"))
 
     def unreadable(self, product: Product) -> bool:
@@ -825,6 +826,14 @@ def _row_filter_of(plan: LogicalPlan) -> Any:
         if found is not None:
             return found
     return None
+
+
+def _connector_bug(product: Product, connector: Connector, error: Exception) -> SourceError:
+    """A connector's unexpected exception as the error of its product: logged whole under a reference,
+    told to clients by the reference only."""
+    message = f"data product '{product.qualified_name}' cannot be read: {internal_message(error)}"
+    log.exception("%s", message)
+    return SourceError(product.domain, connector.kind, message)
 
 
 def _retire(held: _FileTable) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,17 @@ SUITE = ("tests/connectors/test_conformance.py",)
 CUSTOMERS = pa.table({"customer": pa.array([100, 200, 300], pa.int32()), "name": ["Ann", "Bo", "Cy"]})
 
 
+FAULTY = """
+from meshgate_connector_example.connector import ArrowIpcConnector
+
+class Faulty(ArrowIpcConnector):
+    kind = "faulty"
+
+    def stamp(self, product, source):
+        raise RuntimeError("a bug in the plugin")
+"""
+
+
 def write_arrow(path: Path, table: pa.Table) -> None:
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
@@ -55,6 +67,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "broken-plugin",
         {"meshgate.connectors": {"broken": "broken_plugin:Broken"}},
         {"broken_plugin": "import no_such_driver\n"},
+    )
+    write_distribution(
+        folder,
+        "faulty-plugin",
+        {"meshgate.connectors": {"faulty": "faulty_plugin:Faulty"}},
+        {"faulty_plugin": FAULTY},
     )
     return folder
 
@@ -72,6 +90,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pq.write_table(CUSTOMERS, folder / "crm" / "customers.parquet")
     (folder / "lost").mkdir()
     (folder / "typed").mkdir()
+    (folder / "faulty").mkdir()
+    write_arrow(folder / "faulty" / "orders.arrow", ORDERS)
     write_arrow(folder / "typed" / f"{data.TABLE}.arrow", data.conformance_table())
     (folder / "mesh.yaml").write_text(
         auth_yaml()
@@ -85,6 +105,8 @@ domains:
     connector: {type: broken, path: lost}
   - name: typed
     connector: {type: arrow_ipc, path: typed}
+  - name: faulty
+    connector: {type: faulty, path: faulty}
 policies:
   roles:
     analyst: [tester]
@@ -93,6 +115,7 @@ policies:
     - {role: analyst, on: "crm.*"}
     - {role: analyst, on: "lost.*"}
     - {role: analyst, on: "typed.*"}
+    - {role: analyst, on: "faulty.*"}
   masks:
     - {on: exports.orders.email, mask: redact}
   row_filters:
@@ -155,6 +178,16 @@ def test_a_broken_plugin_leaves_its_domain_offline_saying_why(gateway: GatewayPr
     assert "No module named 'no_such_driver'" in log
     with pytest.raises(Exception, match=r"connector type 'broken' is unavailable: .*'broken-plugin'"):
         query(gateway.uri, "SELECT * FROM lost.anything", gateway.credentials)
+
+
+def test_a_plugins_bug_fails_its_own_products_only(gateway: GatewayProcess) -> None:
+    with pytest.raises(Exception, match=r"data product 'faulty\.orders' cannot be read: internal error \(reference \w+\)"):
+        query(gateway.uri, "SELECT * FROM faulty.orders", gateway.credentials)
+    assert query(gateway.uri, "SELECT count(*) AS n FROM crm.customers", gateway.credentials).to_pylist() == [{"n": 3}]
+    deadline = time.monotonic() + 30  # the log is read by a thread of the test's: wait for the line
+    while "RuntimeError: a bug in the plugin" not in "".join(gateway.output) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "RuntimeError: a bug in the plugin" in "".join(gateway.output)  # the whole traceback, in the log only
 
 
 def test_config_checks_a_plugin_kind_from_its_class(site: Path, tmp_path: Path) -> None:
