@@ -30,6 +30,7 @@ from sqlglot import exp, parse_one
 from connectors.base import ScanSpec, SourceStream, SqlConnector
 from gateway.catalog import Product
 from gateway.errors import MeshgateError, PermissionDeniedError, QueryCancelledError, SourceError
+from gateway.plan.substrait_plan import referenced_columns
 from gateway.policy import Access
 from gateway.pushdown import translate
 
@@ -136,13 +137,13 @@ class ProductScan:
             # binding does not expose their plans): fetch the requested columns and apply
             # DataFusion's filter here.
             return self._guarded(columns, None), True
-        # Several scans of one product (a self-join, a CTE used twice): one query serves
-        # each of them, with the union of their rows; each applies its own filter here.
+        # Several scans of one product (a self-join, a CTE used twice): each asks for the
+        # union of their rows; each applies its own filter here.
         predicates = [occurrence.predicate for occurrence in self.occurrences]
         predicate: exp.Expr | None = None
         if predicates and all(p is not None for p in predicates):
             predicate = exp.or_(*[exp.Paren(this=p) for p in predicates if p is not None])
-        return self._guarded(self.fetchable, predicate), True
+        return self._guarded(columns, predicate), True
 
     def _guarded(self, columns: tuple[str, ...], predicate: exp.Expr | None, limit: int | None = None) -> ScanSpec:
         """A scan of ``columns`` with ``predicate``, held to the guard (fails closed on other columns)."""
@@ -250,8 +251,11 @@ class _Scanner:
         scan = self._scan
         spec, filter_here = scan.spec(self._columns)
         self._filter_here = filter_here and self._filter is not None
-        if self._filter_here and spec.columns != scan.fetchable:
-            spec = ScanSpec(spec.source, scan.fetchable, spec.predicate, None)
+        if self._filter_here:  # the filter may read columns the plan does not output: fetch those too
+            read = referenced_columns(self._filter, scan.product.schema)
+            wanted = [n for n in scan.fetchable if read is None or n in read or n in spec.columns]
+            if wanted != list(spec.columns):
+                spec = ScanSpec(spec.source, tuple(wanted), spec.predicate, None)
         self._stream = PrefetchedStream(scan, spec)
 
     def cancel(self) -> None:

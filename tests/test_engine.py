@@ -188,3 +188,42 @@ def test_a_product_in_a_scalar_subquery_and_outside_it(mesh: Engine, postgres_ur
     finally:
         engine.close()
         config.unlink()
+
+
+def test_scans_beside_a_scalar_subquery_fetch_only_the_columns_they_read(
+    mesh: Engine, postgres_uri: str, pg_schema: str
+) -> None:
+    """Scans DataFusion filters in the gateway (here: next to a subquery kept as an expression)
+    ask their source for the columns the plan and that filter read, not for every column."""
+    with pg.connect(postgres_uri) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {pg_schema}.items (id int8, v numeric(15,2), flag text, note text)")
+        cursor.execute(
+            f"INSERT INTO {pg_schema}.items VALUES (1, -10, 'x', 'long'), (2, 5, 'x', 'long'), (3, 7, 'y', 'long'),"
+            " (4, 9, 'x', 'long'), (5, -20, 'y', 'long')"
+        )
+        connection.commit()
+    folder = mesh.catalog.domain("left").config.file.parent
+    with sqlite3.connect(folder / "one.sqlite") as lite:
+        lite.execute("CREATE TABLE one (k INTEGER)")
+        lite.execute("INSERT INTO one VALUES (1)")
+    lite.close()
+    config = folder / "items.yaml"
+    config.write_text(
+        f"domains:\n  - name: stock\n    connector: {{type: postgres, uri: '{postgres_uri}'}}\n"
+        f"    products:\n      - {{name: items, source: {pg_schema}.items}}\n"
+        "  - name: one\n    connector: {type: sqlite, path: one.sqlite}\n"
+        "    products:\n      - {name: one, source: one}\n"
+    )
+    engine = Engine(MeshCatalog(load_config(config)))
+    try:
+        execution = engine.run(  # a second source keeps the query federated
+            "SELECT count(*) AS n, max(i.id) AS top FROM stock.items i CROSS JOIN one.one"
+            " WHERE substr(i.flag, 1, 1) = 'x' AND i.v > (SELECT avg(v) FROM stock.items WHERE v > 0.00)"
+        )
+        assert execution.read_all().to_pylist() == [{"n": 1, "top": 4}]
+        sent = [query.sql for query in execution.source_queries if "items" in query.sql]
+        assert len(sent) == 2 and not any("note" in sql for sql in sent), sent
+        assert any('"flag"' in sql and '"id"' in sql for sql in sent), sent
+    finally:
+        engine.close()
+        config.unlink()

@@ -11,13 +11,18 @@ The messages are the generated classes of ``gateway/plan/substrait`` (``proto/co
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from datafusion import LogicalPlan, SessionContext
 from datafusion.substrait import Consumer, Producer, Serde
+from google.protobuf import descriptor_pb2, message_factory
 from google.protobuf.message import Message
 
 from gateway.plan.substrait import algebra_pb2, plan_pb2
+from gateway.plan.substrait._pool import POOL
 
 # Fields of a relation that hold its inputs (subqueries inside expressions are not inputs).
 _INPUT_FIELDS = ("input", "left", "right")
@@ -110,3 +115,53 @@ def sub_plan(whole: plan_pb2.Plan, rel: algebra_pb2.Rel) -> plan_pb2.Plan:
     del part.relations[:]
     part.relations.add().root.input.CopyFrom(rel)
     return part
+
+
+def referenced_columns(expression: pc.Expression, schema: pa.Schema) -> set[str] | None:
+    """The columns of ``schema`` a pyarrow expression reads; None when that cannot be told.
+
+    pyarrow writes the expression as a Substrait ``ExtendedExpression`` over ``schema``, in
+    which every column is a field reference by position.
+
+    >>> import pyarrow as pa, pyarrow.compute as pc
+    >>> schema = pa.schema([("a", pa.int64()), ("b c", pa.string()), ("z", pa.int64())])
+    >>> sorted(referenced_columns((pc.field("a") > 3) & (pc.field("b c") == "x"), schema))
+    ['a', 'b c']
+    """
+    try:
+        view = _extended_expression().FromString(expression.to_substrait(schema))
+    except Exception:  # an expression pyarrow cannot write as Substrait
+        return None
+    found: set[str] = set()
+    for item in messages(view):
+        if isinstance(item, algebra_pb2.Expression.FieldReference) and item.HasField("root_reference"):
+            position = item.direct_reference.struct_field.field
+            if not item.direct_reference.HasField("struct_field") or position >= len(schema):
+                return None
+            found.add(schema.field(position).name)
+    return found
+
+
+@functools.cache
+def _extended_expression() -> type[Message]:
+    """The part of Substrait's ``ExtendedExpression`` that holds its expressions (field 3, each
+    an ``ExpressionReference`` whose field 1 is the expression): all :func:`referenced_columns`
+    reads. The other fields parse as unknown ones."""
+    file = descriptor_pb2.FileDescriptorProto(
+        name="meshgate/extended_expression_view.proto",
+        package="meshgate",
+        dependency=[algebra_pb2.DESCRIPTOR.name],
+        syntax="proto3",
+    )
+    reference = file.message_type.add(name="ExpressionReferenceView")
+    reference.field.add(
+        name="expression", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+        type_name=".substrait.Expression", label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )  # fmt: skip
+    extended = file.message_type.add(name="ExtendedExpressionView")
+    extended.field.add(
+        name="referred_expr", number=3, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+        type_name=".meshgate.ExpressionReferenceView", label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+    )  # fmt: skip
+    POOL.Add(file)
+    return message_factory.GetMessageClass(POOL.FindMessageTypeByName("meshgate.ExtendedExpressionView"))
