@@ -600,7 +600,8 @@ def contract_document(
             flags[check.columns[0]]["unique"] = True
         elif check.kind == "not_null":
             percent = round(check.max_null_ratio * 100, 9)
-            rule = {**_named(check), "metric": "nullValues", "unit": "percent", "mustBeLessOrEqualTo": percent}
+            bound = {"unit": "percent", "mustBeLessOrEqualTo": percent} if percent else {"mustBe": 0}
+            rule = {**_named(check), "metric": "nullValues", **bound}
             column_rules[check.columns[0]].append({"type": "library", **rule})
         elif check.kind == "unique":
             arguments = {"properties": list(check.columns)}
