@@ -205,3 +205,13 @@ def test_bad_metrics_flags_are_named(tmp_path: Path) -> None:
                 Telemetry.start(engine, TelemetrySettings(metrics_token_file=tmp_path / name))
     finally:
         engine.close()
+
+
+def test_openmetrics_when_the_scraper_asks_for_it(gateway: GatewayProcess) -> None:
+    request = urllib.request.Request(f"{gateway.http_url}/metrics")
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    request.add_header("Accept", "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+        text = answer.read().decode()
+    assert text.endswith("# EOF\n") and "meshgate_queries_total{outcome=" in text
