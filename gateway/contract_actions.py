@@ -35,9 +35,8 @@ def import_action(reloader: Reloader) -> Callable[[CallerContext, bytes], bytes]
     """``meshgate contract import``: an ODCS document published into its domain's products."""
 
     def run(caller: CallerContext, body: bytes) -> bytes:
-        text = action_request(body, "odcs", '{"odcs": "apiVersion: v3.1.0 ..."}')
         try:
-            imported = read_contract(text)
+            imported = read_contract(action_request(body, "odcs", '{"odcs": "apiVersion: v3.1.0 ..."}'))
         except MeshgateError as error:
             reloader.engine.audit.event("contract_import", caller.user, "failed", str(error))
             raise

@@ -336,6 +336,17 @@ def test_a_document_meshgate_cannot_keep_is_refused_naming_the_field(mesh, text:
     assert (event.user, event.outcome) == ("olga", "failed")
 
 
+def test_a_malformed_request_is_refused_and_audited(mesh) -> None:
+    engine, reloader, _folder = mesh
+    for body in (b"not json", b'{"yaml": "x"}', b'{"odcs": 3}', b"[" * 100_000):
+        with pytest.raises(ConfigError, match=r'^this request is JSON: \{"odcs": "apiVersion: v3.1.0 ..."\}$'):
+            import_action(reloader)(OLGA, body)
+    events = [e for e in engine.audit.events(everyone=True) if e.kind == "contract_import"]
+    assert [e.outcome for e in events] == ["failed"] * 4
+    with pytest.raises(ConfigError, match=r'^this request is JSON: \{"product": "sales.orders"\}$'):
+        export_action(engine)(OLGA, b'{"product": null}')
+
+
 def test_only_the_domains_owner_or_an_admin_may_publish_its_contract(mesh) -> None:
     engine, reloader, folder = mesh
     before = snapshot(folder)
