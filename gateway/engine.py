@@ -600,7 +600,11 @@ class Engine:
             connector = product.connector
             if isinstance(connector, FileConnector) and id(connector) not in prepared:
                 prepared.add(id(connector))
-                connector.prepare(ctx)
+                try:
+                    connector.prepare(ctx)
+                except Exception:  # a connector's bug (a plugin's): its products fail when read; the others serve
+                    domain = product.domain
+                    log.exception("domain '%s': its %s connector failed to prepare a query", domain, connector.kind)
 
     def _govern(self, config: SessionConfig, scope: _Scope, sql: str) -> None:
         """Prepare the governed view of every product ``sql`` reads (see gateway/governance.py).

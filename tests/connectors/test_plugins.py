@@ -47,6 +47,9 @@ from meshgate_connector_example.connector import ArrowIpcConnector
 class Faulty(ArrowIpcConnector):
     kind = "faulty"
 
+    def prepare(self, ctx):
+        raise RuntimeError("a bug in the plugin's prepare")
+
     def stamp(self, product, source):
         raise RuntimeError("a bug in the plugin")
 """
@@ -188,6 +191,7 @@ def test_a_plugins_bug_fails_its_own_products_only(gateway: GatewayProcess) -> N
     while "RuntimeError: a bug in the plugin" not in "".join(gateway.output) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "RuntimeError: a bug in the plugin" in "".join(gateway.output)  # the whole traceback, in the log only
+    assert "RuntimeError: a bug in the plugin's prepare" in "".join(gateway.output)
 
 
 def test_config_checks_a_plugin_kind_from_its_class(site: Path, tmp_path: Path) -> None:
