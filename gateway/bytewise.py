@@ -77,8 +77,10 @@ def named_outputs(tree: exp.Expr) -> exp.Expr:
     for subquery in list(tree.find_all(exp.Subquery)):
         alias = subquery.args.get("alias")
         inner = subquery.this
-        names = alias.columns if isinstance(alias, exp.TableAlias) else []
-        if not names or not isinstance(inner, exp.Select) or len(names) != len(inner.expressions):
+        if not isinstance(alias, exp.TableAlias) or not isinstance(inner, exp.Select):
+            continue
+        names = alias.columns
+        if not names or len(names) != len(inner.expressions):
             continue
         if any(output.is_star for output in inner.expressions):
             continue
