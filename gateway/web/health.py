@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -37,7 +38,8 @@ class DomainState:
 
 class DomainProbe:
     """Asks each domain's source to list its products (``Connector.discover``), at most once per
-    :data:`PROBE_CACHE_SECONDS`; a domain the catalog already holds offline is not asked.
+    :data:`PROBE_CACHE_SECONDS`; a domain the catalog holds offline is loaded again, as the
+    catalog allows it (``MeshCatalog.domain``: after its retry interval).
 
     A source that does not answer within :data:`PROBE_TIMEOUT_SECONDS` is offline; its probe
     (a daemon thread) is not started again while the last one still hangs.
@@ -58,22 +60,17 @@ class DomainProbe:
             return states
 
     def _probe(self) -> list[DomainState]:
-        futures: dict[str, Future[object] | DomainState] = {}
+        futures: dict[str, Future[object]] = {}
         for domain in self._engine.catalog.domains():
-            if domain.error is not None or domain.connector is None:
-                futures[domain.name] = DomainState(domain.name, False, "offline since it was loaded")
-                continue
             pending = self._pending.get(domain.name)
             if pending is None or pending.done():
-                pending = _in_thread(domain.connector.discover, f"meshgate-probe-{domain.name}")
+                check = self._loads if domain.error is not None or domain.connector is None else self._answers
+                pending = _in_thread(partial(check, domain.name), f"meshgate-probe-{domain.name}")
                 self._pending[domain.name] = pending
             futures[domain.name] = pending
         deadline = time.monotonic() + PROBE_TIMEOUT_SECONDS
         states = []
         for name, future in futures.items():
-            if isinstance(future, DomainState):
-                states.append(future)
-                continue
             try:
                 future.result(timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
@@ -83,6 +80,20 @@ class DomainProbe:
             else:
                 states.append(DomainState(name, True))
         return states
+
+    def _answers(self, name: str) -> object:
+        """An online domain's source lists its products now (raises when it cannot)."""
+        domain = self._engine.catalog.domain(name)
+        if domain.connector is None:  # it went offline since the probe began
+            raise domain.error or RuntimeError(f"domain '{name}' has no source")
+        return domain.connector.discover()
+
+    def _loads(self, name: str) -> object:
+        """An offline domain loads now: the catalog tries again once its retry interval is over."""
+        domain = self._engine.catalog.domain(name)
+        if domain.error is not None:
+            raise domain.error
+        return domain
 
 
 def _in_thread(call: Callable[[], object], name: str) -> Future[object]:

@@ -27,9 +27,9 @@ from tests.web.mesh import ROOT
 class Relay:
     """A TCP relay on a free loopback port to ``target``; :meth:`cut` closes it and every connection."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], port: int = 0) -> None:
         self.target = target
-        self.port = 0
+        self.port = port
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self.open()
@@ -88,11 +88,17 @@ def relay(postgres_uri: str) -> Iterator[Relay]:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str, relay: Relay
-) -> Iterator[GatewayProcess]:
+def accounts(postgres_uri: str, pg_schema: str) -> str:
+    """A table of the module's schema for the PostgreSQL domain: its name."""
     with pg.connect(postgres_uri, autocommit=True) as connection, connection.cursor() as cursor:
         cursor.execute(f'CREATE TABLE "{pg_schema}".accounts AS SELECT g AS account_id FROM generate_series(1, 3) g')
+    return f"{pg_schema}.accounts"
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, accounts: str, relay: Relay
+) -> Iterator[GatewayProcess]:
     directory = tmp_path_factory.mktemp("readiness")
     (directory / "kinds").mkdir()
     (directory / "kinds" / "kinds.csv").write_text("g,label\n1,one\n")
@@ -104,7 +110,7 @@ def gateway(
   - name: bank
     connector: {{type: postgres, uri: '{relayed}'}}
     products:
-      - {{name: accounts, source: '{pg_schema}.accounts'}}
+      - {{name: accounts, source: '{accounts}'}}
   - name: files
     connector: {{type: csv, path: kinds}}
 """
@@ -175,3 +181,30 @@ def test_the_admin_health_page_shows_a_rejected_reload_and_its_error(gateway: Ga
         assert "config_reload" in page and "state-failed" in page and "nosuchkind" in page
     finally:
         gateway.config.write_text(good)
+
+
+def test_readyz_turns_ready_once_a_domain_that_was_offline_at_start_can_be_loaded(
+    tmp_path: Path, postgres_uri: str, accounts: str, relay: Relay
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # nothing listens there until the relay below starts
+    parsed = urlparse(postgres_uri)
+    uri = parsed._replace(netloc=f"{parsed.username or 'postgres'}@127.0.0.1:{port}").geturl()
+    config = tmp_path / "mesh.yaml"
+    config.write_text(
+        f"domains:\n  - name: bank\n    connector: {{type: postgres, uri: '{uri}'}}\n"
+        f"    products:\n      - {{name: accounts, source: '{accounts}'}}\n" + auth_yaml(ROOT)
+    )
+    process = GatewayProcess(config, extra=("--http-port", "0", "--watch-interval", "0"))
+    late = None
+    try:
+        assert process.http_url is not None
+        web = WebClient(process.http_url)
+        offline = {"status": "not ready", "config": "loaded", "domains": {"online": 0, "offline": 1}}
+        assert readiness(web) == (503, offline)
+        late = Relay(relay.target, port)
+        wait_for(web, 200, timeout=60)  # the catalog loads an offline domain again after 10 s
+    finally:
+        process.stop()
+        if late is not None:
+            late.cut()
