@@ -336,6 +336,26 @@ def test_a_document_meshgate_cannot_keep_is_refused_naming_the_field(mesh, text:
     assert (event.user, event.outcome) == ("olga", "failed")
 
 
+def test_one_document_describes_several_products_of_the_domain(mesh) -> None:
+    engine, reloader, folder = mesh
+    (folder / "sales.yaml").write_text(SALES + "      - {name: archive, source: orders}\n")
+    reloader.poll()
+    second = "  - name: archive\n    properties:\n      - {name: order_id, logicalType: integer, required: true}\n"
+    text = STRING_DATES.replace("schema:\n", "schema:\n" + second, 1)
+    text += "slaProperties:\n  - {property: latency, value: 12, unit: hours, element: archive.order_id}\n"
+    with pytest.raises(ConfigError, match=r"freshness.column: column 'order_id' is int64: freshness needs a timestamp"):
+        publish(reloader, OLGA, text)
+    text = text.replace("value: 12, unit: hours, element: archive.order_id", "value: 12, unit: hours, element: x.y")
+    with pytest.raises(ConfigError, match=r"^ODCS slaProperties\[0\]\.element: name the product and its timestamp"):
+        publish(reloader, OLGA, text)
+    answer = publish(reloader, OLGA, text.rsplit("slaProperties:", 1)[0])
+    assert answer["products"] == ["archive", "orders"]
+    archive = engine.catalog.domain("sales").products["archive"].declared
+    assert archive is not None and [c.name for c in archive.columns or ()] == ["order_id"]
+    assert [c.name for c in archive.checks] == ["not_null(order_id)"]
+    assert len(orders(engine).checks) == 5
+
+
 def test_a_malformed_request_is_refused_and_audited(mesh) -> None:
     engine, reloader, _folder = mesh
     for body in (b"not json", b'{"yaml": "x"}', b'{"odcs": 3}', b"[" * 100_000):
