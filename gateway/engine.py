@@ -948,6 +948,11 @@ def _start_route(
                 record.bytes += batch.nbytes
                 record.batches += 1
                 yield batch
+        except QueryCancelledError:
+            raise
+        except Exception as error:  # kept for the metrics' and traces' source errors
+            record.error = error
+            raise
         finally:
             record.finished = time.time()
 

@@ -215,3 +215,31 @@ def test_openmetrics_when_the_scraper_asks_for_it(gateway: GatewayProcess) -> No
         assert answer.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
         text = answer.read().decode()
     assert text.endswith("# EOF\n") and "meshgate_queries_total{outcome=" in text
+
+
+def test_a_failing_source_and_an_offline_domain(tmp_path: Path) -> None:
+    config = write_mesh(tmp_path)
+    offline = "  - name: down\n    connector: {type: postgres, uri: 'postgresql://127.0.0.1:1/x?connect_timeout=1'}\n"
+    config.write_text(mesh_yaml(offline))
+    (tmp_path / "token").write_text(TOKEN)
+    process = GatewayProcess(
+        config, extra=("--http-port", "0", "--metrics-token-file", str(tmp_path / "token")), credentials=ROOT
+    )
+    try:
+        url = process.http_url or ""
+        samples = scrape(url)
+        assert value(samples, "meshgate_source_up", domain="down", source="postgres") == 0
+        assert value(samples, "meshgate_source_up", domain="shop", source="sqlite") == 1
+        (tmp_path / "shop.db").write_bytes(b"not a database, " * 512)  # the source breaks under the gateway
+        with pytest.raises(AdbcError):
+            query(process.uri, "SELECT id, name FROM shop.items WHERE id = 1", ROOT)
+        samples = wait_for(
+            lambda: scrape(url),
+            lambda s: value(s, "meshgate_queries_total", outcome="error") == 1,
+            "the failed query recorded",
+        )
+        assert value(samples, "meshgate_source_errors_total", domain="shop", source="sqlite") == 1
+        assert value(samples, "meshgate_source_queries_total", domain="shop", source="sqlite") == 1
+        assert value(samples, "meshgate_domain_queries_total", domain="shop", outcome="error") == 1
+    finally:
+        process.stop()
