@@ -553,10 +553,17 @@ def _telemetry_flags(serve: argparse.ArgumentParser) -> None:
     from gateway.telemetry.logs import LOG_FORMATS
 
     group = serve.add_argument_group("metrics, traces, logs and lineage (see README)")
+
+    def log_format(value: str) -> str:
+        if value not in LOG_FORMATS:
+            raise argparse.ArgumentTypeError(f"{value!r} is not one of: {', '.join(LOG_FORMATS)}")
+        return value
+
     group.add_argument(
         "--log-format",
-        choices=LOG_FORMATS,
-        default=os.environ.get("MESHGATE_LOG_FORMAT", "text"),
+        type=log_format,
+        metavar="{text,json}",
+        default=os.environ.get("MESHGATE_LOG_FORMAT", "text"),  # a string default goes through `type`
         help="text, or json: one JSON object a line (time, level, logger, message, query_id) (env MESHGATE_LOG_FORMAT)",
     )
     group.add_argument(

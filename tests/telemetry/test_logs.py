@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -79,3 +81,16 @@ def test_the_formatter_adds_the_query_id_and_the_traceback() -> None:
 )
 def test_sql_without_literals(sql: str, shown: str) -> None:
     assert without_literals(sql) == shown
+
+
+def test_an_unknown_log_format_is_named(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(write_mesh(tmp_path)), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MESHGATE_LOG_FORMAT": "yaml"},
+    )
+    assert done.returncode == 2
+    assert "argument --log-format: 'yaml' is not one of: text, json" in done.stderr
+    assert "Traceback" not in done.stderr
