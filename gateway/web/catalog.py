@@ -22,6 +22,7 @@ from gateway.web.pages import render
 from gateway.web.session import caller_of
 
 if TYPE_CHECKING:
+    from gateway.catalog import Product
     from gateway.web.app import WebState
 
 SAMPLE_ROWS = 20
@@ -178,7 +179,7 @@ def _sample(
     return {"names": table.column_names, "rows": rows}, None
 
 
-def _data_age(state: WebState, caller: CallerContext, product: Any, visible: set[str]) -> tuple[str | None, str | None]:
+def _data_age(state: WebState, caller: CallerContext, product: Product, visible: set[str]) -> tuple[str | None, str | None]:
     """How old the newest row is that the caller can see (``max`` of the freshness column, as the caller)."""
     declared = product.declared
     if declared is None or declared.freshness is None:
