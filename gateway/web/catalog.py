@@ -179,7 +179,9 @@ def _sample(
     return {"names": table.column_names, "rows": rows}, None
 
 
-def _data_age(state: WebState, caller: CallerContext, product: Product, visible: set[str]) -> tuple[str | None, str | None]:
+def _data_age(
+    state: WebState, caller: CallerContext, product: Product, visible: set[str]
+) -> tuple[str | None, str | None]:
     """How old the newest row is that the caller can see (``max`` of the freshness column, as the caller)."""
     declared = product.declared
     if declared is None or declared.freshness is None:
