@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -47,7 +47,15 @@ class DeltaConnector(LakeSource):
         """delta-rs's object-store settings for S3 (none for local tables)."""
         if self.s3 is None:
             return {}
-        options = {"AWS_REGION": self.s3.region, "AWS_ALLOW_HTTP": str(self.s3.allow_http).lower()}
+        options = {
+            "AWS_REGION": self.s3.region,
+            "AWS_ALLOW_HTTP": str(self.s3.allow_http).lower(),
+            # A store that hangs fails in seconds (object_store retries for 3 minutes by default).
+            "timeout": "10s",
+            "connect_timeout": "5s",
+            "max_retries": "1",
+            "retry_timeout": "5s",
+        }
         if self.s3.endpoint is not None:
             options["AWS_ENDPOINT_URL"] = self.s3.endpoint
         if self.s3.access_key_id is not None and self.s3.secret_access_key is not None:
@@ -67,7 +75,7 @@ class DeltaConnector(LakeSource):
         except (DeltaError, OSError, ValueError) as error:
             if version is not None and _no_version(error):
                 raise self.failure(product, f"the Delta table at {location} has no version {version}") from None
-            raise self.failure(product, f"cannot read the Delta log of {location}: {_reason(error)}") from None
+            raise self.failure(product, f"cannot read the Delta log of {location}: {self.reason(error)}") from None
 
     def current(self, product: str | None, source: SourceObject) -> Hashable:
         """The pinned version (or timestamp), else the latest version number: one listing of the log."""
@@ -83,7 +91,7 @@ class DeltaConnector(LakeSource):
                     head.update_incremental()
                 except (DeltaError, OSError, ValueError) as error:
                     del self._heads[location]
-                    message = f"cannot read the Delta log of {location}: {_reason(error)}"
+                    message = f"cannot read the Delta log of {location}: {self.reason(error)}"
                     raise self.failure(product, message, unavailable=True) from None
             return ("version", head.version())
 
@@ -101,7 +109,7 @@ class DeltaConnector(LakeSource):
         except DeltaProtocolError as error:
             raise self.failure(product, f"the Delta table at {location} cannot be read exactly: {error}") from None
         except (DeltaError, OSError, ValueError) as error:
-            raise self.failure(product, f"cannot read the Delta table at {location}: {_reason(error)}") from None
+            raise self.failure(product, f"cannot read the Delta table at {location}: {self.reason(error)}") from None
         rows = None if counts.null_count else int(pa.compute.sum(counts).as_py() or 0)
         return Snapshot(("version", table.version()) if source.as_of is None else stamp, dataset, rows)
 
@@ -123,7 +131,7 @@ class DeltaConnector(LakeSource):
             table.load_as_version(moment)
         except (DeltaError, OSError, ValueError) as error:
             raise self.failure(
-                product, f"the Delta table at {location} has no version at {as_of}: {_reason(error)}"
+                product, f"the Delta table at {location} has no version at {as_of}: {self.reason(error)}"
             ) from None
         return table
 
@@ -151,11 +159,6 @@ def _check_features(connector: DeltaConnector, product: str | None, location: st
 def _no_version(error: Exception) -> bool:
     text = str(error).lower()
     return "version" in text and ("not" in text or "invalid" in text)
-
-
-def _reason(error: Any) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(error).__name__
 
 
 class S3DeltaConnector(DeltaConnector):

@@ -89,7 +89,12 @@ class IcebergConnector(LakeSource):
         """pyiceberg's FileIO settings (S3 through pyarrow, with the connector's settings)."""
         if self.s3 is None:
             return {}
-        options = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO", "s3.region": self.s3.region}
+        options = {
+            "py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO",
+            "s3.region": self.s3.region,
+            "s3.connect-timeout": "5",
+            "s3.request-timeout": "10",
+        }
         if self.s3.endpoint is not None:
             options["s3.endpoint"] = self.s3.endpoint
         if self.s3.access_key_id is not None and self.s3.secret_access_key is not None:
@@ -111,21 +116,21 @@ class IcebergConnector(LakeSource):
 
     def metadata_file(self, product: str | None, location: str) -> str:
         """The name of the table's current metadata file in ``metadata/`` (see the module doc)."""
-        hint = self._read(f"{location}/metadata/version-hint.text")
+        hint = self._read(product, f"{location}/metadata/version-hint.text")
         if hint is not None:
             name = hint.decode("utf-8", "replace").strip()
             name = name if name.endswith(".metadata.json") else f"v{name}.metadata.json"
             if "/" in name or not _METADATA.match(name):
                 raise self.failure(product, f"{location}/metadata/version-hint.text names no metadata file: {name!r}")
             return name
-        found = [name for name in self._names(f"{location}/metadata") if _METADATA.match(name)]
+        found = [name for name in self._names(product, f"{location}/metadata") if _METADATA.match(name)]
         if not found:
             raise self.failure(
                 product, f"no Iceberg table at {location} (no metadata/*.metadata.json)", unavailable=True
             )
         return max(found, key=_number)
 
-    def _read(self, location: str) -> bytes | None:
+    def _read(self, product: str | None, location: str) -> bytes | None:
         try:
             if self.s3 is None:
                 return Path(location).read_bytes()
@@ -133,9 +138,9 @@ class IcebergConnector(LakeSource):
         except (FileNotFoundError, NotADirectoryError, obstore.exceptions.NotFoundError):
             return None
         except (OSError, obstore.exceptions.BaseError) as error:
-            raise self.failure(None, f"cannot read {location}: {error}", unavailable=True) from None
+            raise self.failure(product, f"cannot read {location}: {self.reason(error)}", unavailable=True) from None
 
-    def _names(self, folder: str) -> list[str]:
+    def _names(self, product: str | None, folder: str) -> list[str]:
         try:
             if self.s3 is None:
                 return [p.name for p in Path(folder).iterdir()]
@@ -144,7 +149,7 @@ class IcebergConnector(LakeSource):
         except (FileNotFoundError, NotADirectoryError):
             return []
         except (OSError, obstore.exceptions.BaseError) as error:
-            raise self.failure(None, f"cannot list {folder}: {error}", unavailable=True) from None
+            raise self.failure(product, f"cannot list {folder}: {self.reason(error)}", unavailable=True) from None
 
     # -- a snapshot ----------------------------------------------------------------------------
     def snapshot(self, product: str | None, source: SourceObject, stamp: Hashable) -> Snapshot:
@@ -155,7 +160,7 @@ class IcebergConnector(LakeSource):
         try:
             table = StaticTable.from_metadata(metadata, self.properties())
         except Exception as error:  # pyiceberg raises many kinds (JSON, validation, I/O)
-            raise self.failure(product, f"cannot read the Iceberg metadata {metadata}: {_reason(error)}") from None
+            raise self.failure(product, f"cannot read the Iceberg metadata {metadata}: {self.reason(error)}") from None
         chosen = self._chosen(product, location, table, source.as_of)
         schema = table.schema()  # the table as it is now; a pinned snapshot as it was written
         if source.as_of is not None and chosen is not None and chosen.schema_id is not None:
@@ -173,7 +178,7 @@ class IcebergConnector(LakeSource):
         except Exception as error:
             if isinstance(error, type(self.failure(None, ""))):
                 raise
-            raise self.failure(product, f"cannot read the manifests of {location}: {_reason(error)}") from None
+            raise self.failure(product, f"cannot read the manifests of {location}: {self.reason(error)}") from None
         deletes = sum(len(task.delete_files) for task in tasks)
         if deletes:
             raise self.failure(
@@ -277,8 +282,3 @@ def _number(name: str) -> int:
     match = _METADATA.match(name)
     assert match is not None
     return int(match.group(1) or match.group(2))
-
-
-def _reason(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(error).__name__

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from datafusion import SessionContext
 
 from connectors.base import DiscoveredProduct, FileConnector, FileVersion, SourceObject
 from connectors.naming import identifier, unique
-from connectors.objects import S3Settings
+from connectors.objects import _UNREACHABLE, FAILURE_SECONDS, S3Settings, _store_reason
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
 
@@ -75,6 +76,7 @@ class LakeSource(FileConnector):
         self._lock = threading.Lock()
         self._snapshots: dict[SourceObject, Snapshot] = {}
         self._store: Any = None
+        self._failures: dict[SourceObject, tuple[float, str]] = {}  # what failed, when and why (S3)
 
     # -- where tables are -----------------------------------------------------------------
     def table_location(self, source: SourceObject, product: str | None = None) -> str:
@@ -179,6 +181,17 @@ class LakeSource(FileConnector):
         assert path is not None  # checked by confine()
         return path
 
+    def reason(self, error: BaseException) -> str:
+        """A short reason for a failure of a table's reader: its first line; on S3, the store's kind of failure."""
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        text = lines[0][:300] if lines else type(error).__name__
+        if self.s3 is None:
+            return text
+        reason = _store_reason(Exception(" ".join(str(error).split())))
+        if reason == _UNREACHABLE:
+            return f"{reason} ({self.s3.endpoint or 'AWS S3'})"
+        return reason if reason != " ".join(str(error).split())[:300] else text
+
     def scrub(self, text: str) -> str:
         return self.s3.scrub(text) if self.s3 is not None else text
 
@@ -206,7 +219,26 @@ class LakeSource(FileConnector):
         return pa.schema([pa.field(f.name, classic(f.type), f.nullable) for f in dataset.schema])
 
     def stamp(self, product: str, source: SourceObject) -> Hashable:
-        return self.current(product, source)
+        """:meth:`current`; on S3, a failure is answered from memory for FAILURE_SECONDS.
+
+        Every query stamps every file product of the mesh: a store that hangs would otherwise hold
+        up every query, not only its own domain's (as connectors/objects.py does for listings).
+        """
+        if self.s3 is None:
+            return self.current(product, source)
+        with self._lock:
+            failed = self._failures.get(source)
+        if failed is not None and time.monotonic() - failed[0] < FAILURE_SECONDS:
+            raise self.failure(product, f"{failed[1]} (retried within {FAILURE_SECONDS:.0f} s)", unavailable=True)
+        try:
+            stamp = self.current(product, source)
+        except SourceError as error:
+            with self._lock:
+                self._failures[source] = (time.monotonic(), str(error).partition("] ")[2].split("': ", 1)[-1])
+            raise
+        with self._lock:
+            self._failures.pop(source, None)
+        return stamp
 
     def open_version(
         self, product: str, source: SourceObject, schema: pa.Schema, previous: FileVersion | None

@@ -411,3 +411,25 @@ def test_float_filters_answer_as_datafusion_does(tmp_path: Path) -> None:
     for predicate in ("f > 1", "f = 0.0", "f < 0.0", "g >= 2 AND id > 1", "f <> 0.5", "g IN (1, 2)"):
         sql = f"SELECT id FROM product WHERE {predicate} ORDER BY id"
         assert read(connector(tmp_path), "floats", sql) == oracle.sql(sql).to_pylist(), predicate
+
+
+def test_an_unreachable_store_names_the_endpoint_and_is_not_asked_again_at_once() -> None:
+    """Every query stamps every table: a failing store is answered from memory for 30 s."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    options = {
+        "endpoint": endpoint,
+        "allow_http": True,
+        "access_key_id": "AKIAUNREACHABLE",
+        "secret_access_key": "x" * 40,
+    }
+    source = S3DeltaConnector("lake", ConnectorConfig(type="delta", uri="s3://nowhere/tables", options=options))
+    product = SourceObject(table="orders")
+    with pytest.raises(SourceError, match=rf"the endpoint cannot be reached \({endpoint}\)") as first:
+        source.stamp("orders", product)
+    assert "data product 'lake.orders'" in str(first.value) and "x" * 40 not in str(first.value)
+    with pytest.raises(SourceError, match=r"\(retried within 30 s\)"):
+        source.stamp("orders", product)
