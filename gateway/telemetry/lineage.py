@@ -58,6 +58,16 @@ PRODUCER = f"urn:meshgate:gateway:{__version__}"
 """Who produced the events (OpenLineage asks for a URI)."""
 
 _ENDS = {"ok": RunState.COMPLETE, "cancelled": RunState.ABORT}
+# Each event is tried three times within about a second (the client's default: six times in
+# about ten seconds, which a collector that is down would make the queue pay for every event).
+_RETRY = {
+    "total": 2,
+    "read": 2,
+    "connect": 2,
+    "backoff_factor": 0.3,
+    "status_forcelist": [500, 502, 503, 504],
+    "allowed_methods": ["HEAD", "POST"],
+}
 
 
 @attr.define
@@ -87,6 +97,7 @@ class Lineage:
         self.namespace = namespace
         self._started: LRUCache[str, None] = LRUCache(maxsize=65_536)  # queries whose START went out
         self._lock = threading.Lock()
+        self._failed = 0  # events not sent since the last one that was (the sending thread's own)
         self._sender: Background[tuple[RunState, QueryRecord, dt.datetime]] = Background("lineage", self._send)
 
     @classmethod
@@ -100,7 +111,8 @@ class Lineage:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"--lineage-url: {url!r} is not an http:// or https:// URL")
         auth: dict[str, Any] = {"type": "api_key", "apiKey": api_key} if api_key else {}
-        return cls(engine, HttpTransport(HttpConfig.from_dict({"url": url, "auth": auth})), namespace)
+        config = HttpConfig.from_dict({"url": url, "auth": auth, "retry": _RETRY})
+        return cls(engine, HttpTransport(config), namespace)
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is queued (waiting at most ``timeout`` seconds) and stop."""
@@ -183,4 +195,10 @@ class Lineage:
         try:
             self._client.emit(self._event(*item))
         except Exception as error:  # the collector is down or refuses: the query is long done
-            log.warning("lineage: an event could not be sent: %s", error)
+            self._failed += 1
+            if self._failed == 1 or self._failed % 1000 == 0:  # one line, not one per query
+                log.warning("lineage: %d events could not be sent so far; the last: %s", self._failed, error)
+        else:
+            if self._failed:
+                log.info("lineage: events are sent again (%d could not be)", self._failed)
+                self._failed = 0

@@ -88,6 +88,11 @@ def _lineage(engine: Engine, settings: TelemetrySettings) -> Lineage | None:
         directory = settings.lineage_file.parent
         if not directory.is_dir():
             raise ConfigError(f"--lineage-file {settings.lineage_file}: no such directory: {directory}")
+        try:
+            with settings.lineage_file.open("a", encoding="utf-8"):
+                pass
+        except OSError as error:
+            raise ConfigError(f"--lineage-file {settings.lineage_file}: cannot be written: {error.strerror}") from None
         return Lineage.to_file(engine, str(settings.lineage_file), settings.lineage_namespace)
     assert settings.lineage_url is not None
     key = None

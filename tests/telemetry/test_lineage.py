@@ -5,6 +5,7 @@ standard's JSON schemas, written to a file (through the engine) and posted to a 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +103,25 @@ def test_a_failed_query_is_a_start_and_a_fail_with_its_error(lineage_file: tuple
     assert events[1]["run"]["facets"]["errorMessage"]["programmingLanguage"] == "python"
 
 
+def test_a_collector_that_is_down_is_logged_once_and_queries_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = Engine.from_config(load_config(write_mesh(tmp_path)))
+    with receiving() as receiver:
+        down = receiver.url  # a port nobody listens on once the block ends
+    lineage = Lineage.to_url(engine, down)
+    engine.audit.listen(lineage)
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.telemetry.lineage"):
+            for _ in range(3):
+                assert engine.run("SELECT label FROM ref.kinds", CallerContext(user="root")).read_all().num_rows == 2
+            lineage.close(timeout=60)
+    finally:
+        engine.close()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.telemetry.lineage"]
+    assert len(warnings) == 1 and warnings[0].startswith("lineage: 1 events could not be sent so far")
+
+
 def test_serve_posts_events_to_a_collector(tmp_path: Path) -> None:
     (tmp_path / "key").write_text("collector-api-key\n")
     with receiving() as receiver:
@@ -138,6 +158,7 @@ def test_bad_lineage_flags_are_named(tmp_path: Path) -> None:
         for settings, message in [
             (TelemetrySettings(lineage_file=tmp_path / "l.jsonl", lineage_url="http://x"), "not both"),
             (TelemetrySettings(lineage_file=tmp_path / "nowhere" / "l.jsonl"), "no such directory"),
+            (TelemetrySettings(lineage_file=tmp_path), "cannot be written"),
             (TelemetrySettings(lineage_api_key_file=tmp_path / "key"), "is for --lineage-url"),
             (TelemetrySettings(lineage_url="http://x", lineage_api_key_file=tmp_path / "key"), "cannot be read"),
             (TelemetrySettings(lineage_file=tmp_path / "l.jsonl", lineage_namespace=" "), "must not be empty"),

@@ -42,7 +42,9 @@ def by_name(spans: tuple[ReadableSpan, ...] | list[ReadableSpan], name: str) -> 
     return [span for span in spans if span.name == name]
 
 
-def test_a_federated_query_has_plan_source_and_stream_spans(traced: tuple[Engine, Tracing, InMemorySpanExporter]) -> None:
+def test_a_federated_query_has_plan_source_and_stream_spans(
+    traced: tuple[Engine, Tracing, InMemorySpanExporter],
+) -> None:
     engine, tracing, exporter = traced
     sql = "SELECT i.name, k.label FROM shop.items i JOIN ref.kinds k ON i.id - 1 = k.kind WHERE i.name <> 'item 9'"
     table = engine.run(sql, ROOT_CALLER).read_all()
