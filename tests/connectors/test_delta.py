@@ -433,3 +433,25 @@ def test_an_unreachable_store_names_the_endpoint_and_is_not_asked_again_at_once(
     assert "data product 'lake.orders'" in str(first.value) and "x" * 40 not in str(first.value)
     with pytest.raises(SourceError, match=r"\(retried within 30 s\)"):
         source.stamp("orders", product)
+
+
+def test_a_table_in_s3_through_the_gateway(s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_deltalake(tmp_path / "events", orders([1, 2, 3], ["eu", "us", "eu"]), partition_by=["region"])
+    upload(s3, tmp_path / "events", "gateway/events")
+    monkeypatch.setenv("TEST_S3_KEY", str(s3.options()["access_key_id"]))
+    monkeypatch.setenv("TEST_S3_SECRET", str(s3.options()["secret_access_key"]))
+    connector = (
+        f"{{type: delta, uri: 's3://{BUCKET}/gateway', endpoint: '{s3.endpoint}', allow_http: true,"
+        " access_key_id: '${TEST_S3_KEY}', secret_access_key: '${TEST_S3_SECRET}'}"
+    )
+    config = mesh(
+        tmp_path, "      - {name: events, source: events}\n      - {name: first, source: events, as_of: 0}\n", connector
+    )
+    with serve_in_process(config) as uri:
+        got = query(uri, "SELECT id FROM lake.events WHERE region = 'eu' ORDER BY id")
+        assert got.column("id").to_pylist() == [1, 3]
+        write_deltalake(tmp_path / "events", orders([4], "eu"), mode="append", partition_by=["region"])
+        upload(s3, tmp_path / "events", "gateway/events")  # version 1 appears in the bucket
+        got = query(uri, "SELECT id FROM lake.events WHERE region = 'eu' ORDER BY id")
+        assert got.column("id").to_pylist() == [1, 3, 4]
+        assert query(uri, "SELECT count(*) AS n FROM lake.first").column("n").to_pylist() == [3]

@@ -358,3 +358,23 @@ def test_an_unreachable_store_names_the_endpoint_and_is_not_asked_again_at_once(
     assert "data product 'lake.orders'" in str(first.value) and "x" * 40 not in str(first.value)
     with pytest.raises(SourceError, match=r"\(retried within 30 s\)"):
         source.stamp("orders", product)
+
+
+def test_a_table_in_s3_through_the_gateway(s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = s3_catalog(s3)
+    table = catalog.create_table("events", orders([1]).schema)
+    table.append(orders([1, 2, 3], ["eu", "us", "eu"]))
+    monkeypatch.setenv("TEST_S3_KEY", ACCESS_KEY_ID)
+    monkeypatch.setenv("TEST_S3_SECRET", SECRET_ACCESS_KEY)
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n  - name: lake\n    connector:\n      type: iceberg\n"
+        f"      uri: s3://{BUCKET}/warehouse\n      endpoint: {s3.endpoint}\n      allow_http: true\n"
+        "      access_key_id: ${TEST_S3_KEY}\n      secret_access_key: ${TEST_S3_SECRET}\n"
+        "    products:\n      - {name: events, source: events}\n"
+    )
+    with serve_in_process(tmp_path / "mesh.yaml") as uri:
+        got = query(uri, "SELECT id FROM lake.events WHERE region = 'eu' ORDER BY id")
+        assert got.column("id").to_pylist() == [1, 3]
+        catalog.load_table("events").append(orders([4]))
+        got = query(uri, "SELECT id FROM lake.events WHERE region = 'eu' ORDER BY id")
+        assert got.column("id").to_pylist() == [1, 3, 4]
