@@ -29,7 +29,9 @@ from typing import Any, ClassVar
 import obstore
 import pyarrow as pa
 import pyarrow.dataset as ds
+from pyiceberg.conversions import from_bytes
 from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import StaticTable
 from pyiceberg.transforms import IdentityTransform
@@ -189,8 +191,7 @@ class IcebergConnector(LakeSource):
         self.confine(product, location, [task.file.file_path for task in tasks], "a data file")
         specs = table.metadata.specs()
         files = [
-            (self.file_path(t.file.file_path), _guarantee(schema, specs[t.file.spec_id], t.file.partition, arrow))
-            for t in tasks
+            (self.file_path(t.file.file_path), _guarantee(schema, specs[t.file.spec_id], t.file, arrow)) for t in tasks
         ]
         rows = sum(task.file.record_count for task in tasks)
         return Snapshot(stamp, fragments(files, self.filesystem(), arrow), rows)
@@ -250,9 +251,10 @@ def _field_id(schema: Schema, name: str) -> int | None:
         return None
 
 
-def _guarantee(schema: Schema, spec: Any, partition: Any, arrow: pa.Schema) -> ds.Expression | None:
-    """What a data file's identity-partition values guarantee of its rows (None: nothing known)."""
-    terms: list[ds.Expression] = []
+def _guarantee(schema: Schema, spec: Any, data: DataFile, arrow: pa.Schema) -> ds.Expression | None:
+    """What a data file's identity-partition values and column bounds guarantee of its rows (None: nothing)."""
+    terms = _bounds(schema, data, arrow)
+    partition = data.partition
     for position, field in enumerate(spec.fields):
         if not isinstance(field.transform, IdentityTransform):
             continue
@@ -276,6 +278,43 @@ def _guarantee(schema: Schema, spec: Any, partition: Any, arrow: pa.Schema) -> d
     for term in terms[1:]:
         guarantee = guarantee & term
     return guarantee
+
+
+_BOUNDED = (IntegerType, LongType, DateType, TimeType, TimestampType, TimestamptzType, StringType, DecimalType)
+
+
+def _bounds(schema: Schema, data: DataFile, arrow: pa.Schema) -> list[ds.Expression]:
+    """The file's lower and upper bounds of its top-level columns, as the manifest records them.
+
+    A bound holds for the column's non-NULL values only, so each is ``bound OR IS NULL`` unless the
+    manifest counts no NULLs (pyarrow would otherwise take a NULL to be within the bounds). Float
+    columns are left out (connectors/lakehouse.py), and so are binary, fixed, boolean and nested
+    ones. Truncated string bounds (Iceberg keeps 16 characters) still bound: the lower one is a
+    prefix, the upper one is incremented.
+    """
+    lower, upper = data.lower_bounds or {}, data.upper_bounds or {}
+    nulls, values = data.null_value_counts or {}, data.value_counts or {}
+    terms: list[ds.Expression] = []
+    for field in schema.fields:
+        if not isinstance(field.field_type, _BOUNDED) or arrow.get_field_index(field.name) < 0:
+            continue
+        kind = arrow.field(field.name).type
+        column = ds.field(field.name)
+        known_nulls = nulls.get(field.field_id)
+        if known_nulls is not None and known_nulls == values.get(field.field_id, -1) and known_nulls > 0:
+            terms.append(column.is_null())  # every value is NULL
+            continue
+        for bounds, compare in ((lower, column.__ge__), (upper, column.__le__)):
+            if field.field_id not in bounds:
+                continue
+            try:
+                bound = compare(pa.scalar(from_bytes(field.field_type, bounds[field.field_id]), type=kind))
+            except (pa.ArrowException, TypeError, ValueError, UnicodeDecodeError):
+                continue  # a bound pyarrow cannot hold as the column's type: not used
+            terms.append(bound if known_nulls == 0 else bound | column.is_null())
+        if known_nulls == 0:
+            terms.append(column.is_valid())
+    return terms
 
 
 def _number(name: str) -> int:
