@@ -40,10 +40,19 @@ def scan_key(table_scan: Any, default_domain: str) -> tuple[str, str]:
     return str(schema or default_domain), str(table)
 
 
-def negotiate_scans(plan: LogicalPlan, scans: Mapping[tuple[str, str], ProductScan], default_domain: str) -> None:
-    """Record, on each :class:`ProductScan`, what every scan of it in ``plan`` pushes down."""
+def negotiate_scans(
+    plan: LogicalPlan,
+    scans: Mapping[tuple[str, str], ProductScan],
+    default_domain: str,
+    subqueries_separated: bool = False,
+) -> None:
+    """Record, on each :class:`ProductScan`, what every scan of it in ``plan`` pushes down.
 
-    if _SUBQUERY_EXPRESSION.search(plan.display_indent()):
+    ``subqueries_separated``: every SQL scan inside the plan's subquery expressions has a
+    :class:`ProductScan` of its own that checks its rows (``gateway/plan/subquery_scans.py``).
+    """
+
+    if not subqueries_separated and _SUBQUERY_EXPRESSION.search(plan.display_indent()):
         # A subquery kept as an expression hides its scans from this walk (the Python
         # binding does not expose their plans), and such a scan may read a product the
         # walk did see: no scan can then be trusted to know its filters. Each fetches

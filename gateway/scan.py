@@ -112,6 +112,7 @@ class ProductScan:
     streams: list[PrefetchedStream] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
     blind: bool = False  # the plan has scans of it the planner could not see (see negotiate_scans)
+    verify: bool = False  # its pushdown was negotiated before the plan was final: filter its rows here too
     deadline: float | None = None  # when its source queries must be over (connectors/deadline.py)
 
     @property
@@ -131,6 +132,8 @@ class ProductScan:
         The guard's row filter is part of every one."""
         if len(self.occurrences) == 1 and self.occurrences[0].exact_filters_pushed:
             only = self.occurrences[0]
+            if self.verify:  # the source filters as negotiated; what DataFusion asks is checked here
+                return self._guarded(columns, only.predicate), True
             return self._guarded(columns, only.predicate, only.limit), False
         if self.blind or not self.occurrences:
             # Scans the plan walk cannot reach (subqueries kept as expressions: the Python

@@ -25,7 +25,7 @@ from typing import Any
 from datafusion import SessionContext
 
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import inputs, messages, root, sub_plan, to_logical
+from gateway.plan.substrait_plan import all_roots, inputs, messages, sub_plan, to_logical
 
 RATIO = 4.0
 """How many times more rows the left input must be estimated to hold for a swap."""
@@ -99,7 +99,8 @@ def build_smaller(message: plan_pb2.Plan, ctx: SessionContext, rows: Rows) -> bo
         if _swap(message, rel.join, ctx):
             swapped = True
 
-    visit(root(message))
+    for top in all_roots(message):  # subqueries kept as expressions are plans of their own
+        visit(top)
     return swapped
 
 

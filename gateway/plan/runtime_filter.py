@@ -27,13 +27,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from datafusion import SessionContext
+from datafusion import LogicalPlan, SessionContext
 from datafusion.catalog import Table
 
 from gateway.plan.build_side import estimate
 from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import inputs, reads, root, sub_plan, to_logical
+from gateway.plan.substrait_plan import all_roots, inputs, messages, reads, sub_plan, to_logical
 from gateway.system_tables import TableDataset
 from meshcore.arrow import is_text
 
@@ -44,6 +44,9 @@ MAX_BUILD_ROWS = 1_000_000
 """The most rows a build input computed first may hold; more, and the rule gives up on it."""
 MAX_KEYS = 1_000
 """The most distinct keys sent to a source as a filter."""
+SQL_BUILD_ROWS = 4 * MAX_KEYS
+"""The most rows a build input that reads a SQL source may be estimated at: it is asked for
+before the rest of the query starts, so only when its keys are likely few enough to be sent."""
 MIN_GAIN = 10.0
 """How many times more rows the probe input must be estimated to hold than the build input."""
 
@@ -61,8 +64,12 @@ def send_build_keys(
     rows: Callable[[tuple[str, ...]], float | None],
     kind: Kind,
     derived: Callable[[], DerivedCatalog],
+    materialize: Callable[[LogicalPlan, int], pa.Table],
 ) -> int:
-    """Compute small build inputs of ``message``'s joins and filter their probe inputs; how many joins."""
+    """Compute small build inputs of ``message``'s joins and filter their probe inputs; how many joins.
+
+    ``materialize`` runs a build input's plan (at most so many rows of it).
+    """
     functions = {f.extension_function.function_anchor: f.extension_function.name for f in message.extensions}
     done = 0
 
@@ -71,11 +78,12 @@ def send_build_keys(
         for child in inputs(rel):
             visit(child)
         if rel.WhichOneof("rel_type") == "join" and _filter_probe(
-            message, rel.join, ctx, rows, kind, derived, functions
+            message, rel.join, ctx, rows, kind, derived, materialize, functions
         ):
             done += 1
 
-    visit(root(message))
+    for top in all_roots(message):  # subqueries kept as expressions are plans of their own
+        visit(top)
     return done
 
 
@@ -86,6 +94,7 @@ def _filter_probe(
     rows: Callable[[tuple[str, ...]], float | None],
     kind: Kind,
     derived: Callable[[], DerivedCatalog],
+    materialize: Callable[[LogicalPlan, int], pa.Table],
     functions: dict[int, str],
 ) -> bool:
     if join.type not in _FILTERABLE or join.HasField("post_join_filter"):
@@ -94,16 +103,20 @@ def _filter_probe(
     if build_rows is None or probe_rows is None or build_rows > TRY_BUILD_ROWS or probe_rows < MIN_GAIN * build_rows:
         return False
     build_reads, probe_reads = reads(join.left), reads(join.right)
-    if not build_reads or any(name is None or kind(name) != "files" for name in build_reads):
+    build_kinds = {kind(name) if name is not None else None for name in build_reads}
+    if not build_reads or None in build_kinds or ("sql" in build_kinds and build_rows > SQL_BUILD_ROWS):
         return False
+    if any(isinstance(item, algebra_pb2.Expression.FieldReference) and item.HasField("outer_reference")
+           for item in messages(join.left)):  # fmt: skip
+        return False  # a correlated input cannot run on its own
     if not any(name is not None and kind(name) == "sql" for name in probe_reads):
         return False
-    build = ctx.create_dataframe_from_logical_plan(to_logical(sub_plan(message, join.left), ctx))
-    width = len(build.schema())
+    build = to_logical(sub_plan(message, join.left), ctx)
+    width = len(ctx.create_dataframe_from_logical_plan(build).schema())
     keys = _key_pair(join.expression, width, functions)
     if keys is None:
         return False
-    table = build.limit(MAX_BUILD_ROWS + 1).to_arrow_table()
+    table = materialize(build, MAX_BUILD_ROWS + 1)
     if table.num_rows > MAX_BUILD_ROWS:
         return False
     name = derived().add("join_input", Table(TableDataset(table)))  # computed once: its rows replace it

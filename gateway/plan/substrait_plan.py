@@ -67,6 +67,29 @@ def messages(message: Message) -> Iterator[Message]:
             yield from messages(item)
 
 
+def subquery_roots(rel: algebra_pb2.Rel) -> Iterator[algebra_pb2.Rel]:
+    """The relation at the root of every subquery in the expressions of ``rel`` or of the
+    relations under it, nested subqueries included (each a plan of its own for the rules)."""
+    kind = rel.WhichOneof("rel_type")
+    if kind is not None:
+        for field, value in getattr(rel, kind).ListFields():
+            if field.name in (*_INPUT_FIELDS, "inputs") or field.type != field.TYPE_MESSAGE:
+                continue
+            for item in value if field.is_repeated else (value,):
+                for found in messages(item):
+                    if isinstance(found, algebra_pb2.Expression.Subquery):
+                        body = getattr(found, found.WhichOneof("subquery_type") or "scalar")
+                        yield from (v for _, v in body.ListFields() if isinstance(v, algebra_pb2.Rel))
+    for child in inputs(rel):
+        yield from subquery_roots(child)
+
+
+def all_roots(message: plan_pb2.Plan) -> list[algebra_pb2.Rel]:
+    """The plan's root relation and every subquery's (:func:`subquery_roots`)."""
+    top = root(message)
+    return [top, *subquery_roots(top)]
+
+
 def reads_below(rel: algebra_pb2.Rel) -> tuple[list[list[tuple[str, ...] | None]], list[int]]:
     """:func:`reads` of ``rel`` and of every relation under it through :func:`inputs`, in pre-order
     (``rel`` first), and the size of each one's subtree: one walk instead of one per relation."""

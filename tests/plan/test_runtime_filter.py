@@ -1,11 +1,13 @@
-"""The run-time filter rule (gateway/plan/runtime_filter.py): a small file-only join input runs
-first, its rows replace it, and its keys filter the other input; answers never change."""
+"""The run-time filter rule (gateway/plan/runtime_filter.py): a small join input runs first,
+its rows replace it, and its keys filter the other input; answers never change."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 import pytest
-from datafusion import SessionContext
+from datafusion import LogicalPlan, SessionContext
 
 from gateway.plan import runtime_filter
 from gateway.plan.build_side import build_smaller
@@ -33,11 +35,15 @@ def kind(names: tuple[str, ...]) -> str | None:
     return {"big": "sql", "lines": "files"}.get(names[-1])
 
 
+def materializer(ctx: SessionContext) -> Callable[[LogicalPlan, int], pa.Table]:
+    return lambda plan, limit: ctx.create_dataframe_from_logical_plan(plan).limit(limit).to_arrow_table()
+
+
 def rewritten(sql: str) -> tuple[int, str, list[dict[str, object]]]:
     ctx, derived = context()
     message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
     build_smaller(message, ctx, rows)
-    done = runtime_filter.send_build_keys(message, ctx, rows, kind, lambda: derived)
+    done = runtime_filter.send_build_keys(message, ctx, rows, kind, lambda: derived, materializer(ctx))
     frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
     assert frame.schema() == ctx.sql(sql).schema()
     return done, frame.optimized_logical_plan().display_indent(), frame.to_pylist()
@@ -86,12 +92,23 @@ def test_joins_that_keep_unmatched_rows_or_do_not_compare_equal_are_left_alone(s
     assert "big.id IN ([" not in plan and answer == ctx.sql(sql).to_pylist()
 
 
-def test_a_build_input_that_reads_a_source_is_not_run_while_planning() -> None:
+@pytest.mark.parametrize(("lines", "done"), [(2_000.0, 1), (400_000.0, 0)])
+def test_a_build_input_that_reads_a_source_runs_first_only_when_its_keys_are_likely_few(
+    lines: float, done: int
+) -> None:
+    """A source's build input is asked for before the rest of the query starts: only when it is
+    estimated at SQL_BUILD_ROWS rows or fewer (its keys can then be sent)."""
     ctx, derived = context()
     message = to_substrait(ctx.sql(SEMI).optimized_logical_plan(), ctx)
-    build_smaller(message, ctx, rows)
+    estimates = {"big": 1e9, "lines": lines}  # the build input: lines grouped (x0.1), filtered (x0.25)
+    build_smaller(message, ctx, lambda names: estimates.get(names[-1]))
     everything_sql = lambda names: "sql"  # noqa: E731
-    assert runtime_filter.send_build_keys(message, ctx, rows, everything_sql, lambda: derived) == 0
+    found = runtime_filter.send_build_keys(
+        message, ctx, lambda names: estimates.get(names[-1]), everything_sql, lambda: derived, materializer(ctx)
+    )
+    assert found == done
+    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
+    assert frame.to_pylist() == ctx.sql(SEMI).to_pylist()
 
 
 def test_too_many_keys_are_not_sent_but_the_input_still_runs_once(monkeypatch: pytest.MonkeyPatch) -> None:
