@@ -25,6 +25,9 @@ class CallerContext:
     # Names a service caller acts as (a domain's quality checks act as its owner: a user,
     # group or role name). Set by the gateway itself, never from anything a client sends.
     acts_as: tuple[str, ...] = ()
+    # The W3C trace context (``traceparent``) the client sent, for tracing only: the gateway's
+    # spans of its queries join that trace. Never for policies; not part of the caller's identity.
+    trace_parent: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

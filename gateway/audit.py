@@ -150,6 +150,7 @@ class QueryRun:
     sources: Sequence[SourceRun] = ()
     bytes: int = 0  # of the result sent
     cached: bool = False  # it ran on a cached plan's route, unplanned
+    trace_parent: str | None = None  # the W3C traceparent the client sent (CallerContext.trace_parent)
 
 
 class AuditListener(Protocol):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import logging
 import re
 import threading
@@ -440,7 +439,7 @@ class Engine:
                 if cached is not None:
                     execution = cached
                 else:
-                    planned = self._plan(query.sql, caller, values, deadline)
+                    planned = self._plan(query.sql, caller, values)
                     schema = query.schema if not values else result_schema(planned.dataframe)
                     record.products, record.columns = touched(planned.plan, _default_domain(caller))
                     record.policies = list(dict.fromkeys(planned.scope.applied))
@@ -461,6 +460,7 @@ class Engine:
         execution.query_id = record.query_id
         execution.planned = time.time()
         execution.cached = cached is not None
+        execution.trace_parent = caller.trace_parent
         execution.on_finish = lambda outcome, error: self._audit_finish(record, execution, outcome, error)
         execution.shown = lambda error: self.shown_error(error, caller)
         if self.audit.listeners:
@@ -499,7 +499,7 @@ class Engine:
         record.outcome = "denied" if isinstance(error, PermissionDeniedError) else "error"
         record.error = str(error)
         record.duration_ms = (dt.datetime.now(dt.UTC) - record.started).total_seconds() * 1000
-        self.audit.record(record)
+        self.audit.record(record, QueryRun(trace_parent=caller.trace_parent) if self.audit.listeners else None)
 
     def run(self, sql: str, caller: CallerContext | None = None) -> Execution:
         """Prepare and execute in one call (for the CLI and tests)."""
@@ -507,13 +507,7 @@ class Engine:
         return self.execute(self.prepare(sql, caller), caller)
 
     # -- planning ------------------------------------------------------------------
-    def _plan(
-        self,
-        sql: str,
-        caller: CallerContext,
-        values: dict[str, pa.Scalar] | None = None,
-        deadline: float | None = None,
-    ) -> _Planned:
+    def _plan(self, sql: str, caller: CallerContext, values: dict[str, pa.Scalar] | None = None) -> _Planned:
         self.plans.counted_planning()
         scope = _Scope(caller)
         scans = scope.scans
@@ -527,12 +521,12 @@ class Engine:
         routed = None if scope.masked else single_source_sql(dataframe, scans)
         federated, fired = plan, tuple[str, ...]()
         if routed is None:
-            dataframe, federated, fired = self._rewrite(ctx, dataframe, plan, scope, deadline)
-            negotiate_scans(federated, scans, _default_domain(caller), subqueries_separated="subquery_scans" in fired)
+            dataframe, federated, fired = self._rewrite(ctx, dataframe, plan, scope)
+            negotiate_scans(federated, scans, _default_domain(caller))
         return _Planned(self, dataframe, plan, scans, routed, scope, federated, fired)
 
     def _rewrite(
-        self, ctx: SessionContext, dataframe: DataFrame, plan: LogicalPlan, scope: _Scope, deadline: float | None
+        self, ctx: SessionContext, dataframe: DataFrame, plan: LogicalPlan, scope: _Scope
     ) -> tuple[DataFrame, LogicalPlan, tuple[str, ...]]:
         """The query after the planner's rules (gateway/plan/rules.py): its DataFrame, optimised plan
         and the rules that changed it.
@@ -543,9 +537,7 @@ class Engine:
         """
         if scope.masked or not self.settings.plan_rules:
             return dataframe, plan, ()
-        domain = _default_domain(scope.caller)
-        negotiate = functools.partial(negotiate_scans, scans=scope.scans, default_domain=domain)
-        planning = Planning(ctx, scope.scans, _pushable, self.catalog.find, negotiate, deadline)
+        planning = Planning(ctx, scope.scans, _pushable, self.catalog.find)
         try:
             rewritten_plan = rewrite(plan, planning)
             if rewritten_plan is not None:
@@ -757,7 +749,7 @@ class Engine:
         return lambda domain: owners.get(domain) in identities
 
     def _explain(self, query: Query, caller: CallerContext, deadline: float | None = None) -> Execution:
-        planned = self._plan(query.inner_sql, caller, deadline=deadline)
+        planned = self._plan(query.inner_sql, caller)
         rows: list[tuple[str, str]] = []
         started = time.perf_counter()
         result_rows = 0
@@ -1095,6 +1087,7 @@ class Execution:
         self.query_id: str | None = None  # the audit record's
         self.planned: float | None = None  # time.time() when it started executing
         self.cached = False  # on a cached plan's route
+        self.trace_parent: str | None = None  # the client's W3C traceparent
 
     def hold(self, ticket: Ticket, max_bytes: int) -> None:
         """Keep the query's admission ``ticket`` until it finishes, and stop it past ``max_bytes`` of results."""
@@ -1121,7 +1114,7 @@ class Execution:
             )
             for q in self.source_queries
         ]
-        return QueryRun(self.planned, sources, self.bytes, self.cached)
+        return QueryRun(self.planned, sources, self.bytes, self.cached, self.trace_parent)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:

@@ -19,6 +19,7 @@ never reaches the server's code: it ends with UNAUTHENTICATED (through
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pyarrow.flight as flight
@@ -41,6 +42,7 @@ class CallerMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
         super().__init__()
         self.identity = identity
         self._token = token
+        self.trace_parent: str | None = None  # a valid W3C traceparent header of the call
 
     @property
     def user(self) -> str | None:
@@ -58,6 +60,11 @@ class CallerMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[m
         self.authenticator = authenticator
 
     def start_call(self, info: Any, headers: dict[str, list[Any]]) -> CallerMiddleware:
+        middleware = self._start(info, headers)
+        middleware.trace_parent = trace_parent(headers)
+        return middleware
+
+    def _start(self, info: Any, headers: dict[str, list[Any]]) -> CallerMiddleware:
         if self.authenticator is None:
             return CallerMiddleware()
         try:
@@ -119,8 +126,22 @@ def caller_context(context: Any) -> CallerContext:
     middleware = context.get_middleware(CALLER_MIDDLEWARE)
     peer = str(context.peer())
     identity = middleware.identity if isinstance(middleware, CallerMiddleware) else None
+    traced = middleware.trace_parent if isinstance(middleware, CallerMiddleware) else None
     if identity is not None:
-        return CallerContext(user=identity.user, attributes={**identity.caller_attributes(), "peer": peer})
+        attributes = {**identity.caller_attributes(), "peer": peer}
+        return CallerContext(user=identity.user, attributes=attributes, trace_parent=traced)
     raw = context.peer_identity()
     user = raw.decode("utf-8", errors="replace") if raw else None
-    return CallerContext(user=user, attributes={"peer": peer})
+    return CallerContext(user=user, attributes={"peer": peer}, trace_parent=traced)
+
+
+_TRACE_PARENT = re.compile(r"[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def trace_parent(headers: dict[str, list[Any]]) -> str | None:
+    """The call's ``traceparent`` header if it is one (W3C Trace Context); anything else is ignored."""
+    values = headers.get("traceparent") or []
+    value = values[0] if len(values) == 1 else None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    return value if isinstance(value, str) and _TRACE_PARENT.fullmatch(value) and value[:2] != "ff" else None

@@ -7,6 +7,9 @@ SQL and rows) and ``meshgate.stream`` (from the end of planning to the last row 
 Nothing runs while the query does, and with tracing off (no :class:`Tracing` listening)
 nothing runs at all.
 
+A client that sends a W3C ``traceparent`` header with its Flight SQL calls (the ADBC driver:
+option ``adbc.flight.sql.rpc.call_header.traceparent``) gets the query's spans in its trace.
+
 SQL text in spans has its literals replaced by ``?`` (``gateway/telemetry/sqltext.py``):
 parameter values and values a user typed or a source returned stay out. Spans name the
 user (``enduser.id``): they go only to the endpoint the admin configured.
@@ -23,6 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import __version__
 from gateway.audit import AuditEvent, QueryRecord, QueryRun
@@ -83,8 +87,10 @@ class Tracing:
         record, run = item
         started = _ns(record.started.timestamp())
         ended = started + int(record.duration_ms * 1_000_000)
+        parent = _PROPAGATOR.extract({"traceparent": run.trace_parent}) if run.trace_parent else None
         root = self._tracer.start_span(
             "meshgate.query",
+            parent,
             kind=trace.SpanKind.SERVER,
             start_time=started,
             attributes={
@@ -135,6 +141,9 @@ class Tracing:
             if source.error is not None:
                 span.set_status(Status(StatusCode.ERROR, source.error))
             span.end(end_time=_ns(source.finished) if source.finished is not None else ended)
+
+
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def _ns(seconds: float) -> int:

@@ -17,12 +17,14 @@ from gateway.api import CallerContext
 from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.errors import MeshgateError
+from gateway.flightsql.middleware import trace_parent
 from gateway.telemetry.tracing import Tracing
-from tests.support.gateway import GatewayProcess, query
+from tests.support.gateway import GatewayProcess, connect, query
 from tests.telemetry.receiver import receiving
 from tests.telemetry.support import ROOT, wait_for, write_mesh
 
 ROOT_CALLER = CallerContext(user="root")
+TRACE_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture
@@ -106,10 +108,15 @@ def test_serve_sends_spans_to_an_otlp_receiver(tmp_path: Path) -> None:
             assert query(process.uri, "SELECT id FROM shop.items WHERE id > 3", ROOT).num_rows == 2
             with pytest.raises(AdbcError):
                 query(process.uri, "SELECT * FROM shop.nothing", ROOT)
+            for header in (TRACE_PARENT, "00-not-a-trace-parent-01"):
+                options = {"adbc.flight.sql.rpc.call_header.traceparent": header}
+                with connect(process.uri, ROOT, **options) as connection, connection.cursor() as cursor:
+                    cursor.execute("SELECT label FROM ref.kinds")
+                    cursor.fetch_arrow_table()
             spans = wait_for(
                 receiver.spans,
-                lambda spans: len([s for s in spans if s.name == "meshgate.query"]) == 2,
-                "two query spans received",
+                lambda spans: len([s for s in spans if s.name == "meshgate.query"]) == 4,
+                "four query spans received",
             )
         finally:
             process.stop()
@@ -117,6 +124,12 @@ def test_serve_sends_spans_to_an_otlp_receiver(tmp_path: Path) -> None:
     service = {a.key: a.value.string_value for a in resource.attributes}
     assert service["service.name"] == "meshgate"
     queries = [s for s in spans if s.name == "meshgate.query"]
+    joined = [s for s in queries if s.trace_id.hex() == TRACE_PARENT.split("-")[1]]
+    assert len(joined) == 1, "the client's trace: one query, its own trace for the bad header"
+    assert joined[0].parent_span_id.hex() == TRACE_PARENT.split("-")[2]
+    assert len({s.trace_id for s in queries}) == 4
+    queries = [s for s in queries if all("kinds" not in a.value.string_value for a in s.attributes)]
+    assert len(queries) == 2
     attributes = [{a.key: a.value for a in span.attributes} for span in queries]
     ok = next(a for a in attributes if a["meshgate.outcome"].string_value == "ok")
     assert ok["db.query.text"].string_value == "SELECT id FROM shop.items WHERE id > ?"
@@ -137,3 +150,21 @@ def test_a_bad_otlp_endpoint_is_named(tmp_path: Path) -> None:
 
     message = serve_error("--config", str(write_mesh(tmp_path)), "--otlp-endpoint", "collector:4318")
     assert "--otlp-endpoint: 'collector:4318' is not an http:// or https:// URL" in message
+
+
+@pytest.mark.parametrize(
+    ("values", "kept"),
+    [
+        ([TRACE_PARENT], TRACE_PARENT),
+        ([TRACE_PARENT.encode()], TRACE_PARENT),
+        ([TRACE_PARENT, TRACE_PARENT], None),  # two headers: neither is the one
+        (["00-00000000000000000000000000000000-00f067aa0ba902b7-01"], None),  # the invalid all-zero trace id
+        (["ff" + TRACE_PARENT[2:]], None),  # the forbidden version
+        ([TRACE_PARENT.upper()], None),
+        (["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"], None),
+        ([b"\xff\xfe"], None),
+        ([], None),
+    ],
+)
+def test_only_a_valid_traceparent_is_kept(values: list[str | bytes], kept: str | None) -> None:
+    assert trace_parent({"traceparent": values} if values else {}) == kept
