@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import re
 import threading
@@ -439,7 +440,7 @@ class Engine:
                 if cached is not None:
                     execution = cached
                 else:
-                    planned = self._plan(query.sql, caller, values)
+                    planned = self._plan(query.sql, caller, values, deadline)
                     schema = query.schema if not values else result_schema(planned.dataframe)
                     record.products, record.columns = touched(planned.plan, _default_domain(caller))
                     record.policies = list(dict.fromkeys(planned.scope.applied))
@@ -507,7 +508,13 @@ class Engine:
         return self.execute(self.prepare(sql, caller), caller)
 
     # -- planning ------------------------------------------------------------------
-    def _plan(self, sql: str, caller: CallerContext, values: dict[str, pa.Scalar] | None = None) -> _Planned:
+    def _plan(
+        self,
+        sql: str,
+        caller: CallerContext,
+        values: dict[str, pa.Scalar] | None = None,
+        deadline: float | None = None,
+    ) -> _Planned:
         self.plans.counted_planning()
         scope = _Scope(caller)
         scans = scope.scans
@@ -521,12 +528,12 @@ class Engine:
         routed = None if scope.masked else single_source_sql(dataframe, scans)
         federated, fired = plan, tuple[str, ...]()
         if routed is None:
-            dataframe, federated, fired = self._rewrite(ctx, dataframe, plan, scope)
-            negotiate_scans(federated, scans, _default_domain(caller))
+            dataframe, federated, fired = self._rewrite(ctx, dataframe, plan, scope, deadline)
+            negotiate_scans(federated, scans, _default_domain(caller), subqueries_separated="subquery_scans" in fired)
         return _Planned(self, dataframe, plan, scans, routed, scope, federated, fired)
 
     def _rewrite(
-        self, ctx: SessionContext, dataframe: DataFrame, plan: LogicalPlan, scope: _Scope
+        self, ctx: SessionContext, dataframe: DataFrame, plan: LogicalPlan, scope: _Scope, deadline: float | None
     ) -> tuple[DataFrame, LogicalPlan, tuple[str, ...]]:
         """The query after the planner's rules (gateway/plan/rules.py): its DataFrame, optimised plan
         and the rules that changed it.
@@ -537,7 +544,9 @@ class Engine:
         """
         if scope.masked or not self.settings.plan_rules:
             return dataframe, plan, ()
-        planning = Planning(ctx, scope.scans, _pushable, self.catalog.find)
+        domain = _default_domain(scope.caller)
+        negotiate = functools.partial(negotiate_scans, scans=scope.scans, default_domain=domain)
+        planning = Planning(ctx, scope.scans, _pushable, self.catalog.find, negotiate, deadline)
         try:
             rewritten_plan = rewrite(plan, planning)
             if rewritten_plan is not None:
@@ -749,7 +758,7 @@ class Engine:
         return lambda domain: owners.get(domain) in identities
 
     def _explain(self, query: Query, caller: CallerContext, deadline: float | None = None) -> Execution:
-        planned = self._plan(query.inner_sql, caller)
+        planned = self._plan(query.inner_sql, caller, deadline=deadline)
         rows: list[tuple[str, str]] = []
         started = time.perf_counter()
         result_rows = 0
