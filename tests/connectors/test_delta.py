@@ -372,8 +372,14 @@ FINANCE = "domains:\n  - name: finance\n    owner: finance-team\n    connector: 
             LAKE.replace("{type: delta, path: lake}", '{type: delta, uri: "s3://b/x", endpoint: "http://127.0.0.1:1"}'),
             r"may not set connector option endpoint of domain 'lake'",
         ),
+        (
+            LAKE.replace(
+                "{type: delta, path: lake}", '{type: iceberg, uri: "s3://b/x", access_key_id: "${AWS_KEY:-k}"}'
+            ),
+            r"may not set connector option access_key_id of domain 'lake'",
+        ),
     ],
-    ids=["climbing_out", "symlink", "another_domains_folder", "endpoint"],
+    ids=["climbing_out", "symlink", "another_domains_folder", "endpoint", "iceberg_credentials"],
 )
 def test_an_owner_cannot_point_a_table_at_another_domains_files(tmp_path: Path, text: str, match: str) -> None:
     from gateway.api import CallerContext
@@ -455,3 +461,43 @@ def test_a_table_in_s3_through_the_gateway(s3: S3Server, tmp_path: Path, monkeyp
         got = query(uri, "SELECT id FROM lake.events WHERE region = 'eu' ORDER BY id")
         assert got.column("id").to_pylist() == [1, 3, 4]
         assert query(uri, "SELECT count(*) AS n FROM lake.first").column("n").to_pylist() == [3]
+
+
+def test_grants_masks_and_row_filters_hold_on_lakehouse_tables(tmp_path: Path) -> None:
+    """A Delta and an Iceberg product under one platform's policies, read by an analyst through ADBC."""
+    from tests.support.gateway import TEST_CREDENTIALS, GatewayProcess, auth_yaml
+    from tests.support.iceberg import warehouse_of
+
+    write_deltalake(
+        tmp_path / "lake" / "orders", orders([1, 2, 3, 4], ["eu", "us", "eu", "us"]), partition_by=["region"]
+    )
+    ice = warehouse_of(tmp_path / "ice").create_table("orders", orders([1]).schema)
+    ice.append(orders([5, 6], ["eu", "us"]))
+    user = TEST_CREDENTIALS.user
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n"
+        "  - name: lake\n    connector: {type: delta, path: lake}\n    products:\n      - {name: orders, source: orders}\n"
+        "      - {name: hidden, source: orders, as_of: 0}\n"
+        "  - name: ice\n    connector: {type: iceberg, path: ice}\n    products:\n      - {name: orders, source: orders}\n"
+        "policies:\n"
+        f"  roles:\n    analyst: [{user}]\n"
+        "  grants:\n    - {role: analyst, on: lake.orders}\n    - {role: analyst, on: ice.orders}\n"
+        "  masks:\n    - {on: lake.orders.customer, mask: 'null'}\n    - {on: ice.orders.amount, mask: 'null'}\n"
+        "  row_filters:\n    - {on: lake.orders, where: \"region = 'eu'\"}\n    - {on: ice.orders, where: \"region = 'us'\"}\n"
+        + auth_yaml()
+    )
+    gateway = GatewayProcess(tmp_path / "mesh.yaml")  # `meshgate serve`: users log in
+    try:
+        uri = gateway.uri
+        lake = query(uri, "SELECT id, customer FROM lake.orders ORDER BY id", TEST_CREDENTIALS)
+        assert lake.to_pylist() == [{"id": 1, "customer": None}, {"id": 3, "customer": None}]
+        joined = query(
+            uri,
+            "SELECT l.id, i.id AS other, i.amount FROM lake.orders l CROSS JOIN ice.orders i ORDER BY l.id",
+            TEST_CREDENTIALS,
+        )
+        assert joined.to_pylist() == [{"id": 1, "other": 6, "amount": None}, {"id": 3, "other": 6, "amount": None}]
+        with pytest.raises(Exception, match=r"access denied: user 'tester' has no grant on lake.hidden"):
+            query(uri, "SELECT * FROM lake.hidden", TEST_CREDENTIALS)
+    finally:
+        gateway.stop()
