@@ -405,3 +405,37 @@ def test_a_table_in_s3_through_the_gateway(s3: S3Server, tmp_path: Path, monkeyp
         catalog.load_table("events").append(orders([4]))
         got = query(uri, "SELECT id FROM lake.events WHERE region = 'eu' ORDER BY id")
         assert got.column("id").to_pylist() == [1, 3, 4]
+
+
+def test_types_come_from_the_table_schema(tmp_path: Path) -> None:
+    rows = pa.table(
+        {
+            "t": pa.array([3_600_000_000, None], pa.time64("us")),
+            "code": pa.array([b"abcd", None], pa.binary(4)),
+            "tags": pa.array([["x", None], []], pa.list_(pa.string())),
+            "attrs": pa.array([[("k", 1)], None], pa.map_(pa.string(), pa.int64())),
+            "point": pa.array([{"x": 1.5, "y": None}, None], pa.struct([("x", pa.float64()), ("y", pa.float64())])),
+            "tz": pa.array([0, None], pa.timestamp("us", tz="UTC")),
+            "d": pa.array([None, None], pa.decimal128(20, 4)),
+        }
+    )
+    create(tmp_path, "typed", rows)
+    schema = connector(tmp_path).schema(SourceObject(table="typed"))
+    assert [(f.name, f.type) for f in schema] == [
+        ("t", pa.time64("us")),
+        ("code", pa.binary(4)),
+        ("tags", pa.list_(pa.string())),
+        ("attrs", pa.map_(pa.string(), pa.int64())),
+        ("point", pa.struct([("x", pa.float64()), ("y", pa.float64())])),
+        ("tz", pa.timestamp("us", tz="UTC")),
+        ("d", pa.decimal128(20, 4)),
+    ]
+    got = read(connector(tmp_path), "typed", "SELECT t, code, tags, attrs, point FROM product ORDER BY t")
+    assert got[0]["code"] == b"abcd" and got[0]["tags"] == ["x", None] and got[0]["attrs"] == [("k", 1)]
+    assert got[0]["point"] == {"x": 1.5, "y": None} and got[1] == {
+        "t": None,
+        "code": None,
+        "tags": [],
+        "attrs": None,
+        "point": None,
+    }
