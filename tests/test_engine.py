@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pg
 import pytest
@@ -227,3 +228,91 @@ def test_scans_beside_a_scalar_subquery_fetch_only_the_columns_they_read(
     finally:
         engine.close()
         config.unlink()
+
+
+def test_a_scalar_subquery_no_longer_keeps_the_other_scans_from_pushing_down(
+    mesh: Engine, postgres_uri: str, pg_schema: str
+) -> None:
+    """TPC-H Q11/Q22's shape: the subquery's scan of a product is a scan of its own, so both the
+    query's and the subquery's scans send their filters to the source, and the answer stays."""
+    with pg.connect(postgres_uri) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {pg_schema}.stock (id int8, v numeric(15,2), flag text)")
+        cursor.execute(
+            f"INSERT INTO {pg_schema}.stock SELECT g, (g % 50) - 20, CASE WHEN g % 3 = 0 THEN 'x' ELSE 'y' END"
+            " FROM generate_series(1, 300) g"
+        )
+        connection.commit()
+    folder = mesh.catalog.domain("left").config.file.parent
+    with sqlite3.connect(folder / "unit.sqlite") as lite:
+        lite.execute("CREATE TABLE unit (k INTEGER)")
+        lite.execute("INSERT INTO unit VALUES (1)")
+    lite.close()
+    config = folder / "stock.yaml"
+    config.write_text(
+        f"domains:\n  - name: store\n    connector: {{type: postgres, uri: '{postgres_uri}'}}\n"
+        f"    products:\n      - {{name: stock, source: {pg_schema}.stock}}\n"
+        "  - name: unit\n    connector: {type: sqlite, path: unit.sqlite}\n"
+        "    products:\n      - {name: unit, source: unit}\n"
+    )
+    engine = Engine(MeshCatalog(load_config(config)))
+    sql = (
+        "SELECT count(*) AS n, sum(s.v) AS total FROM store.stock s CROSS JOIN unit.unit"
+        " WHERE s.flag = 'x' AND s.v > (SELECT avg(v) FROM store.stock WHERE v > 0.00 AND id < 200)"
+    )
+    try:
+        execution = engine.run(sql)
+        answer = execution.read_all().to_pylist()
+        queries = [q for q in execution.source_queries if "stock" in q.sql]
+        outer = next(q for q in queries if "flag" in q.sql)
+        inner = next(q for q in queries if q is not outer)
+        assert "WHERE" in outer.sql and "'x'" in outer.sql and outer.rows == 100, outer.sql
+        assert "< 200" in inner.sql and "> 0" in inner.sql and inner.rows < 200, inner.sql
+        assert "subquery_scans" in engine.run("EXPLAIN " + sql).read_all().to_pylist()[0]["plan"]
+    finally:
+        engine.close()
+        config.unlink()
+    with pg.connect(postgres_uri) as connection, connection.cursor() as cursor:  # the same query, in PostgreSQL
+        cursor.execute(
+            f"SELECT count(*), sum(v) FROM {pg_schema}.stock WHERE flag = 'x'"
+            f" AND v > (SELECT avg(v) FROM {pg_schema}.stock WHERE v > 0.00 AND id < 200)"
+        )
+        (n, total) = cursor.fetchone()
+    assert answer == [{"n": n, "total": Decimal(total)}] and n > 0
+
+
+def test_keys_cascade_from_a_file_through_a_small_source_table_to_a_big_one(tmp_path: Path) -> None:
+    """TPC-H Q11's shape: the nation picked from a CSV file filters supplier (SQLite), and the
+    keys of the suppliers left then filter partsupp's query, which returns only their rows."""
+    (tmp_path / "nation.csv").write_text("n_nationkey,n_name\n" + "".join(f"{i},n{i}\n" for i in range(25)))
+    with sqlite3.connect(tmp_path / "parts.sqlite") as lite:
+        lite.execute("CREATE TABLE supplier (s_suppkey INTEGER PRIMARY KEY, s_nationkey INTEGER)")
+        lite.executemany("INSERT INTO supplier VALUES (?, ?)", [(s, s % 25) for s in range(2000)])
+        lite.execute("CREATE TABLE partsupp (ps_partkey INTEGER, ps_suppkey INTEGER, ps_qty INTEGER)")
+        lite.executemany("INSERT INTO partsupp VALUES (?, ?, ?)", [(p, p % 2000, p % 7) for p in range(80_000)])
+    lite.close()
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n"
+        "  - name: reference\n    connector: {type: csv, path: .}\n"
+        "    products:\n      - {name: nation, source: nation.csv}\n"
+        "  - name: procurement\n    connector: {type: sqlite, path: parts.sqlite}\n"
+        "    products:\n      - {name: supplier, source: supplier}\n      - {name: partsupp, source: partsupp}\n"
+    )
+    engine = Engine(MeshCatalog(load_config(tmp_path / "mesh.yaml")))
+    sql = (
+        "SELECT ps_partkey % 3 AS g, sum(ps_qty) AS q FROM procurement.partsupp"
+        " JOIN procurement.supplier ON ps_suppkey = s_suppkey JOIN reference.nation ON s_nationkey = n_nationkey"
+        " WHERE n_name = 'n7' GROUP BY 1 ORDER BY 1"
+    )
+    try:
+        execution = engine.run(sql)
+        answer = execution.read_all().to_pylist()
+        partsupp = next(q for q in execution.source_queries if "partsupp" in q.sql)
+        assert " IN (" in partsupp.sql and partsupp.rows == 80_000 // 25, partsupp.sql[:300]
+        assert "cascaded_runtime_filter" in engine.run("EXPLAIN " + sql).read_all().to_pylist()[0]["plan"]
+    finally:
+        engine.close()
+    expected = {}
+    for p in range(80_000):
+        if (p % 2000) % 25 == 7:
+            expected[p % 3] = expected.get(p % 3, 0) + p % 7
+    assert answer == [{"g": g, "q": q} for g, q in sorted(expected.items())]

@@ -127,20 +127,22 @@ def _runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
 
 
 def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
-    """Run-time filters once more, over the plan re-optimised after the first ones.
+    """Run-time filters once more, with build inputs that read SQL sources, over the plan
+    re-optimised after the first ones (which take build inputs of files only).
 
     DataFusion pushes the first filters down to the reads, so a join input they made small
     can now send its own keys: TPC-H Q11's German nation key filters supplier, and the 396
     keys of German suppliers then filter partsupp (800,000 rows fetched become 32,000).
     """
-    if "runtime_filter" not in planning.fired:
-        return False
     ctx = planning.ctx
-    again = to_substrait(ctx.create_dataframe_from_logical_plan(to_logical(message, ctx)).optimized_logical_plan(), ctx)
-    if not _runtime_filter(again, planning):
-        return False
-    message.CopyFrom(again)
-    return True
+    again = message
+    if "runtime_filter" in planning.fired:
+        optimized = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx)).optimized_logical_plan()
+        again = to_substrait(optimized, ctx)
+    found = send_build_keys(again, ctx, planning.rows, planning.kind, planning.derived, planning.materialize, True)
+    if found and again is not message:
+        message.CopyFrom(again)
+    return found > 0
 
 
 RULES: tuple[tuple[str, Callable[[plan_pb2.Plan, Planning], bool]], ...] = (

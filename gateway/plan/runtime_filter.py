@@ -65,10 +65,13 @@ def send_build_keys(
     kind: Kind,
     derived: Callable[[], DerivedCatalog],
     materialize: Callable[[LogicalPlan, int], pa.Table],
+    sources: bool = False,
 ) -> int:
     """Compute small build inputs of ``message``'s joins and filter their probe inputs; how many joins.
 
-    ``materialize`` runs a build input's plan (at most so many rows of it).
+    ``materialize`` runs a build input's plan (at most so many rows of it). Build inputs read
+    only files, or with ``sources`` also SQL sources (estimated at :data:`SQL_BUILD_ROWS` rows
+    at most: the pass after the files' keys reached the sources, see gateway/plan/rules.py).
     """
     functions = {f.extension_function.function_anchor: f.extension_function.name for f in message.extensions}
     done = 0
@@ -78,7 +81,7 @@ def send_build_keys(
         for child in inputs(rel):
             visit(child)
         if rel.WhichOneof("rel_type") == "join" and _filter_probe(
-            message, rel.join, ctx, rows, kind, derived, materialize, functions
+            message, rel.join, ctx, rows, kind, derived, materialize, functions, sources
         ):
             done += 1
 
@@ -96,6 +99,7 @@ def _filter_probe(
     derived: Callable[[], DerivedCatalog],
     materialize: Callable[[LogicalPlan, int], pa.Table],
     functions: dict[int, str],
+    sources: bool,
 ) -> bool:
     if join.type not in _FILTERABLE or join.HasField("post_join_filter"):
         return False
@@ -104,7 +108,8 @@ def _filter_probe(
         return False
     build_reads, probe_reads = reads(join.left), reads(join.right)
     build_kinds = {kind(name) if name is not None else None for name in build_reads}
-    if not build_reads or None in build_kinds or ("sql" in build_kinds and build_rows > SQL_BUILD_ROWS):
+    asks_sources = "sql" in build_kinds and (not sources or build_rows > SQL_BUILD_ROWS)
+    if not build_reads or None in build_kinds or asks_sources:
         return False
     if any(isinstance(item, algebra_pb2.Expression.FieldReference) and item.HasField("outer_reference")
            for item in messages(join.left)):  # fmt: skip

@@ -96,17 +96,20 @@ def test_joins_that_keep_unmatched_rows_or_do_not_compare_equal_are_left_alone(s
 def test_a_build_input_that_reads_a_source_runs_first_only_when_its_keys_are_likely_few(
     lines: float, done: int
 ) -> None:
-    """A source's build input is asked for before the rest of the query starts: only when it is
-    estimated at SQL_BUILD_ROWS rows or fewer (its keys can then be sent)."""
+    """A source's build input is asked for before the rest of the query starts: only in the pass
+    that takes them, and when it is estimated at SQL_BUILD_ROWS rows or fewer (its keys can then
+    be sent)."""
     ctx, derived = context()
     message = to_substrait(ctx.sql(SEMI).optimized_logical_plan(), ctx)
     estimates = {"big": 1e9, "lines": lines}  # the build input: lines grouped (x0.1), filtered (x0.25)
     build_smaller(message, ctx, lambda names: estimates.get(names[-1]))
     everything_sql = lambda names: "sql"  # noqa: E731
     found = runtime_filter.send_build_keys(
-        message, ctx, lambda names: estimates.get(names[-1]), everything_sql, lambda: derived, materializer(ctx)
+        message, ctx, lambda names: estimates.get(names[-1]), everything_sql, lambda: derived, materializer(ctx), True
     )
     assert found == done
+    first_pass = to_substrait(ctx.sql(SEMI).optimized_logical_plan(), ctx)
+    assert runtime_filter.send_build_keys(first_pass, ctx, rows, everything_sql, lambda: derived, materializer(ctx)) == 0
     frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
     assert frame.to_pylist() == ctx.sql(SEMI).to_pylist()
 
