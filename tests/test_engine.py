@@ -311,7 +311,7 @@ def test_keys_cascade_from_a_file_through_a_small_source_table_to_a_big_one(tmp_
         assert "cascaded_runtime_filter" in engine.run("EXPLAIN " + sql).read_all().to_pylist()[0]["plan"]
     finally:
         engine.close()
-    expected = {}
+    expected: dict[int, int] = {}
     for p in range(80_000):
         if (p % 2000) % 25 == 7:
             expected[p % 3] = expected.get(p % 3, 0) + p % 7
