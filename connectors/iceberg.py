@@ -14,9 +14,10 @@ filter on such a column skips the other partitions' files (connectors/lakehouse.
 Types: boolean, int, long, float, double, decimal(p,s), date, time (time64[us]), timestamp
 (timestamp[us]), timestamptz (timestamp[us, UTC]), string, binary, fixed(n) (fixed_size_binary),
 lists, maps and structs, by ``pyiceberg``'s mapping. Refused with an error rather than read
-wrongly: row-level deletes (position or equality delete files; compact the table first), a column
-renamed, or dropped and added again, since older files were written (data files are read by
-column name), and uuid or format-v3 types (variant, geometry, nanosecond timestamps, unknown).
+wrongly: row-level deletes (position or equality delete files; compact the table first), ORC or
+Avro data files, a column renamed, or dropped and added again, since older files were written
+(data files are read by column name), and uuid or format-v3 types (variant, geometry, nanosecond
+timestamps, unknown).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pyiceberg.conversions import from_bytes
 from pyiceberg.io.pyarrow import schema_to_pyarrow
-from pyiceberg.manifest import DataFile
+from pyiceberg.manifest import DataFile, FileFormat
 from pyiceberg.schema import Schema
 from pyiceberg.table import StaticTable
 from pyiceberg.transforms import IdentityTransform
@@ -57,6 +58,7 @@ from pyiceberg.types import (
 from connectors.base import SourceObject
 from connectors.lakehouse import LakeSource, Snapshot, classic, fragments, timestamp
 from connectors.objects import SETTINGS
+from meshcore.errors import SourceError
 
 _SUPPORTED = (
     BooleanType,
@@ -76,6 +78,7 @@ _SUPPORTED = (
     MapType,
     StructType,
 )
+_EQUALITY = "its snapshot has equality delete files (row-level deletes); compact the table (rewrite its data files)"
 _METADATA = re.compile(r"^(?:v(\d+)|(\d+)-[0-9a-fA-F-]+)(?:\.gz)?\.metadata\.json$")
 
 
@@ -177,9 +180,11 @@ class IcebergConnector(LakeSource):
             self.confine(product, location, [chosen.manifest_list], "a manifest list")
             self.confine(product, location, [m.manifest_path for m in chosen.manifests(table.io)], "a manifest")
             tasks = list(table.scan(snapshot_id=chosen.snapshot_id).plan_files())
-        except Exception as error:
-            if isinstance(error, type(self.failure(None, ""))):
-                raise
+        except SourceError:
+            raise
+        except Exception as error:  # pyiceberg's own (Avro, I/O, validation)
+            if "equality deletes" in str(error):
+                raise self.failure(product, f"the Iceberg table at {location} is not supported: {_EQUALITY}") from None
             raise self.failure(product, f"cannot read the manifests of {location}: {self.reason(error)}") from None
         deletes = sum(len(task.delete_files) for task in tasks)
         if deletes:
@@ -187,6 +192,12 @@ class IcebergConnector(LakeSource):
                 product,
                 f"the Iceberg table at {location} is not supported: its snapshot has {deletes} delete file(s)"
                 " (row-level deletes); Meshgate cannot read it exactly: compact the table (rewrite its data files)",
+            )
+        formats = sorted({str(task.file.file_format.value) for task in tasks} - {FileFormat.PARQUET.value})
+        if formats:
+            raise self.failure(
+                product,
+                f"the Iceberg table at {location} is not supported: it has {formats[0]} data files (Parquet only)",
             )
         self.confine(product, location, [task.file.file_path for task in tasks], "a data file")
         specs = table.metadata.specs()

@@ -439,3 +439,33 @@ def test_types_come_from_the_table_schema(tmp_path: Path) -> None:
         "attrs": None,
         "point": None,
     }
+
+
+def _append_file(table: Table, **fields: Any) -> None:
+    """Commit a data or delete file by hand, as another writer (Spark, Flink) could have."""
+    added = DataFile.from_args(partition=Record(), record_count=1, file_size_in_bytes=100, **fields)
+    added.spec_id = 0
+    with table.transaction() as transaction, transaction.update_snapshot().fast_append() as append:
+        append.append_data_file(added)
+
+
+def test_equality_deletes_and_orc_files_are_refused(tmp_path: Path) -> None:
+    deleting = create(tmp_path, "deleting", orders([1, 2]))
+    _append_file(
+        deleting,
+        content=DataFileContent.EQUALITY_DELETES,
+        file_path=(tmp_path / "deleting" / "data" / "eq.parquet").as_uri(),
+        file_format=FileFormat.PARQUET,
+        equality_ids=[1],
+    )
+    with pytest.raises(SourceError, match=r"not supported: its snapshot has equality delete files"):
+        connector(tmp_path).schema(SourceObject(table="deleting"))
+    mixed = create(tmp_path, "mixed", orders([1, 2]))
+    _append_file(
+        mixed,
+        content=DataFileContent.DATA,
+        file_path=(tmp_path / "mixed" / "data" / "part.orc").as_uri(),
+        file_format=FileFormat.ORC,
+    )
+    with pytest.raises(SourceError, match=r"not supported: it has ORC data files \(Parquet only\)"):
+        connector(tmp_path).schema(SourceObject(table="mixed"))
