@@ -5,6 +5,8 @@ queries go to its source, with an admin (``root``) and a reader of the CSV domai
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,3 +52,16 @@ def wait_for(answer: Callable[[], T], done: Callable[[T], bool], what: str, seco
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {seconds:.0f} s; last: {value!r}")
         time.sleep(0.05)
+
+
+def serve_error(*flags: str) -> str:
+    """What ``meshgate serve`` says when it refuses ``flags`` (it must exit 1, without a traceback)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--port", "0", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stderr

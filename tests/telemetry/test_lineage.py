@@ -23,8 +23,7 @@ from gateway.telemetry.setup import Telemetry, TelemetrySettings
 from tests.support.gateway import GatewayProcess, query
 from tests.telemetry.receiver import receiving
 from tests.telemetry.schemas import validate_run_event
-from tests.telemetry.support import ALICE, ROOT, wait_for, write_mesh
-from tests.telemetry.test_metrics import serve_error
+from tests.telemetry.support import ALICE, ROOT, serve_error, wait_for, write_mesh
 
 
 @pytest.fixture

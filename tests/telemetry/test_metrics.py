@@ -6,8 +6,6 @@ token; every number is checked exactly.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ from gateway.engine import Engine
 from gateway.errors import ConfigError
 from gateway.telemetry.setup import Telemetry, TelemetrySettings
 from tests.support.gateway import Credentials, GatewayProcess, query
-from tests.telemetry.support import ALICE, ROOT, mesh_yaml, wait_for, write_mesh
+from tests.telemetry.support import ALICE, ROOT, mesh_yaml, serve_error, wait_for, write_mesh
 
 TOKEN = "metrics-token-0123456789abcdef"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -172,19 +170,6 @@ def test_without_a_token_there_are_no_metrics(tmp_path: Path) -> None:
         assert off.value.code == 404 and b"--metrics-token-file" in off.value.read()
     finally:
         process.stop()
-
-
-def serve_error(*flags: str) -> str:
-    """What ``meshgate serve`` says when it refuses ``flags`` (it must exit 1, without a traceback)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--port", "0", *flags],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    return done.stderr
 
 
 def test_bad_metrics_flags_are_named(tmp_path: Path) -> None:

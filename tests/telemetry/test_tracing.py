@@ -21,7 +21,7 @@ from gateway.flightsql.middleware import trace_parent
 from gateway.telemetry.tracing import Tracing
 from tests.support.gateway import GatewayProcess, connect, query
 from tests.telemetry.receiver import receiving
-from tests.telemetry.support import ROOT, wait_for, write_mesh
+from tests.telemetry.support import ROOT, serve_error, wait_for, write_mesh
 
 ROOT_CALLER = CallerContext(user="root")
 TRACE_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -146,7 +146,6 @@ def test_serve_sends_spans_to_an_otlp_receiver(tmp_path: Path) -> None:
 
 
 def test_a_bad_otlp_endpoint_is_named(tmp_path: Path) -> None:
-    from tests.telemetry.test_metrics import serve_error
 
     message = serve_error("--config", str(write_mesh(tmp_path)), "--otlp-endpoint", "collector:4318")
     assert "--otlp-endpoint: 'collector:4318' is not an http:// or https:// URL" in message
