@@ -195,7 +195,9 @@ class _EngineCollector(Collector):
             labels=["domain", "source"],
         )
         for domain in engine.catalog.domains():
-            up.add_metric([domain.name, domain.config.connector.type], 0.0 if domain.error is not None else 1.0)
+            # the connector's kind, as the source label of the other metrics (mariadb is mysql's)
+            kind = domain.connector.kind if domain.connector is not None else domain.config.connector.type
+            up.add_metric([domain.name, kind], 0.0 if domain.error is not None else 1.0)
         yield up
 
 
