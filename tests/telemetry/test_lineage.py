@@ -20,7 +20,7 @@ from gateway.engine import Engine
 from gateway.errors import ConfigError, MeshgateError
 from gateway.telemetry.lineage import Lineage
 from gateway.telemetry.setup import Telemetry, TelemetrySettings
-from tests.support.gateway import GatewayProcess, query
+from tests.support.gateway import GatewayProcess, connect, query
 from tests.telemetry.receiver import receiving
 from tests.telemetry.schemas import validate_run_event
 from tests.telemetry.support import ALICE, ROOT, serve_error, wait_for, write_mesh
@@ -133,7 +133,10 @@ def test_serve_posts_events_to_a_collector(tmp_path: Path) -> None:
             query(process.uri, "SELECT id FROM shop.items WHERE name = 'item 2'", ROOT)
             with pytest.raises(AdbcError, match=r"(?i)denied"):
                 query(process.uri, "SELECT secret FROM shop.items", ALICE)
-            events = wait_for(receiver.events, lambda events: len(events) == 4, "four events posted")
+            with connect(process.uri, ROOT) as connection, connection.cursor() as cursor:
+                cursor.execute("SELECT id FROM shop.items WHERE name = ?", parameters=("item 4",))
+                cursor.fetch_arrow_table()
+            events = wait_for(receiver.events, lambda events: len(events) == 6, "six events posted")
         finally:
             process.stop()
     for event in events:
@@ -141,12 +144,13 @@ def test_serve_posts_events_to_a_collector(tmp_path: Path) -> None:
     by_run: dict[str, list[str]] = {}
     for event in events:
         by_run.setdefault(event["run"]["runId"], []).append(event["eventType"])
-    assert sorted(by_run.values()) == [["START", "COMPLETE"], ["START", "FAIL"]]
+    assert sorted(by_run.values()) == [["START", "COMPLETE"], ["START", "COMPLETE"], ["START", "FAIL"]]
     denied = next(e for e in events if e["eventType"] == "FAIL")
     assert denied["run"]["facets"]["meshgate"]["user"] == "alice"
     assert denied["run"]["facets"]["meshgate"]["outcome"] == "denied"
     assert all(h.get("Authorization") == "Bearer collector-api-key" for h in receiver.lineage_headers)
-    assert "item 2" not in json.dumps(events)
+    assert "item 2" not in json.dumps(events) and "item 4" not in json.dumps(events)
+    assert any(e["job"]["facets"]["sql"]["query"].endswith("name = $1") for e in events)
 
 
 def test_bad_lineage_flags_are_named(tmp_path: Path) -> None:

@@ -113,10 +113,13 @@ def test_serve_sends_spans_to_an_otlp_receiver(tmp_path: Path) -> None:
                 with connect(process.uri, ROOT, **options) as connection, connection.cursor() as cursor:
                     cursor.execute("SELECT label FROM ref.kinds")
                     cursor.fetch_arrow_table()
+            with connect(process.uri, ROOT) as connection, connection.cursor() as cursor:
+                cursor.execute("SELECT id FROM shop.items WHERE name = ?", parameters=("item 4",))
+                assert cursor.fetch_arrow_table().column("id").to_pylist() == [4]
             spans = wait_for(
                 receiver.spans,
-                lambda spans: len([s for s in spans if s.name == "meshgate.query"]) == 4,
-                "four query spans received",
+                lambda spans: len([s for s in spans if s.name == "meshgate.query"]) == 5,
+                "five query spans received",
             )
         finally:
             process.stop()
@@ -127,7 +130,11 @@ def test_serve_sends_spans_to_an_otlp_receiver(tmp_path: Path) -> None:
     joined = [s for s in queries if s.trace_id.hex() == TRACE_PARENT.split("-")[1]]
     assert len(joined) == 1, "the client's trace: one query, its own trace for the bad header"
     assert joined[0].parent_span_id.hex() == TRACE_PARENT.split("-")[2]
-    assert len({s.trace_id for s in queries}) == 4
+    assert len({s.trace_id for s in queries}) == 5
+    bound = [s for s in queries if any(a.value.string_value.endswith("name = $1") for a in s.attributes)]
+    assert len(bound) == 1, "a bound parameter stays a placeholder"
+    assert all(b"item 4" not in request.SerializeToString() for request in receiver.traces), "its value never leaves"
+    queries = [s for s in queries if s not in bound]
     queries = [s for s in queries if all("kinds" not in a.value.string_value for a in s.attributes)]
     assert len(queries) == 2
     attributes = [{a.key: a.value for a in span.attributes} for span in queries]
