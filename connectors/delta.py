@@ -16,11 +16,13 @@ a dataset.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Hashable
 from typing import ClassVar
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, DeltaProtocolError, TableNotFoundError
 
@@ -104,8 +106,23 @@ class DeltaConnector(LakeSource):
             [pa.field(f.name, classic(f.type), f.nullable) for f in pa.schema(table.schema().to_arrow())]
         )
         try:
-            dataset = table.to_pyarrow_dataset(schema=schema)
-            counts = pa.table(table.get_add_actions(flatten=True)).column("num_records")
+            # deltalake's own guarantees are its partition values only: it turns a missing statistic
+            # into "col >= NULL", which pyarrow then takes to mean every value is NULL (see _stats).
+            partitions = pa.schema([schema.field(name) for name in table.metadata().partition_columns])
+            located = table.to_pyarrow_dataset(schema=partitions)
+            actions = pa.table(table.get_add_actions(flatten=True))
+            guarantees = _stats(actions, schema)
+            form = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True))
+            parts = [
+                form.make_fragment(
+                    f.path,
+                    filesystem=located.filesystem,
+                    partition_expression=_and([f.partition_expression, *guarantees.get(f.path, [])]),
+                )
+                for f in located.get_fragments()
+            ]
+            dataset = ds.FileSystemDataset(parts, schema, form, located.filesystem)
+            counts = actions.column("num_records")
         except DeltaProtocolError as error:
             raise self.failure(product, f"the Delta table at {location} cannot be read exactly: {error}") from None
         except (DeltaError, OSError, ValueError) as error:
@@ -134,6 +151,56 @@ class DeltaConnector(LakeSource):
                 product, f"the Delta table at {location} has no version at {as_of}: {self.reason(error)}"
             ) from None
         return table
+
+
+_BOUNDED = (pa.types.is_integer, pa.types.is_decimal, pa.types.is_date, pa.types.is_timestamp, pa.types.is_string)
+_STRING_STATS = 32
+"""Writers (Spark) truncate string statistics to 32 characters: a bound that long may be cut, and is not used."""
+
+
+def _stats(actions: pa.Table, schema: pa.Schema) -> dict[str, list[ds.Expression]]:
+    """What each data file's statistics in the log guarantee of its top-level columns, by path.
+
+    A bound holds for non-NULL values only, so it is ``bound OR IS NULL`` unless the file counts no
+    NULLs; a column without both bounds gets none (deltalake's own guarantees compare it with NULL
+    then, and pyarrow takes that to mean the column is all NULL: measured, a filter ``ts > now()``
+    lost rows whose statistics the writer had left out). Timestamp bounds are widened by a
+    millisecond (Spark writes them in milliseconds), long strings are not used, and float columns
+    are left out (connectors/lakehouse.py).
+    """
+    paths = actions.column("path").to_pylist()
+    found: dict[str, list[ds.Expression]] = {path: [] for path in paths}
+    for field in schema:
+        names = (f"min.{field.name}", f"max.{field.name}", f"null_count.{field.name}")
+        if not any(test(field.type) for test in _BOUNDED) or not set(names) <= set(actions.column_names):
+            continue
+        lows, highs, nulls = (actions.column(name).to_pylist() for name in names)
+        rows = actions.column("num_records").to_pylist()
+        column = ds.field(field.name)
+        for path, low, high, null, count in zip(paths, lows, highs, nulls, rows, strict=True):
+            if null is not None and count is not None and null == count and count > 0:
+                found[path].append(column.is_null())
+                continue
+            if low is None or high is None or (isinstance(high, str) and len(high) >= _STRING_STATS):
+                continue
+            try:
+                if pa.types.is_timestamp(field.type):
+                    low, high = low - dt.timedelta(milliseconds=1), high + dt.timedelta(milliseconds=1)
+                bounds = [column >= pa.scalar(low, field.type), column <= pa.scalar(high, field.type)]
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                continue
+            if null == 0:
+                found[path].extend([*bounds, column.is_valid()])
+            else:
+                found[path].extend(bound | column.is_null() for bound in bounds)
+    return found
+
+
+def _and(terms: list[ds.Expression]) -> ds.Expression:
+    combined = terms[0]
+    for term in terms[1:]:
+        combined = combined & term
+    return combined
 
 
 def _check_features(connector: DeltaConnector, product: str | None, location: str, table: DeltaTable) -> None:

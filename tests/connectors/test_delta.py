@@ -501,3 +501,30 @@ def test_grants_masks_and_row_filters_hold_on_lakehouse_tables(tmp_path: Path) -
             query(uri, "SELECT * FROM lake.hidden", TEST_CREDENTIALS)
     finally:
         gateway.stop()
+
+
+def test_statistics_a_writer_left_out_or_cut_to_milliseconds_skip_nothing_they_should_not(tmp_path: Path) -> None:
+    """Another writer's commit: no min/max for ``id`` (only NULL counts), timestamps cut to milliseconds."""
+    table = tmp_path / "events"
+    write_deltalake(table, pa.table({"id": pa.array([1], pa.int64()), "ts": pa.array([0], pa.timestamp("us", "UTC"))}))
+    rows = pa.table(
+        {"id": pa.array([10, 20], pa.int64()), "ts": pa.array([1_000_999, 2_000_999], pa.timestamp("us", "UTC"))}
+    )
+    pq.write_table(rows, table / "other-writer.parquet")
+    stats = {
+        "numRecords": 2,
+        "minValues": {"ts": "1970-01-01T00:00:01.000Z"},
+        "maxValues": {"ts": "1970-01-01T00:00:02.000Z"},
+        "nullCount": {"id": 0, "ts": 0},
+    }
+    add = {"path": "other-writer.parquet", "size": (table / "other-writer.parquet").stat().st_size}
+    commit(
+        table,
+        {"add": {**add, "partitionValues": {}, "modificationTime": 0, "dataChange": True, "stats": json.dumps(stats)}},
+    )
+    source = connector(tmp_path)
+    assert read(source, "events", "SELECT id FROM product WHERE id > 5 ORDER BY id") == [{"id": 10}, {"id": 20}]
+    assert read(source, "events", "SELECT id FROM product WHERE ts > TIMESTAMP '1970-01-01T00:00:02.000500Z'") == [
+        {"id": 20}
+    ]
+    assert read(source, "events", "SELECT id FROM product WHERE id IS NULL") == []
