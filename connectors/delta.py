@@ -3,8 +3,9 @@
 A product is one table (its folder holds ``_delta_log``), read at its latest version, or at the
 version its ``as_of`` pins: a version number, or an ISO 8601 timestamp (the version that was
 current then). The snapshot's data files become one pyarrow dataset whose fragments carry the
-partition values and column statistics of the log (``DeltaTable.to_pyarrow_dataset``), so a
-filter on a partition column reads only the matching files (connectors/lakehouse.py).
+partition values (``DeltaTable.to_pyarrow_dataset``) and the column statistics of the log
+(:func:`_stats`), so a filter on a partition column, or outside a file's bounds, skips the file
+(connectors/lakehouse.py).
 
 Types come from the table's schema: byte/short/integer/long as int8-64, float/double,
 decimal(p,s) as decimal128, string, binary, boolean, date as date32, timestamp as
