@@ -115,8 +115,8 @@ def _parser() -> argparse.ArgumentParser:
         "--http-port",
         type=int,
         default=_env_int("MESHGATE_HTTP_PORT"),
-        help="also serve the catalog in the browser, /healthz and /readyz over HTTP on this port; 0 picks a free"
-        f" one (default: off; {DEFAULT_HTTP_PORT} with --demo) (env MESHGATE_HTTP_PORT)",
+        help="also serve the catalog in the browser, /healthz and /readyz over HTTP (HTTPS with --tls-cert) on this"
+        f" port; 0 picks a free one (default: off; {DEFAULT_HTTP_PORT} with --demo) (env MESHGATE_HTTP_PORT)",
     )
     serve.add_argument(
         "--http-host",
@@ -724,6 +724,7 @@ def _serve(args: argparse.Namespace) -> int:
         state.flight_uri = uri
         http.start()
         log.info("catalog in the browser at %s (health: %s/healthz, %s/readyz)", http.url, http.url, http.url)
+        _log_http_security(args, http)
     log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
     if args.demo:
         login = f" --user {_DEMO_USER} --password {demo_password}" if demo_password else ""
@@ -764,17 +765,34 @@ def _http_server(
     if not 0 <= port <= 65535:
         raise MeshgateError(f"--http-port must be a port number from 0 to 65535, not {port}")
     from gateway.web.app import WebState, create_app
-    from gateway.web.server import HttpServer
+    from gateway.web.server import HttpServer, HttpTls
 
-    state = WebState(engine, authenticator, flight_uri="")
+    # The Flight endpoint's certificate and key (checked by _server_tls already): HTTPS only, no plain HTTP.
+    tls = HttpTls(args.tls_cert, args.tls_key) if args.tls_cert is not None and args.tls_key is not None else None
+    state = WebState(engine, authenticator, flight_uri="", https=tls is not None)
     if telemetry is not None:
         state.metrics, state.metrics_token = telemetry.metrics, telemetry.metrics_token
     try:
-        http = HttpServer(create_app(state), args.http_host or args.host, port)
+        http = HttpServer(create_app(state), args.http_host or args.host, port, tls)
     except MeshgateError:
         engine.catalog.close()
         raise
     return http, state
+
+
+def _log_http_security(args: argparse.Namespace, http: HttpServer) -> None:
+    """Say when sign-in passwords would cross the network unencrypted, and that browsers need no client certificate."""
+    if http.tls is None and not http.loopback:
+        log.warning(
+            "the HTTP listener on %s serves plain http://: passwords cross the network in clear text at sign-in;"
+            " use --tls-cert and --tls-key",
+            http.host,
+        )
+    elif http.tls is not None and args.tls_client_ca is not None:
+        log.warning(
+            "mutual TLS (--tls-client-ca) applies to Flight SQL only: the HTTPS listener asks browsers for no"
+            " certificate, they sign in with a password"
+        )
 
 
 def _meshgate_command() -> str:

@@ -45,6 +45,9 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
 )
 
+HSTS: tuple[bytes, bytes] = (b"strict-transport-security", b"max-age=31536000")
+"""Sent over HTTPS only: browsers then refuse plain HTTP (and certificate errors) for this host for a year."""
+
 
 @dataclass
 class WebState:
@@ -61,6 +64,7 @@ class WebState:
     session_max_age: int = 8 * 3600
     metrics: Metrics | None = None  # /metrics (gateway/web/metrics.py): served with a token only
     metrics_token: str | None = None
+    https: bool = False  # served over TLS: the cookie is Secure and HSTS is sent
 
     @cached_property
     def sessions(self) -> session.Sessions:
@@ -91,7 +95,7 @@ def create_app(state: WebState, modules: Sequence[RouteModule] = ROUTES) -> Star
     """The ASGI app: every module's routes, signed session cookies, security headers on every answer."""
     routes = [route for module in modules for route in module(state)]
     middleware = [
-        Middleware(SecurityHeaders),
+        Middleware(SecurityHeaders, headers=(*SECURITY_HEADERS, HSTS) if state.https else SECURITY_HEADERS),
         Middleware(
             SessionMiddleware,
             secret_key=state.session_secret,  # per process: a restart signs everyone out
@@ -100,7 +104,7 @@ def create_app(state: WebState, modules: Sequence[RouteModule] = ROUTES) -> Star
             if state.authenticator is not None
             else state.session_max_age,
             same_site="strict",
-            https_only=False,
+            https_only=state.https,  # Secure: the browser never sends the cookie over plain HTTP
         ),
     ]
 
@@ -117,10 +121,11 @@ def create_app(state: WebState, modules: Sequence[RouteModule] = ROUTES) -> Star
 
 
 class SecurityHeaders:
-    """Adds :data:`SECURITY_HEADERS` to every response (errors and static files too)."""
+    """Adds ``headers`` (:data:`SECURITY_HEADERS`) to every response (errors and static files too)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, headers: tuple[tuple[bytes, bytes], ...] = SECURITY_HEADERS) -> None:
         self.app = app
+        self.headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,7 +135,7 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in names]
+                extra = [(name, value) for name, value in self.headers if name not in names]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 

@@ -130,7 +130,7 @@ class GatewayProcess:
             login = re.search(r"demo login: user '(\S+)', password '(\S+)'", line)
             if login:
                 self.credentials = Credentials(login.group(1), login.group(2))
-            http = re.search(r"catalog in the browser at (http://\S+?) ", line)
+            http = re.search(r"catalog in the browser at (https?://\S+?) ", line)
             if http:
                 self.http_url = http.group(1)
             found = found or re.search(r"serving catalog '\w+' at (grpc(?:\+tls)?://[\w.-]+:\d+)", line)

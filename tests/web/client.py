@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import re
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,12 +31,18 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class WebClient:
-    """One browser's worth of cookies against the listener at ``base`` (``http://host:port``)."""
+    """One browser's worth of cookies against the listener at ``base`` (``http://`` or ``https://host:port``).
 
-    def __init__(self, base: str) -> None:
+    ``tls``: how ``https://`` answers are verified (for example trusting a test CA).
+    """
+
+    def __init__(self, base: str, tls: ssl.SSLContext | None = None) -> None:
         self.base = base
         self.cookies = http.cookiejar.CookieJar()
-        self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect())
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect()]
+        if tls is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=tls))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def get(self, path: str) -> Answer:
         return self.send(urllib.request.Request(self.base + path))

@@ -49,6 +49,7 @@ def test_every_answer_carries_the_security_headers(web: str, path: str) -> None:
     assert answer.headers["x-frame-options"] == "DENY"
     assert answer.headers["referrer-policy"] == "no-referrer"
     assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "strict-transport-security" not in answer.headers  # plain HTTP: HSTS only with TLS (test_https.py)
 
 
 def test_the_session_cookie_is_httponly_samesite_strict_and_holds_no_token(web: str) -> None:
@@ -57,6 +58,7 @@ def test_the_session_cookie_is_httponly_samesite_strict_and_holds_no_token(web: 
     answer = client.post("/login", {"csrf": _csrf_of(client), "user": ROOT.user, "password": ROOT.password})
     header = answer.headers["set-cookie"].lower()
     assert "httponly" in header and "samesite=strict" in header
+    assert "secure" not in header  # plain HTTP: a Secure cookie would never come back (test_https.py)
     (cookie,) = [c for c in client.cookies if c.name == "meshgate_session"]
     payload = base64.b64decode(cookie.value.split(".")[0] + "==").decode()
     assert set(json.loads(payload)) == {"sid", "csrf"}  # the bearer token stays in the gateway
