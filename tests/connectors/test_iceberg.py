@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ def test_as_of_pins_a_snapshot_while_the_table_moves_on(tmp_path: Path) -> None:
     pinned = table.current_snapshot()
     assert pinned is not None
     at = dt.datetime.fromtimestamp(pinned.timestamp_ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    time.sleep(0.01)  # the next snapshot's timestamp (milliseconds) is later than the pinned one's
     table.overwrite(orders([100]))
     config = mesh(
         tmp_path,
