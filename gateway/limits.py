@@ -24,14 +24,15 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import Token, TokenType
-from sqlglot.tokens import Tokenizer
 
 from gateway.errors import ConfigError, GatewayBusyError, PlanningError, ResourceLimitError
+from gateway.tokens import tokens as sql_tokens
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -183,7 +184,7 @@ def check_expressions(sql: str, limits: Limits) -> None:
     meshcore.errors.ResourceLimitError: array_repeat(...) would build 100,000,000 elements (at most 10,000,000)
     """
     try:
-        tokens = Tokenizer().tokenize(sql)
+        tokens = sql_tokens(sql)
     except SqlglotError:
         return  # the parser reports it, with its position
     chains = [[0, 0]]  # consecutive arithmetic and logical operators at each parenthesis level
@@ -208,7 +209,7 @@ def check_expressions(sql: str, limits: Limits) -> None:
             _check_generator(token.text.lower(), _literal_arguments(tokens, i + 2), limits)
 
 
-def _calls_generator(tokens: list[Token], i: int) -> bool:
+def _calls_generator(tokens: Sequence[Token], i: int) -> bool:
     """Whether token ``i`` calls a generating function as a scalar (not a table function after FROM/JOIN)."""
     if tokens[i].text.lower() not in _GENERATORS or i + 1 >= len(tokens):
         return False
@@ -216,7 +217,7 @@ def _calls_generator(tokens: list[Token], i: int) -> bool:
     return tokens[i + 1].token_type == TokenType.L_PAREN and not table_function
 
 
-def _literal_arguments(tokens: list[Token], start: int) -> list[float | None]:
+def _literal_arguments(tokens: Sequence[Token], start: int) -> list[float | None]:
     """The top-level arguments of a call opening at ``start``: numbers where they are plain literals."""
     arguments: list[float | None] = []
     current: list[Token] = []
@@ -238,7 +239,7 @@ def _literal_arguments(tokens: list[Token], start: int) -> list[float | None]:
     return arguments
 
 
-def _number(tokens: list[Token]) -> float | None:
+def _number(tokens: Sequence[Token]) -> float | None:
     sign = 1.0
     if len(tokens) == 2 and tokens[0].token_type == TokenType.DASH:
         sign, tokens = -1.0, tokens[1:]

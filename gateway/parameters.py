@@ -15,9 +15,9 @@ from typing import Any
 import pyarrow as pa
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import TokenType
-from sqlglot.tokens import Tokenizer
 
 from gateway.errors import InvalidRequestError, PlanningError
+from gateway.tokens import tokens as sql_tokens
 
 
 def number_placeholders(sql: str) -> str:
@@ -32,7 +32,7 @@ def number_placeholders(sql: str) -> str:
     if "?" not in sql:
         return sql
     try:
-        tokens = Tokenizer().tokenize(sql)
+        tokens = sql_tokens(sql)
     except SqlglotError:
         return sql  # the parser reports the syntax error, with its position
     marks = [t for t in tokens if t.token_type == TokenType.PLACEHOLDER and t.text == "?"]

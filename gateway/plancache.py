@@ -35,11 +35,11 @@ from cachetools import LRUCache
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import TokenType
-from sqlglot.tokens import Tokenizer
 
 from gateway.api import CallerContext
 from gateway.catalog import Product
 from gateway.policy import Access
+from gateway.tokens import tokens as sql_tokens
 
 DEFAULT_SIZE = 1024
 """Plans kept (statements and templates, per access fingerprint)."""
@@ -248,7 +248,7 @@ def parameterize(sql: str) -> tuple[str, tuple[Literal, ...]] | None:
     if "=" not in sql and "<" not in sql and ">" not in sql:
         return None
     try:
-        tokens = Tokenizer().tokenize(sql)
+        tokens = sql_tokens(sql)
     except SqlglotError:
         return None
     if not tokens or tokens[0].token_type not in (TokenType.SELECT, TokenType.WITH):
