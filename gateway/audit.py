@@ -256,6 +256,9 @@ def _notify(method: Callable[..., None], *args: object) -> None:
 
 
 def _jsonable(record: QueryRecord) -> dict[str, object]:
-    data = dataclasses.asdict(record)
+    data = {f.name: getattr(record, f.name) for f in _RECORD_FIELDS}  # not asdict: it deep-copies every list
     data["started"] = record.started.isoformat()
     return data
+
+
+_RECORD_FIELDS = dataclasses.fields(QueryRecord)
