@@ -62,6 +62,8 @@ class HttpServer:
             raise MeshgateError(
                 f"HTTPS listener: cannot load --tls-cert {tls.cert} and --tls-key {tls.key}: {error}"
             ) from None
+        if config.ssl is not None:
+            config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2  # Python's default: said here, not assumed
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="meshgate-http", daemon=True)
 
