@@ -78,6 +78,7 @@ _SUPPORTED = (
     MapType,
     StructType,
 )
+_PYARROW_IO = "pyiceberg.io.pyarrow.PyArrowFileIO"
 _EQUALITY = "its snapshot has equality delete files (row-level deletes); compact the table (rewrite its data files)"
 _METADATA = re.compile(r"^(?:v(\d+)|(\d+)-[0-9a-fA-F-]+)(?:\.gz)?\.metadata\.json$")
 
@@ -93,9 +94,9 @@ class IcebergConnector(LakeSource):
     def properties(self) -> dict[str, str]:
         """pyiceberg's FileIO settings (S3 through pyarrow, with the connector's settings)."""
         if self.s3 is None:
-            return {}
+            return {"py-io-impl": _PYARROW_IO}  # named: pyiceberg logs each time it chooses one itself
         options = {
-            "py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO",
+            "py-io-impl": _PYARROW_IO,
             "s3.region": self.s3.region,
             "s3.connect-timeout": "5",
             "s3.request-timeout": "10",
