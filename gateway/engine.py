@@ -545,7 +545,10 @@ class Engine:
         if scope.masked or not self.settings.plan_rules:
             return dataframe, plan, ()
         domain = _default_domain(scope.caller)
-        negotiate = functools.partial(negotiate_scans, scans=scope.scans, default_domain=domain)
+        # Within the rules every SQL scan inside a subquery has a scan of its own (subquery_scans runs first).
+        negotiate = functools.partial(
+            negotiate_scans, scans=scope.scans, default_domain=domain, subqueries_separated=True
+        )
         planning = Planning(ctx, scope.scans, _pushable, self.catalog.find, negotiate, deadline)
         try:
             rewritten_plan = rewrite(plan, planning)
@@ -816,8 +819,8 @@ def result_schema(dataframe: DataFrame) -> pa.Schema:
 
 
 def _pushable(scan: ProductScan) -> bool:
-    """Whether ``scan`` may be part of a sub-plan pushed to its source: read unrestricted, whole queries taken."""
-    return scan.guard is None and scan.connector.capabilities.supports_full_query
+    """Whether ``scan`` may be part of a sub-plan pushed to its source: read unrestricted, joins taken."""
+    return scan.guard is None and scan.connector.capabilities.pushes_joins
 
 
 def _with_nullability(schema: pa.Schema, not_null: set[str], access: Access) -> pa.Schema:
