@@ -13,11 +13,11 @@ filter on such a column skips the other partitions' files (connectors/lakehouse.
 
 Types: boolean, int, long, float, double, decimal(p,s), date, time (time64[us]), timestamp
 (timestamp[us]), timestamptz (timestamp[us, UTC]), string, binary, fixed(n) (fixed_size_binary),
-lists, maps and structs, by ``pyiceberg``'s mapping. Refused with an error rather than read
-wrongly: row-level deletes (position or equality delete files; compact the table first), ORC or
-Avro data files, a column renamed, or dropped and added again, since older files were written
-(data files are read by column name), and uuid or format-v3 types (variant, geometry, nanosecond
-timestamps, unknown).
+uuid (top-level columns, as their canonical text), lists, maps and structs, by ``pyiceberg``'s
+mapping. Refused with an error rather than read wrongly: row-level deletes (position or equality
+delete files; compact the table first), ORC or Avro data files, a column renamed, or dropped and
+added again, since older files were written (data files are read by column name), nested uuids,
+and format-v3 types (variant, geometry, nanosecond timestamps, unknown).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from pyiceberg.types import (
     TimestampType,
     TimestamptzType,
     TimeType,
+    UUIDType,
 )
 
 from connectors.base import SourceObject
@@ -172,11 +173,15 @@ class IcebergConnector(LakeSource):
         if source.as_of is not None and chosen is not None and chosen.schema_id is not None:
             schema = table.metadata.schema_by_id(chosen.schema_id) or schema
         self._check_schema(product, location, schema, table.metadata.schemas)
+        uuids = frozenset(f.name for f in schema.fields if isinstance(f.field_type, UUIDType))
         arrow = pa.schema(
-            [pa.field(f.name, classic(f.type), f.nullable) for f in schema_to_pyarrow(schema, include_field_ids=False)]
+            [
+                pa.field(f.name, pa.binary(16) if f.name in uuids else classic(f.type), f.nullable)
+                for f in schema_to_pyarrow(schema, include_field_ids=False)
+            ]
         )
         if chosen is None:  # a table without a snapshot holds no rows
-            return Snapshot(stamp, fragments([], self.filesystem(), arrow), 0)
+            return Snapshot(stamp, fragments([], self.filesystem(), arrow), 0, uuids)
         try:
             self.confine(product, location, [chosen.manifest_list], "a manifest list")
             self.confine(product, location, [m.manifest_path for m in chosen.manifests(table.io)], "a manifest")
@@ -206,7 +211,7 @@ class IcebergConnector(LakeSource):
             (self.file_path(t.file.file_path), _guarantee(schema, specs[t.file.spec_id], t.file, arrow)) for t in tasks
         ]
         rows = sum(task.file.record_count for task in tasks)
-        return Snapshot(stamp, fragments(files, self.filesystem(), arrow), rows)
+        return Snapshot(stamp, fragments(files, self.filesystem(), arrow), rows, uuids)
 
     def _chosen(self, product: str | None, location: str, table: StaticTable, as_of: int | str | None) -> Any:
         if as_of is None:
@@ -230,7 +235,8 @@ class IcebergConnector(LakeSource):
         for field_id in sorted(schema.field_ids):
             field = schema.find_field(field_id)
             name = schema.find_column_name(field_id)
-            if not isinstance(field.field_type, _SUPPORTED):
+            top_level_uuid = isinstance(field.field_type, UUIDType) and schema.find_field(field_id) in schema.fields
+            if not isinstance(field.field_type, _SUPPORTED) and not top_level_uuid:
                 raise self.failure(
                     product,
                     f"the Iceberg table at {location} is not supported: column {name} has type {field.field_type}",

@@ -40,6 +40,7 @@ import pyarrow.fs as pafs
 from datafusion import SessionContext
 
 from connectors.base import DiscoveredProduct, FileConnector, FileVersion, SourceObject
+from connectors.files import _uuid_text
 from connectors.naming import identifier, unique
 from connectors.objects import _UNREACHABLE, FAILURE_SECONDS, S3Settings, _store_reason
 from meshcore.config import ConnectorConfig
@@ -53,6 +54,17 @@ class Snapshot:
     stamp: Hashable
     dataset: ds.Dataset
     rows: int | None
+    uuids: frozenset[str] = frozenset()
+    """Columns of 16-byte UUIDs (``binary(16)`` in the dataset), served as their canonical text."""
+
+    def served(self) -> pa.Schema:
+        """The product's schema: classic types, UUIDs as text."""
+        return pa.schema(
+            [
+                pa.field(f.name, pa.string() if f.name in self.uuids else classic(f.type), f.nullable)
+                for f in self.dataset.schema
+            ]
+        )
 
 
 class LakeSource(FileConnector):
@@ -215,8 +227,7 @@ class LakeSource(FileConnector):
 
     def schema(self, source: SourceObject) -> pa.Schema:
         """The snapshot's schema in classic types: what :meth:`open_version` later checks versions against."""
-        dataset = self.cached(None, source).dataset
-        return pa.schema([pa.field(f.name, classic(f.type), f.nullable) for f in dataset.schema])
+        return self.cached(None, source).served()
 
     def stamp(self, product: str, source: SourceObject) -> Hashable:
         """:meth:`current`; on S3, a failure is answered from memory for FAILURE_SECONDS.
@@ -244,7 +255,7 @@ class LakeSource(FileConnector):
         self, product: str, source: SourceObject, schema: pa.Schema, previous: FileVersion | None
     ) -> LakeVersion:
         snapshot = self.cached(product, source)
-        found = pa.schema([pa.field(f.name, classic(f.type), f.nullable) for f in snapshot.dataset.schema])
+        found = snapshot.served()
         if found.names != schema.names or found.types != schema.types:
             raise self.failure(
                 product,
@@ -254,7 +265,8 @@ class LakeSource(FileConnector):
         return LakeVersion(self, str(source.table), snapshot, schema)
 
     def register(self, ctx: SessionContext, name: str, source: SourceObject) -> None:
-        register(ctx, name, self.domain, str(source.table), self.cached(None, source).dataset)
+        snapshot = self.cached(None, source)
+        register(ctx, name, self.domain, str(source.table), snapshot.dataset, snapshot.uuids)
 
     def read_row_estimate(self, source: SourceObject) -> int | None:
         return self.cached(None, source).rows
@@ -276,21 +288,25 @@ class LakeVersion(FileVersion):
         self.table = table
         self.stamp = snapshot.stamp
         self.snapshot = snapshot
+        stored = pa.schema([f.with_type(pa.binary(16)) if f.name in snapshot.uuids else f for f in schema])
         self.dataset = (
-            snapshot.dataset.replace_schema(schema) if snapshot.dataset.schema != schema else snapshot.dataset
+            snapshot.dataset.replace_schema(stored) if snapshot.dataset.schema != stored else snapshot.dataset
         )
 
     def register(self, ctx: SessionContext, name: str) -> None:
-        register(ctx, name, self.domain, self.table, self.dataset)
+        register(ctx, name, self.domain, self.table, self.dataset, self.snapshot.uuids)
 
     def retire(self) -> None:
         """Nothing is held: a table's data files are immutable (until a vacuum or expiry removes them)."""
 
 
-def register(ctx: SessionContext, name: str, domain: str, table: str, dataset: ds.Dataset) -> None:
-    """Register ``dataset`` as ``name``: itself, or a view serving its float columns as ``nanvl(f, f)``."""
+def register(
+    ctx: SessionContext, name: str, domain: str, table: str, dataset: ds.Dataset, uuids: frozenset[str]
+) -> None:
+    """Register ``dataset`` as ``name``: itself, or a view serving float columns as ``nanvl(f, f)``
+    and UUID columns as their canonical text (as every source serves UUIDs)."""
     floats = {f.name for f in dataset.schema if pa.types.is_floating(f.type)}
-    if not floats:
+    if not floats and not uuids:
         ctx.register_dataset(name, dataset)
         return
     # The dataset under ``domain.<table>``: the name a query's plan shows for it (plan walkers
@@ -298,7 +314,11 @@ def register(ctx: SessionContext, name: str, domain: str, table: str, dataset: d
     stored = f"{_quoted(domain)}.{_quoted(identifier(PurePosixPath(table).name or domain))}"
     ctx.sql(f"CREATE SCHEMA IF NOT EXISTS {_quoted(domain)}").collect()
     ctx.register_dataset(stored, dataset)
-    items = [f"nanvl({q}, {q}) AS {q}" if f.name in floats else q for f in dataset.schema for q in [_quoted(f.name)]]
+    items = [
+        f"nanvl({q}, {q}) AS {q}" if f.name in floats else _uuid_text(f.name) if f.name in uuids else q
+        for f in dataset.schema
+        for q in [_quoted(f.name)]
+    ]
     ctx.register_view(name, ctx.sql(f"SELECT {', '.join(items)} FROM {stored}"))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.typedef import Record
-from pyiceberg.types import DoubleType, LongType, NestedField, UUIDType
+from pyiceberg.types import DoubleType, LongType, NestedField, StructType, UUIDType
 
 from connectors.base import SourceObject
 from connectors.iceberg import IcebergConnector, S3IcebergConnector
@@ -241,16 +242,33 @@ def test_row_level_deletes_are_refused(tmp_path: Path) -> None:
         connector(tmp_path).schema(SourceObject(table="orders"))
 
 
-def test_a_renamed_column_and_a_uuid_column_are_refused(tmp_path: Path) -> None:
+def test_a_renamed_column_is_refused(tmp_path: Path) -> None:
     table = create(tmp_path, "orders", orders([1, 2]))
     with table.update_schema() as update:
         update.rename_column("amount", "total")
     with pytest.raises(SourceError, match=r"column total was renamed, or dropped and added again"):
         connector(tmp_path).schema(SourceObject(table="orders"))
-    schema = Schema(NestedField(1, "id", LongType()), NestedField(2, "key", UUIDType()))
-    warehouse_of(tmp_path).create_table("keys", schema)
-    with pytest.raises(SourceError, match=r"column key has type uuid"):
-        connector(tmp_path).schema(SourceObject(table="keys"))
+
+
+def test_uuids_are_served_as_their_text_and_nested_ones_refused(tmp_path: Path) -> None:
+    keys = [uuid.UUID(int=7), None, uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")]
+    rows = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "key": pa.array([None if k is None else k.bytes for k in keys], pa.uuid()),
+        }
+    )
+    create(tmp_path, "keys", rows)
+    source = connector(tmp_path)
+    assert source.schema(SourceObject(table="keys")) == pa.schema([("id", pa.int64()), ("key", pa.string())])
+    got = read(source, "keys", "SELECT id, key FROM product ORDER BY id")
+    assert got == [{"id": i + 1, "key": None if k is None else str(k)} for i, k in enumerate(keys)]
+    text = str(keys[2])
+    assert read(source, "keys", f"SELECT id FROM product WHERE key = '{text}'") == [{"id": 3}]
+    nested = Schema(NestedField(1, "id", LongType()), NestedField(2, "s", StructType(NestedField(3, "k", UUIDType()))))
+    warehouse_of(tmp_path).create_table("nested", nested)
+    with pytest.raises(SourceError, match=r"column s.k has type uuid"):
+        connector(tmp_path).schema(SourceObject(table="nested"))
 
 
 def test_an_added_column_reads_as_null_in_older_files(tmp_path: Path) -> None:
