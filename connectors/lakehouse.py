@@ -18,7 +18,8 @@ pyarrow evaluates the filters pushed into a dataset with IEEE comparisons, where
 every other source) orders floating-point values totally (NaN above every number, -0.0 below
 0.0). Float columns are therefore served through a view as ``nanvl(f, f)`` (the same value,
 through a function pyarrow is not handed): filters on them stay in DataFusion, exact, and
-filters on every other column still reach the scan.
+filters on every other column still reach the scan. UUID columns (Iceberg) are read as 16 bytes
+and served as their canonical text through the same view.
 """
 
 from __future__ import annotations
