@@ -1,13 +1,17 @@
-"""OpenLineage events: a START and a COMPLETE, FAIL or ABORT per query, valid against the
-standard's JSON schemas, written to a file (through the engine) and posted to a collector
-(``meshgate serve --lineage-url``, a real HTTP receiver)."""
+"""OpenLineage events: a START and a COMPLETE, FAIL or ABORT per query, written to a file (through
+the engine) and posted to a collector (``meshgate serve --lineage-url``, a real HTTP receiver).
+
+Every event read back is rebuilt into openlineage-python's typed model, which is generated from
+the spec (``tests/telemetry/openlineage_events.py``): no installable package ships the standard's
+JSON schemas themselves, so the events are not checked against those files."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +22,11 @@ from gateway.api import CallerContext
 from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.errors import ConfigError, MeshgateError
-from gateway.telemetry.lineage import Lineage
+from gateway.telemetry.lineage import PRODUCER, Lineage
 from gateway.telemetry.setup import Telemetry, TelemetrySettings
 from tests.support.gateway import GatewayProcess, connect, query
+from tests.telemetry.openlineage_events import InvalidEvent, validate_run_event
 from tests.telemetry.receiver import receiving
-from tests.telemetry.schemas import validate_run_event
 from tests.telemetry.support import ALICE, ROOT, serve_error, wait_for, write_mesh
 
 
@@ -44,7 +48,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_a_query_is_a_start_and_a_complete_valid_against_the_schema(
+def test_a_query_is_a_start_and_a_complete_valid_in_the_openlineage_model(
     lineage_file: tuple[Engine, Lineage, Path],
 ) -> None:
     engine, lineage, target = lineage_file
@@ -55,7 +59,7 @@ def test_a_query_is_a_start_and_a_complete_valid_against_the_schema(
     events = read_events(target)
     assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
     for event in events:
-        validate_run_event(event)
+        validate_run_event(event, PRODUCER)
     start, complete = events
     assert start["run"]["runId"] == complete["run"]["runId"] == str(uuid.UUID(hex=execution.query_id or ""))
     assert start["job"] == complete["job"]
@@ -97,9 +101,73 @@ def test_a_failed_query_is_a_start_and_a_fail_with_its_error(lineage_file: tuple
     events = read_events(target)
     assert [e["eventType"] for e in events] == ["START", "FAIL"]
     for event in events:
-        validate_run_event(event)
+        validate_run_event(event, PRODUCER)
     assert "nope" in events[1]["run"]["facets"]["errorMessage"]["message"]
     assert events[1]["run"]["facets"]["errorMessage"]["programmingLanguage"] == "python"
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """A change to an event: the value at a dotted ``path`` (``-`` deletes it)."""
+
+    def change(event: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = event
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if value == "-":
+            del node[last]
+        else:
+            node[last] = value
+
+    return change
+
+
+BROKEN = {
+    "runId not a UUID": (_set("run.runId", "query-42"), r"event\.run: Run refuses it"),
+    "job without a name": (_set("job.name", "-"), r"event\.job\.name: required by Job and missing"),
+    "job name not a string": (_set("job.name", 7), r"event\.job\.name: expected str"),
+    "eventTime without an offset": (_set("eventTime", "2026-12-02T17:00:00"), "not an RFC 3339 date-time"),
+    "eventTime a date": (_set("eventTime", "2026-12-02"), "not an RFC 3339 date-time"),
+    "eventTime missing": (_set("eventTime", "-"), r"event\.eventTime: required"),
+    "eventType unknown": (_set("eventType", "DONE"), r"event\.eventType: 'DONE' is not one of"),
+    "producer not a URI": (_set("producer", "meshgate gateway"), r"event\.producer: .* not an absolute URI"),
+    "producer another's": (_set("producer", "urn:someone:else"), r"event\.producer: expected"),
+    "schemaURL of another type": (
+        _set("schemaURL", "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/JobEvent"),
+        r"event\.schemaURL: expected",
+    ),
+    "unknown top-level field": (_set("runId", "x"), r"event: unknown fields \['runId'\] for RunEvent"),
+    "unknown field in a facet": (_set("job.facets.sql.text", "x"), r"unknown fields \['text'\] for SQLJobFacet"),
+    "inputs not a list": (_set("inputs", {}), r"event\.inputs: expected a list"),
+    "a facet without its required field": (_set("job.facets.sql.query", "-"), r"sql\.query: required"),
+    "a facet's schema URL of another version": (
+        _set("job.facets.sql._schemaURL", "https://openlineage.io/spec/facets/1-0-0/SQLJobFacet.json"),
+        r"sql\._schemaURL: expected",
+    ),
+    "a facet's producer missing": (_set("run.facets.processing_engine._producer", "-"), r"_producer: expected"),
+    "a facet's producer not a URI": (_set("job.facets.jobType._producer", "a b"), "not an absolute URI"),
+    "an unknown facet": (_set("job.facets.sqlx", {}), r"'sqlx' is not one of the JobFacets"),
+    "rows as a string": (_set("run.facets.meshgate.rows", "1"), r"meshgate\.rows: expected int"),
+    "rows as a boolean": (_set("run.facets.meshgate.rows", True), r"meshgate\.rows: expected int"),
+    "a schema field's position as text": (
+        _set("inputs.0.facets.schema.fields.0.ordinal_position", "1"),
+        r"fields\[0\]\.ordinal_position: expected int",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=list(BROKEN))
+def test_the_validation_refuses_broken_events(case: str, lineage_file: tuple[Engine, Lineage, Path]) -> None:
+    engine, lineage, target = lineage_file
+    engine.run("SELECT name FROM shop.items", CallerContext(user="root")).read_all()
+    lineage.close()
+    complete = read_events(target)[-1]
+    assert validate_run_event(complete, PRODUCER).run.runId == complete["run"]["runId"]
+    breaking, message = BROKEN[case]
+    broken = copy.deepcopy(complete)
+    breaking(broken)
+    with pytest.raises(InvalidEvent, match=message):
+        validate_run_event(broken, PRODUCER)
 
 
 def test_a_collector_that_is_down_is_logged_once_and_queries_go_on(
@@ -140,7 +208,7 @@ def test_serve_posts_events_to_a_collector(tmp_path: Path) -> None:
         finally:
             process.stop()
     for event in events:
-        validate_run_event(event)
+        validate_run_event(event, PRODUCER)
     by_run: dict[str, list[str]] = {}
     for event in events:
         by_run.setdefault(event["run"]["runId"], []).append(event["eventType"])
