@@ -89,6 +89,9 @@ class SqlCapabilities:
     timestamps kept back: SQLite stores them as text) or ``"none"`` (kept back).
     ``exact_decimals`` is false for sources that compute on decimals in floating point
     (SQLite): whole queries whose results hold decimals then stay federated.
+    ``join_pushdown`` says whether same-source sub-plans (scans, filters, column projections
+    and inner equi-joins: gateway/plan/same_source.py) may be sent to the source; None
+    follows ``supports_full_query`` (see :attr:`pushes_joins`).
     """
 
     dialect: str
@@ -100,6 +103,12 @@ class SqlCapabilities:
     supports_full_query: bool = True
     temporal_literals: str = "typed"
     exact_decimals: bool = True
+    join_pushdown: bool | None = None
+
+    @property
+    def pushes_joins(self) -> bool:
+        """Whether joins of the source's products, with their filters, may be sent to it as one query."""
+        return self.supports_full_query if self.join_pushdown is None else self.join_pushdown
 
 
 class SourceStream:

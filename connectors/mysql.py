@@ -65,9 +65,10 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -80,7 +81,7 @@ from sqlglot import exp
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.generators.mysql import MySQLGenerator
 
-from connectors.base import DiscoveredProduct, SourceObject, SourceStream, SqlCapabilities
+from connectors.base import DiscoveredProduct, ScanSpec, SourceObject, SourceStream, SqlCapabilities
 from connectors.deadline import before, remaining
 from connectors.naming import qualified, unique
 from connectors.sqlbase import ConversionError, ReaderStream, SourceColumn, TypedSqlConnector
@@ -93,6 +94,11 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 65536
 CONNECT_TIMEOUT = 10
 """Seconds a metadata or cancel connection may take to connect."""
+MAX_PARTITIONS = 32
+"""The most key ranges one scan may be split into (``max_partitions`` is at most this)."""
+PARTITION_ROWS = 250_000
+"""Rows (by the table's estimate) each key range of a partitioned read covers at least (``partition_rows``)."""
+_REMEMBERED_SCANS = 256
 
 # Checked against DataFusion by tests/connectors/test_functions.py, over text presented with a
 # binary collation (which makes instr/strpos/replace case-sensitive). Left out: upper/lower
@@ -235,17 +241,23 @@ ORDER BY ordinal_position
 
 
 class MysqlConnector(TypedSqlConnector):
-    """A MySQL (8.0 or later) or MariaDB (10.2 or later) database."""
+    """A MySQL (8.0 or later) or MariaDB (10.2 or later) database. Options: ``max_partitions``, ``partition_rows``."""
 
     kind = "mysql"
-    config_keys = frozenset({"uri"})
-    capabilities = SqlCapabilities(dialect=DIALECT, functions=FUNCTIONS, supports_full_query=False)
+    config_keys = frozenset({"uri", "max_partitions", "partition_rows"})
+    admin_keys = frozenset({"max_partitions"})  # each range is a connection to the source and a thread
+    capabilities = SqlCapabilities(dialect=DIALECT, functions=FUNCTIONS, supports_full_query=False, join_pushdown=True)
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         if not config.uri:
             raise ConfigError(f"domain {domain!r}: a mysql connector needs a uri")
+        self.max_partitions = _positive_option(config, domain, "max_partitions", 1)
+        if self.max_partitions > MAX_PARTITIONS:
+            raise ConfigError(f"domain {domain!r}: connector option max_partitions must be at most {MAX_PARTITIONS}")
+        self.partition_rows = _positive_option(config, domain, "partition_rows", PARTITION_ROWS)
         super().__init__(domain, config)
         self.address = parse_uri(config.uri, domain)
+        self._scans: OrderedDict[str, ScanSpec] = OrderedDict()  # by SQL: the table scans a split may serve
         self._server: Server | None = None
         self._idle: pymysql.connections.Connection | None = None  # one metadata connection, reused
         self._lock = threading.Lock()
@@ -416,11 +428,69 @@ class MysqlConnector(TypedSqlConnector):
         return self.run(rows)
 
     # -- scans (connectorx) -----------------------------------------------------------
+    def scan_sql(self, spec: ScanSpec) -> str:
+        """The scan's SQL; a table scan without a limit is remembered, for :meth:`execute` to split it."""
+        sql = super().scan_sql(spec)
+        if spec.source.table is not None and spec.limit is None and self.max_partitions > 1:
+            with self._lock:
+                self._scans[sql] = spec
+                self._scans.move_to_end(sql)
+                while len(self._scans) > _REMEMBERED_SCANS:
+                    self._scans.popitem(last=False)
+        return sql
+
     def execute(self, sql: str, schema: pa.Schema, deadline: float | None = None) -> SourceStream:
-        """Run ``sql`` when the stream is first iterated (see the module doc)."""
+        """Run ``sql`` when the stream is first iterated, in key ranges if it is a big table's scan
+        (see the module doc)."""
         server = before(deadline, self.server, abandon=lambda _: None, source=self.source)
-        scan = _MysqlScan(self, server, sql, schema, deadline)
-        return ReaderStream(schema, scan, deadline, self.source)
+        with self._lock:
+            spec = self._scans.get(sql)
+        queries = [sql]
+        if spec is not None:
+            queries = before(deadline, lambda: self.ranges(spec, sql), abandon=lambda _: None, source=self.source)
+        scan = _MysqlScan(self, server, queries, schema, deadline)
+        stream = ReaderStream(schema, scan, deadline, self.source)
+        if len(queries) > 1:
+            stream.detail = f"read in {len(queries)} primary key ranges on {len(queries)} connections"
+        return stream
+
+    def ranges(self, spec: ScanSpec, sql: str) -> list[str]:
+        """``spec`` as one query per range of its table's integer primary key, or ``[sql]`` (one read).
+
+        Split only when the table's row estimate holds two ranges of ``partition_rows``. The
+        ranges are cut evenly between the key's current MIN and MAX and the outer ones are
+        open (``key < b1``, ``b1 <= key < b2``, ..., ``key >= bn``): every key, whatever was
+        inserted meanwhile, falls in exactly one range, and a primary key is never NULL.
+        """
+        assert spec.source.table is not None
+        key = self.primary_key(spec.source)
+        found = [c for c in self.columns(spec.source) if len(key) == 1 and c.name == key[0]]
+        if not found or not pa.types.is_integer(found[0].type) or found[0].guard is not None:  # not BIT
+            return [sql]
+        estimate = self.estimate_rows(spec.source) or 0
+        parts = min(self.max_partitions, estimate // self.partition_rows)
+        if parts < 2:
+            return [sql]
+        column = exp.column(key[0], quoted=True)
+        bounds_sql = self.render(
+            exp.select(exp.func("MIN", column), exp.func("MAX", column)).from_(self.raw_relation(spec.source, "t"))
+        )
+
+        def bounds(cursor: Any) -> tuple[Any, Any]:
+            cursor.execute(bounds_sql)
+            low, high = cursor.fetchone()
+            return low, high
+
+        low, high = self.run(bounds)
+        if low is None or high is None:
+            return [sql]
+        cuts = sorted({low + (high - low + 1) * i // parts for i in range(1, parts)} - {low})
+        if not cuts:
+            return [sql]
+        edges: list[tuple[int | None, int | None]] = list(zip([None, *cuts], [*cuts, None], strict=True))
+        return [
+            super(MysqlConnector, self).scan_sql(replace(spec, predicate=_within(spec, key[0], a, b))) for a, b in edges
+        ]
 
     def kill(self, token: str) -> bool:
         """``KILL QUERY`` every thread running a statement marked with ``token``; whether one was found."""
@@ -501,6 +571,24 @@ def _version_tuple(version: str) -> tuple[int, int]:
     return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
 
 
+def _positive_option(config: ConnectorConfig, domain: str, name: str, default: int) -> int:
+    value = config.options.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"domain {domain!r}: connector option {name} must be an integer >= 1")
+    return value
+
+
+def _within(spec: ScanSpec, key: str, low: int | None, high: int | None) -> exp.Expr:
+    """``spec``'s predicate and ``low <= key < high`` (a missing bound: open on that side)."""
+    column = exp.column(key, quoted=True)
+    conditions: list[exp.Expr] = [] if spec.predicate is None else [spec.predicate.copy()]
+    if low is not None:
+        conditions.append(exp.GTE(this=column.copy(), expression=exp.Literal.number(low)))
+    if high is not None:
+        conditions.append(exp.LT(this=column.copy(), expression=exp.Literal.number(high)))
+    return exp.and_(*conditions)
+
+
 def _as_text(column: exp.Expr) -> exp.Expr:
     return exp.cast(column, "CHAR", dialect=DIALECT)
 
@@ -523,12 +611,12 @@ class _MysqlScan:
     """One query through connectorx on a connection of its own (a :class:`SourceScan`)."""
 
     def __init__(
-        self, connector: MysqlConnector, server: Server, sql: str, schema: pa.Schema, deadline: float | None
+        self, connector: MysqlConnector, server: Server, queries: list[str], schema: pa.Schema, deadline: float | None
     ) -> None:
         self._connector = connector
         self._server = server
         self._token = uuid.uuid4().hex
-        self._sql = f"/* meshgate:{self._token} */ {sql}"
+        self._queries = [f"/* meshgate:{self._token} */ {sql}" for sql in queries]
         self._schema = schema
         self._deadline = deadline
         self._running = threading.Event()
@@ -541,8 +629,10 @@ class _MysqlScan:
             session.append(self._server.time_limit(left))
         self._running.set()
         try:
+            # A list of queries is read concurrently, one connection each, every one with the session settings.
+            queries = self._queries if len(self._queries) > 1 else self._queries[0]
             table = connectorx.read_sql(
-                self._connector.address.reader_uri, self._sql, return_type="arrow", pre_execution_query=session
+                self._connector.address.reader_uri, queries, return_type="arrow", pre_execution_query=session
             )
         except BaseException as exc:  # connectorx reports failures as Rust panics (BaseException)
             if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -589,8 +679,9 @@ class _MysqlScan:
             return
         give_up = time.monotonic() + 1.0
         while not self._done.is_set():
-            if self._connector.kill(self._token) or time.monotonic() > give_up:
-                return
+            killed = self._connector.kill(self._token)
+            if (killed and len(self._queries) == 1) or time.monotonic() > give_up:
+                return  # the ranges of a split read may start one after another: all are looked for
             time.sleep(0.05)
 
     def finish(self, complete: bool) -> None:

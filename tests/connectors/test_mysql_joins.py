@@ -1,0 +1,171 @@
+"""Joins of MySQL/MariaDB products sent to the server as one query (gateway/plan/same_source.py):
+the same answers as DuckDB and as the gateway with the rule off, text compared byte for byte,
+and never for a product a policy restricts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gateway.api import CallerContext
+from gateway.config import load_config
+from gateway.engine import Engine, EngineSettings
+from gateway.plan.same_source import DERIVED_SCHEMA
+from tests.support.gateway import query, serve_in_process, source_queries
+from tests.support.mysql import connect
+
+pytestmark = pytest.mark.mariadb
+
+CUSTOMERS = pa.table(
+    {
+        "id": pa.array([1, 2, 3, 4, 5], pa.int64()),
+        "name": ["Ana", "Émile", "Zoe", "paid", "Bo"],
+        "country": ["FR", "FR", "DE", "US", None],
+    }
+)
+ORDERS = pa.table(
+    {
+        "id": pa.array(range(1, 10), pa.int64()),
+        "customer_id": pa.array([1, 1, 2, 3, 3, 4, 5, None, 9], pa.int64()),
+        "total": pa.array(
+            [Decimal(v) for v in ("10.00", "25.50", "30.00", "5.00", "21.00", "1.00", "40.00", "7.00", "50.00")],
+            pa.decimal128(10, 2),
+        ),
+        "status": ["paid", "open", "paid ", "PAID", "paid", None, "Paid", "paid", "paid"],
+    }
+)
+COUNTRIES = pa.table({"code": ["FR", "DE", "US"], "cname": ["France", "Germany", "United States"]})
+
+
+@pytest.fixture(scope="module")
+def mesh(mysql_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """shop (MySQL, the server's case-insensitive PAD SPACE collation) and ref (Parquet)."""
+    with connect(mysql_uri) as connection, connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE customers (id BIGINT PRIMARY KEY, name VARCHAR(20), country CHAR(2))")
+        cursor.execute(
+            "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT, total DECIMAL(10, 2), status VARCHAR(10))"
+        )
+        for name, table in (("customers", CUSTOMERS), ("orders", ORDERS)):
+            marks = ", ".join(["%s"] * table.num_columns)
+            cursor.executemany(f"INSERT INTO {name} VALUES ({marks})", [tuple(r.values()) for r in table.to_pylist()])
+    directory = tmp_path_factory.mktemp("mysql_joins")
+    (directory / "ref").mkdir()
+    pq.write_table(COUNTRIES, directory / "ref" / "countries.parquet")
+    (directory / "mesh.yaml").write_text(
+        f"domains:\n  - name: shop\n    connector: {{type: mysql, uri: '{mysql_uri}'}}\n"
+        f"  - name: ref\n    connector: {{type: parquet, path: {directory / 'ref'}}}\n"
+    )
+    (directory / "policies.yaml").write_text(
+        """policies:
+  roles: {analyst: [ana], admin: [root]}
+  grants:
+    - {role: admin, on: "*"}
+    - {role: analyst, on: "shop.*"}
+    - {role: analyst, on: "ref.*"}
+  row_filters:
+    - {on: shop.orders, where: "status = 'open'", except: [admin]}
+"""
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def engines(mesh: Path) -> Iterator[tuple[Engine, Engine]]:
+    on = Engine.from_config(load_config(mesh))
+    off = Engine(on.catalog, EngineSettings(plan_rules=False))
+    yield on, off
+    on.close()
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect()
+    for schema, tables in {"shop": {"customers": CUSTOMERS, "orders": ORDERS}, "ref": {"countries": COUNTRIES}}.items():
+        connection.execute(f"CREATE SCHEMA {schema}")
+        for name, table in tables.items():
+            connection.register("incoming", table)
+            connection.execute(f"CREATE TABLE {schema}.{name} AS SELECT * FROM incoming")
+            connection.unregister("incoming")
+    yield connection
+    connection.close()
+
+
+def pushed(engine: Engine, sql: str, caller: CallerContext | None = None) -> list[str]:
+    planned = engine._plan(sql, caller or CallerContext(user="root"))
+    return [str(s.product.source.sql) for (schema, _), s in planned.scans.items() if schema == DERIVED_SCHEMA]
+
+
+def rows(table: pa.Table) -> list[tuple[object, ...]]:
+    return sorted((tuple(r.values()) for r in table.to_pylist()), key=repr)
+
+
+ROOT = CallerContext(user="root")
+CASES = [
+    # Text in the join's filter compares by bytes: not 'PAID', 'Paid' nor 'paid ' (PAD SPACE would take them).
+    "SELECT c.name, o.total, k.cname FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+    " JOIN ref.countries k ON k.code = c.country WHERE o.status = 'paid'",
+    "SELECT c.name, o.status FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+    " JOIN ref.countries k ON k.code = c.country WHERE o.status >= 'P' AND o.status < 'q' AND c.name <> 'ana'",
+    "SELECT c.name, o.total FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+    " JOIN ref.countries k ON k.code = c.country WHERE o.status LIKE 'paid%' AND o.total > 6",
+    "SELECT o.id, o.status FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+    " JOIN ref.countries k ON k.code = c.country WHERE (o.status IN ('paid ', 'Paid') OR o.total < 6) AND c.country <> 'fr'",
+]
+
+
+@pytest.mark.parametrize("sql", CASES)
+def test_a_pushed_join_answers_as_duckdb_and_as_the_federated_plan(
+    engines: tuple[Engine, Engine], reference: duckdb.DuckDBPyConnection, sql: str
+) -> None:
+    on, off = engines
+    (sent,) = pushed(on, sql)
+    assert "INNER JOIN" in sent and "`customers`" in sent and "`orders`" in sent, sent
+    answer = rows(on.run(sql, ROOT).read_all())
+    assert answer == rows(off.run(sql, ROOT).read_all())
+    assert answer == sorted(reference.execute(sql).fetchall(), key=repr)
+
+
+def test_the_server_receives_one_query_with_the_join(mesh: Path, reference: duckdb.DuckDBPyConnection) -> None:
+    sql = CASES[0]
+    expected = sorted(reference.execute(sql).fetchall(), key=repr)
+    assert expected == [("Ana", Decimal("10.00"), "France"), ("Zoe", Decimal("21.00"), "Germany")]
+    plain = mesh / "plain"
+    plain.mkdir(exist_ok=True)
+    (plain / "mesh.yaml").write_text((mesh / "mesh.yaml").read_text())  # without the policies: no sign-in
+    with serve_in_process(plain) as uri:
+        assert rows(query(uri, sql)) == expected
+        sent = [(label, text, count) for label, text, count in source_queries(uri, sql) if label.startswith("shop/")]
+    ((_, text, count),) = sent
+    assert "INNER JOIN" in text and "COLLATE utf8mb4_nopad_bin" in text and count == 2, sent
+
+
+def test_a_row_filtered_product_is_never_part_of_a_pushed_join(engines: tuple[Engine, Engine]) -> None:
+    on, _ = engines
+    sql = (
+        "SELECT c.name, o.total FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+        " JOIN ref.countries k ON k.code = c.country WHERE c.country = 'FR'"
+    )
+    ana = CallerContext(user="ana")
+    assert pushed(on, sql, ana) == []  # orders carries ana's row filter
+    assert rows(on.run(sql, ana).read_all()) == [("Ana", Decimal("25.50"))]
+    assert len(pushed(on, sql, ROOT)) == 1
+    assert rows(on.run(sql, ROOT).read_all()) == [
+        ("Ana", Decimal("10.00")),
+        ("Ana", Decimal("25.50")),
+        ("Émile", Decimal("30.00")),
+    ]
+
+
+def test_whole_queries_are_still_not_sent_to_mysql(engines: tuple[Engine, Engine]) -> None:
+    on, _ = engines
+    sql = "SELECT sum(o.total) AS s FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id WHERE o.total > 6"
+    planned = on._plan(sql, ROOT)
+    assert planned.routed is None
+    assert on.run(sql, ROOT).read_all().to_pylist() == [{"s": Decimal("126.50")}]
