@@ -346,7 +346,7 @@ def push_same_source(
     """Push ``message``'s same-source sub-plans (each read through a new entry of ``scans``); the ones pushed.
 
     Only products whose scans are in ``scans`` and ``pushable`` (read unrestricted by the
-    caller, from a SQL source that takes whole queries) take part. Nothing is looked at
+    caller, from a SQL source whose capabilities push joins) take part. Nothing is looked at
     unless one source holds two of them. ``derived`` gives the query's catalog of derived
     tables (made on first use).
     """
