@@ -64,13 +64,16 @@ def mesh(mysql_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (directory / "policies.yaml").write_text(
         """policies:
-  roles: {analyst: [ana], admin: [root]}
+  roles: {analyst: [ana], admin: [root], viewer: [vic]}
   grants:
     - {role: admin, on: "*"}
     - {role: analyst, on: "shop.*"}
     - {role: analyst, on: "ref.*"}
+    - {role: viewer, on: "shop.*"}
   row_filters:
     - {on: shop.orders, where: "status = 'open'", except: [admin]}
+  masks:
+    - {on: shop.customers.name, mask: redact, except: [admin, analyst]}
 """
     )
     return directory
@@ -161,6 +164,30 @@ def test_a_row_filtered_product_is_never_part_of_a_pushed_join(engines: tuple[En
         ("Ana", Decimal("25.50")),
         ("Émile", Decimal("30.00")),
     ]
+
+
+def test_a_self_join_of_a_row_filtered_product_is_not_pushed_and_sees_only_its_rows(
+    engines: tuple[Engine, Engine],
+) -> None:
+    on, _ = engines
+    sql = "SELECT count(*) AS n FROM shop.orders a JOIN shop.orders b ON a.id = b.id WHERE a.total > 0"
+    ana = CallerContext(user="ana")
+    assert pushed(on, sql, ana) == []
+    assert on.run(sql, ana).read_all().to_pylist() == [{"n": 1}]  # the one open order
+    assert on.run(sql, ROOT).read_all().to_pylist() == [{"n": 9}]
+
+
+def test_a_query_under_a_mask_is_not_pushed_and_stays_masked(engines: tuple[Engine, Engine]) -> None:
+    on, _ = engines
+    sql = (
+        "SELECT c.name, o.total FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+        " WHERE o.total > 6 AND c.name = 'Ana'"
+    )
+    vic = CallerContext(user="vic")
+    assert pushed(on, sql, vic) == []
+    assert on.run(sql, vic).read_all().to_pylist() == []  # the filter sees the masked '****'
+    masked = "SELECT c.name FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id WHERE o.total > 6"
+    assert {r["name"] for r in on.run(masked, vic).read_all().to_pylist()} == {"****"}
 
 
 def test_whole_queries_are_still_not_sent_to_mysql(engines: tuple[Engine, Engine]) -> None:
