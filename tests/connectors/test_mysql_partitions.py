@@ -6,6 +6,8 @@ and an option only an admin may set.
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,3 +199,34 @@ def test_only_an_admin_may_set_max_partitions(loaded: str, tmp_path: Path) -> No
         assert (tmp_path / "shop.yaml").read_text() == shop
     finally:
         engine.close()
+
+
+def running(uri: str, fragment: str) -> int:
+    with connect(uri) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM information_schema.processlist WHERE info LIKE %s AND id <> CONNECTION_ID()",
+            (f"%{fragment}%",),
+        )
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+
+def test_a_cancel_kills_every_range_on_the_server(split: MysqlConnector, loaded: str) -> None:
+    sql = "SELECT SLEEP(30) AS cancel_split"
+    schema = pa.schema([("cancel_split", pa.int64())])
+    stream = ReaderStream(schema, _MysqlScan(split, split.server(), [sql, sql, sql], schema, None))
+    reader = threading.Thread(target=lambda: list(stream), daemon=True)
+    reader.start()
+    give_up = time.monotonic() + 5
+    while not running(loaded, "cancel_split") and time.monotonic() < give_up:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    # connectorx runs as many ranges at once as the machine has cores, the rest after them.
+    assert 1 <= running(loaded, "cancel_split") <= 3
+    stream.cancel()
+    reader.join(timeout=5)
+    assert not reader.is_alive()
+    give_up = time.monotonic() + 3
+    while running(loaded, "cancel_split") and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert running(loaded, "cancel_split") == 0, "a range still runs on the server"
