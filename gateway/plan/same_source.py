@@ -12,9 +12,10 @@ receives its rows and runs only what spans sources::
 
 The SQL is written here from the plan's nodes, never by DataFusion's unparser (which writes
 optimised plans' semi-joins and aggregates wrongly): scans with their filters, filters,
-projections of columns and inner equi-joins on keys that are not text (text equality follows
-a column's collation in the source). Every predicate is translated by
-:func:`gateway.pushdown.translate`, the same check each single scan passes; a sub-plan with
+projections of columns and inner equi-joins on keys that are neither text (text equality
+follows a column's collation in the source) nor booleans (MySQL's may hold other numbers).
+Every predicate is translated by :func:`gateway.pushdown.translate`, the same check each
+single scan passes; a sub-plan with
 anything it cannot translate, or another shape, is not pushed, and the rule looks inside it.
 A sub-plan is pushed only when it joins and filters: a lone scan is already negotiated by
 :func:`gateway.planner.negotiate_scans`, and an unfiltered join returns about as many rows
@@ -214,7 +215,9 @@ class _Builder:
             if left_key.variant_name() != "Column" or right_key.variant_name() != "Column":
                 raise _NotPushed("a join key that is not a column")
             a, b = left.output(left_key), right.output(right_key)
-            if a.type != b.type or not comparable(a.type) or is_text(a.type):
+            if a.type != b.type or not comparable(a.type) or is_text(a.type) or pa.types.is_boolean(a.type):
+                # Boolean keys stay out: MySQL's BOOLEAN is a TINYINT that may hold 2, which a read
+                # refuses (the scan fails) but the source's own join would compare as a number.
                 raise _NotPushed(f"join keys of types {a.type} and {b.type}")
             conditions.append(
                 exp.EQ(

@@ -17,6 +17,7 @@ import pytest
 from gateway.api import CallerContext
 from gateway.config import load_config
 from gateway.engine import Engine, EngineSettings
+from gateway.errors import SourceError
 from gateway.plan.same_source import DERIVED_SCHEMA
 from tests.support.gateway import query, serve_in_process, source_queries
 from tests.support.mysql import connect
@@ -49,6 +50,10 @@ def mesh(mysql_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """shop (MySQL, the server's case-insensitive PAD SPACE collation) and ref (Parquet)."""
     with connect(mysql_uri) as connection, connection.cursor() as cursor:
         cursor.execute("CREATE TABLE customers (id BIGINT PRIMARY KEY, name VARCHAR(20), country CHAR(2))")
+        cursor.execute("CREATE TABLE fa (id INT PRIMARY KEY, b BOOLEAN)")
+        cursor.execute("CREATE TABLE fb (id INT PRIMARY KEY, b BOOLEAN)")
+        cursor.execute("INSERT INTO fa VALUES (1, 1), (2, 2)")
+        cursor.execute("INSERT INTO fb VALUES (1, 1), (2, 1)")
         cursor.execute(
             "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT, total DECIMAL(10, 2), status VARCHAR(10))"
         )
@@ -188,6 +193,18 @@ def test_a_query_under_a_mask_is_not_pushed_and_stays_masked(engines: tuple[Engi
     assert on.run(sql, vic).read_all().to_pylist() == []  # the filter sees the masked '****'
     masked = "SELECT c.name FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id WHERE o.total > 6"
     assert {r["name"] for r in on.run(masked, vic).read_all().to_pylist()} == {"****"}
+
+
+def test_a_boolean_holding_two_fails_the_join_on_every_route(engines: tuple[Engine, Engine]) -> None:
+    """MySQL's BOOLEAN is a TINYINT: joined by the server, 2 would just not equal 1."""
+    sql = (
+        "SELECT a.id, k.cname FROM shop.fa a JOIN shop.fb b ON a.b = b.b"
+        " JOIN ref.countries k ON k.code = 'FR' WHERE a.id > 0"
+    )
+    for engine in engines:
+        assert pushed(engine, sql) == []
+        with pytest.raises(SourceError, match="column 'b': a BOOLEAN"):
+            engine.run(sql, ROOT).read_all()
 
 
 def test_whole_queries_are_still_not_sent_to_mysql(engines: tuple[Engine, Engine]) -> None:
