@@ -191,6 +191,25 @@ def test_a_product_in_a_scalar_subquery_and_outside_it(mesh: Engine, postgres_ur
         config.unlink()
 
 
+def _beside_a_sqlite_row(mesh: Engine, domain: str, product: str, postgres_uri: str) -> Path:
+    """A config of a PostgreSQL domain holding ``product`` and a one-row SQLite product ``one.one``
+    (crossing it keeps a query federated), next to the mesh's files."""
+    folder = mesh.catalog.domain("left").config.file.parent
+    with sqlite3.connect(folder / "one.sqlite") as lite:
+        lite.execute("CREATE TABLE IF NOT EXISTS one (k INTEGER)")
+        lite.execute("DELETE FROM one")
+        lite.execute("INSERT INTO one VALUES (1)")
+    lite.close()
+    config = folder / f"{domain}.yaml"
+    config.write_text(
+        f"domains:\n  - name: {domain}\n    connector: {{type: postgres, uri: '{postgres_uri}'}}\n"
+        f"    products:\n      - {product}\n"
+        "  - name: one\n    connector: {type: sqlite, path: one.sqlite}\n"
+        "    products:\n      - {name: one, source: one}\n"
+    )
+    return config
+
+
 def test_scans_beside_a_scalar_subquery_fetch_only_the_columns_they_read(
     mesh: Engine, postgres_uri: str, pg_schema: str
 ) -> None:
@@ -203,18 +222,7 @@ def test_scans_beside_a_scalar_subquery_fetch_only_the_columns_they_read(
             " (4, 9, 'x', 'long'), (5, -20, 'y', 'long')"
         )
         connection.commit()
-    folder = mesh.catalog.domain("left").config.file.parent
-    with sqlite3.connect(folder / "one.sqlite") as lite:
-        lite.execute("CREATE TABLE one (k INTEGER)")
-        lite.execute("INSERT INTO one VALUES (1)")
-    lite.close()
-    config = folder / "items.yaml"
-    config.write_text(
-        f"domains:\n  - name: stock\n    connector: {{type: postgres, uri: '{postgres_uri}'}}\n"
-        f"    products:\n      - {{name: items, source: {pg_schema}.items}}\n"
-        "  - name: one\n    connector: {type: sqlite, path: one.sqlite}\n"
-        "    products:\n      - {name: one, source: one}\n"
-    )
+    config = _beside_a_sqlite_row(mesh, "stock", f"{{name: items, source: {pg_schema}.items}}", postgres_uri)
     engine = Engine(MeshCatalog(load_config(config)))
     try:
         execution = engine.run(  # a second source keeps the query federated
@@ -242,21 +250,10 @@ def test_a_scalar_subquery_no_longer_keeps_the_other_scans_from_pushing_down(
             " FROM generate_series(1, 300) g"
         )
         connection.commit()
-    folder = mesh.catalog.domain("left").config.file.parent
-    with sqlite3.connect(folder / "unit.sqlite") as lite:
-        lite.execute("CREATE TABLE unit (k INTEGER)")
-        lite.execute("INSERT INTO unit VALUES (1)")
-    lite.close()
-    config = folder / "stock.yaml"
-    config.write_text(
-        f"domains:\n  - name: store\n    connector: {{type: postgres, uri: '{postgres_uri}'}}\n"
-        f"    products:\n      - {{name: stock, source: {pg_schema}.stock}}\n"
-        "  - name: unit\n    connector: {type: sqlite, path: unit.sqlite}\n"
-        "    products:\n      - {name: unit, source: unit}\n"
-    )
+    config = _beside_a_sqlite_row(mesh, "store", f"{{name: stock, source: {pg_schema}.stock}}", postgres_uri)
     engine = Engine(MeshCatalog(load_config(config)))
     sql = (
-        "SELECT count(*) AS n, sum(s.v) AS total FROM store.stock s CROSS JOIN unit.unit"
+        "SELECT count(*) AS n, sum(s.v) AS total FROM store.stock s CROSS JOIN one.one"
         " WHERE s.flag = 'x' AND s.v > (SELECT avg(v) FROM store.stock WHERE v > 0.00 AND id < 200)"
     )
     try:
