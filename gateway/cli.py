@@ -772,8 +772,16 @@ def _http_server(
     state = WebState(engine, authenticator, flight_uri="", https=tls is not None)
     if telemetry is not None:
         state.metrics, state.metrics_token = telemetry.metrics, telemetry.metrics_token
+    host = args.http_host or args.host
     try:
-        http = HttpServer(create_app(state), args.http_host or args.host, port, tls)
+        try:
+            http = HttpServer(create_app(state), host, port, tls)
+        except MeshgateError as busy:
+            if args.http_port is not None:
+                raise
+            # The demo's default port is taken: the demo still starts, on a free port it names.
+            log.warning("%s; the demo's catalog listens on a free port instead", busy)
+            http = HttpServer(create_app(state), host, 0, tls)
     except MeshgateError:
         engine.catalog.close()
         raise

@@ -46,3 +46,23 @@ def test_the_demo_without_auth_shows_the_pages_without_a_sign_in(tmp_path: Path)
     port = urlparse(gateway.http_url).port
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
+
+
+def test_the_demo_starts_on_a_free_port_when_8080_is_taken(tmp_path: Path) -> None:
+    """The quick start's demo must start on any machine: its default catalog port may be busy."""
+    holder = socket.socket()
+    try:
+        try:
+            holder.bind(("127.0.0.1", 8080))
+            holder.listen()
+        except OSError:
+            pass  # something else holds it already: busy either way
+        gateway = GatewayProcess(None, extra=("--demo", "--demo-dir", str(tmp_path)), credentials=None)
+        try:
+            assert gateway.http_url is not None and urlparse(gateway.http_url).port != 8080
+            assert any("already in use" in line and "free port" in line for line in gateway.startup_log)
+            assert WebClient(gateway.http_url).get("/healthz").status == 200
+        finally:
+            gateway.stop()
+    finally:
+        holder.close()
