@@ -2,7 +2,9 @@
 
 Each benchmark runs end to end as ``python -m benchmarks.<name> --quick`` would, writing its
 results into a temporary folder; the assertions check what the results say, not timings.
-Full benchmarks are not part of the tests (see benchmarks/README.md).
+Full benchmarks are not part of the tests (see benchmarks/README.md). TPC-H's quick run checks
+22 answers and runs by default; the pushdown, streaming and latency harnesses are marked
+``harness`` and run with ``pytest -m harness`` (they check the harness, not Meshgate's answers).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def test_tpch_quick_runs_all_22_queries_correctly(tmp_path: Path, capsys: pytest
         assert payload["summary"]["geomean_vs_duckdb"] is not None
 
 
+@pytest.mark.harness
 def test_pushdown_quick(tmp_path: Path) -> None:
     payload = _run("pushdown", tmp_path)
     measurements = {(m["query"], m["domain"]): m for m in payload["measurements"]}
@@ -58,6 +61,7 @@ def test_pushdown_quick(tmp_path: Path) -> None:
     assert measurements[("LIMIT", "sales")]["fetched"] == 10
 
 
+@pytest.mark.harness
 def test_streaming_quick(tmp_path: Path) -> None:
     payload = _run("streaming", tmp_path)
     systems = {s["name"]: s for s in payload["systems"]}
@@ -69,6 +73,7 @@ def test_streaming_quick(tmp_path: Path) -> None:
         assert system["rows_per_second"] > 0
 
 
+@pytest.mark.harness
 def test_latency_quick(tmp_path: Path) -> None:
     payload = _run("latency", tmp_path, "--queries", "20", "--seconds", "0.3")
     assert [s["errors"] for s in payload["sequential"]] == [0, 0]

@@ -16,7 +16,7 @@ import pytest
 from tests.stress.mesh import StressGateway
 from tests.stress.soak import own_fds, report, soak
 
-pytestmark = pytest.mark.stress
+pytestmark = [pytest.mark.stress, pytest.mark.soak]
 
 
 def test_a_short_soak_gives_right_answers_and_the_gateway_gives_back_threads_and_descriptors(
