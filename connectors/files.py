@@ -390,14 +390,7 @@ class CsvConnector(FileSource):
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         super().__init__(domain, config)
-        delimiter = config.options.get("delimiter", ",")
-        has_header = config.options.get("has_header", True)
-        if not isinstance(delimiter, str) or len(delimiter.encode()) != 1:
-            raise ConfigError(f"domain {domain!r}: connector option delimiter must be one ASCII character")
-        if not isinstance(has_header, bool):
-            raise ConfigError(f"domain {domain!r}: connector option has_header must be true or false")
-        self.delimiter = delimiter
-        self.has_header = has_header
+        self.delimiter, self.has_header = csv_options(domain, config)
 
     def register_path(self, ctx: SessionContext, name: str, path: Path, schema: pa.Schema | None) -> None:
         columns, stored = _partitioned(path, self.suffix, schema)
@@ -624,6 +617,17 @@ _REAPER = _Reaper()
 _SEQUENCE = itertools.count(1)
 _SNAPSHOTS: list[Path] = []
 _SNAPSHOTS_LOCK = threading.Lock()
+
+
+def csv_options(domain: str, config: ConnectorConfig) -> tuple[str, bool]:
+    """A CSV connector's ``delimiter`` (one ASCII character, default ``,``) and ``has_header`` (default true)."""
+    delimiter = config.options.get("delimiter", ",")
+    has_header = config.options.get("has_header", True)
+    if not isinstance(delimiter, str) or len(delimiter.encode()) != 1:
+        raise ConfigError(f"domain {domain!r}: connector option delimiter must be one ASCII character")
+    if not isinstance(has_header, bool):
+        raise ConfigError(f"domain {domain!r}: connector option has_header must be true or false")
+    return delimiter, has_header
 
 
 def _snapshots() -> Path:

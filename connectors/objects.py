@@ -65,6 +65,7 @@ from connectors.files import (
     _reason,
     _uuid_columns,
     _uuid_text,
+    csv_options,
     schema_problems,
 )
 from connectors.naming import identifier, unique
@@ -554,14 +555,7 @@ class ObjectCsvConnector(ObjectSource):
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         super().__init__(domain, config)
-        delimiter = config.options.get("delimiter", ",")
-        has_header = config.options.get("has_header", True)
-        if not isinstance(delimiter, str) or len(delimiter.encode()) != 1:
-            raise ConfigError(f"domain {domain!r}: connector option delimiter must be one ASCII character")
-        if not isinstance(has_header, bool):
-            raise ConfigError(f"domain {domain!r}: connector option has_header must be true or false")
-        self.delimiter = delimiter
-        self.has_header = has_header
+        self.delimiter, self.has_header = csv_options(domain, config)
 
     def register_url(
         self, ctx: SessionContext, name: str, url: str, schema: pa.Schema | None, columns: list[tuple[str, pa.DataType]]
