@@ -47,7 +47,7 @@ class Planning:
     scans: dict[tuple[str, str], ProductScan]  # the query's SQL scans; rules add derived ones
     pushable: Callable[[ProductScan], bool]  # may this scan be part of a sub-plan sent to its source?
     find: Callable[[str, str], Product | None]  # a product of the catalog (file products have no scan)
-    negotiate: Callable[[LogicalPlan], None] = lambda plan: None  # record what each scan in a plan pushes
+    negotiate: Callable[[LogicalPlan], None]  # record what each scan in a plan pushes down
     deadline: float | None = None  # when the query's source queries must be over (time.monotonic())
     fired: list[str] = field(default_factory=list)  # which rules changed the plan
     reads: dict[str, tuple[Product, ...]] = field(default_factory=dict)  # derived table -> the products it joins
