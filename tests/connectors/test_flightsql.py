@@ -454,7 +454,8 @@ def test_a_deadline_stops_a_slow_remote_query(slow_inner: GatewayProcess) -> Non
 def test_a_pooled_connection_whose_token_expired_is_replaced(tmp_path: Path) -> None:
     write_shop(tmp_path / "shop.db")
     config = tmp_path / "inner.yaml"
-    auth = auth_yaml(SERVICE).replace("auth:\n", "auth:\n  token_ttl_seconds: 1\n")
+    # 3 s: long enough that the replacing connection's new token outlives its own read on a loaded machine
+    auth = auth_yaml(SERVICE).replace("auth:\n", "auth:\n  token_ttl_seconds: 3\n")
     config.write_text("domains:\n  - name: shop\n    connector: {type: sqlite, path: shop.db}\n" + auth)
     inner = GatewayProcess(config, credentials=SERVICE)
     connector = service_connector(inner.uri)
@@ -469,7 +470,7 @@ def test_a_pooled_connection_whose_token_expired_is_replaced(tmp_path: Path) -> 
             return sum(batch.num_rows for batch in stream)
 
         assert count() == 3
-        time.sleep(2.5)  # the pooled connection's bearer token has expired
+        time.sleep(3.5)  # the pooled connection's bearer token has expired
         assert count() == 3
     finally:
         connector.close()
