@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -288,6 +288,15 @@ class SqlConnector(Connector):
         assert source.table is not None
         table = exp.to_table(source.table, dialect=self.capabilities.dialect)
         return table.as_(alias, quoted=True)
+
+    def whole_query(self, query: exp.Expr, schemas: Sequence[pa.Schema], output: pa.Schema) -> exp.Expr | None:
+        """``query``, a whole query over this source's products (``schemas``: theirs) whose answer
+        DataFusion typed as ``output``, as the source must be sent it to answer as DataFusion
+        would; None keeps the query federated.
+
+        Called before the products are swapped for their relations. The default sends it as it is.
+        """
+        return query
 
     def scan_sql(self, spec: ScanSpec) -> str:
         """Render a scan as one query in the source's dialect."""

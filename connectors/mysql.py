@@ -63,10 +63,12 @@ never pushed (the planner keeps them everywhere; MySQL's ``/`` on integers is de
 Joins of this source's products with their filters are sent to it as one query
 (``join_pushdown``; gateway/plan/same_source.py): only scans, filters, column projections and
 inner joins on keys that are not text, every text column in the binary collation through its
-product's relation, read back through this connector's scan. Whole queries are not
-(``supports_full_query`` is off): aggregates change types (``SUM`` of an integer is a DECIMAL,
-``AVG`` of a decimal carries 4 more digits), NULLs sort first, and constant text outside a
-column compares by the connection's collation; none of it has been made exact yet.
+product's relation, read back through this connector's scan. A query that reads only this
+source's products goes to it whole when MySQL answers it as DataFusion would
+(connectors/mysql_queries.py: NULL order and intervals rewritten; division, AVG and other
+functions whose results differ keep the query federated); its answer is cast to DataFusion's
+types (``SUM`` of integers is a DECIMAL in MySQL). Its text constants are given the binary no-pad
+collation, so they compare by bytes as well.
 
 Every scan's session gets ``time_zone = '+00:00'``, an ``sql_mode`` without
 ``NO_BACKSLASH_ESCAPES`` and ``PAD_CHAR_TO_FULL_LENGTH`` (pushed LIKE patterns escape with
@@ -83,7 +85,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from functools import partial
@@ -98,6 +100,7 @@ from sqlglot import exp
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.generators.mysql import MySQLGenerator
 
+from connectors import mysql_queries
 from connectors.base import DiscoveredProduct, ScanSpec, SourceObject, SourceStream, SqlCapabilities
 from connectors.deadline import before, remaining
 from connectors.naming import qualified, unique
@@ -263,7 +266,7 @@ class MysqlConnector(TypedSqlConnector):
     kind = "mysql"
     config_keys = frozenset({"uri", "max_partitions", "partition_rows"})
     admin_keys = frozenset({"max_partitions"})  # each range is a connection to the source and a thread
-    capabilities = SqlCapabilities(dialect=DIALECT, functions=FUNCTIONS, supports_full_query=False, join_pushdown=True)
+    capabilities = SqlCapabilities(dialect=DIALECT, functions=FUNCTIONS)
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         if not config.uri:
@@ -443,6 +446,9 @@ class MysqlConnector(TypedSqlConnector):
             return list(cursor.fetchall())
 
         return self.run(rows)
+
+    def whole_query(self, query: exp.Expr, schemas: Sequence[pa.Schema], output: pa.Schema) -> exp.Expr | None:
+        return mysql_queries.whole_query(query, schemas, output, self.server().binary_collation)
 
     # -- scans (connectorx) -----------------------------------------------------------
     def scan_sql(self, spec: ScanSpec) -> str:

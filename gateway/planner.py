@@ -32,6 +32,8 @@ from gateway.scan import Occurrence, ProductScan
 _SUBQUERY_EXPRESSION = re.compile(r"\bSubquery:")
 # Nodes that neither change rows nor reorder them: a LIMIT can be pushed through them.
 _ROW_PRESERVING = {"Projection", "SubqueryAlias"}
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg)
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ, exp.Between, exp.In)
 
 
 def scan_key(table_scan: Any, default_domain: str) -> tuple[str, str]:
@@ -185,13 +187,48 @@ def single_source_sql(dataframe: DataFrame, scans: Mapping[tuple[str, str], Prod
         if ordered is None:
             return None
         tree = ordered
-    replaced = _replace_tables(tree, scans, connector)
+    typed = float_literals(tree)
+    schemas = [scan.product.schema for scan in scans.values()]
+    adapted = None if typed is None else connector.whole_query(typed, schemas, dataframe.schema())
+    if adapted is None:
+        return None
+    replaced = _replace_tables(adapted, scans, connector)
     if replaced is None:
         return None
     try:
         return first.product.domain, connector.render(replaced)
     except SqlglotError:
         return None
+
+
+def float_literals(tree: exp.Expr) -> exp.Expr | None:
+    """Constants with a decimal point or an exponent, in arithmetic, typed as DataFusion types them:
+    ``DOUBLE``; None when such arithmetic is compared (the query then stays federated).
+
+    Sources read ``1.1`` as an exact decimal: ``i * 1.1`` would be 3.3 there and
+    3.3000000000000003 in DataFusion. A compared constant is left exact: DataFusion compares a
+    decimal with a float as decimals, others as floats, and either way an exact constant selects
+    the same rows. A compared expression with such a constant in it (``m >= 0.1 + 0.2``) would
+    need the other side's type, which only DataFusion's analysis knows.
+    """
+    compared = False
+
+    def typed(node: exp.Expr) -> exp.Expr:
+        nonlocal compared
+        if not isinstance(node, exp.Literal) or node.is_string or node.is_int:
+            return node
+        top: exp.Expr = node
+        while isinstance(top.parent, (*_ARITHMETIC, exp.Paren)):
+            top = top.parent
+        if top is node or (isinstance(node.parent, exp.Paren) and top is node.parent):
+            return node
+        while isinstance(top.parent, exp.Paren):
+            top = top.parent
+        compared = compared or isinstance(top.parent, _COMPARISONS)
+        return exp.cast(node.copy(), exp.DType.DOUBLE)
+
+    typed_tree = tree.transform(typed)
+    return None if compared else typed_tree
 
 
 def _types(scans: Mapping[tuple[str, str], ProductScan]) -> MappingSchema:

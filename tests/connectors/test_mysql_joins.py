@@ -207,9 +207,10 @@ def test_a_boolean_holding_two_fails_the_join_on_every_route(engines: tuple[Engi
             engine.run(sql, ROOT).read_all()
 
 
-def test_whole_queries_are_still_not_sent_to_mysql(engines: tuple[Engine, Engine]) -> None:
+def test_a_whole_query_of_mysql_products_goes_to_mysql(engines: tuple[Engine, Engine]) -> None:
+    """Its decimal sum is read as text and converted exactly (tests/connectors/test_mysql_whole.py)."""
     on, _ = engines
     sql = "SELECT sum(o.total) AS s FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id WHERE o.total > 6"
     planned = on._plan(sql, ROOT)
-    assert planned.routed is None
+    assert planned.routed is not None and "SUM(" in planned.routed[1]
     assert on.run(sql, ROOT).read_all().to_pylist() == [{"s": Decimal("126.50")}]
