@@ -1,15 +1,25 @@
 """Apache Iceberg tables (``type: iceberg``), read from their metadata files with ``pyiceberg``.
 
-A product is one table folder (``metadata/`` beside ``data/``). Its current metadata file is the
-one ``metadata/version-hint.text`` names (a file name, or ``N`` for ``vN.metadata.json``: the
-layout of Hadoop-style catalogs), else the highest-numbered ``*.metadata.json`` in ``metadata/``.
-Tables kept by a REST, Glue or Hive catalog are read the same way from their folder: the catalog
-is not asked (see the README for what that means after a catalog-only commit).
+Without a catalog, a product is one table folder (``metadata/`` beside ``data/``). Its current
+metadata file is the one ``metadata/version-hint.text`` names (a file name, or ``N`` for
+``vN.metadata.json``: the layout of Hadoop-style catalogs), else the highest-numbered
+``*.metadata.json`` in ``metadata/``.
+
+With ``catalog: {type: glue, ...}`` (an admin's setting: pyiceberg's Glue catalog, made with
+``load_catalog``), a product's ``source`` is a table of the catalog, ``namespace.table`` (or
+``table`` in the connector's ``namespace``), and its current metadata file is the one the catalog
+names: one Glue ``GetTable`` at every version check, nothing read from storage. The connector's
+``path`` or ``uri`` is then where its tables may be: the catalog's metadata file must lie under it
+before it is read, and the table's location (the metadata's) too, so that a product cannot reach
+another domain's table through a shared catalog. Without products, the connector serves every
+Iceberg table of the catalog (of its ``namespace``) that lies under it. Glue requests are signed
+with the catalog's ``glue.*`` keys, else the connector's S3 keys, else boto3's own environment.
 
 A product reads the current snapshot, or the one its ``as_of`` pins: a snapshot id, or an ISO 8601
 timestamp (the snapshot current then). pyiceberg plans the snapshot's data files from its manifests,
 and they become one pyarrow dataset whose fragments carry their identity-partition values, so a
-filter on such a column skips the other partitions' files (connectors/lakehouse.py).
+filter on such a column skips the other partitions' files (connectors/lakehouse.py). Every manifest
+list, manifest and data file must lie in the table's folder (its location, with a catalog).
 
 Types: boolean, int, long, float, double, decimal(p,s), date, time (time64[us]), timestamp
 (timestamp[us]), timestamptz (timestamp[us, UTC]), string, binary, fixed(n) (fixed_size_binary),
@@ -22,8 +32,10 @@ and format-v3 types (variant, geometry, nanosecond timestamps, unknown).
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,10 +68,14 @@ from pyiceberg.types import (
     UUIDType,
 )
 
-from connectors.base import SourceObject
-from connectors.lakehouse import LakeSource, Snapshot, classic, fragments, timestamp
+from connectors.base import DiscoveredProduct, SourceObject
+from connectors.lakehouse import LakeSource, Snapshot, classic, fragments, local_path, timestamp
+from connectors.naming import identifier, unique
 from connectors.objects import SETTINGS
-from meshcore.errors import SourceError
+from meshcore.config import ConnectorConfig
+from meshcore.errors import ConfigError, SourceError
+
+log = logging.getLogger(__name__)
 
 _SUPPORTED = (
     BooleanType,
@@ -82,15 +98,104 @@ _SUPPORTED = (
 _PYARROW_IO = "pyiceberg.io.pyarrow.PyArrowFileIO"
 _EQUALITY = "its snapshot has equality delete files (row-level deletes); compact the table (rewrite its data files)"
 _METADATA = re.compile(r"^(?:v(\d+)|(\d+)-[0-9a-fA-F-]+)(?:\.gz)?\.metadata\.json$")
+_CATALOG_KEYS = frozenset({"catalog", "namespace"})
+_GLUE_PROPERTIES = (
+    "glue.id",
+    "glue.endpoint",
+    "glue.region",
+    "glue.profile-name",
+    "glue.access-key-id",
+    "glue.secret-access-key",
+    "glue.session-token",
+    "glue.max-retries",
+    "glue.retry-mode",
+)
+_GLUE_SECRETS = ("glue.secret-access-key", "glue.session-token")
+_GLUE_CONNECT_TIMEOUT = 5  # seconds, as S3 requests (connectors/objects.py)
+_GLUE_READ_TIMEOUT = 10
+# One retry (botocore's standard mode): pyiceberg's default, 10, would hold a version check for minutes.
+_GLUE_RETRIES = 1
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    """The catalog a connector asks for its tables' metadata (``catalog:``), and its ``namespace``."""
+
+    properties: Mapping[str, str | int]
+    """pyiceberg's Glue catalog properties, as the admin gave them (``type`` included)."""
+    namespace: str | None
+
+    @classmethod
+    def of(cls, domain: str, options: Mapping[str, Any]) -> CatalogSettings | None:
+        """The settings in ``options`` (None without ``catalog``); ConfigError naming the key, never a value."""
+        raw, namespace = options.get("catalog"), options.get("namespace")
+        where = f"domain {domain!r}: connector option"
+        if raw is None:
+            if namespace is not None:
+                raise ConfigError(f"{where} namespace applies to tables of a catalog (catalog: {{type: glue, ...}})")
+            return None
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where} catalog must be a mapping, e.g. {{type: glue, glue.region: eu-west-1}}")
+        if raw.get("type") != "glue":
+            raise ConfigError(
+                f"{where} catalog.type must be glue (an AWS Glue Data Catalog, or a Glue-compatible endpoint);"
+                f" got {raw.get('type')!r}: REST and Hive catalogs are not supported (README, Lakehouse tables)"
+            )
+        properties: dict[str, str | int] = {}
+        for key, value in raw.items():
+            if key == "type":
+                properties[key] = value
+            elif key not in _GLUE_PROPERTIES:
+                raise ConfigError(
+                    f"{where} catalog.{key}: unknown property; expected one of {', '.join(_GLUE_PROPERTIES)}"
+                )
+            elif key == "glue.max-retries":
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10:
+                    raise ConfigError(f"{where} catalog.{key} must be a whole number from 0 to 10")
+                properties[key] = value
+            elif not isinstance(value, str) or not value:
+                raise ConfigError(f"{where} catalog.{key} must be a non-empty string")
+            elif "${" in value:
+                raise ConfigError(
+                    f"{where} catalog.{key}: references are not expanded inside catalog; give keys as the"
+                    " connector's access_key_id/secret_access_key (which may hold references) or in the"
+                    " gateway's environment (AWS_ACCESS_KEY_ID, AWS_PROFILE ...)"
+                )
+            else:
+                properties[key] = value
+        if ("glue.access-key-id" in properties) != ("glue.secret-access-key" in properties):
+            raise ConfigError(f"{where} catalog: give both glue.access-key-id and glue.secret-access-key, or neither")
+        if namespace is not None and (not isinstance(namespace, str) or not namespace or "." in namespace):
+            raise ConfigError(f"{where} namespace must be one catalog namespace (a name without dots)")
+        return cls(properties, namespace)
+
+    def secrets(self) -> list[str]:
+        return [str(self.properties[key]) for key in _GLUE_SECRETS if key in self.properties]
 
 
 class IcebergConnector(LakeSource):
-    """Iceberg tables under a local folder."""
+    """Iceberg tables under a local folder (found there, or through a catalog)."""
 
     kind = "iceberg"
     marker = "metadata"
     versioned = True
-    config_keys: ClassVar[frozenset[str]] = frozenset({"path"})
+    config_keys: ClassVar[frozenset[str]] = frozenset({"path", *_CATALOG_KEYS})
+    admin_keys: ClassVar[frozenset[str]] = frozenset({"catalog"})  # where tables are found, with which keys
+
+    def __init__(self, domain: str, config: ConnectorConfig) -> None:
+        super().__init__(domain, config)
+        self.catalog = CatalogSettings.of(domain, config.options)
+        self._glue_catalog: Any = None  # pyiceberg's GlueCatalog, made on first use
+
+    @property
+    def remote(self) -> bool:
+        return super().remote or self.catalog is not None
+
+    def scrub(self, text: str) -> str:
+        text = super().scrub(text)
+        for secret in self.catalog.secrets() if self.catalog is not None else ():
+            text = text.replace(secret, "***")
+        return text
 
     def properties(self) -> dict[str, str]:
         """pyiceberg's FileIO settings (S3 through pyarrow, with the connector's settings)."""
@@ -115,7 +220,13 @@ class IcebergConnector(LakeSource):
 
     # -- the current metadata file ---------------------------------------------------------
     def current(self, product: str | None, source: SourceObject) -> Hashable:
-        """The current metadata file's name (one small read); a pinned product's ``as_of`` as it is."""
+        """The current metadata file's name (one small read, or one catalog call: its location); a pinned
+        product's ``as_of`` as it is."""
+        if self.catalog is not None:
+            namespace, name = self.table_name(product, source)
+            if source.as_of is not None:
+                return ("as_of", source.as_of)
+            return ("metadata", self.catalog_metadata(product, namespace, name))
         location = self.table_location(source, product)
         if source.as_of is not None:
             return ("as_of", source.as_of)
@@ -158,16 +269,192 @@ class IcebergConnector(LakeSource):
         except (OSError, obstore.exceptions.BaseError) as error:
             raise self.failure(product, f"cannot list {folder}: {self.reason(error)}", unavailable=True) from None
 
-    # -- a snapshot ----------------------------------------------------------------------------
-    def snapshot(self, product: str | None, source: SourceObject, stamp: Hashable) -> Snapshot:
-        location = self.table_location(source, product)
-        assert isinstance(stamp, tuple)
-        name = stamp[1] if stamp[0] == "metadata" else self.metadata_file(product, location)
-        metadata = f"{location}/metadata/{name}"
+    # -- a catalog's tables ----------------------------------------------------------------------
+    def table_name(self, product: str | None, source: SourceObject) -> tuple[str, str]:
+        """A catalog product's table: ``(namespace, table)`` from ``namespace.table``, or ``table`` in ``namespace``."""
+        assert self.catalog is not None
+        if source.table is None:
+            raise self.failure(product, "iceberg products name a catalog table (source: namespace.table), not SQL")
+        namespace, dot, name = source.table.partition(".")
+        if not dot and self.catalog.namespace is not None:
+            namespace, name = self.catalog.namespace, source.table
+        if not namespace or not name or "." in name or "/" in source.table:
+            raise self.failure(product, f"source '{source.table}' must name a catalog table as namespace.table")
+        return namespace, name
+
+    def glue(self, product: str | None) -> Any:
+        """The boto3 Glue client of the connector's catalog (pyiceberg's GlueCatalog, made on first use)."""
+        with self._lock:
+            if self._glue_catalog is not None:
+                return self._glue_catalog.glue
+        assert self.catalog is not None
+        import botocore.config  # type: ignore[import-untyped]  # boto3 (pyiceberg[glue]): only when a catalog is set
+        import botocore.session  # type: ignore[import-untyped]
+        from pyiceberg.catalog import BOTOCORE_SESSION, load_catalog
+
+        session = botocore.session.Session()
+        session.set_default_client_config(
+            botocore.config.Config(connect_timeout=_GLUE_CONNECT_TIMEOUT, read_timeout=_GLUE_READ_TIMEOUT)
+        )
+        properties: dict[str, Any] = {"py-io-impl": _PYARROW_IO, "glue.max-retries": _GLUE_RETRIES}
+        if self.s3 is not None:  # the connector's AWS settings sign Glue requests too, unless the catalog's do
+            properties["glue.region"] = self.s3.region
+            if self.s3.access_key_id is not None and self.s3.secret_access_key is not None:
+                properties["glue.access-key-id"] = self.s3.access_key_id
+                properties["glue.secret-access-key"] = self.s3.secret_access_key
+                if self.s3.session_token is not None:
+                    properties["glue.session-token"] = self.s3.session_token
+        properties.update(self.catalog.properties)
+        properties[BOTOCORE_SESSION] = session
         try:
-            table = StaticTable.from_metadata(metadata, self.properties())
+            catalog = load_catalog(self.domain, **properties)
+        except Exception as error:  # boto3's (a profile not found, no region) or pyiceberg's
+            raise self.failure(product, f"cannot open the Glue catalog: {self._glue_reason(error)}") from None
+        with self._lock:
+            self._glue_catalog = self._glue_catalog or catalog
+            return self._glue_catalog.glue
+
+    def catalog_metadata(self, product: str | None, namespace: str, name: str) -> str:
+        """The table's current metadata file, as the Glue catalog records it (one ``GetTable``)."""
+        glue = self.glue(product)
+        try:
+            table = glue.get_table(DatabaseName=namespace, Name=name)["Table"]
+        except Exception as error:  # botocore's: the service's answer, or no answer
+            if _service_error(error)[0] == "EntityNotFoundException":
+                raise self.failure(
+                    product, f"no Iceberg table {namespace}.{name} in the Glue catalog", unavailable=True
+                ) from None
+            raise self.failure(
+                product,
+                f"cannot ask the Glue catalog for {namespace}.{name}: {self._glue_reason(error)}",
+                unavailable=True,
+            ) from None
+        parameters = table.get("Parameters") or {}
+        kind = parameters.get("table_type")
+        location = parameters.get("metadata_location")
+        if not isinstance(kind, str) or kind.lower() != "iceberg" or not isinstance(location, str) or not location:
+            raise self.failure(
+                product,
+                f"{namespace}.{name} in the Glue catalog is not an Iceberg table"
+                f" (table_type {kind!r}{'' if location else ', no metadata_location'})",
+            )
+        return location
+
+    def _glue_reason(self, error: BaseException) -> str:
+        """Why a Glue call failed, in a few words: unreachable (naming the endpoint), the service's error, no keys."""
+        import botocore.exceptions  # type: ignore[import-untyped]
+
+        if isinstance(error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError):
+            endpoint = self._glue_catalog.glue.meta.endpoint_url if self._glue_catalog is not None else "AWS Glue"
+            return f"the endpoint cannot be reached ({endpoint})"
+        if isinstance(error, botocore.exceptions.NoCredentialsError):
+            return (
+                "no AWS credentials (the connector's access_key_id and secret_access_key, catalog"
+                " glue.access-key-id and glue.secret-access-key, or the gateway's AWS environment)"
+            )
+        if isinstance(error, botocore.exceptions.NoRegionError):
+            return "no AWS region (catalog glue.region, the connector's region, or AWS_REGION)"
+        code, message = _service_error(error)
+        if code is not None:
+            return f"{code}: {message}".rstrip(": ")[:300]
+        return self.reason(error)
+
+    def _under(self, root: str, uri: str) -> str | None:
+        """``uri`` (a catalog's location) as this connector writes locations, when it is ``root`` or inside it."""
+        if self.s3 is not None:
+            for scheme in ("s3a://", "s3n://"):
+                uri = "s3://" + uri[len(scheme) :] if uri.startswith(scheme) else uri
+            uri = uri.rstrip("/")
+            return uri if uri == root or self.inside(root, uri) else None
+        path = local_path(uri)
+        if path is None:
+            return None
+        resolved = Path(path).resolve()
+        return str(resolved) if resolved.is_relative_to(root) else None
+
+    def _catalog_table(
+        self, product: str | None, source: SourceObject, stamp: tuple[Any, ...]
+    ) -> tuple[str, StaticTable]:
+        """The table's location and metadata, each confined to the connector's (see the module doc)."""
+        namespace, name = self.table_name(product, source)
+        metadata = stamp[1] if stamp[0] == "metadata" else self.catalog_metadata(product, namespace, name)
+        outside = "a domain reads only the tables under its connector's path or uri"
+        if not self.inside(self.base, metadata):
+            raise self.failure(
+                product,
+                f"the catalog's metadata file for {namespace}.{name} is {metadata}, outside {self.base}: {outside}",
+            )
+        table = self._read_metadata(product, metadata)
+        location = self._under(self.base, table.metadata.location)
+        if location is None:
+            raise self.failure(
+                product,
+                f"the catalog's table {namespace}.{name} lies at {table.metadata.location},"
+                f" outside {self.base}: {outside}",
+            )
+        if not self.inside(location, metadata):
+            raise self.failure(
+                product, f"the catalog's metadata file for {namespace}.{name} lies outside its location {location}"
+            )
+        return location, table
+
+    def discover(self) -> list[DiscoveredProduct]:
+        """Without a catalog, the folder's tables; with one, its Iceberg tables (in ``namespace``) under ``base``."""
+        if self.catalog is None:
+            return super().discover()
+        glue = self.glue(None)
+        found: list[tuple[str, str]] = []
+        try:
+            if self.catalog.namespace is not None:
+                namespaces = [self.catalog.namespace]
+            else:
+                namespaces = [
+                    d["Name"] for page in glue.get_paginator("get_databases").paginate() for d in page["DatabaseList"]
+                ]
+            for namespace in namespaces:
+                for page in glue.get_paginator("get_tables").paginate(DatabaseName=namespace):
+                    for table in page["TableList"]:
+                        parameters = table.get("Parameters") or {}
+                        if str(parameters.get("table_type", "")).lower() != "iceberg":
+                            continue
+                        if self.inside(self.base, str(parameters.get("metadata_location", ""))):
+                            found.append((namespace, table["Name"]))
+                        else:
+                            log.info(
+                                "[%s] %s.%s lies outside %s: not served",
+                                self.domain,
+                                namespace,
+                                table["Name"],
+                                self.base,
+                            )
+        except Exception as error:  # botocore's
+            raise self.failure(
+                None, f"cannot list the Glue catalog's tables: {self._glue_reason(error)}", unavailable=True
+            ) from None
+        if not found:
+            where = f"namespace {self.catalog.namespace}" if self.catalog.namespace else "any namespace"
+            raise self.failure(
+                None, f"no Iceberg tables under {self.base} in the Glue catalog ({where})", unavailable=True
+            )
+        raw = [name if self.catalog.namespace else f"{namespace}_{name}" for namespace, name in found]
+        names = unique(identifier(name) for name in raw)
+        return [DiscoveredProduct(n, SourceObject(table=f"{ns}.{t}")) for n, (ns, t) in zip(names, found, strict=True)]
+
+    # -- a snapshot ----------------------------------------------------------------------------
+    def _read_metadata(self, product: str | None, metadata: str) -> StaticTable:
+        try:
+            return StaticTable.from_metadata(metadata, self.properties())
         except Exception as error:  # pyiceberg raises many kinds (JSON, validation, I/O)
             raise self.failure(product, f"cannot read the Iceberg metadata {metadata}: {self.reason(error)}") from None
+
+    def snapshot(self, product: str | None, source: SourceObject, stamp: Hashable) -> Snapshot:
+        assert isinstance(stamp, tuple)
+        if self.catalog is not None:
+            location, table = self._catalog_table(product, source, stamp)
+        else:
+            location = self.table_location(source, product)
+            name = stamp[1] if stamp[0] == "metadata" else self.metadata_file(product, location)
+            table = self._read_metadata(product, f"{location}/metadata/{name}")
         chosen = self._chosen(product, location, table, source.as_of)
         schema = table.schema()  # the table as it is now; a pinned snapshot as it was written
         if source.as_of is not None and chosen is not None and chosen.schema_id is not None:
@@ -258,8 +545,19 @@ class IcebergConnector(LakeSource):
 class S3IcebergConnector(IcebergConnector):
     """Iceberg tables under an ``s3://`` prefix (the object-store settings of connectors/objects.py)."""
 
-    config_keys: ClassVar[frozenset[str]] = frozenset({"uri", *SETTINGS})
-    admin_keys: ClassVar[frozenset[str]] = frozenset(SETTINGS)
+    config_keys: ClassVar[frozenset[str]] = frozenset({"uri", *SETTINGS, *_CATALOG_KEYS})
+    admin_keys: ClassVar[frozenset[str]] = frozenset({*SETTINGS, "catalog"})
+
+
+def _service_error(error: BaseException) -> tuple[str | None, str]:
+    """A botocore ClientError's code (``EntityNotFoundException``) and message; (None, "") for another error."""
+    response = getattr(error, "response", None)
+    found = response.get("Error") if isinstance(response, dict) else None
+    if not isinstance(found, dict) or not found.get("Code"):
+        return None, ""
+    code, message = str(found["Code"]), " ".join(str(found.get("Message") or "").split())
+    xml = re.search(r"<Code>([^<]*)</Code>\s*<Message>([^<]*)</Message>", message)  # an answer in XML (moto's)
+    return (xml.group(1), xml.group(2)) if xml else (code, message)
 
 
 def _field_id(schema: Schema, name: str) -> int | None:

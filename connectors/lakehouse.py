@@ -230,13 +230,18 @@ class LakeSource(FileConnector):
         """The snapshot's schema in classic types: what :meth:`open_version` later checks versions against."""
         return self.cached(None, source).served()
 
+    @property
+    def remote(self) -> bool:
+        """Whether :meth:`current` asks something over the network (S3; an Iceberg catalog)."""
+        return self.s3 is not None
+
     def stamp(self, product: str, source: SourceObject) -> Hashable:
-        """:meth:`current`; on S3, a failure is answered from memory for FAILURE_SECONDS.
+        """:meth:`current`; when :attr:`remote`, a failure is answered from memory for FAILURE_SECONDS.
 
         Every query stamps every file product of the mesh: a store that hangs would otherwise hold
         up every query, not only its own domain's (as connectors/objects.py does for listings).
         """
-        if self.s3 is None:
+        if not self.remote:
             return self.current(product, source)
         with self._lock:
             failed = self._failures.get(source)

@@ -1,21 +1,28 @@
-"""Iceberg tables for tests, written with pyiceberg through a file-system catalog of our own.
+"""Iceberg tables for tests, written with pyiceberg: through a file-system catalog of our own, or Glue.
 
 pyiceberg's SqlCatalog (and its in-memory one, a SqlCatalog on SQLite) needs SQLAlchemy 2, and
-the test extra pins SQLAlchemy < 2 (flightsql-dbapi). This catalog keeps no database: a table is
-its folder, each commit writes the next ``NNNNN-<uuid>.metadata.json`` and points
+the test extra pins SQLAlchemy < 2 (flightsql-dbapi). :class:`FolderCatalog` keeps no database: a
+table is its folder, each commit writes the next ``NNNNN-<uuid>.metadata.json`` and points
 ``metadata/version-hint.text`` at it, the layout Hadoop-style catalogs use and the ``iceberg``
 connector reads. pyiceberg does the rest (manifests, snapshots, Parquet data files).
+
+:func:`glue_catalog` is pyiceberg's own GlueCatalog against moto's server (tests/support/s3.py),
+which answers the Glue API beside S3 at one endpoint: the catalog the connector's ``catalog:``
+setting reads through.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyiceberg.catalog import MetastoreCatalog
+from pyiceberg.catalog import MetastoreCatalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.io import load_file_io
 from pyiceberg.table import CommitTableResponse, StaticTable, Table
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog.glue import GlueCatalog
 
 
 class FolderCatalog(MetastoreCatalog):
@@ -80,3 +87,21 @@ def warehouse_of(path: Path) -> FolderCatalog:
     """A catalog writing tables under a local folder."""
     path.mkdir(parents=True, exist_ok=True)
     return FolderCatalog(path.as_uri())
+
+
+def glue_catalog(endpoint: str, warehouse: str) -> GlueCatalog:
+    """pyiceberg's Glue catalog on the moto server at ``endpoint``, writing new tables under ``warehouse``
+    (``s3://bucket/prefix``: a namespace's tables go to ``<warehouse>/<namespace>.db/<table>``)."""
+    from pyiceberg.catalog.glue import GlueCatalog  # boto3 and moto: only for the tests using them
+
+    from tests.support.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
+
+    keys = {"access-key-id": ACCESS_KEY_ID, "secret-access-key": SECRET_ACCESS_KEY, "region": REGION}
+    catalog = load_catalog(
+        "tests",
+        **{"type": "glue", "glue.endpoint": endpoint, "s3.endpoint": endpoint, "warehouse": warehouse},
+        **{f"{service}.{key}": value for service in ("glue", "s3") for key, value in keys.items()},
+        **{"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"},
+    )
+    assert isinstance(catalog, GlueCatalog)
+    return catalog
