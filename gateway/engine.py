@@ -520,6 +520,8 @@ class Engine:
         scans = scope.scans
         ctx = self._context(scope, sql)
         dataframe = self._dataframe(ctx, sql, values or {}, caller)
+        if scans:  # it reads SQL sources
+            dataframe = without_cse(ctx, dataframe)
         try:
             plan = dataframe.optimized_logical_plan()
         except Exception as error:
@@ -865,20 +867,26 @@ def _default_domain(caller: CallerContext) -> str:
 
 
 def planning_context(config: SessionConfig | None = None, limits: Limits | None = None) -> SessionContext:
-    """A DataFusion context tuned for federation; with ``limits``, its own memory pool that spills to disk.
-
-    Common-subexpression elimination is removed: it moves shared expressions into a
-    projection between a filter and its scan (``__common_expr_1 > 3``), which would
-    hide the filter from pushdown; the source evaluates them instead.
-    """
+    """A DataFusion context tuned for federation; with ``limits``, its own memory pool that spills to disk."""
     runtime = None
     if limits is not None:
         runtime = RuntimeEnvBuilder().with_fair_spill_pool(limits.query_memory)
         spill = limits.spill_path
         runtime = runtime.with_disk_manager_specified(str(spill)) if spill else runtime.with_disk_manager_os()
-    ctx = SessionContext(config or SessionConfig(), runtime)
+    return SessionContext(config or SessionConfig(), runtime)
+
+
+def without_cse(ctx: SessionContext, dataframe: DataFrame) -> DataFrame:
+    """``dataframe`` planned again in ``ctx`` without common-subexpression elimination.
+
+    For queries that read SQL sources: the rule moves shared expressions into a projection
+    between a filter and its scan (``__common_expr_1 > 3``), which hides the filter from
+    pushdown. Queries of files only keep it: DataFusion pushes their filters into the scan
+    before the rule runs, and it saves recomputing shared expressions (TPC-H Q1's
+    ``l_extendedprice * (1 - l_discount)``: 452 ms without it, 365 ms with it, on SF1).
+    """
     ctx.remove_optimizer_rule("common_sub_expression_eliminate")
-    return ctx
+    return ctx.create_dataframe_from_logical_plan(dataframe.logical_plan())
 
 
 _SOURCE_SQL_HIDDEN = "(the source's own SQL is shown to the domain's owners and admins)"

@@ -10,8 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from gateway.api import CallerContext
 from gateway.catalog import MeshCatalog
 from gateway.config import load_config
 from gateway.engine import Engine
@@ -134,6 +137,31 @@ def test_a_product_scanned_twice_with_different_filters(mesh: Engine) -> None:
     assert " OR " in sent, "one source query serves both scans with the union of their rows"
 
 
+def test_a_shared_expression_in_a_filter_still_reaches_the_source(mesh: Engine) -> None:
+    """Common-subexpression elimination would move ``length(label)`` into a projection between
+    the filter and the scan (``__common_expr_1 > 5``): queries of SQL sources are planned without it."""
+    execution = mesh.run(
+        "SELECT n.id, i.label FROM left.numbers n JOIN local.items i ON i.id = n.id"
+        " WHERE length(i.label) > 5 AND length(i.label) < 7"
+    )
+    assert sorted(execution.read_all().column("id").to_pylist()) == list(range(1, 10))
+    (items,) = [query for query in execution.source_queries if query.domain == "local"]
+    assert "length(" in items.sql.lower() and items.rows == 9, items.sql
+
+
+def test_a_query_of_files_only_keeps_common_subexpression_elimination(tmp_path: Path) -> None:
+    """It spares recomputing shared expressions (``__common_expr``) where no SQL source needs the filters."""
+    pq.write_table(pa.table({"p": [1.5, 2.5], "d": [0.1, 0.2]}), tmp_path / "t.parquet")
+    (tmp_path / "mesh.yaml").write_text("domains:\n  - name: f\n    connector: {type: parquet, path: t.parquet}\n")
+    catalog = MeshCatalog(load_config(tmp_path / "mesh.yaml"))
+    try:
+        sql = "SELECT sum(p * (1 - d)) AS a, sum(p * (1 - d) * 2) AS b FROM f.t"
+        planned = Engine(catalog)._plan(sql, CallerContext(user="root"))
+        assert "__common_expr" in planned.federated.display_indent()
+    finally:
+        catalog.close()
+
+
 def test_scalar_subqueries_fetch_only_the_columns_they_need(mesh: Engine) -> None:
     execution = mesh.run("SELECT (SELECT count(*) FROM left.numbers) + (SELECT max(id) FROM local.items) AS n")
     assert execution.read_all().column("n").to_pylist() == [30]
@@ -156,8 +184,6 @@ def test_explain_shows_each_source_query(mesh: Engine) -> None:
 
 
 def test_unqualified_names_resolve_against_the_callers_default_domain(mesh: Engine) -> None:
-    from gateway.api import CallerContext
-
     caller = CallerContext(user="u", default_schema="left")
     execution = mesh.run("SELECT count(*) AS n FROM numbers WHERE id > 2", caller)
     assert execution.read_all().column("n").to_pylist() == [8]

@@ -63,6 +63,7 @@ def load_cases() -> list[tuple[str, dict[str, str]]]:
 @pytest.fixture(scope="module")
 def context() -> SessionContext:
     ctx = planning_context()
+    ctx.remove_optimizer_rule("common_sub_expression_eliminate")  # as for every query of a SQL source (without_cse)
     ctx.register_record_batches("t", [[pa.RecordBatch.from_pylist([], schema=SCHEMA)]])
     return ctx
 
