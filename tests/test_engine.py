@@ -339,3 +339,27 @@ def test_keys_cascade_from_a_file_through_a_small_source_table_to_a_big_one(tmp_
         if (p % 2000) % 25 == 7:
             expected[p % 3] = expected.get(p % 3, 0) + p % 7
     assert answer == [{"g": g, "q": q} for g, q in sorted(expected.items())]
+
+
+def test_more_keys_than_a_list_holds_reach_the_source_as_their_range(tmp_path: Path) -> None:
+    """1,500 distinct keys from a Parquet file (more than MAX_KEYS) filter the SQLite table's
+    query as ``key >= min AND key <= max``: it returns the 1,500 rows of that range, not 40,000."""
+    pq.write_table(pa.table({"k": pa.array(range(2000, 3500), pa.int64())}), tmp_path / "keys.parquet")
+    with sqlite3.connect(tmp_path / "big.sqlite") as lite:
+        lite.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, v INTEGER)")
+        lite.executemany("INSERT INTO events VALUES (?, ?)", [(i, i % 11) for i in range(40_000)])
+    lite.close()
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n"
+        "  - name: picks\n    connector: {type: parquet, path: keys.parquet}\n"
+        "  - name: store\n    connector: {type: sqlite, path: big.sqlite}\n"
+    )
+    engine = Engine(MeshCatalog(load_config(tmp_path / "mesh.yaml")))
+    try:
+        execution = engine.run("SELECT sum(v) AS s, count(*) AS n FROM store.events JOIN picks.keys ON id = k")
+        answer = execution.read_all().to_pylist()
+        (events,) = [q for q in execution.source_queries if q.domain == "store"]
+    finally:
+        engine.close()
+    assert answer == [{"s": sum(i % 11 for i in range(2000, 3500)), "n": 1500}]
+    assert ">= 2000" in events.sql and "<= 3499" in events.sql and events.rows == 1500, events.sql

@@ -14,7 +14,8 @@ it is not run twice, and its distinct join keys become a filter above the probe 
 
 DataFusion pushes that filter down to the scan that owns the key, and the scan's source
 gets it like any other filter (``gateway/pushdown.py``). At most :data:`MAX_KEYS` distinct
-keys are sent; more, and the filter is left out. Only joins that drop the probe rows that
+keys are sent as a list; more integer or date keys are sent as their range (``key >= min AND
+key <= max``), other keys not at all. Only joins that drop the probe rows that
 match nothing take part (inner and semi joins on an equality): the answer never changes.
 The build input runs while the query is planned, within the query's memory limits; EXPLAIN
 runs it too, to show the filter.
@@ -127,7 +128,8 @@ def _filter_probe(
     name = derived().add("join_input", Table(TableDataset(table)))  # computed once: its rows replace it
     join.left.CopyFrom(read_of(name, ctx))
     values = pc.unique(table.column(keys[0])).drop_null()
-    condition = _in_list(keys[1] - width, values) if len(values) <= MAX_KEYS else None
+    field = keys[1] - width
+    condition = _in_list(field, values) if len(values) <= MAX_KEYS else _range(message, field, values)
     if condition is not None:
         probe = algebra_pb2.Rel()
         probe.filter.input.CopyFrom(join.right)
@@ -170,20 +172,64 @@ def _field(expression: Any) -> int | None:
 
 def _in_list(field: int, values: pa.Array) -> algebra_pb2.Expression | None:
     """``field IN (values)`` as a Substrait expression; None for a key type not written here."""
-    kind = values.type
-    if pa.types.is_integer(kind) and not pa.types.is_unsigned_integer(kind):
-        slot = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}[kind.bit_width]
-    elif is_text(kind):
-        slot = "string"
-    elif pa.types.is_date32(kind):
-        slot = "date"
-        values = values.cast(pa.int32())
-    else:
+    slot = _slot(values.type)
+    if slot is None:
         return None
+    if pa.types.is_date32(values.type):
+        values = values.cast(pa.int32())
     condition = algebra_pb2.Expression()
     test = condition.singular_or_list
-    test.value.selection.direct_reference.struct_field.field = field
-    test.value.selection.root_reference.SetInParent()
+    _select(test.value, field)
     for value in values.to_pylist():
         setattr(test.options.add().literal, slot, value)
     return condition
+
+
+def _range(message: plan_pb2.Plan, field: int, values: pa.Array) -> algebra_pb2.Expression | None:
+    """``field >= min(values) AND field <= max(values)``; None for keys other than integers and dates
+    (a text range would compare by the source's collation)."""
+    slot = _slot(values.type)
+    if slot is None or slot == "string" or not len(values):
+        return None
+    if pa.types.is_date32(values.type):
+        values = values.cast(pa.int32())
+    bounds = pc.min_max(values)
+    condition = algebra_pb2.Expression()
+    both = condition.scalar_function
+    both.function_reference = _function(message, "and")
+    both.output_type.bool.SetInParent()
+    for name, bound in (("gte", bounds["min"].as_py()), ("lte", bounds["max"].as_py())):
+        compare = both.arguments.add().value.scalar_function
+        compare.function_reference = _function(message, name)
+        compare.output_type.bool.SetInParent()
+        _select(compare.arguments.add().value, field)
+        setattr(compare.arguments.add().value.literal, slot, bound)
+    return condition
+
+
+def _slot(kind: pa.DataType) -> str | None:
+    """The Substrait literal field a key of ``kind`` is written in; None for other types."""
+    if pa.types.is_integer(kind) and not pa.types.is_unsigned_integer(kind):
+        return {8: "i8", 16: "i16", 32: "i32", 64: "i64"}[kind.bit_width]
+    if is_text(kind):
+        return "string"
+    if pa.types.is_date32(kind):
+        return "date"
+    return None
+
+
+def _select(expression: algebra_pb2.Expression, field: int) -> None:
+    expression.selection.direct_reference.struct_field.field = field
+    expression.selection.root_reference.SetInParent()
+
+
+def _function(message: plan_pb2.Plan, name: str) -> int:
+    """The anchor of function ``name`` in ``message``'s extensions, declared there if it is not yet."""
+    anchors = [e.extension_function.function_anchor for e in message.extensions if e.HasField("extension_function")]
+    for extension in message.extensions:
+        if extension.HasField("extension_function") and extension.extension_function.name.split(":")[0] == name:
+            return int(extension.extension_function.function_anchor)
+    declared = message.extensions.add().extension_function
+    declared.function_anchor = max(anchors, default=0) + 1
+    declared.name = name
+    return int(declared.function_anchor)

@@ -14,8 +14,16 @@ from gateway.plan.build_side import build_smaller
 from gateway.plan.same_source import DerivedCatalog
 from gateway.plan.substrait_plan import to_logical, to_substrait
 
-BIG = pa.record_batch({"id": [*range(1, 501), None], "grp": [i % 7 for i in range(501)]})
-LINES = pa.record_batch({"ref": [i % 250 for i in range(2000)], "qty": [i % 13 for i in range(2000)]})
+BIG = pa.record_batch(
+    {"id": [*range(1, 501), None], "grp": [i % 7 for i in range(501)], "code": [f"k{i}" for i in range(501)]}
+)
+LINES = pa.record_batch(
+    {
+        "ref": [i % 250 for i in range(2000)],
+        "qty": [i % 13 for i in range(2000)],
+        "rcode": [f"k{i % 250}" for i in range(2000)],
+    }
+)
 
 
 def context() -> tuple[SessionContext, DerivedCatalog]:
@@ -114,8 +122,23 @@ def test_a_build_input_that_reads_a_source_runs_first_only_when_its_keys_are_lik
     assert frame.to_pylist() == ctx.sql(SEMI).to_pylist()
 
 
-def test_too_many_keys_are_not_sent_but_the_input_still_runs_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_many_keys_are_sent_as_their_range_and_the_input_still_runs_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime_filter, "MAX_KEYS", 3)
     ctx, _ = context()
     done, plan, answer = rewritten(SEMI)
     assert done == 1 and "IN ([" not in plan and "join_input" in plan and answer == ctx.sql(SEMI).to_pylist()
+    ids = [row["id"] for row in answer]
+    assert f"big.id >= Int64({min(ids)}) AND big.id <= Int64({max(ids)})" in plan, plan
+
+
+def test_too_many_text_keys_are_not_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text range would compare by the source's collation: only a list of text keys is sent."""
+    monkeypatch.setattr(runtime_filter, "MAX_KEYS", 3)
+    ctx, _ = context()
+    sql = "SELECT b.id FROM big b JOIN lines l ON b.code = l.rcode WHERE l.qty = 12 ORDER BY 1"
+    done, plan, answer = rewritten(sql)
+    assert done == 1 and "join_input" in plan and answer == ctx.sql(sql).to_pylist() and answer
+    assert "big.code IN" not in plan and "big.code >=" not in plan, plan
+    monkeypatch.setattr(runtime_filter, "MAX_KEYS", 1000)
+    done, plan, _ = rewritten(sql)
+    assert "big.code IN ([" in plan, plan  # the same keys, few enough, are sent as a list
