@@ -100,6 +100,11 @@ class FlightSqlConnector(AdbcConnector):
     admin_keys = frozenset({"username", "password", "tls_root_certs", "tls_override_hostname"})
     path_keys = frozenset({"tls_root_certs"})
     capabilities = OTHER  # replaced per instance once the server said who it is (see ``capabilities_of``)
+    # No reuse of prepared statements: the driver copies the connection's RPC timeouts into a statement
+    # when it is created, so a kept one would run later scans with an earlier scan's deadline; and the
+    # remote may forget a handle (a Meshgate gateway drops one after 5 minutes unused, or when it holds
+    # too many), which fails at execution with an error no different from the query's own.
+    reuses_statements = False
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         if not config.uri:
