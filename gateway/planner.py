@@ -218,11 +218,11 @@ def float_literals(tree: exp.Expr) -> exp.Expr | None:
         if not isinstance(node, exp.Literal) or node.is_string or node.is_int:
             return node
         top: exp.Expr = node
-        while isinstance(top.parent, (*_ARITHMETIC, exp.Paren)):
+        while isinstance(top.parent, (exp.Paren, exp.Neg)):
             top = top.parent
-        if top is node or (isinstance(node.parent, exp.Paren) and top is node.parent):
-            return node
-        while isinstance(top.parent, exp.Paren):
+        if not isinstance(top.parent, _ARITHMETIC):
+            return node  # a constant on its own (``-0.5`` too)
+        while isinstance(top.parent, (*_ARITHMETIC, exp.Paren)):
             top = top.parent
         compared = compared or isinstance(top.parent, _COMPARISONS)
         return exp.cast(node.copy(), exp.DType.DOUBLE)

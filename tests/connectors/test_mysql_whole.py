@@ -67,6 +67,7 @@ WHOLE = {
     "offset_only": "SELECT id FROM {n} ORDER BY id OFFSET 5",
     "float_constant": "SELECT id, i * 1.1 AS x, m * 1.1 AS y FROM {n}",
     "float_compare": "SELECT id FROM {n} WHERE m >= 0.3 AND f < 2.7 AND i > 1.5",
+    "negative_constants": "SELECT id, i * -1.5 AS x FROM {n} WHERE f > -0.5 AND m > -(1.5)",
     "intervals": "SELECT id, d + INTERVAL '1' MONTH AS next, d - INTERVAL '3' DAY AS before,"
     " d + INTERVAL '1' YEAR AS later FROM {n}",
     "extract": "SELECT extract(year FROM d) AS y, count(*) AS n FROM {n} GROUP BY extract(year FROM d)",
