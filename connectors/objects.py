@@ -723,7 +723,8 @@ def _store_reason(error: Exception) -> str:
 _REASONS = (
     (re.compile(r"NoSuchBucket|bucket does not exist", re.I), "the bucket does not exist"),
     (
-        re.compile(r"InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Forbidden|403", re.I),
+        # 403 as a word only: an endpoint's port (127.0.0.1:40312) is not a status
+        re.compile(r"InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Forbidden|\b403\b", re.I),
         "access denied: check the credentials (access_key_id, secret_access_key)",
     ),
     (re.compile(r"connect|dns|timed out|timeout", re.I), "the endpoint cannot be reached"),

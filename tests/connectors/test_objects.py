@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from datafusion import SessionConfig, SessionContext
 
+from connectors import objects
 from connectors.base import SourceObject
 from connectors.files import CsvConnector, ParquetConnector
 from connectors.objects import ObjectCsvConnector, ObjectParquetConnector, ObjectSource
@@ -451,3 +452,13 @@ def test_an_object_replaced_mid_query_never_mixes_versions(
                     assert (len(values), pc.max(values).as_py()) == (2_000_000, 1_999_999)
             after = query(uri, "SELECT count(*) AS n, min(a) AS lo FROM lake.big").to_pylist()
             assert after == [{"n": replacement.num_rows, "lo": replacement.column("a")[0].as_py()}]
+
+
+def test_a_port_holding_403_is_not_taken_for_access_denied() -> None:
+    """The reason is read from the store's words: a port like 40312 in the endpoint is not a 403 status."""
+    timed_out = Exception(
+        "Generic S3 error: error sending request for url (http://127.0.0.1:40312/lake): operation timed out"
+    )
+    assert objects._store_reason(timed_out) == "the endpoint cannot be reached"
+    denied = Exception("Generic S3 error: Client error with status 403 Forbidden: <Code>AccessDenied</Code>")
+    assert objects._store_reason(denied).startswith("access denied")
