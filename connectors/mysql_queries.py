@@ -131,9 +131,10 @@ def whole_query(
     try:
         for node in query.walk():
             _check(node, unsigned, integer_only)
+        query = query.transform(_interval)
     except _Refused:
         return None
-    query = query.transform(_interval).transform(partial(_binary_text, collation))
+    query = query.transform(partial(_binary_text, collation))
     for order in list(query.find_all(exp.Order)):
         order.set("expressions", [key for ordered in order.expressions for key in _null_order(ordered)])
     for window in list(query.find_all(exp.Window)):
@@ -210,9 +211,6 @@ def _check(node: exp.Expr, unsigned: set[str], integer_only: frozenset[str]) -> 
     elif isinstance(node, exp.Trim):
         if node.args.get("expression") is not None or node.args.get("position") is not None:
             raise _Refused
-    elif isinstance(node, exp.Interval):
-        if _mysql_interval(node) is None:
-            raise _Refused
     elif isinstance(node, exp.Join):
         if node.side.upper() == "FULL":
             raise _Refused
@@ -256,11 +254,13 @@ def _mysql_interval(interval: exp.Interval) -> exp.Interval | None:
 
 
 def _interval(node: exp.Expr) -> exp.Expr:
-    if isinstance(node, exp.Interval):
-        rewritten = _mysql_interval(node)
-        assert rewritten is not None  # checked by _check
-        return rewritten
-    return node
+    """An interval in MySQL's form; :class:`_Refused` for one it cannot be written in."""
+    if not isinstance(node, exp.Interval):
+        return node
+    rewritten = _mysql_interval(node)
+    if rewritten is None:
+        raise _Refused
+    return rewritten
 
 
 def _binary_text(collation: str, node: exp.Expr) -> exp.Expr:

@@ -225,10 +225,11 @@ def _select(expression: algebra_pb2.Expression, field: int) -> None:
 
 def _function(message: plan_pb2.Plan, name: str) -> int:
     """The anchor of function ``name`` in ``message``'s extensions, declared there if it is not yet."""
-    anchors = [e.extension_function.function_anchor for e in message.extensions if e.HasField("extension_function")]
-    for extension in message.extensions:
-        if extension.HasField("extension_function") and extension.extension_function.name.split(":")[0] == name:
-            return int(extension.extension_function.function_anchor)
+    functions = [e.extension_function for e in message.extensions if e.HasField("extension_function")]
+    for function in functions:
+        if function.name.split(":")[0] == name:
+            return int(function.function_anchor)
+    anchors = [function.function_anchor for function in functions]
     declared = message.extensions.add().extension_function
     declared.function_anchor = max(anchors, default=0) + 1
     declared.name = name

@@ -101,6 +101,7 @@ FEDERATED = {
     "upper": "SELECT id, upper(s) AS x FROM {n}",
     "float_arithmetic_compared": "SELECT id FROM {n} WHERE m >= 0.1 + 0.2",
     "decimal_union": "SELECT m FROM {n} UNION SELECT m * 2 FROM {n}",
+    "compound_interval": "SELECT id, d + INTERVAL '1 month 2 days' AS x FROM {n}",
     "full_join": "SELECT a.id AS x, b.id AS y FROM {n} a FULL JOIN {n} b ON a.id = b.i",
 }
 
