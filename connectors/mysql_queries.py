@@ -22,7 +22,8 @@ refuses it (None: the query stays federated, and DataFusion computes over the pu
   clauses, ``FULL`` joins, ``LATERAL``, grouping sets, ``DISTINCT ON``, ``INTERSECT``/``EXCEPT
   ALL``, an IN subquery with a LIMIT, casts to text, boolean or time (numbers and booleans print
   otherwise), casts to integers of anything but integers (MySQL rounds, DataFusion truncates),
-  arithmetic on unsigned columns (MySQL fails where DataFusion goes negative), ``TRIM`` of other
+  arithmetic on unsigned columns (MySQL fails where DataFusion goes negative), joins on boolean
+  columns (a ``BOOLEAN`` holding 2 fails when it is read, as pushed joins never take such keys), ``TRIM`` of other
   characters than spaces (MySQL trims a string, DataFusion a set of characters), and every
   function not in :data:`FUNCTIONS`.
 """
@@ -127,10 +128,11 @@ def whole_query(
     planned for the answer; ``collation`` the server's binary no-pad collation.
     """
     unsigned = {f.name for schema in schemas for f in schema if pa.types.is_unsigned_integer(f.type)}
+    booleans = {f.name for schema in schemas for f in schema if pa.types.is_boolean(f.type)}
     integer_only = _integer_names(schemas)
     try:
         for node in query.walk():
-            _check(node, unsigned, integer_only)
+            _check(node, unsigned, booleans, integer_only)
         query = query.transform(_interval)
     except _Refused:
         return None
@@ -195,7 +197,7 @@ def _integer_names(schemas: Sequence[pa.Schema]) -> frozenset[str]:
     return frozenset(name for name, integer in kinds.items() if integer)
 
 
-def _check(node: exp.Expr, unsigned: set[str], integer_only: frozenset[str]) -> None:
+def _check(node: exp.Expr, unsigned: set[str], booleans: set[str], integer_only: frozenset[str]) -> None:
     """Raise :class:`_Refused` if MySQL would answer ``node`` otherwise than DataFusion."""
     if isinstance(node, _REFUSED):
         raise _Refused
@@ -214,6 +216,9 @@ def _check(node: exp.Expr, unsigned: set[str], integer_only: frozenset[str]) -> 
     elif isinstance(node, exp.Join):
         if node.side.upper() == "FULL":
             raise _Refused
+        on = node.args.get("on")
+        if on is not None and any(c.name in booleans for c in on.find_all(exp.Column)):
+            raise _Refused  # a BOOLEAN holding 2 would just not match there, where reading it fails
     elif isinstance(node, exp.Distinct):
         if node.args.get("on") is not None:
             raise _Refused

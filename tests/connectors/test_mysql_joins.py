@@ -205,6 +205,25 @@ def test_a_boolean_holding_two_fails_the_join_on_every_route(engines: tuple[Engi
         assert pushed(engine, sql) == []
         with pytest.raises(SourceError, match="column 'b': a BOOLEAN"):
             engine.run(sql, ROOT).read_all()
+    whole = "SELECT a.id FROM shop.fa a JOIN shop.fb b ON a.b = b.b WHERE a.id > 0"  # MySQL's products only
+    for engine in engines:
+        assert engine._plan(whole, ROOT).routed is None
+        with pytest.raises(SourceError, match="column 'b': a BOOLEAN"):
+            engine.run(whole, ROOT).read_all()
+
+
+def test_a_whole_query_carries_the_callers_row_filter_and_a_mask_keeps_it_federated(
+    engines: tuple[Engine, Engine],
+) -> None:
+    on, _ = engines
+    sql = "SELECT o.id, o.status FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+    ana, vic = CallerContext(user="ana"), CallerContext(user="vic")
+    assert on._plan(sql, ana).routed is not None
+    assert rows(on.run(sql, ana).read_all()) == [(2, "open")]  # the one open order
+    assert len(rows(on.run(sql, ROOT).read_all())) == 7
+    masked = "SELECT c.name FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id WHERE o.id = 2"
+    assert on._plan(masked, vic).routed is None
+    assert rows(on.run(masked, vic).read_all()) == [("****",)]
 
 
 def test_a_whole_query_of_mysql_products_goes_to_mysql(engines: tuple[Engine, Engine]) -> None:
