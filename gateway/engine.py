@@ -49,6 +49,7 @@ from gateway.errors import (
 from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
 from gateway.limits import Admission, Limits, MiB, Ticket, check_expressions
 from gateway.parameters import number_placeholders, parameter_schema, parameter_values
+from gateway.plan.late_materialisation import late_materialisation
 from gateway.plan.rules import Planning, rewrite
 from gateway.plan.same_source import DERIVED_SCHEMA
 from gateway.plancache import (
@@ -63,7 +64,7 @@ from gateway.plancache import (
     parameterize,
     placeholders_only_in_filters,
 )
-from gateway.planner import negotiate_scans, single_source_sql, touched
+from gateway.planner import negotiate_scans, scan_key, single_source_sql, touched
 from gateway.policy import Access, PolicySet, check_references
 from gateway.quality import QualityLog
 from gateway.scan import Guard, ProductDataset, ProductScan, SourceQuery, classic_types, conform, guard
@@ -88,7 +89,9 @@ class EngineSettings:
     batch_size: int = 65536
     limits: Limits = field(default_factory=Limits)  # memory, admission, result size, expressions
     plan_rules: bool = True  # the federated planner's rules (gateway/plan/rules.py): off plans as DataFusion alone
-    parquet_pushdown: bool = True  # evaluate filters while decoding Parquet (late materialisation)
+    # Evaluate filters while decoding Parquet (late materialisation) where the plan shows it pays
+    # (gateway/plan/late_materialisation.py); False: never.
+    parquet_pushdown: bool = True
 
 
 @dataclass(frozen=True)
@@ -532,6 +535,9 @@ class Engine:
         if routed is None:
             dataframe, federated, fired = self._rewrite(ctx, dataframe, plan, scope, deadline)
             negotiate_scans(federated, scans, _default_domain(caller), subqueries_separated="subquery_scans" in fired)
+            if self._late_materialisation(ctx, federated, scope):
+                dataframe = ctx.create_dataframe_from_logical_plan(dataframe.logical_plan())
+                fired = (*fired, "late_materialisation")
         return _Planned(self, dataframe, plan, scans, routed, scope, federated, fired)
 
     def _rewrite(
@@ -565,6 +571,25 @@ class Engine:
             del scope.scans[key]  # scans of a rewrite that is not used
         return dataframe, plan, ()
 
+    def _late_materialisation(self, ctx: SessionContext, plan: LogicalPlan, scope: _Scope) -> bool:
+        """Turn on Parquet's filter evaluation while decoding in ``ctx`` if ``plan`` is a query
+        where it pays (gateway/plan/late_materialisation.py); whether it did."""
+        if not self.settings.parquet_pushdown:
+            return False
+        domain = _default_domain(scope.caller)
+
+        def kind(table_scan: Any) -> str | None:
+            key = scan_key(table_scan, domain)
+            if key in scope.scans:
+                return "sql"
+            product = self.catalog.find(*key)
+            return "files" if product is not None and product.connector.kind in _COLUMNAR else None
+
+        if not late_materialisation(plan, kind):
+            return False
+        ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")
+        return True
+
     def _dataframe(
         self, ctx: SessionContext, sql: str, values: dict[str, pa.Scalar], caller: CallerContext
     ) -> DataFrame:
@@ -596,9 +621,8 @@ class Engine:
             .with_batch_size(self.settings.batch_size)
             .set("datafusion.execution.parquet.schema_force_view_types", "false")
             .set("datafusion.sql_parser.map_string_types_to_utf8view", "false")
-            # Evaluate filters while decoding Parquet (late materialisation): a selective
-            # lookup reads the rows it needs instead of whole pages (benchmarks/pushdown.py).
-            .set("datafusion.execution.parquet.pushdown_filters", str(self.settings.parquet_pushdown).lower())
+            # Off until the plan shows late materialisation pays (_late_materialisation).
+            .set("datafusion.execution.parquet.pushdown_filters", "false")
             .set("datafusion.execution.parquet.reorder_filters", "true")
         )
         ctx = planning_context(config, self.settings.limits)
@@ -888,6 +912,9 @@ def without_cse(ctx: SessionContext, dataframe: DataFrame) -> DataFrame:
     ctx.remove_optimizer_rule("common_sub_expression_eliminate")
     return ctx.create_dataframe_from_logical_plan(dataframe.logical_plan())
 
+
+_COLUMNAR = frozenset({"parquet", "delta", "iceberg"})
+"""File connectors whose products DataFusion reads as Parquet."""
 
 _SOURCE_SQL_HIDDEN = "(the source's own SQL is shown to the domain's owners and admins)"
 

@@ -1,0 +1,172 @@
+"""Rule: Parquet evaluates a query's filters while decoding only where that pays.
+
+With ``datafusion.execution.parquet.pushdown_filters`` on, a Parquet scan decodes the filter's
+columns first and the other columns only for the rows that pass (late materialisation). That
+pays when the filter is selective and other columns are left to skip; otherwise it costs more
+than it saves (TPC-H SF1, in one run: Q6 157 -> 109 ms, Q15 315 -> 207 ms, Q21 665 -> 526 ms
+with it off, against Q19 335 -> 215 ms and point lookups 20,000 times fewer rows with it on).
+Selectivity is not known before the scan runs, so the rule reads the plan's shape:
+
+* a file scan whose filter holds a *point* (``column = literal``, ``column IN (literals)``,
+  ``column LIKE 'prefix%'``, or a disjunction of such) and that reads other columns too: a
+  lookup, TPC-H Q19's ``l_shipinstruct = 'DELIVER IN PERSON'`` (see :func:`_selective_scan`);
+* a join of a file scan with a SQL source read filtered by a point on a text column (an
+  attribute: a brand, a region): few rows reach the join's build side, and DataFusion's
+  run-time filter of their keys then prunes the file while it is decoded (a region's orders
+  from a Parquet log; TPC-H Q17's parts of one brand and container). Points on numbers there
+  are mostly the planner's own run-time filters of foreign keys (a nation's suppliers), which
+  keep too large a share of the file to pay (Q7 706 -> 637 ms, Q21 665 -> 526 ms with it off).
+
+Ranges alone (dates, quantities), and joins whose other side is a whole table or another join,
+leave it off. The answer is the same either way; only the time differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from datafusion import Expr, LogicalPlan
+
+from gateway.pushdown import split_conjunction
+from meshcore.arrow import is_text
+
+Kind = Callable[[Any], str | None]
+"""What a TableScan reads: ``"files"`` (Parquet: columnar files), ``"sql"``, or None (CSV, a
+system or derived table)."""
+
+# Nodes a read passes through unchanged in what it is (a filtered read of one table).
+_THROUGH = {"Projection", "Filter", "SubqueryAlias"}
+_POINT_OPERATORS = {"=", "IS NOT DISTINCT FROM"}
+
+
+def late_materialisation(plan: LogicalPlan, kind: Kind) -> bool:
+    """Whether ``plan``'s Parquet scans should evaluate filters while decoding."""
+    found = False
+
+    def walk(node: LogicalPlan) -> None:
+        nonlocal found
+        if found:
+            return
+        variant = node.to_variant()
+        name = type(variant).__name__
+        if name == "TableScan" and kind(variant) == "files" and _selective_scan(variant, []):
+            found = True
+            return
+        if name == "Filter":
+            read = _read(node)
+            if read is not None and kind(read[0]) == "files" and _selective_scan(read[0], read[1]):
+                found = True
+                return
+        if name == "Join":
+            sides = [_read(child) for child in node.inputs()]
+            kinds = [kind(side[0]) if side is not None else None for side in sides]
+            for ours, theirs in ((0, 1), (1, 0)):
+                other = sides[theirs]
+                if kinds[ours] == "files" and kinds[theirs] == "sql" and other is not None and _has_text_point(other):
+                    found = True
+                    return
+        for child in node.inputs():
+            walk(child)
+
+    walk(plan)
+    return found
+
+
+def _read(node: LogicalPlan) -> tuple[Any, list[Expr]] | None:
+    """The TableScan under ``node`` through projections, filters and aliases, with the filters
+    met on the way; None when something else (a join, an aggregate) is in between."""
+    filters: list[Expr] = []
+    while True:
+        variant = node.to_variant()
+        name = type(variant).__name__
+        if name == "TableScan":
+            return variant, filters
+        if name not in _THROUGH:
+            return None
+        if name == "Filter":
+            filters.append(variant.predicate())
+        (node,) = node.inputs()
+
+
+def _has_text_point(read: tuple[Any, list[Expr]]) -> bool:
+    scan, above = read
+    conjuncts = [conjunct for expr in [*scan.filters(), *above] for conjunct in split_conjunction(expr)]
+    return any(_point(conjunct, text=True) for conjunct in conjuncts)
+
+
+def _selective_scan(scan: Any, above: list[Expr]) -> bool:
+    """A point in the scan's filter, and columns left to skip: an equality on one value, or as
+    many other columns as filter columns for wider points (TPC-H Q12's two ship modes in seven
+    filter 4 of the 5 columns it reads: deciding row by row there costs more than it saves)."""
+    conjuncts = [conjunct for expr in [*scan.filters(), *above] for conjunct in split_conjunction(expr)]
+    points = [conjunct for conjunct in conjuncts if _point(conjunct)]
+    if not points:
+        return False
+    filtered: set[str] = set()
+    for conjunct in conjuncts:
+        filtered |= _columns(conjunct)
+    read = {name for _, name in scan.projection()}
+    others = read - filtered
+    if not others:
+        return False
+    single = any(conjunct.variant_name() == "BinaryExpr" and conjunct.to_variant().op() != "OR" for conjunct in points)
+    return single or len(others) >= len(filtered & read)
+
+
+def _point(expr: Expr, text: bool = False) -> bool:
+    """``column = literal``, ``column IN (literals)``, ``column LIKE 'prefix%'``, or an OR of points
+    (with ``text``, of text literals only)."""
+    kind = expr.variant_name()
+    if kind == "BinaryExpr":
+        binary = expr.to_variant()
+        op = binary.op()
+        if op == "OR":
+            return _point(binary.left(), text) and _point(binary.right(), text)
+        if op == "AND":
+            return _point(binary.left(), text) or _point(binary.right(), text)
+        sides = sorted([_bare(binary.left()), _bare(binary.right())], key=lambda side: side.variant_name())
+        if op not in _POINT_OPERATORS or [side.variant_name() for side in sides] != ["Column", "Literal"]:
+            return False
+        return not text or is_text(sides[1].python_value().type)
+    if kind == "InList":
+        in_list = expr.to_variant()
+        return (
+            not in_list.negated()
+            and _bare(in_list.expr()).variant_name() == "Column"
+            and all(item.variant_name() == "Literal" for item in in_list.list())
+            and (not text or all(is_text(item.python_value().type) for item in in_list.list()))
+        )
+    if kind == "Like":
+        like = expr.to_variant()
+        pattern = like.pattern()
+        if like.negated() or pattern.variant_name() != "Literal" or _bare(like.expr()).variant_name() != "Column":
+            return False
+        value = pattern.python_value().as_py()
+        return isinstance(value, str) and value[:1] not in ("", "%", "_")
+    return False
+
+
+def _bare(expr: Expr) -> Expr:
+    """``expr`` without the casts around it."""
+    while expr.variant_name() in ("Cast", "TryCast"):
+        expr = expr.to_variant().expr()
+    return expr
+
+
+def _columns(expr: Expr) -> set[str]:
+    """The names of the columns ``expr`` reads."""
+    kind = expr.variant_name()
+    if kind == "Column":
+        return {str(expr.to_variant().name())}
+    if kind in ("Literal", "Placeholder", "ScalarVariable"):
+        return set()
+    found: set[str] = set()
+    try:
+        operands = expr.rex_call_operands()
+    except Exception:  # an expression the binding does not open: no columns known
+        return found
+    for operand in operands:
+        if operand.canonical_name() != expr.canonical_name():
+            found |= _columns(operand)
+    return found
