@@ -4,19 +4,24 @@ After DataFusion has optimised a query that spans sources (a query in one source
 whole: ``gateway/planner.py``), the plan is read as Substrait once and each rule of
 :data:`RULES` rewrites it in turn:
 
-1. :func:`gateway.plan.subquery_scans.separate_subquery_scans`: the scans inside subqueries
+1. :func:`gateway.plan.shared_subplans.compute_shared_once`: an aggregate the plan holds more
+   than once (a CTE named twice) is computed once, ahead, and its rows replace it;
+2. :func:`gateway.plan.subquery_scans.separate_subquery_scans`: the scans inside subqueries
    kept as expressions become scans of their own, so that the others push down as usual;
-2. :func:`gateway.plan.same_source.push_same_source`: filtered joins within one SQL source
+3. :func:`gateway.plan.same_source.push_same_source`: filtered joins within one SQL source
    go to that source as one query;
-3. :func:`gateway.plan.build_side.build_smaller`: every hash join builds on the input
+4. :func:`gateway.plan.build_side.build_smaller`: every hash join builds on the input
    estimated to be smaller;
-4. :func:`gateway.plan.runtime_filter.send_build_keys`: a small build input runs first, and
+5. :func:`gateway.plan.runtime_filter.send_build_keys`: a small build input runs first, and
    its join keys filter the SQL sources of the probe input;
-5. the same once more over the re-optimised plan, whose reads now carry the first filters.
+6. the same once more over the re-optimised plan, whose reads now carry the first filters.
 
 Then the plan is read back, and :func:`gateway.planner.negotiate_scans` gives each scan its
 columns and filters. A plan that holds something the Substrait round trip would change is
-not rewritten at all (:func:`carried`).
+not rewritten at all (:func:`carried`). Last, over the final plan,
+:func:`gateway.plan.late_materialisation.late_materialisation` decides whether Parquet
+evaluates filters while decoding (a session setting, not a change of the plan; the engine
+applies it to every federated query, rewritten or not).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from gateway.catalog import Product
 from gateway.plan.build_side import FILTERED, build_smaller
 from gateway.plan.runtime_filter import send_build_keys
 from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, push_same_source
+from gateway.plan.shared_subplans import compute_shared_once
 from gateway.plan.subquery_scans import negotiate_subquery_scans, separate_subquery_scans
 from gateway.plan.substrait import plan_pb2
 from gateway.plan.substrait_plan import to_logical, to_substrait
@@ -104,6 +110,10 @@ class Planning:
         return float(estimate) if estimate is not None else None
 
 
+def _shared_subplans(message: plan_pb2.Plan, planning: Planning) -> bool:
+    return compute_shared_once(message, planning.ctx, planning.rows, planning.derived, planning.materialize) > 0
+
+
 def _subquery_scans(message: plan_pb2.Plan, planning: Planning) -> bool:
     return separate_subquery_scans(message, planning.scans, planning.derived) > 0
 
@@ -146,6 +156,7 @@ def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool
 
 
 RULES: tuple[tuple[str, Callable[[plan_pb2.Plan, Planning], bool]], ...] = (
+    ("shared_subplans", _shared_subplans),
     ("subquery_scans", _subquery_scans),
     ("same_source", _same_source),
     ("build_side", _build_side),
@@ -175,7 +186,7 @@ def carried(plan_text: str) -> bool:
 def rewrite(plan: LogicalPlan, planning: Planning) -> LogicalPlan | None:
     """``plan`` after :data:`RULES`, or None when no rule changed it (or it cannot be rewritten)."""
     text = plan.display_indent()
-    if ("Join" not in text and "Subquery:" not in text) or not carried(text):
+    if not any(word in text for word in ("Join", "Subquery:", "Union")) or not carried(text):
         return None
     message = to_substrait(plan, planning.ctx)
     for name, rule in RULES:
