@@ -12,9 +12,9 @@ When the same aggregate (the same relation, byte for byte in Substrait, its inpu
 appears twice or more anywhere in the plan, subqueries included, and is estimated at no more
 than :data:`TRY_ROWS` rows, it is run once while the query is planned (within the query's
 memory limits, its source queries by its deadline) and its rows replace every occurrence. An
-aggregate that turns out to hold more than :data:`MAX_ROWS` rows is left in place (it then
-runs as planned), and so is one that refers to an outer query (a correlated subquery cannot
-run on its own). The answer is the same; ``EXPLAIN`` runs the aggregate too, to plan.
+aggregate that turns out to hold more than :data:`MAX_ROWS` rows or :data:`MAX_BYTES` bytes
+is left in place (it then runs as planned), and so is one that refers to an outer query (a
+correlated subquery cannot run on its own). The answer is the same; ``EXPLAIN`` runs the aggregate too, to plan.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ TRY_ROWS = 200_000
 """The most rows a shared aggregate may be estimated at to be computed once, ahead."""
 MAX_ROWS = 1_000_000
 """The most rows a shared aggregate computed ahead may hold; more, and the rule gives up on it."""
+MAX_BYTES = 256 * 1024 * 1024
+"""The most bytes it may hold (wide text groups), likewise."""
 
 
 def compute_shared_once(
@@ -58,7 +60,7 @@ def compute_shared_once(
         if guess is None or guess > TRY_ROWS or _correlated(first):
             continue
         table = materialize(to_logical(sub_plan(message, first), ctx), MAX_ROWS + 1)
-        if table.num_rows > MAX_ROWS:
+        if table.num_rows > MAX_ROWS or table.nbytes > MAX_BYTES:
             continue
         name = derived().add("shared", Table(TableDataset(table)))
         read = read_of(name, ctx)

@@ -109,6 +109,12 @@ def test_an_aggregate_larger_than_the_limit_runs_where_it_was(monkeypatch: pytes
     assert done == 0 and runs == 1 and "TableScan: lines" in plan
 
 
+def test_an_aggregate_wider_than_the_byte_limit_runs_where_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_subplans, "MAX_BYTES", 100)  # 40 groups of two 8-byte columns
+    done, plan, _, runs = rewritten(Q15)
+    assert done == 0 and runs == 1 and "TableScan: lines" in plan
+
+
 def test_an_estimate_above_the_threshold_is_not_tried(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shared_subplans, "TRY_ROWS", 1)
     done, _, _, runs = rewritten(Q15)
