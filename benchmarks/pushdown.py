@@ -27,6 +27,7 @@ from typing import Any
 
 import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
+import pyarrow.parquet as pq
 from adbc_driver_manager import Error as AdbcError
 from datafusion import SessionConfig, SessionContext
 
@@ -47,7 +48,7 @@ from benchmarks.harness import (
     runs_of,
     write_results,
 )
-from gateway.plan.late_materialisation import late_materialisation
+from gateway.plan.late_materialisation import file_spans, late_materialisation
 from tests.support.postgres import postgres_server, temporary_schema
 
 FULL_ROWS = 10_000_000
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     # next to it for comparison.
     gateway_like = reference_context(data, pushdown_filters=True)
     default = reference_context(data, pushdown_filters=False)
+    spans = file_spans(pq.read_metadata(data.parquet))  # what the gateway reads from the footer
     info = machine()
     measurements: list[Measurement] = []
     with postgres_server(args.work_dir) as pg_uri, temporary_schema(pg_uri, "bench_pushdown") as pg_schema:
@@ -181,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                 for label, template in queries(rows).items():
                     for domain in SOURCES:
                         sql = template.format(t=f"{domain}.events")
-                        measurements.append(_measure(connection, label, domain, sql, gateway_like, default, runs))
+                        measurements.append(
+                            _measure(connection, label, domain, sql, gateway_like, default, runs, spans)
+                        )
             finally:
                 connection.close()
         _direct_postgres_times(measurements, pg_uri, pg_schema, runs)
@@ -211,6 +215,7 @@ def _measure(
     gateway_like: SessionContext,
     default: SessionContext,
     runs: int,
+    spans: dict[str, tuple[float, float]],
 ) -> Measurement:
     measurement = Measurement(label, domain, sql)
     try:
@@ -239,7 +244,8 @@ def _measure(
     except AdbcError as error:
         measurement.error = adbc_message(error)
     if domain == "logistics":
-        late = late_materialisation(default.sql(sql).optimized_logical_plan(), _kind)
+        plan = default.sql(sql).optimized_logical_plan()
+        late = late_materialisation(plan, _kind, lambda _, column: spans.get(column))
         measurement.fetched = parquet_rows(gateway_like if late else default, sql)
         measurement.fetched_with_pushdown_filters = parquet_rows(default, sql)
     log(

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from cachetools import LRUCache
 from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
@@ -49,7 +50,7 @@ from gateway.errors import (
 from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
 from gateway.limits import Admission, Limits, MiB, Ticket, check_expressions
 from gateway.parameters import number_placeholders, parameter_schema, parameter_values
-from gateway.plan.late_materialisation import late_materialisation
+from gateway.plan.late_materialisation import file_spans, late_materialisation
 from gateway.plan.rules import Planning, rewrite
 from gateway.plan.same_source import DERIVED_SCHEMA
 from gateway.plancache import (
@@ -145,6 +146,7 @@ class Engine:
         self.quality = quality or QualityLog()
         self.admission = Admission(self.settings.limits)
         self._file_tables: dict[tuple[str, str], _FileTable] = {}
+        self._spans: dict[tuple[str, str], tuple[Hashable | None, dict[str, tuple[float, float]]]] = {}
         self._file_lock = threading.Lock()
         # The hash mask's HMAC key (gateway/governance.py); random when not given (hashes then change per process).
         self.mask_key = mask_key if mask_key is not None else generate_mask_key()
@@ -585,10 +587,36 @@ class Engine:
             product = self.catalog.find(*key)
             return "files" if product is not None and product.connector.kind in _COLUMNAR else None
 
-        if not late_materialisation(plan, kind):
+        def bounds(table_scan: Any, column: str) -> tuple[float, float] | None:
+            return self._column_spans(scan_key(table_scan, domain)).get(column)
+
+        if not late_materialisation(plan, kind, bounds):
             return False
         ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")
         return True
+
+    def _column_spans(self, key: tuple[str, str]) -> dict[str, tuple[float, float]]:
+        """Each column's smallest and largest value in a Parquet product's files, from their
+        footers' statistics (as numbers: ``late_materialisation.number``), read once per version
+        of the files; empty when unknown (not Parquet, too many files, no statistics)."""
+        held = self._file_tables.get(key)
+        links = getattr(held.version, "links", None) if held is not None else None
+        if held is None or not links or held.product.connector.kind != "parquet" or len(links) > _MAX_SPAN_FILES:
+            return {}
+        cached = self._spans.get(key)
+        if cached is not None and cached[0] == held.stamp:
+            return cached[1]
+        spans: dict[str, tuple[float, float]] = {}
+        try:
+            for link in links:
+                for name, (low, high) in file_spans(pq.read_metadata(link)).items():
+                    known = spans.get(name, (low, high))
+                    spans[name] = (min(known[0], low), max(known[1], high))
+        except Exception as error:  # a footer that cannot be read here fails the query's scan, not this
+            log.debug("no column statistics for %s.%s: %s", *key, error)
+            spans = {}
+        self._spans[key] = (held.stamp, spans)
+        return spans
 
     def _dataframe(
         self, ctx: SessionContext, sql: str, values: dict[str, pa.Scalar], caller: CallerContext
@@ -911,6 +939,10 @@ def without_cse(ctx: SessionContext, dataframe: DataFrame) -> DataFrame:
     """
     ctx.remove_optimizer_rule("common_sub_expression_eliminate")
     return ctx.create_dataframe_from_logical_plan(dataframe.logical_plan())
+
+
+_MAX_SPAN_FILES = 64
+"""The most files of a product whose footers are read for column spans (one read per file)."""
 
 
 _COLUMNAR = frozenset({"parquet", "delta", "iceberg"})

@@ -119,8 +119,6 @@ def _projection(name: str, kind: pa.DataType, mask: str | None, hash_function: s
     return f"{expression} AS {column}"
 
 
-
-
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 

@@ -194,9 +194,7 @@ class _Translator:
 
     def _Between(self, expr: Expr) -> exp.Expr:
         between = expr.to_variant()
-        node = exp.Between(
-            this=self.expr(between.expr()), low=self.expr(between.low()), high=self.expr(between.high())
-        )
+        node = exp.Between(this=self.expr(between.expr()), low=self.expr(between.low()), high=self.expr(between.high()))
         if not self.caps.binary_string_order and self.compares_text(between.low(), between.expr()):
             raise _Untranslatable("BETWEEN on text under a non-binary collation")
         return exp.Not(this=exp.Paren(this=node)) if between.negated() else node

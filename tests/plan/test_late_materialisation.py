@@ -4,6 +4,8 @@ scan and never the answer."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from gateway.api import CallerContext
 from gateway.catalog import MeshCatalog
 from gateway.config import load_config
 from gateway.engine import Engine, EngineSettings
-from gateway.plan.late_materialisation import late_materialisation
+from gateway.plan.late_materialisation import late_materialisation, number
 
 EVENTS = pa.table(
     {
@@ -92,6 +94,45 @@ def test_the_plan_shows_where_late_materialisation_pays(ctx: SessionContext, sql
     assert late_materialisation(ctx.sql(sql).optimized_logical_plan(), kind) is wanted
 
 
+def spans(table_scan: Any, column: str) -> tuple[float, float] | None:
+    """As the engine reads them from the footers: day 0-364, amount 0-499.5; none for text."""
+    return {"day": (0.0, 364.0), "amount": (0.0, 499.5), "id": (0.0, 999.0)}.get(column)
+
+
+# With the file's column spans: a range narrow enough counts as a point.
+RANGE_CASES = [
+    ("SELECT id, amount FROM events WHERE day BETWEEN 10 AND 15", True),  # 5 of 364 days
+    ("SELECT id, amount FROM events WHERE day >= 100 AND day < 104 AND amount > 3", True),
+    ("SELECT id, amount FROM events WHERE 360 < day", True),  # the literal on the left
+    ("SELECT id, amount FROM events WHERE day BETWEEN 10 AND 20", False),  # 10 days: 2.7 %
+    ("SELECT id, amount FROM events WHERE day > 100", False),
+    ("SELECT id, amount FROM events WHERE day NOT BETWEEN 10 AND 15", False),
+    ("SELECT id, amount FROM events WHERE kind > 'b' AND kind < 'c'", False),  # text: no span
+    ("SELECT day FROM events WHERE day BETWEEN 10 AND 15", False),  # nothing else to decode
+    ("SELECT id, amount FROM log WHERE day BETWEEN 10 AND 15", False),  # not Parquet
+]
+
+
+@pytest.mark.parametrize(("sql", "wanted"), RANGE_CASES, ids=[str(i) for i in range(len(RANGE_CASES))])
+def test_a_range_the_statistics_show_narrow_counts_as_a_point(ctx: SessionContext, sql: str, wanted: bool) -> None:
+    assert late_materialisation(ctx.sql(sql).optimized_logical_plan(), kind, spans) is wanted
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (datetime.date(1970, 1, 2), 719164.0),
+        (datetime.datetime(1970, 1, 1, 0, 1, tzinfo=datetime.UTC), 60.0),
+        (decimal.Decimal("2.50"), 2.5),
+        (7, 7.0),
+        ("text", None),
+        (True, None),
+    ],
+)
+def test_values_compare_as_numbers(value: object, expected: float | None) -> None:
+    assert number(value) == expected
+
+
 @pytest.fixture
 def mesh(tmp_path: Path) -> Path:
     pq.write_table(EVENTS, tmp_path / "events.parquet")
@@ -117,10 +158,12 @@ ENGINE_CASES = [
         True,
     ),
     ("SELECT count(*) AS n, sum(amount) AS total FROM logs.events WHERE day BETWEEN 30 AND 90", False),
+    # 3 of 364 days, as the Parquet footer's statistics tell the engine
+    ("SELECT id, amount, kind FROM logs.events WHERE day BETWEEN 30 AND 33 ORDER BY id", True),
 ]
 
 
-@pytest.mark.parametrize(("sql", "fires"), ENGINE_CASES, ids=["lookup", "join", "range"])
+@pytest.mark.parametrize(("sql", "fires"), ENGINE_CASES, ids=["lookup", "join", "range", "narrow-range"])
 def test_the_choice_reaches_the_parquet_scan_and_not_the_answer(mesh: Path, sql: str, fires: bool) -> None:
     chosen = Engine(MeshCatalog(load_config(mesh)))
     never = Engine(MeshCatalog(load_config(mesh)), EngineSettings(parquet_pushdown=False))
@@ -150,3 +193,18 @@ def _filtered_above_parquet(physical: str) -> bool:
         at = next(i for i in range(at - 1, -1, -1) if len(lines[i]) - len(lines[i].lstrip()) < depth)
         if not lines[at].lstrip().startswith(("RepartitionExec", "CoalesceBatchesExec")):
             return lines[at].lstrip().startswith("FilterExec")
+
+
+def test_the_spans_follow_the_files(mesh: Path) -> None:
+    """A new version of the file brings its own statistics: the same range, narrow in the old
+    file, covers the whole of the new one."""
+    engine = Engine(MeshCatalog(load_config(mesh)))
+    sql = "SELECT id, amount FROM logs.events WHERE day BETWEEN 30 AND 33"
+    try:
+        assert "late_materialisation" in engine._plan(sql, CallerContext(user="root")).fired
+        narrow = EVENTS.filter(pa.compute.is_in(EVENTS["day"], pa.array([30, 31, 32, 33], pa.int32())))
+        pq.write_table(narrow, mesh.parent / "events.parquet")
+        assert "late_materialisation" not in engine._plan(sql, CallerContext(user="root")).fired
+        assert engine.run(sql).read_all().num_rows == narrow.num_rows
+    finally:
+        engine.close()

@@ -117,7 +117,9 @@ def test_a_build_input_that_reads_a_source_runs_first_only_when_its_keys_are_lik
     )
     assert found == done
     first_pass = to_substrait(ctx.sql(SEMI).optimized_logical_plan(), ctx)
-    assert runtime_filter.send_build_keys(first_pass, ctx, rows, everything_sql, lambda: derived, materializer(ctx)) == 0
+    assert (
+        runtime_filter.send_build_keys(first_pass, ctx, rows, everything_sql, lambda: derived, materializer(ctx)) == 0
+    )
     frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
     assert frame.to_pylist() == ctx.sql(SEMI).to_pylist()
 
