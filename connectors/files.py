@@ -338,7 +338,7 @@ class ParquetConnector(FileSource):
     def register_path(self, ctx: SessionContext, name: str, path: Path, schema: pa.Schema | None) -> None:
         columns, stored = _partitioned(path, self.suffix, schema)
         ctx.register_parquet(
-            name, _location(path), file_extension=self.suffix, schema=stored, table_partition_cols=columns
+            name, _location(path), file_extension=self.suffix, schema=viewed(stored), table_partition_cols=columns
         )
 
     def read_row_estimate(self, source: SourceObject) -> int | None:
@@ -717,6 +717,24 @@ def _partitioned(
     columns = [(key, pinned.get(key, kind)) for key, kind in columns]
     keys = {key for key, _ in columns}
     return columns, pa.schema([field for field in schema if field.name not in keys])
+
+
+def viewed(schema: pa.Schema | None) -> pa.Schema | None:
+    """``schema`` with text and binary columns as Arrow's view types, which DataFusion reads
+    Parquet into without copying and hashes and compares faster (TPC-H Q1 groups six million
+    rows by two text columns: 499 -> 391 ms in one run). The product keeps its classic types:
+    results are cast back where they leave (``gateway.scan.classic_types``)."""
+    if schema is None:
+        return None
+    return pa.schema([field.with_type(_view(field.type)) for field in schema], metadata=schema.metadata)
+
+
+def _view(kind: pa.DataType) -> pa.DataType:
+    if kind == pa.string():  # large types stay (they are served as such), as do UUIDs' binary(16)
+        return pa.string_view()
+    if kind == pa.binary():
+        return pa.binary_view()
+    return kind
 
 
 def _location(path: Path) -> str:

@@ -17,6 +17,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import TokenType
 
 from gateway.errors import InvalidRequestError, PlanningError
+from gateway.scan import classic_types
 from gateway.tokens import tokens as sql_tokens
 
 
@@ -131,12 +132,13 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
 def parameter_schema(df: Any, sql: str) -> pa.Schema:
-    """Placeholders ``$n`` with the types DataFusion inferred (null where the plan hides them)."""
+    """Placeholders ``$n`` with the types DataFusion inferred (null where the plan hides them),
+    view types as their classic ones (what clients bind; DataFusion casts them)."""
     found: dict[int, pa.DataType] = {}
     _collect_placeholders(df.logical_plan(), found)
     in_text = [int(n) for n in _PLACEHOLDER.findall(_QUOTED.sub("", sql))]
     count = max([*found, *in_text], default=0)
-    return pa.schema([pa.field(f"${n}", found.get(n, pa.null())) for n in range(1, count + 1)])
+    return classic_types(pa.schema([pa.field(f"${n}", found.get(n, pa.null())) for n in range(1, count + 1)]))
 
 
 def _collect_placeholders(plan: Any, found: dict[int, pa.DataType]) -> None:
