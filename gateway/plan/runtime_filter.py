@@ -34,7 +34,7 @@ from datafusion.catalog import Table
 from gateway.plan.build_side import estimate
 from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import all_roots, inputs, messages, reads, sub_plan, to_logical
+from gateway.plan.substrait_plan import all_roots, correlated, inputs, reads, sub_plan, to_logical
 from gateway.system_tables import TableDataset
 from meshcore.arrow import is_text
 
@@ -112,8 +112,7 @@ def _filter_probe(
     asks_sources = "sql" in build_kinds and (not sources or build_rows > SQL_BUILD_ROWS)
     if not build_reads or None in build_kinds or asks_sources:
         return False
-    if any(isinstance(item, algebra_pb2.Expression.FieldReference) and item.HasField("outer_reference")
-           for item in messages(join.left)):  # fmt: skip
+    if correlated(join.left):
         return False  # a correlated input cannot run on its own
     if not any(name is not None and kind(name) == "sql" for name in probe_reads):
         return False

@@ -28,7 +28,7 @@ from datafusion.catalog import Table
 from gateway.plan.build_side import Rows, estimate
 from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import all_roots, inputs, messages, sub_plan, to_logical
+from gateway.plan.substrait_plan import all_roots, correlated, inputs, sub_plan, to_logical
 from gateway.system_tables import TableDataset
 
 TRY_ROWS = 200_000
@@ -57,7 +57,7 @@ def compute_shared_once(
         tried.add(key)
         first = places[0]
         guess = estimate(first, rows)
-        if guess is None or guess > TRY_ROWS or _correlated(first):
+        if guess is None or guess > TRY_ROWS or correlated(first):
             continue
         table = materialize(to_logical(sub_plan(message, first), ctx), MAX_ROWS + 1)
         if table.num_rows > MAX_ROWS or table.nbytes > MAX_BYTES:
@@ -91,9 +91,3 @@ def _outermost_shared(message: plan_pb2.Plan, tried: set[bytes]) -> tuple[bytes,
             return key, seen[key]
     return None
 
-
-def _correlated(rel: algebra_pb2.Rel) -> bool:
-    return any(
-        isinstance(item, algebra_pb2.Expression.FieldReference) and item.HasField("outer_reference")
-        for item in messages(rel)
-    )

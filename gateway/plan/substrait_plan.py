@@ -121,6 +121,14 @@ def reads_below(rel: algebra_pb2.Rel) -> tuple[list[list[tuple[str, ...] | None]
     return found, sizes
 
 
+def correlated(rel: algebra_pb2.Rel) -> bool:
+    """Whether ``rel`` refers to an outer query's columns (then it cannot run on its own)."""
+    return any(
+        isinstance(item, algebra_pb2.Expression.FieldReference) and item.HasField("outer_reference")
+        for item in messages(rel)
+    )
+
+
 def reads(message: Message) -> list[tuple[str, ...] | None]:
     """Every table read anywhere inside ``message`` (a relation, an expression), subqueries included:
     its names, or None for a read of anything else."""
