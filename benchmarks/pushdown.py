@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     # next to it for comparison.
     gateway_like = reference_context(data, pushdown_filters=True)
     default = reference_context(data, pushdown_filters=False)
-    spans = file_spans(pq.read_metadata(data.parquet))  # what the gateway reads from the footer
+    spans = file_spans([pq.read_metadata(data.parquet)])  # what the gateway reads from the footer
     info = machine()
     measurements: list[Measurement] = []
     with postgres_server(args.work_dir) as pg_uri, temporary_schema(pg_uri, "bench_pushdown") as pg_schema:

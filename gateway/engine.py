@@ -606,12 +606,8 @@ class Engine:
         cached = self._spans.get(key)
         if cached is not None and cached[0] == held.stamp:
             return cached[1]
-        spans: dict[str, tuple[float, float]] = {}
         try:
-            for link in links:
-                for name, (low, high) in file_spans(pq.read_metadata(link)).items():
-                    known = spans.get(name, (low, high))
-                    spans[name] = (min(known[0], low), max(known[1], high))
+            spans = file_spans(pq.read_metadata(link) for link in links)
         except Exception as error:  # a footer that cannot be read here fails the query's scan, not this
             log.debug("no column statistics for %s.%s: %s", *key, error)
             spans = {}

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -105,10 +105,13 @@ def _read(node: LogicalPlan) -> tuple[Any, list[Expr]] | None:
         (node,) = node.inputs()
 
 
+def _conjuncts(scan: Any, above: list[Expr]) -> list[Expr]:
+    """The conjuncts of a scan's own filters and of the filters met above it."""
+    return [conjunct for expr in [*scan.filters(), *above] for conjunct in split_conjunction(expr)]
+
+
 def _has_text_point(read: tuple[Any, list[Expr]]) -> bool:
-    scan, above = read
-    conjuncts = [conjunct for expr in [*scan.filters(), *above] for conjunct in split_conjunction(expr)]
-    return any(_point(conjunct, text=True) for conjunct in conjuncts)
+    return any(_point(conjunct, text=True) for conjunct in _conjuncts(*read))
 
 
 def _selective_scan(scan: Any, above: list[Expr], bounds: Bounds) -> bool:
@@ -116,7 +119,7 @@ def _selective_scan(scan: Any, above: list[Expr], bounds: Bounds) -> bool:
     narrow range, or as many other columns as filter columns for wider points (TPC-H Q12's two
     ship modes in seven filter 4 of the 5 columns it reads: deciding row by row there costs more
     than it saves)."""
-    conjuncts = [conjunct for expr in [*scan.filters(), *above] for conjunct in split_conjunction(expr)]
+    conjuncts = _conjuncts(scan, above)
     points = [conjunct for conjunct in conjuncts if _point(conjunct)]
     narrow = _narrow_range(conjuncts, lambda column: bounds(scan, column))
     if not points and not narrow:
@@ -261,22 +264,23 @@ def _columns(expr: Expr) -> set[str]:
     return found
 
 
-def file_spans(metadata: pq.FileMetaData) -> dict[str, tuple[float, float]]:
-    """Each top-level column's smallest and largest value in one Parquet file, where every row
-    group has statistics for it (a row group without them leaves the column out)."""
+def file_spans(footers: Iterable[pq.FileMetaData]) -> dict[str, tuple[float, float]]:
+    """Each top-level column's smallest and largest value over Parquet files' footers, where
+    every row group of every file has statistics for it (one without them leaves it out)."""
     spans: dict[str, tuple[float, float]] = {}
     missing: set[str] = set()
-    for group in range(metadata.num_row_groups):
-        row_group = metadata.row_group(group)
-        for index in range(row_group.num_columns):
-            chunk = row_group.column(index)
-            name = chunk.path_in_schema
-            statistics = chunk.statistics
-            low = number(statistics.min) if statistics is not None and statistics.has_min_max else None
-            high = number(statistics.max) if statistics is not None and statistics.has_min_max else None
-            if low is None or high is None or "." in name:
-                missing.add(name)
-                continue
-            known = spans.get(name, (low, high))
-            spans[name] = (min(known[0], low), max(known[1], high))
+    for metadata in footers:
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for index in range(row_group.num_columns):
+                chunk = row_group.column(index)
+                name = chunk.path_in_schema
+                statistics = chunk.statistics
+                low = number(statistics.min) if statistics is not None and statistics.has_min_max else None
+                high = number(statistics.max) if statistics is not None and statistics.has_min_max else None
+                if low is None or high is None or "." in name:
+                    missing.add(name)
+                    continue
+                known = spans.get(name, (low, high))
+                spans[name] = (min(known[0], low), max(known[1], high))
     return {name: span for name, span in spans.items() if name not in missing}

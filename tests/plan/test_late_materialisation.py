@@ -19,7 +19,7 @@ from gateway.api import CallerContext
 from gateway.catalog import MeshCatalog
 from gateway.config import load_config
 from gateway.engine import Engine, EngineSettings
-from gateway.plan.late_materialisation import late_materialisation, number
+from gateway.plan.late_materialisation import file_spans, late_materialisation, number
 
 EVENTS = pa.table(
     {
@@ -208,3 +208,12 @@ def test_the_spans_follow_the_files(mesh: Path) -> None:
         assert engine.run(sql).read_all().num_rows == narrow.num_rows
     finally:
         engine.close()
+
+
+def test_spans_cover_every_file_and_leave_out_a_column_one_file_has_no_statistics_for(tmp_path: Path) -> None:
+    pq.write_table(EVENTS.slice(0, 500), tmp_path / "a.parquet")
+    pq.write_table(EVENTS.slice(500), tmp_path / "b.parquet", write_statistics=["id", "day"])
+    footers = [pq.read_metadata(tmp_path / name) for name in ("a.parquet", "b.parquet")]
+    spans = file_spans(footers)
+    assert spans["id"] == (0.0, 999.0) and spans["day"] == (0.0, 364.0)
+    assert "amount" not in spans  # b.parquet wrote none for it: a span from a.parquet alone would be too short
