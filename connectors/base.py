@@ -91,7 +91,9 @@ class SqlCapabilities:
     (SQLite): whole queries whose results hold decimals then stay federated.
     ``join_pushdown`` says whether same-source sub-plans (scans, filters, column projections
     and inner equi-joins: gateway/plan/same_source.py) may be sent to the source; None
-    follows ``supports_full_query`` (see :attr:`pushes_joins`).
+    follows ``supports_full_query`` (see :attr:`pushes_joins`). ``key_sets`` says how the
+    source takes a run-time filter's many integer keys as one constant (one of
+    ``gateway.plan.key_sets.STYLES``: ``"array"``, ``"json_each"``, ``"unnest"``); None: it does not.
     """
 
     dialect: str
@@ -104,6 +106,7 @@ class SqlCapabilities:
     temporal_literals: str = "typed"
     exact_decimals: bool = True
     join_pushdown: bool | None = None
+    key_sets: str | None = None
 
     @property
     def pushes_joins(self) -> bool:

@@ -108,7 +108,9 @@ class DuckdbConnector(TypedSqlConnector):
     kind = "duckdb"
     config_keys = frozenset({"path"})
     # avg() of a DECIMAL is a DOUBLE in DuckDB: whole queries with decimal results stay federated.
-    capabilities = SqlCapabilities(dialect="duckdb", functions=FUNCTIONS, supports_ilike=True, exact_decimals=False)
+    capabilities = SqlCapabilities(
+        dialect="duckdb", functions=FUNCTIONS, supports_ilike=True, exact_decimals=False, key_sets="unnest"
+    )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         if config.path is None:

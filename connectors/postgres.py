@@ -204,6 +204,7 @@ class PostgresConnector(AdbcConnector):
         supports_ilike=True,
         binary_string_order=False,
         string_collation="C",
+        key_sets="array",
     )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

@@ -90,6 +90,7 @@ class SqliteConnector(AdbcConnector):
         string_collation="BINARY",
         temporal_literals="iso_text",
         exact_decimals=False,
+        key_sets="json_each",
     )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

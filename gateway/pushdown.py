@@ -21,6 +21,7 @@ from datafusion import Expr
 from sqlglot import exp
 
 from connectors.base import SqlCapabilities
+from gateway.plan import key_sets
 from meshcore.arrow import is_text
 
 _COMPARISONS: dict[str, type[exp.Binary]] = {
@@ -230,6 +231,11 @@ class _Translator:
 
     def _ScalarFunction(self, expr: Expr) -> exp.Expr:
         name = expr.rex_call_operator().lower()
+        keys = key_sets.find(name)
+        if keys is not None:  # a run-time filter's keys (gateway/plan/key_sets.py)
+            if self.caps.key_sets is None:
+                raise _Untranslatable("key set")
+            return keys.sql(self.expr(expr.rex_call_operands()[0]), self.caps.key_sets)
         if name not in self.caps.functions:
             raise _Untranslatable(f"function {name}")
         args = [self.expr(arg) for arg in expr.rex_call_operands()]

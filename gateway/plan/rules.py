@@ -94,6 +94,11 @@ class Planning:
         product = self.find(names[-2], names[-1])
         return "files" if product is not None and isinstance(product.connector, FileConnector) else None
 
+    def key_sets(self, names: tuple[str, ...]) -> bool:
+        """Whether the table a Substrait read names is a SQL source's that takes key sets."""
+        scan = self.scans.get((names[-2], names[-1])) if len(names) >= 2 else None
+        return scan is not None and scan.connector.capabilities.key_sets is not None
+
     def rows(self, names: tuple[str, ...]) -> float | None:
         """The estimated rows of the table a Substrait read names (``Connector.estimate_rows``)."""
         if len(names) < 2:
@@ -132,7 +137,15 @@ def _build_side(message: plan_pb2.Plan, planning: Planning) -> bool:
 
 
 def _runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
-    found = send_build_keys(message, planning.ctx, planning.rows, planning.kind, planning.derived, planning.materialize)
+    found = send_build_keys(
+        message,
+        planning.ctx,
+        planning.rows,
+        planning.kind,
+        planning.derived,
+        planning.materialize,
+        key_sets=planning.key_sets,
+    )
     return found > 0
 
 
@@ -149,7 +162,9 @@ def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool
     if "runtime_filter" in planning.fired:
         optimized = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx)).optimized_logical_plan()
         again = to_substrait(optimized, ctx)
-    found = send_build_keys(again, ctx, planning.rows, planning.kind, planning.derived, planning.materialize, True)
+    found = send_build_keys(
+        again, ctx, planning.rows, planning.kind, planning.derived, planning.materialize, True, planning.key_sets
+    )
     if found and again is not message:
         message.CopyFrom(again)
     return found > 0

@@ -15,7 +15,8 @@ it is not run twice, and its distinct join keys become a filter above the probe 
 DataFusion pushes that filter down to the scan that owns the key, and the scan's source
 gets it like any other filter (``gateway/pushdown.py``). At most :data:`MAX_KEYS` distinct
 keys are sent as a list; more integer or date keys are sent as their range (``key >= min AND
-key <= max``), other keys not at all. Only joins that drop the probe rows that
+key <= max``), and up to :data:`MAX_SET_KEYS` integer keys also as a key set to a source that
+takes one (``gateway/plan/key_sets.py``); other keys not at all. Only joins that drop the probe rows that
 match nothing take part (inner and semi joins on an equality): the answer never changes.
 The build input runs while the query is planned, within the query's memory limits; EXPLAIN
 runs it too, to show the filter.
@@ -32,19 +33,23 @@ from datafusion import LogicalPlan, SessionContext
 from datafusion.catalog import Table
 
 from gateway.plan.build_side import estimate
+from gateway.plan.key_sets import KeySet, register, takes
 from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import all_roots, correlated, inputs, reads, sub_plan, to_logical
+from gateway.plan.substrait_plan import all_roots, correlated, function_names, inputs, reads, sub_plan, to_logical
 from gateway.system_tables import TableDataset
 from meshcore.arrow import is_text
 
-TRY_BUILD_ROWS = 200_000
+TRY_BUILD_ROWS = 250_000
 """The most rows a build input may be estimated at to be computed first (estimates are rough:
-a HAVING that keeps 57 of 1.5 million groups is estimated at a quarter of them)."""
+TPC-H Q18's HAVING that keeps 57 of 1.5 million groups is estimated at a third of 600,000)."""
 MAX_BUILD_ROWS = 1_000_000
 """The most rows a build input computed first may hold; more, and the rule gives up on it."""
 MAX_KEYS = 1_000
-"""The most distinct keys sent to a source as a filter."""
+"""The most distinct keys sent to a source as a list (``key IN (...)``)."""
+MAX_SET_KEYS = 100_000
+"""The most distinct integer keys sent, beyond :data:`MAX_KEYS`, as a key set to a source that
+takes one (``gateway/plan/key_sets.py``), together with their range."""
 SQL_BUILD_ROWS = 4 * MAX_KEYS
 """The most rows a build input that reads a SQL source may be estimated at: it is asked for
 before the rest of the query starts, so only when its keys are likely few enough to be sent."""
@@ -67,14 +72,16 @@ def send_build_keys(
     derived: Callable[[], DerivedCatalog],
     materialize: Callable[[LogicalPlan, int], pa.Table],
     sources: bool = False,
+    key_sets: Callable[[tuple[str, ...]], bool] = lambda names: False,
 ) -> int:
     """Compute small build inputs of ``message``'s joins and filter their probe inputs; how many joins.
 
     ``materialize`` runs a build input's plan (at most so many rows of it). Build inputs read
     only files, or with ``sources`` also SQL sources (estimated at :data:`SQL_BUILD_ROWS` rows
     at most: the pass after the files' keys reached the sources, see gateway/plan/rules.py).
+    ``key_sets`` says whether a read's source takes a key set (more than :data:`MAX_KEYS` keys).
     """
-    functions = {f.extension_function.function_anchor: f.extension_function.name for f in message.extensions}
+    functions = function_names(message)
     done = 0
 
     def visit(rel: algebra_pb2.Rel) -> None:
@@ -82,7 +89,7 @@ def send_build_keys(
         for child in inputs(rel):
             visit(child)
         if rel.WhichOneof("rel_type") == "join" and _filter_probe(
-            message, rel.join, ctx, rows, kind, derived, materialize, functions, sources
+            message, rel.join, ctx, rows, kind, derived, materialize, functions, sources, key_sets
         ):
             done += 1
 
@@ -101,10 +108,11 @@ def _filter_probe(
     materialize: Callable[[LogicalPlan, int], pa.Table],
     functions: dict[int, str],
     sources: bool,
+    key_sets: Callable[[tuple[str, ...]], bool],
 ) -> bool:
     if join.type not in _FILTERABLE or join.HasField("post_join_filter"):
         return False
-    build_rows, probe_rows = estimate(join.left, rows), estimate(join.right, rows)
+    build_rows, probe_rows = estimate(join.left, rows, functions), estimate(join.right, rows, functions)
     if build_rows is None or probe_rows is None or build_rows > TRY_BUILD_ROWS or probe_rows < MIN_GAIN * build_rows:
         return False
     build_reads, probe_reads = reads(join.left), reads(join.right)
@@ -128,7 +136,13 @@ def _filter_probe(
     join.left.CopyFrom(read_of(name, ctx))
     values = pc.unique(table.column(keys[0])).drop_null()
     field = keys[1] - width
-    condition = _in_list(field, values) if len(values) <= MAX_KEYS else _range(message, field, values)
+    if len(values) <= MAX_KEYS:
+        condition = _in_list(field, values)
+    else:
+        condition = _range(message, field, values)
+        probe_takes = any(name is not None and key_sets(name) for name in probe_reads)
+        if condition is not None and probe_takes and len(values) <= MAX_SET_KEYS and takes(values.type):
+            condition = _both(message, condition, _key_set(message, field, register(ctx, values)))
     if condition is not None:
         probe = algebra_pb2.Rel()
         probe.filter.input.CopyFrom(join.right)
@@ -142,7 +156,7 @@ def _key_pair(expression: Any, width: int, functions: dict[int, str]) -> tuple[i
     if expression.WhichOneof("rex_type") != "scalar_function":
         return None
     call = expression.scalar_function
-    name = functions.get(call.function_reference, "").split(":")[0]
+    name = functions.get(call.function_reference, "")
     arguments = [argument.value for argument in call.arguments]
     if name == "and":
         for argument in arguments:
@@ -184,6 +198,27 @@ def _in_list(field: int, values: pa.Array) -> algebra_pb2.Expression | None:
     return condition
 
 
+def _key_set(message: plan_pb2.Plan, field: int, keys: KeySet) -> algebra_pb2.Expression:
+    """``field`` is one of ``keys``: a call of the key set's function."""
+    condition = algebra_pb2.Expression()
+    call = condition.scalar_function
+    call.function_reference = _function(message, keys.name)
+    call.output_type.bool.SetInParent()
+    _select(call.arguments.add().value, field)
+    return condition
+
+
+def _both(message: plan_pb2.Plan, *conditions: algebra_pb2.Expression) -> algebra_pb2.Expression:
+    """The conjunction of ``conditions``."""
+    condition = algebra_pb2.Expression()
+    both = condition.scalar_function
+    both.function_reference = _function(message, "and")
+    both.output_type.bool.SetInParent()
+    for part in conditions:
+        both.arguments.add().value.CopyFrom(part)
+    return condition
+
+
 def _range(message: plan_pb2.Plan, field: int, values: pa.Array) -> algebra_pb2.Expression | None:
     """``field >= min(values) AND field <= max(values)``; None for keys other than integers and dates
     (a text range would compare by the source's collation)."""
@@ -193,17 +228,16 @@ def _range(message: plan_pb2.Plan, field: int, values: pa.Array) -> algebra_pb2.
     if pa.types.is_date32(values.type):
         values = values.cast(pa.int32())
     bounds = pc.min_max(values)
-    condition = algebra_pb2.Expression()
-    both = condition.scalar_function
-    both.function_reference = _function(message, "and")
-    both.output_type.bool.SetInParent()
+    compares = []
     for name, bound in (("gte", bounds["min"].as_py()), ("lte", bounds["max"].as_py())):
-        compare = both.arguments.add().value.scalar_function
+        condition = algebra_pb2.Expression()
+        compare = condition.scalar_function
         compare.function_reference = _function(message, name)
         compare.output_type.bool.SetInParent()
         _select(compare.arguments.add().value, field)
         setattr(compare.arguments.add().value.literal, slot, bound)
-    return condition
+        compares.append(condition)
+    return _both(message, *compares)
 
 
 def _slot(kind: pa.DataType) -> str | None:

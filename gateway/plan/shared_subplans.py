@@ -28,7 +28,7 @@ from datafusion.catalog import Table
 from gateway.plan.build_side import Rows, estimate
 from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import all_roots, correlated, inputs, sub_plan, to_logical
+from gateway.plan.substrait_plan import all_roots, correlated, function_names, inputs, sub_plan, to_logical
 from gateway.system_tables import TableDataset
 
 TRY_ROWS = 200_000
@@ -56,7 +56,7 @@ def compute_shared_once(
         key, places = shared
         tried.add(key)
         first = places[0]
-        guess = estimate(first, rows)
+        guess = estimate(first, rows, function_names(message))
         if guess is None or guess > TRY_ROWS or correlated(first):
             continue
         table = materialize(to_logical(sub_plan(message, first), ctx), MAX_ROWS + 1)
@@ -90,4 +90,3 @@ def _outermost_shared(message: plan_pb2.Plan, tried: set[bytes]) -> tuple[bytes,
         if len(seen[key]) > 1 and key not in tried:
             return key, seen[key]
     return None
-

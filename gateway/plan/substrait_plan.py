@@ -38,6 +38,15 @@ def to_logical(message: plan_pb2.Plan, ctx: SessionContext) -> LogicalPlan:
     return Consumer.from_substrait_plan(ctx, Serde.deserialize_bytes(message.SerializeToString()))
 
 
+def function_names(message: plan_pb2.Plan) -> dict[int, str]:
+    """The name (``equal``, without its signature) of each scalar function anchor ``message`` declares."""
+    return {
+        e.extension_function.function_anchor: e.extension_function.name.split(":")[0]
+        for e in message.extensions
+        if e.HasField("extension_function")
+    }
+
+
 def root(message: plan_pb2.Plan) -> algebra_pb2.Rel:
     """The relation at the root of a one-query plan."""
     return message.relations[0].root.input
