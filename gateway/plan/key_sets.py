@@ -62,7 +62,12 @@ class KeySet:
             array = exp.Cast(this=exp.Literal.string("{" + digits + "}"), to=exp.DataType.build("BIGINT[]"))
             return exp.EQ(this=column, expression=exp.Any(this=exp.Paren(this=array)))
         if style == "json_each":
-            rows = exp.select("value").from_(exp.func("json_each", exp.Literal.string("[" + digits + "]")))
+            # Qualified: a scan qualifies the bare columns of its filter with its own table's alias.
+            each = exp.func("json_each", exp.Literal.string("[" + digits + "]"))
+            alias = exp.TableAlias(this=exp.to_identifier("meshgate_keys", quoted=True))
+            rows = exp.select(exp.column("value", table="meshgate_keys", quoted=True)).from_(
+                exp.Table(this=each, alias=alias)
+            )
         elif style == "unnest":
             array = exp.Cast(this=exp.Literal.string("[" + digits + "]"), to=exp.DataType.build("BIGINT[]"))
             rows = exp.select(exp.func("unnest", array))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from datafusion import SessionContext
 
 from gateway.plan.build_side import build_smaller, estimate
-from gateway.plan.substrait_plan import root, to_logical, to_substrait
+from gateway.plan.substrait_plan import function_names, root, to_logical, to_substrait
 
 BIG = pa.record_batch({"id": [*range(1, 101), None], "x": [f"x{i}" for i in range(101)]})
 SMALL = pa.record_batch({"k": [3, 5, 5, None], "y": [30, 50, 51, 0]})
@@ -82,3 +85,45 @@ def test_estimates_follow_filters_groupings_and_joins() -> None:
         ctx.sql("SELECT count(*) FROM big JOIN small ON big.id = small.k").optimized_logical_plan(), ctx
     )
     assert estimate(root(message), rows) == 1.0
+
+
+# A filter's conjuncts, and the share of big's rows each WHERE clause is estimated to keep.
+SHARES = [
+    ("id = 3", 0.1),
+    ("id <> 3", 0.9),
+    ("id > 3", 1 / 3),
+    ("id >= 3 AND id < 90", 1 / 9),
+    ("id IN (1, 2, 3)", 1 - 0.9**3),  # DataFusion writes a short list as ORs of equalities
+    ("id IN (1, 2, 3, 4, 5, 6, 7, 8)", 0.5),
+    ("x LIKE 'x1%'", 0.1),
+    ("id = 3 OR id = 4", 1 - 0.9 * 0.9),
+    ("NOT (id > 3 AND x LIKE 'x1%')", 1 - 2 / 3 * 0.1),  # as id <= 3 OR x NOT LIKE 'x1%'
+    ("id IS NULL", 0.1),
+    ("x IS NOT NULL AND id = 3", 0.9 * 0.1),
+    ("x = 'x3' AND id > 3 AND id < 9 AND id <> 5", 0.1 / 9 * 0.9),
+    ("length(x) = id", 0.1),
+    ("ends_with(x, '1')", 0.25),  # a function the estimate does not know: the flat share
+]
+
+
+@pytest.mark.parametrize(("where", "share"), SHARES, ids=[c[0] for c in SHARES])
+def test_a_filter_keeps_the_product_of_its_conjuncts_shares(where: str, share: float) -> None:
+    """A memory table takes no filters, so DataFusion keeps the whole condition in a Filter."""
+    ctx = context()
+    message = to_substrait(ctx.sql(f"SELECT x FROM big WHERE {where}").optimized_logical_plan(), ctx)
+    assert estimate(root(message), rows, function_names(message)) == pytest.approx(1_000_000 * share)
+    assert estimate(root(message), rows) == pytest.approx(1_000_000 * 0.25)  # no names: the flat share
+
+
+def test_a_parquet_scan_and_the_filter_above_it_are_one_cut_not_two(tmp_path: Path) -> None:
+    """DataFusion hands a Parquet scan the filter above it, which stays: estimated once."""
+    pq.write_table(pa.table({"id": range(1000), "x": [f"x{i}" for i in range(1000)]}), tmp_path / "f.parquet")
+    ctx = SessionContext()
+    ctx.register_parquet("f", str(tmp_path / "f.parquet"))
+    message = to_substrait(ctx.sql("SELECT x FROM f WHERE id = 3 AND x > 'x5'").optimized_logical_plan(), ctx)
+    assert (
+        "Filter" in to_logical(message, ctx).display_indent()
+        and "filters=" in ctx.sql("SELECT x FROM f WHERE id = 3 AND x > 'x5'").optimized_logical_plan().display_indent()
+    )
+    estimated = estimate(root(message), lambda names: 1_000_000.0, function_names(message))
+    assert estimated == pytest.approx(1_000_000 * 0.1 / 3)
