@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
-from datafusion import DataFrame, LogicalPlan
+from datafusion import DataFrame, Expr, LogicalPlan
 from datafusion.unparser import Dialect, Unparser
 from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
@@ -130,13 +130,23 @@ def _limit_above(chain: list[LogicalPlan]) -> int | None:
         variant = node.to_variant()
         kind = type(variant).__name__
         if kind == "Limit":
-            fetch, skip = variant.fetch(), variant.skip()
+            fetch, skip = _count(variant.fetch()), _count(variant.skip())
             if fetch is None:
                 return None
-            return int(fetch) + int(skip or 0)
+            return fetch + (skip or 0)
         if kind not in _ROW_PRESERVING:
             return None
     return None
+
+
+def _count(value: Any) -> int | None:
+    """A LIMIT's or OFFSET's number: DataFusion 55 gives each as an expression (a constant, unless
+    it is a placeholder); None when there is none or it is not a constant integer."""
+    if value is None or isinstance(value, int):
+        return value
+    scalar = Expr(value).python_value() if Expr(value).variant_name() == "Literal" else None
+    number = scalar.as_py() if isinstance(scalar, pa.Scalar) else scalar
+    return number if isinstance(number, int) and not isinstance(number, bool) and number >= 0 else None
 
 
 def single_source_sql(dataframe: DataFrame, scans: Mapping[tuple[str, str], ProductScan]) -> tuple[str, str] | None:
