@@ -363,3 +363,39 @@ def test_more_keys_than_a_list_holds_reach_the_source_as_their_range(tmp_path: P
         engine.close()
     assert answer == [{"s": sum(i % 11 for i in range(2000, 3500)), "n": 1500}]
     assert ">= 2000" in events.sql and "<= 3499" in events.sql and events.rows == 1500, events.sql
+
+
+def test_a_sources_filtered_keys_reach_another_table_joined_on_the_same_key(tmp_path: Path) -> None:
+    """TPC-H Q9's shape: the green parts (SQLite) join lineitem (Parquet), which joins partsupp
+    (SQLite) on the same part key: the 1,500 green part keys reach partsupp's query as a key set,
+    which returns their 6,000 rows, not 80,000."""
+    with sqlite3.connect(tmp_path / "parts.sqlite") as lite:
+        lite.execute("CREATE TABLE part (p_partkey INTEGER PRIMARY KEY, p_name TEXT)")
+        names = [(p, "green box" if p % 40 < 3 else "red box") for p in range(20_000)]
+        lite.executemany("INSERT INTO part VALUES (?, ?)", names)
+        lite.execute("CREATE TABLE partsupp (ps_partkey INTEGER, ps_suppkey INTEGER, ps_cost INTEGER)")
+        lite.executemany(
+            "INSERT INTO partsupp VALUES (?, ?, ?)", [(p, s, p % 9 + s) for p in range(20_000) for s in range(4)]
+        )
+    lite.close()
+    lines = pa.table({"l_partkey": [i % 20_000 for i in range(60_000)], "l_suppkey": [i % 4 for i in range(60_000)]})
+    pq.write_table(lines, tmp_path / "lineitem.parquet")
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n"
+        "  - name: logistics\n    connector: {type: parquet, path: lineitem.parquet}\n"
+        "  - name: procurement\n    connector: {type: sqlite, path: parts.sqlite}\n"
+    )
+    sql = (
+        "SELECT count(*) AS n, sum(ps_cost) AS cost FROM procurement.part, procurement.partsupp, logistics.lineitem"
+        " WHERE ps_suppkey = l_suppkey AND ps_partkey = l_partkey AND p_partkey = l_partkey AND p_name LIKE '%green%'"
+    )
+    engine = Engine(MeshCatalog(load_config(tmp_path / "mesh.yaml")))
+    try:
+        execution = engine.run(sql)
+        answer = execution.read_all().to_pylist()
+        partsupp = next(q for q in execution.source_queries if "partsupp" in q.sql)
+    finally:
+        engine.close()
+    green = [i for i in range(60_000) if (i % 20_000) % 40 < 3]
+    assert answer == [{"n": len(green), "cost": sum((i % 20_000) % 9 + i % 4 for i in green)}]
+    assert "JSON_EACH(" in partsupp.sql.upper() and partsupp.rows == 1_500 * 4, partsupp.sql[:300]

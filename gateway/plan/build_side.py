@@ -30,7 +30,7 @@ from typing import Any
 from datafusion import SessionContext
 
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import all_roots, function_names, inputs, messages, sub_plan, to_logical
+from gateway.plan.substrait_plan import all_roots, function_names, inputs, messages, sub_plan, to_logical, width
 
 RATIO = 4.0
 """How many times more rows the left input must be estimated to hold for a swap."""
@@ -180,7 +180,7 @@ def _swap(message: plan_pb2.Plan, join: Any, ctx: SessionContext) -> bool:
     conditions = (join.expression, join.post_join_filter)
     if any(isinstance(item, algebra_pb2.Expression.Subquery) for c in conditions for item in messages(c)):
         return False  # a subquery's references are to its own input, not the join's: leave it
-    left_width, right_width = _width(message, join.left, ctx), _width(message, join.right, ctx)
+    left_width, right_width = width_of(message, join.left, ctx), width_of(message, join.right, ctx)
     left = algebra_pb2.Rel()
     left.CopyFrom(join.left)
     join.left.CopyFrom(join.right)
@@ -193,8 +193,11 @@ def _swap(message: plan_pb2.Plan, join: Any, ctx: SessionContext) -> bool:
     return True
 
 
-def _width(message: plan_pb2.Plan, rel: algebra_pb2.Rel, ctx: SessionContext) -> int:
-    """How many columns ``rel`` returns."""
+def width_of(message: plan_pb2.Plan, rel: algebra_pb2.Rel, ctx: SessionContext) -> int:
+    """How many columns ``rel`` (a part of ``message``) returns: read from the plan, else DataFusion's."""
+    counted = width(rel)
+    if counted is not None:
+        return counted
     return len(ctx.create_dataframe_from_logical_plan(to_logical(sub_plan(message, rel), ctx)).schema())
 
 

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from datafusion import LogicalPlan, SessionContext
 from datafusion.catalog import Table
 
-from gateway.plan.build_side import estimate
+from gateway.plan.build_side import estimate, width_of
 from gateway.plan.key_sets import KeySet, register, takes
 from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
@@ -50,9 +50,15 @@ MAX_KEYS = 1_000
 MAX_SET_KEYS = 100_000
 """The most distinct integer keys sent, beyond :data:`MAX_KEYS`, as a key set to a source that
 takes one (``gateway/plan/key_sets.py``), together with their range."""
-SQL_BUILD_ROWS = 4 * MAX_KEYS
+SQL_BUILD_ROWS = 25_000
 """The most rows a build input that reads a SQL source may be estimated at: it is asked for
-before the rest of the query starts, so only when its keys are likely few enough to be sent."""
+before the rest of the query starts, so only when its keys are likely few enough to be sent
+(and its filters keep less than :data:`DENSE` of its tables' rows)."""
+DENSE = 0.5
+"""A build input that reads a SQL source runs first only when it is estimated at less than this
+share of its largest table (TPC-H's 10,000 suppliers of 25 nations, of which all 25 are asked
+for, would be asked for all, first); more keys than :data:`MAX_KEYS` are not sent to an input
+when they are as many as this share of its largest table's rows."""
 MIN_GAIN = 10.0
 """How many times more rows the probe input must be estimated to hold than the build input."""
 
@@ -84,23 +90,38 @@ def send_build_keys(
     functions = function_names(message)
     done = 0
 
-    def visit(rel: algebra_pb2.Rel) -> None:
+    def visit(rel: algebra_pb2.Rel, path: list[tuple[algebra_pb2.Rel, str]]) -> None:
         nonlocal done
-        for child in inputs(rel):
-            visit(child)
+        for slot, child in _slots(rel):
+            visit(child, [*path, (rel, slot)])
         if rel.WhichOneof("rel_type") == "join" and _filter_probe(
-            message, rel.join, ctx, rows, kind, derived, materialize, functions, sources, key_sets
+            message, rel.join, path, ctx, rows, kind, derived, materialize, functions, sources, key_sets
         ):
             done += 1
 
     for top in all_roots(message):  # subqueries kept as expressions are plans of their own
-        visit(top)
+        visit(top, [])
     return done
+
+
+def _slots(rel: algebra_pb2.Rel) -> list[tuple[str, algebra_pb2.Rel]]:
+    """``rel``'s inputs with the field each is in (``"inputs"`` for each of a set's)."""
+    kind = rel.WhichOneof("rel_type")
+    body = getattr(rel, kind) if kind is not None else None
+    if body is None:
+        return []
+    named = [(name, getattr(body, name)) for name in ("input", "left", "right") if _has(body, name)]
+    return named + [("inputs", child) for child in inputs(rel)[len(named) :]]
+
+
+def _has(body: Any, name: str) -> bool:
+    return name in body.DESCRIPTOR.fields_by_name and bool(body.HasField(name))
 
 
 def _filter_probe(
     message: plan_pb2.Plan,
     join: Any,
+    path: list[tuple[algebra_pb2.Rel, str]],
     ctx: SessionContext,
     rows: Callable[[tuple[str, ...]], float | None],
     kind: Kind,
@@ -115,19 +136,32 @@ def _filter_probe(
     build_rows, probe_rows = estimate(join.left, rows, functions), estimate(join.right, rows, functions)
     if build_rows is None or probe_rows is None or build_rows > TRY_BUILD_ROWS or probe_rows < MIN_GAIN * build_rows:
         return False
-    build_reads, probe_reads = reads(join.left), reads(join.right)
+    build_reads = reads(join.left)
     build_kinds = {kind(name) if name is not None else None for name in build_reads}
     asks_sources = "sql" in build_kinds and (not sources or build_rows > SQL_BUILD_ROWS)
     if not build_reads or None in build_kinds or asks_sources:
         return False
+    if "sql" in build_kinds and build_rows >= DENSE * _unfiltered(join.left, rows):
+        return False  # nothing much filters a source's input: not worth asking for it first
     if correlated(join.left):
         return False  # a correlated input cannot run on its own
-    if not any(name is not None and kind(name) == "sql" for name in probe_reads):
-        return False
     build = to_logical(sub_plan(message, join.left), ctx)
     width = len(ctx.create_dataframe_from_logical_plan(build).schema())
     keys = _key_pair(join.expression, width, functions)
     if keys is None:
+        return False
+
+    def asks_sql(rel: algebra_pb2.Rel) -> bool:
+        return any(name is not None and kind(name) == "sql" for name in reads(rel))
+
+    # The probe input, and the other inputs of the joins above that equate its key with theirs.
+    targets = [(join, "right", keys[1] - width)] if asks_sql(join.right) else []
+    targets += [
+        (body, side, field)
+        for body, side, field in _equated_above(message, ctx, join, keys[1], path, functions)
+        if asks_sql(getattr(body, side))
+    ]
+    if not targets:
         return False
     table = materialize(build, MAX_BUILD_ROWS + 1)
     if table.num_rows > MAX_BUILD_ROWS:
@@ -135,20 +169,101 @@ def _filter_probe(
     name = derived().add("join_input", Table(TableDataset(table)))  # computed once: its rows replace it
     join.left.CopyFrom(read_of(name, ctx))
     values = pc.unique(table.column(keys[0])).drop_null()
-    field = keys[1] - width
-    if len(values) <= MAX_KEYS:
-        condition = _in_list(field, values)
-    else:
-        condition = _range(message, field, values)
-        probe_takes = any(name is not None and key_sets(name) for name in probe_reads)
-        if condition is not None and probe_takes and len(values) <= MAX_SET_KEYS and takes(values.type):
-            condition = _both(message, condition, _key_set(message, field, register(ctx, values)))
-    if condition is not None:
-        probe = algebra_pb2.Rel()
-        probe.filter.input.CopyFrom(join.right)
-        probe.filter.condition.CopyFrom(condition)
-        join.right.CopyFrom(probe)
+    for body, side, field in targets:
+        target = getattr(body, side)
+        if len(values) > MAX_KEYS and len(values) >= DENSE * _unfiltered(target, rows):
+            continue  # about as many keys as the other side has rows: such a filter would keep most
+        condition = _keys_condition(
+            message, ctx, field, values, any(n is not None and key_sets(n) for n in reads(target))
+        )
+        if condition is not None:
+            filtered = algebra_pb2.Rel()
+            filtered.filter.input.CopyFrom(target)
+            filtered.filter.condition.CopyFrom(condition)
+            target.CopyFrom(filtered)
     return True
+
+
+def _unfiltered(rel: algebra_pb2.Rel, rows: Callable[[tuple[str, ...]], float | None]) -> float:
+    """The rows of the largest table ``rel`` reads (0 when none is known)."""
+    return max((rows(name) or 0.0 for name in reads(rel) if name is not None), default=0.0)
+
+
+def _keys_condition(
+    message: plan_pb2.Plan, ctx: SessionContext, field: int, values: pa.Array, sets: bool
+) -> algebra_pb2.Expression | None:
+    """``field`` is one of ``values``: a list, or a range (and a key set when ``sets``); None when
+    the keys cannot be sent."""
+    if len(values) <= MAX_KEYS:
+        return _in_list(field, values)
+    condition = _range(message, field, values)
+    if condition is not None and sets and len(values) <= MAX_SET_KEYS and takes(values.type):
+        condition = _both(message, condition, _key_set(message, field, register(ctx, values)))
+    return condition
+
+
+_ROW_DROPPING = ("filter", "sort", "fetch", "project")
+"""Relations whose output holds their input's columns at the same places (before an emit)."""
+
+
+def _equated_above(
+    message: plan_pb2.Plan,
+    ctx: SessionContext,
+    join: Any,
+    key: int,
+    path: list[tuple[algebra_pb2.Rel, str]],
+    functions: dict[int, str],
+) -> list[tuple[Any, str, int]]:
+    """``(join, side, field)`` for each inner join above ``join`` (whose ``path`` runs from the root
+    down to its parent) that equates ``join``'s probe key (field ``key`` of its output before its
+    emit) with a ``field`` of its other ``side``.
+
+    Every row that reaches such a join has a probe key among the build keys (the joins on the
+    way only drop rows), so the other side's rows without one can match nothing: TPC-H Q9's
+    part keys, which filter lineitem, filter partsupp too (``ps_partkey = l_partkey``).
+    """
+    found: list[tuple[Any, str, int]] = []
+    index: int | None = _emitted(join, key)
+    for parent, slot in reversed(path):
+        kind = parent.WhichOneof("rel_type")
+        body = getattr(parent, kind)
+        if index is None or not (kind in _ROW_DROPPING or (kind == "join" and body.type == _Join.JOIN_TYPE_INNER)):
+            break
+        if kind == "join":
+            left_width = width_of(message, body.left, ctx)
+            index += left_width if slot == "right" else 0
+            for other in _equal_to(body.expression, index, functions):
+                if (other < left_width) != (index < left_width):
+                    found.append((body, "left", other) if other < left_width else (body, "right", other - left_width))
+        places = [index]
+        if kind == "project":  # DataFusion writes a kept column as an expression that selects it
+            width = width_of(message, body.input, ctx)
+            places += [width + at for at, expression in enumerate(body.expressions) if _field(expression) == index]
+        index = next((place for place in (_emitted(body, p) for p in places) if place is not None), None)
+    return found
+
+
+def _emitted(body: Any, index: int) -> int | None:
+    """Where field ``index`` of a relation's output before its emit is after it; None if dropped."""
+    mapping = list(body.common.emit.output_mapping)
+    if not mapping:
+        return index
+    return mapping.index(index) if index in mapping else None
+
+
+def _equal_to(expression: Any, field: int, functions: dict[int, str]) -> list[int]:
+    """The fields ``expression`` equates with ``field`` (ANDs looked into)."""
+    if expression.WhichOneof("rex_type") != "scalar_function":
+        return []
+    call = expression.scalar_function
+    name = functions.get(call.function_reference, "")
+    arguments = [argument.value for argument in call.arguments]
+    if name == "and":
+        return [other for argument in arguments for other in _equal_to(argument, field, functions)]
+    if name != "equal" or len(arguments) != 2:
+        return []
+    fields = [_field(argument) for argument in arguments]
+    return [b for a, b in (fields, fields[::-1]) if a == field and b is not None]
 
 
 def _key_pair(expression: Any, width: int, functions: dict[int, str]) -> tuple[int, int] | None:

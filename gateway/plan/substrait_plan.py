@@ -47,6 +47,42 @@ def function_names(message: plan_pb2.Plan) -> dict[int, str]:
     }
 
 
+_JOIN = algebra_pb2.JoinRel
+_ONE_SIDE = {
+    _JOIN.JOIN_TYPE_LEFT_SEMI: "left",
+    _JOIN.JOIN_TYPE_LEFT_ANTI: "left",
+    _JOIN.JOIN_TYPE_RIGHT_SEMI: "right",
+    _JOIN.JOIN_TYPE_RIGHT_ANTI: "right",
+}
+_BOTH_SIDES = {_JOIN.JOIN_TYPE_INNER, _JOIN.JOIN_TYPE_OUTER, _JOIN.JOIN_TYPE_LEFT, _JOIN.JOIN_TYPE_RIGHT}
+
+
+def width(rel: algebra_pb2.Rel) -> int | None:
+    """How many columns ``rel`` returns, read from the plan alone; None for a relation this does
+    not count (an aggregate, a set, a mark join ...: ask DataFusion for their schema)."""
+    kind = rel.WhichOneof("rel_type")
+    if kind is None:
+        return None
+    body = getattr(rel, kind)
+    if body.common.emit.output_mapping:
+        return len(body.common.emit.output_mapping)
+    if kind == "read":
+        if body.HasField("projection"):
+            return len(body.projection.select.struct_items)
+        return len(body.base_schema.struct.types)
+    if kind in ("filter", "sort", "fetch"):
+        return width(body.input)
+    if kind == "project":
+        below = width(body.input)
+        return None if below is None else below + len(body.expressions)
+    if kind == "join" and body.type in _ONE_SIDE:
+        return width(getattr(body, _ONE_SIDE[body.type]))
+    if kind == "join" and body.type in _BOTH_SIDES:
+        left, right = width(body.left), width(body.right)
+        return None if left is None or right is None else left + right
+    return None
+
+
 def root(message: plan_pb2.Plan) -> algebra_pb2.Rel:
     """The relation at the root of a one-query plan."""
     return message.relations[0].root.input

@@ -10,7 +10,17 @@ from datafusion import SessionContext
 
 from gateway.plan.rules import carried
 from gateway.plan.substrait import algebra_pb2
-from gateway.plan.substrait_plan import inputs, messages, reads, reads_below, root, sub_plan, to_logical, to_substrait
+from gateway.plan.substrait_plan import (
+    inputs,
+    messages,
+    reads,
+    reads_below,
+    root,
+    sub_plan,
+    to_logical,
+    to_substrait,
+    width,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "gateway" / "plan"
@@ -116,3 +126,33 @@ def test_reads_below_is_reads_of_every_relation_in_pre_order() -> None:
     walk(root(message))
     found, sizes = reads_below(root(message))
     assert [w[0] for w in walked] == found and [w[1] for w in walked] == sizes and len(found) > 5
+
+
+WIDTH_QUERIES = [
+    "SELECT a.x, b.y FROM a JOIN b ON a.id = b.id WHERE b.y > 20 ORDER BY b.y LIMIT 2",
+    "SELECT a.x FROM a LEFT JOIN b ON a.id = b.id",
+    "SELECT * FROM a FULL JOIN b ON a.id = b.id",
+    "SELECT x FROM a WHERE id IN (SELECT id FROM b WHERE y > 20)",
+    "SELECT x FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.id = a.id)",
+    "SELECT a.id + 1 AS n, upper(a.x) AS u, b.y FROM a, b WHERE a.id = b.id AND b.y * 2 > a.id",
+    "SELECT x, count(*) AS n FROM a JOIN b USING (id) GROUP BY x",
+    "SELECT id FROM a UNION ALL SELECT id FROM b",
+]
+
+
+def test_a_relations_width_read_from_the_plan_is_datafusions() -> None:
+    """``width`` counts what it knows (reads, projections, filters, joins ...) as DataFusion's
+    schema does, and says None for the rest."""
+    ctx = context()
+    counted = 0
+    for sql in WIDTH_QUERIES:
+        message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+        for item in messages(message):
+            if not isinstance(item, algebra_pb2.Rel) or item.WhichOneof("rel_type") is None:
+                continue
+            found = width(item)
+            if found is not None:
+                counted += 1
+                plan = ctx.create_dataframe_from_logical_plan(to_logical(sub_plan(message, item), ctx))
+                assert found == len(plan.schema()), (sql, item.WhichOneof("rel_type"))
+    assert counted > 30
