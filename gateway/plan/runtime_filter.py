@@ -158,7 +158,7 @@ def _filter_probe(
     targets = [(join, "right", keys[1] - width)] if asks_sql(join.right) else []
     targets += [
         (body, side, field)
-        for body, side, field in _equated_above(message, ctx, join, keys[1], path, functions)
+        for body, side, field in _equated_above(message, ctx, join, keys, width, path, functions)
         if asks_sql(getattr(body, side))
     ]
     if not targets:
@@ -210,20 +210,27 @@ def _equated_above(
     message: plan_pb2.Plan,
     ctx: SessionContext,
     join: Any,
-    key: int,
+    keys: tuple[int, int],
+    width: int,
     path: list[tuple[algebra_pb2.Rel, str]],
     functions: dict[int, str],
 ) -> list[tuple[Any, str, int]]:
     """``(join, side, field)`` for each inner join above ``join`` (whose ``path`` runs from the root
-    down to its parent) that equates ``join``'s probe key (field ``key`` of its output before its
-    emit) with a ``field`` of its other ``side``.
+    down to its parent) that equates ``join``'s probe key with a ``field`` of its other ``side``.
+
+    ``keys`` are the build and probe key's fields among ``join``'s inputs' columns (``width`` of
+    them in the build input).
 
     Every row that reaches such a join has a probe key among the build keys (the joins on the
     way only drop rows), so the other side's rows without one can match nothing: TPC-H Q9's
     part keys, which filter lineitem, filter partsupp too (``ps_partkey = l_partkey``).
     """
     found: list[tuple[Any, str, int]] = []
-    index: int | None = _emitted(join, key)
+    # Where the probe key is in the join's output: a semi join returns one side's columns only
+    # (a left semi join the build side's, whose key then stands for it: equal on every row).
+    build_key, key = keys
+    start = {_Join.JOIN_TYPE_INNER: key, _Join.JOIN_TYPE_RIGHT_SEMI: key - width}.get(join.type, build_key)
+    index: int | None = _emitted(join, start)
     for parent, slot in reversed(path):
         kind = parent.WhichOneof("rel_type")
         body = getattr(parent, kind)
@@ -237,8 +244,8 @@ def _equated_above(
                     found.append((body, "left", other) if other < left_width else (body, "right", other - left_width))
         places = [index]
         if kind == "project":  # DataFusion writes a kept column as an expression that selects it
-            width = width_of(message, body.input, ctx)
-            places += [width + at for at, expression in enumerate(body.expressions) if _field(expression) == index]
+            below = width_of(message, body.input, ctx)
+            places += [below + at for at, expression in enumerate(body.expressions) if _field(expression) == index]
         index = next((place for place in (_emitted(body, p) for p in places) if place is not None), None)
     return found
 

@@ -188,3 +188,33 @@ def test_keys_reach_the_other_side_of_a_join_above_that_equates_the_probe_key() 
         materializer(ctx),
         True,
     )
+
+
+def test_keys_of_a_semi_join_travel_up_as_the_column_it_returns() -> None:
+    """A semi join returns one side's columns: the probe key is found among them, not at the place
+    it has among both inputs' columns (which, here, is ``grp``: filtering ``other.g`` by the id
+    keys would drop the rows with ``grp`` 3)."""
+    ctx, derived = context()
+    ctx.register_record_batches(
+        "other", [[pa.record_batch({"g": list(range(7)), "label": [f"g{g}" for g in range(7)]})]]
+    )
+    estimates = {"big": 1_000_000.0, "lines": 2_000.0, "other": 700_000.0}
+    kinds = {"big": "sql", "lines": "files", "other": "sql"}
+    sql = (
+        "SELECT b.id, o.label FROM (SELECT id, grp FROM big WHERE id IN"
+        " (SELECT ref FROM lines GROUP BY ref HAVING sum(qty) > 55)) b JOIN other o ON o.g = b.grp ORDER BY 1"
+    )
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    build_smaller(message, ctx, lambda names: estimates.get(names[-1]))
+    runtime_filter.send_build_keys(
+        message,
+        ctx,
+        lambda names: estimates.get(names[-1]),
+        lambda names: kinds.get(names[-1]),
+        lambda: derived,
+        materializer(ctx),
+    )
+    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
+    plan = frame.optimized_logical_plan().display_indent()
+    assert "big.id IN ([" in plan and "other.g IN" not in plan, plan
+    assert frame.to_pylist() == ctx.sql(sql).to_pylist() and {row["label"] for row in frame.to_pylist()} >= {"g3"}
