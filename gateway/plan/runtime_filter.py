@@ -154,12 +154,14 @@ def _filter_probe(
     def asks_sql(rel: algebra_pb2.Rel) -> bool:
         return any(name is not None and kind(name) == "sql" for name in reads(rel))
 
-    # The probe input, and the other inputs of the joins above that equate its key with theirs.
-    targets = [(join, "right", keys[1] - width)] if asks_sql(join.right) else []
+    # The probe input, and the other inputs of the joins above that equate its key with theirs:
+    # those that ask a source, or aggregate (DataFusion's own run-time filters prune the files
+    # of a probe input, but do not pass an aggregate; a filter of its grouping key does).
+    targets = [(join, "right", keys[1] - width)] if asks_sql(join.right) or _aggregates(join.right) else []
     targets += [
         (body, side, field)
         for body, side, field in _equated_above(message, ctx, join, keys, width, path, functions)
-        if asks_sql(getattr(body, side))
+        if asks_sql(getattr(body, side)) or _aggregates(getattr(body, side))
     ]
     if not targets:
         return False
@@ -173,15 +175,23 @@ def _filter_probe(
         target = getattr(body, side)
         if len(values) > MAX_KEYS and len(values) >= DENSE * _unfiltered(target, rows):
             continue  # about as many keys as the other side has rows: such a filter would keep most
-        condition = _keys_condition(
-            message, ctx, field, values, any(n is not None and key_sets(n) for n in reads(target))
-        )
+        # A key set only where every table read takes one: DataFusion carries a filter on a join
+        # key over to the join's other input, where a file's rows would each be looked up in Python.
+        sets = all(name is not None and key_sets(name) for name in reads(target))
+        condition = _keys_condition(message, ctx, field, values, sets)
         if condition is not None:
             filtered = algebra_pb2.Rel()
             filtered.filter.input.CopyFrom(target)
             filtered.filter.condition.CopyFrom(condition)
             target.CopyFrom(filtered)
     return True
+
+
+def _aggregates(rel: algebra_pb2.Rel) -> bool:
+    """Whether ``rel`` holds an aggregate (outside subqueries it may hold)."""
+    if rel.WhichOneof("rel_type") == "aggregate":
+        return True
+    return any(_aggregates(child) for child in inputs(rel))
 
 
 def _unfiltered(rel: algebra_pb2.Rel, rows: Callable[[tuple[str, ...]], float | None]) -> float:
@@ -215,38 +225,50 @@ def _equated_above(
     path: list[tuple[algebra_pb2.Rel, str]],
     functions: dict[int, str],
 ) -> list[tuple[Any, str, int]]:
-    """``(join, side, field)`` for each inner join above ``join`` (whose ``path`` runs from the root
-    down to its parent) that equates ``join``'s probe key with a ``field`` of its other ``side``.
+    """``(join, side, field)`` for each inner or semi join above ``join`` (whose ``path`` runs from
+    the root down to its parent) that equates ``join``'s probe key with a ``field`` of its other
+    ``side``.
 
     ``keys`` are the build and probe key's fields among ``join``'s inputs' columns (``width`` of
     them in the build input).
 
     Every row that reaches such a join has a probe key among the build keys (the joins on the
-    way only drop rows), so the other side's rows without one can match nothing: TPC-H Q9's
-    part keys, which filter lineitem, filter partsupp too (``ps_partkey = l_partkey``).
+    way only drop rows), so the other side's rows without one can match nothing, and neither an
+    inner nor a semi join returns rows that match nothing: TPC-H Q9's part keys, which filter
+    lineitem, filter partsupp too (``ps_partkey = l_partkey``); Q17's filter the average
+    quantity per part of the correlated subquery, which DataFusion joins as a semi join.
     """
     found: list[tuple[Any, str, int]] = []
-    # Where the probe key is in the join's output: a semi join returns one side's columns only
-    # (a left semi join the build side's, whose key then stands for it: equal on every row).
+    # The columns of the join's output that hold a key: on an inner join both keys (equal on
+    # every row); a semi join returns one side's columns only.
     build_key, key = keys
-    start = {_Join.JOIN_TYPE_INNER: key, _Join.JOIN_TYPE_RIGHT_SEMI: key - width}.get(join.type, build_key)
-    index: int | None = _emitted(join, start)
+    start = {
+        _Join.JOIN_TYPE_INNER: {build_key, key},
+        _Join.JOIN_TYPE_RIGHT_SEMI: {key - width},
+        _Join.JOIN_TYPE_LEFT_SEMI: {build_key},
+    }[join.type]
+    held = {place for place in (_emitted(join, index) for index in start) if place is not None}
     for parent, slot in reversed(path):
         kind = parent.WhichOneof("rel_type")
         body = getattr(parent, kind)
-        if index is None or not (kind in _ROW_DROPPING or (kind == "join" and body.type == _Join.JOIN_TYPE_INNER)):
+        if not held or not (kind in _ROW_DROPPING or (kind == "join" and body.type in _FILTERABLE)):
             break
         if kind == "join":
             left_width = width_of(message, body.left, ctx)
-            index += left_width if slot == "right" else 0
-            for other in _equal_to(body.expression, index, functions):
-                if (other < left_width) != (index < left_width):
+            combined = {index + (left_width if slot == "right" else 0) for index in held}
+            for other in {other for index in combined for other in _equal_to(body.expression, index, functions)}:
+                if other not in combined and (other < left_width) == (slot == "right"):
                     found.append((body, "left", other) if other < left_width else (body, "right", other - left_width))
-        places = [index]
+                    combined.add(other)  # equal to a key on every row the join returns
+            # A semi join returns one side: the keys go on up only from that side.
+            returned = {_Join.JOIN_TYPE_LEFT_SEMI: "left", _Join.JOIN_TYPE_RIGHT_SEMI: "right"}.get(body.type)
+            if returned is not None and returned != slot:
+                break
+            held = combined if returned is None else held
         if kind == "project":  # DataFusion writes a kept column as an expression that selects it
             below = width_of(message, body.input, ctx)
-            places += [below + at for at, expression in enumerate(body.expressions) if _field(expression) == index]
-        index = next((place for place in (_emitted(body, p) for p in places) if place is not None), None)
+            held |= {below + at for at, expression in enumerate(body.expressions) if _field(expression) in held}
+        held = {place for place in (_emitted(body, index) for index in held) if place is not None}
     return found
 
 
