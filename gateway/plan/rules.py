@@ -86,11 +86,14 @@ class Planning:
         return self._derived
 
     def kind(self, names: tuple[str, ...]) -> str | None:
-        """``"sql"`` for a read of a SQL source's scan, ``"files"`` for a file product's, else None."""
+        """``"sql"`` for a read of a SQL source's scan, ``"files"`` for a file product's (or a table
+        computed already), else None."""
         if len(names) < 2:
             return None
         if (names[-2], names[-1]) in self.scans:
             return "sql"
+        if names[-2] == DERIVED_SCHEMA and self._derived is not None and names[-1] in self._derived.rows:
+            return "files"  # computed already: nothing to ask a source for
         product = self.find(names[-2], names[-1])
         return "files" if product is not None and isinstance(product.connector, FileConnector) else None
 
@@ -103,6 +106,8 @@ class Planning:
         """The estimated rows of the table a Substrait read names (``Connector.estimate_rows``)."""
         if len(names) < 2:
             return None
+        if names[-2] == DERIVED_SCHEMA and self._derived is not None and names[-1] in self._derived.rows:
+            return float(self._derived.rows[names[-1]])  # a join input or aggregate computed already
         scan = self.scans.get((names[-2], names[-1]))
         product = scan.product if scan is not None else self.find(names[-2], names[-1])
         if product is None:

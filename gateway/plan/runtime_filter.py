@@ -24,6 +24,7 @@ runs it too, to show the filter.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,7 @@ from datafusion.catalog import Table
 
 from gateway.plan.build_side import estimate, width_of
 from gateway.plan.key_sets import KeySet, register, takes
-from gateway.plan.same_source import DerivedCatalog, read_of
+from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import all_roots, correlated, function_names, inputs, reads, sub_plan, to_logical
 from gateway.system_tables import TableDataset
@@ -168,7 +169,7 @@ def _filter_probe(
     table = materialize(build, MAX_BUILD_ROWS + 1)
     if table.num_rows > MAX_BUILD_ROWS:
         return False
-    name = derived().add("join_input", Table(TableDataset(table)))  # computed once: its rows replace it
+    name = derived().add("join_input", Table(TableDataset(table)), table.num_rows)  # computed once: its rows replace it
     join.left.CopyFrom(read_of(name, ctx))
     values = pc.unique(table.column(keys[0])).drop_null()
     for body, side, field in targets:
@@ -195,8 +196,12 @@ def _aggregates(rel: algebra_pb2.Rel) -> bool:
 
 
 def _unfiltered(rel: algebra_pb2.Rel, rows: Callable[[tuple[str, ...]], float | None]) -> float:
-    """The rows of the largest table ``rel`` reads (0 when none is known)."""
-    return max((rows(name) or 0.0 for name in reads(rel) if name is not None), default=0.0)
+    """The rows of the largest table ``rel`` reads (0 when none is known); infinite when it reads
+    only derived tables (a same-source sub-plan is a filtered join by construction)."""
+    tables = [name for name in reads(rel) if name is not None and (len(name) < 2 or name[-2] != DERIVED_SCHEMA)]
+    if not tables:
+        return math.inf
+    return max(rows(name) or 0.0 for name in tables)
 
 
 def _keys_condition(

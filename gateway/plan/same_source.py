@@ -342,6 +342,7 @@ class DerivedCatalog(CatalogProvider):
     def __init__(self) -> None:
         self.name = f"derived_{uuid.uuid4().hex[:8]}"  # only the planner's own SQL names it
         self.tables: dict[str, Table] = {}
+        self.rows: dict[str, int] = {}  # of the tables whose rows are computed already
 
     def schema_names(self) -> set[str]:
         return set()
@@ -349,13 +350,16 @@ class DerivedCatalog(CatalogProvider):
     def schema(self, name: str) -> SchemaProvider | None:  # type: ignore[override]  # a Python provider works too
         return _DerivedSchema(self) if name == DERIVED_SCHEMA else None
 
-    def add(self, name: str, table: Table) -> tuple[str, ...]:
-        """Hold ``table`` under ``name`` (made unique); the full name to read it by."""
+    def add(self, name: str, table: Table, rows: int | None = None) -> tuple[str, ...]:
+        """Hold ``table`` (of ``rows`` rows, when they are computed) under ``name`` (made unique);
+        the full name to read it by."""
         unique, n = name, 1
         while unique in self.tables:
             n += 1
             unique = f"{name}#{n}"
         self.tables[unique] = table
+        if rows is not None:
+            self.rows[unique] = rows
         return (self.name, DERIVED_SCHEMA, unique)
 
 

@@ -62,7 +62,7 @@ def compute_shared_once(
         table = materialize(to_logical(sub_plan(message, first), ctx), MAX_ROWS + 1)
         if table.num_rows > MAX_ROWS or table.nbytes > MAX_BYTES:
             continue
-        name = derived().add("shared", Table(TableDataset(table)))
+        name = derived().add("shared", Table(TableDataset(table)), table.num_rows)
         read = read_of(name, ctx)
         for place in places:
             place.CopyFrom(read)

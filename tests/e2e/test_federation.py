@@ -175,4 +175,8 @@ def test_each_source_gets_only_its_columns_and_filters(gateway: str, tables: dic
     inventory_sql, inventory_rows = sent["inventory"]
     assert '"quantity" >= 4' in inventory_sql and '"product_id"' not in inventory_sql
     quantities = tables["inventory.order_items"].column("quantity").to_pylist()
-    assert inventory_rows == sum(1 for q in quantities if q >= 4)
+    # At most the rows of its own filter: the Japanese customers' order keys, computed first,
+    # may filter it too (a run-time filter, gateway/plan/runtime_filter.py).
+    assert inventory_rows == sum(1 for q in quantities if q >= 4) or (
+        inventory_rows < sum(1 for q in quantities if q >= 4) and '"order_id" IN (' in inventory_sql
+    ), inventory_sql
