@@ -5,7 +5,8 @@ table is fetched whole even when only a few of its rows can match (TPC-H Q18: th
 keys of the big orders would make the orders fetch 1 ms instead of 758 ms). When a hash
 join's build input (its left, after ``gateway/plan/build_side.py``) is estimated to hold at
 most :data:`TRY_BUILD_ROWS` rows, reads only files (Parquet, CSV: nothing that a source
-must be asked for), and its probe input reads a SQL source, the build input is run first;
+must be asked for), and its probe input reads a SQL source or aggregates (or a join further up
+takes its keys, see below), the build input is run first;
 its rows (at most :data:`MAX_BUILD_ROWS`, else the rule gives up) replace it in the plan, so
 it is not run twice, and its distinct join keys become a filter above the probe input::
 
@@ -16,8 +17,10 @@ DataFusion pushes that filter down to the scan that owns the key, and the scan's
 gets it like any other filter (``gateway/pushdown.py``). At most :data:`MAX_KEYS` distinct
 keys are sent as a list; more integer or date keys are sent as their range (``key >= min AND
 key <= max``), and up to :data:`MAX_SET_KEYS` integer keys also as a key set to a source that
-takes one (``gateway/plan/key_sets.py``); other keys not at all. Only joins that drop the probe rows that
-match nothing take part (inner and semi joins on an equality): the answer never changes.
+takes one (``gateway/plan/key_sets.py``); other keys not at all. Only joins whose probe rows that match
+nothing change nothing take part (inner and semi joins on an equality, and anti joins whose kept
+side is the build input): the answer never changes. Keys also filter the other input of a join
+further up that equates them with its own column (:func:`_equated_above`).
 The build input runs while the query is planned, within the query's memory limits; EXPLAIN
 runs it too, to show the filter.
 """
@@ -64,8 +67,9 @@ MIN_GAIN = 10.0
 """How many times more rows the probe input must be estimated to hold than the build input."""
 
 _Join = algebra_pb2.JoinRel
-# Joins whose probe (right) rows that match no build row are dropped.
-_FILTERABLE = {_Join.JOIN_TYPE_INNER, _Join.JOIN_TYPE_LEFT_SEMI, _Join.JOIN_TYPE_RIGHT_SEMI}
+# Joins whose probe (right) rows that match no build row change nothing: they are dropped, or
+# (a left anti join's, NOT EXISTS) could only have ruled a build row out by matching it.
+_FILTERABLE = {_Join.JOIN_TYPE_INNER, _Join.JOIN_TYPE_LEFT_SEMI, _Join.JOIN_TYPE_RIGHT_SEMI, _Join.JOIN_TYPE_LEFT_ANTI}
 
 Kind = Callable[[tuple[str, ...]], str | None]
 """What a Substrait read names: ``"files"``, ``"sql"``, or None when unknown."""
@@ -251,6 +255,7 @@ def _equated_above(
         _Join.JOIN_TYPE_INNER: {build_key, key},
         _Join.JOIN_TYPE_RIGHT_SEMI: {key - width},
         _Join.JOIN_TYPE_LEFT_SEMI: {build_key},
+        _Join.JOIN_TYPE_LEFT_ANTI: {build_key},
     }[join.type]
     held = {place for place in (_emitted(join, index) for index in start) if place is not None}
     for parent, slot in reversed(path):
@@ -262,6 +267,8 @@ def _equated_above(
             left_width = width_of(message, body.left, ctx)
             combined = {index + (left_width if slot == "right" else 0) for index in held}
             for other in {other for index in combined for other in _equal_to(body.expression, index, functions)}:
+                if body.type == _Join.JOIN_TYPE_LEFT_ANTI and slot == "right":
+                    break  # the left rows it returns are those that match nothing: none may go
                 if other not in combined and (other < left_width) == (slot == "right"):
                     found.append((body, "left", other) if other < left_width else (body, "right", other - left_width))
                     combined.add(other)  # equal to a key on every row the join returns

@@ -233,3 +233,52 @@ def test_a_computed_join_input_is_known_to_the_next_pass() -> None:
     assert planning.rows(name) == 2_000.0 and planning.kind(name) == "files"
     other = planning.derived().add("part+partsupp", Table(TableDataset(pa.Table.from_batches([BIG]))))
     assert planning.rows(other) is None and planning.kind(other) is None  # a pushed sub-plan is a scan's
+
+
+def _rewritten_with(
+    sql: str, estimates: dict[str, float], kinds: dict[str, str]
+) -> tuple[str, list[dict[str, object]]]:
+    ctx, derived = context()
+    ctx.register_record_batches(
+        "tiny", [[pa.record_batch({"k": list(range(250)), "flag": [k % 25 for k in range(250)]})]]
+    )
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    build_smaller(message, ctx, lambda names: estimates.get(names[-1]))
+    for sources in (False, True):
+        runtime_filter.send_build_keys(
+            message,
+            ctx,
+            lambda names: estimates.get(names[-1]),
+            lambda names: kinds.get(names[-1]),
+            lambda: derived,
+            materializer(ctx),
+            sources,
+        )
+    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
+    assert frame.to_pylist() == ctx.sql(sql).to_pylist()
+    return frame.optimized_logical_plan().display_indent(), frame.to_pylist()
+
+
+def test_the_keys_of_the_rows_not_exists_keeps_filter_the_other_side() -> None:
+    """NOT EXISTS: the other side's rows that match no kept row's key could only rule a row out by
+    matching it, so they may go."""
+    plan, answer = _rewritten_with(
+        "SELECT l.ref FROM lines l WHERE NOT EXISTS (SELECT 1 FROM big b WHERE b.id = l.ref AND b.grp = 3) ORDER BY 1",
+        {"big": 1_000_000.0, "lines": 2_000.0},
+        {"big": "sql", "lines": "files"},
+    )
+    assert "LeftAnti Join" in plan and "big.id IN ([Int64(0), Int64(1)" in plan, plan
+    assert answer
+
+
+def test_the_rows_not_exists_keeps_are_never_filtered_by_the_other_sides_keys() -> None:
+    """Here the keys come from the NOT EXISTS side: the rows of big it keeps are those whose id is
+    *not* among them, so they must not filter big."""
+    plan, answer = _rewritten_with(
+        "SELECT b.id FROM big b WHERE NOT EXISTS"
+        " (SELECT 1 FROM lines l JOIN tiny t ON l.ref = t.k WHERE t.flag = 3 AND l.ref = b.id) ORDER BY 1",
+        {"big": 1_000.0, "lines": 200_000.0, "tiny": 250.0},
+        {"big": "sql", "lines": "files", "tiny": "sql"},
+    )
+    assert "LeftAnti Join" in plan and "big.id IN" not in plan, plan
+    assert len(answer) > 400
