@@ -16,10 +16,7 @@ CASES = [
     ("SELECT i FROM t WHERE i * 2 > 3", "SELECT i FROM t WHERE i * 2 > 3"),
     ("SELECT id FROM t WHERE m >= 0.1 + 0.2", None),
     ("SELECT id FROM t WHERE m BETWEEN 0.06 - 0.01 AND 0.07", None),
-    (
-        "SELECT id FROM t WHERE i IN (SELECT j * 0.5 FROM u)",
-        "SELECT id FROM t WHERE i IN (SELECT j * CAST(0.5 AS DOUBLE) FROM u)",
-    ),
+    ("SELECT id FROM t WHERE i IN (SELECT j * 0.5 FROM u)", "SELECT id FROM t WHERE i IN (SELECT j * CAST(0.5 AS DOUBLE) FROM u)"),
 ]
 
 

@@ -72,9 +72,7 @@ def plugin_source(kind: str, folder: Path) -> Iterator[Loaded]:
 
 
 @pytest.fixture(scope="module")
-def loaded(
-    conformance_kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Loaded]:
+def loaded(conformance_kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     kind = conformance_kind
     folder = tmp_path_factory.mktemp(kind)
     if kind not in BUILT_IN_KINDS:

@@ -110,9 +110,7 @@ def test_connecting_to_a_server_that_never_answers_ends_at_the_deadline() -> Non
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         port = silent.getsockname()[1]
-        connector = PostgresConnector(
-            "sales", ConnectorConfig(type="postgres", uri=f"postgresql://u@127.0.0.1:{port}/db")
-        )
+        connector = PostgresConnector("sales", ConnectorConfig(type="postgres", uri=f"postgresql://u@127.0.0.1:{port}/db"))
         try:
             seconds, error = elapsed_until_error(lambda: connector.execute("SELECT 1", INT, time.monotonic() + 1.0))
         finally:
@@ -128,12 +126,8 @@ def test_connecting_to_a_server_that_never_answers_ends_at_the_deadline() -> Non
 def sqlite_path(tmp_path: Path) -> Path:
     path = tmp_path / "shop.db"
     subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import sqlite3; c = sqlite3.connect({str(path)!r}); c.execute('CREATE TABLE t (x INTEGER)');"
-            " c.execute('INSERT INTO t VALUES (1)'); c.commit()",
-        ],
+        [sys.executable, "-c", f"import sqlite3; c = sqlite3.connect({str(path)!r}); c.execute('CREATE TABLE t (x INTEGER)');"
+         " c.execute('INSERT INTO t VALUES (1)'); c.commit()"],
         check=True,
     )
     return path
@@ -146,12 +140,8 @@ def locked_by_another_process(path: Path) -> subprocess.Popen[str]:
     ADBC driver links a SQLite of its own, so a lock taken here with ``sqlite3`` would not hold.
     """
     locker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import sqlite3, sys; c = sqlite3.connect({str(path)!r}, isolation_level=None);"
-            " c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()",
-        ],
+        [sys.executable, "-c", f"import sqlite3, sys; c = sqlite3.connect({str(path)!r}, isolation_level=None);"
+         " c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -106,9 +106,7 @@ def test_enums_compare_as_their_text(connector: MysqlConnector) -> None:
     assert sorted(got.column("id").to_pylist()) == [i for i in range(len(WORDS)) if i % 2 == 1]
 
 
-def test_a_column_without_an_arrow_type_is_left_out(
-    connector: MysqlConnector, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_column_without_an_arrow_type_is_left_out(connector: MysqlConnector, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         schema = connector.schema(SourceObject(table="odd"))
     assert schema.names == ["id", "d", "t"]
@@ -237,9 +235,7 @@ def test_a_wrong_password_is_unavailable_without_showing_it(loaded: str) -> None
 def test_nothing_listening_is_unavailable() -> None:
     with socket_free_port() as port:
         made = open_connector("shop", ConnectorConfig(type="mysql", uri=f"mysql://root@127.0.0.1:{port}/test"))
-        with pytest.raises(
-            SourceUnavailableError, match=r"\[shop/mysql:mysql://root@127.0.0.1:\d+/test\] cannot connect"
-        ):
+        with pytest.raises(SourceUnavailableError, match=r"\[shop/mysql:mysql://root@127.0.0.1:\d+/test\] cannot connect"):
             made.discover()
 
 
@@ -316,9 +312,7 @@ def test_federated_join_with_postgres_matches_duckdb(
     )
     with connect(loaded) as connection, connection.cursor() as cursor:
         cursor.execute("CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, name VARCHAR(20), country CHAR(2))")
-        cursor.executemany(
-            "INSERT INTO customers VALUES (%s, %s, %s)", [tuple(r.values()) for r in customers.to_pylist()]
-        )
+        cursor.executemany("INSERT INTO customers VALUES (%s, %s, %s)", [tuple(r.values()) for r in customers.to_pylist()])
     with pg.connect(postgres_uri, autocommit=True) as connection, connection.cursor() as cursor:
         cursor.execute(f'CREATE TABLE "{pg_schema}".orders (order_id int8, customer_id int8, amount float8)')
         cursor.adbc_ingest("orders", orders, mode="append", db_schema_name=pg_schema)

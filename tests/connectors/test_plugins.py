@@ -184,9 +184,7 @@ def test_a_broken_plugin_leaves_its_domain_offline_saying_why(gateway: GatewayPr
 
 
 def test_a_plugins_bug_fails_its_own_products_only(gateway: GatewayProcess) -> None:
-    with pytest.raises(
-        Exception, match=r"data product 'faulty\.orders' cannot be read: internal error \(reference \w+\)"
-    ):
+    with pytest.raises(Exception, match=r"data product 'faulty\.orders' cannot be read: internal error \(reference \w+\)"):
         query(gateway.uri, "SELECT * FROM faulty.orders", gateway.credentials)
     assert query(gateway.uri, "SELECT count(*) AS n FROM crm.customers", gateway.credentials).to_pylist() == [{"n": 3}]
     deadline = time.monotonic() + 30  # the log is read by a thread of the test's: wait for the line
@@ -210,10 +208,7 @@ def test_config_checks_a_plugin_kind_from_its_class(site: Path, tmp_path: Path) 
         timeout=120,
     )
     assert result.returncode != 0
-    assert (
-        "domain 'exports': connector.delimiter: unknown key; expected one of path, type"
-        in result.stderr + result.stdout
-    )
+    assert "domain 'exports': connector.delimiter: unknown key; expected one of path, type" in result.stderr + result.stdout
 
 
 def test_the_conformance_suite_runs_against_the_plugin_kind(site: Path, tmp_path: Path) -> None:
@@ -235,14 +230,10 @@ def test_the_conformance_suite_runs_against_the_plugin_kind(site: Path, tmp_path
 
 
 @pytest.mark.parametrize("source", ["../outside.arrow", "/etc/passwd", "sub/orders.arrow", "orders.parquet", ".."])
-def test_a_product_is_a_file_of_the_folder_only(
-    site: Path, mesh: Path, source: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_product_is_a_file_of_the_folder_only(site: Path, mesh: Path, source: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(site))
     from meshgate_connector_example.connector import ArrowIpcConnector
 
     connector = ArrowIpcConnector("exports", ConnectorConfig(type=EXAMPLE_KIND, path=mesh / "exports"))
-    with pytest.raises(
-        SourceError, match=r"\[exports/arrow_ipc:.*\] source '.*' is not a \*\.arrow file of the folder"
-    ):
+    with pytest.raises(SourceError, match=r"\[exports/arrow_ipc:.*\] source '.*' is not a \*\.arrow file of the folder"):
         connector.schema(SourceObject(table=source))

@@ -143,18 +143,12 @@ def test_files_have_no_key(sources: dict[str, ConnectorConfig]) -> None:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    sources: dict[str, ConnectorConfig], pg_schema: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def gateway(sources: dict[str, ConnectorConfig], pg_schema: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("keys_mesh")
     documents = []
     for kind in SQL_KINDS:
         config = sources[kind]
-        connector = (
-            f"{{type: postgres, uri: '{config.uri}'}}"
-            if kind == "postgres"
-            else f"{{type: {kind}, path: '{config.path}'}}"
-        )
+        connector = f"{{type: postgres, uri: '{config.uri}'}}" if kind == "postgres" else f"{{type: {kind}, path: '{config.path}'}}"
         listed = "".join(
             f"\n      - {{name: {name}, source: '{table_name(kind, table, pg_schema)}'}}"
             for name, (table, _) in PRODUCTS.items()
@@ -183,25 +177,15 @@ def rows(table: pa.Table) -> list[tuple[object, ...]]:
 def test_get_primary_keys(gateway: str, kind: str, product: str) -> None:
     schema, table = primary_keys(gateway, pb.CommandGetPrimaryKeys(db_schema=kind, table=product))
     assert schema.equals(metadata.PRIMARY_KEYS_SCHEMA) and table.schema.equals(metadata.PRIMARY_KEYS_SCHEMA)
-    assert table.schema.names == [
-        "catalog_name",
-        "db_schema_name",
-        "table_name",
-        "column_name",
-        "key_sequence",
-        "key_name",
-    ]
+    assert table.schema.names == ["catalog_name", "db_schema_name", "table_name", "column_name", "key_sequence", "key_name"]
     key = PRODUCTS[product][1]
     assert rows(table) == [("mesh", kind, product, column, i, None) for i, column in enumerate(key, start=1)]
 
 
 def test_get_primary_keys_filters(gateway: str) -> None:
     everywhere = rows(primary_keys(gateway, pb.CommandGetPrimaryKeys(table="composite"))[1])
-    assert everywhere == [
-        ("mesh", kind, "composite", column, i, None)
-        for kind in sorted(SQL_KINDS)
-        for i, column in enumerate(("c", "a"), start=1)
-    ]
+    assert everywhere == [("mesh", kind, "composite", column, i, None) for kind in sorted(SQL_KINDS)
+                          for i, column in enumerate(("c", "a"), start=1)]
     assert rows(primary_keys(gateway, pb.CommandGetPrimaryKeys(catalog="mesh", table="composite"))[1]) == everywhere
     for command in (
         pb.CommandGetPrimaryKeys(catalog="other", table="composite"),
@@ -244,9 +228,6 @@ def test_a_key_partly_hidden_by_policy_is_not_reported(sources: dict[str, Connec
     try:
         keys = {p.name: p.primary_key for p in engine.products(CallerContext(user="alice"))}
         assert keys == {"single": ("id",), "composite": ()}
-        assert {p.name: p.primary_key for p in engine.catalog.products()} == {
-            "single": ("id",),
-            "composite": ("c", "a"),
-        }
+        assert {p.name: p.primary_key for p in engine.catalog.products()} == {"single": ("id",), "composite": ("c", "a")}
     finally:
         engine.catalog.close()

@@ -99,27 +99,10 @@ class Half(FileConnector):
 def load_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
     """The built-in kinds and six plugin distributions, some of them broken, loaded from ``tmp_path``."""
     connectors = "meshgate.connectors"
-    write_distribution(
-        tmp_path,
-        "good-plugin",
-        {connectors: {"good": "good_plugin:Good", "nowhere": "good_plugin:Nowhere", "keyed": "good_plugin:Keyed"}},
-        {"good_plugin": GOOD},
-    )
-    write_distribution(
-        tmp_path,
-        "broken-import",
-        {connectors: {"broken": "broken_plugin:Broken"}},
-        {"broken_plugin": "import no_such_module\n"},
-    )
-    write_distribution(
-        tmp_path,
-        "not-a-class",
-        {connectors: {"func": "os.path:join", "half": "half_plugin:Half"}},
-        {"half_plugin": ABSTRACT},
-    )
-    write_distribution(
-        tmp_path, "usurper", {connectors: {"postgres": "good_plugin:Good", "csv+ftp": "good_plugin:Good"}}, {}
-    )
+    write_distribution(tmp_path, "good-plugin", {connectors: {"good": "good_plugin:Good", "nowhere": "good_plugin:Nowhere", "keyed": "good_plugin:Keyed"}}, {"good_plugin": GOOD})
+    write_distribution(tmp_path, "broken-import", {connectors: {"broken": "broken_plugin:Broken"}}, {"broken_plugin": "import no_such_module\n"})
+    write_distribution(tmp_path, "not-a-class", {connectors: {"func": "os.path:join", "half": "half_plugin:Half"}}, {"half_plugin": ABSTRACT})
+    write_distribution(tmp_path, "usurper", {connectors: {"postgres": "good_plugin:Good", "csv+ftp": "good_plugin:Good"}}, {})
     write_distribution(tmp_path, "twin-one", {connectors: {"twin": "good_plugin:Good"}}, {})
     write_distribution(tmp_path, "twin-two", {connectors: {"twin": "good_plugin:Good"}}, {})
     found: list[EntryPoint] = list(entry_points(group=GROUP))
@@ -148,26 +131,11 @@ def test_a_plugin_cannot_replace_or_extend_a_built_in_kind(plugins: Registry) ->
 @pytest.mark.parametrize(
     ("kind", "reason"),
     [
-        (
-            "broken",
-            r"entry point 'broken = broken_plugin:Broken' of distribution 'broken-import' cannot be imported: ModuleNotFoundError: No module named 'no_such_module'",
-        ),
-        (
-            "func",
-            r"entry point 'func = os.path:join' of distribution 'not-a-class' names <function join .*>, not a connector class \(a subclass of SqlConnector or FileConnector\)",
-        ),
-        (
-            "half",
-            r"entry point 'half = half_plugin:Half' of distribution 'not-a-class' names Half, which does not implement discover, open_version, register, schema, stamp",
-        ),
-        (
-            "nowhere",
-            r"entry point 'nowhere = good_plugin:Nowhere' of distribution 'good-plugin' names Nowhere, whose config_keys name neither 'uri' nor 'path' \(where its source is\)",
-        ),
-        (
-            "twin",
-            r"entry point 'twin = good_plugin:Good' of distribution 'twin-two' clashes with the one of distribution 'twin-one'",
-        ),
+        ("broken", r"entry point 'broken = broken_plugin:Broken' of distribution 'broken-import' cannot be imported: ModuleNotFoundError: No module named 'no_such_module'"),
+        ("func", r"entry point 'func = os.path:join' of distribution 'not-a-class' names <function join .*>, not a connector class \(a subclass of SqlConnector or FileConnector\)"),
+        ("half", r"entry point 'half = half_plugin:Half' of distribution 'not-a-class' names Half, which does not implement discover, open_version, register, schema, stamp"),
+        ("nowhere", r"entry point 'nowhere = good_plugin:Nowhere' of distribution 'good-plugin' names Nowhere, whose config_keys name neither 'uri' nor 'path' \(where its source is\)"),
+        ("twin", r"entry point 'twin = good_plugin:Good' of distribution 'twin-two' clashes with the one of distribution 'twin-one'"),
     ],
 )
 def test_a_plugin_that_cannot_load_is_unavailable_saying_why(plugins: Registry, kind: str, reason: str) -> None:
@@ -176,9 +144,7 @@ def test_a_plugin_that_cannot_load_is_unavailable_saying_why(plugins: Registry, 
         plugins.kind(kind)
 
 
-def test_each_plugin_left_out_is_logged_naming_its_distribution(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_each_plugin_left_out_is_logged_naming_its_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="connectors.registry"):
         found = load_plugins(tmp_path, monkeypatch)
         assert "'postgres = good_plugin:Good' of distribution 'usurper'" in caplog.text  # known without importing
@@ -206,8 +172,5 @@ def test_options_naming_a_file_are_an_admins_like_the_declared_ones(plugins: Reg
 
 
 def test_without_meshgates_entry_points_the_message_says_so() -> None:
-    with pytest.raises(
-        ConfigError,
-        match=r"unknown connector type 'sqlite' \(expected one of none: Meshgate's entry points are not installed \(pip install \.\)\)",
-    ):
+    with pytest.raises(ConfigError, match=r"unknown connector type 'sqlite' \(expected one of none: Meshgate's entry points are not installed \(pip install \.\)\)"):
         load([]).kind("sqlite")

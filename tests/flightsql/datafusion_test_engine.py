@@ -149,3 +149,5 @@ class DataFusionEngine:
 
     def _domain_names(self) -> list[str]:
         return sorted(self._ctx.catalog(self.catalog_name).schema_names())
+
+

@@ -438,9 +438,7 @@ def test_a_statement_not_read_within_its_timeout_is_released_and_says_why(
             client.do_get(info.endpoints[0].ticket).read_all()
 
 
-def test_a_query_that_finishes_in_time_is_not_affected(
-    timeout_server: tuple[FlightSqlServer, DataFusionEngine],
-) -> None:
+def test_a_query_that_finishes_in_time_is_not_affected(timeout_server: tuple[FlightSqlServer, DataFusionEngine]) -> None:
     server, engine = timeout_server
     with flight.connect(f"grpc://127.0.0.1:{server.port}") as client:
         for _ in range(3):

@@ -277,9 +277,7 @@ def test_cancel_query_stops_a_running_stream(client: flight.FlightClient, engine
     assert engine.executions[-1].cancelled
     assert engine.executions[-1].batches < 245
     (again,) = action(client, "CancelQuery", pb.ActionCancelQueryRequest(info=info.serialize()))
-    assert (
-        unpack_as(again, pb.ActionCancelQueryResult).result == pb.ActionCancelQueryResult.CANCEL_RESULT_NOT_CANCELLABLE
-    )
+    assert unpack_as(again, pb.ActionCancelQueryResult).result == pb.ActionCancelQueryResult.CANCEL_RESULT_NOT_CANCELLABLE
 
 
 def test_cancel_before_do_get_releases_the_started_query(client: flight.FlightClient, engine: DataFusionEngine) -> None:

@@ -59,8 +59,12 @@ def write_mesh(directory: Path, postgres_uri: str, table: str, sqlite: Path | No
     """A mesh with PostgreSQL products (``table``, and a product that streams then stalls), a CSV one, SQLite."""
     (directory / "kinds").mkdir(exist_ok=True)
     (directory / "kinds" / "kinds.csv").write_text("g,label\n1,one\n2,two\n3,three\n")
-    stalls = "SELECT g AS x FROM generate_series(1, 3000000) g, pg_sleep(CASE WHEN g = 2000000 THEN 30 ELSE 0 END) s"
-    sqlite_domain = f"  - name: shop\n    connector: {{type: sqlite, path: '{sqlite}'}}\n" if sqlite is not None else ""
+    stalls = (
+        "SELECT g AS x FROM generate_series(1, 3000000) g, pg_sleep(CASE WHEN g = 2000000 THEN 30 ELSE 0 END) s"
+    )
+    sqlite_domain = (
+        f"  - name: shop\n    connector: {{type: sqlite, path: '{sqlite}'}}\n" if sqlite is not None else ""
+    )
     config = directory / "mesh.yaml"
     config.write_text(
         f"""domains:
@@ -284,12 +288,8 @@ def test_a_locked_sqlite_database_fails_in_bounded_time(
 ) -> None:
     database = tmp_path / "shop.db"
     subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import sqlite3; c = sqlite3.connect({str(database)!r});"
-            " c.execute('CREATE TABLE items (id INTEGER)'); c.execute('INSERT INTO items VALUES (1)'); c.commit()",
-        ],
+        [sys.executable, "-c", f"import sqlite3; c = sqlite3.connect({str(database)!r});"
+         " c.execute('CREATE TABLE items (id INTEGER)'); c.execute('INSERT INTO items VALUES (1)'); c.commit()"],
         check=True,
     )
     mesh = write_mesh(tmp_path, postgres_uri, f"{pg_schema}.locked", sqlite=database)

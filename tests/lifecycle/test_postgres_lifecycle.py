@@ -123,9 +123,7 @@ def stopped(postgres_uri: str, product: str) -> Callable[[], bool]:
 
 
 def statement(client: flight.FlightClient, sql: str) -> flight.FlightInfo:
-    return client.get_flight_info(
-        flight.FlightDescriptor.for_command(commands.pack(pb.CommandStatementQuery(query=sql)))
-    )
+    return client.get_flight_info(flight.FlightDescriptor.for_command(commands.pack(pb.CommandStatementQuery(query=sql))))
 
 
 def cancel_flight_info(client: flight.FlightClient, info: flight.FlightInfo) -> int:
@@ -231,9 +229,7 @@ def test_the_session_schema_makes_unqualified_names_resolve(mesh: Path, pg_schem
         with connection.cursor() as cursor, pytest.raises(adbc_driver_manager.Error, match="unknown data product"):
             cursor.execute("SELECT count(*) AS n FROM customers")
 
-        connection.adbc_connection.set_options(
-            **{"adbc.connection.catalog": "mesh", "adbc.connection.db_schema": "sales"}
-        )
+        connection.adbc_connection.set_options(**{"adbc.connection.catalog": "mesh", "adbc.connection.db_schema": "sales"})
 
         assert (connection.adbc_current_catalog, connection.adbc_current_db_schema) == ("mesh", "sales")
         with connection.cursor() as cursor:
@@ -268,9 +264,7 @@ def test_bad_session_options_are_rejected_through_adbc(mesh: Path, option: str, 
         with pytest.raises(adbc_driver_manager.ProgrammingError, match=re.escape(f"Could not set option(s) {reason}")):
             connection.adbc_connection.set_options(**{option: value})
         assert len(server._sessions) == 0
-        assert json.loads(connection.adbc_connection.get_option("adbc.flight.sql.session.options")) == {
-            "catalog": "mesh"
-        }
+        assert json.loads(connection.adbc_connection.get_option("adbc.flight.sql.session.options")) == {"catalog": "mesh"}
 
 
 def test_closing_an_adbc_connection_closes_its_session_and_leaves_nothing_behind(mesh: Path) -> None:

@@ -14,9 +14,7 @@ from gateway.flightsql.sql_info import MESHGATE_STATEMENT_TIMEOUT
 from tests.support.gateway import GatewayProcess
 
 
-def test_the_flag_and_its_environment_variable(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_flag_and_its_environment_variable(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("MESHGATE_STATEMENT_TIMEOUT", raising=False)
     assert _parser().parse_args(["serve", "--demo"]).statement_timeout is None
     assert _parser().parse_args(["serve", "--demo", "--statement-timeout", "2.5"]).statement_timeout == 2.5

@@ -181,11 +181,7 @@ EXPECTED: dict[tuple[str, str], tuple[str, float | None, str]] = {
     ("orders", "not_null_ok"): ("pass", 0, "0 of 10 rows have no order_id (ratio 0, at most 0)"),
     ("orders", "not_null_bad"): ("fail", 0.2, "2 of 10 rows have no customer_id (ratio 0.2, at most 0)"),
     ("orders", "not_null_tolerated"): ("pass", 0.2, "2 of 10 rows have no customer_id (ratio 0.2, at most 0.25)"),
-    ("orders", "fresh_ok"): (
-        "pass",
-        None,
-        "the newest updated_at is ",
-    ),  # its age: test_freshness_observes_the_age_in_seconds
+    ("orders", "fresh_ok"): ("pass", None, "the newest updated_at is "),  # its age: test_freshness_observes_the_age_in_seconds
     ("orders", "fresh_bad"): ("fail", None, "the newest created_at is "),
     ("orders", "fresh_not_a_time"): ("error", None, "freshness needs a timestamp or date column; 'status' holds str"),
     ("orders", "rows_ok"): ("pass", 10, "10 rows (expected 10 to 10)"),
@@ -257,11 +253,7 @@ def test_system_quality_shows_the_results_of_readable_products(
     assert row["observed"] is None and row["detail"] == HIDDEN_DETAIL
     root = mesh.run("SELECT count(*) AS n FROM system.quality", CallerContext("root")).read_all()
     assert root.column("n").to_pylist() == [len(EXPECTED)]
-    (row,) = (
-        mesh.run("SELECT observed FROM system.quality WHERE check = 'unique_bad'", CallerContext("root"))
-        .read_all()
-        .to_pylist()
-    )
+    (row,) = mesh.run("SELECT observed FROM system.quality WHERE check = 'unique_bad'", CallerContext("root")).read_all().to_pylist()
     assert row["observed"] == 2.0
     assert mesh.run("SELECT * FROM system.quality", CallerContext("eve")).read_all().num_rows == 0
 

@@ -156,14 +156,7 @@ UINT64 = [0, 2**64 - 1, 1, None, 2**63, 42]
 NINES38 = "9" * 38
 DECIMAL_12_2 = ["9999999999.99", "-9999999999.99", "0.00", "0.01", "-0.01", None]
 DECIMAL_38_10 = ["9" * 28 + ".9999999999", "-" + "9" * 28 + ".9999999999", "0", "0.0000000001", "1", None]
-DECIMAL_50_10 = [
-    "9" * 40 + ".9999999999",
-    "-1234567890123456789012345678901234567890.0123456789",
-    "0",
-    None,
-    "1e-10",
-    "1",
-]
+DECIMAL_50_10 = ["9" * 40 + ".9999999999", "-1234567890123456789012345678901234567890.0123456789", "0", None, "1e-10", "1"]
 TEXT = ["", "Zoë Ångström", "日本語 🚀", "it's", "trailing ", None]
 BYTES = [b"\x00\xff", b"", None, b"A", b"\x80", b"\x00"]
 DATES_ISO = ["2024-02-29", "0001-01-01", "9999-12-31", None, "1970-01-01", "2000-02-29"]
@@ -251,32 +244,15 @@ POSTGRES: dict[str, Cell] = {
         ),
     ),
     "float32": cell(
-        _c(
-            "f32",
-            "float4",
-            ["'NaN'", "'Infinity'", "'-Infinity'", "'-0'", str(F32_MAX), None],
-            pa.float32(),
-            [NAN, INF, -INF, -0.0, F32_MAX, None],
-        ),
+        _c("f32", "float4", ["'NaN'", "'Infinity'", "'-Infinity'", "'-0'", str(F32_MAX), None], pa.float32(),
+           [NAN, INF, -INF, -0.0, F32_MAX, None]),
     ),
     "float64": cell(
-        _c(
-            "f64",
-            "float8",
-            [str(F64_MAX), str(F64_TINY), "'NaN'", "'-Infinity'", "'-0'", None],
-            pa.float64(),
-            [F64_MAX, F64_TINY, NAN, -INF, -0.0, None],
-        ),
+        _c("f64", "float8", [str(F64_MAX), str(F64_TINY), "'NaN'", "'-Infinity'", "'-0'", None], pa.float64(),
+           [F64_MAX, F64_TINY, NAN, -INF, -0.0, None]),
     ),
-    "boolean": cell(
-        _c(
-            "flag",
-            "bool",
-            ["true", "false", None, "true", "false", "true"],
-            pa.bool_(),
-            [True, False, None, True, False, True],
-        )
-    ),
+    "boolean": cell(_c("flag", "bool", ["true", "false", None, "true", "false", "true"], pa.bool_(),
+                       [True, False, None, True, False, True])),
     "text": cell(
         _c("txt", "text", quoted(TEXT), pa.string(), TEXT),
         _c("vchar", "varchar(20)", quoted(TEXT), pa.string(), TEXT),
@@ -286,58 +262,29 @@ POSTGRES: dict[str, Cell] = {
         _c("bin", "bytea", ["'\\x00ff'", "''", None, "'\\x41'", "'\\x80'", "'\\x00'"], pa.binary(), BYTES),
     ),
     "date": cell(
-        _c(
-            "day",
-            "date",
-            ["'2024-02-29'", "'4714-11-24 BC'", "'5874897-12-31'", "'infinity'", "'-infinity'", None],
-            pa.date32(),
-            [days(2024, 2, 29), days(-4713, 11, 24), days(5874897, 12, 31), I32, -I32, None],
-        ),
+        _c("day", "date", ["'2024-02-29'", "'4714-11-24 BC'", "'5874897-12-31'", "'infinity'", "'-infinity'", None],
+           pa.date32(), [days(2024, 2, 29), days(-4713, 11, 24), days(5874897, 12, 31), I32, -I32, None]),
     ),
     "time": cell(
         _c("tod", "time", quoted(TIMES_ISO), pa.time64("us"), TIMES),
-        _c(
-            "todtz",
-            "timetz",
-            ["'12:34:56.5+02:30'", "'00:00:00-12'", None, "'23:59:59.999999+00'", "'00:00+14'", "'13:00-03:30'"],
-            pa.string(),
-            ["12:34:56.5+02:30", "00:00:00-12", None, "23:59:59.999999+00", "00:00:00+14", "13:00:00-03:30"],
-        ),
+        _c("todtz", "timetz", ["'12:34:56.5+02:30'", "'00:00:00-12'", None, "'23:59:59.999999+00'", "'00:00+14'",
+                               "'13:00-03:30'"], pa.string(),
+           ["12:34:56.5+02:30", "00:00:00-12", None, "23:59:59.999999+00", "00:00:00+14", "13:00:00-03:30"]),
         fails=(Fails("tod_24", "time", "'24:00:00'", "24:00:00 or later"),),
     ),
     "timestamp": cell(
-        _c(
-            "ts",
-            "timestamp",
-            [
-                "'2024-02-29 12:34:56.123456'",
-                "'4714-11-24 00:00:00 BC'",
-                "'294246-12-31 23:59:59.999999'",
-                "'infinity'",
-                "'-infinity'",
-                None,
-            ],
-            pa.timestamp("us"),
-            [
-                micros(2024, 2, 29, 12, 34, 56, 123456),
-                micros(-4713, 11, 24),
-                micros(294246, 12, 31, 23, 59, 59, 999999),
-                I64,
-                -I64,
-                None,
-            ],
-        ),
+        _c("ts", "timestamp",
+           ["'2024-02-29 12:34:56.123456'", "'4714-11-24 00:00:00 BC'", "'294246-12-31 23:59:59.999999'",
+            "'infinity'", "'-infinity'", None],
+           pa.timestamp("us"),
+           [micros(2024, 2, 29, 12, 34, 56, 123456), micros(-4713, 11, 24), micros(294246, 12, 31, 23, 59, 59, 999999),
+            I64, -I64, None]),
         fails=(Fails("ts_far", "timestamp", "'294247-01-11 00:00:00'", "outside the range"),),
     ),
     "timestamptz": cell(_c("tstz", "timestamptz", quoted(STAMPS_TZ_ISO), pa.timestamp("us", tz="UTC"), STAMPS_TZ)),
     "interval": cell(
-        _c(
-            "iv",
-            "interval",
-            [*INTERVALS_SQL, "'2562047 hours'"],
-            pa.month_day_nano_interval(),
-            [*INTERVALS, (0, 0, 2_562_047 * 3_600_000_000_000)],
-        ),
+        _c("iv", "interval", [*INTERVALS_SQL, "'2562047 hours'"], pa.month_day_nano_interval(),
+           [*INTERVALS, (0, 0, 2_562_047 * 3_600_000_000_000)]),
         fails=(Fails("iv_long", "interval", "'2562048 hours'", "would overflow"),),
     ),
     "uuid": cell(_c("uid", "uuid", quoted(UUIDS), pa.string(), UUIDS_CANONICAL)),
@@ -346,41 +293,17 @@ POSTGRES: dict[str, Cell] = {
         _c("jsb", "jsonb", quoted(JSONS), pa.string(), JSONB),
     ),
     "array": cell(
-        _c(
-            "ints",
-            "int4[]",
-            ["'{1,NULL,3}'", "'{}'", None, "'{-2147483648,2147483647}'", "'{NULL}'", "'{7}'"],
-            pa.list_(pa.int32()),
-            INT_LISTS,
-        ),
-        _c(
-            "texts",
-            "text[]",
-            ['\'{"Zoë",NULL,""}\'', "'{}'", None, "'{\"日本 🚀\"}'", "'{NULL}'", "'{x}'"],
-            pa.list_(pa.string()),
-            TEXT_LISTS,
-        ),
-        _c(
-            "uuids",
-            "uuid[]",
-            ["'{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,NULL}'", "'{}'", None, None, None, None],
-            pa.list_(pa.string()),
-            [["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", None], [], None, None, None, None],
-        ),
-        _c(
-            "nums",
-            "numeric(5, 2)[]",
-            ["'{1.5,NULL,-999.99}'", "'{}'", None, None, None, None],
-            pa.list_(pa.decimal128(38, 10)),
-            [_d(["1.5", None, "-999.99"]), [], None, None, None, None],
-        ),
-        _c(
-            "stamps",
-            "timestamp[]",
-            ["'{infinity,\"2024-02-29 12:34:56.123456\",NULL}'", "'{}'", None, None, None, None],
-            pa.list_(pa.timestamp("us")),
-            [[I64, micros(2024, 2, 29, 12, 34, 56, 123456), None], [], None, None, None, None],
-        ),
+        _c("ints", "int4[]", ["'{1,NULL,3}'", "'{}'", None, "'{-2147483648,2147483647}'", "'{NULL}'", "'{7}'"],
+           pa.list_(pa.int32()), INT_LISTS),
+        _c("texts", "text[]", ["'{\"Zoë\",NULL,\"\"}'", "'{}'", None, "'{\"日本 🚀\"}'", "'{NULL}'", "'{x}'"],
+           pa.list_(pa.string()), TEXT_LISTS),
+        _c("uuids", "uuid[]", ["'{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,NULL}'", "'{}'", None, None, None, None],
+           pa.list_(pa.string()), [["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", None], [], None, None, None, None]),
+        _c("nums", "numeric(5, 2)[]", ["'{1.5,NULL,-999.99}'", "'{}'", None, None, None, None],
+           pa.list_(pa.decimal128(38, 10)), [_d(["1.5", None, "-999.99"]), [], None, None, None, None]),
+        _c("stamps", "timestamp[]", ["'{infinity,\"2024-02-29 12:34:56.123456\",NULL}'", "'{}'", None, None, None, None],
+           pa.list_(pa.timestamp("us")), [[I64, micros(2024, 2, 29, 12, 34, 56, 123456), None], [], None, None, None,
+                                           None]),
         fails=(Fails("ints_from_0", "int4[]", "'[0:1]={1,2}'", "holds an array Arrow cannot hold"),),
     ),
     "nested_array": Cell(
@@ -402,26 +325,13 @@ SQLITE: dict[str, Cell] = {
     "decimal": cell(_c("dec12", "DECIMAL(12, 2)", DECIMAL_12_2, pa.decimal128(12, 2), _d(DECIMAL_12_2))),
     "decimal_wide": gap("SQLite stores decimals as 8-byte floats: DECIMAL(p > 38, s) is served as float64"),
     "decimal_unconstrained": cell(
-        _c(
-            "num",
-            "DECIMAL",
-            ["1.5", "0.1", "-2", None, "1e300", "123456789012345678"],
-            pa.float64(),
-            [1.5, 0.1, -2.0, None, 1e300, 123456789012345678.0],
-        ),
+        _c("num", "DECIMAL", ["1.5", "0.1", "-2", None, "1e300", "123456789012345678"], pa.float64(),
+           [1.5, 0.1, -2.0, None, 1e300, 123456789012345678.0]),
     ),
-    "float32": cell(
-        _c("f32", "FLOAT", [INF, -INF, -0.0, 1.5, None, F32_MAX], pa.float64(), [INF, -INF, 0.0, 1.5, None, F32_MAX])
-    ),
-    "float64": cell(
-        _c(
-            "f64",
-            "REAL",
-            [F64_MAX, F64_TINY, INF, -0.0, None, NAN],
-            pa.float64(),
-            [F64_MAX, F64_TINY, INF, 0.0, None, None],
-        )
-    ),
+    "float32": cell(_c("f32", "FLOAT", [INF, -INF, -0.0, 1.5, None, F32_MAX], pa.float64(),
+                       [INF, -INF, 0.0, 1.5, None, F32_MAX])),
+    "float64": cell(_c("f64", "REAL", [F64_MAX, F64_TINY, INF, -0.0, None, NAN], pa.float64(),
+                       [F64_MAX, F64_TINY, INF, 0.0, None, None])),
     "boolean": cell(_c("flag", "BOOLEAN", [1, 0, None, 1, 0, 1], pa.bool_(), [True, False, None, True, False, True])),
     "text": cell(_c("txt", "TEXT", TEXT, pa.string())),
     "binary": cell(_c("bin", "BLOB", BYTES, pa.binary())),
@@ -445,13 +355,8 @@ DUCKDB: dict[str, Cell] = {
     "int32": cell(_c("i32", "INTEGER", sql(INT32), pa.int32(), INT32)),
     "int64": cell(_c("i64", "BIGINT", sql(INT64), pa.int64(), INT64)),
     "int128": cell(
-        _c(
-            "i128",
-            "HUGEINT",
-            quoted([NINES38, "-" + NINES38, "0", None, "1", "-1"]),
-            pa.decimal128(38, 0),
-            _d([NINES38, "-" + NINES38, "0", None, "1", "-1"]),
-        ),
+        _c("i128", "HUGEINT", quoted([NINES38, "-" + NINES38, "0", None, "1", "-1"]), pa.decimal128(38, 0),
+           _d([NINES38, "-" + NINES38, "0", None, "1", "-1"])),
         fails=(Fails("i128_max", "HUGEINT", f"'{2**127 - 1}'", "Could not cast value"),),
     ),
     "uint8": cell(_c("u8", "UTINYINT", sql(UINT8), pa.uint8(), UINT8)),
@@ -459,13 +364,8 @@ DUCKDB: dict[str, Cell] = {
     "uint32": cell(_c("u32", "UINTEGER", sql(UINT32), pa.uint32(), UINT32)),
     "uint64": cell(_c("u64", "UBIGINT", sql(UINT64), pa.uint64(), UINT64)),
     "uint128": cell(
-        _c(
-            "u128",
-            "UHUGEINT",
-            quoted([NINES38, "0", "1", None, "2", "3"]),
-            pa.decimal128(38, 0),
-            _d([NINES38, "0", "1", None, "2", "3"]),
-        ),
+        _c("u128", "UHUGEINT", quoted([NINES38, "0", "1", None, "2", "3"]), pa.decimal128(38, 0),
+           _d([NINES38, "0", "1", None, "2", "3"])),
         fails=(Fails("u128_max", "UHUGEINT", f"'{2**128 - 1}'", "Could not cast value"),),
     ),
     "decimal": cell(
@@ -474,153 +374,66 @@ DUCKDB: dict[str, Cell] = {
     ),
     "decimal_wide": gap("DuckDB decimals hold at most 38 digits"),
     "decimal_unconstrained": cell(
-        _c(
-            "num",
-            "DECIMAL",
-            ["1.5", "-999999999999999.999", "0", None, "0.001", "1"],
-            pa.decimal128(18, 3),
-            _d(["1.5", "-999999999999999.999", "0", None, "0.001", "1"]),
-        ),
+        _c("num", "DECIMAL", ["1.5", "-999999999999999.999", "0", None, "0.001", "1"], pa.decimal128(18, 3),
+           _d(["1.5", "-999999999999999.999", "0", None, "0.001", "1"])),
     ),
     "float32": cell(
-        _c(
-            "f32",
-            "FLOAT",
-            ["'NaN'", "'inf'", "'-inf'", "'-0.0'", str(F32_MAX), None],
-            pa.float32(),
-            [NAN, INF, -INF, -0.0, F32_MAX, None],
-        ),
+        _c("f32", "FLOAT", ["'NaN'", "'inf'", "'-inf'", "'-0.0'", str(F32_MAX), None], pa.float32(),
+           [NAN, INF, -INF, -0.0, F32_MAX, None]),
     ),
     "float64": cell(
-        _c(
-            "f64",
-            "DOUBLE",
-            [str(F64_MAX), str(F64_TINY), "'NaN'", "'-inf'", "'-0.0'", None],
-            pa.float64(),
-            [F64_MAX, F64_TINY, NAN, -INF, -0.0, None],
-        ),
+        _c("f64", "DOUBLE", [str(F64_MAX), str(F64_TINY), "'NaN'", "'-inf'", "'-0.0'", None], pa.float64(),
+           [F64_MAX, F64_TINY, NAN, -INF, -0.0, None]),
     ),
-    "boolean": cell(
-        _c(
-            "flag",
-            "BOOLEAN",
-            ["true", "false", None, "true", "false", "true"],
-            pa.bool_(),
-            [True, False, None, True, False, True],
-        )
-    ),
+    "boolean": cell(_c("flag", "BOOLEAN", ["true", "false", None, "true", "false", "true"], pa.bool_(),
+                       [True, False, None, True, False, True])),
     "text": cell(_c("txt", "VARCHAR", quoted(TEXT), pa.string(), TEXT)),
     "binary": cell(_c("bin", "BLOB", ["'\\x00\\xFF'", "''", None, "'A'", "'\\x80'", "'\\x00'"], pa.binary(), BYTES)),
     "date": cell(
-        _c(
-            "day",
-            "DATE",
-            ["'2024-02-29'", "'0001-01-01'", "'9999-12-31'", "'infinity'", "'-infinity'", None],
-            pa.date32(),
-            [days(2024, 2, 29), days(1, 1, 1), days(9999, 12, 31), I32, -I32, None],
-        ),
+        _c("day", "DATE", ["'2024-02-29'", "'0001-01-01'", "'9999-12-31'", "'infinity'", "'-infinity'", None],
+           pa.date32(), [days(2024, 2, 29), days(1, 1, 1), days(9999, 12, 31), I32, -I32, None]),
     ),
     "time": cell(
         _c("tod", "TIME", quoted(TIMES_ISO), pa.time64("us"), TIMES),
-        _c(
-            "todtz",
-            "TIMETZ",
-            ["'12:34:56.5+02:30'", "'00:00:00-12'", None, "'23:59:59.999999+00'", "'00:00:00+14'", "'13:00:00-03:30'"],
-            pa.string(),
-            ["12:34:56.5+02:30", "00:00:00-12", None, "23:59:59.999999+00", "00:00:00+14", "13:00:00-03:30"],
-        ),
+        _c("todtz", "TIMETZ", ["'12:34:56.5+02:30'", "'00:00:00-12'", None, "'23:59:59.999999+00'", "'00:00:00+14'",
+                               "'13:00:00-03:30'"], pa.string(),
+           ["12:34:56.5+02:30", "00:00:00-12", None, "23:59:59.999999+00", "00:00:00+14", "13:00:00-03:30"]),
         fails=(Fails("tod_24", "TIME", "'24:00:00'", "24:00:00 or later"),),
     ),
     "timestamp": cell(
-        _c(
-            "ts",
-            "TIMESTAMP",
-            [
-                "'2024-02-29 12:34:56.123456'",
-                "'0001-01-01 00:00:00'",
-                "'294247-01-10 04:00:54.775806'",
-                "'infinity'",
-                "'-infinity'",
-                None,
-            ],
-            pa.timestamp("us"),
-            [micros(2024, 2, 29, 12, 34, 56, 123456), micros(1, 1, 1), I64 - 1, I64, -I64, None],
-        ),
-        _c(
-            "ts_ns",
-            "TIMESTAMP_NS",
-            quoted(
-                ["2024-02-29 12:34:56.123456", "1677-09-22 00:00:00", "2262-04-11 00:00:00", None, "1970-01-01", None]
-            ),
-            pa.timestamp("ns"),
-            [
-                micros(2024, 2, 29, 12, 34, 56, 123456) * 1000,
-                micros(1677, 9, 22) * 1000,
-                micros(2262, 4, 11) * 1000,
-                None,
-                0,
-                None,
-            ],
-        ),
-        _c(
-            "ts_ms",
-            "TIMESTAMP_MS",
-            quoted(["2024-02-29 12:34:56.123", "0001-01-01 00:00:00", None, None, None, None]),
-            pa.timestamp("ms"),
-            [micros(2024, 2, 29, 12, 34, 56, 123000) // 1000, micros(1, 1, 1) // 1000, *[None] * 4],
-        ),
-        _c(
-            "ts_s",
-            "TIMESTAMP_S",
-            quoted(["2024-02-29 12:34:56", "9999-12-31 23:59:59", None, None, None, None]),
-            pa.timestamp("s"),
-            [micros(2024, 2, 29, 12, 34, 56) // 10**6, micros(9999, 12, 31, 23, 59, 59) // 10**6, *[None] * 4],
-        ),
+        _c("ts", "TIMESTAMP",
+           ["'2024-02-29 12:34:56.123456'", "'0001-01-01 00:00:00'", "'294247-01-10 04:00:54.775806'", "'infinity'",
+            "'-infinity'", None],
+           pa.timestamp("us"), [micros(2024, 2, 29, 12, 34, 56, 123456), micros(1, 1, 1), I64 - 1, I64, -I64, None]),
+        _c("ts_ns", "TIMESTAMP_NS",
+           quoted(["2024-02-29 12:34:56.123456", "1677-09-22 00:00:00", "2262-04-11 00:00:00", None, "1970-01-01", None]),
+           pa.timestamp("ns"), [micros(2024, 2, 29, 12, 34, 56, 123456) * 1000, micros(1677, 9, 22) * 1000,
+                                micros(2262, 4, 11) * 1000, None, 0, None]),
+        _c("ts_ms", "TIMESTAMP_MS", quoted(["2024-02-29 12:34:56.123", "0001-01-01 00:00:00", None, None, None, None]),
+           pa.timestamp("ms"), [micros(2024, 2, 29, 12, 34, 56, 123000) // 1000, micros(1, 1, 1) // 1000, *[None] * 4]),
+        _c("ts_s", "TIMESTAMP_S", quoted(["2024-02-29 12:34:56", "9999-12-31 23:59:59", None, None, None, None]),
+           pa.timestamp("s"), [micros(2024, 2, 29, 12, 34, 56) // 10**6, micros(9999, 12, 31, 23, 59, 59) // 10**6,
+                               *[None] * 4]),
     ),
     "timestamptz": cell(_c("tstz", "TIMESTAMPTZ", quoted(STAMPS_TZ_ISO), pa.timestamp("us", tz="UTC"), STAMPS_TZ)),
     "interval": cell(
-        _c(
-            "iv",
-            "INTERVAL",
-            ["'1 year 2 months -3 days 04:05:06.789'", *INTERVALS_SQL[1:], "'2562047 hours'"],
-            pa.month_day_nano_interval(),
-            [*INTERVALS, (0, 0, 2_562_047 * 3_600_000_000_000)],
-        ),
+        _c("iv", "INTERVAL", ["'1 year 2 months -3 days 04:05:06.789'", *INTERVALS_SQL[1:], "'2562047 hours'"],
+           pa.month_day_nano_interval(), [*INTERVALS, (0, 0, 2_562_047 * 3_600_000_000_000)]),
         fails=(Fails("iv_long", "INTERVAL", "'2562048 hours'", "exceeds Arrow's nanoseconds"),),
     ),
     "uuid": cell(_c("uid", "UUID", quoted(UUIDS), pa.string(), UUIDS_CANONICAL)),
     "json": cell(_c("js", "JSON", quoted(JSONS), pa.string(), JSONS)),
     "array": cell(
-        _c(
-            "ints",
-            "INTEGER[]",
-            ["[1, NULL, 3]", "[]", None, "[-2147483648, 2147483647]", "[NULL]", "[7]"],
-            pa.list_(pa.int32()),
-            INT_LISTS,
-        ),
-        _c(
-            "texts",
-            "VARCHAR[]",
-            ["['Zoë', NULL, '']", "[]", None, "['日本 🚀']", "[NULL]", "['x']"],
-            pa.list_(pa.string()),
-            TEXT_LISTS,
-        ),
-        _c(
-            "pair",
-            "INTEGER[2]",
-            ["[1, NULL]", "[-2147483648, 2147483647]", None, "[NULL, NULL]", "[0, 0]", "[7, 8]"],
-            pa.list_(pa.int32(), 2),
-            [[1, None], [-(2**31), I32], None, [None, None], [0, 0], [7, 8]],
-        ),
+        _c("ints", "INTEGER[]", ["[1, NULL, 3]", "[]", None, "[-2147483648, 2147483647]", "[NULL]", "[7]"],
+           pa.list_(pa.int32()), INT_LISTS),
+        _c("texts", "VARCHAR[]", ["['Zoë', NULL, '']", "[]", None, "['日本 🚀']", "[NULL]", "['x']"],
+           pa.list_(pa.string()), TEXT_LISTS),
+        _c("pair", "INTEGER[2]", ["[1, NULL]", "[-2147483648, 2147483647]", None, "[NULL, NULL]", "[0, 0]", "[7, 8]"],
+           pa.list_(pa.int32(), 2), [[1, None], [-(2**31), I32], None, [None, None], [0, 0], [7, 8]]),
     ),
     "nested_array": cell(
-        _c(
-            "nested",
-            "INTEGER[][]",
-            ["[[1, NULL], NULL, []]", "[]", None, "[[NULL]]", "[[1], [2, 3]]", "[NULL]"],
-            pa.list_(pa.list_(pa.int32())),
-            NESTED,
-        ),
+        _c("nested", "INTEGER[][]", ["[[1, NULL], NULL, []]", "[]", None, "[[NULL]]", "[[1], [2, 3]]", "[NULL]"],
+           pa.list_(pa.list_(pa.int32())), NESTED),
     ),
 }
 
@@ -670,13 +483,8 @@ PARQUET: dict[str, Cell] = {
         _c("ts_ns", pa.timestamp("ns"), [1, -1, None, I64, -I64, 0], pa.timestamp("ns")),
         _c("ts_ms", pa.timestamp("ms"), [1, -1, None, I64, -I64, 0], pa.timestamp("ms")),
         # Parquet has no second unit: pyarrow stores seconds as milliseconds.
-        _c(
-            "ts_s",
-            pa.timestamp("s"),
-            [1, -1, None, 253402300799, -62135596800, 0],
-            pa.timestamp("ms"),
-            [1000, -1000, None, 253402300799000, -62135596800000, 0],
-        ),
+        _c("ts_s", pa.timestamp("s"), [1, -1, None, 253402300799, -62135596800, 0], pa.timestamp("ms"),
+           [1000, -1000, None, 253402300799000, -62135596800000, 0]),
     ),
     "timestamptz": cell(
         _c("tstz", pa.timestamp("us", tz="UTC"), STAMPS_TZ, pa.timestamp("us", tz="UTC")),
@@ -706,50 +514,24 @@ CSV: dict[str, Cell] = {
     "uint32": gap("CSV has no unsigned integers: integers are read as int64"),
     "uint64": gap("CSV has no unsigned integers: integers beyond int64 are read as text"),
     "uint128": gap("CSV integers beyond int64 are read as text"),
-    "decimal": cell(
-        _c("dec", None, DECIMAL_12_2, pa.float64(), [None if v is None else float(v) for v in DECIMAL_12_2])
-    ),
+    "decimal": cell(_c("dec", None, DECIMAL_12_2, pa.float64(), [None if v is None else float(v) for v in DECIMAL_12_2])),
     "decimal_wide": gap("CSV decimals are read as float64"),
     "decimal_unconstrained": gap("CSV decimals are read as float64"),
     "float32": gap("CSV floats are read as float64"),
-    "float64": cell(
-        _c(
-            "f64",
-            None,
-            ["inf", "-inf", "NaN", "-0.0", repr(F64_MAX), None],
-            pa.float64(),
-            [INF, -INF, NAN, -0.0, F64_MAX, None],
-        )
-    ),
-    "boolean": cell(
-        _c(
-            "flag",
-            None,
-            ["true", "false", None, "true", "false", "true"],
-            pa.bool_(),
-            [True, False, None, True, False, True],
-        )
-    ),
+    "float64": cell(_c("f64", None, ["inf", "-inf", "NaN", "-0.0", repr(F64_MAX), None], pa.float64(),
+                       [INF, -INF, NAN, -0.0, F64_MAX, None])),
+    "boolean": cell(_c("flag", None, ["true", "false", None, "true", "false", "true"], pa.bool_(),
+                       [True, False, None, True, False, True])),
     "text": cell(_c("txt", None, TEXT, pa.string(), [None, *TEXT[1:]])),
     "binary": gap("CSV has no binary values"),
     "date": cell(_c("day", None, DATES_ISO, pa.date32(), DATES)),
     "time": cell(_c("tod", None, TIMES_ISO, pa.string(), TIMES_ISO)),
     "timestamp": cell(_c("ts", None, STAMPS_ISO, pa.timestamp("us"), STAMPS)),
     "timestamptz": cell(
-        _c(
-            "tstz",
-            None,
-            [
-                "2024-02-29T12:34:56.123456+05:30",
-                "1970-01-01T00:00:00Z",
-                None,
-                None,
-                "0001-01-01T00:00:00+00:00",
-                "2038-01-19T03:14:08-08:00",
-            ],
-            pa.timestamp("us"),
-            [STAMPS_TZ[0], 0, None, None, micros(1, 1, 1), STAMPS_TZ[5]],
-        ),
+        _c("tstz", None,
+           ["2024-02-29T12:34:56.123456+05:30", "1970-01-01T00:00:00Z", None, None, "0001-01-01T00:00:00+00:00",
+            "2038-01-19T03:14:08-08:00"],
+           pa.timestamp("us"), [STAMPS_TZ[0], 0, None, None, micros(1, 1, 1), STAMPS_TZ[5]]),
     ),
     "interval": gap("CSV has no interval type: the text is served as string"),
     "uuid": cell(_c("uid", None, UUIDS_CANONICAL, pa.string())),
@@ -922,9 +704,8 @@ MYSQL: dict[str, Cell] = {
     ),
     "interval": gap("MySQL has no interval type"),
     "uuid": cell(_c("uid", "UUID", quoted(UUIDS_CANONICAL), pa.string(), UUIDS_CANONICAL)),
-    "json": cell(
-        _c("js", "JSON", [None if v is None else v.replace("\\", "\\\\") for v in quoted(JSONS)], pa.string(), JSONS)
-    ),  # MySQL string literals take backslash escapes
+    "json": cell(_c("js", "JSON", [None if v is None else v.replace("\\", "\\\\") for v in quoted(JSONS)], pa.string(),
+                    JSONS)),  # MySQL string literals take backslash escapes
     "array": gap("MySQL has no arrays: JSON arrays are served as string"),
     "nested_array": gap("MySQL has no arrays: JSON arrays are served as string"),
 }

@@ -263,9 +263,7 @@ def test_uuids_compare_as_their_text_everywhere(gateway: str, kind: str, name: s
 
 def _sent(uri: str, sql: str) -> str:
     """The SQL the one source of ``sql`` would receive (EXPLAIN, without running it)."""
-    (sent,) = [
-        r["plan"] for r in query(uri, f"EXPLAIN {sql}").to_pylist() if r["plan_type"].startswith("source_query[")
-    ]
+    (sent,) = [r["plan"] for r in query(uri, f"EXPLAIN {sql}").to_pylist() if r["plan_type"].startswith("source_query[")]
     return str(sent)
 
 
