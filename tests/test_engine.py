@@ -381,17 +381,11 @@ def test_a_sources_filtered_keys_reach_another_table_joined_on_the_same_key(tmp_
         )
     lite.close()
     lines = pa.table({"l_partkey": [i % 20_000 for i in range(60_000)], "l_suppkey": [i % 4 for i in range(60_000)]})
-    pq.write_table(lines, tmp_path / "lineitem.parquet")
-    (tmp_path / "mesh.yaml").write_text(
-        "domains:\n"
-        "  - name: logistics\n    connector: {type: parquet, path: lineitem.parquet}\n"
-        "  - name: procurement\n    connector: {type: sqlite, path: parts.sqlite}\n"
-    )
     sql = (
         "SELECT count(*) AS n, sum(ps_cost) AS cost FROM procurement.part, procurement.partsupp, logistics.lineitem"
         " WHERE ps_suppkey = l_suppkey AND ps_partkey = l_partkey AND p_partkey = l_partkey AND p_name LIKE '%green%'"
     )
-    engine = Engine(MeshCatalog(load_config(tmp_path / "mesh.yaml")))
+    engine = Engine(MeshCatalog(load_config(_procurement_mesh(tmp_path, lines))))
     try:
         execution = engine.run(sql)
         answer = execution.read_all().to_pylist()
@@ -410,18 +404,23 @@ def _parts_and_lines(tmp_path: Path) -> tuple[Path, str]:
         lite.executemany("INSERT INTO part VALUES (?, ?)", [(p, f"b{p % 50}") for p in range(5_000)])
     lite.close()
     lines = pa.table({"l_partkey": [i % 5_000 for i in range(100_000)], "l_quantity": [i % 37 for i in range(100_000)]})
+    sql = (
+        "SELECT count(*) AS n, sum(l_quantity) AS q FROM logistics.lineitem, procurement.part"
+        " WHERE p_partkey = l_partkey AND p_brand = 'b7'"
+        " AND l_quantity < (SELECT 0.5 * avg(l_quantity) FROM logistics.lineitem WHERE l_partkey = p_partkey)"
+    )
+    return _procurement_mesh(tmp_path, lines), sql
+
+
+def _procurement_mesh(tmp_path: Path, lines: pa.Table) -> Path:
+    """A mesh of ``lines`` as logistics' Parquet file and ``parts.sqlite`` as procurement."""
     pq.write_table(lines, tmp_path / "lineitem.parquet")
     (tmp_path / "mesh.yaml").write_text(
         "domains:\n"
         "  - name: logistics\n    connector: {type: parquet, path: lineitem.parquet}\n"
         "  - name: procurement\n    connector: {type: sqlite, path: parts.sqlite}\n"
     )
-    sql = (
-        "SELECT count(*) AS n, sum(l_quantity) AS q FROM logistics.lineitem, procurement.part"
-        " WHERE p_partkey = l_partkey AND p_brand = 'b7'"
-        " AND l_quantity < (SELECT 0.5 * avg(l_quantity) FROM logistics.lineitem WHERE l_partkey = p_partkey)"
-    )
-    return tmp_path / "mesh.yaml", sql
+    return tmp_path / "mesh.yaml"
 
 
 def _planned_and_answers(

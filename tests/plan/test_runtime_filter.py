@@ -149,78 +149,69 @@ def test_too_many_text_keys_are_not_sent(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "big.code IN ([" in plan, plan  # the same keys, few enough, are sent as a list
 
 
+TINY = pa.record_batch({"k": list(range(250)), "flag": [k % 25 for k in range(250)]})
+OTHER = pa.record_batch({"g": list(range(7)), "label": [f"g{g}" for g in range(7)]})
+
+
+def _rewritten_with(
+    sql: str, estimates: dict[str, float], kinds: dict[str, str], passes: tuple[bool, ...] = (False, True)
+) -> tuple[int, str, list[dict[str, object]]]:
+    """``sql`` over big, lines, tiny and other after the build-side rule and the run-time filter
+    passes (with build inputs that read sources or not), with these estimates and kinds: how many
+    joins were filtered, the optimised plan, and the answer (checked against the plain one)."""
+    ctx, derived = context()
+    ctx.register_record_batches("tiny", [[TINY]])
+    ctx.register_record_batches("other", [[OTHER]])
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    build_smaller(message, ctx, lambda names: estimates.get(names[-1]))
+    done = 0
+    for sources in passes:
+        done += runtime_filter.send_build_keys(
+            message,
+            ctx,
+            lambda names: estimates.get(names[-1]),
+            lambda names: kinds.get(names[-1]),
+            lambda: derived,
+            materializer(ctx),
+            sources,
+        )
+    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
+    assert frame.to_pylist() == ctx.sql(sql).to_pylist()
+    return done, frame.optimized_logical_plan().display_indent(), frame.to_pylist()
+
+
 def test_keys_reach_the_other_side_of_a_join_above_that_equates_the_probe_key() -> None:
     """TPC-H Q9's shape: a source's filtered parts (here ``tiny``) join a file's lines, which
     join a source's big table on the same key further up: the parts' keys filter the big table
     too, though it is not the probe input of their own join (the file is)."""
-    ctx, derived = context()
-    ctx.register_record_batches(
-        "tiny", [[pa.record_batch({"k": list(range(250)), "flag": [k % 25 for k in range(250)]})]]
-    )
     estimates = {"big": 1_000_000.0, "lines": 2_000.0, "tiny": 250.0}
     kinds = {"big": "sql", "lines": "files", "tiny": "sql"}
-    sql = (
+    done, plan, answer = _rewritten_with(
         "SELECT b.grp, l.qty FROM lines l JOIN tiny t ON l.ref = t.k JOIN big b ON b.id = l.ref"
-        " WHERE t.flag = 3 ORDER BY 1, 2"
+        " WHERE t.flag = 3 ORDER BY 1, 2",
+        estimates,
+        kinds,
+        (True,),
     )
-    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
-    build_smaller(message, ctx, lambda names: estimates.get(names[-1]))
-    done = runtime_filter.send_build_keys(
-        message,
-        ctx,
-        lambda names: estimates.get(names[-1]),
-        lambda names: kinds.get(names[-1]),
-        lambda: derived,
-        materializer(ctx),
-        True,
-    )
-    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
-    plan = frame.optimized_logical_plan().display_indent()
-    assert done >= 1 and "big.id IN ([Int64(3), Int64(28)" in plan, plan
-    assert frame.to_pylist() == ctx.sql(sql).to_pylist() and frame.to_pylist()
+    assert done >= 1 and "big.id IN ([Int64(3), Int64(28)" in plan and answer, plan
     # Without the join above, nothing asks a source: the parts are not run first.
     alone = "SELECT l.qty FROM lines l JOIN tiny t ON l.ref = t.k WHERE t.flag = 3"
-    message = to_substrait(ctx.sql(alone).optimized_logical_plan(), ctx)
-    build_smaller(message, ctx, lambda names: estimates.get(names[-1]))
-    assert not runtime_filter.send_build_keys(
-        message,
-        ctx,
-        lambda names: estimates.get(names[-1]),
-        lambda names: kinds.get(names[-1]),
-        lambda: derived,
-        materializer(ctx),
-        True,
-    )
+    assert _rewritten_with(alone, estimates, kinds, (True,))[0] == 0
 
 
 def test_keys_of_a_semi_join_travel_up_as_the_column_it_returns() -> None:
     """A semi join returns one side's columns: the probe key is found among them, not at the place
     it has among both inputs' columns (which, here, is ``grp``: filtering ``other.g`` by the id
     keys would drop the rows with ``grp`` 3)."""
-    ctx, derived = context()
-    ctx.register_record_batches(
-        "other", [[pa.record_batch({"g": list(range(7)), "label": [f"g{g}" for g in range(7)]})]]
-    )
-    estimates = {"big": 1_000_000.0, "lines": 2_000.0, "other": 700_000.0}
-    kinds = {"big": "sql", "lines": "files", "other": "sql"}
-    sql = (
+    _, plan, answer = _rewritten_with(
         "SELECT b.id, o.label FROM (SELECT id, grp FROM big WHERE id IN"
-        " (SELECT ref FROM lines GROUP BY ref HAVING sum(qty) > 55)) b JOIN other o ON o.g = b.grp ORDER BY 1"
+        " (SELECT ref FROM lines GROUP BY ref HAVING sum(qty) > 55)) b JOIN other o ON o.g = b.grp ORDER BY 1",
+        {"big": 1_000_000.0, "lines": 2_000.0, "other": 700_000.0},
+        {"big": "sql", "lines": "files", "other": "sql"},
+        (False,),
     )
-    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
-    build_smaller(message, ctx, lambda names: estimates.get(names[-1]))
-    runtime_filter.send_build_keys(
-        message,
-        ctx,
-        lambda names: estimates.get(names[-1]),
-        lambda names: kinds.get(names[-1]),
-        lambda: derived,
-        materializer(ctx),
-    )
-    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
-    plan = frame.optimized_logical_plan().display_indent()
     assert "big.id IN ([" in plan and "other.g IN" not in plan, plan
-    assert frame.to_pylist() == ctx.sql(sql).to_pylist() and {row["label"] for row in frame.to_pylist()} >= {"g3"}
+    assert {row["label"] for row in answer} >= {"g3"}
 
 
 def test_a_computed_join_input_is_known_to_the_next_pass() -> None:
@@ -235,34 +226,10 @@ def test_a_computed_join_input_is_known_to_the_next_pass() -> None:
     assert planning.rows(other) is None and planning.kind(other) is None  # a pushed sub-plan is a scan's
 
 
-def _rewritten_with(
-    sql: str, estimates: dict[str, float], kinds: dict[str, str]
-) -> tuple[str, list[dict[str, object]]]:
-    ctx, derived = context()
-    ctx.register_record_batches(
-        "tiny", [[pa.record_batch({"k": list(range(250)), "flag": [k % 25 for k in range(250)]})]]
-    )
-    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
-    build_smaller(message, ctx, lambda names: estimates.get(names[-1]))
-    for sources in (False, True):
-        runtime_filter.send_build_keys(
-            message,
-            ctx,
-            lambda names: estimates.get(names[-1]),
-            lambda names: kinds.get(names[-1]),
-            lambda: derived,
-            materializer(ctx),
-            sources,
-        )
-    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
-    assert frame.to_pylist() == ctx.sql(sql).to_pylist()
-    return frame.optimized_logical_plan().display_indent(), frame.to_pylist()
-
-
 def test_the_keys_of_the_rows_not_exists_keeps_filter_the_other_side() -> None:
     """NOT EXISTS: the other side's rows that match no kept row's key could only rule a row out by
     matching it, so they may go."""
-    plan, answer = _rewritten_with(
+    _, plan, answer = _rewritten_with(
         "SELECT l.ref FROM lines l WHERE NOT EXISTS (SELECT 1 FROM big b WHERE b.id = l.ref AND b.grp = 3) ORDER BY 1",
         {"big": 1_000_000.0, "lines": 2_000.0},
         {"big": "sql", "lines": "files"},
@@ -274,7 +241,7 @@ def test_the_keys_of_the_rows_not_exists_keeps_filter_the_other_side() -> None:
 def test_the_rows_not_exists_keeps_are_never_filtered_by_the_other_sides_keys() -> None:
     """Here the keys come from the NOT EXISTS side: the rows of big it keeps are those whose id is
     *not* among them, so they must not filter big."""
-    plan, answer = _rewritten_with(
+    _, plan, answer = _rewritten_with(
         "SELECT b.id FROM big b WHERE NOT EXISTS"
         " (SELECT 1 FROM lines l JOIN tiny t ON l.ref = t.k WHERE t.flag = 3 AND l.ref = b.id) ORDER BY 1",
         {"big": 1_000.0, "lines": 200_000.0, "tiny": 250.0},
