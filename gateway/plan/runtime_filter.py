@@ -182,7 +182,7 @@ def _filter_probe(
             continue  # about as many keys as the other side has rows: such a filter would keep most
         # A key set only where every table read takes one: DataFusion carries a filter on a join
         # key over to the join's other input, where a file's rows would each be looked up in Python.
-        sets = all(name is not None and key_sets(name) for name in reads(target))
+        sets = all(read is not None and key_sets(read) for read in reads(target))
         condition = _keys_condition(message, ctx, field, values, sets)
         if condition is not None:
             filtered = algebra_pb2.Rel()
