@@ -80,15 +80,11 @@ def estimate(rel: algebra_pb2.Rel, rows: Rows, functions: Mapping[int, str] | No
     known = [value for value in below if value is not None]
     if kind == "filter":
         share = selectivity(rel.filter.condition, functions)
-        below_read = rel.filter.input
-        if below_read.WhichOneof("rel_type") == "read" and below_read.read.HasField("filter"):
+        read = rel.filter.input.read
+        if rel.filter.input.WhichOneof("rel_type") == "read" and read.HasField("filter"):
             # DataFusion hands a scan the filter above it, which stays (Parquet: row groups
             # pruned, rows still filtered): the two are mostly the same conjuncts, not twice the cut.
-            unfiltered = algebra_pb2.Rel()
-            unfiltered.read.CopyFrom(below_read.read)
-            unfiltered.read.ClearField("filter")
-            unfiltered.read.ClearField("best_effort_filter")
-            whole = estimate(unfiltered, rows, functions)
+            whole = rows(tuple(read.named_table.names)) if read.HasField("named_table") else None
             return min(known[0], whole * share) if whole is not None else known[0]
         return known[0] * share
     if kind == "aggregate":

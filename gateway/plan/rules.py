@@ -92,10 +92,16 @@ class Planning:
             return None
         if (names[-2], names[-1]) in self.scans:
             return "sql"
-        if names[-2] == DERIVED_SCHEMA and self._derived is not None and names[-1] in self._derived.rows:
+        if self._computed(names) is not None:
             return "files"  # computed already: nothing to ask a source for
         product = self.find(names[-2], names[-1])
         return "files" if product is not None and isinstance(product.connector, FileConnector) else None
+
+    def _computed(self, names: tuple[str, ...]) -> int | None:
+        """The rows of the derived table a read names when they are computed already, else None."""
+        if self._derived is None or len(names) < 2 or names[-2] != DERIVED_SCHEMA:
+            return None
+        return self._derived.rows.get(names[-1])
 
     def key_sets(self, names: tuple[str, ...]) -> bool:
         """Whether the table a Substrait read names is a SQL source's that takes key sets."""
@@ -106,8 +112,9 @@ class Planning:
         """The estimated rows of the table a Substrait read names (``Connector.estimate_rows``)."""
         if len(names) < 2:
             return None
-        if names[-2] == DERIVED_SCHEMA and self._derived is not None and names[-1] in self._derived.rows:
-            return float(self._derived.rows[names[-1]])  # a join input or aggregate computed already
+        computed = self._computed(names)
+        if computed is not None:
+            return float(computed)  # a join input or aggregate computed already
         scan = self.scans.get((names[-2], names[-1]))
         product = scan.product if scan is not None else self.find(names[-2], names[-1])
         if product is None:

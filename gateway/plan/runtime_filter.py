@@ -40,7 +40,16 @@ from gateway.plan.build_side import estimate, width_of
 from gateway.plan.key_sets import KeySet, register, takes
 from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import all_roots, correlated, function_names, inputs, reads, sub_plan, to_logical
+from gateway.plan.substrait_plan import (
+    all_roots,
+    correlated,
+    function_names,
+    inputs,
+    named_inputs,
+    reads,
+    sub_plan,
+    to_logical,
+)
 from gateway.system_tables import TableDataset
 from meshcore.arrow import is_text
 
@@ -97,7 +106,7 @@ def send_build_keys(
 
     def visit(rel: algebra_pb2.Rel, path: list[tuple[algebra_pb2.Rel, str]]) -> None:
         nonlocal done
-        for slot, child in _slots(rel):
+        for slot, child in named_inputs(rel):
             visit(child, [*path, (rel, slot)])
         if rel.WhichOneof("rel_type") == "join" and _filter_probe(
             message, rel.join, path, ctx, rows, kind, derived, materialize, functions, sources, key_sets
@@ -107,20 +116,6 @@ def send_build_keys(
     for top in all_roots(message):  # subqueries kept as expressions are plans of their own
         visit(top, [])
     return done
-
-
-def _slots(rel: algebra_pb2.Rel) -> list[tuple[str, algebra_pb2.Rel]]:
-    """``rel``'s inputs with the field each is in (``"inputs"`` for each of a set's)."""
-    kind = rel.WhichOneof("rel_type")
-    body = getattr(rel, kind) if kind is not None else None
-    if body is None:
-        return []
-    named = [(name, getattr(body, name)) for name in ("input", "left", "right") if _has(body, name)]
-    return named + [("inputs", child) for child in inputs(rel)[len(named) :]]
-
-
-def _has(body: Any, name: str) -> bool:
-    return name in body.DESCRIPTOR.fields_by_name and bool(body.HasField(name))
 
 
 def _filter_probe(
@@ -150,8 +145,7 @@ def _filter_probe(
         return False  # nothing much filters a source's input: not worth asking for it first
     if correlated(join.left):
         return False  # a correlated input cannot run on its own
-    build = to_logical(sub_plan(message, join.left), ctx)
-    width = len(ctx.create_dataframe_from_logical_plan(build).schema())
+    width = width_of(message, join.left, ctx)
     keys = _key_pair(join.expression, width, functions)
     if keys is None:
         return False
@@ -170,7 +164,7 @@ def _filter_probe(
     ]
     if not targets:
         return False
-    table = materialize(build, MAX_BUILD_ROWS + 1)
+    table = materialize(to_logical(sub_plan(message, join.left), ctx), MAX_BUILD_ROWS + 1)
     if table.num_rows > MAX_BUILD_ROWS:
         return False
     name = derived().add("join_input", Table(TableDataset(table)), table.num_rows)  # computed once: its rows replace it
@@ -292,41 +286,33 @@ def _emitted(body: Any, index: int) -> int | None:
     return mapping.index(index) if index in mapping else None
 
 
-def _equal_to(expression: Any, field: int, functions: dict[int, str]) -> list[int]:
-    """The fields ``expression`` equates with ``field`` (ANDs looked into)."""
+def _equalities(expression: Any, functions: dict[int, str]) -> list[tuple[int, int]]:
+    """Each ``field = field`` in ``expression`` (ANDs looked into), in its written order."""
     if expression.WhichOneof("rex_type") != "scalar_function":
         return []
     call = expression.scalar_function
     name = functions.get(call.function_reference, "")
     arguments = [argument.value for argument in call.arguments]
     if name == "and":
-        return [other for argument in arguments for other in _equal_to(argument, field, functions)]
+        return [pair for argument in arguments for pair in _equalities(argument, functions)]
     if name != "equal" or len(arguments) != 2:
         return []
-    fields = [_field(argument) for argument in arguments]
-    return [b for a, b in (fields, fields[::-1]) if a == field and b is not None]
+    left, right = _field(arguments[0]), _field(arguments[1])
+    return [] if left is None or right is None else [(left, right)]
+
+
+def _equal_to(expression: Any, field: int, functions: dict[int, str]) -> list[int]:
+    """The fields ``expression`` equates with ``field``."""
+    return [b for pair in _equalities(expression, functions) for a, b in (pair, pair[::-1]) if a == field]
 
 
 def _key_pair(expression: Any, width: int, functions: dict[int, str]) -> tuple[int, int] | None:
-    """``(build column, probe column)`` of an equality between the inputs in ``expression`` (ANDs looked into)."""
-    if expression.WhichOneof("rex_type") != "scalar_function":
-        return None
-    call = expression.scalar_function
-    name = functions.get(call.function_reference, "")
-    arguments = [argument.value for argument in call.arguments]
-    if name == "and":
-        for argument in arguments:
-            found = _key_pair(argument, width, functions)
-            if found is not None:
-                return found
-        return None
-    if name != "equal" or len(arguments) != 2:
-        return None
-    fields = [_field(argument) for argument in arguments]
-    if fields[0] is None or fields[1] is None:
-        return None
-    left, right = sorted((fields[0], fields[1]))
-    return (left, right) if left < width <= right else None
+    """``(build column, probe column)`` of the first equality between the inputs in ``expression``."""
+    for pair in _equalities(expression, functions):
+        left, right = sorted(pair)
+        if left < width <= right:
+            return left, right
+    return None
 
 
 def _field(expression: Any) -> int | None:

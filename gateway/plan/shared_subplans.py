@@ -49,6 +49,7 @@ def compute_shared_once(
     """Replace every aggregate that ``message`` holds more than once by its rows; how many were."""
     done = 0
     tried: set[bytes] = set()
+    functions = function_names(message)
     while True:
         shared = _outermost_shared(message, tried)
         if shared is None:
@@ -56,7 +57,7 @@ def compute_shared_once(
         key, places = shared
         tried.add(key)
         first = places[0]
-        guess = estimate(first, rows, function_names(message))
+        guess = estimate(first, rows, functions)
         if guess is None or guess > TRY_ROWS or correlated(first):
             continue
         table = materialize(to_logical(sub_plan(message, first), ctx), MAX_ROWS + 1)

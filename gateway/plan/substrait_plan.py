@@ -90,15 +90,23 @@ def root(message: plan_pb2.Plan) -> algebra_pb2.Rel:
 
 def inputs(rel: algebra_pb2.Rel) -> list[algebra_pb2.Rel]:
     """The relations ``rel`` reads directly."""
+    return [child for _, child in named_inputs(rel)]
+
+
+def named_inputs(rel: algebra_pb2.Rel) -> list[tuple[str, algebra_pb2.Rel]]:
+    """The relations ``rel`` reads directly, each with the field it is in (``input``, ``left``,
+    ``right``, or ``inputs`` for each of a set's)."""
     kind = rel.WhichOneof("rel_type")
     if kind is None:
         return []
     body = getattr(rel, kind)
     found = [
-        getattr(body, name) for name in _INPUT_FIELDS if name in body.DESCRIPTOR.fields_by_name and body.HasField(name)
+        (name, getattr(body, name))
+        for name in _INPUT_FIELDS
+        if name in body.DESCRIPTOR.fields_by_name and body.HasField(name)
     ]
     if "inputs" in body.DESCRIPTOR.fields_by_name:
-        found.extend(body.inputs)
+        found.extend(("inputs", child) for child in body.inputs)
     return found
 
 
