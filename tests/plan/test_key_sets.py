@@ -21,6 +21,7 @@ from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.errors import MeshgateError
 from gateway.plan import key_sets, runtime_filter
+from tests.support.gateway import query, serve_in_process, source_queries
 from tests.support.mysql import connect
 
 ROWS = 100_000
@@ -157,3 +158,20 @@ def test_a_callers_sql_cannot_call_a_key_set(sources: tuple[Path, dict[str, str]
             engine.run(f"SELECT {name}(id) FROM store.events").read_all()
     finally:
         engine.close()
+
+
+def test_a_key_set_through_the_flight_sql_gateway(sources: tuple[Path, dict[str, str]]) -> None:
+    """The same join asked by an ADBC Flight SQL client of a running gateway: the answer, and
+    PostgreSQL's query holding the key set and returning only the keys' rows."""
+    root, connectors = sources
+    mesh = root / "served.yaml"
+    mesh.write_text(
+        "domains:\n"
+        "  - name: picks\n    connector: {type: parquet, path: keys.parquet}\n"
+        f"  - name: store\n    connector: {connectors['postgres']}\n"
+    )
+    sql = "SELECT sum(v) AS s, count(*) AS n FROM store.events JOIN picks.keys ON id = k"
+    with serve_in_process(mesh) as uri:
+        assert query(uri, sql).to_pylist() == [{"s": sum(k % 11 for k in MATCHED), "n": len(MATCHED)}]
+        (sent,) = [(text, rows) for label, text, rows in source_queries(uri, sql) if label.startswith("store/")]
+    assert "= ANY(CAST('{" in sent[0] and sent[1] == len(MATCHED), sent[0][:300]
