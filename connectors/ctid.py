@@ -32,6 +32,7 @@ import pyarrow as pa
 from adbc_driver_manager.dbapi import Connection, Cursor
 from sqlglot import exp
 
+from connectors import threads
 from connectors.adbc import discard
 from meshcore.errors import SourceError
 
@@ -151,7 +152,7 @@ class PartitionedScan:
 
     def start(self) -> Iterator[pa.RecordBatch]:
         for number, part in enumerate(self._parts):
-            threading.Thread(target=self._read, args=(part,), name=f"ctid-range-{number}", daemon=True).start()
+            threads.start(self._read, part, name=f"ctid-range-{number}")
         return self._merged()
 
     def interrupt(self) -> None:

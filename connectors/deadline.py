@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
+from connectors import threads
 from meshcore.errors import QueryTimeoutError
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def before(deadline: float | None, work: Callable[[], T], *, abandon: Callable[[
         except BaseException as error:  # handed to the caller, who raises it
             future.set_exception(error)
 
-    threading.Thread(target=run, name=f"source-{source}", daemon=True).start()
+    threads.start(run, name=f"source-{source}")
     try:
         return future.result(timeout=remaining(deadline))
     except FutureTimeout:

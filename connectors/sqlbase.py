@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
+from connectors import threads
 from connectors.base import ScanSpec, SourceObject, SourceStream, SqlConnector
 from connectors.deadline import expired, passed
 from meshcore.arrow import is_text
@@ -307,7 +308,7 @@ class ReaderStream(SourceStream):
             if not self._started or self._drained or self._interrupting:
                 return
             self._interrupting = True
-        threading.Thread(target=self._interrupt, name="source-interrupt", daemon=True).start()
+        threads.start(self._interrupt, name="source-interrupt")
 
     def close(self) -> None:
         """Stop and release the source query unless it was read to the end (idempotent, never blocks)."""
@@ -329,7 +330,7 @@ class ReaderStream(SourceStream):
             if self._closed or self.cancelled:  # never start a query nobody will read
                 return
             self._started = True
-        threading.Thread(target=self._pump, args=(schema,), name=f"source-{self._source}", daemon=True).start()
+        threads.start(self._pump, schema, name=f"source-{self._source}")
         while True:
             item = self._take()
             if item is _CANCELLED:
