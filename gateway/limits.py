@@ -98,36 +98,46 @@ class Admission:
     """Bounds the queries running at once, in all and per user; the rest wait in line, for a while.
 
     One user may hold at most half the slots (at least one), so one caller cannot take the
-    gateway from the others by starting queries and not reading them.
+    gateway from the others by starting queries and not reading them. Waiters are served in
+    the order they came, each woken only when a slot is handed to it (a freed slot wakes one
+    thread, not every waiter: with 16 clients of one user, waking all of them on every query's
+    end cost more CPU than the lookups themselves). A waiter that cannot run yet (its user holds
+    its share) does not hold back the ones behind it that can.
     """
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.per_user = max(1, limits.slots // 2)
-        self._free = threading.Condition()
+        self._lock = threading.Lock()
         self._by_user: dict[str | None, int] = {}
+        self._line: list[_Waiter] = []  # in the order they came; none of them fits (see _hand_out)
         self.running = 0
-        self.waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._line)
 
     def enter(self, user: str | None) -> Ticket:
         """A slot for one query of ``user``; raises GatewayBusyError when none frees up in time."""
-        deadline = time.monotonic() + self.limits.queue_seconds
-        with self._free:
-            self.waiting += 1
-            try:
-                while not self._fits(user):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise GatewayBusyError(self._busy(user))
-                    self._free.wait(left)
-            finally:
-                self.waiting -= 1
-            self.running += 1
-            self._by_user[user] = self._by_user.get(user, 0) + 1
+        with self._lock:
+            if self._fits(user):
+                self._take(user)
+                return Ticket(self, user)
+            waiter = _Waiter(user)
+            self._line.append(waiter)
+        if not waiter.handed.wait(self.limits.queue_seconds):
+            with self._lock:
+                if not waiter.handed.is_set():  # else a slot came between the timeout and the lock
+                    self._line.remove(waiter)
+                    raise GatewayBusyError(self._busy(user))
         return Ticket(self, user)
 
     def _fits(self, user: str | None) -> bool:
         return self.running < self.limits.slots and self._by_user.get(user, 0) < self.per_user
+
+    def _take(self, user: str | None) -> None:
+        self.running += 1
+        self._by_user[user] = self._by_user.get(user, 0) + 1
 
     def _busy(self, user: str | None) -> str:
         waited = f"waited {self.limits.queue_seconds:g} s for a slot; try again shortly"
@@ -138,12 +148,32 @@ class Admission:
         )
 
     def _leave(self, user: str | None) -> None:
-        with self._free:
+        with self._lock:
             self.running -= 1
             self._by_user[user] -= 1
             if not self._by_user[user]:
                 del self._by_user[user]
-            self._free.notify_all()
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Give freed slots to the first waiters that fit, in line order (the lock is held)."""
+        for waiter in list(self._line):
+            if self.running >= self.limits.slots:
+                return
+            if self._fits(waiter.user):
+                self._take(waiter.user)
+                self._line.remove(waiter)
+                waiter.handed.set()
+
+
+class _Waiter:
+    """A query in line for a slot; ``handed`` is set once the slot is taken on its behalf."""
+
+    __slots__ = ("handed", "user")
+
+    def __init__(self, user: str | None) -> None:
+        self.user = user
+        self.handed = threading.Event()
 
 
 class Ticket:
