@@ -123,6 +123,29 @@ def test_admission_queues_then_refuses_and_keeps_one_user_to_half(mesh: Path) ->
         engine.close()
 
 
+def test_admission_hands_a_freed_slot_to_one_waiter_in_turn_and_skips_a_user_at_their_share() -> None:
+    admission = Admission(Limits(query_memory=1 * MiB, gateway_memory=4 * MiB, queue_seconds=5))
+    alice = [admission.enter("alice"), admission.enter("alice")]  # her share: 2 of 4 slots
+    order: list[str] = []
+
+    def wait_for(user: str) -> None:
+        admission.enter(user)
+        order.append(user)
+
+    waiting_alice = threading.Thread(target=wait_for, args=("alice",))
+    waiting_alice.start()
+    while admission.waiting < 1:
+        time.sleep(0.001)
+    admission.enter("bob")  # alice's waiter cannot run yet: bob is not held back behind her
+    carol = threading.Thread(target=wait_for, args=("carol",))
+    carol.start()
+    carol.join(5)
+    assert order == ["carol"] and admission.running == 4 and admission.waiting == 1
+    alice[0].release()  # her slot goes to her waiter, the only one in line
+    waiting_alice.join(5)
+    assert order == ["carol", "alice"] and admission.running == 4 and admission.waiting == 0
+
+
 def test_admission_counts_every_way_a_query_ends(mesh: Path) -> None:
     engine = engine_with(mesh, query_memory=16 * MiB, gateway_memory=16 * MiB, queue_seconds=0.2)
     try:
