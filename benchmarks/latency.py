@@ -5,18 +5,23 @@
 ``SELECT * FROM sales.events WHERE id = <random id>``:
 
 - latency: one client, one connection, ``--queries`` lookups one after another (after a
-  warm-up), through the gateway (ADBC Flight SQL) and straight to PostgreSQL (ADBC
-  PostgreSQL, the same SQL on the table): p50/p95/p99;
+  warm-up), through the gateway and straight to PostgreSQL (ADBC PostgreSQL, the same SQL
+  on the table): p50/p95/p99;
 - concurrency: 1, 4, 16 and 64 clients (threads of this process, a connection each) for
   ``--seconds`` each: queries per second, latency percentiles under load, and errors.
 
-Every lookup's answer is checked (one row, the id asked for). The clients run on the same
-2 cores as the servers: client time is part of every figure.
+The gateway is asked through two Flight SQL clients: the ADBC driver (what BI tools and
+notebooks use; it prepares every statement, four calls a lookup) and ``flightsql-dbapi``
+(pyarrow's Flight client; a statement query and its DoGet, two calls). Every lookup's answer
+is checked (one row, the id asked for). The clients run on the same 2 cores as the servers:
+client time is part of every figure, so the CPU the clients' process used per lookup is
+reported next to the gateway's.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import threading
 import time
@@ -24,8 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import adbc_driver_postgresql.dbapi as pg
+from flightsql import FlightSQLClient
 
 from benchmarks import events, plots
 from benchmarks.harness import (
@@ -62,6 +69,7 @@ class Load:
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     server_cpu: float = math.nan  # CPU seconds the gateway used (Meshgate only)
+    client_cpu: float = math.nan  # CPU seconds this process (the clients) used
     peak_connecting: int | None = None  # gateway peak memory while the clients connected and logged in
     peak_querying: int | None = None  # gateway peak memory while they queried
 
@@ -82,6 +90,7 @@ class Load:
             "gateway_peak_rss_connecting": self.peak_connecting,
             "gateway_peak_rss_querying": self.peak_querying,
             "gateway_cpu_ms_per_query": 1000 * self.server_cpu / len(self.latencies) if self.latencies else None,
+            "client_cpu_ms_per_query": 1000 * self.client_cpu / len(self.latencies) if self.latencies else None,
             "errors": len(self.errors),
             "first_errors": self.errors[:5],
         }
@@ -90,12 +99,25 @@ class Load:
 Lookup = Callable[[Any, int], None]
 
 
+ADBC = "Meshgate (ADBC)"
+PYARROW = "Meshgate (pyarrow)"
+DIRECT = "PostgreSQL direct"
+
+
 def gateway_lookup(connection: Any, key: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT * FROM sales.events WHERE id = {key}")
         rows = cursor.fetchall()
     if len(rows) != 1 or rows[0][0] != key:
         raise AssertionError(f"id {key}: got {rows[:2]}")
+
+
+def pyarrow_lookup(client: Any, key: int) -> None:
+    """The lookup through flightsql-dbapi's client: a statement query, then its one endpoint's DoGet."""
+    info = client.execute(f"SELECT * FROM sales.events WHERE id = {key}")
+    table = client.do_get(info.endpoints[0].ticket).read_all()
+    if table.num_rows != 1 or table.column(0)[0].as_py() != key:
+        raise AssertionError(f"id {key}: got {table.slice(0, 2).to_pylist()}")
 
 
 def postgres_lookup(schema: str) -> Lookup:
@@ -125,6 +147,7 @@ def sequential(
         for _ in range(min(50, queries)):  # warm-up
             lookup(connection, keys.randint(1, rows))
         cpu = cpu_seconds(server_pid) if server_pid is not None else math.nan
+        own = _own_cpu()
         began = time.perf_counter()
         for _ in range(queries):
             key = keys.randint(1, rows)
@@ -135,6 +158,7 @@ def sequential(
             except Exception as error:
                 load.errors.append(adbc_message(error))
         load.seconds = time.perf_counter() - began
+        load.client_cpu = _own_cpu() - own
         if server_pid is not None:
             load.server_cpu = cpu_seconds(server_pid) - cpu
     finally:
@@ -161,13 +185,14 @@ def concurrent(
         reset_peak(server_pid)
     lock = threading.Lock()
     window = [0.0, 0.0]  # start, stop: set once every client is connected, before any starts
-    cpu = [0.0]
+    cpu = [0.0, 0.0]  # the gateway's and this process's, when the window opened
 
     def open_window() -> None:
         if server_pid is not None:
             load.peak_connecting = peak_rss(server_pid)
             reset_peak(server_pid)
             cpu[0] = cpu_seconds(server_pid)
+        cpu[1] = _own_cpu()
         window[0] = time.perf_counter()
         window[1] = window[0] + seconds
 
@@ -206,10 +231,17 @@ def concurrent(
     for thread in threads:
         thread.join(timeout=seconds + 120)
     load.seconds = time.perf_counter() - window[0]
+    load.client_cpu = _own_cpu() - cpu[1]
     if server_pid is not None:
         load.peak_querying = peak_rss(server_pid)
         load.server_cpu = cpu_seconds(server_pid) - cpu[0]
     return load
+
+
+def _own_cpu() -> float:
+    """CPU seconds (user + system, all threads) this process, the clients, has used."""
+    times = os.times()
+    return times.user + times.system
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,16 +271,34 @@ def main(argv: list[str] | None = None) -> int:
             def open_gateway() -> Any:
                 return server.connect(60)
 
-            loads.append(sequential("Meshgate", open_gateway, gateway_lookup, rows, queries, server.pid))
-            loads.append(sequential("PostgreSQL direct", open_postgres, direct, rows, queries))
-            for clients in QUICK_CONCURRENCY if args.quick else CONCURRENCY:
-                loads.append(concurrent("Meshgate", open_gateway, gateway_lookup, rows, clients, seconds, server.pid))
-                loads.append(concurrent("PostgreSQL direct", open_postgres, direct, rows, clients, seconds))
-                log(
-                    f"latency {clients} clients: Meshgate {loads[-2].throughput:.0f} q/s ({len(loads[-2].errors)} "
-                    f"errors), PostgreSQL {loads[-1].throughput:.0f} q/s ({len(loads[-1].errors)} errors)"
+            host, port = urlparse(server.uri).hostname, urlparse(server.uri).port
+            credentials = server.credentials
+
+            def open_pyarrow() -> Any:
+                return FlightSQLClient(
+                    host=host, port=port, insecure=True, user=credentials.user, password=credentials.password
                 )
-    for load in loads[:2]:
+
+            targets: list[tuple[str, Callable[[], Any], Lookup, int | None]] = [
+                (ADBC, open_gateway, gateway_lookup, server.pid),
+                (PYARROW, open_pyarrow, pyarrow_lookup, server.pid),
+                (DIRECT, open_postgres, direct, None),
+            ]
+            for target, open_, lookup, pid in targets:
+                loads.append(sequential(target, open_, lookup, rows, queries, pid))
+            sequential_loads = len(loads)
+            for clients in QUICK_CONCURRENCY if args.quick else CONCURRENCY:
+                level = [
+                    concurrent(t, connect, lookup, rows, clients, seconds, pid) for t, connect, lookup, pid in targets
+                ]
+                loads += level
+                log(
+                    f"latency {clients} clients: "
+                    + ", ".join(
+                        f"{load.target} {load.throughput:.0f} q/s ({len(load.errors)} errors)" for load in level
+                    )
+                )
+    for load in loads[:sequential_loads]:
         log(
             f"latency {load.target}: p50 {fmt_seconds(percentile(load.latencies, 0.5))}, "
             f"p99 {fmt_seconds(percentile(load.latencies, 0.99))}, {len(load.errors)} errors"
@@ -259,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         "queries": queries,
         "seconds_per_level": seconds,
         "machine": info,
-        "sequential": [load.summary() for load in loads[:2]],
-        "concurrent": [load.summary() for load in loads[2:]],
+        "sequential": [load.summary() for load in loads[:sequential_loads]],
+        "concurrent": [load.summary() for load in loads[sequential_loads:]],
         "elapsed_seconds": time.perf_counter() - started,
     }
     report = _report(payload, args.results_dir, name, plots_wanted=not args.no_plots)
@@ -271,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 CPU = "gateway CPU per query"
+CLIENT_CPU = "client CPU per query"
 MEMORY = "gateway peak memory: connecting / querying"
+CONCURRENT_COLUMNS = ["clients", "target", "queries", "queries/s", "p50", "p99", CPU, CLIENT_CPU, MEMORY, "errors"]
 
 
 def _memory(summary: dict[str, Any]) -> str:
@@ -279,8 +331,8 @@ def _memory(summary: dict[str, Any]) -> str:
     return f"{fmt_bytes(connecting)} / {fmt_bytes(querying)}" if connecting and querying else ""
 
 
-def _cpu(summary: dict[str, Any]) -> str:
-    value = summary.get("gateway_cpu_ms_per_query")
+def _cpu(summary: dict[str, Any], key: str = "gateway_cpu_ms_per_query") -> str:
+    value = summary.get(key)
     return f"{value:.1f} ms" if value is not None and math.isfinite(value) else ""
 
 
@@ -294,6 +346,7 @@ def _report(payload: dict[str, Any], results_dir: Path, name: str, *, plots_want
             fmt_seconds(s["p99"]),
             f"{s['queries_per_second']:.0f}",
             _cpu(s),
+            _cpu(s, "client_cpu_ms_per_query"),
             s["errors"],
         ]
         for s in payload["sequential"]
@@ -307,12 +360,19 @@ def _report(payload: dict[str, Any], results_dir: Path, name: str, *, plots_want
             fmt_seconds(s["p50"]),
             fmt_seconds(s["p99"]),
             _cpu(s),
+            _cpu(s, "client_cpu_ms_per_query"),
             _memory(s),
             s["errors"],
         ]
         for s in payload["concurrent"]
     ]
-    ratio = payload["sequential"][0]["p50"] / payload["sequential"][1]["p50"]
+    p50 = {s["target"]: s["p50"] for s in payload["sequential"]}
+    overhead = "; ".join(
+        f"{target}: p50 {fmt_seconds(p50[target])}, {p50[target] / p50[DIRECT]:.1f}x PostgreSQL's, "
+        f"{fmt_seconds(p50[target] - p50[DIRECT])} over it"
+        for target in (ADBC, PYARROW)
+        if target in p50 and DIRECT in p50
+    )
     made: list[Path | None] = []
     if plots_wanted:
         levels = list(dict.fromkeys(s["clients"] for s in payload["concurrent"]))
@@ -323,7 +383,7 @@ def _report(payload: dict[str, Any], results_dir: Path, name: str, *, plots_want
                 levels,
                 {
                     target: [s["queries_per_second"] for s in payload["concurrent"] if s["target"] == target]
-                    for target in ("Meshgate", "PostgreSQL direct")
+                    for target in (ADBC, PYARROW, DIRECT)
                 },
                 "concurrent clients",
                 "queries per second",
@@ -346,7 +406,9 @@ def _report(payload: dict[str, Any], results_dir: Path, name: str, *, plots_want
 
 Generated by `python -m benchmarks.latency{" --quick" if name.endswith("quick") else ""}`: primary-key lookups on a
 {payload["rows"]:,}-row PostgreSQL table (`SELECT * FROM sales.events WHERE id = <random>`), through
-Meshgate (ADBC Flight SQL) and straight to PostgreSQL (ADBC PostgreSQL). Clients run on the same machine.
+Meshgate and straight to PostgreSQL (ADBC PostgreSQL). Meshgate is asked through two Flight SQL clients: the ADBC
+driver, which prepares every statement (four calls a lookup), and flightsql-dbapi over pyarrow's Flight client (a
+statement query and its DoGet: two calls). Clients run on the same machine.
 
 ## Machine
 
@@ -354,16 +416,17 @@ Meshgate (ADBC Flight SQL) and straight to PostgreSQL (ADBC PostgreSQL). Clients
 
 ## One client, {payload["queries"]} lookups in a row
 
-{markdown_table(["target", "queries", "p50", "p95", "p99", "queries/s", CPU, "errors"], sequential_rows)}
+{markdown_table(["target", "queries", "p50", "p95", "p99", "queries/s", CPU, CLIENT_CPU, "errors"], sequential_rows)}
 
-Meshgate p50 / PostgreSQL p50: {ratio:.1f}x.
+{overhead}.
 
 ## Concurrent clients, {payload["seconds_per_level"]:g} s per level
 
-{markdown_table(["clients", "target", "queries", "queries/s", "p50", "p99", CPU, MEMORY, "errors"], concurrent_rows)}
+{markdown_table(CONCURRENT_COLUMNS, concurrent_rows)}
 
 "{CPU}": the CPU time (user + system, all threads) the gateway process used while the clients
-sent lookups (after they connected), divided by the lookups answered.
+sent lookups (after they connected), divided by the lookups answered. "{CLIENT_CPU}": the same of
+the benchmark's own process, where the clients run (their drivers, and Python turning answers into rows).
 "{MEMORY}": the gateway's peak resident memory while the clients opened their connections (each
 logs in: an argon2id password check) and then while they sent lookups.
 

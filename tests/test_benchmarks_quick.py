@@ -76,6 +76,8 @@ def test_streaming_quick(tmp_path: Path) -> None:
 @pytest.mark.harness
 def test_latency_quick(tmp_path: Path) -> None:
     payload = _run("latency", tmp_path, "--queries", "20", "--seconds", "0.3")
-    assert [s["errors"] for s in payload["sequential"]] == [0, 0]
+    assert [s["errors"] for s in payload["sequential"]] == [0, 0, 0]
     assert all(s["errors"] == 0 and s["queries"] > 0 for s in payload["concurrent"])
     assert {s["clients"] for s in payload["concurrent"]} == {1, 4, 16}
+    assert {s["target"] for s in payload["concurrent"]} == {"Meshgate (ADBC)", "Meshgate (pyarrow)", "PostgreSQL direct"}
+    assert all(s["client_cpu_ms_per_query"] > 0 for s in payload["sequential"])
