@@ -199,6 +199,26 @@ def test_keys_reach_the_other_side_of_a_join_above_that_equates_the_probe_key() 
     assert _rewritten_with(alone, estimates, kinds, (True,))[0] == 0
 
 
+def test_a_file_input_gets_the_list_of_keys_when_the_build_input_runs_first_anyway(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TPC-H Q17's shape: the parts' keys filter a source (or an aggregate) further up, so the parts
+    run first; the file input of their own join then gets their list too (DataFusion's own run-time
+    filter sends it only the keys' range). More keys than a list holds: the file gets none."""
+    estimates = {"big": 1_000_000.0, "lines": 2_000.0, "tiny": 250.0}
+    kinds = {"big": "sql", "lines": "files", "tiny": "sql"}
+    sql = (
+        "SELECT b.grp, l.qty FROM lines l JOIN tiny t ON l.ref = t.k JOIN big b ON b.id = l.ref"
+        " WHERE t.flag = 3 ORDER BY 1, 2"
+    )
+    _, plan, _ = _rewritten_with(sql, estimates, kinds, (True,))
+    assert "lines.ref IN ([Int64(3), Int64(28)" in plan, plan
+    monkeypatch.setattr(runtime_filter, "MAX_KEYS", 5)  # the 10 keys are sent as their range
+    _, plan, answer = _rewritten_with(sql, estimates, kinds, (True,))
+    assert "big.id >= Int64(3) AND big.id <= Int64(228)" in plan and "lines.ref IN" not in plan, plan
+    assert answer
+
+
 def test_keys_of_a_semi_join_travel_up_as_the_column_it_returns() -> None:
     """A semi join returns one side's columns: the probe key is found among them, not at the place
     it has among both inputs' columns (which, here, is ``grp``: filtering ``other.g`` by the id
