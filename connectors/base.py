@@ -94,6 +94,9 @@ class SqlCapabilities:
     follows ``supports_full_query`` (see :attr:`pushes_joins`). ``key_sets`` says how the
     source takes a run-time filter's many integer keys as one constant (one of
     ``gateway.plan.key_sets.STYLES``: ``"array"``, ``"json_each"``, ``"unnest"``); None: it does not.
+    ``hash_joins`` is false for a source that joins a row at a time (SQLite's nested loops): a
+    whole query that joins goes to it only when it reads no big table unfiltered
+    (``gateway.planner.single_source_sql``).
     """
 
     dialect: str
@@ -107,6 +110,7 @@ class SqlCapabilities:
     exact_decimals: bool = True
     join_pushdown: bool | None = None
     key_sets: str | None = None
+    hash_joins: bool = True
 
     @property
     def pushes_joins(self) -> bool:

@@ -91,6 +91,7 @@ class SqliteConnector(AdbcConnector):
         temporal_literals="iso_text",
         exact_decimals=False,
         key_sets="json_each",
+        hash_joins=False,
     )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

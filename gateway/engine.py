@@ -337,7 +337,7 @@ class Engine:
             return None
         try:
             plan = dataframe.optimized_logical_plan()
-            routed = single_source_sql(dataframe, scope.scans)
+            routed = single_source_sql(dataframe, scope.scans, plan)
         except Exception:  # execution reports it, as it always has
             return None
         if routed is None:
@@ -532,7 +532,7 @@ class Engine:
         except Exception as error:
             raise _planning_error(error, self.catalog) from None
         # Masks are DataFusion expressions a source may not evaluate alike: such queries stay federated.
-        routed = None if scope.masked else single_source_sql(dataframe, scans)
+        routed = None if scope.masked else single_source_sql(dataframe, scans, plan)
         federated, fired = plan, tuple[str, ...]()
         if routed is None:
             dataframe, federated, fired = self._rewrite(ctx, dataframe, plan, scope, deadline)
