@@ -463,6 +463,46 @@ def test_a_key_set_is_not_carried_over_to_a_file(tmp_path: Path) -> None:
     assert key_sets.PREFIX not in plan and answer == expected and answer[0]["n"] > 0
 
 
+def test_a_key_set_reaches_the_source_that_owns_the_key_beside_a_file_it_never_meets(tmp_path: Path) -> None:
+    """TPC-H Q7's shape: 1,600 customers of two nations (one SQLite file) filter orders (another) by
+    ``o_custkey`` as a key set, though the join input that holds orders also reads lineitem
+    (Parquet): DataFusion carries the key set to no column of lineitem's."""
+    with sqlite3.connect(tmp_path / "crm.sqlite") as lite:
+        lite.execute("CREATE TABLE customer (c_custkey INTEGER PRIMARY KEY, c_nation INTEGER)")
+        lite.executemany("INSERT INTO customer VALUES (?, ?)", [(c, c % 25) for c in range(20_000)])
+    lite.close()
+    with sqlite3.connect(tmp_path / "sales.sqlite") as lite:
+        lite.execute("CREATE TABLE orders (o_orderkey INTEGER PRIMARY KEY, o_custkey INTEGER)")
+        lite.executemany("INSERT INTO orders VALUES (?, ?)", [(o, (o * 7) % 20_000) for o in range(60_000)])
+    lite.close()
+    lines = pa.table({"l_orderkey": [i % 60_000 for i in range(120_000)], "l_qty": [i % 37 for i in range(120_000)]})
+    pq.write_table(lines, tmp_path / "lineitem.parquet")
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n"
+        "  - name: logistics\n    connector: {type: parquet, path: lineitem.parquet}\n"
+        "  - name: crm\n    connector: {type: sqlite, path: crm.sqlite}\n"
+        "  - name: sales\n    connector: {type: sqlite, path: sales.sqlite}\n"
+    )
+    sql = (
+        "SELECT count(*) AS n, sum(l_qty) AS q FROM logistics.lineitem l"
+        " JOIN sales.orders o ON l.l_orderkey = o.o_orderkey JOIN crm.customer c ON c.c_custkey = o.o_custkey"
+        " WHERE c.c_nation IN (6, 7)"
+    )
+    fired, plan, answer, expected = _planned_and_answers(tmp_path / "mesh.yaml", sql)
+    assert "cascaded_runtime_filter" in fired and answer == expected and answer[0]["n"] > 0
+    lines = plan.splitlines()
+    (tested,) = [n for n, line in enumerate(lines) if key_sets.PREFIX in line]  # once, right above orders
+    assert "TableScan: sales.orders" in lines[tested + 1] and "lineitem" not in lines[tested], plan
+    engine = Engine(MeshCatalog(load_config(tmp_path / "mesh.yaml")))
+    try:
+        execution = engine.run(sql)
+        execution.read_all()
+        (orders,) = [query for query in execution.source_queries if query.domain == "sales"]
+    finally:
+        engine.close()
+    assert "JSON_EACH(" in orders.sql and orders.rows == 60_000 * 2 // 25, orders.sql[:300]
+
+
 def _shop(tmp_path: Path) -> Path:
     """A SQLite domain: 3,000 items (each in one of 30 kinds) and their 30 kinds."""
     with sqlite3.connect(tmp_path / "shop.sqlite") as lite:

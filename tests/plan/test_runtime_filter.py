@@ -103,7 +103,7 @@ def test_joins_that_keep_unmatched_rows_or_do_not_compare_equal_are_left_alone(s
     assert "big.id IN ([" not in plan and answer == ctx.sql(sql).to_pylist()
 
 
-@pytest.mark.parametrize(("lines", "done"), [(2_000.0, 1), (1_000_000.0, 0)])
+@pytest.mark.parametrize(("lines", "done"), [(2_000.0, 1), (2_000_000.0, 0)])
 def test_a_build_input_that_reads_a_source_runs_first_only_when_its_keys_are_likely_few(
     lines: float, done: int
 ) -> None:
