@@ -226,9 +226,6 @@ def _joins_big_unfiltered(plan: LogicalPlan, scans: Mapping[tuple[str, str], Pro
     """Whether the optimised ``plan`` joins and reads a table of more than
     :data:`ROW_AT_A_TIME_SCAN_ROWS` rows without a filter (one a source joining a row at a time
     scans whole, where federated the run-time filters may narrow it)."""
-    by_name: dict[str, list[ProductScan]] = {}
-    for (_, name), scan in scans.items():
-        by_name.setdefault(name, []).append(scan)
     joins = False
     unfiltered: list[ProductScan] = []
 
@@ -239,10 +236,9 @@ def _joins_big_unfiltered(plan: LogicalPlan, scans: Mapping[tuple[str, str], Pro
         joins = joins or kind == "Join"
         if kind == "TableScan":
             _, schema, table = variant.fqn()
-            found = [scans[(str(schema), str(table))]] if (str(schema), str(table)) in scans else []
-            found = found or (by_name.get(str(table), []) if schema is None else [])
-            if len(found) == 1 and not list(variant.filters()) and parent != "Filter":
-                unfiltered.append(found[0])
+            scan = _scan_named(scans, None if schema is None else str(schema), str(table))
+            if scan is not None and not list(variant.filters()) and parent != "Filter":
+                unfiltered.append(scan)
             return
         for child in node.inputs():
             walk(child, kind)
@@ -304,25 +300,27 @@ def _uses_incomparable(tree: exp.Expr, scans: Mapping[tuple[str, str], ProductSc
     )
 
 
+def _scan_named(scans: Mapping[tuple[str, str], ProductScan], schema: str | None, name: str) -> ProductScan | None:
+    """The scan of table ``schema.name``; of an unqualified name (a session's default domain) only
+    when one product is called that (only an unambiguous name is safe)."""
+    if schema:
+        return scans.get((schema, name))
+    found = [scan for (_, product), scan in scans.items() if product == name]
+    return found[0] if len(found) == 1 else None
+
+
 def _replace_tables(
     tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan], connector: SqlConnector
 ) -> exp.Expr | None:
     missing = False
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
-    by_name: dict[str, list[ProductScan]] = {}
-    for (_, name), scan in scans.items():
-        by_name.setdefault(name, []).append(scan)
 
     def swap(node: exp.Expr) -> exp.Expr:
         nonlocal missing
         if isinstance(node, exp.Table) and node.name:
-            if node.args.get("db"):
-                scan = scans.get((node.db, node.name))
-            elif node.name in ctes:
+            if not node.args.get("db") and node.name in ctes:
                 return node
-            else:  # unqualified: a session's default domain; only an unambiguous name is safe
-                candidates = by_name.get(node.name, [])
-                scan = candidates[0] if len(candidates) == 1 else None
+            scan = _scan_named(scans, node.db or None, node.name)
             if scan is None:
                 missing = True
                 return node

@@ -39,7 +39,6 @@ from datafusion import LogicalPlan, SessionContext
 from datafusion.catalog import Table
 
 from gateway.plan.build_side import estimate, width_of
-from gateway.plan.key_sets import PREFIX as KEY_SET_PREFIX
 from gateway.plan.key_sets import KeySet, register, takes
 from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
@@ -181,36 +180,23 @@ def _filter_probe(
             continue
         if len(values) > MAX_KEYS and len(values) >= DENSE * _unfiltered(target, rows):
             continue  # about as many keys as the other side has rows: such a filter would keep most
-        sets = any(read is not None and key_sets(read) for read in reads(target))
-        condition = _keys_condition(message, ctx, field, values, sets)
+        condition = _keys_condition(message, field, values)
         if condition is None:
             continue
+        as_set = MAX_KEYS < len(values) <= MAX_SET_KEYS and takes(values.type)
+        as_set = as_set and any(read is not None and key_sets(read) for read in reads(target))
+        key_set = register(ctx, values) if as_set else None
         filtered = algebra_pb2.Rel()
         filtered.filter.input.CopyFrom(target)
-        filtered.filter.condition.CopyFrom(condition)
+        filtered.filter.condition.CopyFrom(
+            condition if key_set is None else _both(message, condition, _key_set(message, field, key_set))
+        )
         target.CopyFrom(filtered)
-        key_set = _key_set_name(message, condition)
-        if key_set is not None and not _lands_on_key_set_reads(message, ctx, key_set, key_sets):
+        if key_set is not None and not _lands_on_key_set_reads(message, ctx, key_set.name, key_sets):
             # DataFusion moved the key set to a read that would test each row in Python (a file,
             # or a source that takes no key set): the range alone, as before.
-            range_only = _keys_condition(message, ctx, field, values, False)
-            assert range_only is not None  # a key set comes with its range
-            target.filter.condition.CopyFrom(range_only)
+            target.filter.condition.CopyFrom(condition)
     return True
-
-
-def _key_set_name(message: plan_pb2.Plan, condition: algebra_pb2.Expression) -> str | None:
-    """The function name of the key set in ``condition`` (a range AND a key set), if it has one."""
-    names = function_names(message)
-    if condition.WhichOneof("rex_type") != "scalar_function":
-        return None
-    for argument in condition.scalar_function.arguments:
-        value = argument.value
-        if value.WhichOneof("rex_type") == "scalar_function":
-            name = names.get(value.scalar_function.function_reference, "")
-            if name.startswith(KEY_SET_PREFIX):
-                return name
-    return None
 
 
 def _lands_on_key_set_reads(
@@ -226,22 +212,20 @@ def _lands_on_key_set_reads(
     """
     plan = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx)).optimized_logical_plan()
 
+    def takes_it(table_scan: Any) -> bool:
+        names = tuple(str(part) for part in table_scan.fqn() if part is not None)
+        return key_sets(names) or (len(names) >= 2 and names[-2] == DERIVED_SCHEMA)
+
     def fine(node: LogicalPlan) -> bool:
         variant = node.to_variant()
         kind = type(variant).__name__
         if kind == "TableScan":
-            if not any(name in str(f) for f in variant.filters()):
-                return True
-            names = tuple(str(part) for part in variant.fqn() if part is not None)
-            return key_sets(names) or (len(names) >= 2 and names[-2] == DERIVED_SCHEMA)
+            return not any(name in str(f) for f in variant.filters()) or takes_it(variant)
         children = node.inputs()
         if kind == "Filter" and name in str(variant.predicate()):
             below = children[0].to_variant()
-            if type(below).__name__ != "TableScan":
-                return False  # tested row by row above a join or an aggregate
-            names = tuple(str(part) for part in below.fqn() if part is not None)
-            if not (key_sets(names) or (len(names) >= 2 and names[-2] == DERIVED_SCHEMA)):
-                return False
+            if type(below).__name__ != "TableScan" or not takes_it(below):
+                return False  # tested row by row above a join or an aggregate, or on a file
         return all(fine(child) for child in children)
 
     return fine(plan)
@@ -263,17 +247,10 @@ def _unfiltered(rel: algebra_pb2.Rel, rows: Callable[[tuple[str, ...]], float | 
     return max(rows(name) or 0.0 for name in tables)
 
 
-def _keys_condition(
-    message: plan_pb2.Plan, ctx: SessionContext, field: int, values: pa.Array, sets: bool
-) -> algebra_pb2.Expression | None:
-    """``field`` is one of ``values``: a list, or a range (and a key set when ``sets``); None when
+def _keys_condition(message: plan_pb2.Plan, field: int, values: pa.Array) -> algebra_pb2.Expression | None:
+    """``field`` is one of ``values``: a list, or beyond :data:`MAX_KEYS` their range; None when
     the keys cannot be sent."""
-    if len(values) <= MAX_KEYS:
-        return _in_list(field, values)
-    condition = _range(message, field, values)
-    if condition is not None and sets and len(values) <= MAX_SET_KEYS and takes(values.type):
-        condition = _both(message, condition, _key_set(message, field, register(ctx, values)))
-    return condition
+    return _in_list(field, values) if len(values) <= MAX_KEYS else _range(message, field, values)
 
 
 _ROW_DROPPING = ("filter", "sort", "fetch", "project")
