@@ -545,3 +545,28 @@ def test_a_source_that_joins_row_by_row_gets_a_join_whole_only_when_its_big_tabl
         assert got == expected and got
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "batch"),
+    [
+        ("SELECT * FROM files.rows WHERE id % 2 = 0 ORDER BY id DESC", 1_000),  # read, filtered, sorted
+        ("SELECT * FROM files.rows a JOIN files.rows b ON a.id = b.id WHERE a.id % 2 = 0", 100),
+        ("SELECT id % 5000 AS k, count(*) AS n FROM files.rows GROUP BY 1", 100),
+    ],
+)
+def test_queries_that_compute_run_in_smaller_batches_than_queries_that_stream(
+    tmp_path: Path, sql: str, batch: int
+) -> None:
+    """A join or aggregate runs in ``batch_size`` batches (cache-sized hash tables), a query that
+    only reads in ``stream_batch_size`` batches (each batch costs the same to leave)."""
+    pq.write_table(pa.table({"id": pa.array(range(10_000), pa.int64())}), tmp_path / "rows.parquet")
+    (tmp_path / "mesh.yaml").write_text("domains:\n  - name: files\n    connector: {type: parquet, path: .}\n")
+    settings = EngineSettings(target_partitions=1, batch_size=100, stream_batch_size=1_000)
+    engine = Engine(MeshCatalog(load_config(tmp_path / "mesh.yaml")), settings)
+    try:
+        sizes = [batch.num_rows for batch in engine.run(sql)]
+        assert max(sizes) == batch, sizes
+        assert sum(sizes) == 5_000
+    finally:
+        engine.close()

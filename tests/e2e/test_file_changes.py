@@ -263,7 +263,8 @@ def streaming(tmp_path: Path) -> Iterator[tuple[Path, Engine, str]]:
         write(tmp_path / fmt / f"orders.{fmt}", big(0))
     (tmp_path / "mesh.yaml").write_text(MESH)
     engine = Engine(
-        MeshCatalog(load_config(tmp_path / "mesh.yaml")), EngineSettings(target_partitions=1, batch_size=4096)
+        MeshCatalog(load_config(tmp_path / "mesh.yaml")),
+        EngineSettings(target_partitions=1, batch_size=4096, stream_batch_size=4096),
     )
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
     thread = threading.Thread(target=server.serve, daemon=True)
