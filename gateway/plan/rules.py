@@ -14,7 +14,9 @@ whole: ``gateway/planner.py``), the plan is read as Substrait once and each rule
    estimated to be smaller;
 5. :func:`gateway.plan.runtime_filter.send_build_keys`: a small build input runs first, and
    its join keys filter the SQL sources of the probe input;
-6. the same once more over the re-optimised plan, whose reads now carry the first filters.
+6. the same once more over the re-optimised plan, whose reads now carry the first filters;
+7. :func:`gateway.plan.shared_reads.read_shared_once`: a file read twice with the same key list
+   is read once.
 
 Then the plan is read back, and :func:`gateway.planner.negotiate_scans` gives each scan its
 columns and filters. A plan that holds something the Substrait round trip would change is
@@ -38,6 +40,7 @@ from gateway.catalog import Product
 from gateway.plan.build_side import FILTERED, build_smaller
 from gateway.plan.runtime_filter import send_build_keys
 from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, push_same_source
+from gateway.plan.shared_reads import read_shared_once
 from gateway.plan.shared_subplans import compute_shared_once
 from gateway.plan.subquery_scans import negotiate_subquery_scans, separate_subquery_scans
 from gateway.plan.substrait import plan_pb2
@@ -182,6 +185,10 @@ def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool
     return found > 0
 
 
+def _shared_reads(message: plan_pb2.Plan, planning: Planning) -> bool:
+    return read_shared_once(message, planning.ctx, planning.kind, planning.derived, planning.materialize) > 0
+
+
 RULES: tuple[tuple[str, Callable[[plan_pb2.Plan, Planning], bool]], ...] = (
     ("shared_subplans", _shared_subplans),
     ("subquery_scans", _subquery_scans),
@@ -189,6 +196,7 @@ RULES: tuple[tuple[str, Callable[[plan_pb2.Plan, Planning], bool]], ...] = (
     ("build_side", _build_side),
     ("runtime_filter", _runtime_filter),
     ("cascaded_runtime_filter", _cascaded_runtime_filter),
+    ("shared_reads", _shared_reads),
 )
 """The rules, in the order they apply: each changes the Substrait plan in place and says whether it did.
 

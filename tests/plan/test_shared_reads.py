@@ -1,0 +1,90 @@
+"""The shared-read rule (gateway/plan/shared_reads.py): a file read twice with the same key list
+is read once, with the columns of both reads; answers never change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datafusion import LogicalPlan, SessionContext
+
+from gateway.plan import shared_reads
+from gateway.plan.same_source import DerivedCatalog
+from gateway.plan.substrait_plan import to_logical, to_substrait
+
+LINES = pa.table(
+    {
+        "part": [i % 500 for i in range(20_000)],
+        "qty": [i % 37 for i in range(20_000)],
+        "price": [float(i % 97) for i in range(20_000)],
+        "note": [f"n{i % 11}" for i in range(20_000)],
+    }
+)
+KEYS = "(7, 57, 107, 311)"
+Q17 = (  # the query's read and the subquery's aggregate's read, each with the same keys and other columns
+    f"SELECT sum(l.price) AS revenue FROM (SELECT part, qty, price FROM logistics.lines WHERE part IN {KEYS}) l"
+    f" JOIN (SELECT part, avg(qty) AS a FROM logistics.lines WHERE part IN {KEYS} GROUP BY part) s"
+    " ON l.part = s.part WHERE l.qty < s.a"
+)
+
+
+def rewritten(tmp_path: Path, sql: str, kind: str = "files") -> tuple[int, str, int]:
+    """How many files the rule read once, the plan after it, and how many times it read one;
+    the answer is checked against the plan's without the rule."""
+    pq.write_table(LINES, tmp_path / "lines.parquet")
+    ctx = SessionContext()
+    ctx.sql("CREATE SCHEMA logistics").collect()
+    ctx.register_parquet("logistics.lines", str(tmp_path / "lines.parquet"))
+    derived = DerivedCatalog()
+    ctx.register_catalog_provider(derived.name, derived)
+    runs: list[int] = []
+
+    def materialize(plan: LogicalPlan, limit: int) -> pa.Table:
+        runs.append(limit)
+        return ctx.create_dataframe_from_logical_plan(plan).limit(limit).to_arrow_table()
+
+    expected = ctx.sql(sql).to_pylist()
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    done = shared_reads.read_shared_once(message, ctx, lambda names: kind, lambda: derived, materialize)
+    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
+    assert frame.schema() == ctx.sql(sql).schema()
+    assert frame.to_pylist() == expected and expected
+    return done, frame.optimized_logical_plan().display_indent(), len(runs)
+
+
+def test_a_file_read_twice_with_the_same_keys_is_read_once(tmp_path: Path) -> None:
+    done, plan, runs = rewritten(tmp_path, Q17)
+    assert done == 1 and runs == 1
+    assert "TableScan: logistics.lines" not in plan and plan.count("meshgate.derived.shared_read projection") == 2, plan
+    # each read keeps its own columns: the aggregate's input reads two of the three
+    assert "shared_read projection=[part, qty]" in plan and "shared_read projection=[part, qty, price]" in plan
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        Q17.replace(f"part IN {KEYS} GROUP BY", "part IN (7, 57) GROUP BY"),  # other keys
+        Q17.replace(f"IN {KEYS}", "< 12"),  # no key list: a range may keep most rows
+        Q17.replace(
+            f"SELECT part, qty, price FROM logistics.lines WHERE part IN {KEYS}",
+            "SELECT part, qty, price FROM logistics.lines",
+        ),
+    ],
+    ids=["other-keys", "no-list", "once-filtered"],
+)
+def test_reads_that_differ_are_left_as_planned(tmp_path: Path, sql: str) -> None:
+    done, plan, runs = rewritten(tmp_path, sql)
+    assert done == 0 and runs == 0 and plan.count("TableScan: logistics.lines") == 2, plan
+
+
+def test_a_sources_reads_are_left_to_the_source(tmp_path: Path) -> None:
+    done, _, runs = rewritten(tmp_path, Q17, kind="sql")
+    assert done == 0 and runs == 0
+
+
+def test_rows_beyond_the_limit_leave_both_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_reads, "MAX_ROWS", 10)  # the four parts have 160 lines
+    done, plan, runs = rewritten(tmp_path, Q17)
+    assert done == 0 and runs == 1 and plan.count("TableScan: logistics.lines") == 2, plan
