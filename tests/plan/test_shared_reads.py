@@ -8,11 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from datafusion import LogicalPlan, SessionContext
+from datafusion import SessionContext
 
 from gateway.plan import shared_reads
-from gateway.plan.same_source import DerivedCatalog
-from gateway.plan.substrait_plan import to_logical, to_substrait
+from tests.plan.materialising import apply_rule
 
 LINES = pa.table(
     {
@@ -37,21 +36,15 @@ def rewritten(tmp_path: Path, sql: str, kind: str = "files") -> tuple[int, str, 
     ctx = SessionContext()
     ctx.sql("CREATE SCHEMA logistics").collect()
     ctx.register_parquet("logistics.lines", str(tmp_path / "lines.parquet"))
-    derived = DerivedCatalog()
-    ctx.register_catalog_provider(derived.name, derived)
-    runs: list[int] = []
-
-    def materialize(plan: LogicalPlan, limit: int) -> pa.Table:
-        runs.append(limit)
-        return ctx.create_dataframe_from_logical_plan(plan).limit(limit).to_arrow_table()
-
-    expected = ctx.sql(sql).to_pylist()
-    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
-    done = shared_reads.read_shared_once(message, ctx, lambda names: kind, lambda: derived, materialize)
-    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
-    assert frame.schema() == ctx.sql(sql).schema()
-    assert frame.to_pylist() == expected and expected
-    return done, frame.optimized_logical_plan().display_indent(), len(runs)
+    done, plan, answer, runs = apply_rule(
+        ctx,
+        sql,
+        lambda message, derived, materialize: shared_reads.read_shared_once(
+            message, ctx, lambda names: kind, derived, materialize
+        ),
+    )
+    assert answer
+    return done, plan, runs
 
 
 def test_a_file_read_twice_with_the_same_keys_is_read_once(tmp_path: Path) -> None:

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from datafusion import LogicalPlan, SessionContext
+from datafusion import SessionContext
 
 from gateway.api import CallerContext
 from gateway.catalog import MeshCatalog
 from gateway.config import load_config
 from gateway.engine import Engine, EngineSettings
 from gateway.plan import shared_subplans
-from gateway.plan.same_source import DerivedCatalog
-from gateway.plan.substrait_plan import to_logical, to_substrait
+from tests.plan.materialising import apply_rule
 
 LINES = pa.record_batch(
     {
@@ -45,22 +44,13 @@ def rewritten(sql: str) -> tuple[int, str, list[dict[str, object]], int]:
     ctx = SessionContext()
     ctx.register_record_batches("lines", [[LINES]])
     ctx.register_record_batches("suppliers", [[SUPPLIERS]])
-    derived = DerivedCatalog()
-    ctx.register_catalog_provider(derived.name, derived)
-    runs: list[int] = []
-
-    def materialize(plan: LogicalPlan, limit: int) -> pa.Table:
-        runs.append(limit)
-        return ctx.create_dataframe_from_logical_plan(plan).limit(limit).to_arrow_table()
-
-    expected = ctx.sql(sql).to_pylist()
-    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
-    done = shared_subplans.compute_shared_once(message, ctx, rows, lambda: derived, materialize)
-    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
-    assert frame.schema() == ctx.sql(sql).schema()
-    answer = frame.to_pylist()
-    assert answer == expected
-    return done, frame.optimized_logical_plan().display_indent(), answer, len(runs)
+    return apply_rule(
+        ctx,
+        sql,
+        lambda message, derived, materialize: shared_subplans.compute_shared_once(
+            message, ctx, rows, derived, materialize
+        ),
+    )
 
 
 def test_a_cte_named_twice_is_aggregated_once() -> None:
