@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from datafusion import SessionContext
@@ -29,13 +30,17 @@ Q17 = (  # the query's read and the subquery's aggregate's read, each with the s
 )
 
 
-def rewritten(tmp_path: Path, sql: str, kind: str = "files") -> tuple[int, str, int]:
+def rewritten(tmp_path: Path, sql: str, kind: str = "files", fmt: str = "parquet") -> tuple[int, str, int]:
     """How many files the rule read once, the plan after it, and how many times it read one;
     the answer is checked against the plan's without the rule."""
-    pq.write_table(LINES, tmp_path / "lines.parquet")
     ctx = SessionContext()
     ctx.sql("CREATE SCHEMA logistics").collect()
-    ctx.register_parquet("logistics.lines", str(tmp_path / "lines.parquet"))
+    if fmt == "parquet":
+        pq.write_table(LINES, tmp_path / "lines.parquet")
+        ctx.register_parquet("logistics.lines", str(tmp_path / "lines.parquet"))
+    else:
+        pacsv.write_csv(LINES, tmp_path / "lines.csv")
+        ctx.register_csv("logistics.lines", str(tmp_path / "lines.csv"))
     done, plan, answer, runs = apply_rule(
         ctx,
         sql,
@@ -47,8 +52,9 @@ def rewritten(tmp_path: Path, sql: str, kind: str = "files") -> tuple[int, str, 
     return done, plan, runs
 
 
-def test_a_file_read_twice_with_the_same_keys_is_read_once(tmp_path: Path) -> None:
-    done, plan, runs = rewritten(tmp_path, Q17)
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_file_read_twice_with_the_same_keys_is_read_once(tmp_path: Path, fmt: str) -> None:
+    done, plan, runs = rewritten(tmp_path, Q17, fmt=fmt)
     assert done == 1 and runs == 1
     assert "TableScan: logistics.lines" not in plan and plan.count("meshgate.derived.shared_read projection") == 2, plan
     # each read keeps its own columns: the aggregate's input reads two of the three
