@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from cachetools import LRUCache
-from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
+from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions, col
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
 from connectors.base import Connector, FileConnector, FileVersion, SqlConnector
@@ -550,6 +550,8 @@ class Engine:
                 ctx.sql(f"SET datafusion.execution.batch_size = {self.settings.stream_batch_size}")
             if late or streams:  # the session's settings are read when the DataFrame is made
                 dataframe = ctx.create_dataframe_from_logical_plan(dataframe.logical_plan())
+            if streams:
+                dataframe = _classic_output(dataframe)
         return _Planned(self, dataframe, plan, scans, routed, scope, federated, fired)
 
     def _rewrite(
@@ -943,6 +945,26 @@ def _computes(plan: LogicalPlan) -> bool:
     """Whether ``plan`` joins, aggregates or computes windows, rather than only reading,
     filtering, sorting and limiting what it reads."""
     return type(plan.to_variant()).__name__ in _COMPUTING or any(_computes(child) for child in plan.inputs())
+
+
+def _classic_output(dataframe: DataFrame) -> DataFrame:
+    """``dataframe`` with its text and binary view columns cast to the classic types by DataFusion,
+    on the threads that read its partitions rather than the one that sends the batches (all of
+    TPC-H's lineitem streamed: 462 -> 348 ms); as it is when it has none, or two columns of one
+    name (``conform`` then casts each batch)."""
+    fields = list(dataframe.schema())
+    names = [field.name for field in fields]
+    views = [pa.types.is_string_view(field.type) or pa.types.is_binary_view(field.type) for field in fields]
+    if not any(views) or len(set(names)) != len(names):
+        return dataframe
+    classic = classic_types(pa.schema(fields))
+    columns = [col('"' + name.replace('"', '""') + '"') for name in names]
+    return dataframe.select(
+        *(
+            column.cast(target.type).alias(target.name) if view else column
+            for column, target, view in zip(columns, classic, views, strict=True)
+        )
+    )
 
 
 def without_cse(ctx: SessionContext, dataframe: DataFrame) -> DataFrame:

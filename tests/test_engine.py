@@ -582,3 +582,23 @@ def test_queries_that_compute_run_in_smaller_batches_than_queries_that_stream(
         assert sum(sizes) == 5_000
     finally:
         engine.close()
+
+
+def test_a_streamed_results_text_leaves_datafusion_as_classic_strings(tmp_path: Path) -> None:
+    """Parquet text is read as views inside; a query that only reads has DataFusion cast it back
+    (on the partitions' threads), so no batch is cast on its way out. Names with dots and quotes
+    keep their spelling."""
+    table = pa.table({"id": pa.array(range(3), pa.int64()), "name": ["a", None, "ccc"], "raw": [b"x", b"", None]})
+    pq.write_table(table, tmp_path / "rows.parquet")
+    (tmp_path / "mesh.yaml").write_text("domains:\n  - name: files\n    connector: {type: parquet, path: .}\n")
+    engine = Engine(MeshCatalog(load_config(tmp_path / "mesh.yaml")))
+    sql = 'SELECT id, name AS "a.b", raw AS "x""y" FROM files.rows WHERE id >= 0 ORDER BY id'
+    try:
+        planned = engine._plan(sql, CallerContext(user="root"))
+        assert "Utf8View" in planned.federated.display_indent_schema()  # read as views
+        assert planned.dataframe.schema().types == [pa.int64(), pa.string(), pa.binary()]  # sent as classic
+        answer = engine.run(sql).read_all()
+    finally:
+        engine.close()
+    assert answer.column_names == ["id", "a.b", 'x"y']
+    assert answer.to_pydict() == {"id": [0, 1, 2], "a.b": ["a", None, "ccc"], 'x"y': [b"x", b"", None]}
