@@ -68,6 +68,7 @@ from connectors.base import DiscoveredProduct, FileConnector, FileVersion, Sourc
 from connectors.naming import identifier, unique
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
+from meshcore.sql import quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +191,10 @@ class FileSource(FileConnector):
                 return
             # The stored file under ``domain.<file stem>``: the name a query's plan shows for it
             # (plan walkers expect ``schema.table``), never a SQL product (this domain has none).
-            stored_name = f"{_quoted(self.domain)}.{_quoted(identifier(stem))}"
-            ctx.sql(f"CREATE SCHEMA IF NOT EXISTS {_quoted(self.domain)}").collect()
+            stored_name = f"{quote_identifier(self.domain)}.{quote_identifier(identifier(stem))}"
+            ctx.sql(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(self.domain)}").collect()
             self.register_path(ctx, stored_name, path, pinned)
-            items = [_uuid_text(f.name) if f.name in uuids else _quoted(f.name) for f in pinned]
+            items = [_uuid_text(f.name) if f.name in uuids else quote_identifier(f.name) for f in pinned]
             ctx.register_view(name, ctx.sql(f"SELECT {', '.join(items)} FROM {stored_name}"))
         except Exception as exc:
             raise SourceError(self.domain, self.label, f"cannot register {path}: {exc}") from exc
@@ -430,7 +431,7 @@ class CsvConnector(FileSource):
         scratch = SessionContext()
         try:
             self.register_path(scratch, "product", path, pinned)
-            counts = ", ".join(f"count({_quoted(name)})" for name in pinned.names)
+            counts = ", ".join(f"count({quote_identifier(name)})" for name in pinned.names)
             scratch.sql(f"SELECT {counts} FROM product").collect()
         except Exception as exc:
             return f"cannot be read with the product's column types: {_reason(exc)}"
@@ -761,15 +762,11 @@ def _is_interval(kind: pa.DataType) -> bool:
     return kind.id in (pa.lib.Type_INTERVAL_DAY_TIME, pa.lib.Type_INTERVAL_MONTHS, pa.lib.Type_INTERVAL_MONTH_DAY_NANO)
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _uuid_text(name: str) -> str:
     """DataFusion SQL for 16 UUID bytes as canonical text (``8-4-4-4-12`` lower-case hex digits)."""
-    hexa = f"encode(arrow_cast({_quoted(name)}, 'Binary'), 'hex')"
+    hexa = f"encode(arrow_cast({quote_identifier(name)}, 'Binary'), 'hex')"
     groups = ", '-', ".join(f"substr({hexa}, {start}, {length})" for start, length in _UUID_GROUPS)
-    return f"CASE WHEN {_quoted(name)} IS NULL THEN NULL ELSE concat({groups}) END AS {_quoted(name)}"
+    return f"CASE WHEN {quote_identifier(name)} IS NULL THEN NULL ELSE concat({groups}) END AS {quote_identifier(name)}"
 
 
 _UUID_GROUPS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))

@@ -46,6 +46,7 @@ from connectors.naming import identifier, unique
 from connectors.objects import _UNREACHABLE, FAILURE_SECONDS, S3Settings, _store_reason
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
+from meshcore.sql import quote_identifier
 
 
 @dataclass(frozen=True)
@@ -317,19 +318,15 @@ def register(
         return
     # The dataset under ``domain.<table>``: the name a query's plan shows for it (plan walkers
     # expect ``schema.table``), never a product's (this domain has no SQL products).
-    stored = f"{_quoted(domain)}.{_quoted(identifier(PurePosixPath(table).name or domain))}"
-    ctx.sql(f"CREATE SCHEMA IF NOT EXISTS {_quoted(domain)}").collect()
+    stored = f"{quote_identifier(domain)}.{quote_identifier(identifier(PurePosixPath(table).name or domain))}"
+    ctx.sql(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(domain)}").collect()
     ctx.register_dataset(stored, dataset)
     items = [
         f"nanvl({q}, {q}) AS {q}" if f.name in floats else _uuid_text(f.name) if f.name in uuids else q
         for f in dataset.schema
-        for q in [_quoted(f.name)]
+        for q in [quote_identifier(f.name)]
     ]
     ctx.register_view(name, ctx.sql(f"SELECT {', '.join(items)} FROM {stored}"))
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def fragments(

@@ -61,7 +61,6 @@ from connectors.files import (
     _classic,
     _is_interval,
     _mismatch,
-    _quoted,
     _reason,
     _uuid_columns,
     _uuid_text,
@@ -71,6 +70,7 @@ from connectors.files import (
 from connectors.naming import identifier, unique
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
+from meshcore.sql import quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -424,10 +424,10 @@ class ObjectSource(FileConnector):
                 self.register_url(ctx, name, self._url(key), stored, columns)
                 return
             stem = identifier(key.rstrip("/").rpartition("/")[2].removesuffix(self.suffix) or self.s3.bucket)
-            stored_name = f"{_quoted(self.domain)}.{_quoted(stem)}"
-            ctx.sql(f"CREATE SCHEMA IF NOT EXISTS {_quoted(self.domain)}").collect()
+            stored_name = f"{quote_identifier(self.domain)}.{quote_identifier(stem)}"
+            ctx.sql(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(self.domain)}").collect()
             self.register_url(ctx, stored_name, self._url(key), stored, columns)
-            items = [_uuid_text(f.name) if f.name in uuids else _quoted(f.name) for f in pinned]
+            items = [_uuid_text(f.name) if f.name in uuids else quote_identifier(f.name) for f in pinned]
             ctx.register_view(name, ctx.sql(f"SELECT {', '.join(items)} FROM {stored_name}"))
         except Exception as exc:
             reason = self.s3.scrub(_reason(exc))
@@ -598,7 +598,7 @@ class ObjectCsvConnector(ObjectSource):
         self.prepare(scratch)
         try:
             self.register_url(scratch, "product", self._url(key), pinned, [])
-            counts = ", ".join(f"count({_quoted(name)})" for name in pinned.names)
+            counts = ", ".join(f"count({quote_identifier(name)})" for name in pinned.names)
             scratch.sql(f"SELECT {counts} FROM product").collect()
         except Exception as exc:
             return f"cannot be read with the product's column types: {self.s3.scrub(_reason(exc))}"

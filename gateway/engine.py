@@ -70,6 +70,7 @@ from gateway.policy import Access, PolicySet, check_references
 from gateway.quality import QualityLog
 from gateway.scan import Guard, ProductDataset, ProductScan, SourceQuery, classic_types, conform, guard
 from gateway.system_tables import ADMIN_ROLE, SYSTEM_SCHEMA, TABLES, TableDataset
+from meshcore.sql import quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -958,7 +959,7 @@ def _classic_output(dataframe: DataFrame) -> DataFrame:
     if not any(views) or len(set(names)) != len(names):
         return dataframe
     classic = classic_types(pa.schema(fields))
-    columns = [col('"' + name.replace('"', '""') + '"') for name in names]
+    columns = [col(quote_identifier(name)) for name in names]
     return dataframe.select(
         *(
             column.cast(target.type).alias(target.name) if view else column

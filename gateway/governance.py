@@ -35,6 +35,7 @@ from sqlglot.errors import SqlglotError
 
 from gateway.policy import Access
 from meshcore.arrow import is_text
+from meshcore.sql import quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def view_sql(raw_catalog: str, domain: str, product: str, schema: pa.Schema, acc
     projections = [
         _projection(name, schema.field(name).type, access.masks.get(name), hash_function) for name in access.columns
     ]
-    source = f"{_quote(raw_catalog)}.{_quote(domain)}.{_quote(product)}"
+    source = f"{quote_identifier(raw_catalog)}.{quote_identifier(domain)}.{quote_identifier(product)}"
     sql = f"SELECT {', '.join(projections) or '1 AS no_granted_columns'} FROM {source}"
     if access.row_filter is not None:
         sql += f" WHERE {access.row_filter}"
@@ -103,7 +104,7 @@ def governed_schema(schema: pa.Schema, access: Access) -> pa.Schema:
 
 
 def _projection(name: str, kind: pa.DataType, mask: str | None, hash_function: str) -> str:
-    column = _quote(name)
+    column = quote_identifier(name)
     if mask is None:
         return column
     if mask == "hash":
@@ -117,10 +118,6 @@ def _projection(name: str, kind: pa.DataType, mask: str | None, hash_function: s
     else:  # "null", and "redact" of a value that is not text: a NULL of the column's own type
         expression = f"CASE WHEN FALSE THEN {column} END"
     return f"{expression} AS {column}"
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 # --------------------------------------------------------------------------- the hash mask

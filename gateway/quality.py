@@ -38,6 +38,7 @@ from gateway.api import CallerContext
 from gateway.config import CheckConfig
 from gateway.errors import MeshgateError, NotFoundError, NotSupportedError
 from gateway.policy import PolicySet
+from meshcore.sql import quote_identifier
 
 if TYPE_CHECKING:
     from gateway.catalog import Product
@@ -242,10 +243,11 @@ def _result(
 
 def _run(platform: Engine, product: Product, check: CheckConfig) -> tuple[str, str, float | None]:
     """One check: its outcome, what it found, and the number it judged."""
-    table = f"{_quote(product.domain)}.{_quote(product.name)}"
+    table = f"{quote_identifier(product.domain)}.{quote_identifier(product.name)}"
     if check.kind == "unique":
-        columns = ", ".join(_quote(c) for c in check.columns)
-        present = " AND ".join(f"{_quote(c)} IS NOT NULL" for c in check.columns)  # NULLs: not_null's business
+        columns = ", ".join(quote_identifier(c) for c in check.columns)
+        # NULLs: not_null's business
+        present = " AND ".join(f"{quote_identifier(c)} IS NOT NULL" for c in check.columns)
         row = _one_row(
             platform,
             f"SELECT count(*) AS keys, coalesce(sum(n), 0) AS rows FROM (SELECT count(*) AS n FROM {table}"
@@ -258,7 +260,7 @@ def _run(platform: Engine, product: Product, check: CheckConfig) -> tuple[str, s
         return "fail", f"{keys} values of ({names}) occur more than once, in {int(row['rows'])} rows", float(keys)
     if check.kind == "not_null":
         (column,) = check.columns
-        row = _one_row(platform, f"SELECT count(*) AS total, count({_quote(column)}) AS filled FROM {table}")
+        row = _one_row(platform, f"SELECT count(*) AS total, count({quote_identifier(column)}) AS filled FROM {table}")
         total, nulls = int(row["total"]), int(row["total"]) - int(row["filled"])
         ratio = nulls / total if total else 0.0
         detail = f"{nulls} of {total} rows have no {column} (ratio {ratio:.4g}, at most {check.max_null_ratio:.4g})"
@@ -266,7 +268,7 @@ def _run(platform: Engine, product: Product, check: CheckConfig) -> tuple[str, s
     if check.kind == "freshness":
         assert check.freshness is not None
         column, max_age = check.freshness.column, check.freshness.max_age
-        row = _one_row(platform, f"SELECT max({_quote(column)}) AS newest FROM {table}")
+        row = _one_row(platform, f"SELECT max({quote_identifier(column)}) AS newest FROM {table}")
         newest = _as_utc(row["newest"], column)
         if newest is None:
             return "fail", f"no {column} to judge freshness by: the product has no rows with one", None
@@ -316,10 +318,6 @@ def format_duration(delta: dt.timedelta) -> str:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
     return ("-" if delta.total_seconds() < 0 else "") + " ".join(parts[:2])
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 # --------------------------------------------------------------------------- schedule

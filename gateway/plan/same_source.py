@@ -49,6 +49,7 @@ from gateway.plan.substrait_plan import inputs, reads_below, root, sub_plan, to_
 from gateway.pushdown import comparable, translate
 from gateway.scan import ProductDataset, ProductScan
 from meshcore.arrow import is_text
+from meshcore.sql import quote_identifier
 
 Resolve = Callable[[tuple[str, ...]], Product | None]
 """The product a Substrait table name reads, if the rule may push it (a SQL product the caller reads unrestricted)."""
@@ -323,7 +324,7 @@ def push_subplans(
 
 def read_of(table: tuple[str, ...], ctx: SessionContext) -> Any:
     """The relation reading every column of ``table``, as DataFusion writes it in Substrait."""
-    quoted = ".".join('"' + part.replace('"', '""') + '"' for part in table)
+    quoted = ".".join(quote_identifier(part) for part in table)
     message: plan_pb2.Plan = to_substrait(ctx.sql(f"SELECT * FROM {quoted}").logical_plan(), ctx)
     return root(message)
 

@@ -28,6 +28,7 @@ from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import all_roots, inputs, messages, reads, root, sub_plan, to_logical, to_substrait
 from gateway.system_tables import TableDataset
+from meshcore.sql import quote_identifier
 
 MAX_ROWS = 1_000_000
 """The most rows a shared read may hold; more, and the reads stay as they were."""
@@ -168,12 +169,8 @@ def _share(
         return False
     name = derived().add("shared_read", Table(TableDataset(table)), table.num_rows)
     file_columns = list(first.input.read.base_schema.names)
-    quoted = ".".join(_quoted(part) for part in name)
+    quoted = ".".join(quote_identifier(part) for part in name)
     for place in places:
-        columns = ", ".join(_quoted(file_columns[column]) for column in _columns(place.filter.input.read))
+        columns = ", ".join(quote_identifier(file_columns[column]) for column in _columns(place.filter.input.read))
         place.CopyFrom(root(to_substrait(ctx.sql(f"SELECT {columns} FROM {quoted}").logical_plan(), ctx)))
     return True
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

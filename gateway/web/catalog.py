@@ -20,6 +20,7 @@ from gateway.errors import MeshgateError
 from gateway.web import charts, lineage, queries
 from gateway.web.pages import render
 from gateway.web.session import caller_of
+from meshcore.sql import quote_identifier
 
 if TYPE_CHECKING:
     from gateway.catalog import Product
@@ -189,7 +190,7 @@ def _data_age(
     column = declared.freshness.column
     if column not in visible:
         return None, f"its column '{column}' is not visible to you"
-    quoted = '"' + column.replace('"', '""') + '"'
+    quoted = quote_identifier(column)
     try:
         found = queries.rows(
             state.engine, f'SELECT max({quoted}) AS newest FROM "{product.domain}"."{product.name}"', caller
