@@ -44,7 +44,7 @@ from gateway.plan.shared_reads import read_shared_once
 from gateway.plan.shared_subplans import compute_shared_once
 from gateway.plan.subquery_scans import negotiate_subquery_scans, separate_subquery_scans
 from gateway.plan.substrait import plan_pb2
-from gateway.plan.substrait_plan import to_logical, to_substrait
+from gateway.plan.substrait_plan import optimized, to_logical, to_substrait
 from gateway.scan import ProductScan
 
 
@@ -175,8 +175,7 @@ def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool
     ctx = planning.ctx
     again = message
     if "runtime_filter" in planning.fired:
-        optimized = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx)).optimized_logical_plan()
-        again = to_substrait(optimized, ctx)
+        again = to_substrait(optimized(message, ctx), ctx)
     found = send_build_keys(
         again, ctx, planning.rows, planning.kind, planning.derived, planning.materialize, True, planning.key_sets
     )

@@ -48,6 +48,7 @@ from gateway.plan.substrait_plan import (
     function_names,
     inputs,
     named_inputs,
+    optimized,
     reads,
     sub_plan,
     to_logical,
@@ -210,7 +211,7 @@ def _lands_on_key_set_reads(
     in a join input that also reads lineitem (Parquet) and supplier, whose columns the key never
     meets; orders then returns about 120,000 rows instead of 1.5 million.
     """
-    plan = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx)).optimized_logical_plan()
+    plan = optimized(message, ctx)
 
     def takes_it(table_scan: Any) -> bool:
         names = tuple(str(part) for part in table_scan.fqn() if part is not None)

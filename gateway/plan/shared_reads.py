@@ -26,7 +26,17 @@ from datafusion.catalog import Table
 
 from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import all_roots, inputs, messages, reads, root, sub_plan, to_logical, to_substrait
+from gateway.plan.substrait_plan import (
+    all_roots,
+    inputs,
+    messages,
+    optimized,
+    reads,
+    root,
+    sub_plan,
+    to_logical,
+    to_substrait,
+)
 from gateway.system_tables import TableDataset
 from meshcore.sql import quote_identifier
 
@@ -54,18 +64,16 @@ def read_shared_once(
     files = [names for names in reads(message) if names is not None and kind(names) == "files"]
     if len(files) == len(set(files)):
         return 0  # no file is read twice: nothing to optimise the plan for
-    optimized = to_substrait(
-        ctx.create_dataframe_from_logical_plan(to_logical(message, ctx)).optimized_logical_plan(), ctx
-    )
+    reoptimized = to_substrait(optimized(message, ctx), ctx)
     groups: dict[bytes, list[algebra_pb2.Rel]] = {}
-    for top in all_roots(optimized):
+    for top in all_roots(reoptimized):
         _collect(top, kind, groups)
     done = 0
     for places in groups.values():
-        if len(places) > 1 and _share(optimized, places, ctx, derived, materialize):
+        if len(places) > 1 and _share(reoptimized, places, ctx, derived, materialize):
             done += 1
     if done:
-        message.CopyFrom(optimized)
+        message.CopyFrom(reoptimized)
     return done
 
 

@@ -26,7 +26,7 @@ from datafusion.catalog import Table
 
 from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import inputs, root, sub_plan, subquery_roots, to_logical
+from gateway.plan.substrait_plan import inputs, optimized, root, sub_plan, subquery_roots
 from gateway.scan import ProductDataset, ProductScan
 
 
@@ -81,7 +81,7 @@ def _negotiate(
     message: plan_pb2.Plan, rel: algebra_pb2.Rel, ctx: SessionContext, negotiate: Callable[[LogicalPlan], None]
 ) -> bool:
     try:
-        plan = ctx.create_dataframe_from_logical_plan(to_logical(sub_plan(message, rel), ctx)).optimized_logical_plan()
+        plan = optimized(sub_plan(message, rel), ctx)
     except Exception:  # an outer reference, or a relation Substrait cannot carry alone
         return False
     negotiate(plan)

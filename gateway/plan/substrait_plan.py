@@ -38,6 +38,11 @@ def to_logical(message: plan_pb2.Plan, ctx: SessionContext) -> LogicalPlan:
     return Consumer.from_substrait_plan(ctx, Serde.deserialize_bytes(message.SerializeToString()))
 
 
+def optimized(message: plan_pb2.Plan, ctx: SessionContext) -> LogicalPlan:
+    """A Substrait message as DataFusion plans it after its optimiser (filters pushed to the reads)."""
+    return ctx.create_dataframe_from_logical_plan(to_logical(message, ctx)).optimized_logical_plan()
+
+
 def function_names(message: plan_pb2.Plan) -> dict[int, str]:
     """The name (``equal``, without its signature) of each scalar function anchor ``message`` declares."""
     return {
