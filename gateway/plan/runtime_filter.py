@@ -156,9 +156,10 @@ def _filter_probe(
 
     def listed_only(rel: algebra_pb2.Rel) -> bool | None:
         """None: not a target; True: a target only for a list of keys (see below)."""
-        if any(name is not None and kind(name) == "sql" for name in reads(rel)) or _aggregates(rel):
+        names = reads(rel)
+        if any(name is not None and kind(name) == "sql" for name in names) or _aggregates(rel):
             return False
-        return True if reads(rel) else None
+        return True if names else None
 
     # The probe input, and the other inputs of the joins above that equate its key with theirs.
     # An input that asks a source, or aggregates, takes any keys. One that only reads files takes
