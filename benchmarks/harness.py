@@ -353,6 +353,7 @@ class SourceStat:
     rows: int
     batches: int
     seconds: float
+    detail: str | None = None  # how the source read it ("read in 2 ctid ranges ..."), when split
 
 
 @dataclass
@@ -378,10 +379,10 @@ def explain_analyze(connection: Any, sql: str) -> Analyzed:
             label = plan_type[len("source_query[") : -1]
             domain, _, source = label.partition("/")
             query, _, stats = text.rpartition("\n  rows=")
+            stats, _, detail = stats.partition("\n  ")
             values = dict(item.split("=", 1) for item in f"rows={stats}".split())
-            sources.append(
-                SourceStat(domain, source, query, int(values["rows"]), int(values["batches"]), float(values["seconds"]))
-            )
+            counts = int(values["rows"]), int(values["batches"]), float(values["seconds"])
+            sources.append(SourceStat(domain, source, query, *counts, detail or None))
     return Analyzed(route, sources, plan)
 
 

@@ -67,13 +67,16 @@ class ScanSpec:
     """One scan the engine wants from a SQL source, with what was agreed to push down.
 
     ``predicate`` is a sqlglot expression over the product's (unqualified) column
-    names that the planner already checked against the source's capabilities.
+    names that the planner already checked against the source's capabilities. ``reads`` is how
+    many reads of this product the query runs at once, this one included: a connector that splits
+    a read into ranges on several connections splits it at most ``max_partitions // reads`` ways.
     """
 
     source: SourceObject
     columns: tuple[str, ...]
     predicate: exp.Expr | None = None
     limit: int | None = None
+    reads: int = 1
 
 
 @dataclass(frozen=True)

@@ -10,37 +10,25 @@ stored beyond the page count the split was made from are read too.
 Every range must see the same rows: the first connection opens ``BEGIN ISOLATION LEVEL
 REPEATABLE READ, READ ONLY`` and exports its snapshot (``pg_export_snapshot()``), every
 other opens the same kind of transaction and imports it (``SET TRANSACTION SNAPSHOT``)
-before any range runs, so the exporting transaction is still open when they do.
-
-:class:`PartitionedScan` reads the ranges concurrently, one thread each, into one small
-queue that :class:`~connectors.sqlbase.ReaderStream` drains like any other scan (cancel,
-deadline, errors, conversion). A range's connection goes back to the pool (its read
-transaction rolled back) only when the range was read whole and never interrupted;
-otherwise it is closed.
+before any range runs, so the exporting transaction is still open when they do. The ranges
+are then read by :class:`connectors.split.PartitionedScan`.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Iterator
-from contextlib import suppress
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
 from adbc_driver_manager.dbapi import Connection, Cursor
 from sqlglot import exp
 
-from connectors import threads
-from connectors.adbc import discard
-from meshcore.errors import SourceError
+from connectors import split
+from connectors.split import Part
 
 if TYPE_CHECKING:
     from connectors.adbc import AdbcConnector
 
 BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-_POLL = 0.1  # seconds between looks at a stop while waiting on the queue
 PART_BATCH_BYTES_MIN = 1 << 20  # the smallest batch a range is asked for (the driver's hint, in bytes)
 
 
@@ -50,10 +38,7 @@ def ranges(pages: int, parts: int) -> list[tuple[int | None, int | None]]:
     >>> ranges(100, 3)
     [(None, 33), (33, 66), (66, None)]
     """
-    bounds = [pages * i // parts for i in range(1, parts)]
-    lows: list[int | None] = [None, *bounds]
-    highs: list[int | None] = [*bounds, None]
-    return list(zip(lows, highs, strict=True))
+    return split.ranges(0, pages, parts)
 
 
 def restrict(query: exp.Expr, low: int | None, high: int | None) -> exp.Expr:
@@ -63,35 +48,12 @@ def restrict(query: exp.Expr, low: int | None, high: int | None) -> exp.Expr:
     >>> print(restrict(q, 10, None).sql("postgres"))
     SELECT a FROM s.t AS x WHERE "x".ctid >= CAST('(10,0)' AS tid)
     """
-    query = query.copy()
-    tables = list(query.find_all(exp.Table))
-    if len(tables) != 1:
-        raise ValueError(f"a ctid range needs a query over one table, not {len(tables)}")
-    table = tables[0]
-    select = table.find_ancestor(exp.Select)
-    assert select is not None
-    name = exp.to_identifier(table.alias_or_name, quoted=True).sql("postgres")
-    conditions = []
-    if low is not None:
-        conditions.append(f"{name}.ctid >= '({low},0)'::tid")
-    if high is not None:
-        conditions.append(f"{name}.ctid < '({high},0)'::tid")
-    if conditions:
-        select.where(exp.condition(" AND ".join(conditions), dialect="postgres"), copy=False)
-    return query
 
+    def conditions(table: str) -> list[str]:
+        found = [] if low is None else [f"{table}.ctid >= '({low},0)'::tid"]
+        return found if high is None else [*found, f"{table}.ctid < '({high},0)'::tid"]
 
-@dataclass
-class Part:
-    """One range: its query, prepared on a connection of its own inside the shared snapshot."""
-
-    connection: Connection
-    cursor: Cursor
-    sql: str
-    lock: threading.Lock
-    started: bool = False
-    interrupted: bool = False
-    released: bool = False
+    return split.restrict(query, conditions, "postgres")
 
 
 def open_parts(
@@ -131,128 +93,9 @@ def open_parts(
             part.cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(hint)})
             part.cursor.adbc_prepare(part.sql)
     except Exception as exc:
-        if not parts:
-            discard(connection, cursor)
-        for part in parts:
-            discard(part.connection, part.cursor)
+        split.close_parts(first, parts)
         raise connector.error(exc) from exc
     return parts
 
 
-class PartitionedScan:
-    """The ranges of one scan read concurrently into one bounded queue (a :class:`~connectors.sqlbase.SourceScan`)."""
-
-    def __init__(self, connector: AdbcConnector, parts: list[Part], bound: bool) -> None:
-        self._connector = connector
-        self._parts = parts
-        self._bound = bound  # the connections carry the scan's deadline until unbound
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=1)  # and each range's thread holds one more
-        self._stop = threading.Event()
-        self.detail: str | None = None
-
-    def start(self) -> Iterator[pa.RecordBatch]:
-        for number, part in enumerate(self._parts):
-            threads.start(self._read, part, name=f"ctid-range-{number}")
-        return self._merged()
-
-    def interrupt(self) -> None:
-        for part in self._parts:
-            with part.lock:  # never cancel on a connection that went back to the pool
-                if part.released:
-                    continue
-                part.interrupted = True
-                if part.started:
-                    with suppress(Exception):
-                        part.cursor.adbc_cancel()
-
-    def finish(self, complete: bool) -> None:
-        """Stop the ranges still running; ranges never started are closed here, the others by their threads."""
-        self._stop.set()
-        if complete:
-            return  # every range was read whole and released by its own thread
-        self.interrupt()
-        for part in self._parts:
-            with part.lock:
-                idle = not part.started and not part.released
-                part.released = part.released or idle
-            if idle:
-                discard(part.connection, part.cursor)
-
-    def error(self, exc: Exception) -> SourceError:
-        return self._connector.error(exc)
-
-    def _merged(self) -> Iterator[pa.RecordBatch]:
-        left = len(self._parts)
-        while left:
-            try:
-                item = self._queue.get(timeout=_POLL)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                continue
-            if item is _DONE:
-                left -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                assert isinstance(item, pa.RecordBatch)
-                yield item
-
-    def _read(self, part: Part) -> None:
-        """A range's thread: run its query, queue its batches, release its connection."""
-        complete = False
-        try:
-            with part.lock:
-                if part.released or self._stop.is_set():
-                    return
-                part.started = True
-            part.cursor.execute(part.sql)
-            for batch in part.cursor.fetch_record_batch():
-                if not self._put(self._connector.received(batch)):
-                    return
-            complete = True
-        except Exception as error:
-            if not self._stop.is_set():
-                self._put(error)
-        finally:
-            self._release(part, complete)
-        if complete:
-            self._put(_DONE)
-
-    def _release(self, part: Part, complete: bool) -> None:
-        with part.lock:
-            if part.released:
-                return
-            part.released = True
-            reusable = complete and not part.interrupted
-        if not reusable:
-            if part.started:
-                with suppress(Exception):  # stop a half-read result before closing (else closing drains it)
-                    part.cursor.adbc_cancel()
-            discard(part.connection, part.cursor)
-            return
-        try:
-            part.cursor.close()
-            with part.connection.cursor() as cursor:
-                cursor.execute("ROLLBACK")  # end the read transaction
-            if self._bound:
-                self._connector.unbound(part.connection)
-        except Exception:
-            discard(part.connection)
-        else:
-            self._connector.give_back(part.connection)
-
-    def _put(self, item: object) -> bool:
-        """Queue ``item`` for the consumer; False once the scan is stopped."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-
-_DONE = object()
-
-__all__ = ["PartitionedScan", "open_parts", "ranges", "restrict"]
+__all__ = ["open_parts", "ranges", "restrict"]

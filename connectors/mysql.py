@@ -84,7 +84,6 @@ import re
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -100,7 +99,7 @@ from sqlglot import exp
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.generators.mysql import MySQLGenerator
 
-from connectors import mysql_queries
+from connectors import mysql_queries, split
 from connectors.base import DiscoveredProduct, ScanSpec, SourceObject, SourceStream, SqlCapabilities
 from connectors.deadline import before, remaining
 from connectors.naming import qualified, unique
@@ -114,11 +113,8 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 65536
 CONNECT_TIMEOUT = 10
 """Seconds a metadata or cancel connection may take to connect."""
-MAX_PARTITIONS = 32
-"""The most key ranges one scan may be split into (``max_partitions`` is at most this)."""
 PARTITION_ROWS = 250_000
 """Rows (by the table's estimate) each key range of a partitioned read covers at least (``partition_rows``)."""
-_REMEMBERED_SCANS = 256
 
 # Checked against DataFusion by tests/connectors/test_functions.py, over text presented with a
 # binary collation (which makes instr/strpos/replace case-sensitive). Left out: upper/lower
@@ -271,13 +267,11 @@ class MysqlConnector(TypedSqlConnector):
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         if not config.uri:
             raise ConfigError(f"domain {domain!r}: a mysql connector needs a uri")
-        self.max_partitions = _positive_option(config, domain, "max_partitions", 1)
-        if self.max_partitions > MAX_PARTITIONS:
-            raise ConfigError(f"domain {domain!r}: connector option max_partitions must be at most {MAX_PARTITIONS}")
-        self.partition_rows = _positive_option(config, domain, "partition_rows", PARTITION_ROWS)
+        self.max_partitions = split.partition_options(config, domain, 1)
+        self.partition_rows = split.positive_option(config, domain, "partition_rows", PARTITION_ROWS)
         super().__init__(domain, config)
         self.address = parse_uri(config.uri, domain)
-        self._scans: OrderedDict[str, ScanSpec] = OrderedDict()  # by SQL: the table scans a split may serve
+        self._scans = split.TableScans(self.max_partitions)
         self._server: Server | None = None
         self._idle: pymysql.connections.Connection | None = None  # one metadata connection, reused
         self._lock = threading.Lock()
@@ -453,21 +447,13 @@ class MysqlConnector(TypedSqlConnector):
     # -- scans (connectorx) -----------------------------------------------------------
     def scan_sql(self, spec: ScanSpec) -> str:
         """The scan's SQL; a table scan without a limit is remembered, for :meth:`execute` to split it."""
-        sql = super().scan_sql(spec)
-        if spec.source.table is not None and spec.limit is None and self.max_partitions > 1:
-            with self._lock:
-                self._scans[sql] = spec
-                self._scans.move_to_end(sql)
-                while len(self._scans) > _REMEMBERED_SCANS:
-                    self._scans.popitem(last=False)
-        return sql
+        return self._scans.remember(super().scan_sql(spec), spec)
 
     def execute(self, sql: str, schema: pa.Schema, deadline: float | None = None) -> SourceStream:
         """Run ``sql`` when the stream is first iterated, in key ranges if it is a big table's scan
         (see the module doc)."""
         server = before(deadline, self.server, abandon=lambda _: None, source=self.source)
-        with self._lock:
-            spec = self._scans.get(sql)
+        spec = self._scans.splittable(sql)
         queries = [sql]
         if spec is not None:
             queries = before(deadline, lambda: self.ranges(spec, sql), abandon=lambda _: None, source=self.source)
@@ -491,7 +477,7 @@ class MysqlConnector(TypedSqlConnector):
         if not found or not pa.types.is_integer(found[0].type) or found[0].guard is not None:  # not BIT
             return [sql]
         estimate = self.estimate_rows(spec.source) or 0
-        parts = min(self.max_partitions, estimate // self.partition_rows)
+        parts = min(split.most_ranges(self.max_partitions, spec), estimate // self.partition_rows)
         if parts < 2:
             return [sql]
         column = exp.column(key[0], quoted=True)
@@ -592,13 +578,6 @@ def _quoted(text: str) -> str:
 def _version_tuple(version: str) -> tuple[int, int]:
     found = re.match(r"(\d+)\.(\d+)", version)
     return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
-
-
-def _positive_option(config: ConnectorConfig, domain: str, name: str, default: int) -> int:
-    value = config.options.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"domain {domain!r}: connector option {name} must be an integer >= 1")
-    return value
 
 
 def _within(spec: ScanSpec, key: str, low: int | None, high: int | None) -> exp.Expr:

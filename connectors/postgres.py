@@ -55,7 +55,6 @@ import os
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
@@ -69,7 +68,7 @@ import pyarrow.compute as pc
 from adbc_driver_manager.dbapi import Connection, Cursor
 from sqlglot import exp
 
-from connectors import ctid
+from connectors import ctid, split
 from connectors.adbc import AdbcConnector, AdbcScan
 from connectors.base import STATS_SECONDS, DiscoveredProduct, ScanSpec, SourceObject, SourceStream, SqlCapabilities
 from connectors.deadline import before, milliseconds_left, remaining
@@ -139,16 +138,12 @@ PARTITION_PAGES = 5_000
 """Pages (8 KiB) each range of a parallel read covers at least (option ``partition_pages``): 40 MB,
 some 150 ms on one connection, against a few ms to open a range (a connection, BEGIN, the snapshot).
 A table of 1.5 M rows and 4 columns (11,000 pages) is read in two ranges."""
-MAX_PARTITIONS = 32
-"""The most ranges one scan may be split into (``max_partitions``): a domain's file, which its
-owner may change over the network, must not make one query open thousands of threads and connections."""
 STATS_LOCK_WAIT_MS = 100
 """How long a row estimate waits for a lock on the table (milliseconds) before giving up."""
 STATS_WAIT = 1.0
 """Seconds a row estimate may wait for the server before it is given up (None, kept a minute like
 any estimate): planning does not know the query's deadline, so this bounds what an unresponsive
 server adds to it."""
-_REMEMBERED_SCANS = 256
 
 _DISCOVER = """
 SELECT n.nspname AS schema_name, c.relname AS table_name, obj_description(c.oid, 'pg_class') AS description
@@ -213,16 +208,15 @@ class PostgresConnector(AdbcConnector):
         scale = config.options.get("numeric_scale", 10)
         if not isinstance(scale, int) or isinstance(scale, bool) or not 0 <= scale <= 38:
             raise ConfigError(f"domain {domain!r}: connector option numeric_scale must be an integer in 0..38")
-        self.max_partitions = _positive_option(config, domain, "max_partitions", os.cpu_count() or 1)
-        if self.max_partitions > MAX_PARTITIONS:  # each is a thread and a connection of the gateway's
-            raise ConfigError(f"domain {domain!r}: connector option max_partitions must be at most {MAX_PARTITIONS}")
-        self.partition_pages = _positive_option(config, domain, "partition_pages", PARTITION_PAGES)
+        self.max_partitions = split.partition_options(config, domain, os.cpu_count() or 1)
+        self.partition_pages = split.positive_option(config, domain, "partition_pages", PARTITION_PAGES)
+        self._budget = split.Budget(self.max_partitions)
         super().__init__(domain, config)
         self.uri = config.uri
         self.unconstrained_numeric = pa.decimal128(38, scale)
-        self._scans: OrderedDict[str, ScanSpec] = OrderedDict()  # by SQL: the table scans a split may serve
+        self._scans = split.TableScans(self.max_partitions)
         self._pages: dict[str, tuple[float, int]] = {}  # by table: its size in pages, and when it was read
-        self._scans_lock = threading.Lock()
+        self._pages_lock = threading.Lock()
 
     def connect(self, deadline: float | None = None) -> Connection:
         left = remaining(deadline)
@@ -370,24 +364,17 @@ class PostgresConnector(AdbcConnector):
 
     def scan_sql(self, spec: ScanSpec) -> str:
         """The scan's SQL; a table scan without a limit is remembered, for :meth:`execute` to read it in parallel."""
-        sql = super().scan_sql(spec)
-        if spec.source.table is not None and spec.limit is None and self.max_partitions > 1:
-            with self._scans_lock:
-                self._scans[sql] = spec
-                self._scans.move_to_end(sql)
-                while len(self._scans) > _REMEMBERED_SCANS:
-                    self._scans.popitem(last=False)
-        return sql
+        return self._scans.remember(super().scan_sql(spec), spec)
 
     def execute(self, sql: str, schema: pa.Schema, deadline: float | None = None) -> SourceStream:
         """Run ``sql``: on one connection, or, for a big table's scan, in ``ctid`` ranges (:mod:`connectors.ctid`)."""
-        with self._scans_lock:
-            spec = self._scans.get(sql)
-            assert spec is None or spec.source.table is not None
-            known = self._pages.get(spec.source.table) if spec is not None and spec.source.table else None
-        small = known is not None and time.monotonic() - known[0] < STATS_SECONDS and self.parts(known[1]) < 2
-        if spec is None or small:
+        spec = self._scans.splittable(sql)
+        if spec is None or spec.source.table is None:
             return super().execute(sql, schema, deadline)
+        with self._pages_lock:
+            known = self._pages.get(spec.source.table)
+        if known is not None and time.monotonic() - known[0] < STATS_SECONDS and self.parts(known[1], spec) < 2:
+            return super().execute(sql, schema, deadline)  # small, as seen a moment ago
         scan = before(
             deadline,
             lambda: self._prepare(spec, sql, deadline),
@@ -395,13 +382,13 @@ class PostgresConnector(AdbcConnector):
             source=self.source,
         )
         stream = ReaderStream(schema, scan, deadline, self.source)
-        if isinstance(scan, ctid.PartitionedScan):
+        if isinstance(scan, split.PartitionedScan):
             stream.detail = scan.detail
         return stream
 
-    def parts(self, pages: int) -> int:
-        """How many ranges a table of ``pages`` pages is read in (1: on one connection)."""
-        return max(1, min(self.max_partitions, pages // self.partition_pages))
+    def parts(self, pages: int, spec: ScanSpec) -> int:
+        """How many ranges ``spec``'s table of ``pages`` pages is read in (1: on one connection)."""
+        return max(1, min(split.most_ranges(self.max_partitions, spec), pages // self.partition_pages))
 
     def _prepare(self, spec: ScanSpec, sql: str, deadline: float | None) -> SourceScan:
         """The scan of a table, prepared: partitioned if the table is big enough now, else on one connection."""
@@ -411,24 +398,29 @@ class PostgresConnector(AdbcConnector):
         def plan(cursor: Cursor) -> list[str] | None:
             size = self._size(cursor, table)
             pages = size.pages if size is not None and size.kind in _HEAPS else 0
-            with self._scans_lock:
+            with self._pages_lock:
                 self._pages[table] = (time.monotonic(), pages)
-            parts = self.parts(pages)
+            parts = self.parts(pages, spec)
             if parts > 1 and spec.predicate is not None:  # an index lookup is not worth splitting
                 cost = _explain(cursor, sql)["Total Cost"]
                 parts = min(parts, max(1, int(cost // self.partition_pages)))
+            query = self.scan_query(spec)
+            parts = self._budget.take(parts) if parts > 1 else 1
             if parts < 2:
                 cursor.adbc_prepare(sql)
                 return None
-            query = self.scan_query(spec)
             return [self.render(ctid.restrict(query, low, high)) for low, high in ctid.ranges(pages, parts)]
 
         connection, cursor, sqls = self.checkout(plan, deadline)
         bound = deadline is not None
         if sqls is None:
             return AdbcScan(self, connection, cursor, sql, bound=bound)
-        parts = ctid.open_parts(self, (connection, cursor), sqls, deadline, BATCH_BYTES)
-        scan = ctid.PartitionedScan(self, parts, bound)
+        try:
+            parts = ctid.open_parts(self, (connection, cursor), sqls, deadline, BATCH_BYTES)
+        except BaseException:
+            self._budget.give(len(sqls))
+            raise
+        scan = split.PartitionedScan(self, parts, bound, self._budget)
         scan.detail = f"read in {len(sqls)} ctid ranges on {len(sqls)} connections under one snapshot"
         return scan
 
@@ -516,13 +508,6 @@ def _explain(cursor: Cursor, sql: str) -> dict[str, float]:
     assert row is not None
     plan: dict[str, float] = json.loads(row[0])[0]["Plan"]
     return plan
-
-
-def _positive_option(config: ConnectorConfig, domain: str, name: str, default: int) -> int:
-    value = config.options.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"domain {domain!r}: connector option {name} must be an integer >= 1")
-    return value
 
 
 def with_connect_options(uri: str, options: dict[str, str]) -> str:

@@ -34,7 +34,9 @@ aggregate over a big table) runs on to that batch in the background.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,15 +47,20 @@ from adbc_driver_manager.dbapi import Connection, Cursor
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from connectors.adbc import AdbcConnector
-from connectors.base import DiscoveredProduct, SourceObject, SqlCapabilities
-from connectors.deadline import milliseconds_left
+from connectors import rowid, split
+from connectors.adbc import AdbcConnector, AdbcScan
+from connectors.base import STATS_SECONDS, DiscoveredProduct, ScanSpec, SourceObject, SourceStream, SqlCapabilities
+from connectors.deadline import before, milliseconds_left
 from connectors.naming import identifier, unique
-from connectors.sqlbase import Collation, SourceColumn
+from connectors.sqlbase import Collation, ReaderStream, SourceColumn
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
 
 BATCH_ROWS = 65536
+PARTITION_ROWS = 100_000
+"""Rowids each range of a parallel read covers at least (option ``partition_rows``): some 20 ms of
+reading on one connection, against well under a millisecond to open a range (a connection of the
+pool, ``BEGIN`` and one read)."""
 
 # Checked against DataFusion by tests/connectors/test_functions.py. Left out: upper and
 # lower (ASCII only in SQLite), substr (negative starts count from the end).
@@ -80,10 +87,16 @@ _PROBE = "meshgate_probe"
 
 
 class SqliteConnector(AdbcConnector):
-    """A SQLite database file. Options: ``pool_size``."""
+    """A SQLite database file. Options: ``pool_size``, ``max_partitions``, ``partition_rows``.
+
+    A scan of a whole table (no limit) whose rowids span at least two ranges of ``partition_rows``
+    (default 100,000) is read in up to ``max_partitions`` (default the machine's CPU count, at most
+    32) rowid ranges on connections of their own, all seeing one state of the file
+    (:mod:`connectors.rowid`); one whose pushed filter SQLite answers from an index is not split.
+    """
 
     kind = "sqlite"
-    config_keys = frozenset({"path", "pool_size"})
+    config_keys = frozenset({"path", "pool_size", "max_partitions", "partition_rows"})
     capabilities = SqlCapabilities(
         dialect="sqlite",
         functions=FUNCTIONS,
@@ -97,8 +110,13 @@ class SqliteConnector(AdbcConnector):
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         if config.path is None:
             raise ConfigError(f"domain {domain!r}: a sqlite connector needs a path")
+        self.max_partitions = split.partition_options(config, domain, os.cpu_count() or 1)
+        self.partition_rows = split.positive_option(config, domain, "partition_rows", PARTITION_ROWS)
         super().__init__(domain, config)
         self.path = Path(config.path)
+        self._scans = split.TableScans(self.max_partitions)
+        self._budget = split.Budget(self.max_partitions)
+        self._spans: dict[str, tuple[float, int]] = {}  # by table: the rowids it spans, and when that was read
 
     def connect(self, deadline: float | None = None) -> Connection:
         if not self.path.is_file():
@@ -122,6 +140,70 @@ class SqliteConnector(AdbcConnector):
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA busy_timeout = 0")
             cursor.fetchall()
+
+    def scan_sql(self, spec: ScanSpec) -> str:
+        """The scan's SQL; a table scan without a limit is remembered, for :meth:`execute` to split it."""
+        return self._scans.remember(super().scan_sql(spec), spec)
+
+    def execute(self, sql: str, schema: pa.Schema, deadline: float | None = None) -> SourceStream:
+        """Run ``sql``: on one connection, or, for a big table's scan, in rowid ranges (:mod:`connectors.rowid`)."""
+        spec = self._scans.splittable(sql)
+        if spec is None or spec.source.table is None:
+            return super().execute(sql, schema, deadline)
+        known = self._spans.get(spec.source.table)
+        if known is not None and time.monotonic() - known[0] < STATS_SECONDS and known[1] < 2 * self.partition_rows:
+            return super().execute(sql, schema, deadline)  # small, as seen a moment ago
+        try:
+            scan = before(
+                deadline,
+                lambda: self._split(spec, sql, deadline),
+                abandon=lambda prepared: prepared.finish(False),
+                source=self.source,
+            )
+        except rowid.Unshared:
+            return super().execute(sql, schema, deadline)
+        stream = ReaderStream(schema, scan, deadline, self.source)
+        if isinstance(scan, split.PartitionedScan):
+            stream.detail = scan.detail
+        return stream
+
+    def _split(self, spec: ScanSpec, sql: str, deadline: float | None) -> AdbcScan | split.PartitionedScan:
+        """The scan of a table, prepared: in rowid ranges if the table is big enough now, else on one connection."""
+        assert spec.source.table is not None
+        source = spec.source.table
+        query = self.scan_query(spec)
+        table = next(query.find_all(exp.Table))
+        alias = rowid.rowid_alias(column.name for column in self.columns(spec.source))
+
+        def plan(cursor: Cursor) -> tuple[list[str], Path | None] | None:
+            span = None if alias is None else _rowids(cursor, table, alias)
+            rows = 0 if span is None else span[1] - span[0] + 1
+            self._spans[source] = (time.monotonic(), rows)
+            parts = max(1, min(split.most_ranges(self.max_partitions, spec), rows // self.partition_rows))
+            if parts > 1 and spec.predicate is not None and not _scans_table(cursor, sql, table.alias_or_name):
+                parts = 1  # SQLite answers the filter from an index: not worth splitting
+            parts = self._budget.take(parts) if parts > 1 else 1
+            if span is None or alias is None or parts < 2:
+                cursor.adbc_prepare(sql)
+                return None
+            cursor.execute("PRAGMA journal_mode")
+            mode = cursor.fetchone()
+            wal = self.path.resolve() if mode is not None and str(mode[0]).lower() == "wal" else None
+            bounds = split.ranges(span[0], span[1] + 1, parts)
+            return [self.render(rowid.restrict(query, alias, low, high)) for low, high in bounds], wal
+
+        connection, cursor, planned = self.checkout(plan, deadline)
+        if planned is None:
+            return AdbcScan(self, connection, cursor, sql, bound=deadline is not None)
+        sqls, wal = planned
+        try:
+            parts = rowid.open_parts(self, (connection, cursor), sqls, wal)
+        except BaseException:
+            self._budget.give(len(sqls))
+            raise
+        scan = split.PartitionedScan(self, parts, deadline is not None, self._budget)
+        scan.detail = f"read in {len(sqls)} rowid ranges on {len(sqls)} connections in one state of the file"
+        return scan
 
     def discover(self) -> list[DiscoveredProduct]:
         rows = self.fetch(
@@ -223,6 +305,27 @@ class SqliteConnector(AdbcConnector):
 
 def _quote(text: str) -> str:
     return exp.Literal.string(text).sql("sqlite")
+
+
+def _rowids(cursor: Cursor, table: exp.Table, alias: str) -> tuple[int, int] | None:
+    """The smallest and largest rowid of ``table`` now (a descent of its b-tree each); None when
+    it is empty or has no rowid (``WITHOUT ROWID``)."""
+    try:
+        name = table.sql("sqlite")  # one aggregate a query: SQLite seeks either end of the b-tree, not scans it
+        cursor.execute(f"SELECT (SELECT min({alias}) FROM {name}), (SELECT max({alias}) FROM {name})")
+        row = cursor.fetchone()
+    except Exception:  # a WITHOUT ROWID table: "no such column"
+        return None
+    if row is None or row[0] is None or not isinstance(row[0], int) or not isinstance(row[1], int):
+        return None
+    return row[0], row[1]
+
+
+def _scans_table(cursor: Cursor, sql: str, name: str) -> bool:
+    """Whether SQLite's plan for ``sql`` reads the table called ``name`` in it whole (``SCAN``), not by an index."""
+    cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+    details = [str(row[-1]) for row in cursor.fetchall()]
+    return any(detail == f"SCAN {name}" or detail.startswith(f"SCAN {name} ") for detail in details)
 
 
 def _quote_name(text: str) -> str:

@@ -1004,7 +1004,8 @@ def _source_query_text(record: SourceQuery, visible: bool, counted: bool) -> str
         if counted
         else "rows=(hidden: a row filter applies in DataFusion)"
     )
-    return f"{sql}\n  {rows} seconds={seconds:.3f}"
+    split = f"\n  {record.detail}" if record.detail else ""
+    return f"{sql}\n  {rows} seconds={seconds:.3f}{split}"
 
 
 @dataclass

@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -65,6 +65,7 @@ class SourceQuery:
     rows: int = 0
     bytes: int = 0
     batches: int = 0
+    detail: str | None = None  # how the source read it, when not on one connection ("read in 2 ctid ranges ...")
     started: float = 0.0
     finished: float | None = None
     error: BaseException | None = None
@@ -114,6 +115,7 @@ class ProductScan:
     blind: bool = False  # the plan has scans of it the planner could not see (see negotiate_scans)
     verify: bool = False  # its pushdown was negotiated before the plan was final: filter its rows here too
     deadline: float | None = None  # when its source queries must be over (connectors/deadline.py)
+    reads: int = 1  # the query's reads of this product at once (ScanSpec.reads)
 
     @property
     def connector(self) -> SqlConnector:
@@ -159,7 +161,7 @@ class ProductScan:
             if self.guard.predicate is not None:
                 guarded = exp.Paren(this=self.guard.predicate.copy())
                 predicate = guarded if predicate is None else exp.and_(guarded, exp.Paren(this=predicate))
-        return ScanSpec(self.product.source, columns, predicate, limit)
+        return ScanSpec(self.product.source, columns, predicate, limit, self.reads)
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -258,7 +260,7 @@ class _Scanner:
             read = referenced_columns(self._filter, scan.product.schema)
             wanted = [n for n in scan.fetchable if read is None or n in read or n in spec.columns]
             if wanted != list(spec.columns):
-                spec = ScanSpec(spec.source, tuple(wanted), spec.predicate, None)
+                spec = replace(spec, columns=tuple(wanted), limit=None)
         self._stream = PrefetchedStream(scan, spec)
 
     def cancel(self) -> None:
@@ -316,6 +318,7 @@ class PrefetchedStream:
         record = self._record
         try:
             self._source = self._scan.connector.execute(record.sql, self._schema, self._scan.deadline)
+            record.detail = self._source.detail
             if self._cancelled.is_set():
                 self._source.cancel()
             for batch in self._source:

@@ -513,6 +513,7 @@ def _payload(
             {
                 "query": query.name,
                 "route": report.route if isinstance(report, Analyzed) else report,
+                "split": _split_reads(report) if isinstance(report, Analyzed) else [],
                 "meshgate": m,
                 "meshgate_seconds": m.median,
                 "duckdb": d,
@@ -581,6 +582,16 @@ def _route(text: str) -> str:
     return text[:40]
 
 
+def _split_reads(report: Analyzed) -> list[str]:
+    """The source reads split into ranges, as ``domain: 2 ctid ranges``."""
+    found = []
+    for source in report.sources:
+        if source.detail:
+            ranges = re.match(r"read in (\d+ [\w ]+?ranges)", source.detail)
+            found.append(f"{source.domain}: {ranges.group(1) if ranges else source.detail}")
+    return found
+
+
 MAX_HEADLINE_LOAD = 1.5
 """Above this 1-minute load average at the start, the report writes no headline (the machine is
 shared: figures taken under load are not comparable)."""
@@ -605,7 +616,7 @@ def _report(payload: dict[str, Any], results_dir: Path, name: str, *, plots_want
         table.append(
             [
                 r["query"],
-                _route(r["route"]),
+                _route(r["route"]) + (f"; split reads: {', '.join(r['split'])}" if r.get("split") else ""),
                 fmt_seconds(r["meshgate_seconds"]),
                 fmt_seconds(r["duckdb_seconds"]),
                 fmt_seconds(r["centralised_seconds"]),

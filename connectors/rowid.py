@@ -1,0 +1,136 @@
+"""Parallel reads of one SQLite table in ``rowid`` ranges, all in one state of the file.
+
+A big table is read faster on several connections than on one: SQLite and ADBC's SQLite driver
+turn rows into Arrow on the reading thread (800,000 rows of 5 columns: 291 ms on one
+connection, 177 ms in two ranges, on 2 cores). A scan is split into ranges of the rowid
+between the table's ``min(rowid)`` and ``max(rowid)``, ANDed into the WHERE of the query that
+reads the table (SQLite seeks the range in the table's b-tree); the first range is open below
+and the last above, so rows added since the split was made are read too.
+
+SQLite cannot hand one snapshot to another connection (``sqlite3_snapshot_open`` is not
+reachable through ADBC), so each range's connection opens a read transaction and reads once
+(``BEGIN`` and ``SELECT count(*) FROM sqlite_master``), which fixes the state it sees, before
+any range runs, and the ranges only run once every connection has done so:
+
+- in a rollback journal (the default ``DELETE``, ``TRUNCATE``, ``PERSIST`` modes) the first
+  connection's shared lock keeps any writer from committing until the last has begun, so all see
+  the same commit. A writer already waiting to commit keeps new readers out: a connection that
+  cannot begin ("database is locked") gives the split up;
+- in WAL mode readers never hold writers back. The header of the WAL index (the ``-shm`` file,
+  whose ``iChange`` counts commits: sqlite.org/walformat.html) is read before the first
+  connection begins and after the last one has: the same bytes mean no commit came in between,
+  so every connection sees the same one. Otherwise the split is given up.
+
+A split given up (:class:`Unshared`) reads the table on one connection, as without partitions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from adbc_driver_manager.dbapi import Connection, Cursor
+from sqlglot import exp
+
+from connectors import split
+from connectors.split import Part
+
+if TYPE_CHECKING:
+    from connectors.adbc import AdbcConnector
+
+ALIASES = ("rowid", "_rowid_", "oid")
+"""SQLite's names for a table's rowid; a column of that name hides it."""
+WAL_INDEX_HEADER = 48
+"""Bytes of the WAL index's header (``WalIndexHdr``): its change counter, frame count and salts."""
+BUSY = "database is locked"
+
+
+class Unshared(Exception):
+    """The ranges could not be made to see one state of the file: read the table on one connection."""
+
+
+def rowid_alias(columns: Iterable[str]) -> str | None:
+    """The first of SQLite's names for the rowid that no column of the table takes (None: all are taken).
+
+    >>> rowid_alias(["id", "Rowid"])
+    '_rowid_'
+    """
+    taken = {name.lower() for name in columns}
+    return next((alias for alias in ALIASES if alias not in taken), None)
+
+
+def restrict(query: exp.Expr, alias: str, low: int | None, high: int | None) -> exp.Expr:
+    """``query`` with the rowid range ``[low, high)`` ANDed into the WHERE of the SELECT that reads its one table.
+
+    >>> q = exp.select("a").from_(exp.to_table("t").as_("x"))
+    >>> print(restrict(q, "rowid", 10, 20).sql("sqlite"))
+    SELECT a FROM t AS x WHERE "x".rowid >= 10 AND "x".rowid < 20
+    """
+
+    def conditions(table: str) -> list[str]:
+        found = [] if low is None else [f"{table}.{alias} >= {low}"]
+        return found if high is None else [*found, f"{table}.{alias} < {high}"]
+
+    return split.restrict(query, conditions, "sqlite")
+
+
+def wal_state(database: Path) -> bytes | None:
+    """The header of ``database``'s WAL index (``<database>-shm``); None when it has none."""
+    try:
+        with open(f"{database}-shm", "rb") as index:
+            header = index.read(WAL_INDEX_HEADER)
+    except OSError:
+        return None
+    return header if len(header) == WAL_INDEX_HEADER else None
+
+
+def begin(cursor: Cursor) -> None:
+    """Open a read transaction on ``cursor``'s connection and read once: its state of the file is fixed."""
+    cursor.execute("BEGIN")
+    cursor.execute("SELECT count(*) FROM sqlite_master")
+    cursor.fetchall()
+
+
+def open_parts(
+    connector: AdbcConnector,
+    first: tuple[Connection, Cursor],
+    sqls: list[str],
+    wal: Path | None,
+) -> list[Part]:
+    """One :class:`Part` per query in ``sqls``, all seeing one state of the file (``first`` runs ``sqls[0]``).
+
+    ``first`` is a checked-out connection (bound to the scan's deadline, if any); further ones come
+    from the connector's pool, unbound: each begins at once or fails ("database is locked"), so that
+    none waits on a writer that waits on ``first``. ``wal`` is the database file when it is in WAL
+    mode. Raises
+    :class:`Unshared` when the connections may see different states (every connection closed);
+    any other failure closes them too and raises the connector's error.
+    """
+    connection, cursor = first
+    parts: list[Part] = []
+    try:
+        before = None if wal is None else wal_state(wal)
+        if wal is not None and before is None:
+            raise Unshared("the WAL index cannot be read")
+        begin(cursor)
+        parts.append(Part(connection, cursor, sqls[0], threading.Lock()))
+        for sql in sqls[1:]:
+            other_connection, other_cursor, _ = connector.checkout(begin)
+            parts.append(Part(other_connection, other_cursor, sql, threading.Lock()))
+        if wal is not None and wal_state(wal) != before:
+            raise Unshared("a write was committed while the ranges began")
+        for part in parts:
+            part.cursor.adbc_prepare(part.sql)
+    except Exception as exc:
+        split.close_parts(first, parts)
+        if isinstance(exc, Unshared):
+            raise
+        if BUSY in str(exc):
+            raise Unshared(BUSY) from exc
+        raise connector.error(exc) from exc
+    return parts
+
+
+__all__ = ["Unshared", "open_parts", "restrict", "rowid_alias", "wal_state"]

@@ -1,0 +1,328 @@
+"""Parallel SQLite reads in rowid ranges, all in one state of the file (connectors/rowid.py), on real files.
+
+Small tables are split by setting ``partition_rows`` low, so that every behaviour of a big
+table's read (several connections, one state of the file in both journal modes, errors, the
+connections' return to the pool) is checked on tables that load in milliseconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from sqlglot import exp
+
+from connectors import rowid, split
+from connectors.base import ScanSpec, SourceObject, SourceStream
+from connectors.sqlite import SqliteConnector
+from gateway.api import CallerContext
+from gateway.catalog import MeshCatalog
+from gateway.config import ConnectorConfig, load_config
+from gateway.engine import Engine
+from gateway.errors import ConfigError, SourceError
+
+ROWS = 20_000
+SPLIT = "read in 4 rowid ranges on 4 connections in one state of the file"
+
+
+def connector(path: Path, **options: object) -> SqliteConnector:
+    return SqliteConnector("shop", ConnectorConfig(type="sqlite", path=str(path), options=options))
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``orders`` (ROWS rows, an INTEGER PRIMARY KEY), ``keyed`` (a WITHOUT ROWID table), ``odd`` (columns named
+    rowid and oid), ``opaque`` (columns taking every name of the rowid) and a view."""
+    path = tmp_path_factory.mktemp("sqlite-split") / "shop.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, k INTEGER, x REAL, note TEXT)")
+        db.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?, ?)", [(i, i % 7, i * 0.5, f"n{i}") for i in range(1, ROWS + 1)]
+        )
+        db.execute("CREATE INDEX orders_k ON orders (k)")
+        db.execute("CREATE TABLE keyed (id INTEGER PRIMARY KEY, v TEXT) WITHOUT ROWID")
+        db.executemany("INSERT INTO keyed VALUES (?, ?)", [(i, f"v{i}") for i in range(ROWS)])
+        db.execute("CREATE TABLE odd (rowid TEXT, oid INTEGER)")
+        db.executemany("INSERT INTO odd VALUES (?, ?)", [(f"r{i}", i) for i in range(ROWS)])
+        db.execute("CREATE TABLE opaque (rowid INTEGER, _rowid_ INTEGER, oid INTEGER)")
+        db.executemany("INSERT INTO opaque VALUES (?, ?, ?)", [(i, i, i) for i in range(ROWS)])
+        db.execute("CREATE VIEW recent AS SELECT * FROM orders WHERE id > 100")
+    return path
+
+
+@pytest.fixture(scope="module")
+def parted(database: Path) -> Iterator[SqliteConnector]:
+    """Reads every table of 4,000 rowids or more in 4 ranges."""
+    reader = connector(database, partition_rows=1_000, max_partitions=4)
+    yield reader
+    reader.close()
+
+
+def open_scan(
+    reader: SqliteConnector,
+    source: SourceObject,
+    predicate: str | None = None,
+    limit: int | None = None,
+    reads: int = 1,
+    deadline: float | None = None,
+) -> SourceStream:
+    schema = pa.schema([pa.field(c.name, c.type) for c in reader.columns(source)])  # described once, kept
+    condition = exp.condition(predicate, dialect="sqlite") if predicate else None
+    spec = ScanSpec(source, tuple(schema.names), condition, limit, reads)
+    return reader.execute(reader.scan_sql(spec), schema, deadline)
+
+
+def rows(stream: SourceStream) -> Counter[tuple[object, ...]]:
+    table = pa.Table.from_batches(list(stream), stream.schema)
+    return Counter(tuple(row.values()) for row in table.to_pylist())
+
+
+def test_ranges_cut_the_rowids_evenly_and_are_open_at_both_ends() -> None:
+    assert split.ranges(1, 101, 1) == [(None, None)]
+    assert split.ranges(1, 101, 4) == [(None, 26), (26, 51), (51, 76), (76, None)]
+    assert split.ranges(-50, 50, 2) == [(None, 0), (0, None)]
+
+
+def test_the_range_goes_into_the_select_that_reads_the_table_under_a_free_name_of_the_rowid() -> None:
+    inner = exp.select("a").from_(exp.to_table("t").as_("s", quoted=True))
+    outer = exp.select('"q"."a"').from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("q"))))
+    alias = rowid.rowid_alias(["a", "ROWID"])
+    assert alias == "_rowid_"
+    assert rowid.restrict(outer, alias, 5, 9).sql("sqlite") == (
+        'SELECT "q"."a" FROM (SELECT a FROM t AS "s" WHERE "s"._rowid_ >= 5 AND "s"._rowid_ < 9) AS q'
+    )
+    assert rowid.rowid_alias(["rowid", "_rowid_", "oid"]) is None
+
+
+@pytest.mark.parametrize("predicate", [None, "k = 3", "x < 2000 OR note = 'n7'", "note > 'n5'"])
+def test_a_partitioned_read_returns_the_rows_of_one_connection(
+    database: Path, parted: SqliteConnector, predicate: str | None
+) -> None:
+    whole = connector(database, max_partitions=1)
+    try:
+        source = SourceObject(table="orders")
+        stream = open_scan(parted, source, predicate)
+        got = rows(stream)
+        single = open_scan(whole, source, predicate)
+        want = rows(single)
+    finally:
+        whole.close()
+    assert single.detail is None
+    assert sum(want.values()) > 100
+    assert got == want
+    # k = 3 is answered from the index orders_k: not split; the others scan the table
+    assert stream.detail == (None if predicate == "k = 3" else SPLIT)
+
+
+def test_a_table_whose_columns_are_named_rowid_is_split_by_another_name_of_it(parted: SqliteConnector) -> None:
+    stream = open_scan(parted, SourceObject(table="odd"))
+    got = rows(stream)
+    assert stream.detail == SPLIT
+    assert sorted(got) == sorted((f"r{i}", i) for i in range(ROWS))
+
+
+def test_small_tables_limits_views_queries_and_tables_without_rowid_are_read_on_one_connection(
+    database: Path, parted: SqliteConnector
+) -> None:
+    default = connector(database, max_partitions=4)  # 100,000 rowids a range: the table is too small
+    cases = [
+        (default, SourceObject(table="orders"), None, ROWS),
+        (parted, SourceObject(table="orders"), 10, 10),
+        (parted, SourceObject(table="recent"), None, ROWS - 100),
+        (parted, SourceObject(sql="SELECT * FROM orders"), None, ROWS),
+        (parted, SourceObject(table="keyed"), None, ROWS),
+        (parted, SourceObject(table="opaque"), None, ROWS),
+    ]
+    try:
+        for reader, source, limit, count in cases:
+            stream = open_scan(reader, source, limit=limit)
+            assert sum(rows(stream).values()) == count
+            assert stream.detail is None, source
+    finally:
+        default.close()
+
+
+def test_a_product_the_query_reads_twice_at_once_is_split_in_fewer_ranges(parted: SqliteConnector) -> None:
+    """max_partitions is shared among the query's reads of the product (``ScanSpec.reads``)."""
+    source = SourceObject(table="orders")
+    assert (
+        open_scan(parted, source, reads=2).detail == "read in 2 rowid ranges on 2 connections in one state of the file"
+    )
+    assert open_scan(parted, source, reads=3).detail is None
+
+
+def test_reads_at_once_share_the_connectors_ranges(parted: SqliteConnector) -> None:
+    """A read opened while another holds every range of the connector is read on one connection;
+    the ranges are given back when a read is over, or closed unread."""
+    source = SourceObject(table="orders")
+    first = open_scan(parted, source)  # its ranges are open (not yet read)
+    second = open_scan(parted, source)
+    assert (first.detail, second.detail) == (SPLIT, None)
+    assert sum(rows(second).values()) == ROWS
+    assert sum(rows(first).values()) == ROWS
+    third = open_scan(parted, source)
+    assert third.detail == SPLIT
+    third.close()  # never read
+    fourth = open_scan(parted, source)
+    assert fourth.detail == SPLIT
+    assert sum(rows(fourth).values()) == ROWS
+
+
+def test_the_budget_grants_what_is_free_and_never_a_range_of_one() -> None:
+    budget = split.Budget(4)
+    assert budget.take(3) == 3
+    assert budget.take(3) == 1  # one left: read on one connection, nothing taken
+    budget.give()
+    assert budget.take(8) == 2
+    budget.give(5)
+    assert budget.take(4) == 4
+
+
+# The writer runs in a process of its own: ADBC's driver links its own copy of SQLite, and two
+# copies in one process do not see each other's POSIX locks (sqlite.org/howtocorrupt.html, 2.2.1).
+WRITER = """
+import random, sqlite3, sys, time
+from pathlib import Path
+path, stop, live, size = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+batches, latest, commits = list(range(1, live + 1)), live, 0
+db = sqlite3.connect(path, timeout=30, isolation_level=None)
+while not stop.exists():
+    old = batches.pop(random.randrange(len(batches)))
+    latest += 1
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("DELETE FROM ledger WHERE batch = ?", (old,))
+    db.executemany("INSERT INTO ledger VALUES (?, ?, ?)", [(latest, g, "x" * 60) for g in range(size)])
+    db.execute("COMMIT")
+    batches.append(latest)
+    commits += 1
+    time.sleep(0.002)
+print(commits)
+"""
+
+
+@pytest.mark.parametrize("mode", ["delete", "wal"])
+def test_a_partitioned_read_sees_one_state_of_the_file_while_batches_are_replaced(tmp_path: Path, mode: str) -> None:
+    """A writer replaces a random batch of rows (delete it, insert a new one) per transaction, so
+    every committed state holds exactly LIVE batches of SIZE rows. Ranges reading different states
+    would see a deleted batch in one range and its replacement in another."""
+    live, size = 200, 20
+    path, stop = tmp_path / "ledger.db", tmp_path / "stop"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA journal_mode = {mode}")
+        db.execute("CREATE TABLE ledger (batch INTEGER, n INTEGER, pad TEXT)")
+        db.executemany(
+            "INSERT INTO ledger VALUES (?, ?, ?)", [(b, g, "x" * 60) for b in range(1, live + 1) for g in range(size)]
+        )
+    reader = connector(path, partition_rows=100, max_partitions=4)
+    reader.columns(SourceObject(table="ledger"))  # described before the writer starts, and kept
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(stop), str(live), str(size)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        # The first reads wait for the writer's first commit: a read-only connection that opens a WAL
+        # database while the writer creates its -shm file failed "database disk image is malformed"
+        # once in seven runs of this test.
+        waited = time.monotonic() + 30
+        while mode == "wal" and rowid.wal_state(path) is None and time.monotonic() < waited:
+            time.sleep(0.01)
+        counts, split_reads = [], 0
+        for _ in range(40):
+            stream = open_scan(reader, SourceObject(table="ledger"), deadline=time.monotonic() + 30)
+            per_batch = Counter(batch for batch, _, _ in rows(stream))
+            split_reads += stream.detail is not None
+            counts.append((len(per_batch), set(per_batch.values())))
+    finally:
+        stop.touch()
+        out, _ = writer.communicate(timeout=60)
+        reader.close()
+    assert writer.returncode == 0
+    assert int(out) > 20  # batches were replaced while the reads ran
+    assert split_reads > 0  # and reads were split meanwhile (a split given up reads on one connection)
+    assert counts == [(live, {size})] * len(counts)
+
+
+def test_the_wal_index_header_changes_with_every_commit(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = wal")
+        db.execute("CREATE TABLE t (a INTEGER)")
+        before = rowid.wal_state(path)
+        assert before is not None
+        db.execute("SELECT count(*) FROM t").fetchall()
+        assert rowid.wal_state(path) == before  # a read commits nothing
+        db.execute("INSERT INTO t VALUES (1)")
+        assert rowid.wal_state(path) != before
+    finally:
+        db.close()
+    assert rowid.wal_state(tmp_path / "none.db") is None
+
+
+def test_an_error_in_one_range_fails_the_read(parted: SqliteConnector) -> None:
+    """SQLite's ``abs()`` of the smallest integer overflows: only the last range holds that row."""
+    stream = open_scan(
+        parted, SourceObject(table="orders"), "abs(CASE WHEN id = 19999 THEN -9223372036854775808 ELSE id END) > 0"
+    )
+    with pytest.raises(SourceError, match=r"^\[shop/sqlite:.*integer overflow"):
+        rows(stream)
+
+
+def test_connections_go_back_to_the_pool_outside_any_transaction_and_unbound(database: Path) -> None:
+    reader = connector(database, partition_rows=1_000, max_partitions=3, pool_size=4)
+    try:
+        stream = open_scan(reader, SourceObject(table="orders"), deadline=time.monotonic() + 30)
+        assert sum(rows(stream).values()) == ROWS
+        assert stream.detail is not None
+        idle = list(reader._pool._idle)
+        assert len(idle) == 3
+        for connection in idle:
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA busy_timeout")
+                assert cursor.fetchone() == (0,)
+                cursor.execute("BEGIN")  # fails inside a transaction
+                cursor.execute("ROLLBACK")
+        with sqlite3.connect(database, timeout=0) as db:  # and no lock is left: a writer commits at once
+            db.execute("CREATE TABLE IF NOT EXISTS scratch (a INTEGER)")
+            db.execute("INSERT INTO scratch VALUES (1)")
+    finally:
+        reader.close()
+
+
+def test_partition_options_are_checked(database: Path) -> None:
+    with pytest.raises(ConfigError, match="connector option max_partitions must be an integer >= 1"):
+        connector(database, max_partitions=0)
+    with pytest.raises(ConfigError, match="connector option partition_rows must be an integer >= 1"):
+        connector(database, partition_rows="many")
+    with pytest.raises(ConfigError, match="connector option max_partitions must be at most 32"):
+        connector(database, max_partitions=10_000)
+
+
+def test_explain_analyze_names_the_ranges_of_a_split_read(tmp_path: Path, database: Path) -> None:
+    """Through the engine: a federated query (a SQLite table beside a CSV file) reads the table in ranges."""
+    (tmp_path / "kinds.csv").write_text("k,name\n" + "".join(f"{k},kind {k}\n" for k in range(7)))
+    config = tmp_path / "mesh.yaml"
+    config.write_text(
+        "domains:\n  - name: shop\n"
+        f"    connector: {{type: sqlite, path: '{database}', partition_rows: 1000, max_partitions: 4}}\n"
+        "    products:\n      - {name: orders, source: orders}\n"
+        f"  - name: ref\n    connector: {{type: csv, path: '{tmp_path}'}}\n"
+        "    products:\n      - {name: kinds, source: kinds.csv}\n"
+    )
+    engine = Engine(MeshCatalog(load_config(config)))
+    sql = "SELECT id, note FROM shop.orders WHERE x >= 100 UNION ALL SELECT k, name FROM ref.kinds"
+    try:
+        caller = CallerContext(user="root")
+        result = engine.run(sql, caller).read_all()
+        assert sorted(result.column("id").to_pylist()) == sorted([*range(200, ROWS + 1), *range(7)])
+        plan = engine.run(f"EXPLAIN ANALYZE {sql}", caller).read_all().to_pydict()
+        texts = [text for kind, text in zip(plan["plan_type"], plan["plan"], strict=True) if "shop/sqlite" in kind]
+        assert len(texts) == 1 and texts[0].endswith(f"\n  {SPLIT}"), texts
+    finally:
+        engine.close()
