@@ -56,7 +56,7 @@ def table(postgres_uri: str, pg_schema: str) -> str:
 @pytest.fixture(scope="module")
 def split(postgres_uri: str) -> Iterator[PostgresConnector]:
     """Reads every table in 4 ranges."""
-    reader = connector(postgres_uri, partition_pages=1, max_partitions=4)
+    reader = connector(postgres_uri, partition_pages=1, partition_rows=1, max_partitions=4)
     yield reader
     reader.close()
 
@@ -125,10 +125,14 @@ def test_small_tables_limits_views_queries_and_index_lookups_are_read_on_one_con
     view = f'"{pg_schema}".orders_view'
     run(postgres_uri, f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {table}")
     default = connector(postgres_uri, max_partitions=4)  # 10,000 pages a range: the table is too small
-    coarse = connector(postgres_uri, max_partitions=4, partition_pages=20)  # the table has about 170 pages
+    coarse = connector(postgres_uri, max_partitions=4, partition_pages=20, partition_rows=1)  # of about 170 pages
+    few = connector(postgres_uri, max_partitions=4, partition_pages=1, partition_rows=5_000)
+    keys = ", ".join(str(key) for key in range(1, ROWS, 5))  # 4,000 keys of the primary key's index
     cases = [
         (default, SourceObject(table=table), None, None, ROWS),
         (coarse, SourceObject(table=table), "id = 17", None, 1),  # an index lookup costs less than one range
+        (split, SourceObject(table=table), f"id = ANY(ARRAY[{keys}])", None, ROWS // 5),  # read by the index
+        (few, SourceObject(table=table), "k = 3", None, 2857),  # fewer rows than one range's partition_rows
         (split, SourceObject(table=table), None, 10, 10),
         (split, SourceObject(table=view), None, None, ROWS),
         (split, SourceObject(sql=f"SELECT * FROM {table}"), None, None, ROWS),
@@ -141,9 +145,13 @@ def test_small_tables_limits_views_queries_and_index_lookups_are_read_on_one_con
             stream = open_scan(reader, source, predicate, limit)
             assert sum(rows(stream).values()) == count
             assert stream.detail is None, (source, predicate, limit)
+        wide = open_scan(few, SourceObject(table=table), "k < 5")  # 14,286 rows: two ranges' worth
+        assert sum(rows(wide).values()) == 14_286
+        assert wide.detail == "read in 2 ctid ranges on 2 connections under one snapshot"
     finally:
         default.close()
         coarse.close()
+        few.close()
 
 
 def test_a_partitioned_read_sees_one_snapshot_while_batches_are_replaced(postgres_uri: str, pg_schema: str) -> None:
