@@ -41,13 +41,17 @@ class SourceObject:
     a query the planner derived from products of this source (gateway/plan/same_source.py):
     it already knows them, so the source is not asked to describe it. ``as_of`` pins a
     lakehouse table's version: a Delta version or Iceberg snapshot id (int), or an ISO 8601
-    timestamp (str); None reads the table's current version.
+    timestamp (str); None reads the table's current version. ``split``, for such a derived query
+    that inner-joins tables, names one of them (as ``table`` would) that occurs once in it, outside
+    any subquery: the query may be read in ranges of that table, each joined with the rest, which
+    together give the query's rows.
     """
 
     table: str | None = None
     sql: str | None = None
     columns: tuple[Any, ...] | None = None
     as_of: int | str | None = None
+    split: str | None = None
 
     def describe(self) -> str:
         return self.table if self.table is not None else f"({self.sql})"

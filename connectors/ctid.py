@@ -41,19 +41,20 @@ def ranges(pages: int, parts: int) -> list[tuple[int | None, int | None]]:
     return split.ranges(0, pages, parts)
 
 
-def restrict(query: exp.Expr, low: int | None, high: int | None) -> exp.Expr:
-    """``query`` with the page range ANDed into the WHERE of the SELECT that reads its one table.
+def restrict(query: exp.Expr, low: int | None, high: int | None, table: str | None = None) -> exp.Expr:
+    """``query`` with the page range ANDed into the WHERE of the SELECT that reads its one table
+    (or ``table``, see :func:`connectors.split.restrict`).
 
     >>> q = exp.select("a").from_(exp.to_table("s.t").as_("x"))
     >>> print(restrict(q, 10, None).sql("postgres"))
     SELECT a FROM s.t AS x WHERE "x".ctid >= CAST('(10,0)' AS tid)
     """
 
-    def conditions(table: str) -> list[str]:
-        found = [] if low is None else [f"{table}.ctid >= '({low},0)'::tid"]
-        return found if high is None else [*found, f"{table}.ctid < '({high},0)'::tid"]
+    def conditions(alias: str) -> list[str]:
+        found = [] if low is None else [f"{alias}.ctid >= '({low},0)'::tid"]
+        return found if high is None else [*found, f"{alias}.ctid < '({high},0)'::tid"]
 
-    return split.restrict(query, conditions, "postgres")
+    return split.restrict(query, conditions, "postgres", table)
 
 
 def open_parts(

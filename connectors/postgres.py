@@ -67,6 +67,7 @@ import adbc_driver_postgresql.dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 from adbc_driver_manager.dbapi import Connection, Cursor
+from cachetools import TTLCache
 from sqlglot import exp
 
 from connectors import ctid, split
@@ -224,9 +225,11 @@ class PostgresConnector(AdbcConnector):
         super().__init__(domain, config)
         self.uri = config.uri
         self.unconstrained_numeric = pa.decimal128(38, scale)
-        self._scans = split.TableScans(self.max_partitions)
+        self._scans = split.TableScans(self.max_partitions, queries=True)
         self._pages: dict[str, tuple[float, int]] = {}  # by table: its size in pages, and when it was read
         self._pages_lock = threading.Lock()
+        # by SQL: how many ranges PostgreSQL's plan makes a filtered read worth (kept like a size)
+        self._filtered: TTLCache[str, int] = TTLCache(maxsize=256, ttl=STATS_SECONDS)
 
     def connect(self, deadline: float | None = None) -> Connection:
         left = remaining(deadline)
@@ -379,10 +382,11 @@ class PostgresConnector(AdbcConnector):
     def execute(self, sql: str, schema: pa.Schema, deadline: float | None = None) -> SourceStream:
         """Run ``sql``: on one connection, or, for a big table's scan, in ``ctid`` ranges (:mod:`connectors.ctid`)."""
         spec = self._scans.splittable(sql)
-        if spec is None or spec.source.table is None:
+        table = None if spec is None else spec.source.table or spec.source.split
+        if spec is None or table is None:
             return super().execute(sql, schema, deadline)
         with self._pages_lock:
-            known = self._pages.get(spec.source.table)
+            known = self._pages.get(table)
         if known is not None and time.monotonic() - known[0] < STATS_SECONDS and self.parts(known[1], spec) < 2:
             return super().execute(sql, schema, deadline)  # small, as seen a moment ago
         scan = before(
@@ -401,9 +405,11 @@ class PostgresConnector(AdbcConnector):
         return max(1, min(split.most_ranges(self.max_partitions, spec), pages // self.partition_pages))
 
     def _prepare(self, spec: ScanSpec, sql: str, deadline: float | None) -> SourceScan:
-        """The scan of a table, prepared: partitioned if the table is big enough now, else on one connection."""
-        assert spec.source.table is not None
-        table = spec.source.table
+        """The scan of a table, or of a derived query that may be split on one of its tables
+        (``SourceObject.split``), prepared: in ranges if the table is big enough now, else on one connection."""
+        table = spec.source.table or spec.source.split
+        assert table is not None
+        derived = spec.source.table is None  # its filters and joins are in its SQL
 
         def plan(cursor: Cursor) -> list[str] | None:
             size = self._size(cursor, table)
@@ -411,14 +417,25 @@ class PostgresConnector(AdbcConnector):
             with self._pages_lock:
                 self._pages[table] = (time.monotonic(), pages)
             parts = self.parts(pages, spec)
-            if parts > 1 and spec.predicate is not None:
-                parts = min(parts, _filtered_parts(_explain(cursor, sql), self.partition_pages, self.partition_rows))
+            if parts > 1 and (spec.predicate is not None or derived):
+                with self._pages_lock:
+                    worth = self._filtered.get(sql)
+                if worth is None:
+                    worth = _filtered_parts(_explain(cursor, sql), self.partition_pages, self.partition_rows)
+                    with self._pages_lock:
+                        self._filtered[sql] = worth
+                parts = min(parts, worth)
             query = self.scan_query(spec)
+            try:  # a derived query whose SQL reads the table twice (a product defined by a query) stays whole
+                ctid.restrict(query, None, None, table if derived else None)
+            except ValueError:
+                parts = 1
             parts = self._budget.take(parts) if parts > 1 else 1
             if parts < 2:
                 cursor.adbc_prepare(sql)
                 return None
-            return [self.render(ctid.restrict(query, low, high)) for low, high in ctid.ranges(pages, parts)]
+            on = table if derived else None
+            return [self.render(ctid.restrict(query, low, high, on)) for low, high in ctid.ranges(pages, parts)]
 
         connection, cursor, sqls = self.checkout(plan, deadline)
         bound = deadline is not None

@@ -47,14 +47,16 @@ class TableScans:
     only that SQL: the connector remembers the spec in between.
     """
 
-    def __init__(self, max_partitions: int) -> None:
+    def __init__(self, max_partitions: int, queries: bool = False) -> None:
         self.max_partitions = max_partitions
+        self.queries = queries  # derived queries that may be split on one of their tables (SourceObject.split)
         self._specs: OrderedDict[str, ScanSpec] = OrderedDict()
         self._lock = threading.Lock()
 
     def remember(self, sql: str, spec: ScanSpec) -> str:
         """Remember ``spec`` as the scan ``sql`` runs, if it reads a whole table that may be split; returns ``sql``."""
-        if spec.source.table is None or spec.limit is not None or self.max_partitions < 2:
+        splits = spec.source.table is not None or (self.queries and spec.source.split is not None)
+        if not splits or spec.limit is not None or self.max_partitions < 2:
             return sql
         with self._lock:
             self._specs[sql] = spec
@@ -144,21 +146,27 @@ def ranges(low: int, high: int, parts: int) -> list[tuple[int | None, int | None
     return list(zip(lows, highs, strict=True))
 
 
-def restrict(query: exp.Expr, conditions: Callable[[str], list[str]], dialect: str) -> exp.Expr:
-    """``query`` with ``conditions(table)`` ANDed into the WHERE of the SELECT that reads its one table.
+def restrict(
+    query: exp.Expr, conditions: Callable[[str], list[str]], dialect: str, table: str | None = None
+) -> exp.Expr:
+    """``query`` with ``conditions(alias)`` ANDed into the WHERE of the SELECT that reads its one table,
+    or, given ``table`` (a name as ``SourceObject.table`` writes it), that table, which it reads once.
 
-    ``table`` is that table's alias (or name), quoted in ``dialect``.
+    ``alias`` is that table's alias (or name), quoted in ``dialect``.
     """
     query = query.copy()
     tables = list(query.find_all(exp.Table))
+    if table is not None:
+        wanted = exp.to_table(table, dialect=dialect)
+        tables = [found for found in tables if (found.name, found.db) == (wanted.name, wanted.db)]
     if len(tables) != 1:
-        raise ValueError(f"a range needs a query over one table, not {len(tables)}")
-    table = tables[0]
-    select = table.find_ancestor(exp.Select)
+        raise ValueError(f"a range needs a query reading its table once, not {len(tables)} times")
+    read = tables[0]
+    select = read.find_ancestor(exp.Select)
     assert select is not None
-    wanted = conditions(exp.to_identifier(table.alias_or_name, quoted=True).sql(dialect))
-    if wanted:
-        select.where(exp.condition(" AND ".join(wanted), dialect=dialect), copy=False)
+    added = conditions(exp.to_identifier(read.alias_or_name, quoted=True).sql(dialect))
+    if added:
+        select.where(exp.condition(" AND ".join(added), dialect=dialect), copy=False)
     return query
 
 

@@ -580,7 +580,9 @@ class Engine:
                 if rewritten.schema().equals(dataframe.schema()):
                     return rewritten, rewritten.optimized_logical_plan(), tuple(planning.fired)
                 log.info("plan not rewritten: the rewritten plan's schema differs")  # the round trip changed a type
-        except Exception as error:  # a plan Substrait cannot carry: federated as it was planned
+        except EXITS:
+            raise
+        except BaseException as error:  # a plan Substrait cannot carry (DataFusion may panic): federated as planned
             log.info("plan not rewritten: %s", _clean(str(error))[:300])
         for key in [key for key in scope.scans if key[0] == DERIVED_SCHEMA]:
             del scope.scans[key]  # scans of a rewrite that is not used

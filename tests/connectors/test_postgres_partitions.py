@@ -259,3 +259,34 @@ def test_partition_options_are_checked() -> None:
         connector("postgresql://127.0.0.1:1/none", partition_pages="many")
     with pytest.raises(ConfigError, match="connector option max_partitions must be at most 32"):
         connector("postgresql://127.0.0.1:1/none", max_partitions=10_000)
+
+
+def test_a_pushed_join_is_read_in_ranges_of_its_split_table(
+    postgres_uri: str, pg_schema: str, table: str, split: PostgresConnector, whole: PostgresConnector
+) -> None:
+    """A join the planner pushed whole (gateway/plan/same_source.py) names a table it reads once
+    (``SourceObject.split``): each range of that table is joined with the rest, under one snapshot."""
+    kinds = f'"{pg_schema}".kinds'
+    run(
+        postgres_uri,
+        f"DROP TABLE IF EXISTS {kinds}",
+        f"CREATE TABLE {kinds} AS SELECT g::int4 AS k, 'kind ' || g AS label FROM generate_series(0, 6) g",
+    )
+    joined = (
+        f'SELECT "o"."id" AS "id", "d"."label" AS "label" FROM {table} AS "o" INNER JOIN {kinds} AS "d" ON TRUE'
+        ' WHERE "o"."x" > 10 AND "o"."k" = "d"."k"'
+    )
+    parallel = open_scan(split, SourceObject(sql=joined, split=table))
+    got = rows(parallel)
+    single = open_scan(whole, SourceObject(sql=joined, split=table))
+    assert parallel.detail == "read in 4 ctid ranges on 4 connections under one snapshot"
+    assert single.detail is None
+    assert got == rows(single)
+    assert sum(got.values()) == ROWS - 20
+    # a query that reads its split table twice cannot be cut by its ranges: it is read whole
+    twice = (
+        f'SELECT "a"."id" AS "id" FROM {table} AS "a" INNER JOIN {table} AS "b" ON TRUE WHERE "a"."id" = "b"."id" + 1'
+    )
+    stream = open_scan(split, SourceObject(sql=twice, split=table))
+    assert sum(rows(stream).values()) == ROWS - 1
+    assert stream.detail is None
