@@ -196,6 +196,10 @@ class AdbcConnector(TypedSqlConnector):
         """Whether ``exc`` means the connection itself is gone (retry on a new one)."""
         return False
 
+    def current(self, connection: Connection) -> bool:
+        """Whether a pooled ``connection`` still reaches the source as it is now (else it is replaced)."""
+        return True
+
     def received(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """A batch as the driver returned it, with values it misrepresents put right.
 
@@ -344,11 +348,15 @@ class AdbcConnector(TypedSqlConnector):
     ) -> tuple[Connection, Cursor, T, KeptStatements]:
         """A pooled connection (bound to ``deadline``, if any) on which ``step`` gave a cursor, and its kept statements.
 
-        A reused connection that turns out to be lost is dropped and ``step`` retried on another,
-        ending with a fresh connection at the latest; any other failure closes it and raises.
+        A reused connection that turns out to be lost, or no longer reaches the source as it is now
+        (:meth:`current`), is dropped and ``step`` retried on another, ending with a fresh connection
+        at the latest; any other failure closes it and raises.
         """
         while True:
             connection, reused, kept = self._pool.acquire(deadline)
+            if reused and not self.current(connection):
+                discard(connection, kept=kept)
+                continue
             try:
                 if deadline is not None:
                     self.bound(connection, deadline)

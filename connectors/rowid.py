@@ -21,6 +21,9 @@ any range runs, and the ranges only run once every connection has done so:
   connection begins and after the last one has: the same bytes mean no commit came in between,
   so every connection sees the same one. Otherwise the split is given up.
 
+The ranges' connections must also have opened the same file: one replaced by another at its path
+(a product published by renaming a new file over the old) gives the split up too.
+
 A split given up (:class:`Unshared`) reads the table on one connection, as without partitions.
 """
 
@@ -121,6 +124,8 @@ def open_parts(
             parts.append(Part(other_connection, other_cursor, sql, threading.Lock()))
         if wal is not None and wal_state(wal) != before:
             raise Unshared("a write was committed while the ranges began")
+        if not all(connector.current(part.connection) for part in parts):
+            raise Unshared("the file was replaced while the ranges began")
         for part in parts:
             part.cursor.adbc_prepare(part.sql)
     except Exception as exc:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,16 +117,25 @@ class SqliteConnector(AdbcConnector):
         self.path = Path(config.path)
         self._scans = split.TableScans(self.max_partitions)
         self._budget = split.Budget(self.max_partitions)
+        self._files: weakref.WeakKeyDictionary[Connection, tuple[int, int]] = weakref.WeakKeyDictionary()
         self._spans: dict[str, tuple[float, int]] = {}  # by table: the rowids it spans, and when that was read
 
     def connect(self, deadline: float | None = None) -> Connection:
         if not self.path.is_file():
             raise SourceUnavailableError(self.domain, self.label, f"SQLite file {self.path} does not exist")
+        opened = file_identity(self.path)
         # autocommit: otherwise each pooled connection stays in one read transaction and never sees new writes
         connection = adbc_driver_sqlite.dbapi.connect(f"{self.path.resolve().as_uri()}?mode=ro", autocommit=True)
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA case_sensitive_like = ON")
+        if opened is not None and file_identity(self.path) == opened:  # not replaced while it opened
+            self._files[connection] = opened
         return connection
+
+    def current(self, connection: Connection) -> bool:
+        """Whether ``connection`` reads the file now at the path: a file replaced by another (a data
+        product published by renaming a new file over the old one) is read anew, not the old one."""
+        return self._files.get(connection) == file_identity(self.path)
 
     def configure(self, cursor: Cursor) -> None:
         cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
@@ -305,6 +315,15 @@ class SqliteConnector(AdbcConnector):
 
 def _quote(text: str) -> str:
     return exp.Literal.string(text).sql("sqlite")
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path`` (None if it cannot be read): which file a connection opened."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _rowids(cursor: Cursor, table: exp.Table, alias: str) -> tuple[int, int] | None:

@@ -326,3 +326,29 @@ def test_explain_analyze_names_the_ranges_of_a_split_read(tmp_path: Path, databa
         assert len(texts) == 1 and texts[0].endswith(f"\n  {SPLIT}"), texts
     finally:
         engine.close()
+
+
+def test_a_file_replaced_at_its_path_is_read_anew(tmp_path: Path) -> None:
+    """A product published by renaming a new file over the old one: pooled connections still hold the
+    old file open, and are replaced rather than read (a split read and a read on one connection)."""
+
+    def publish(version: int) -> None:
+        building = tmp_path / "building.db"
+        with sqlite3.connect(building) as db:
+            db.execute("CREATE TABLE facts (n INTEGER, version INTEGER)")
+            db.executemany("INSERT INTO facts VALUES (?, ?)", [(i, version) for i in range(5_000)])
+            db.execute("CREATE INDEX facts_n ON facts (n)")
+        building.replace(tmp_path / "facts.db")
+
+    publish(1)
+    reader = connector(tmp_path / "facts.db", partition_rows=1_000, max_partitions=4)
+    try:
+        for version in (1, 2, 3):
+            if version > 1:
+                publish(version)
+            for predicate in (None, "n = 7"):  # split in ranges, then on one connection (SQLite's index)
+                stream = open_scan(reader, SourceObject(table="facts"), predicate)
+                assert {row[1] for row in rows(stream)} == {version}
+                assert (stream.detail is not None) == (predicate is None)
+    finally:
+        reader.close()
