@@ -228,8 +228,9 @@ class PostgresConnector(AdbcConnector):
         self._scans = split.TableScans(self.max_partitions, queries=True)
         self._pages: dict[str, tuple[float, int]] = {}  # by table: its size in pages, and when it was read
         self._pages_lock = threading.Lock()
-        # by SQL: how many ranges PostgreSQL's plan makes a filtered read worth (kept like a size)
-        self._filtered: TTLCache[str, int] = TTLCache(maxsize=256, ttl=STATS_SECONDS)
+        # by the SQL's hash (a key set's SQL runs to megabytes): how many ranges PostgreSQL's plan
+        # makes a filtered read worth, kept like a size
+        self._filtered: TTLCache[int, int] = TTLCache(maxsize=256, ttl=STATS_SECONDS)
 
     def connect(self, deadline: float | None = None) -> Connection:
         left = remaining(deadline)
@@ -419,11 +420,11 @@ class PostgresConnector(AdbcConnector):
             parts = self.parts(pages, spec)
             if parts > 1 and (spec.predicate is not None or derived):
                 with self._pages_lock:
-                    worth = self._filtered.get(sql)
+                    worth = self._filtered.get(hash(sql))
                 if worth is None:
                     worth = _filtered_parts(_explain(cursor, sql), self.partition_pages, self.partition_rows)
                     with self._pages_lock:
-                        self._filtered[sql] = worth
+                        self._filtered[hash(sql)] = worth
                 parts = min(parts, worth)
             query = self.scan_query(spec)
             try:  # a derived query whose SQL reads the table twice (a product defined by a query) stays whole
