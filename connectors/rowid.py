@@ -101,13 +101,14 @@ def open_parts(
     first: tuple[Connection, Cursor],
     sqls: list[str],
     wal: Path | None,
+    lock_wait_ms: int,
 ) -> list[Part]:
     """One :class:`Part` per query in ``sqls``, all seeing one state of the file (``first`` runs ``sqls[0]``).
 
     ``first`` is a checked-out connection (bound to the scan's deadline, if any); further ones come
-    from the connector's pool, unbound: each begins at once or fails ("database is locked"), so that
-    none waits on a writer that waits on ``first``. ``wal`` is the database file when it is in WAL
-    mode. Raises
+    from the connector's pool, and each begins at once or fails ("database is locked"), so that none
+    waits on a writer that waits on ``first``; their lock wait is then set back to ``lock_wait_ms``.
+    ``wal`` is the database file when it is in WAL mode. Raises
     :class:`Unshared` when the connections may see different states (every connection closed);
     any other failure closes them too and raises the connector's error.
     """
@@ -119,8 +120,16 @@ def open_parts(
             raise Unshared("the WAL index cannot be read")
         begin(cursor)
         parts.append(Part(connection, cursor, sqls[0], threading.Lock()))
+
+        def begin_at_once(cursor: Cursor) -> None:
+            cursor.execute("PRAGMA busy_timeout = 0")
+            cursor.fetchall()
+            begin(cursor)
+            cursor.execute(f"PRAGMA busy_timeout = {lock_wait_ms}")
+            cursor.fetchall()
+
         for sql in sqls[1:]:
-            other_connection, other_cursor, _ = connector.checkout(begin)
+            other_connection, other_cursor, _ = connector.checkout(begin_at_once)
             parts.append(Part(other_connection, other_cursor, sql, threading.Lock()))
         if wal is not None and wal_state(wal) != before:
             raise Unshared("a write was committed while the ranges began")

@@ -24,8 +24,9 @@ product's query have no declared type: give them one with ``CAST(expr AS type)``
 DataFusion.
 
 A scan with a deadline waits for a writer's lock at most until then (``PRAGMA
-busy_timeout``, reset to 0 before its connection goes back to the pool), and the gateway
-stops waiting for it at the deadline. A statement cannot be interrupted: ADBC's SQLite
+busy_timeout``, set back to ``lock_wait`` before its connection goes back to the pool), and
+the gateway stops waiting for it at the deadline; without a deadline it waits ``lock_wait``
+seconds at most (option, default 5). A statement cannot be interrupted: ADBC's SQLite
 driver (1.13) answers a cancel with NOT_IMPLEMENTED and links SQLite privately, so neither
 ``sqlite3_interrupt`` nor a progress handler can be reached. A cancelled or timed-out
 scan stops at its next batch, while a long computation before the first batch (a pushed
@@ -58,6 +59,10 @@ from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
 
 BATCH_ROWS = 65536
+LOCK_WAIT = 5.0
+"""Seconds a read without a deadline waits for another connection's lock (option ``lock_wait``): a
+writer's commit holds the file for milliseconds, and a read that gave up at once failed 52 of 300
+times beside a writer committing every 2 ms."""
 PARTITION_ROWS = 100_000
 """Rowids each range of a parallel read covers at least (option ``partition_rows``): some 20 ms of
 reading on one connection, against well under a millisecond to open a range (a connection of the
@@ -97,7 +102,7 @@ class SqliteConnector(AdbcConnector):
     """
 
     kind = "sqlite"
-    config_keys = frozenset({"path", "pool_size", "max_partitions", "partition_rows"})
+    config_keys = frozenset({"path", "pool_size", "max_partitions", "partition_rows", "lock_wait"})
     capabilities = SqlCapabilities(
         dialect="sqlite",
         functions=FUNCTIONS,
@@ -113,6 +118,12 @@ class SqliteConnector(AdbcConnector):
             raise ConfigError(f"domain {domain!r}: a sqlite connector needs a path")
         self.max_partitions = split.partition_options(config, domain, os.cpu_count() or 1)
         self.partition_rows = split.positive_option(config, domain, "partition_rows", PARTITION_ROWS)
+        wait = config.options.get("lock_wait", LOCK_WAIT)
+        if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait <= 3600:
+            raise ConfigError(
+                f"domain {domain!r}: connector option lock_wait must be a number of seconds from 0 to 3600"
+            )
+        self.lock_wait_ms = round(wait * 1000)
         super().__init__(domain, config)
         self.path = Path(config.path)
         self._scans = split.TableScans(self.max_partitions)
@@ -128,6 +139,8 @@ class SqliteConnector(AdbcConnector):
         connection = adbc_driver_sqlite.dbapi.connect(f"{self.path.resolve().as_uri()}?mode=ro", autocommit=True)
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA case_sensitive_like = ON")
+            cursor.execute(f"PRAGMA busy_timeout = {self.lock_wait_ms}")
+            cursor.fetchall()
         if opened is not None and file_identity(self.path) == opened:  # not replaced while it opened
             self._files[connection] = opened
         return connection
@@ -148,7 +161,7 @@ class SqliteConnector(AdbcConnector):
 
     def unbound(self, connection: Connection) -> None:
         with connection.cursor() as cursor:
-            cursor.execute("PRAGMA busy_timeout = 0")
+            cursor.execute(f"PRAGMA busy_timeout = {self.lock_wait_ms}")
             cursor.fetchall()
 
     def scan_sql(self, spec: ScanSpec) -> str:
@@ -207,7 +220,7 @@ class SqliteConnector(AdbcConnector):
             return AdbcScan(self, connection, cursor, sql, bound=deadline is not None)
         sqls, wal = planned
         try:
-            parts = rowid.open_parts(self, (connection, cursor), sqls, wal)
+            parts = rowid.open_parts(self, (connection, cursor), sqls, wal, self.lock_wait_ms)
         except BaseException:
             self._budget.give(len(sqls))
             raise

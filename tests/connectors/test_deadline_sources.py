@@ -110,7 +110,9 @@ def test_connecting_to_a_server_that_never_answers_ends_at_the_deadline() -> Non
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         port = silent.getsockname()[1]
-        connector = PostgresConnector("sales", ConnectorConfig(type="postgres", uri=f"postgresql://u@127.0.0.1:{port}/db"))
+        connector = PostgresConnector(
+            "sales", ConnectorConfig(type="postgres", uri=f"postgresql://u@127.0.0.1:{port}/db")
+        )
         try:
             seconds, error = elapsed_until_error(lambda: connector.execute("SELECT 1", INT, time.monotonic() + 1.0))
         finally:
@@ -126,8 +128,12 @@ def test_connecting_to_a_server_that_never_answers_ends_at_the_deadline() -> Non
 def sqlite_path(tmp_path: Path) -> Path:
     path = tmp_path / "shop.db"
     subprocess.run(
-        [sys.executable, "-c", f"import sqlite3; c = sqlite3.connect({str(path)!r}); c.execute('CREATE TABLE t (x INTEGER)');"
-         " c.execute('INSERT INTO t VALUES (1)'); c.commit()"],
+        [
+            sys.executable,
+            "-c",
+            f"import sqlite3; c = sqlite3.connect({str(path)!r}); c.execute('CREATE TABLE t (x INTEGER)');"
+            " c.execute('INSERT INTO t VALUES (1)'); c.commit()",
+        ],
         check=True,
     )
     return path
@@ -140,8 +146,12 @@ def locked_by_another_process(path: Path) -> subprocess.Popen[str]:
     ADBC driver links a SQLite of its own, so a lock taken here with ``sqlite3`` would not hold.
     """
     locker = subprocess.Popen(
-        [sys.executable, "-c", f"import sqlite3, sys; c = sqlite3.connect({str(path)!r}, isolation_level=None);"
-         " c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()"],
+        [
+            sys.executable,
+            "-c",
+            f"import sqlite3, sys; c = sqlite3.connect({str(path)!r}, isolation_level=None);"
+            " c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -150,17 +160,19 @@ def locked_by_another_process(path: Path) -> subprocess.Popen[str]:
     return locker
 
 
-def test_a_locked_sqlite_database_fails_at_once_without_a_deadline_and_at_the_deadline_with_one(
+def test_a_locked_sqlite_database_fails_after_the_lock_wait_without_a_deadline_and_at_the_deadline_with_one(
     sqlite_path: Path,
 ) -> None:
-    connector = SqliteConnector("inventory", ConnectorConfig(type="sqlite", path=sqlite_path))
+    connector = SqliteConnector(
+        "inventory", ConnectorConfig(type="sqlite", path=sqlite_path, options={"lock_wait": 0.3})
+    )
     schema = pa.schema([("x", pa.int64())])
     locker = locked_by_another_process(sqlite_path)
     try:
         started = time.monotonic()
         with pytest.raises(SourceError, match="database is locked"):
             list(connector.execute("SELECT x FROM t", schema))
-        assert time.monotonic() - started < 0.5
+        assert 0.3 <= time.monotonic() - started < 0.8
         seconds, _ = elapsed_until_error(
             lambda: list(connector.execute("SELECT x FROM t", schema, time.monotonic() + 1.0))
         )
@@ -171,7 +183,7 @@ def test_a_locked_sqlite_database_fails_at_once_without_a_deadline_and_at_the_de
         locker.wait(timeout=10)
     try:
         assert sum(batch.num_rows for batch in connector.execute("SELECT x FROM t", schema, time.monotonic() + 5)) == 1
-        assert connector.fetch("PRAGMA busy_timeout").to_pylist() == [{"timeout": 0}]  # reset in the pool
+        assert connector.fetch("PRAGMA busy_timeout").to_pylist() == [{"timeout": 300}]  # reset in the pool
     finally:
         connector.close()
 

@@ -233,8 +233,9 @@ def test_a_partitioned_read_sees_one_state_of_the_file_while_batches_are_replace
         while mode == "wal" and rowid.wal_state(path) is None and time.monotonic() < waited:
             time.sleep(0.01)
         counts, split_reads = [], 0
-        for _ in range(40):
-            stream = open_scan(reader, SourceObject(table="ledger"), deadline=time.monotonic() + 30)
+        for read in range(40):  # every other read without a deadline: it waits lock_wait for a commit
+            deadline = None if read % 2 else time.monotonic() + 30
+            stream = open_scan(reader, SourceObject(table="ledger"), deadline=deadline)
             per_batch = Counter(batch for batch, _, _ in rows(stream))
             split_reads += stream.detail is not None
             counts.append((len(per_batch), set(per_batch.values())))
@@ -285,7 +286,7 @@ def test_connections_go_back_to_the_pool_outside_any_transaction_and_unbound(dat
         for connection in idle:
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA busy_timeout")
-                assert cursor.fetchone() == (0,)
+                assert cursor.fetchone() == (5_000,)  # lock_wait's default, not the scan's deadline
                 cursor.execute("BEGIN")  # fails inside a transaction
                 cursor.execute("ROLLBACK")
         with sqlite3.connect(database, timeout=0) as db:  # and no lock is left: a writer commits at once
@@ -302,6 +303,8 @@ def test_partition_options_are_checked(database: Path) -> None:
         connector(database, partition_rows="many")
     with pytest.raises(ConfigError, match="connector option max_partitions must be at most 32"):
         connector(database, max_partitions=10_000)
+    with pytest.raises(ConfigError, match="connector option lock_wait must be a number of seconds from 0 to 3600"):
+        connector(database, lock_wait=-1)
 
 
 def test_explain_analyze_names_the_ranges_of_a_split_read(tmp_path: Path, database: Path) -> None:
