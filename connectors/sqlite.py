@@ -63,6 +63,9 @@ LOCK_WAIT = 5.0
 """Seconds a read without a deadline waits for another connection's lock (option ``lock_wait``): a
 writer's commit holds the file for milliseconds, and a read that gave up at once failed 52 of 300
 times beside a writer committing every 2 ms."""
+MAX_LOCK_WAIT = 60.0
+"""The longest ``lock_wait``: a domain's file must not let a lock held on its database keep queries
+(and the admission slots they hold) waiting for long."""
 PARTITION_ROWS = 100_000
 """Rowids each range of a parallel read covers at least (option ``partition_rows``): some 20 ms of
 reading on one connection, against well under a millisecond to open a range (a connection of the
@@ -119,9 +122,9 @@ class SqliteConnector(AdbcConnector):
         self.max_partitions = split.partition_options(config, domain, os.cpu_count() or 1)
         self.partition_rows = split.positive_option(config, domain, "partition_rows", PARTITION_ROWS)
         wait = config.options.get("lock_wait", LOCK_WAIT)
-        if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait <= 3600:
+        if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait <= MAX_LOCK_WAIT:
             raise ConfigError(
-                f"domain {domain!r}: connector option lock_wait must be a number of seconds from 0 to 3600"
+                f"domain {domain!r}: connector option lock_wait must be a number of seconds from 0 to {MAX_LOCK_WAIT:g}"
             )
         self.lock_wait_ms = round(wait * 1000)
         super().__init__(domain, config)

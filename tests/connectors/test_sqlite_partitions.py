@@ -303,7 +303,7 @@ def test_partition_options_are_checked(database: Path) -> None:
         connector(database, partition_rows="many")
     with pytest.raises(ConfigError, match="connector option max_partitions must be at most 32"):
         connector(database, max_partitions=10_000)
-    with pytest.raises(ConfigError, match="connector option lock_wait must be a number of seconds from 0 to 3600"):
+    with pytest.raises(ConfigError, match="connector option lock_wait must be a number of seconds from 0 to 60"):
         connector(database, lock_wait=-1)
 
 
