@@ -291,13 +291,7 @@ class PartitionedScan:
 
     def _put(self, item: object) -> bool:
         """Queue ``item`` for the consumer; False once the scan is stopped."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return threads.offer(self._queue, item, self._stop.is_set, _POLL)
 
 
 _DONE = object()

@@ -386,13 +386,7 @@ class ReaderStream(SourceStream):
 
     def _hand(self, item: object) -> bool:
         """Queue ``item`` for the consumer; False once the stream is cancelled."""
-        while not self.cancelled:
-            try:
-                self._queue.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return threads.offer(self._queue, item, lambda: self.cancelled, _POLL)
 
     def _interrupt(self) -> None:
         with self._finish_lock:  # never interrupt a connection that went back to its pool

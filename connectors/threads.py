@@ -97,9 +97,21 @@ def start(target: Callable[..., object], *args: Any, name: str) -> None:
     _POOL.start(target, args, name)
 
 
+def offer(into: queue.Queue[Any], item: object, stopped: Callable[[], bool], poll: float = 0.1) -> bool:
+    """Put ``item`` into the bounded queue ``into``, waiting for room; False, unqueued, once ``stopped()``
+    (looked at every ``poll`` seconds while the queue is full)."""
+    while not stopped():
+        try:
+            into.put(item, timeout=poll)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def idle_threads() -> int:
     """Threads of the pool waiting for work (tests)."""
     return _POOL.idle_threads
 
 
-__all__ = ["IDLE_SECONDS", "idle_threads", "start"]
+__all__ = ["IDLE_SECONDS", "idle_threads", "offer", "start"]

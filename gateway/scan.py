@@ -27,6 +27,7 @@ import pyarrow.dataset as ds
 from datafusion import Expr
 from sqlglot import exp, parse_one
 
+from connectors import threads
 from connectors.base import ScanSpec, SourceStream, SqlConnector
 from gateway.catalog import Product
 from gateway.errors import MeshgateError, PermissionDeniedError, QueryCancelledError, SourceError
@@ -337,13 +338,7 @@ class PrefetchedStream:
             record.finished = time.time()
 
     def _put(self, item: object) -> bool:
-        while not self._cancelled.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return threads.offer(self._queue, item, self._cancelled.is_set)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         while True:
