@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,10 +335,11 @@ def push_subplans(
     return pushed
 
 
-def read_of(table: tuple[str, ...], ctx: SessionContext) -> Any:
-    """The relation reading every column of ``table``, as DataFusion writes it in Substrait."""
+def read_of(table: tuple[str, ...], ctx: SessionContext, columns: Sequence[str] | None = None) -> Any:
+    """The relation reading ``columns`` (all when None) of ``table``, as DataFusion writes it in Substrait."""
     quoted = ".".join(quote_identifier(part) for part in table)
-    message: plan_pb2.Plan = to_substrait(ctx.sql(f"SELECT * FROM {quoted}").logical_plan(), ctx)
+    selected = "*" if columns is None else ", ".join(quote_identifier(column) for column in columns)
+    message: plan_pb2.Plan = to_substrait(ctx.sql(f"SELECT {selected} FROM {quoted}").logical_plan(), ctx)
     return root(message)
 
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 from datafusion import LogicalPlan, SessionContext
 from datafusion.catalog import Table
 
-from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog
+from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import (
     all_roots,
@@ -32,13 +32,11 @@ from gateway.plan.substrait_plan import (
     messages,
     optimized,
     reads,
-    root,
     sub_plan,
     to_logical,
     to_substrait,
 )
 from gateway.system_tables import TableDataset
-from meshcore.sql import quote_identifier
 
 MAX_ROWS = 1_000_000
 """The most rows a shared read may hold; more, and the reads stay as they were."""
@@ -177,8 +175,6 @@ def _share(
         return False
     name = derived().add("shared_read", Table(TableDataset(table)), table.num_rows)
     file_columns = list(first.input.read.base_schema.names)
-    quoted = ".".join(quote_identifier(part) for part in name)
     for place in places:
-        columns = ", ".join(quote_identifier(file_columns[column]) for column in _columns(place.filter.input.read))
-        place.CopyFrom(root(to_substrait(ctx.sql(f"SELECT {columns} FROM {quoted}").logical_plan(), ctx)))
+        place.CopyFrom(read_of(name, ctx, [file_columns[column] for column in _columns(place.filter.input.read)]))
     return True
