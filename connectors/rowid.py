@@ -10,16 +10,17 @@ and the last above, so rows added since the split was made are read too.
 SQLite cannot hand one snapshot to another connection (``sqlite3_snapshot_open`` is not
 reachable through ADBC), so each range's connection opens a read transaction and reads once
 (``BEGIN`` and ``SELECT count(*) FROM sqlite_master``), which fixes the state it sees, before
-any range runs, and the ranges only run once every connection has done so:
+any range runs, and the ranges only run once every connection has done so. In a rollback
+journal (the default ``DELETE``, ``TRUNCATE``, ``PERSIST`` modes) the first connection's shared
+lock keeps any writer from committing until the last has begun, so all see the same commit. A
+writer already waiting to commit keeps new readers out: a connection that cannot begin
+("database is locked") gives the split up.
 
-- in a rollback journal (the default ``DELETE``, ``TRUNCATE``, ``PERSIST`` modes) the first
-  connection's shared lock keeps any writer from committing until the last has begun, so all see
-  the same commit. A writer already waiting to commit keeps new readers out: a connection that
-  cannot begin ("database is locked") gives the split up;
-- in WAL mode readers never hold writers back. The header of the WAL index (the ``-shm`` file,
-  whose ``iChange`` counts commits: sqlite.org/walformat.html) is read before the first
-  connection begins and after the last one has: the same bytes mean no commit came in between,
-  so every connection sees the same one. Otherwise the split is given up.
+A database in WAL mode is not split (:mod:`connectors.sqlite` reads it on one connection): its
+readers never hold writers back, so nothing makes the connections begin at the same commit. Its
+WAL index (``-shm``) must not be looked at from outside SQLite either: closing any file
+descriptor of it drops the process's POSIX locks on it, SQLite's own included, and a writer then
+reinitialises the mapped file under the readers (a crash: "Bus error", seen here).
 
 The ranges' connections must also have opened the same file: one replaced by another at its path
 (a product published by renaming a new file over the old) gives the split up too.
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adbc_driver_manager.dbapi import Connection, Cursor
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 
 ALIASES = ("rowid", "_rowid_", "oid")
 """SQLite's names for a table's rowid; a column of that name hides it."""
-WAL_INDEX_HEADER = 48
-"""Bytes of the WAL index's header (``WalIndexHdr``): its change counter, frame count and salts."""
 BUSY = "database is locked"
 
 
@@ -79,16 +77,6 @@ def restrict(query: exp.Expr, alias: str, low: int | None, high: int | None) -> 
     return split.restrict(query, conditions, "sqlite")
 
 
-def wal_state(database: Path) -> bytes | None:
-    """The header of ``database``'s WAL index (``<database>-shm``); None when it has none."""
-    try:
-        with open(f"{database}-shm", "rb") as index:
-            header = index.read(WAL_INDEX_HEADER)
-    except OSError:
-        return None
-    return header if len(header) == WAL_INDEX_HEADER else None
-
-
 def begin(cursor: Cursor) -> None:
     """Open a read transaction on ``cursor``'s connection and read once: its state of the file is fixed."""
     cursor.execute("BEGIN")
@@ -100,7 +88,6 @@ def open_parts(
     connector: AdbcConnector,
     first: tuple[Connection, Cursor],
     sqls: list[str],
-    wal: Path | None,
     lock_wait_ms: int,
 ) -> list[Part]:
     """One :class:`Part` per query in ``sqls``, all seeing one state of the file (``first`` runs ``sqls[0]``).
@@ -108,16 +95,13 @@ def open_parts(
     ``first`` is a checked-out connection (bound to the scan's deadline, if any); further ones come
     from the connector's pool, and each begins at once or fails ("database is locked"), so that none
     waits on a writer that waits on ``first``; their lock wait is then set back to ``lock_wait_ms``.
-    ``wal`` is the database file when it is in WAL mode. Raises
+    The database is in a rollback journal (see the module doc). Raises
     :class:`Unshared` when the connections may see different states (every connection closed);
     any other failure closes them too and raises the connector's error.
     """
     connection, cursor = first
     parts: list[Part] = []
     try:
-        before = None if wal is None else wal_state(wal)
-        if wal is not None and before is None:
-            raise Unshared("the WAL index cannot be read")
         begin(cursor)
         parts.append(Part(connection, cursor, sqls[0], threading.Lock()))
 
@@ -131,8 +115,6 @@ def open_parts(
         for sql in sqls[1:]:
             other_connection, other_cursor, _ = connector.checkout(begin_at_once)
             parts.append(Part(other_connection, other_cursor, sql, threading.Lock()))
-        if wal is not None and wal_state(wal) != before:
-            raise Unshared("a write was committed while the ranges began")
         if not all(connector.current(part.connection) for part in parts):
             raise Unshared("the file was replaced while the ranges began")
         for part in parts:
@@ -147,4 +129,4 @@ def open_parts(
     return parts
 
 
-__all__ = ["Unshared", "open_parts", "restrict", "rowid_alias", "wal_state"]
+__all__ = ["Unshared", "open_parts", "restrict", "rowid_alias"]

@@ -101,7 +101,8 @@ class SqliteConnector(AdbcConnector):
     A scan of a whole table (no limit) whose rowids span at least two ranges of ``partition_rows``
     (default 100,000) is read in up to ``max_partitions`` (default the machine's CPU count, at most
     32) rowid ranges on connections of their own, all seeing one state of the file
-    (:mod:`connectors.rowid`); one whose pushed filter SQLite answers from an index is not split.
+    (:mod:`connectors.rowid`); one whose pushed filter SQLite answers from an index, or of a database
+    in WAL mode, is not split.
     """
 
     kind = "sqlite"
@@ -201,29 +202,27 @@ class SqliteConnector(AdbcConnector):
         table = next(query.find_all(exp.Table))
         alias = rowid.rowid_alias(column.name for column in self.columns(spec.source))
 
-        def plan(cursor: Cursor) -> tuple[list[str], Path | None] | None:
+        def plan(cursor: Cursor) -> list[str] | None:
             span = None if alias is None else _rowids(cursor, table, alias)
             rows = 0 if span is None else span[1] - span[0] + 1
             self._spans[source] = (time.monotonic(), rows)
             parts = max(1, min(split.most_ranges(self.max_partitions, spec), rows // self.partition_rows))
             if parts > 1 and spec.predicate is not None and not _scans_table(cursor, sql, table.alias_or_name):
                 parts = 1  # SQLite answers the filter from an index: not worth splitting
+            if parts > 1 and _in_wal_mode(cursor):
+                parts = 1  # nothing makes WAL readers begin at one commit (connectors/rowid.py)
             parts = self._budget.take(parts) if parts > 1 else 1
             if span is None or alias is None or parts < 2:
                 cursor.adbc_prepare(sql)
                 return None
-            cursor.execute("PRAGMA journal_mode")
-            mode = cursor.fetchone()
-            wal = self.path.resolve() if mode is not None and str(mode[0]).lower() == "wal" else None
             bounds = split.ranges(span[0], span[1] + 1, parts)
-            return [self.render(rowid.restrict(query, alias, low, high)) for low, high in bounds], wal
+            return [self.render(rowid.restrict(query, alias, low, high)) for low, high in bounds]
 
-        connection, cursor, planned = self.checkout(plan, deadline)
-        if planned is None:
+        connection, cursor, sqls = self.checkout(plan, deadline)
+        if sqls is None:
             return AdbcScan(self, connection, cursor, sql, bound=deadline is not None)
-        sqls, wal = planned
         try:
-            parts = rowid.open_parts(self, (connection, cursor), sqls, wal, self.lock_wait_ms)
+            parts = rowid.open_parts(self, (connection, cursor), sqls, self.lock_wait_ms)
         except BaseException:
             self._budget.give(len(sqls))
             raise
@@ -354,6 +353,13 @@ def _rowids(cursor: Cursor, table: exp.Table, alias: str) -> tuple[int, int] | N
     if row is None or row[0] is None or not isinstance(row[0], int) or not isinstance(row[1], int):
         return None
     return row[0], row[1]
+
+
+def _in_wal_mode(cursor: Cursor) -> bool:
+    """Whether the database ``cursor`` reads is in WAL mode (``PRAGMA journal_mode``)."""
+    cursor.execute("PRAGMA journal_mode")
+    mode = cursor.fetchone()
+    return mode is not None and str(mode[0]).lower() == "wal"
 
 
 def _scans_table(cursor: Cursor, sql: str, name: str) -> bool:

@@ -211,7 +211,8 @@ print(commits)
 def test_a_partitioned_read_sees_one_state_of_the_file_while_batches_are_replaced(tmp_path: Path, mode: str) -> None:
     """A writer replaces a random batch of rows (delete it, insert a new one) per transaction, so
     every committed state holds exactly LIVE batches of SIZE rows. Ranges reading different states
-    would see a deleted batch in one range and its replacement in another."""
+    would see a deleted batch in one range and its replacement in another. In WAL mode nothing
+    makes the ranges begin at one commit: such a database is read on one connection."""
     live, size = 200, 20
     path, stop = tmp_path / "ledger.db", tmp_path / "stop"
     with sqlite3.connect(path) as db:
@@ -226,12 +227,6 @@ def test_a_partitioned_read_sees_one_state_of_the_file_while_batches_are_replace
         [sys.executable, "-c", WRITER, str(path), str(stop), str(live), str(size)], stdout=subprocess.PIPE, text=True
     )
     try:
-        # The first reads wait for the writer's first commit: a read-only connection that opens a WAL
-        # database while the writer creates its -shm file failed "database disk image is malformed"
-        # once in seven runs of this test.
-        waited = time.monotonic() + 30
-        while mode == "wal" and rowid.wal_state(path) is None and time.monotonic() < waited:
-            time.sleep(0.01)
         counts, split_reads = [], 0
         for read in range(40):  # every other read without a deadline: it waits lock_wait for a commit
             deadline = None if read % 2 else time.monotonic() + 30
@@ -245,25 +240,9 @@ def test_a_partitioned_read_sees_one_state_of_the_file_while_batches_are_replace
         reader.close()
     assert writer.returncode == 0
     assert int(out) > 20  # batches were replaced while the reads ran
-    assert split_reads > 0  # and reads were split meanwhile (a split given up reads on one connection)
+    # reads were split meanwhile (a split given up reads on one connection); a WAL database never is
+    assert split_reads > 0 if mode == "delete" else split_reads == 0
     assert counts == [(live, {size})] * len(counts)
-
-
-def test_the_wal_index_header_changes_with_every_commit(tmp_path: Path) -> None:
-    path = tmp_path / "w.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.execute("PRAGMA journal_mode = wal")
-        db.execute("CREATE TABLE t (a INTEGER)")
-        before = rowid.wal_state(path)
-        assert before is not None
-        db.execute("SELECT count(*) FROM t").fetchall()
-        assert rowid.wal_state(path) == before  # a read commits nothing
-        db.execute("INSERT INTO t VALUES (1)")
-        assert rowid.wal_state(path) != before
-    finally:
-        db.close()
-    assert rowid.wal_state(tmp_path / "none.db") is None
 
 
 def test_an_error_in_one_range_fails_the_read(parted: SqliteConnector) -> None:
