@@ -101,6 +101,9 @@ class SqlCapabilities:
     follows ``supports_full_query`` (see :attr:`pushes_joins`). ``key_sets`` says how the
     source takes a run-time filter's many integer keys as one constant (one of
     ``gateway.plan.key_sets.STYLES``: ``"array"``, ``"json_each"``, ``"unnest"``); None: it does not.
+    ``truncating_division`` says the source divides decimals exactly, truncating to an integer
+    (PostgreSQL's ``DIV``): an average of decimals is then sent written to give DataFusion's
+    digits (gateway/averages.py), so a whole query that averages decimals may go to it.
     ``hash_joins`` is false for a source that joins a row at a time (SQLite's nested loops): a
     whole query that joins goes to it only when it reads no big table unfiltered
     (``gateway.planner.single_source_sql``).
@@ -118,6 +121,7 @@ class SqlCapabilities:
     join_pushdown: bool | None = None
     key_sets: str | None = None
     hash_joins: bool = True
+    truncating_division: bool = False
 
     @property
     def pushes_joins(self) -> bool:

@@ -210,6 +210,7 @@ class PostgresConnector(AdbcConnector):
         binary_string_order=False,
         string_collation="C",
         key_sets="array",
+        truncating_division=True,
     )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

@@ -24,6 +24,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.schema import MappingSchema
 
 from connectors.base import SqlConnector
+from gateway.averages import exact_averages
 from gateway.bytewise import bytewise_ordering, named_outputs, sql_type
 from gateway.plancache import bind_placeholder
 from gateway.pushdown import comparable, translate
@@ -218,8 +219,17 @@ def single_source_sql(
         return None
     if decimal_output and any(isinstance(node, (exp.Avg, exp.Div)) for node in tree.walk()):
         # Sources carry more fractional digits through AVG and division than DataFusion's
-        # decimal types and round the last one differently: DataFusion computes these.
-        return None
+        # decimal types and round the last one differently: DataFusion computes these, unless
+        # the source can average decimals exactly as DataFusion does (gateway/averages.py).
+        if not connector.capabilities.truncating_division:
+            return None
+        tables: dict[str, dict[str, pa.Schema]] = {}
+        for (domain, name), scan in scans.items():
+            tables.setdefault(domain, {})[name] = scan.product.schema
+        averaged = exact_averages(tree, tables)
+        if averaged is None:
+            return None
+        tree = averaged
     if _uses_incomparable(tree, scans):
         return None
     if not connector.capabilities.binary_string_order:
