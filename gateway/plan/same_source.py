@@ -14,12 +14,15 @@ The SQL is written here from the plan's nodes, never by DataFusion's unparser (w
 optimised plans' semi-joins and aggregates wrongly): scans with their filters, filters,
 projections of columns, inner equi-joins, and semi and anti equi-joins (from IN and EXISTS:
 ``key IN (SELECT ...)`` and ``NOT EXISTS (...)``), on keys that are neither text (text equality
-follows a column's collation in the source) nor booleans (MySQL's may hold other numbers).
+follows a column's collation in the source) nor booleans (MySQL's may hold other numbers); and
+groupings, as a derived table ``(SELECT ... GROUP BY ...) AS aN`` that filters (``HAVING``) and
+joins above read, with the aggregates :func:`aggregate` accepts (those the source computes
+exactly as DataFusion does).
 Every predicate is translated by :func:`gateway.pushdown.translate`, the same check each
 single scan passes; a sub-plan with
 anything it cannot translate, or another shape, is not pushed, and the rule looks inside it.
-A sub-plan is pushed only when it joins and filters: a lone scan is already negotiated by
-:func:`gateway.planner.negotiate_scans`, and an unfiltered join returns about as many rows
+A sub-plan is pushed only when it groups, or joins and filters: a lone scan is already
+negotiated by :func:`gateway.planner.negotiate_scans`, and an unfiltered join returns about as many rows
 as its tables hold (measured: partsupp joined with supplier in SQLite, 800,000 rows, is
 slower than fetching both and joining in DataFusion).
 
@@ -41,8 +44,9 @@ from datafusion import LogicalPlan, SessionContext
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 from sqlglot import exp
 
-from connectors.base import SourceObject
+from connectors.base import SourceObject, SqlCapabilities
 from connectors.sqlbase import SourceColumn, TypedSqlConnector
+from gateway.averages import average_scale, exact_average
 from gateway.catalog import Product
 from gateway.plan.substrait import plan_pb2
 from gateway.plan.substrait_plan import inputs, reads_below, root, sub_plan, to_logical, to_substrait
@@ -74,10 +78,16 @@ class _NotPushed(Exception):
 @dataclass
 class _Output:
     alias: str  # of its table in the query being written
-    name: str
+    name: str  # what the plan names it
     type: pa.DataType
     column: SourceColumn
     relation: str  # what the plan qualifies it by: the table's name, or a subquery's alias
+    label: str = ""  # its column's name in the SQL, when not ``name`` (an aggregate's output)
+    nullable: bool = True  # false only where DataFusion knows it is never null (a count)
+
+    def ref(self) -> exp.Column:
+        """The column in the query being written."""
+        return exp.column(self.label or self.name, table=self.alias, quoted=True)
 
 
 @dataclass
@@ -90,6 +100,7 @@ class _Query:
     products: list[Product] = field(default_factory=list)
     filtered: bool = False  # a predicate other than the join keys: the source returns fewer rows
     inner: list[Product] = field(default_factory=list)  # the products of ``tables``, inner-joined at the top
+    aggregated: bool = False  # it groups: the source returns a row per group, however big the tables
 
     def output(self, column: Any) -> _Output:
         """The output a plan's ``Column`` expression names (by its qualifier when it has one)."""
@@ -112,7 +123,8 @@ def subplan_query(plan: LogicalPlan, resolve: Resolve) -> SubplanQuery | None:
     except _NotPushed:
         return None
     connectors = {id(p.connector) for p in query.products}
-    if len(query.products) < 2 or len(connectors) != 1 or not query.filtered or not query.outputs:
+    joins = len(query.products) >= 2 and query.filtered
+    if not (joins or query.aggregated) or len(connectors) != 1 or not query.outputs:
         # Unfiltered, a join of a source's tables returns about as many rows as fetching
         # them does, and a source without hash joins (SQLite) is slower at it than DataFusion.
         # (A join of which no column is used, under count(*), would be a query without columns.)
@@ -120,17 +132,17 @@ def subplan_query(plan: LogicalPlan, resolve: Resolve) -> SubplanQuery | None:
     first = query.products[0]
     connector = first.connector
     assert isinstance(connector, TypedSqlConnector)
-    counts = Counter(o.name for o in query.outputs)
-    names = [o.name if counts[o.name] == 1 else f"{o.name}_{i}" for i, o in enumerate(query.outputs)]
-    selected: list[exp.Expr] = [
-        exp.column(o.name, table=o.alias, quoted=True).as_(n, quoted=True)
-        for n, o in zip(names, query.outputs, strict=True)
+    counts = Counter(o.label or o.name for o in query.outputs)
+    names = [
+        (o.label or o.name) if counts[o.label or o.name] == 1 else f"{o.label or o.name}_{i}"
+        for i, o in enumerate(query.outputs)
     ]
+    selected: list[exp.Expr] = [o.ref().as_(n, quoted=True) for n, o in zip(names, query.outputs, strict=True)]
     select = _select_from(query, selected, query.where)
     # view_as and guard are applied by each product's relation in FROM; read is applied on top.
     columns = tuple(SourceColumn(n, o.type, read=o.column.read) for n, o in zip(names, query.outputs, strict=True))
     source = SourceObject(sql=connector.render(select), columns=columns, split=_split_on(query))
-    schema = pa.schema([(c.name, c.type) for c in columns])
+    schema = pa.schema([pa.field(c.name, c.type, o.nullable) for c, o in zip(columns, query.outputs, strict=True)])
     name = "+".join(dict.fromkeys(p.name for p in query.products))
     derived = Product(first.domain, name, source, schema, connector)
     return SubplanQuery(derived, tuple(dict.fromkeys(query.products)))
@@ -141,6 +153,8 @@ def _split_on(query: _Query) -> str | None:
     tables read once, the one estimated to hold the most rows (each range of it joined with the others
     gives a part of the rows, and together all of them: TPC-H Q3's orders, 730,000 rows filtered,
     beside 30,000 customers)."""
+    if query.aggregated:
+        return None  # a range of a table would be grouped apart from the others
     tables = [p.source.table for p in query.products]
     once = [p for p in query.inner if p.source.table is not None and tables.count(p.source.table) == 1]
     sized = [(rows, p.source.table) for p in once if (rows := p.connector.estimate_rows(p.source)) is not None]
@@ -181,7 +195,8 @@ class _Builder:
         relation = str(node.table_name())
         outputs = [_Output(alias, name, product.schema.field(name).type, described[name], relation) for name in names]
         table = connector.relation(product.source, alias)
-        where = [_qualified(p, dict.fromkeys(product.schema.names, alias)) for p in filters.pushed]
+        columns = {name: exp.column(name, table=alias, quoted=True) for name in product.schema.names}
+        where = [_qualified(p, columns) for p in filters.pushed]
         return _Query([table], where, outputs, [product], filtered=bool(where), inner=[product])
 
     def _SubqueryAlias(self, node: Any, children: list[LogicalPlan]) -> _Query:
@@ -197,8 +212,8 @@ class _Builder:
         agreed = translate([node.predicate()], query.schema(), connector.capabilities)
         if agreed.kept:
             raise _NotPushed(f"filter {agreed.kept}")
-        owners = {o.name: o.alias for o in query.outputs}
-        query.where.extend(_qualified(p, owners) for p in agreed.pushed)
+        columns = {o.name: o.ref() for o in query.outputs}
+        query.where.extend(_qualified(p, columns) for p in agreed.pushed)
         query.filtered = True
         return query
 
@@ -226,6 +241,7 @@ class _Builder:
                 left.products + right.products,
                 left.filtered or right.filtered,
                 left.inner + right.inner,
+                left.aggregated or right.aggregated,
             )
         # A semi or anti join keeps one input's rows, once each. A semi join is written as
         # ``key IN (SELECT key ...)``, which a source runs once (SQLite: 344 ms as a correlated
@@ -246,7 +262,10 @@ class _Builder:
             test = exp.Not(
                 this=exp.Exists(this=_select_from(other, [exp.Literal.number(1)], [*other.where, *conditions]))
             )
-        return _Query(kept.tables, [*kept.where, test], kept.outputs, kept.products + other.products, True, kept.inner)
+        aggregated = kept.aggregated or other.aggregated
+        return _Query(
+            kept.tables, [*kept.where, test], kept.outputs, kept.products + other.products, True, kept.inner, aggregated
+        )
 
     def _keys(self, node: Any, left: _Query, right: _Query) -> list[exp.Expr]:
         """The join's key equalities between ``left`` and ``right``, as SQL."""
@@ -259,15 +278,46 @@ class _Builder:
                 # Boolean keys stay out: MySQL's BOOLEAN is a TINYINT that may hold 2, which a read
                 # refuses (the scan fails) but the source's own join would compare as a number.
                 raise _NotPushed(f"join keys of types {a.type} and {b.type}")
-            conditions.append(
-                exp.EQ(
-                    this=exp.column(a.name, table=a.alias, quoted=True),
-                    expression=exp.column(b.name, table=b.alias, quoted=True),
-                )
-            )
+            conditions.append(exp.EQ(this=a.ref(), expression=b.ref()))
         if not conditions:
             raise _NotPushed("a join without keys")
         return conditions
+
+    def _Aggregate(self, node: Any, children: list[LogicalPlan]) -> _Query:
+        """A grouping, as a derived table of the source's query: ``(SELECT g, agg FROM ... GROUP BY g) AS aN``.
+        Filters above it (``HAVING``) and joins with it then read that table."""
+        query = self.build(children[0])
+        connector = query.products[0].connector
+        assert isinstance(connector, TypedSqlConnector)
+        alias = f"a{self._aliases}"
+        self._aliases += 1
+        groups = [self._group_key(query, expression) for expression in node.group_by_exprs()]
+        selected: list[exp.Expr] = []
+        outputs: list[_Output] = []
+        for index, group in enumerate(groups):
+            label = f"g{index}"
+            selected.append(group.ref().as_(label, quoted=True))
+            outputs.append(_Output(alias, group.name, group.type, group.column, group.relation, label, group.nullable))
+        for index, expression in enumerate(node.aggregate_exprs()):
+            label = f"v{index}"
+            sql, kind = aggregate(query, expression, connector.capabilities)
+            selected.append(sql.as_(label, quoted=True))
+            nullable = not isinstance(sql, exp.Count)
+            column = SourceColumn(label, kind)
+            outputs.append(_Output(alias, expression.schema_name(), kind, column, "", label, nullable))
+        grouped = _select_from(query, selected, query.where)
+        if groups:
+            grouped = grouped.group_by(*(group.ref() for group in groups))
+        table = exp.Subquery(this=grouped, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+        return _Query([table], [], outputs, query.products, True, [], aggregated=True)
+
+    def _group_key(self, query: _Query, expression: Any) -> _Output:
+        if expression.variant_name() != "Column":
+            raise _NotPushed(f"grouping by {expression}")
+        output = query.output(expression)
+        if not _exact_key(output.type, query.products[0].connector):
+            raise _NotPushed(f"grouping by a column of type {output.type}")
+        return output
 
 
 def _select_from(query: _Query, columns: list[exp.Expr], where: list[exp.Expr]) -> exp.Select:
@@ -281,6 +331,78 @@ def _select_from(query: _Query, columns: list[exp.Expr], where: list[exp.Expr]) 
     return select.where(exp.and_(*where)) if where else select
 
 
+def aggregate(query: _Query, expression: Any, capabilities: SqlCapabilities) -> tuple[exp.Expr, pa.DataType]:
+    """One of an Aggregate node's expressions as the source's SQL over ``query``'s columns, and the
+    type DataFusion gives its result; raises _NotPushed for any the source could compute otherwise.
+
+    ``count``; ``sum`` of integers and decimals; ``min``/``max`` of integers, decimals, dates and
+    timestamps (not text, which the source orders by its collation, nor floats, whose NaN it orders
+    its own way); ``avg`` of a decimal where the source divides as DataFusion does
+    (gateway/averages.py). Decimals only where the source computes them exactly.
+    """
+    if expression.variant_name() == "Alias":
+        expression = expression.to_variant().expr()
+    shown = str(expression)
+    if expression.variant_name() != "AggregateFunction" or " FILTER (" in shown or " ORDER BY " in shown:
+        raise _NotPushed(f"aggregate {shown}")
+    function = expression.to_variant()
+    name, arguments, distinct = str(function.aggregate_type()).lower(), function.args(), function.is_distinct()
+    if len(arguments) != 1:
+        raise _NotPushed(f"aggregate {shown}")
+    argument = arguments[0]
+    if name == "count" and not distinct and argument.variant_name() == "Literal":
+        if argument.python_value().as_py() is None:
+            raise _NotPushed("count(NULL)")
+        return exp.Count(this=exp.Star()), pa.int64()
+    column = _argument(query, argument)
+    kind, exact = column.type, capabilities.exact_decimals
+    decimal = pa.types.is_decimal128(kind)
+    if decimal and not exact:
+        raise _NotPushed(f"{name} of a decimal in floating point")
+    if name == "count":
+        if distinct and not _exact_key(kind, None):
+            raise _NotPushed(f"count(DISTINCT) of {kind}")
+        return exp.Count(this=exp.Distinct(expressions=[column.ref()]) if distinct else column.ref()), pa.int64()
+    if distinct and name not in ("min", "max"):
+        raise _NotPushed(f"{name}(DISTINCT)")
+    if name == "sum" and (pa.types.is_integer(kind) or decimal):
+        if decimal:
+            return exp.Sum(this=column.ref()), pa.decimal128(min(38, kind.precision + 10), kind.scale)
+        return exp.Sum(this=column.ref()), pa.uint64() if pa.types.is_unsigned_integer(kind) else pa.int64()
+    if name in ("min", "max") and (
+        pa.types.is_integer(kind) or decimal or pa.types.is_date(kind) or pa.types.is_timestamp(kind)
+    ):
+        return (exp.Min if name == "min" else exp.Max)(this=column.ref()), kind
+    if name == "avg" and decimal and capabilities.truncating_division:
+        target = pa.decimal128(min(38, kind.precision + 4), average_scale(kind.scale))
+        return exact_average(column.ref(), kind.scale), target
+    raise _NotPushed(f"{name} of {kind}")
+
+
+def _argument(query: _Query, argument: Any) -> _Output:
+    """The column an aggregate reads: a column, or one DataFusion widened to a 64-bit integer."""
+    if argument.variant_name() == "Cast":
+        inner = argument.to_variant().expr()
+        if inner.variant_name() == "Column":
+            output = query.output(inner)
+            if pa.types.is_signed_integer(output.type) and str(argument).endswith(" AS Int64)"):
+                return output
+        raise _NotPushed(f"aggregate of {argument}")
+    if argument.variant_name() != "Column":
+        raise _NotPushed(f"aggregate of {argument}")
+    return query.output(argument)
+
+
+def _exact_key(kind: pa.DataType, connector: Any) -> bool:
+    """Whether values of ``kind`` are equal in the source exactly when DataFusion finds them equal
+    (grouping, DISTINCT): integers, dates, timestamps, and decimals the source keeps exact. Not
+    text (SQLite keeps a text column's numbers as numbers, so ``1`` and ``'1'`` differ there and
+    not once read), floats (``-0.0``, NaN) or booleans (MySQL's may hold other numbers)."""
+    if pa.types.is_decimal128(kind):
+        return connector is None or bool(connector.capabilities.exact_decimals)
+    return pa.types.is_integer(kind) or pa.types.is_date(kind) or pa.types.is_timestamp(kind)
+
+
 _JOINS = {"Inner", "LeftSemi", "RightSemi", "LeftAnti", "RightAnti"}
 """The join types a pushed sub-plan may hold (outer joins stay in DataFusion)."""
 
@@ -290,12 +412,13 @@ def _same(qualifier: str, relation: str) -> bool:
     return qualifier == relation or qualifier.endswith("." + relation) or relation.endswith("." + qualifier)
 
 
-def _qualified(predicate: exp.Expr, owners: dict[str, str]) -> exp.Expr:
-    """``predicate`` with each column qualified by the alias of the table it belongs to."""
+def _qualified(predicate: exp.Expr, columns: dict[str, exp.Column]) -> exp.Expr:
+    """``predicate`` with each column, named as the plan names it, as ``columns`` writes it (qualified
+    by the alias of the table it belongs to)."""
 
     def qualify(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Column) and not node.table:
-            return exp.column(node.name, table=owners[node.name], quoted=True)
+            return columns[node.name].copy()
         return node
 
     return predicate.copy().transform(qualify)
@@ -321,7 +444,7 @@ def push_subplans(
         names = found[here]
         products = [resolve(name) if name is not None else None for name in names]
         one_source = all(p is not None for p in products) and len({id(p.connector) for p in products if p}) == 1
-        if len(names) >= 2 and one_source:
+        if (len(names) >= 2 or (names and _groups(rel))) and one_source:
             query = subplan_query(to_logical(sub_plan(message, rel), ctx), resolve)
             if query is not None:
                 rel.CopyFrom(read_of(register(query.product), ctx))
@@ -333,6 +456,11 @@ def push_subplans(
 
     visit(root(message))
     return pushed
+
+
+def _groups(rel: Any) -> bool:
+    """Whether the Substrait relation ``rel`` aggregates, or reads a relation that does."""
+    return rel.WhichOneof("rel_type") == "aggregate" or any(_groups(child) for child in inputs(rel))
 
 
 def read_of(table: tuple[str, ...], ctx: SessionContext, columns: Sequence[str] | None = None) -> Any:
@@ -404,12 +532,12 @@ def push_same_source(
 
     Only products whose scans are in ``scans`` and ``pushable`` (read unrestricted by the
     caller, from a SQL source whose capabilities push joins) take part. Nothing is looked at
-    unless one source holds two of them. ``derived`` gives the query's catalog of derived
+    unless one source holds two of them or the plan aggregates. ``derived`` gives the query's catalog of derived
     tables (made on first use).
     """
     eligible = {key: scan for key, scan in scans.items() if pushable(scan)}
     per_source = Counter(id(scan.product.connector) for scan in eligible.values())
-    if not per_source or max(per_source.values()) < 2:
+    if not per_source or (max(per_source.values()) < 2 and not _groups(root(message))):
         return []
 
     def resolve(names: tuple[str, ...]) -> Product | None:

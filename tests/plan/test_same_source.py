@@ -205,6 +205,20 @@ def test_a_row_filtered_product_is_not_pushed_and_its_filter_holds(governed: Eng
     assert rows(governed.run(FILTERED, ana).read_all()) == [("Ana", 25.5, "France")]
 
 
+def test_a_row_filtered_product_is_not_grouped_in_its_source(governed: Engine) -> None:
+    """A grouping over a product a policy filters for the caller is not sent: the source would count
+    rows the caller may not see."""
+    sql = """SELECT t.customer_id, t.n FROM (SELECT customer_id, count(*) AS n FROM shop.orders GROUP BY customer_id) t
+        JOIN ref.countries k ON k.code = 'FR'"""
+    ana, root = CallerContext(user="ana"), CallerContext(user="root")
+    assert pushed_queries(governed, sql, ana) == []
+    assert rows(governed.run(sql, ana).read_all()) == [(1, 1), (3, 1)]  # only the open orders
+    assert [q.split(":")[0] for q in pushed_queries(governed, sql, root)] == ["shop"]
+    assert rows(governed.run(sql, root).read_all()) == rows(
+        pa.table({"customer_id": [1, 2, 3, 4, 5, 9, None], "n": [2, 1, 3, 1, 1, 1, 1]})
+    )
+
+
 def test_an_unrestricted_caller_under_policies_gets_the_pushed_join(governed: Engine) -> None:
     root = CallerContext(user="root")
     assert [q.split(":")[0] for q in pushed_queries(governed, FILTERED, root)] == ["shop"]
