@@ -140,6 +140,31 @@ def test_a_pushed_join_answers_as_duckdb_and_as_the_federated_plan(
     assert answer == sorted(reference.execute(sql).fetchall(), key=repr)
 
 
+GROUPED = [
+    # A decimal sum, a count and min/max sent as a derived table, joined with customers in MySQL.
+    "SELECT c.name, t.n, t.spent, t.low, t.high, k.cname FROM (SELECT customer_id, count(*) AS n, sum(total) AS spent,"
+    " min(total) AS low, max(id) AS high FROM shop.orders GROUP BY customer_id) t"
+    " JOIN shop.customers c ON c.id = t.customer_id JOIN ref.countries k ON k.code = c.country",
+    # HAVING on a count of distinct values, and no group keys at all.
+    "SELECT t.customer_id, t.d, k.cname FROM (SELECT customer_id, count(DISTINCT total) AS d FROM shop.orders"
+    " GROUP BY customer_id HAVING count(DISTINCT total) > 1) t JOIN ref.countries k ON k.code = 'FR'",
+    "SELECT t.n, t.s, k.cname FROM (SELECT count(*) AS n, sum(total) AS s FROM shop.orders WHERE total > 1000) t"
+    " JOIN ref.countries k ON k.code = 'DE'",
+]
+
+
+@pytest.mark.parametrize("sql", GROUPED)
+def test_a_pushed_grouping_answers_as_duckdb_and_as_the_federated_plan(
+    engines: tuple[Engine, Engine], reference: duckdb.DuckDBPyConnection, sql: str
+) -> None:
+    on, off = engines
+    (sent,) = pushed(on, sql)
+    assert "GROUP BY" in sent or "COUNT(*)" in sent, sent
+    answer = rows(on.run(sql, ROOT).read_all())
+    assert answer == rows(off.run(sql, ROOT).read_all())
+    assert answer == sorted(reference.execute(sql).fetchall(), key=repr)
+
+
 def test_the_server_receives_one_query_with_the_join(mesh: Path, reference: duckdb.DuckDBPyConnection) -> None:
     sql = CASES[0]
     expected = sorted(reference.execute(sql).fetchall(), key=repr)
