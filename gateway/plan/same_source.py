@@ -17,13 +17,14 @@ projections of columns, inner equi-joins, and semi and anti equi-joins (from IN 
 follows a column's collation in the source) nor booleans (MySQL's may hold other numbers); and
 groupings, as a derived table ``(SELECT ... GROUP BY ...) AS aN`` that filters (``HAVING``) and
 joins above read, with the aggregates :func:`aggregate` accepts (those the source computes
-exactly as DataFusion does).
+exactly as DataFusion does); and limits and top Ns (``ORDER BY ... LIMIT n``) the same way, where
+the plan above reads their rows as a set (:data:`_UNORDERED`).
 Every predicate is translated by :func:`gateway.pushdown.translate`, the same check each
 single scan passes; a sub-plan with
 anything it cannot translate, or another shape, is not pushed, and the rule looks inside it.
-A sub-plan is pushed only when it groups, or joins and filters: a lone scan is already
-negotiated by :func:`gateway.planner.negotiate_scans`, and an unfiltered join returns about as many rows
-as its tables hold (measured: partsupp joined with supplier in SQLite, 800,000 rows, is
+A sub-plan is pushed only when it groups or limits, or joins and filters: a lone scan is already
+negotiated by :func:`gateway.planner.negotiate_scans`, and an unfiltered join returns about as many
+rows as its tables hold (measured: partsupp joined with supplier in SQLite, 800,000 rows, is
 slower than fetching both and joining in DataFusion).
 
 :func:`push_subplans` finds the sub-plans in the Substrait form of the plan
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from datafusion import LogicalPlan, SessionContext
+from datafusion import Expr, LogicalPlan, SessionContext
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 from sqlglot import exp
 
@@ -69,6 +70,7 @@ class SubplanQuery:
 
     product: Product
     reads: tuple[Product, ...]
+    ordered: bool = False  # the sub-plan's rows come out of a sort with a limit (see push_subplans)
 
 
 class _NotPushed(Exception):
@@ -100,7 +102,8 @@ class _Query:
     products: list[Product] = field(default_factory=list)
     filtered: bool = False  # a predicate other than the join keys: the source returns fewer rows
     inner: list[Product] = field(default_factory=list)  # the products of ``tables``, inner-joined at the top
-    aggregated: bool = False  # it groups: the source returns a row per group, however big the tables
+    reduced: bool = False  # it groups or limits: the source returns fewer rows however big the tables
+    ordered: bool = False  # the plan's rows come out of its top-most sort with a limit
 
     def output(self, column: Any) -> _Output:
         """The output a plan's ``Column`` expression names (by its qualifier when it has one)."""
@@ -124,7 +127,7 @@ def subplan_query(plan: LogicalPlan, resolve: Resolve) -> SubplanQuery | None:
         return None
     connectors = {id(p.connector) for p in query.products}
     joins = len(query.products) >= 2 and query.filtered
-    if not (joins or query.aggregated) or len(connectors) != 1 or not query.outputs:
+    if not (joins or query.reduced) or len(connectors) != 1 or not query.outputs:
         # Unfiltered, a join of a source's tables returns about as many rows as fetching
         # them does, and a source without hash joins (SQLite) is slower at it than DataFusion.
         # (A join of which no column is used, under count(*), would be a query without columns.)
@@ -145,7 +148,7 @@ def subplan_query(plan: LogicalPlan, resolve: Resolve) -> SubplanQuery | None:
     schema = pa.schema([pa.field(c.name, c.type, o.nullable) for c, o in zip(columns, query.outputs, strict=True)])
     name = "+".join(dict.fromkeys(p.name for p in query.products))
     derived = Product(first.domain, name, source, schema, connector)
-    return SubplanQuery(derived, tuple(dict.fromkeys(query.products)))
+    return SubplanQuery(derived, tuple(dict.fromkeys(query.products)), query.ordered)
 
 
 def _split_on(query: _Query) -> str | None:
@@ -153,8 +156,8 @@ def _split_on(query: _Query) -> str | None:
     tables read once, the one estimated to hold the most rows (each range of it joined with the others
     gives a part of the rows, and together all of them: TPC-H Q3's orders, 730,000 rows filtered,
     beside 30,000 customers)."""
-    if query.aggregated:
-        return None  # a range of a table would be grouped apart from the others
+    if query.reduced:
+        return None  # a range of a table would be grouped, or limited, apart from the others
     tables = [p.source.table for p in query.products]
     once = [p for p in query.inner if p.source.table is not None and tables.count(p.source.table) == 1]
     sized = [(rows, p.source.table) for p in once if (rows := p.connector.estimate_rows(p.source)) is not None]
@@ -215,6 +218,7 @@ class _Builder:
         columns = {o.name: o.ref() for o in query.outputs}
         query.where.extend(_qualified(p, columns) for p in agreed.pushed)
         query.filtered = True
+        query.ordered = False
         return query
 
     def _Projection(self, node: Any, children: list[LogicalPlan]) -> _Query:
@@ -241,7 +245,7 @@ class _Builder:
                 left.products + right.products,
                 left.filtered or right.filtered,
                 left.inner + right.inner,
-                left.aggregated or right.aggregated,
+                left.reduced or right.reduced,
             )
         # A semi or anti join keeps one input's rows, once each. A semi join is written as
         # ``key IN (SELECT key ...)``, which a source runs once (SQLite: 344 ms as a correlated
@@ -262,9 +266,9 @@ class _Builder:
             test = exp.Not(
                 this=exp.Exists(this=_select_from(other, [exp.Literal.number(1)], [*other.where, *conditions]))
             )
-        aggregated = kept.aggregated or other.aggregated
+        reduced = kept.reduced or other.reduced
         return _Query(
-            kept.tables, [*kept.where, test], kept.outputs, kept.products + other.products, True, kept.inner, aggregated
+            kept.tables, [*kept.where, test], kept.outputs, kept.products + other.products, True, kept.inner, reduced
         )
 
     def _keys(self, node: Any, left: _Query, right: _Query) -> list[exp.Expr]:
@@ -282,6 +286,56 @@ class _Builder:
         if not conditions:
             raise _NotPushed("a join without keys")
         return conditions
+
+    def _Sort(self, node: Any, children: list[LogicalPlan]) -> _Query:
+        """A sort with a limit (top N), as a derived table ``(SELECT ... ORDER BY ... LIMIT n) AS lN``. A sort
+        without a limit is not pushed: no read of a source keeps an order DataFusion relies on."""
+        fetch = node.get_fetch_val()
+        if fetch is None:
+            raise _NotPushed("a sort without a limit")
+        return self._top(node, children, int(fetch))
+
+    def _top(self, node: Any, children: list[LogicalPlan], fetch: int) -> _Query:
+        """The first ``fetch`` rows in the order of the Sort ``node``."""
+        query = self.build(children[0])
+        connector = query.products[0].connector
+        keys = []
+        for sort in node.sort_exprs():
+            expression = sort.expr()
+            if expression.variant_name() != "Column":
+                raise _NotPushed(f"ordering by {expression}")
+            output = query.output(expression)
+            if not _exact_key(output.type, connector):
+                # text orders by the source's collation, floats put NaN their own way
+                raise _NotPushed(f"ordering by a column of type {output.type}")
+            keys.append(exp.Ordered(this=output.ref(), desc=not sort.ascending(), nulls_first=sort.nulls_first()))
+        return self._limited(query, keys, fetch)
+
+    def _Limit(self, node: Any, children: list[LogicalPlan]) -> _Query:
+        """A limit without an offset (any rows, as DataFusion's are), as a derived table."""
+        skip, fetch = _constant(node.skip()), _constant(node.fetch())
+        if skip or fetch is None:
+            raise _NotPushed("a limit with an offset, or not a constant")
+        below = children[0].to_variant()
+        if type(below).__name__ == "Sort" and below.get_fetch_val() in (None, fetch):  # a top N
+            return self._top(below, children[0].inputs(), fetch)
+        return self._limited(self.build(children[0]), [], fetch)
+
+    def _limited(self, query: _Query, keys: list[exp.Ordered], fetch: int) -> _Query:
+        alias = f"l{self._aliases}"
+        self._aliases += 1
+        labels = [f"c{index}" for index in range(len(query.outputs))]
+        selected = [o.ref().as_(label, quoted=True) for o, label in zip(query.outputs, labels, strict=True)]
+        limited = _select_from(query, selected, query.where)
+        if keys:
+            limited = limited.order_by(*keys)
+        limited = limited.limit(fetch)
+        table = exp.Subquery(this=limited, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+        outputs = [
+            _Output(alias, o.name, o.type, o.column, o.relation, label, o.nullable)
+            for o, label in zip(query.outputs, labels, strict=True)
+        ]
+        return _Query([table], [], outputs, query.products, True, [], reduced=True, ordered=bool(keys))
 
     def _Aggregate(self, node: Any, children: list[LogicalPlan]) -> _Query:
         """A grouping, as a derived table of the source's query: ``(SELECT g, agg FROM ... GROUP BY g) AS aN``.
@@ -309,7 +363,7 @@ class _Builder:
         if groups:
             grouped = grouped.group_by(*(group.ref() for group in groups))
         table = exp.Subquery(this=grouped, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
-        return _Query([table], [], outputs, query.products, True, [], aggregated=True)
+        return _Query([table], [], outputs, query.products, True, [], reduced=True)
 
     def _group_key(self, query: _Query, expression: Any) -> _Output:
         if expression.variant_name() != "Column":
@@ -393,6 +447,15 @@ def _argument(query: _Query, argument: Any) -> _Output:
     return query.output(argument)
 
 
+def _constant(value: Any) -> int | None:
+    """A limit's or offset's number: DataFusion gives each as an expression (or none)."""
+    if value is None or isinstance(value, int):
+        return value
+    expression = Expr(value)
+    number = expression.python_value().as_py() if expression.variant_name() == "Literal" else None
+    return number if isinstance(number, int) and not isinstance(number, bool) and number >= 0 else None
+
+
 def _exact_key(kind: pa.DataType, connector: Any) -> bool:
     """Whether values of ``kind`` are equal in the source exactly when DataFusion finds them equal
     (grouping, DISTINCT): integers, dates, timestamps, and decimals the source keeps exact. Not
@@ -437,30 +500,35 @@ def push_subplans(
     found, sizes = reads_below(root(message))  # in pre-order, as visit() goes
     position = 0
 
-    def visit(rel: Any) -> None:
+    def visit(rel: Any, parent: str | None) -> None:
         nonlocal position
         here = position
         position += 1
         names = found[here]
         products = [resolve(name) if name is not None else None for name in names]
         one_source = all(p is not None for p in products) and len({id(p.connector) for p in products if p}) == 1
-        if (len(names) >= 2 or (names and _groups(rel))) and one_source:
+        if (len(names) >= 2 or (names and _reduces(rel))) and one_source:
             query = subplan_query(to_logical(sub_plan(message, rel), ctx), resolve)
-            if query is not None:
+            if query is not None and (not query.ordered or parent in _UNORDERED):
                 rel.CopyFrom(read_of(register(query.product), ctx))
                 pushed.append(query)
                 position = here + sizes[here]  # what was under it is gone
                 return
         for child in inputs(rel):
-            visit(child)
+            visit(child, rel.WhichOneof("rel_type"))
 
-    visit(root(message))
+    visit(root(message), None)
     return pushed
 
 
-def _groups(rel: Any) -> bool:
-    """Whether the Substrait relation ``rel`` aggregates, or reads a relation that does."""
-    return rel.WhichOneof("rel_type") == "aggregate" or any(_groups(child) for child in inputs(rel))
+_UNORDERED = {"join", "cross", "aggregate", "set"}
+"""Substrait relations that read their inputs as sets: a sorted sub-plan below one may be read from
+its source in any order (below anything else, DataFusion may rely on the order, and sorts itself)."""
+
+
+def _reduces(rel: Any) -> bool:
+    """Whether the Substrait relation ``rel`` aggregates or limits, or reads a relation that does."""
+    return rel.WhichOneof("rel_type") in ("aggregate", "fetch") or any(_reduces(child) for child in inputs(rel))
 
 
 def read_of(table: tuple[str, ...], ctx: SessionContext, columns: Sequence[str] | None = None) -> Any:
@@ -532,12 +600,12 @@ def push_same_source(
 
     Only products whose scans are in ``scans`` and ``pushable`` (read unrestricted by the
     caller, from a SQL source whose capabilities push joins) take part. Nothing is looked at
-    unless one source holds two of them or the plan aggregates. ``derived`` gives the query's catalog of derived
-    tables (made on first use).
+    unless one source holds two of them or the plan aggregates or limits. ``derived`` gives the
+    query's catalog of derived tables (made on first use).
     """
     eligible = {key: scan for key, scan in scans.items() if pushable(scan)}
     per_source = Counter(id(scan.product.connector) for scan in eligible.values())
-    if not per_source or (max(per_source.values()) < 2 and not _groups(root(message))):
+    if not per_source or (max(per_source.values()) < 2 and not _reduces(root(message))):
         return []
 
     def resolve(names: tuple[str, ...]) -> Product | None:
