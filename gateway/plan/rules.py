@@ -8,8 +8,8 @@ whole: ``gateway/planner.py``), the plan is read as Substrait once and each rule
    than once (a CTE named twice) is computed once, ahead, and its rows replace it;
 2. :func:`gateway.plan.subquery_scans.separate_subquery_scans`: the scans inside subqueries
    kept as expressions become scans of their own, so that the others push down as usual;
-3. :func:`gateway.plan.same_source.push_same_source`: filtered joins within one SQL source
-   go to that source as one query;
+3. :func:`gateway.plan.same_source.push_same_source`: filtered joins, groupings and top Ns
+   within one SQL source go to that source as one query;
 4. :func:`gateway.plan.build_side.build_smaller`: every hash join builds on the input
    estimated to be smaller;
 5. :func:`gateway.plan.runtime_filter.send_build_keys`: a small build input runs first, and
