@@ -46,7 +46,7 @@ from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 from sqlglot import exp
 
 from connectors.base import SourceObject, SqlCapabilities
-from connectors.sqlbase import SourceColumn, TypedSqlConnector
+from connectors.sqlbase import Read, SourceColumn, TypedSqlConnector
 from gateway.averages import average_scale, exact_average
 from gateway.catalog import Product
 from gateway.plan.substrait import plan_pb2
@@ -354,10 +354,10 @@ class _Builder:
             outputs.append(_Output(alias, group.name, group.type, group.column, group.relation, label, group.nullable))
         for index, expression in enumerate(node.aggregate_exprs()):
             label = f"v{index}"
-            sql, kind = aggregate(query, expression, connector.capabilities)
+            sql, kind, read = aggregate(query, expression, connector.capabilities)
             selected.append(sql.as_(label, quoted=True))
             nullable = not isinstance(sql, exp.Count)
-            column = SourceColumn(label, kind)
+            column = SourceColumn(label, kind, read=read)
             outputs.append(_Output(alias, expression.schema_name(), kind, column, "", label, nullable))
         grouped = _select_from(query, selected, query.where)
         if groups:
@@ -385,9 +385,13 @@ def _select_from(query: _Query, columns: list[exp.Expr], where: list[exp.Expr]) 
     return select.where(exp.and_(*where)) if where else select
 
 
-def aggregate(query: _Query, expression: Any, capabilities: SqlCapabilities) -> tuple[exp.Expr, pa.DataType]:
-    """One of an Aggregate node's expressions as the source's SQL over ``query``'s columns, and the
-    type DataFusion gives its result; raises _NotPushed for any the source could compute otherwise.
+def aggregate(
+    query: _Query, expression: Any, capabilities: SqlCapabilities
+) -> tuple[exp.Expr, pa.DataType, Read | None]:
+    """One of an Aggregate node's expressions as the source's SQL over ``query``'s columns, the type
+    DataFusion gives its result, and how to read it (a sum, minimum or maximum is read as its column
+    is: MySQL's decimals as text, to arrive exact); raises _NotPushed for any the source could
+    compute otherwise.
 
     ``count``; ``sum`` of integers and decimals; ``min``/``max`` of integers, decimals, dates and
     timestamps (not text, which the source orders by its collation, nor floats, whose NaN it orders
@@ -407,7 +411,7 @@ def aggregate(query: _Query, expression: Any, capabilities: SqlCapabilities) -> 
     if name == "count" and not distinct and argument.variant_name() == "Literal":
         if argument.python_value().as_py() is None:
             raise _NotPushed("count(NULL)")
-        return exp.Count(this=exp.Star()), pa.int64()
+        return exp.Count(this=exp.Star()), pa.int64(), None
     column = _argument(query, argument)
     kind, exact = column.type, capabilities.exact_decimals
     decimal = pa.types.is_decimal128(kind)
@@ -416,20 +420,21 @@ def aggregate(query: _Query, expression: Any, capabilities: SqlCapabilities) -> 
     if name == "count":
         if distinct and not _exact_key(kind, None):
             raise _NotPushed(f"count(DISTINCT) of {kind}")
-        return exp.Count(this=exp.Distinct(expressions=[column.ref()]) if distinct else column.ref()), pa.int64()
+        return exp.Count(this=exp.Distinct(expressions=[column.ref()]) if distinct else column.ref()), pa.int64(), None
     if distinct and name not in ("min", "max"):
         raise _NotPushed(f"{name}(DISTINCT)")
     if name == "sum" and (pa.types.is_integer(kind) or decimal):
+        read = column.column.read
         if decimal:
-            return exp.Sum(this=column.ref()), pa.decimal128(min(38, kind.precision + 10), kind.scale)
-        return exp.Sum(this=column.ref()), pa.uint64() if pa.types.is_unsigned_integer(kind) else pa.int64()
+            return exp.Sum(this=column.ref()), pa.decimal128(min(38, kind.precision + 10), kind.scale), read
+        return exp.Sum(this=column.ref()), pa.uint64() if pa.types.is_unsigned_integer(kind) else pa.int64(), read
     if name in ("min", "max") and (
         pa.types.is_integer(kind) or decimal or pa.types.is_date(kind) or pa.types.is_timestamp(kind)
     ):
-        return (exp.Min if name == "min" else exp.Max)(this=column.ref()), kind
+        return (exp.Min if name == "min" else exp.Max)(this=column.ref()), kind, column.column.read
     if name == "avg" and decimal and capabilities.truncating_division:
         target = pa.decimal128(min(38, kind.precision + 4), average_scale(kind.scale))
-        return exact_average(column.ref(), kind.scale), target
+        return exact_average(column.ref(), kind.scale), target, column.column.read
     raise _NotPushed(f"{name} of {kind}")
 
 

@@ -42,6 +42,12 @@ ORDERS = pa.table(
         "status": ["paid", "open", "paid ", "PAID", "paid", None, "Paid", "paid", "paid"],
     }
 )
+LEDGER = [
+    (1, 1, Decimal("123456789012345678.91")),
+    (2, 1, Decimal("0.07")),
+    (3, 2, Decimal("-98765432109876543.21")),
+    (4, 2, Decimal("99999999999999999.99")),
+]
 COUNTRIES = pa.table({"code": ["FR", "DE", "US"], "cname": ["France", "Germany", "United States"]})
 
 
@@ -54,6 +60,8 @@ def mesh(mysql_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
         cursor.execute("CREATE TABLE fb (id INT PRIMARY KEY, b BOOLEAN)")
         cursor.execute("INSERT INTO fa VALUES (1, 1), (2, 2)")
         cursor.execute("INSERT INTO fb VALUES (1, 1), (2, 1)")
+        cursor.execute("CREATE TABLE ledger (id BIGINT PRIMARY KEY, account BIGINT, amount DECIMAL(30, 2))")
+        cursor.executemany("INSERT INTO ledger VALUES (%s, %s, %s)", LEDGER)
         cursor.execute(
             "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT, total DECIMAL(10, 2), status VARCHAR(10))"
         )
@@ -163,6 +171,25 @@ def test_a_pushed_grouping_answers_as_duckdb_and_as_the_federated_plan(
     answer = rows(on.run(sql, ROOT).read_all())
     assert answer == rows(off.run(sql, ROOT).read_all())
     assert answer == sorted(reference.execute(sql).fetchall(), key=repr)
+
+
+def test_a_pushed_grouping_reads_decimals_exactly(engines: tuple[Engine, Engine]) -> None:
+    """Sums and maxima of DECIMAL(30, 2) beyond a double's 15 digits arrive exact (read as text, as
+    the column itself is)."""
+    on, off = engines
+    sql = (
+        "SELECT t.account, t.total, t.largest, k.cname FROM (SELECT account, sum(amount) AS total,"
+        " max(amount) AS largest FROM shop.ledger GROUP BY account) t JOIN ref.countries k ON k.code = 'FR'"
+    )
+    (sent,) = pushed(on, sql)
+    assert "GROUP BY" in sent, sent
+    answer = rows(on.run(sql, ROOT).read_all())
+    expected = []
+    for account in (1, 2):
+        amounts = [amount for _, owner, amount in LEDGER if owner == account]
+        expected.append((account, sum(amounts), max(amounts), "France"))
+    assert answer == sorted(expected, key=repr)
+    assert answer == rows(off.run(sql, ROOT).read_all())
 
 
 def test_the_server_receives_one_query_with_the_join(mesh: Path, reference: duckdb.DuckDBPyConnection) -> None:
