@@ -49,8 +49,8 @@ from connectors.base import SourceObject, SqlCapabilities
 from connectors.sqlbase import Read, SourceColumn, TypedSqlConnector
 from gateway.averages import average_scale, exact_average
 from gateway.catalog import Product
-from gateway.plan.substrait import plan_pb2
-from gateway.plan.substrait_plan import inputs, reads_below, root, sub_plan, to_logical, to_substrait
+from gateway.plan.substrait import algebra_pb2, plan_pb2
+from gateway.plan.substrait_plan import correlated, inputs, reads_below, root, sub_plan, to_logical, to_substrait
 from gateway.pushdown import comparable, translate
 from gateway.scan import ProductDataset, ProductScan
 from meshcore.arrow import is_text
@@ -502,7 +502,8 @@ def push_subplans(
     read of the derived product ``register`` makes readable; otherwise its inputs are tried.
     """
     pushed: list[SubplanQuery] = []
-    found, sizes = reads_below(root(message))  # in pre-order, as visit() goes
+    found: list[list[tuple[str, ...] | None]] = []
+    sizes: list[int] = []
     position = 0
 
     def visit(rel: Any, parent: str | None) -> None:
@@ -522,13 +523,52 @@ def push_subplans(
         for child in inputs(rel):
             visit(child, rel.WhichOneof("rel_type"))
 
-    visit(root(message), None)
+    top = root(message)
+    # The plan, then each uncorrelated subquery it keeps as an expression (a scalar subquery whose
+    # grouping one source computes returns its one row from there); a sub-plan is never pushed
+    # with an expression that holds a subquery, so these are still there after the first walk.
+    for start, parent in [(top, None), *((sub, "subquery") for sub in _subqueries(top) if not correlated(sub))]:
+        found, sizes = reads_below(start)  # in pre-order, as visit() goes
+        position = 0
+        visit(start, parent)
     return pushed
 
 
-_UNORDERED = {"join", "cross", "aggregate", "set"}
-"""Substrait relations that read their inputs as sets: a sorted sub-plan below one may be read from
-its source in any order (below anything else, DataFusion may rely on the order, and sorts itself)."""
+def _subqueries(rel: Any) -> list[Any]:
+    """The root relations of the subqueries in the expressions of ``rel`` and the relations under it,
+    not those nested in them."""
+    found: list[Any] = []
+
+    def expressions(message: Any) -> None:
+        if isinstance(message, algebra_pb2.Expression.Subquery):
+            body = getattr(message, message.WhichOneof("subquery_type") or "scalar")
+            found.extend(value for _, value in body.ListFields() if isinstance(value, algebra_pb2.Rel))
+            return
+        for descriptor, value in message.ListFields():
+            if descriptor.type == descriptor.TYPE_MESSAGE:
+                for item in value if descriptor.is_repeated else (value,):
+                    expressions(item)
+
+    def relations(node: Any) -> None:
+        kind = node.WhichOneof("rel_type")
+        if kind is not None:
+            for descriptor, value in getattr(node, kind).ListFields():
+                if descriptor.type != descriptor.TYPE_MESSAGE:
+                    continue
+                for item in value if descriptor.is_repeated else (value,):
+                    if not isinstance(item, algebra_pb2.Rel):
+                        expressions(item)
+        for child in inputs(node):
+            relations(child)
+
+    relations(rel)
+    return found
+
+
+_UNORDERED = {"join", "cross", "aggregate", "set", "subquery"}
+"""Substrait relations that read their inputs as sets (and a subquery in an expression, a value or a
+set of values): a sorted sub-plan below one may be read from its source in any order (below anything
+else, DataFusion may rely on the order, and sorts itself)."""
 
 
 def _reduces(rel: Any) -> bool:

@@ -150,7 +150,7 @@ def pushed_queries(engine: Engine, sql: str, caller: CallerContext | None = None
     return [
         f"{scan.product.domain}: {scan.product.source.sql}"
         for (schema, _), scan in planned.scans.items()
-        if schema == DERIVED_SCHEMA
+        if schema == DERIVED_SCHEMA and scan.product.source.sql is not None  # not a subquery's own read
     ]
 
 
