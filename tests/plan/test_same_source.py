@@ -219,6 +219,15 @@ def test_a_row_filtered_product_is_not_grouped_in_its_source(governed: Engine) -
     )
 
 
+def test_a_row_filtered_product_in_a_scalar_subquery_is_not_counted_in_its_source(governed: Engine) -> None:
+    sql = "SELECT k.code, (SELECT count(*) FROM shop.orders) AS n FROM ref.countries k WHERE k.code = 'FR'"
+    ana, root = CallerContext(user="ana"), CallerContext(user="root")
+    assert pushed_queries(governed, sql, ana) == []
+    assert rows(governed.run(sql, ana).read_all()) == [("FR", 2)]  # the open orders only
+    assert [q.split(":")[0] for q in pushed_queries(governed, sql, root)] == ["shop"]
+    assert rows(governed.run(sql, root).read_all()) == [("FR", 10)]
+
+
 def test_an_unrestricted_caller_under_policies_gets_the_pushed_join(governed: Engine) -> None:
     root = CallerContext(user="root")
     assert [q.split(":")[0] for q in pushed_queries(governed, FILTERED, root)] == ["shop"]
