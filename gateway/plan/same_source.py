@@ -362,6 +362,8 @@ class _Builder:
         grouped = _select_from(query, selected, query.where)
         if groups:
             grouped = grouped.group_by(*(group.ref() for group in groups))
+            if not _few_groups(query, connector, grouped):
+                raise _NotPushed("a grouping the source may not make smaller enough to pay")
         table = exp.Subquery(this=grouped, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
         return _Query([table], [], outputs, query.products, True, [], reduced=True)
 
@@ -450,6 +452,33 @@ def _argument(query: _Query, argument: Any) -> _Output:
     if argument.variant_name() != "Column":
         raise _NotPushed(f"aggregate of {argument}")
     return query.output(argument)
+
+
+GROUP_REDUCTION = 100
+"""A grouping is sent to its source only when it is estimated to return at most a hundredth of the
+rows of the largest table it reads (or :data:`FEW_GROUPS`): grouping 1.5 million PostgreSQL orders
+by customer (100,000 groups) took 671 ms there against 366 ms fetched in two ranges and grouped by
+DataFusion; by their 1 or 3 values of a column, 210 against 355 ms."""
+FEW_GROUPS = 10_000
+"""So many groups are sent whatever the tables' size (a small table's grouping costs little anywhere)."""
+
+
+def _few_groups(query: _Query, connector: TypedSqlConnector, grouped: exp.Select) -> bool:
+    """Whether ``grouped`` (``query`` grouped) is estimated to return few enough rows to be sent.
+
+    Never to a source without hash joins (SQLite groups by sorting: 88 ms for 200,000 parts by
+    size against 35 ms fetched and grouped by DataFusion). The groups are the source's estimate
+    of the grouped query where it makes one (PostgreSQL's EXPLAIN), else at most the rows read.
+    """
+    if not connector.capabilities.hash_joins:
+        return False
+    sizes = [connector.estimate_rows(product.source) for product in query.products]
+    if any(size is None for size in sizes):
+        return False
+    largest = max(size for size in sizes if size is not None)
+    estimate = connector.estimate_rows(SourceObject(sql=connector.render(grouped)))
+    groups = largest if estimate is None else estimate
+    return groups <= max(FEW_GROUPS, largest / GROUP_REDUCTION)
 
 
 def _constant(value: Any) -> int | None:

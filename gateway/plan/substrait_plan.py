@@ -69,8 +69,8 @@ def width(rel: algebra_pb2.Rel) -> int | None:
     if kind is None:
         return None
     body = getattr(rel, kind)
-    if body.common.emit.output_mapping:
-        return len(body.common.emit.output_mapping)
+    if body.HasField("common") and body.common.WhichOneof("emit_kind") == "emit":
+        return len(body.common.emit.output_mapping)  # none, for a projection that keeps no column
     if kind == "read":
         if body.HasField("projection"):
             return len(body.projection.select.struct_items)
