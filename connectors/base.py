@@ -101,6 +101,11 @@ class SqlCapabilities:
     follows ``supports_full_query`` (see :attr:`pushes_joins`). ``key_sets`` says how the
     source takes a run-time filter's many integer keys as one constant (one of
     ``gateway.plan.key_sets.STYLES``: ``"array"``, ``"json_each"``, ``"unnest"``); None: it does not.
+    ``text_keys`` says text is equal in the source exactly when its bytes are, for every column of
+    its products (PostgreSQL: deterministic collations compare bytes, the others are presented in
+    ``C``; MySQL: every text column is presented in a binary collation): a grouping by text may then
+    be sent to it (gateway/plan/same_source.py). Not SQLite (a text column may hold numbers, which
+    compare apart from the same digits as text) nor DuckDB (its column collations are not known).
     ``truncating_division`` says the source divides decimals exactly, truncating to an integer
     (PostgreSQL's ``DIV``): an average of decimals is then sent written to give DataFusion's
     digits (gateway/averages.py), so a whole query that averages decimals may go to it.
@@ -122,6 +127,7 @@ class SqlCapabilities:
     key_sets: str | None = None
     hash_joins: bool = True
     truncating_division: bool = False
+    text_keys: bool = False
 
     @property
     def pushes_joins(self) -> bool:

@@ -211,6 +211,7 @@ class PostgresConnector(AdbcConnector):
         string_collation="C",
         key_sets="array",
         truncating_division=True,
+        text_keys=True,
     )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

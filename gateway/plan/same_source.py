@@ -305,7 +305,7 @@ class _Builder:
             if expression.variant_name() != "Column":
                 raise _NotPushed(f"ordering by {expression}")
             output = query.output(expression)
-            if not _exact_key(output.type, connector):
+            if not _exact_key(output.type, connector, ordered=True):
                 # text orders by the source's collation, floats put NaN their own way
                 raise _NotPushed(f"ordering by a column of type {output.type}")
             keys.append(exp.Ordered(this=output.ref(), desc=not sort.ascending(), nulls_first=sort.nulls_first()))
@@ -395,7 +395,7 @@ def aggregate(
     is: MySQL's decimals as text, to arrive exact); raises _NotPushed for any the source could
     compute otherwise.
 
-    ``count``; ``sum`` of integers and decimals; ``min``/``max`` of integers, decimals, dates and
+    ``count`` (``DISTINCT`` of what may be grouped by: :func:`_exact_key`); ``sum`` of integers and decimals; ``min``/``max`` of integers, decimals, dates and
     timestamps (not text, which the source orders by its collation, nor floats, whose NaN it orders
     its own way); ``avg`` of a decimal where the source divides as DataFusion does
     (gateway/averages.py). Decimals only where the source computes them exactly.
@@ -420,7 +420,7 @@ def aggregate(
     if decimal and not exact:
         raise _NotPushed(f"{name} of a decimal in floating point")
     if name == "count":
-        if distinct and not _exact_key(kind, None):
+        if distinct and not _exact_key(kind, query.products[0].connector):
             raise _NotPushed(f"count(DISTINCT) of {kind}")
         return exp.Count(this=exp.Distinct(expressions=[column.ref()]) if distinct else column.ref()), pa.int64(), None
     if distinct and name not in ("min", "max"):
@@ -490,13 +490,16 @@ def _constant(value: Any) -> int | None:
     return number if isinstance(number, int) and not isinstance(number, bool) and number >= 0 else None
 
 
-def _exact_key(kind: pa.DataType, connector: Any) -> bool:
-    """Whether values of ``kind`` are equal in the source exactly when DataFusion finds them equal
-    (grouping, DISTINCT): integers, dates, timestamps, and decimals the source keeps exact. Not
-    text (SQLite keeps a text column's numbers as numbers, so ``1`` and ``'1'`` differ there and
-    not once read), floats (``-0.0``, NaN) or booleans (MySQL's may hold other numbers)."""
+def _exact_key(kind: pa.DataType, connector: Any, ordered: bool = False) -> bool:
+    """Whether values of ``kind`` are equal (and, ``ordered``, ordered) in the source exactly as
+    DataFusion finds them (grouping, DISTINCT, a top N): integers, dates, timestamps, decimals the
+    source keeps exact, and text where the source compares its bytes (``text_keys``; never for an
+    order, which follows the source's collation). Not floats (``-0.0``, NaN) or booleans (MySQL's
+    may hold other numbers)."""
     if pa.types.is_decimal128(kind):
-        return connector is None or bool(connector.capabilities.exact_decimals)
+        return bool(connector.capabilities.exact_decimals)
+    if is_text(kind):
+        return not ordered and bool(connector.capabilities.text_keys)
     return pa.types.is_integer(kind) or pa.types.is_date(kind) or pa.types.is_timestamp(kind)
 
 

@@ -183,3 +183,24 @@ def test_a_join_pushed_to_its_source_filters_in_byte_order(
     (sent,) = [text for kind, text in plan if kind.startswith(f"source_query[{domain}/")]
     assert "INNER JOIN" in sent and "WHERE" in sent, sent  # the join and its filter went to the source
     assert int(sent.rpartition("\n  rows=")[2].split()[0]) == len(expected), sent
+
+
+@pytest.mark.parametrize("name", ["group_by", "distinct", "count_distinct"])
+@pytest.mark.parametrize("column", sorted(COLUMNS))
+def test_a_grouping_sent_to_its_source_groups_by_bytes(
+    setup: tuple[str, dict[str, str]], column: str, name: str
+) -> None:
+    """Beside another domain's table, a grouping of one source's product goes to that source
+    (gateway/plan/same_source.py) where text is equal there exactly when its bytes are: PostgreSQL,
+    whose nondeterministic collations are presented in "C". Its groups must be DataFusion's."""
+    uri, skips = setup
+    if column in skips:
+        pytest.skip(skips[column])
+    domain, product, field = COLUMNS[column]
+    template = QUERIES[name][0]
+    expected = rows(oracle(template.format(t="words", c=field)), False)
+    sql = f"SELECT d.* FROM ({template.format(t=f'{domain}.{product}', c=field)}) AS d CROSS JOIN one.one"
+    assert rows(query(uri, sql), False) == expected, sql
+    sent = [text for kind, text in explain_analyze(uri, sql) if kind.startswith(f"source_query[{domain}/")]
+    grouped = any("GROUP BY" in text or "COUNT(DISTINCT" in text for text in sent)
+    assert grouped == (domain == "pgc"), sent  # SQLite groups by sorting: DataFusion groups its rows

@@ -146,6 +146,9 @@ GROUPED = [
     " GROUP BY customer_id HAVING count(DISTINCT total) > 1) t JOIN ref.countries k ON k.code = 'FR'",
     "SELECT t.n, t.s, k.cname FROM (SELECT count(*) AS n, sum(total) AS s FROM shop.orders WHERE total > 1000) t"
     " JOIN ref.countries k ON k.code = 'DE'",
+    # Grouped by text in the binary, no-pad collation: 'paid', 'paid ', 'Paid' and 'PAID' apart.
+    "SELECT t.status, t.n, k.cname FROM (SELECT status, count(*) AS n, count(DISTINCT status) AS d FROM shop.orders"
+    " GROUP BY status) t JOIN ref.countries k ON k.code = 'FR'",
 ]
 
 
