@@ -299,6 +299,7 @@ class _Builder:
         """The first ``fetch`` rows in the order of the Sort ``node``."""
         query = self.build(children[0])
         connector = query.products[0].connector
+        assert isinstance(connector, TypedSqlConnector)
         keys = []
         for sort in node.sort_exprs():
             expression = sort.expr()
@@ -306,9 +307,10 @@ class _Builder:
                 raise _NotPushed(f"ordering by {expression}")
             output = query.output(expression)
             if not _exact_key(output.type, connector, ordered=True):
-                # text orders by the source's collation, floats put NaN their own way
+                # floats put NaN their own way
                 raise _NotPushed(f"ordering by a column of type {output.type}")
-            keys.append(exp.Ordered(this=output.ref(), desc=not sort.ascending(), nulls_first=sort.nulls_first()))
+            key = _bytewise(output.ref(), output.type, connector.capabilities)
+            keys.append(exp.Ordered(this=key, desc=not sort.ascending(), nulls_first=sort.nulls_first()))
         return self._limited(query, keys, fetch)
 
     def _Limit(self, node: Any, children: list[LogicalPlan]) -> _Query:
@@ -395,10 +397,11 @@ def aggregate(
     is: MySQL's decimals as text, to arrive exact); raises _NotPushed for any the source could
     compute otherwise.
 
-    ``count`` (``DISTINCT`` of what may be grouped by: :func:`_exact_key`); ``sum`` of integers and decimals; ``min``/``max`` of integers, decimals, dates and
-    timestamps (not text, which the source orders by its collation, nor floats, whose NaN it orders
-    its own way); ``avg`` of a decimal where the source divides as DataFusion does
-    (gateway/averages.py). Decimals only where the source computes them exactly.
+    ``count`` (``DISTINCT`` of what may be grouped by: :func:`_exact_key`); ``sum`` of integers and
+    decimals; ``min``/``max`` of integers, decimals, dates, timestamps and text the source orders by
+    its bytes (not floats, whose NaN it orders its own way); ``avg`` of a decimal where the source
+    divides as DataFusion does (gateway/averages.py). Decimals only where the source computes them
+    exactly.
     """
     if expression.variant_name() == "Alias":
         expression = expression.to_variant().expr()
@@ -434,6 +437,9 @@ def aggregate(
         pa.types.is_integer(kind) or decimal or pa.types.is_date(kind) or pa.types.is_timestamp(kind)
     ):
         return (exp.Min if name == "min" else exp.Max)(this=column.ref()), kind, column.column.read
+    if name in ("min", "max") and _exact_key(kind, query.products[0].connector, ordered=True):
+        value = _bytewise(column.ref(), kind, capabilities)  # text, in byte order
+        return (exp.Min if name == "min" else exp.Max)(this=value), kind, column.column.read
     if name == "avg" and decimal and capabilities.truncating_division:
         target = pa.decimal128(min(38, kind.precision + 4), average_scale(kind.scale))
         return exact_average(column.ref(), kind.scale), target, column.column.read
@@ -481,6 +487,14 @@ def _few_groups(query: _Query, connector: TypedSqlConnector, grouped: exp.Select
     return groups <= max(FEW_GROUPS, largest / GROUP_REDUCTION)
 
 
+def _bytewise(value: exp.Expr, kind: pa.DataType, capabilities: SqlCapabilities) -> exp.Expr:
+    """``value`` as ordered in byte order: text in the dialect's binary collation where the source
+    orders text otherwise (PostgreSQL: ``COLLATE "C"``)."""
+    if not is_text(kind) or capabilities.binary_string_order or capabilities.string_collation is None:
+        return value
+    return exp.Collate(this=value, expression=exp.Identifier(this=capabilities.string_collation, quoted=True))
+
+
 def _constant(value: Any) -> int | None:
     """A limit's or offset's number: DataFusion gives each as an expression (or none)."""
     if value is None or isinstance(value, int):
@@ -492,14 +506,17 @@ def _constant(value: Any) -> int | None:
 
 def _exact_key(kind: pa.DataType, connector: Any, ordered: bool = False) -> bool:
     """Whether values of ``kind`` are equal (and, ``ordered``, ordered) in the source exactly as
-    DataFusion finds them (grouping, DISTINCT, a top N): integers, dates, timestamps, decimals the
-    source keeps exact, and text where the source compares its bytes (``text_keys``; never for an
-    order, which follows the source's collation). Not floats (``-0.0``, NaN) or booleans (MySQL's
-    may hold other numbers)."""
+    DataFusion finds them (grouping, DISTINCT, a top N, min/max): integers, dates, timestamps,
+    decimals the source keeps exact, and text where the source compares its bytes (``text_keys``;
+    for an order, also where it orders text by bytes, or has a collation that does: PostgreSQL's
+    ``C``, see :func:`_bytewise`). Not floats (``-0.0``, NaN) or booleans (MySQL's may hold other
+    numbers)."""
+    capabilities = connector.capabilities
     if pa.types.is_decimal128(kind):
-        return bool(connector.capabilities.exact_decimals)
+        return bool(capabilities.exact_decimals)
     if is_text(kind):
-        return not ordered and bool(connector.capabilities.text_keys)
+        bytewise = capabilities.binary_string_order or capabilities.string_collation is not None
+        return bool(capabilities.text_keys) and (bytewise or not ordered)
     return pa.types.is_integer(kind) or pa.types.is_date(kind) or pa.types.is_timestamp(kind)
 
 
