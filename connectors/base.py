@@ -106,6 +106,8 @@ class SqlCapabilities:
     ``C``; MySQL: every text column is presented in a binary collation): a grouping by text may then
     be sent to it (gateway/plan/same_source.py). Not SQLite (a text column may hold numbers, which
     compare apart from the same digits as text) nor DuckDB (its column collations are not known).
+    ``fast_groupings`` says the source groups as fast as DataFusion or faster, however many the
+    groups (DuckDB, a vectorised engine): its groupings are sent without an estimate of their size.
     ``truncating_division`` says the source divides decimals exactly, truncating to an integer
     (PostgreSQL's ``DIV``): an average of decimals is then sent written to give DataFusion's
     digits (gateway/averages.py), so a whole query that averages decimals may go to it.
@@ -128,6 +130,7 @@ class SqlCapabilities:
     hash_joins: bool = True
     truncating_division: bool = False
     text_keys: bool = False
+    fast_groupings: bool = False
 
     @property
     def pushes_joins(self) -> bool:

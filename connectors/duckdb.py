@@ -109,7 +109,12 @@ class DuckdbConnector(TypedSqlConnector):
     config_keys = frozenset({"path"})
     # avg() of a DECIMAL is a DOUBLE in DuckDB: whole queries with decimal results stay federated.
     capabilities = SqlCapabilities(
-        dialect="duckdb", functions=FUNCTIONS, supports_ilike=True, exact_decimals=False, key_sets="unnest"
+        dialect="duckdb",
+        functions=FUNCTIONS,
+        supports_ilike=True,
+        exact_decimals=False,
+        key_sets="unnest",
+        fast_groupings=True,
     )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

@@ -473,11 +473,14 @@ def _few_groups(query: _Query, connector: TypedSqlConnector, grouped: exp.Select
     """Whether ``grouped`` (``query`` grouped) is estimated to return few enough rows to be sent.
 
     Never to a source without hash joins (SQLite groups by sorting: 88 ms for 200,000 parts by
-    size against 35 ms fetched and grouped by DataFusion). The groups are the source's estimate
-    of the grouped query where it makes one (PostgreSQL's EXPLAIN), else at most the rows read.
+    size against 35 ms fetched and grouped by DataFusion); always to one whose groupings are fast
+    (``fast_groupings``: DuckDB). The groups are the source's estimate of the grouped query where it
+    makes one (PostgreSQL's EXPLAIN), else at most the rows read.
     """
     if not connector.capabilities.hash_joins:
         return False
+    if connector.capabilities.fast_groupings:
+        return True
     sizes = [connector.estimate_rows(product.source) for product in query.products]
     if any(size is None for size in sizes):
         return False

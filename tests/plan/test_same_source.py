@@ -46,6 +46,14 @@ PAYMENTS = pa.table(
     }
 )
 COUNTRIES = pa.table({"code": ["FR", "DE", "US"], "name": ["France", "Germany", "United States"]})
+EVENTS = pa.table(
+    {
+        "id": pa.array(range(1, 9), pa.int64()),
+        "kind": pa.array([1, 2, 1, 3, 2, 1, None, 3], pa.int32()),
+        "label": ["a", "A", "a", "b", "B", "a", "c", None],
+        "amount": pa.array([5, 7, 11, 13, 17, 19, 23, 29], pa.int64()),
+    }
+)
 ACCOUNTS = pa.table({"id": pa.array([1, 2, 3], pa.int32()), "owner": ["ops", "sales", "hr"]})
 INVOICES = pa.table(
     {
@@ -67,7 +75,7 @@ def load_cases() -> list[tuple[str, list[str]]]:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str) -> Path:
-    """The mesh's folder: shop (SQLite), ref (Parquet) and sales (PostgreSQL) in mesh.yaml."""
+    """The mesh's folder: shop (SQLite), ref (Parquet), ana (DuckDB) and sales (PostgreSQL) in mesh.yaml."""
     directory = tmp_path_factory.mktemp("same_source")
     with sqlite3.connect(directory / "shop.db") as connection:
         connection.execute("CREATE TABLE customers (id INTEGER, name TEXT, country TEXT)")
@@ -80,6 +88,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema:
             )
     (directory / "ref").mkdir()
     pq.write_table(COUNTRIES, directory / "ref" / "countries.parquet")
+    with duckdb.connect(str(directory / "ana.duckdb")) as connection:
+        connection.register("incoming", EVENTS)
+        connection.execute("CREATE TABLE events AS SELECT * FROM incoming")
     with pg.connect(postgres_uri, autocommit=True) as connection, connection.cursor() as cursor:
         cursor.adbc_ingest("accounts", ACCOUNTS, db_schema_name=pg_schema)
         cursor.adbc_ingest("invoices", INVOICES, db_schema_name=pg_schema)
@@ -89,6 +100,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema:
     connector: {{type: sqlite, path: shop.db}}
   - name: ref
     connector: {{type: parquet, path: ref}}
+  - name: ana
+    connector: {{type: duckdb, path: ana.duckdb}}
   - name: sales
     connector: {{type: postgres, uri: "{postgres_uri}"}}
     products:
@@ -135,6 +148,7 @@ def reference() -> Iterator[duckdb.DuckDBPyConnection]:
         "shop": {"customers": CUSTOMERS, "orders": ORDERS, "payments": PAYMENTS},
         "ref": {"countries": COUNTRIES},
         "sales": {"accounts": ACCOUNTS, "invoices": INVOICES},
+        "ana": {"events": EVENTS},
     }.items():
         connection.execute(f"CREATE SCHEMA {schema}")
         for name, table in tables.items():
