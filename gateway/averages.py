@@ -46,10 +46,15 @@ def exact_average(argument: exp.Expr, scale: int) -> exp.Expr:
     return exp.Mul(this=quotient, expression=step)
 
 
-def exact_averages(tree: exp.Expr, tables: Mapping[str, Mapping[str, pa.Schema]]) -> exp.Expr | None:
-    """``tree`` (a whole query) with every ``AVG`` of a decimal column written by :func:`exact_average`;
-    None when an ``AVG`` or ``/`` remains whose result DataFusion rounds otherwise (any other
-    average, ``AVG(DISTINCT ...)``, a windowed one, a division).
+def exact_averages(
+    tree: exp.Expr, tables: Mapping[str, Mapping[str, pa.Schema]], *, strict: bool = True
+) -> exp.Expr | None:
+    """``tree`` (a whole query) with every ``AVG`` of a decimal column written by :func:`exact_average`.
+
+    ``strict`` (a query whose result holds decimals): None when an ``AVG`` or ``/`` remains whose
+    result DataFusion rounds otherwise (any other average, ``AVG(DISTINCT ...)``, a windowed one, a
+    division). Otherwise those are left as they are, and a tree whose types are not known is
+    returned unchanged.
 
     ``tables`` maps each domain to its products' schemas (the query's table names).
     """
@@ -61,7 +66,7 @@ def exact_averages(tree: exp.Expr, tables: Mapping[str, Mapping[str, pa.Schema]]
     try:
         annotated = annotate_types(named_outputs(tree.copy()), schema=schema, dialect="postgres")
     except SqlglotError:
-        return None
+        return None if strict else tree
     for average in list(annotated.find_all(exp.Avg)):
         argument = average.this
         kind = argument.type if isinstance(argument, exp.Column) else None
@@ -71,9 +76,11 @@ def exact_averages(tree: exp.Expr, tables: Mapping[str, Mapping[str, pa.Schema]]
             or len(kind.expressions) != 2
             or isinstance(average.parent, exp.Window)
         ):
-            return None
+            if strict:
+                return None
+            continue
         average.replace(exact_average(argument, int(kind.expressions[1].name)))
-    if any(True for _ in annotated.find_all(exp.Avg, exp.Div)):
+    if strict and any(True for _ in annotated.find_all(exp.Avg, exp.Div)):
         return None
     return annotated
 

@@ -217,19 +217,20 @@ def single_source_sql(
         return None
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()):
         return None
+    averages = any(isinstance(node, exp.Avg) for node in tree.walk())
     if decimal_output and any(isinstance(node, (exp.Avg, exp.Div)) for node in tree.walk()):
         # Sources carry more fractional digits through AVG and division than DataFusion's
         # decimal types and round the last one differently: DataFusion computes these, unless
         # the source can average decimals exactly as DataFusion does (gateway/averages.py).
         if not connector.capabilities.truncating_division:
             return None
-        tables: dict[str, dict[str, pa.Schema]] = {}
-        for (domain, name), scan in scans.items():
-            tables.setdefault(domain, {})[name] = scan.product.schema
-        averaged = exact_averages(tree, tables)
+        averaged = exact_averages(tree, _schemas(scans))
         if averaged is None:
             return None
         tree = averaged
+    elif averages and connector.capabilities.truncating_division:
+        # An average compared, not returned (``x > (SELECT avg(x) ...)``): DataFusion's digits too.
+        tree = exact_averages(tree, _schemas(scans), strict=False) or tree
     if _uses_incomparable(tree, scans):
         return None
     if not connector.capabilities.binary_string_order:
@@ -307,6 +308,14 @@ def float_literals(tree: exp.Expr) -> exp.Expr | None:
 
     typed_tree = tree.transform(typed)
     return None if compared else typed_tree
+
+
+def _schemas(scans: Mapping[tuple[str, str], ProductScan]) -> dict[str, dict[str, pa.Schema]]:
+    """The products' schemas, by domain and product (for :func:`gateway.averages.exact_averages`)."""
+    tables: dict[str, dict[str, pa.Schema]] = {}
+    for (domain, name), scan in scans.items():
+        tables.setdefault(domain, {})[name] = scan.product.schema
+    return tables
 
 
 def _types(scans: Mapping[tuple[str, str], ProductScan]) -> MappingSchema:

@@ -180,6 +180,25 @@ def test_a_decimal_average_in_postgres_has_datafusions_digits(gateway: str, tabl
     assert {r["customer_id"]: r["a"] for r in got.to_pylist()} == truncated
 
 
+def test_an_average_compared_in_postgres_has_datafusions_digits(gateway: str, tables: dict[str, pa.Table]) -> None:
+    """An average that is compared, not returned: the whole query gets DataFusion's truncated average too."""
+    sql = (
+        "SELECT count(*) AS n FROM sales.orders o"
+        " WHERE o.total > (SELECT avg(i.total) FROM sales.orders i WHERE i.customer_id < 50)"
+    )
+    sent = source_queries(gateway, sql)
+    assert len(sent) == 1 and "DIV(" in sent[0][1], sent
+    totals = [r["total"] for r in tables["sales.orders"].to_pylist() if r["total"] is not None]
+    chosen = [
+        r["total"]
+        for r in tables["sales.orders"].to_pylist()
+        if r["total"] is not None and r["customer_id"] is not None and r["customer_id"] < 50
+    ]
+    scale = tables["sales.orders"].schema.field("total").type.scale + 4
+    average = (sum(chosen) / len(chosen)).quantize(decimal.Decimal(1).scaleb(-scale), rounding=decimal.ROUND_DOWN)
+    assert query(gateway, sql).column("n").to_pylist() == [sum(1 for t in totals if t > average)]
+
+
 def test_each_source_gets_only_its_columns_and_filters(gateway: str, tables: dict[str, pa.Table]) -> None:
     sql = """
         SELECT c.name, s.carrier FROM sales.customers c

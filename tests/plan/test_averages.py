@@ -57,3 +57,11 @@ def test_a_column_of_unknown_type_is_refused() -> None:
 )
 def test_what_datafusion_would_round_otherwise_is_refused(sql: str) -> None:
     assert rewritten(sql) is None
+
+
+def test_outside_a_decimal_result_other_averages_are_left_as_they_are() -> None:
+    sql = "SELECT avg(o.n) AS a, count(*) FROM sales.orders AS o WHERE o.total > (SELECT avg(i.total) FROM sales.orders AS i)"
+    tree = exact_averages(parse_one(sql, read="postgres"), TABLES, strict=False)
+    assert tree is not None
+    text = tree.sql("postgres")
+    assert "AVG(o.n)" in text and "DIV(SUM(i.total) * 1000000, COUNT(i.total))" in text
