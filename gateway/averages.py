@@ -86,8 +86,9 @@ def exact_averages(
 
 
 def _columns(schema: pa.Schema) -> dict[str, str]:
-    """Column types for sqlglot, decimals with their precision and scale."""
+    """Column types for sqlglot, 128-bit decimals with their precision and scale (DataFusion's
+    average of a 256-bit one has other bounds: it is not written)."""
     return {
-        f.name: f"DECIMAL({f.type.precision}, {f.type.scale})" if pa.types.is_decimal(f.type) else sql_type(f.type)
+        f.name: f"DECIMAL({f.type.precision}, {f.type.scale})" if pa.types.is_decimal128(f.type) else sql_type(f.type)
         for f in schema
     }
