@@ -106,6 +106,9 @@ class SqlCapabilities:
     ``C``; MySQL: every text column is presented in a binary collation): a grouping by text may then
     be sent to it (gateway/plan/same_source.py). Not SQLite (a text column may hold numbers, which
     compare apart from the same digits as text) nor DuckDB (its column collations are not known).
+    ``decimal_sums`` says the source sums decimals, and takes their minimum and maximum, exactly
+    even where ``exact_decimals`` is false for its other decimal arithmetic (DuckDB, whose ``avg``
+    of a decimal is a DOUBLE): such aggregates may be sent to it (gateway/plan/same_source.py).
     ``fast_groupings`` says the source groups as fast as DataFusion or faster, however many the
     groups (DuckDB, a vectorised engine): its groupings are sent without an estimate of their size.
     ``truncating_division`` says the source divides decimals exactly, truncating to an integer
@@ -131,6 +134,7 @@ class SqlCapabilities:
     truncating_division: bool = False
     text_keys: bool = False
     fast_groupings: bool = False
+    decimal_sums: bool = False
 
     @property
     def pushes_joins(self) -> bool:

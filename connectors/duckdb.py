@@ -115,6 +115,7 @@ class DuckdbConnector(TypedSqlConnector):
         exact_decimals=False,
         key_sets="unnest",
         fast_groupings=True,
+        decimal_sums=True,
     )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

@@ -418,14 +418,15 @@ def aggregate(
             raise _NotPushed("count(NULL)")
         return exp.Count(this=exp.Star()), pa.int64(), None
     column = _argument(query, argument)
-    kind, exact = column.type, capabilities.exact_decimals
-    decimal = pa.types.is_decimal128(kind)
-    if decimal and not exact:
-        raise _NotPushed(f"{name} of a decimal in floating point")
+    kind = column.type
     if name == "count":
         if distinct and not _exact_key(kind, query.products[0].connector):
             raise _NotPushed(f"count(DISTINCT) of {kind}")
         return exp.Count(this=exp.Distinct(expressions=[column.ref()]) if distinct else column.ref()), pa.int64(), None
+    decimal = pa.types.is_decimal128(kind)
+    exact = capabilities.exact_decimals or (capabilities.decimal_sums and name in ("sum", "min", "max"))
+    if decimal and not exact:
+        raise _NotPushed(f"{name} of a decimal, which the source computes otherwise")
     if distinct and name not in ("min", "max"):
         raise _NotPushed(f"{name}(DISTINCT)")
     if name == "sum" and (pa.types.is_integer(kind) or decimal):

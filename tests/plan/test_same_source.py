@@ -6,6 +6,7 @@ query out. Every case's answer must equal the same query's with the rule off and
 
 from __future__ import annotations
 
+import decimal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,10 @@ EVENTS = pa.table(
         "kind": pa.array([1, 2, 1, 3, 2, 1, None, 3], pa.int32()),
         "label": ["a", "A", "a", "b", "B", "a", "c", None],
         "amount": pa.array([5, 7, 11, 13, 17, 19, 23, 29], pa.int64()),
+        "price": pa.array(
+            [decimal.Decimal(v) for v in ("0.10", "0.20", "0.30", "12345678.91", "0.05", "0.07", "1.00", "2.50")],
+            pa.decimal128(10, 2),
+        ),
     }
 )
 ACCOUNTS = pa.table({"id": pa.array([1, 2, 3], pa.int32()), "owner": ["ops", "sales", "hr"]})
