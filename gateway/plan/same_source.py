@@ -47,10 +47,19 @@ from sqlglot import exp
 
 from connectors.base import SourceObject, SqlCapabilities
 from connectors.sqlbase import Read, SourceColumn, TypedSqlConnector
-from gateway.averages import average_scale, exact_average
+from gateway.averages import average_type, exact_average
 from gateway.catalog import Product
-from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import correlated, inputs, reads_below, root, sub_plan, to_logical, to_substrait
+from gateway.plan.substrait import plan_pb2
+from gateway.plan.substrait_plan import (
+    correlated,
+    inputs,
+    reads_below,
+    root,
+    sub_plan,
+    subquery_roots,
+    to_logical,
+    to_substrait,
+)
 from gateway.pushdown import comparable, translate
 from gateway.scan import ProductDataset, ProductScan
 from meshcore.arrow import is_text
@@ -442,8 +451,7 @@ def aggregate(
         value = _bytewise(column.ref(), kind, capabilities)  # text, in byte order
         return (exp.Min if name == "min" else exp.Max)(this=value), kind, column.column.read
     if name == "avg" and decimal and capabilities.truncating_division:
-        target = pa.decimal128(min(38, kind.precision + 4), average_scale(kind.scale))
-        return exact_average(column.ref(), kind.scale), target, column.column.read
+        return exact_average(column.ref(), kind.scale), average_type(kind), column.column.read
     raise _NotPushed(f"{name} of {kind}")
 
 
@@ -580,42 +588,12 @@ def push_subplans(
     # The plan, then each uncorrelated subquery it keeps as an expression (a scalar subquery whose
     # grouping one source computes returns its one row from there); a sub-plan is never pushed
     # with an expression that holds a subquery, so these are still there after the first walk.
-    for start, parent in [(top, None), *((sub, "subquery") for sub in _subqueries(top) if not correlated(sub))]:
+    subqueries = [sub for sub in subquery_roots(top, nested=False) if not correlated(sub)]
+    for start, parent in [(top, None), *((sub, "subquery") for sub in subqueries)]:
         found, sizes = reads_below(start)  # in pre-order, as visit() goes
         position = 0
         visit(start, parent)
     return pushed
-
-
-def _subqueries(rel: Any) -> list[Any]:
-    """The root relations of the subqueries in the expressions of ``rel`` and the relations under it,
-    not those nested in them."""
-    found: list[Any] = []
-
-    def expressions(message: Any) -> None:
-        if isinstance(message, algebra_pb2.Expression.Subquery):
-            body = getattr(message, message.WhichOneof("subquery_type") or "scalar")
-            found.extend(value for _, value in body.ListFields() if isinstance(value, algebra_pb2.Rel))
-            return
-        for descriptor, value in message.ListFields():
-            if descriptor.type == descriptor.TYPE_MESSAGE:
-                for item in value if descriptor.is_repeated else (value,):
-                    expressions(item)
-
-    def relations(node: Any) -> None:
-        kind = node.WhichOneof("rel_type")
-        if kind is not None:
-            for descriptor, value in getattr(node, kind).ListFields():
-                if descriptor.type != descriptor.TYPE_MESSAGE:
-                    continue
-                for item in value if descriptor.is_repeated else (value,):
-                    if not isinstance(item, algebra_pb2.Rel):
-                        expressions(item)
-        for child in inputs(node):
-            relations(child)
-
-    relations(rel)
-    return found
 
 
 _UNORDERED = {"join", "cross", "aggregate", "set", "subquery"}

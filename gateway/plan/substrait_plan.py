@@ -125,21 +125,33 @@ def messages(message: Message) -> Iterator[Message]:
             yield from messages(item)
 
 
-def subquery_roots(rel: algebra_pb2.Rel) -> Iterator[algebra_pb2.Rel]:
+def subquery_roots(rel: algebra_pb2.Rel, nested: bool = True) -> Iterator[algebra_pb2.Rel]:
     """The relation at the root of every subquery in the expressions of ``rel`` or of the
-    relations under it, nested subqueries included (each a plan of its own for the rules)."""
+    relations under it (each a plan of its own for the rules), the subqueries nested in those
+    too unless ``nested`` is false."""
     kind = rel.WhichOneof("rel_type")
     if kind is not None:
         for field, value in getattr(rel, kind).ListFields():
             if field.name in (*_INPUT_FIELDS, "inputs") or field.type != field.TYPE_MESSAGE:
                 continue
             for item in value if field.is_repeated else (value,):
-                for found in messages(item):
-                    if isinstance(found, algebra_pb2.Expression.Subquery):
-                        body = getattr(found, found.WhichOneof("subquery_type") or "scalar")
-                        yield from (v for _, v in body.ListFields() if isinstance(v, algebra_pb2.Rel))
+                for found in _subqueries(item, nested):
+                    body = getattr(found, found.WhichOneof("subquery_type") or "scalar")
+                    yield from (v for _, v in body.ListFields() if isinstance(v, algebra_pb2.Rel))
     for child in inputs(rel):
-        yield from subquery_roots(child)
+        yield from subquery_roots(child, nested)
+
+
+def _subqueries(message: Message, nested: bool) -> Iterator[algebra_pb2.Expression.Subquery]:
+    """The subqueries inside ``message`` in pre-order (:func:`messages`), those inside them too if ``nested``."""
+    if isinstance(message, algebra_pb2.Expression.Subquery):
+        yield message
+        if not nested:
+            return
+    for field, value in message.ListFields():
+        if field.type == field.TYPE_MESSAGE:
+            for item in value if field.is_repeated else (value,):
+                yield from _subqueries(item, nested)
 
 
 def all_roots(message: plan_pb2.Plan) -> list[algebra_pb2.Rel]:
