@@ -26,17 +26,18 @@ from sqlglot.schema import MappingSchema
 
 from gateway.bytewise import named_outputs, sql_type
 
-MAX_SCALE = 38
+MAX_DIGITS = 38
+"""The most digits, and fraction digits, of a 128-bit decimal (DataFusion's ``avg`` stops at them)."""
 
 
-def average_scale(scale: int) -> int:
-    """The scale of DataFusion's ``avg`` of a decimal of ``scale``."""
-    return min(MAX_SCALE, scale + 4)
+def average_type(kind: pa.Decimal128Type) -> pa.Decimal128Type:
+    """The type of DataFusion's ``avg`` of a decimal of type ``kind``."""
+    return pa.decimal128(min(MAX_DIGITS, kind.precision + 4), min(MAX_DIGITS, kind.scale + 4))
 
 
 def exact_average(argument: exp.Expr, scale: int) -> exp.Expr:
     """``avg(argument)`` of a decimal of ``scale``, exact as DataFusion computes it (see the module doc)."""
-    target = average_scale(scale)
+    target = min(MAX_DIGITS, scale + 4)
     units = exp.Mul(
         this=exp.Sum(this=argument.copy()),
         expression=exp.Literal.number(10**target),

@@ -218,7 +218,7 @@ def single_source_sql(
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()):
         return None
     averages = any(isinstance(node, exp.Avg) for node in tree.walk())
-    if decimal_output and any(isinstance(node, (exp.Avg, exp.Div)) for node in tree.walk()):
+    if decimal_output and (averages or any(isinstance(node, exp.Div) for node in tree.walk())):
         # Sources carry more fractional digits through AVG and division than DataFusion's
         # decimal types and round the last one differently: DataFusion computes these, unless
         # the source can average decimals exactly as DataFusion does (gateway/averages.py).
@@ -320,10 +320,11 @@ def _schemas(scans: Mapping[tuple[str, str], ProductScan]) -> dict[str, dict[str
 
 def _types(scans: Mapping[tuple[str, str], ProductScan]) -> MappingSchema:
     """The products' columns as sqlglot types, by ``domain.product`` (for :func:`bytewise_ordering`)."""
-    tables: dict[str, dict[str, dict[str, str]]] = {}
-    for (domain, name), scan in scans.items():
-        tables.setdefault(domain, {})[name] = {field.name: sql_type(field.type) for field in scan.product.schema}
-    return MappingSchema(dict(tables), dialect="postgres", normalize=False)
+    tables: dict[str, object] = {
+        domain: {name: {field.name: sql_type(field.type) for field in schema} for name, schema in products.items()}
+        for domain, products in _schemas(scans).items()
+    }
+    return MappingSchema(tables, dialect="postgres", normalize=False)
 
 
 def _uses_incomparable(tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan]) -> bool:
