@@ -60,6 +60,7 @@ class Planning:
     deadline: float | None = None  # when the query's source queries must be over (time.monotonic())
     fired: list[str] = field(default_factory=list)  # which rules changed the plan
     reads: dict[str, tuple[Product, ...]] = field(default_factory=dict)  # derived table -> the products it joins
+    estimates: dict[str, float] = field(default_factory=dict)  # derived table -> its sub-plan's estimate
     _derived: DerivedCatalog | None = None
 
     def materialize(self, plan: LogicalPlan, limit: int) -> pa.Table:
@@ -122,6 +123,8 @@ class Planning:
         product = scan.product if scan is not None else self.find(names[-2], names[-1])
         if product is None:
             return None
+        if names[-2] == DERIVED_SCHEMA and names[-1] in self.estimates:  # a pushed sub-plan of one table
+            return self.estimates[names[-1]]
         if names[-2] == DERIVED_SCHEMA and names[-1] in self.reads:  # a pushed sub-plan: a filtered join
             parts = [p.connector.estimate_rows(p.source) for p in self.reads.get(names[-1], ())]
             known = [rows for rows in parts if rows is not None]
@@ -139,11 +142,14 @@ def _subquery_scans(message: plan_pb2.Plan, planning: Planning) -> bool:
 
 
 def _same_source(message: plan_pb2.Plan, planning: Planning) -> bool:
-    pushed = push_same_source(message, planning.ctx, planning.scans, planning.pushable, planning.derived)
-    joined = {id(query.product): query.reads for query in pushed}
+    pushed = push_same_source(message, planning.ctx, planning.scans, planning.pushable, planning.derived, planning.rows)
+    queries = {id(query.product): query for query in pushed}
     for (schema, table), scan in planning.scans.items():  # by the name each was registered under
-        if schema == DERIVED_SCHEMA and id(scan.product) in joined:
-            planning.reads[table] = joined[id(scan.product)]
+        query = queries.get(id(scan.product)) if schema == DERIVED_SCHEMA else None
+        if query is not None:
+            planning.reads[table] = query.reads
+            if query.estimate is not None:
+                planning.estimates[table] = query.estimate
     return bool(pushed)
 
 
