@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -199,7 +199,7 @@ class Connector(ABC):
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         self.domain = domain
         self.config = config
-        self._estimates: dict[SourceObject, tuple[float, int | None]] = {}
+        self._estimates: dict[tuple[str, SourceObject], tuple[float, int | None]] = {}
         self._estimates_lock = threading.Lock()
 
     @property
@@ -238,22 +238,37 @@ class Connector(ABC):
         raises: a source that fails to answer gives None. Subclasses implement
         :meth:`read_row_estimate`.
         """
+        return self._estimated("rows", source, self.read_row_estimate)
+
+    def estimate_groups(self, source: SourceObject) -> int | None:
+        """The most groups a grouping in the query ``source`` is estimated to make (its largest
+        ``GROUP BY``, wherever it is in the query); None when the source cannot tell, or the query
+        does not group. Cheap, kept and never raising as :meth:`estimate_rows`; subclasses
+        implement :meth:`read_group_estimate`."""
+        return self._estimated("groups", source, self.read_group_estimate)
+
+    def _estimated(self, what: str, source: SourceObject, read: Callable[[SourceObject], int | None]) -> int | None:
+        """``read(source)``, kept for :data:`STATS_SECONDS`; None if it fails."""
         now = time.monotonic()
         with self._estimates_lock:
-            cached = self._estimates.get(source)
+            cached = self._estimates.get((what, source))
         if cached is not None and now - cached[0] < STATS_SECONDS:
             return cached[1]
         try:
-            rows = self.read_row_estimate(source)
+            rows = read(source)
         except Exception as error:  # an estimate is advice: its absence must not fail a query
-            log.info("[%s/%s] no row estimate for %s: %s", self.domain, self.kind, source.describe(), error)
+            log.info("[%s/%s] no %s estimate for %s: %s", self.domain, self.kind, what, source.describe(), error)
             rows = None
         with self._estimates_lock:
-            self._estimates[source] = (now, rows)
+            self._estimates[(what, source)] = (now, rows)
         return rows
 
     def read_row_estimate(self, source: SourceObject) -> int | None:
         """Ask the source for :meth:`estimate_rows` (uncached; may raise). None: no cheap estimate."""
+        return None
+
+    def read_group_estimate(self, source: SourceObject) -> int | None:
+        """Ask the source for :meth:`estimate_groups` (uncached; may raise). None: no cheap estimate."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -56,7 +56,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any, NamedTuple
@@ -360,23 +360,49 @@ class PostgresConnector(AdbcConnector):
         """
 
         def ask(cursor: Cursor) -> int | None:
+            if source.table is not None:
+                size = self._size(cursor, source.table)
+                if size is not None and size.kind in _HEAPS:
+                    if size.pages == 0:
+                        return 0
+                    if size.reltuples >= 0 and size.relpages > 0:
+                        return round(size.reltuples / size.relpages * size.pages)
+            sql = self.render(exp.select("*").from_(self.raw_relation(source, "t")))
+            return round(_explain(cursor, sql)["Plan Rows"])
+
+        return self._statistics(ask)
+
+    def read_group_estimate(self, source: SourceObject) -> int | None:
+        """The Plan Rows of the largest grouping (an ``Aggregate`` node with a ``Group Key``) in
+        PostgreSQL's plan of the query ``source``; None if it does not group. Gives up as
+        :meth:`read_row_estimate`."""
+
+        def ask(cursor: Cursor) -> int | None:
+            sql = self.render(exp.select("*").from_(self.raw_relation(source, "t")))
+            nodes, groups = [_explain(cursor, sql)], None
+            while nodes:
+                node = nodes.pop()
+                if node.get("Node Type") == "Aggregate" and node.get("Group Key"):
+                    groups = max(groups or 0, round(node["Plan Rows"]))
+                nodes.extend(node.get("Plans", []))
+            return groups
+
+        return self._statistics(ask)
+
+    def _statistics(self, ask: Callable[[Cursor], int | None]) -> int | None:
+        """``ask`` on a connection of the source, not waiting for locks; None after :data:`STATS_WAIT` seconds."""
+
+        def asked(cursor: Cursor) -> int | None:
             # A table locked by a writer (ALTER, TRUNCATE) blocks pg_relation_size and EXPLAIN: an
             # estimate gives up at once (an error: None) instead of holding the query's planning.
             cursor.execute(f"SET lock_timeout = {STATS_LOCK_WAIT_MS}")
             try:
-                if source.table is not None:
-                    size = self._size(cursor, source.table)
-                    if size is not None and size.kind in _HEAPS:
-                        if size.pages == 0:
-                            return 0
-                        if size.reltuples >= 0 and size.relpages > 0:
-                            return round(size.reltuples / size.relpages * size.pages)
-                sql = self.render(exp.select("*").from_(self.raw_relation(source, "t")))
-                return round(_explain(cursor, sql)["Plan Rows"])
+                return ask(cursor)
             finally:
                 cursor.execute("RESET lock_timeout")
 
-        return before(time.monotonic() + STATS_WAIT, lambda: self.run(ask), abandon=lambda _: None, source=self.source)
+        deadline = time.monotonic() + STATS_WAIT
+        return before(deadline, lambda: self.run(asked), abandon=lambda _: None, source=self.source)
 
     def scan_sql(self, spec: ScanSpec) -> str:
         """The scan's SQL; a table scan without a limit is remembered, for :meth:`execute` to read it in parallel."""

@@ -559,6 +559,70 @@ def test_a_source_that_joins_row_by_row_gets_a_join_whole_only_when_its_big_tabl
         engine.close()
 
 
+@pytest.fixture(scope="module")
+def accounts(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str) -> Path:
+    """A PostgreSQL domain: 40,000 accounts of 40 kinds, and 120,000 of their payments (analyzed)."""
+    with pg.connect(postgres_uri, autocommit=True) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {pg_schema}.accounts AS SELECT g AS id, g % 40 AS kind FROM generate_series(1, 40000) g"
+        )
+        cursor.execute(
+            f"CREATE TABLE {pg_schema}.payments AS SELECT g AS id, g % 40000 + 1 AS account, g % 7 AS amount,"
+            f" CASE WHEN g % 3 = 0 THEN 'refund' ELSE 'sale' END AS note FROM generate_series(1, 120000) g"
+        )
+        cursor.execute(f"ANALYZE {pg_schema}.accounts")
+        cursor.execute(f"ANALYZE {pg_schema}.payments")
+    directory = tmp_path_factory.mktemp("accounts")
+    (directory / "mesh.yaml").write_text(
+        f"""domains:
+  - name: bank
+    connector: {{type: postgres, uri: "{postgres_uri}"}}
+    products:
+      - {{name: accounts, source: {pg_schema}.accounts}}
+      - {{name: payments, source: {pg_schema}.payments}}
+"""
+    )
+    return directory / "mesh.yaml"
+
+
+@pytest.mark.parametrize(
+    ("sql", "whole"),
+    [
+        # 40,000 groups of 120,000 rows: more than max(10,000, a hundredth of the rows) groups
+        ("SELECT account, sum(amount) AS s FROM bank.payments GROUP BY account", False),
+        # TPC-H Q13's shape: each account's count of payments (a grouping per account), then grouped again
+        (
+            "SELECT n, count(*) AS c FROM (SELECT a.id, count(p.id) AS n FROM bank.accounts a LEFT JOIN"
+            " bank.payments p ON p.account = a.id AND p.note NOT LIKE '%fund%' GROUP BY a.id) x GROUP BY n",
+            False,
+        ),
+        # few groups, or none: the source gets the query whole
+        (
+            "SELECT a.kind, sum(p.amount) AS s FROM bank.accounts a JOIN bank.payments p ON p.account = a.id GROUP BY 1",
+            True,
+        ),
+        ("SELECT count(*) AS c FROM bank.payments WHERE note = 'sale'", True),
+        ("SELECT a.id, p.amount FROM bank.accounts a JOIN bank.payments p ON p.account = a.id WHERE p.id < 20", True),
+    ],
+)
+def test_a_grouping_into_many_groups_is_made_by_the_gateway_not_the_source(
+    accounts: Path, postgres_uri: str, pg_schema: str, sql: str, whole: bool
+) -> None:
+    """A whole query is sent to PostgreSQL unless it groups into more groups than a sub-plan's grouping
+    may be sent with (``same_source.few_groups``): TPC-H Q13 took 1,150 ms whole, 984 ms federated."""
+    engine = Engine(MeshCatalog(load_config(accounts)))
+    try:
+        planned = engine._plan(sql, CallerContext(user="root"))
+        assert (planned.routed is not None) == whole, planned.routed
+        got = sorted(tuple(row.values()) for row in engine.run(sql).read_all().to_pylist())
+    finally:
+        engine.close()
+    with pg.connect(postgres_uri) as connection, connection.cursor() as cursor:
+        cursor.execute(sql.replace("bank.", f"{pg_schema}."))
+        expected = sorted(tuple(row) for row in cursor.fetchall())
+    assert got == expected and got
+
+
 @pytest.mark.parametrize(
     ("sql", "batch"),
     [

@@ -319,3 +319,29 @@ def test_a_stream_cancelled_before_reading_never_runs(connector: PostgresConnect
     started = time.monotonic()
     assert list(stream) == []
     assert time.monotonic() - started < 1
+
+
+def test_the_largest_grouping_of_a_query_is_estimated(
+    connector: PostgresConnector, postgres_uri: str, pg_schema: str
+) -> None:
+    """``estimate_groups``: PostgreSQL's estimate of a query's biggest GROUP BY, wherever it is in the query."""
+    run(
+        postgres_uri,
+        f"CREATE TABLE {pg_schema}.grouped AS SELECT g AS id, g % 50 AS kind FROM generate_series(1, 20000) g",
+        f"ANALYZE {pg_schema}.grouped",
+    )
+    table = f"{pg_schema}.grouped"
+    inner = f"SELECT n, count(*) AS c FROM (SELECT id, count(*) AS n FROM {table} GROUP BY id) x GROUP BY n"
+    cases = {
+        f"SELECT kind, count(*) FROM {table} GROUP BY kind": (40, 60),
+        inner: (15_000, 25_000),  # the inner grouping's 20,000 ids, not the outer one's rows
+        f"SELECT count(*) FROM {table}": None,  # no GROUP BY
+        f"SELECT id FROM {table} WHERE id < 10": None,
+    }
+    for sql, expected in cases.items():
+        groups = connector.estimate_groups(SourceObject(sql=sql))
+        if expected is None:
+            assert groups is None, sql
+        else:
+            assert groups is not None and expected[0] <= groups <= expected[1], (sql, groups)
+    assert connector.estimate_groups(SourceObject(sql="SELECT * FROM no_such_table GROUP BY 1")) is None  # never raises
