@@ -36,12 +36,14 @@ if TYPE_CHECKING:
 MAX_PARTITIONS = 32
 """The most ranges one scan may be split into (``max_partitions``): a domain's file, which its
 owner may change over the network, must not make one query open thousands of threads and connections."""
+BOUND_ROWS = 1_000_000
+"""A scan's limit of at least so many rows does not keep it from being split (:meth:`TableScans.remember`)."""
 _POLL = 0.1  # seconds between looks at a stop while waiting on the queue
 _REMEMBERED_SCANS = 256
 
 
 class TableScans:
-    """The scans of whole tables (no limit) a connector may split, by their SQL, the last 256.
+    """The scans of whole tables (no limit, or a bound) a connector may split, by their SQL, the last 256.
 
     ``scan_sql`` turns a :class:`~connectors.base.ScanSpec` into SQL, and ``execute`` later gets
     only that SQL: the connector remembers the spec in between.
@@ -54,9 +56,16 @@ class TableScans:
         self._lock = threading.Lock()
 
     def remember(self, sql: str, spec: ScanSpec) -> str:
-        """Remember ``spec`` as the scan ``sql`` runs, if it reads a whole table that may be split; returns ``sql``."""
+        """Remember ``spec`` as the scan ``sql`` runs, if it reads a whole table that may be split; returns ``sql``.
+
+        A read with a limit is not split, unless the limit is a bound rather than a cut (at least
+        :data:`BOUND_ROWS`: the planner reads a join input or a shared read while it plans with one):
+        each range is then asked for at most that many rows, and DataFusion's limit above the scan
+        keeps as many as the query asked for.
+        """
         splits = spec.source.table is not None or (self.queries and spec.source.split is not None)
-        if not splits or spec.limit is not None or self.max_partitions < 2:
+        cut = spec.limit is not None and spec.limit < BOUND_ROWS
+        if not splits or cut or self.max_partitions < 2:
             return sql
         with self._lock:
             self._specs[sql] = spec

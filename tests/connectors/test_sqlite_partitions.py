@@ -149,6 +149,16 @@ def test_small_tables_limits_views_queries_and_tables_without_rowid_are_read_on_
         default.close()
 
 
+def test_a_limit_that_bounds_rather_than_cuts_leaves_the_read_split(parted: SqliteConnector) -> None:
+    """The planner reads join inputs and shared reads with a bound (``LIMIT 1000001``): such a read is
+    still split, each range asked for at most that many rows; a smaller limit is a cut, read whole."""
+    source = SourceObject(table="orders")
+    bounded = open_scan(parted, source, "x < 2000 OR note = 'n7'", limit=split.BOUND_ROWS)
+    assert bounded.detail == SPLIT
+    assert rows(bounded) == rows(open_scan(parted, source, "x < 2000 OR note = 'n7'"))
+    assert open_scan(parted, source, limit=split.BOUND_ROWS - 1).detail is None
+
+
 def test_a_product_the_query_reads_twice_at_once_is_split_in_fewer_ranges(parted: SqliteConnector) -> None:
     """max_partitions is shared among the query's reads of the product (``ScanSpec.reads``)."""
     source = SourceObject(table="orders")
