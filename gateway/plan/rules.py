@@ -15,8 +15,8 @@ whole: ``gateway/planner.py``), the plan is read as Substrait once and each rule
 5. :func:`gateway.plan.runtime_filter.send_build_keys`: a small build input runs first, and
    its join keys filter the SQL sources of the probe input;
 6. the same once more over the re-optimised plan, whose reads now carry the first filters;
-7. :func:`gateway.plan.shared_reads.read_shared_once`: a file read twice with the same key list
-   is read once.
+7. :func:`gateway.plan.shared_reads.read_shared_once`: a file or a SQL product read twice with
+   the same key list is read once.
 
 Then the plan is read back, and :func:`gateway.planner.negotiate_scans` gives each scan its
 columns and filters. A plan that holds something the Substrait round trip would change is
@@ -29,7 +29,7 @@ applies it to every federated query, rewritten or not).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -100,6 +100,17 @@ class Planning:
             return "files"  # computed already: nothing to ask a source for
         product = self.find(names[-2], names[-1])
         return "files" if product is not None and isinstance(product.connector, FileConnector) else None
+
+    def identity(self, names: tuple[str, ...]) -> Hashable | None:
+        """What the table a Substrait read names reads, alike for two reads of the same rows: a SQL
+        product under its guard (a subquery's own scan of it too), a file product's name; None for
+        a table of the planner's own."""
+        if len(names) < 2:
+            return None
+        scan = self.scans.get((names[-2], names[-1]))
+        if scan is not None:
+            return id(scan.product), id(scan.guard)
+        return names if names[-2] != DERIVED_SCHEMA and self.kind(names) == "files" else None
 
     def _computed(self, names: tuple[str, ...]) -> int | None:
         """The rows of the derived table a read names when they are computed already, else None."""
@@ -191,7 +202,7 @@ def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool
 
 
 def _shared_reads(message: plan_pb2.Plan, planning: Planning) -> bool:
-    return read_shared_once(message, planning.ctx, planning.kind, planning.derived, planning.materialize) > 0
+    return read_shared_once(message, planning.ctx, planning.identity, planning.derived, planning.materialize) > 0
 
 
 RULES: tuple[tuple[str, Callable[[plan_pb2.Plan, Planning], bool]], ...] = (

@@ -1,30 +1,34 @@
-"""Rule: a file read twice with the same key list is read once.
+"""Rule: a file or a SQL product read twice with the same key list is read once.
 
-After the run-time filters, the same keys may filter two reads of one file: TPC-H Q17's 204
+After the run-time filters, the same keys may filter two reads of one product: TPC-H Q17's 204
 part keys filter ``lineitem`` in the query and again in its correlated subquery (the average
 quantity per part), which DataFusion decorrelates into a second scan of the whole file::
 
     lineitem WHERE l_partkey IN (...204 keys...)              -- l_partkey, l_quantity, l_extendedprice
     lineitem WHERE l_partkey IN (...204 keys...) GROUP BY ...  -- l_partkey, l_quantity
 
-Each scan decodes the key column of all six million rows. When reads of one file product
-(Parquet, CSV: nothing a source is asked for) carry the same condition, and that condition holds
-a list of keys (so it keeps few rows), the file is read once with the union of their columns
-while the query is planned (within its memory limits), and each read becomes a read of those
-rows with its own columns. Rows beyond :data:`MAX_ROWS` or :data:`MAX_BYTES` leave the reads
-as they were. The answer is the same; ``EXPLAIN`` reads the file too, to plan. TPC-H Q17 at SF1,
-in process: 245 -> 150 ms (medians of alternating runs).
+Each scan decodes the key column of all six million rows. When reads of one product carry the
+same condition, and that condition holds a list of keys (so it keeps few rows), the product is read
+once with the union of their columns while the query is planned (within its memory limits), and
+each read becomes a read of those rows with its own columns. Rows beyond :data:`MAX_ROWS` or
+:data:`MAX_BYTES` leave the reads as they were. The answer is the same; ``EXPLAIN`` reads the
+product too, to plan. TPC-H Q17 at SF1, in process: 245 -> 150 ms (medians of alternating runs).
+
+A SQL product's reads count as one product's when they are of the same product under the same
+guard (a subquery's read has a scan of its own, ``subquery_scans``): TPC-H Q11 reads ``partsupp``
+of its 396 German suppliers in the query and in its ``HAVING`` subquery, where SQLite scanned the
+table twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import pyarrow as pa
 from datafusion import LogicalPlan, SessionContext
 from datafusion.catalog import Table
 
-from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, read_of
+from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import (
     all_roots,
@@ -43,29 +47,31 @@ MAX_ROWS = 1_000_000
 MAX_BYTES = 256 * 1024 * 1024
 """The most bytes it may hold, likewise."""
 
-Kind = Callable[[tuple[str, ...]], str | None]
-"""What a Substrait read names: ``"files"``, ``"sql"``, or None when unknown."""
+Identity = Callable[[tuple[str, ...]], Hashable | None]
+"""What the table a Substrait read names reads, the same for two reads of the same rows (a file
+product, a SQL product under one guard); None for a table that is not read this way."""
 
 
 def read_shared_once(
     message: plan_pb2.Plan,
     ctx: SessionContext,
-    kind: Kind,
+    identity: Identity,
     derived: Callable[[], DerivedCatalog],
     materialize: Callable[[LogicalPlan, int], pa.Table],
 ) -> int:
-    """Read each file that ``message`` reads twice or more with the same key list once; how many.
+    """Read each product that ``message`` reads twice or more with the same key list once; how many.
 
     The plan is looked at as DataFusion optimises it, where each filter sits right over the read
-    it filters (a key list above a grouping on its key goes below it); when a file is read once
-    instead of twice, ``message`` becomes that plan."""
-    files = [names for names in reads(message) if names is not None and kind(names) == "files"]
-    if len(files) == len(set(files)):
-        return 0  # no file is read twice: nothing to optimise the plan for
+    it filters, or in it (a key list above a grouping on its key goes below it); when a product is
+    read once instead of twice, ``message`` becomes that plan."""
+    read = [identity(names) for names in reads(message) if names is not None]
+    products = [product for product in read if product is not None]
+    if len(products) == len(set(products)):
+        return 0  # no product is read twice: nothing to optimise the plan for
     reoptimized = to_substrait(optimized(message, ctx), ctx)
-    groups: dict[bytes, list[algebra_pb2.Rel]] = {}
+    groups: dict[tuple[Hashable, bytes], list[algebra_pb2.Rel]] = {}
     for top in all_roots(reoptimized):
-        _collect(top, kind, groups)
+        _collect(top, identity, groups)
     done = 0
     for places in groups.values():
         if len(places) > 1 and _share(reoptimized, places, ctx, derived, materialize):
@@ -75,49 +81,50 @@ def read_shared_once(
     return done
 
 
-def _collect(rel: algebra_pb2.Rel, kind: Kind, groups: dict[bytes, list[algebra_pb2.Rel]]) -> None:
-    """Each filter over a file's read in ``rel``, grouped by the file and its condition."""
-    key = _key(rel, kind)
+def _collect(
+    rel: algebra_pb2.Rel, identity: Identity, groups: dict[tuple[Hashable, bytes], list[algebra_pb2.Rel]]
+) -> None:
+    """Each filter over a product's read in ``rel``, and each read with a filter of its own, grouped
+    by the product and the condition."""
+    key = _key(rel, identity)
     if key is not None:
         groups.setdefault(key, []).append(rel)
         return
     for child in inputs(rel):
-        _collect(child, kind, groups)
+        _collect(child, identity, groups)
 
 
-def _key(rel: algebra_pb2.Rel, kind: Kind) -> bytes | None:
-    """What a filter over a read of a file with a key list in its condition reads, whichever of the
-    file's columns it returns (its condition written over the file's columns); None for others."""
-    if rel.WhichOneof("rel_type") != "filter" or rel.filter.common.HasField("emit"):
-        return None
-    read = rel.filter.input
-    if read.WhichOneof("rel_type") != "read" or not read.read.HasField("named_table"):
+def _key(rel: algebra_pb2.Rel, identity: Identity) -> tuple[Hashable, bytes] | None:
+    """What a read with a key list in its condition reads, whichever of the product's columns it
+    returns: the product, and the read's own filter and the one right above it (written over the
+    product's columns). None for other relations."""
+    above = rel.filter if rel.WhichOneof("rel_type") == "filter" else None
+    read = above.input if above is not None else rel
+    if (above is not None and above.common.HasField("emit")) or read.WhichOneof("rel_type") != "read":
         return None
     body = read.read
-    names = tuple(body.named_table.names)
-    if len(names) < 2 or names[-2] == DERIVED_SCHEMA or kind(names) != "files":
+    if not body.HasField("named_table") or body.HasField("best_effort_filter") or body.common.HasField("emit"):
         return None
-    if body.HasField("best_effort_filter") or body.common.HasField("emit"):
+    product = identity(tuple(body.named_table.names))
+    if product is None:
         return None
     if len(body.base_schema.names) != len(body.base_schema.struct.types):
         return None  # nested columns: names and fields are not one to one
-    condition = rel.filter.condition
-    found = list(messages(condition))
+    conditions = [body.filter] if body.HasField("filter") else []
+    if above is not None:
+        conditions.append(above.condition)
+    found = [item for condition in conditions for item in messages(condition)]
     if not any(isinstance(item, algebra_pb2.Expression.SingularOrList) for item in found):
         return None
     if any(isinstance(item, algebra_pb2.Rel) for item in found):
         return None  # a subquery in the condition
-    over_file = _remapped(condition, dict(enumerate(_columns(body))))
-    if over_file is None:
-        return None
-    pushed = body.filter.SerializeToString(deterministic=True)  # written over the file's columns already
-    return (
-        b"\x00".join(name.encode() for name in names)
-        + b"\x01"
-        + pushed
-        + b"\x01"
-        + over_file.SerializeToString(deterministic=True)
-    )
+    key = body.filter.SerializeToString(deterministic=True)  # written over the product's columns already
+    if above is not None:
+        over_product = _remapped(above.condition, dict(enumerate(_columns(body))))
+        if over_product is None:
+            return None
+        key += b"\x01" + over_product.SerializeToString(deterministic=True)
+    return product, key
 
 
 def _columns(read: algebra_pb2.ReadRel) -> list[int]:
@@ -149,17 +156,18 @@ def _share(
     derived: Callable[[], DerivedCatalog],
     materialize: Callable[[LogicalPlan, int], pa.Table],
 ) -> bool:
-    """Read the file of ``places`` once with all their columns; whether their reads were replaced."""
-    first = places[0].filter
-    union = sorted({column for place in places for column in _columns(place.filter.input.read)})
-    at = {column: index for index, column in enumerate(union)}
-    condition = _remapped(first.condition, {i: at[c] for i, c in enumerate(_columns(first.input.read))})
-    if condition is None:
-        return False
+    """Read the product of ``places`` once with all their columns; whether their reads were replaced."""
+    reads = [_read(place) for place in places]
+    union = sorted({column for read in reads for column in _columns(read)})
     merged = algebra_pb2.Rel()
     merged.CopyFrom(places[0])
-    merged.filter.condition.CopyFrom(condition)
-    projection = merged.filter.input.read.projection.select
+    if merged.WhichOneof("rel_type") == "filter":
+        at = {column: index for index, column in enumerate(union)}
+        condition = _remapped(places[0].filter.condition, {i: at[c] for i, c in enumerate(_columns(reads[0]))})
+        if condition is None:
+            return False
+        merged.filter.condition.CopyFrom(condition)
+    projection = _read(merged).projection.select
     del projection.struct_items[:]
     for column in union:
         projection.struct_items.add().field = column
@@ -174,7 +182,12 @@ def _share(
     if table.num_rows > MAX_ROWS or table.nbytes > MAX_BYTES:
         return False
     name = derived().add("shared_read", Table(TableDataset(table)), table.num_rows)
-    file_columns = list(first.input.read.base_schema.names)
-    for place in places:
-        place.CopyFrom(read_of(name, ctx, [file_columns[column] for column in _columns(place.filter.input.read)]))
+    product_columns = list(reads[0].base_schema.names)
+    for place, read in zip(places, reads, strict=True):
+        place.CopyFrom(read_of(name, ctx, [product_columns[column] for column in _columns(read)]))
     return True
+
+
+def _read(place: algebra_pb2.Rel) -> algebra_pb2.ReadRel:
+    """The read of a place :func:`_key` found: the relation itself, or the one its filter reads."""
+    return place.filter.input.read if place.WhichOneof("rel_type") == "filter" else place.read
