@@ -128,7 +128,7 @@ def _key(rel: algebra_pb2.Rel, identity: Identity) -> tuple[Hashable, bytes] | N
 
 
 def _columns(read: algebra_pb2.ReadRel) -> list[int]:
-    """The file's columns (positions in its base schema) that ``read`` returns, in order."""
+    """The product's columns (positions in its base schema) that ``read`` returns, in order."""
     if read.HasField("projection"):
         return [item.field for item in read.projection.select.struct_items]
     return list(range(len(read.base_schema.names)))
