@@ -252,24 +252,21 @@ def single_source_sql(
         sql = connector.render(replaced)
     except SqlglotError:
         return None
-    if plan is not None and not _groups_pay(plan, sql, scans):
+    if not _groups_pay(replaced, sql, scans):
         return None
     return first.product.domain, sql
 
 
-_GROUPS = re.compile(r"\bAggregate: groupBy=\[\[(?!\]\])")
-
-
-def _groups_pay(plan: LogicalPlan, sql: str, scans: Mapping[tuple[str, str], ProductScan]) -> bool:
-    """Whether the groupings of the whole query ``sql`` (of the optimised ``plan``) are few enough groups
-    for its source to make, by the measure sub-plans are sent by (``same_source.few_groups``): PostgreSQL
-    made TPC-H Q13's 150,000 groups of customers over 1.5 million orders in 1,150 ms, where the gateway
-    fetched the orders and grouped them in 984 ms. Sources without an estimate, or whose groupings are
-    fast (DuckDB), or that are slow at joins anyway (SQLite, see :func:`_joins_big_unfiltered`), get the
-    query whole as before."""
+def _groups_pay(tree: exp.Expr, sql: str, scans: Mapping[tuple[str, str], ProductScan]) -> bool:
+    """Whether the groupings of the whole query ``sql`` (``tree``: only one with a ``GROUP BY`` or a
+    ``DISTINCT`` is asked about) are few enough groups for its source to make, by the measure sub-plans
+    are sent by (``same_source.few_groups``): PostgreSQL made TPC-H Q13's 150,000 groups of customers
+    over 1.5 million orders in 1,150 ms, where the gateway fetched the orders and grouped them in 984 ms.
+    Sources without an estimate, or whose groupings are fast (DuckDB), or that are slow at joins anyway
+    (SQLite, see :func:`_joins_big_unfiltered`), get the query whole as before."""
     connector = next(iter(scans.values())).connector
     capabilities = connector.capabilities
-    if capabilities.fast_groupings or not capabilities.hash_joins or not _GROUPS.search(plan.display_indent()):
+    if capabilities.fast_groupings or not capabilities.hash_joins or tree.find(exp.Group, exp.Distinct) is None:
         return True
     sizes = [scan.connector.estimate_rows(scan.product.source) for scan in scans.values()]
     groups = connector.estimate_groups(SourceObject(sql=sql))
