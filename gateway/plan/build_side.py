@@ -30,7 +30,7 @@ from typing import Any
 from datafusion import SessionContext
 
 from gateway.plan.substrait import algebra_pb2, plan_pb2
-from gateway.plan.substrait_plan import all_roots, function_names, inputs, messages, sub_plan, to_logical, width
+from gateway.plan.substrait_plan import all_roots, function_names, inputs, instances, sub_plan, to_logical, width
 
 RATIO = 4.0
 """How many times more rows the left input must be estimated to hold for a swap."""
@@ -174,7 +174,7 @@ def build_smaller(message: plan_pb2.Plan, ctx: SessionContext, rows: Rows) -> bo
 def _swap(message: plan_pb2.Plan, join: Any, ctx: SessionContext) -> bool:
     """Swap ``join``'s inputs in place (field references, join type, output order); False if it cannot."""
     conditions = (join.expression, join.post_join_filter)
-    if any(isinstance(item, algebra_pb2.Expression.Subquery) for c in conditions for item in messages(c)):
+    if any(True for c in conditions for _ in instances(c, algebra_pb2.Expression.Subquery)):
         return False  # a subquery's references are to its own input, not the join's: leave it
     left_width, right_width = width_of(message, join.left, ctx), width_of(message, join.right, ctx)
     left = algebra_pb2.Rel()
@@ -199,11 +199,7 @@ def width_of(message: plan_pb2.Plan, rel: algebra_pb2.Rel, ctx: SessionContext) 
 
 def _remap(expression: Any, left_width: int, right_width: int) -> None:
     """Point ``expression``'s references to the join's columns at their places once the inputs are swapped."""
-    for item in list(messages(expression)):
-        if (
-            isinstance(item, algebra_pb2.Expression.FieldReference)
-            and item.HasField("root_reference")
-            and item.HasField("direct_reference")
-        ):
+    for item in list(instances(expression, algebra_pb2.Expression.FieldReference)):
+        if item.HasField("root_reference") and item.HasField("direct_reference"):
             field = item.direct_reference.struct_field
             field.field = field.field + right_width if field.field < left_width else field.field - left_width

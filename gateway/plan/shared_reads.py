@@ -33,6 +33,7 @@ from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import (
     all_roots,
     inputs,
+    instances,
     messages,
     optimized,
     reads,
@@ -139,9 +140,7 @@ def _remapped(expression: algebra_pb2.Expression, places: dict[int, int]) -> alg
     refers to something else (an outer query, a nested field)."""
     copy = algebra_pb2.Expression()
     copy.CopyFrom(expression)
-    for item in messages(copy):
-        if not isinstance(item, algebra_pb2.Expression.FieldReference):
-            continue
+    for item in instances(copy, algebra_pb2.Expression.FieldReference):
         segment = item.direct_reference.struct_field
         if not item.HasField("root_reference") or segment.HasField("child") or segment.field not in places:
             return None

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import LogicalPlan, SessionContext
 from datafusion.substrait import Consumer, Producer, Serde
 from google.protobuf import descriptor_pb2, message_factory
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from gateway.plan.substrait import algebra_pb2, plan_pb2
@@ -26,6 +28,8 @@ from gateway.plan.substrait._pool import POOL
 
 # Fields of a relation that hold its inputs (subqueries inside expressions are not inputs).
 _INPUT_FIELDS = ("input", "left", "right")
+
+_M = TypeVar("_M", bound=Message)
 
 
 def to_substrait(plan: LogicalPlan, ctx: SessionContext) -> plan_pb2.Plan:
@@ -125,6 +129,54 @@ def messages(message: Message) -> Iterator[Message]:
             yield from messages(item)
 
 
+def instances(message: Message, kind: type[_M], *, inside: bool = True) -> Iterator[_M]:
+    """Every message of type ``kind`` in ``message`` (itself included), in the order of
+    :func:`messages`; those inside one found too unless ``inside`` is false.
+
+    It looks only into the fields whose type can hold a ``kind``: the types, literals and field
+    references of a plan's expressions are most of its messages, and hold no relation.
+    """
+    target = kind.DESCRIPTOR
+
+    def walk(item: Message) -> Iterator[_M]:
+        if isinstance(item, kind):
+            yield item
+            if not inside:
+                return
+        toward = _toward(item.DESCRIPTOR, target)
+        if not toward:
+            return
+        for field, value in item.ListFields():
+            if field.name in toward:
+                for child in value if field.is_repeated else (value,):
+                    yield from walk(child)
+
+    return walk(message)
+
+
+@functools.cache
+def _toward(descriptor: Descriptor, target: Descriptor) -> frozenset[str]:
+    """The names of ``descriptor``'s message fields whose type is ``target`` or can hold one."""
+    return frozenset(
+        field.name
+        for field in descriptor.fields
+        if field.message_type is not None and (field.message_type is target or target in _reachable(field.message_type))
+    )
+
+
+@functools.cache
+def _reachable(descriptor: Descriptor) -> frozenset[Descriptor]:
+    """Every message type a message of ``descriptor`` can hold, at any depth."""
+    found: set[Descriptor] = set()
+    pending = [descriptor]
+    while pending:
+        for field in pending.pop().fields:
+            if field.message_type is not None and field.message_type not in found:
+                found.add(field.message_type)
+                pending.append(field.message_type)
+    return frozenset(found)
+
+
 def subquery_roots(rel: algebra_pb2.Rel, nested: bool = True) -> Iterator[algebra_pb2.Rel]:
     """The relation at the root of every subquery in the expressions of ``rel`` or of the
     relations under it (each a plan of its own for the rules), the subqueries nested in those
@@ -144,14 +196,7 @@ def subquery_roots(rel: algebra_pb2.Rel, nested: bool = True) -> Iterator[algebr
 
 def _subqueries(message: Message, nested: bool) -> Iterator[algebra_pb2.Expression.Subquery]:
     """The subqueries inside ``message`` in pre-order (:func:`messages`), those inside them too if ``nested``."""
-    if isinstance(message, algebra_pb2.Expression.Subquery):
-        yield message
-        if not nested:
-            return
-    for field, value in message.ListFields():
-        if field.type == field.TYPE_MESSAGE:
-            for item in value if field.is_repeated else (value,):
-                yield from _subqueries(item, nested)
+    return instances(message, algebra_pb2.Expression.Subquery, inside=nested)
 
 
 def all_roots(message: plan_pb2.Plan) -> list[algebra_pb2.Rel]:
@@ -193,10 +238,7 @@ def reads_below(rel: algebra_pb2.Rel) -> tuple[list[list[tuple[str, ...] | None]
 
 def correlated(rel: algebra_pb2.Rel) -> bool:
     """Whether ``rel`` refers to an outer query's columns (then it cannot run on its own)."""
-    return any(
-        isinstance(item, algebra_pb2.Expression.FieldReference) and item.HasField("outer_reference")
-        for item in messages(rel)
-    )
+    return any(item.HasField("outer_reference") for item in instances(rel, algebra_pb2.Expression.FieldReference))
 
 
 def reads(message: Message) -> list[tuple[str, ...] | None]:
@@ -204,8 +246,7 @@ def reads(message: Message) -> list[tuple[str, ...] | None]:
     its names, or None for a read of anything else."""
     return [
         tuple(item.named_table.names) if item.HasField("named_table") else None
-        for item in messages(message)
-        if isinstance(item, algebra_pb2.ReadRel)
+        for item in instances(message, algebra_pb2.ReadRel)
     ]
 
 
@@ -234,8 +275,8 @@ def referenced_columns(expression: pc.Expression, schema: pa.Schema) -> set[str]
     except Exception:  # an expression pyarrow cannot write as Substrait
         return None
     found: set[str] = set()
-    for item in messages(view):
-        if isinstance(item, algebra_pb2.Expression.FieldReference) and item.HasField("root_reference"):
+    for item in instances(view, algebra_pb2.Expression.FieldReference):
+        if item.HasField("root_reference"):
             position = item.direct_reference.struct_field.field
             if not item.direct_reference.HasField("struct_field") or position >= len(schema):
                 return None
