@@ -123,6 +123,14 @@ class Planning:
         scan = self.scans.get((names[-2], names[-1])) if len(names) >= 2 else None
         return scan is not None and scan.connector.capabilities.key_sets is not None
 
+    def key(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """The primary key of the product a Substrait read names (none for the planner's own tables)."""
+        if len(names) < 2 or names[-2] == DERIVED_SCHEMA:
+            return ()
+        scan = self.scans.get((names[-2], names[-1]))
+        product = scan.product if scan is not None else self.find(names[-2], names[-1])
+        return product.primary_key if product is not None else ()
+
     def rows(self, names: tuple[str, ...]) -> float | None:
         """The estimated rows of the table a Substrait read names (``Connector.estimate_rows``)."""
         if len(names) < 2:
@@ -165,7 +173,7 @@ def _same_source(message: plan_pb2.Plan, planning: Planning) -> bool:
 
 
 def _build_side(message: plan_pb2.Plan, planning: Planning) -> bool:
-    return build_smaller(message, planning.ctx, planning.rows)
+    return build_smaller(message, planning.ctx, planning.rows, planning.key)
 
 
 def _runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
@@ -177,6 +185,7 @@ def _runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
         planning.derived,
         planning.materialize,
         key_sets=planning.key_sets,
+        keys=planning.key,
     )
     return found > 0
 
@@ -194,7 +203,15 @@ def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool
     if "runtime_filter" in planning.fired:
         again = to_substrait(optimized(message, ctx), ctx)
     found = send_build_keys(
-        again, ctx, planning.rows, planning.kind, planning.derived, planning.materialize, True, planning.key_sets
+        again,
+        ctx,
+        planning.rows,
+        planning.kind,
+        planning.derived,
+        planning.materialize,
+        True,
+        planning.key_sets,
+        planning.key,
     )
     if found and again is not message:
         message.CopyFrom(again)

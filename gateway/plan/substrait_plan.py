@@ -12,7 +12,7 @@ The messages are the generated classes of ``gateway/plan/substrait`` (``proto/co
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TypeVar
 
 import pyarrow as pa
@@ -90,6 +90,75 @@ def width(rel: algebra_pb2.Rel) -> int | None:
         left, right = width(body.left), width(body.right)
         return None if left is None or right is None else left + right
     return None
+
+
+def origin(rel: algebra_pb2.Rel, field: int) -> tuple[tuple[str, ...], str] | None:
+    """The table (a read's names) and column that field ``field`` of ``rel``'s output is, passed
+    up unchanged through filters, sorts, limits, projections and joins; None when it is computed
+    or this cannot tell."""
+    kind = rel.WhichOneof("rel_type")
+    if kind is None:
+        return None
+    body = getattr(rel, kind)
+    if body.HasField("common") and body.common.WhichOneof("emit_kind") == "emit":
+        mapping = body.common.emit.output_mapping
+        if field >= len(mapping):
+            return None
+        field = mapping[field]
+    if kind == "read":
+        if not body.HasField("named_table"):
+            return None
+        names = body.base_schema.names
+        if len(names) != len(body.base_schema.struct.types):
+            return None  # nested columns: names and fields are not one to one
+        items = body.projection.select.struct_items if body.HasField("projection") else None
+        base = (items[field].field if field < len(items) else None) if items is not None else field
+        return (tuple(body.named_table.names), names[base]) if base is not None and base < len(names) else None
+    if kind in ("filter", "sort", "fetch"):
+        return origin(body.input, field)
+    if kind == "project":
+        below = width(body.input)
+        if below is None:
+            return None
+        if field < below:
+            return origin(body.input, field)
+        at = field - below
+        selected = field_of(body.expressions[at]) if at < len(body.expressions) else None
+        return origin(body.input, selected) if selected is not None else None
+    if kind == "join" and body.type in _ONE_SIDE:
+        return origin(getattr(body, _ONE_SIDE[body.type]), field)
+    if kind == "join" and body.type in _BOTH_SIDES:
+        left = width(body.left)
+        if left is None:
+            return None
+        return origin(body.left, field) if field < left else origin(body.right, field - left)
+    return None
+
+
+def equalities(expression: algebra_pb2.Expression, functions: Mapping[int, str]) -> list[tuple[int, int]]:
+    """Each ``field = field`` in ``expression`` (ANDs looked into), in its written order."""
+    if expression.WhichOneof("rex_type") != "scalar_function":
+        return []
+    call = expression.scalar_function
+    name = functions.get(call.function_reference, "")
+    arguments = [argument.value for argument in call.arguments]
+    if name == "and":
+        return [pair for argument in arguments for pair in equalities(argument, functions)]
+    if name != "equal" or len(arguments) != 2:
+        return []
+    left, right = field_of(arguments[0]), field_of(arguments[1])
+    return [] if left is None or right is None else [(left, right)]
+
+
+def field_of(expression: algebra_pb2.Expression) -> int | None:
+    """The field ``expression`` selects from its input, when it is a plain column reference."""
+    if expression.WhichOneof("rex_type") != "selection":
+        return None
+    selection = expression.selection
+    if not selection.HasField("root_reference") or not selection.HasField("direct_reference"):
+        return None
+    segment = selection.direct_reference.struct_field
+    return None if segment.HasField("child") else int(segment.field)
 
 
 def root(message: plan_pb2.Plan) -> algebra_pb2.Rel:

@@ -10,7 +10,8 @@ import pytest
 from datafusion import SessionContext
 
 from gateway.plan.build_side import build_smaller, estimate
-from gateway.plan.substrait_plan import function_names, root, to_logical, to_substrait
+from gateway.plan.substrait import algebra_pb2
+from gateway.plan.substrait_plan import function_names, messages, root, to_logical, to_substrait
 
 BIG = pa.record_batch({"id": [*range(1, 101), None], "x": [f"x{i}" for i in range(101)]})
 SMALL = pa.record_batch({"k": [3, 5, 5, None], "y": [30, 50, 51, 0]})
@@ -127,3 +128,37 @@ def test_a_parquet_scan_and_the_filter_above_it_are_one_cut_not_two(tmp_path: Pa
     )
     estimated = estimate(root(message), lambda names: 1_000_000.0, function_names(message))
     assert estimated == pytest.approx(1_000_000 * 0.1 / 3)
+
+
+# A join, the primary keys known, and its estimate without them (the larger input) and with them.
+KEYED = [
+    # small's filtered rows are a tenth of small: each big row meets at most one of them
+    ("SELECT big.x FROM big JOIN small ON big.id = small.k WHERE small.y = 30", {"small": ("k",)}, 1e6, 1e5),
+    # big's key: each of small's ten rows meets at most one big row
+    ("SELECT big.x FROM small JOIN big ON big.id = small.k", {"big": ("id",)}, 1e6, 10.0),
+    # both keys: at most the smaller input
+    ("SELECT big.x FROM small JOIN big ON big.id = small.k", {"big": ("id",), "small": ("k",)}, 1e6, 10.0),
+    # through a projection that computes on top of the kept key, a third of big
+    (
+        "SELECT t.x FROM (SELECT x, id, id + 1 AS next FROM big WHERE id > 3) t JOIN small ON t.id = small.k",
+        {"big": ("id",)},
+        1e6 / 3,
+        10 / 3,
+    ),
+    # a key that is computed is no key
+    ("SELECT big.x FROM big JOIN small ON big.id + 1 = small.k", {"big": ("id",)}, 1e6, 1e6),
+    # a two-column key that one equality does not cover
+    ("SELECT big.x FROM big JOIN small ON big.id = small.k", {"big": ("id", "x")}, 1e6, 1e6),
+]
+
+
+@pytest.mark.parametrize(("sql", "known", "plain", "keyed"), KEYED, ids=range(len(KEYED)))
+def test_an_inner_join_on_a_primary_key_keeps_the_share_of_the_keyed_table(
+    sql: str, known: dict[str, tuple[str, ...]], plain: float, keyed: float
+) -> None:
+    ctx = context()
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    (join,) = [rel for rel in messages(root(message)) if isinstance(rel, algebra_pb2.Rel) and rel.HasField("join")]
+    names = function_names(message)
+    assert estimate(join, rows, names) == pytest.approx(plain)
+    assert estimate(join, rows, names, lambda table: known.get(table[-1], ())) == pytest.approx(keyed)
