@@ -13,7 +13,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
@@ -248,7 +248,7 @@ class Connector(ABC):
         return self._estimated("groups", source, self.read_group_estimate)
 
     def _estimated(self, what: str, source: SourceObject, read: Callable[[SourceObject], int | None]) -> int | None:
-        """``read(source)``, kept for :data:`STATS_SECONDS`; None if it fails."""
+        """``read(source)``, kept for :data:`STATS_SECONDS` (by ``what`` and ``source``); None if it fails."""
         now = time.monotonic()
         with self._estimates_lock:
             cached = self._estimates.get((what, source))
@@ -347,6 +347,24 @@ class SqlConnector(Connector):
     def scan_sql(self, spec: ScanSpec) -> str:
         """Render a scan as one query in the source's dialect."""
         return self.render(self.scan_query(spec))
+
+    def estimate_scan(self, spec: ScanSpec) -> int | None:
+        """About how many rows a scan with a pushed predicate returns, as the source estimates it
+        from what it knows of the filtered columns; None when it cannot tell. Cheap, kept and
+        never raising as :meth:`estimate_rows`; subclasses implement :meth:`read_scan_estimate`."""
+        if spec.predicate is None:
+            return self.estimate_rows(spec.source)
+        try:
+            sql = self.render(self.scan_query(replace(spec, limit=None)))
+        except Exception as error:  # advice only, as in _estimated
+            log.info("[%s/%s] no scan estimate for %s: %s", self.domain, self.kind, spec.source.describe(), error)
+            return None
+        return self._estimated("scan", SourceObject(sql=sql), lambda _: self.read_scan_estimate(spec, sql))
+
+    def read_scan_estimate(self, spec: ScanSpec, sql: str) -> int | None:
+        """Ask the source for :meth:`estimate_scan` of ``spec`` (``sql``, rendered; uncached; may
+        raise). None: no cheap estimate."""
+        return None
 
     def scan_query(self, spec: ScanSpec) -> exp.Expr:
         """A scan as a query tree: the columns, the pushed predicate and limit over the product."""

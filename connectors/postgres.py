@@ -389,6 +389,11 @@ class PostgresConnector(AdbcConnector):
 
         return self._statistics(ask)
 
+    def read_scan_estimate(self, spec: ScanSpec, sql: str) -> int | None:
+        """The Plan Rows of PostgreSQL's plan for the scan: its statistics of the filtered columns
+        (most common values, histograms). Gives up as :meth:`read_row_estimate`."""
+        return self._statistics(lambda cursor: round(_explain(cursor, sql)["Plan Rows"]))
+
     def _statistics(self, ask: Callable[[Cursor], int | None]) -> int | None:
         """``ask`` on a connection of the source, not waiting for locks; None after :data:`STATS_WAIT` seconds."""
 

@@ -93,6 +93,10 @@ FUNCTIONS = frozenset(
 
 _DECLARED = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_ ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
 _PROBE = "meshgate_probe"
+SAMPLE_ROWS = 10_000
+"""The most rows :meth:`SqliteConnector.read_scan_estimate` counts a predicate over."""
+SAMPLE_BLOCKS = 20
+"""How many blocks of rowids those rows are read in, spread over the table."""
 
 
 class SqliteConnector(AdbcConnector):
@@ -312,6 +316,36 @@ class SqliteConnector(AdbcConnector):
             return int(row[0]) if row is not None and row[0] is not None else 0
 
         return self.run(ask)
+
+    def read_scan_estimate(self, spec: ScanSpec, sql: str) -> int | None:
+        """SQLite keeps no statistics of a column's values: the scan's predicate is counted over the
+        table when it holds at most :data:`SAMPLE_ROWS` rows, else over :data:`SAMPLE_BLOCKS` blocks of
+        rows spread over its rowids (a few milliseconds, like the block sample PostgreSQL's ANALYZE
+        reads), and scaled to the table's rows. None for views, queries and WITHOUT ROWID tables."""
+        if spec.source.table is None or spec.predicate is None:
+            return None
+        total = self.estimate_rows(spec.source)
+        if total is None:
+            return None
+        if total <= SAMPLE_ROWS:
+            return int(self.fetch(f"SELECT count(*) AS n FROM ({sql}) AS s").column("n")[0].as_py())
+        alias = rowid.rowid_alias(column.name for column in self.describe(spec.source))
+        if alias is None:
+            return None
+        query = self.scan_query(replace(spec, columns=(), limit=None))  # FROM the table AS t WHERE the predicate
+        assert isinstance(query, exp.Select)
+        highest = query.select(f"max(t.{alias}) AS top", append=False).where(None, append=False)
+        top = self.fetch(self.render(highest)).column("top")[0].as_py()
+        if not top:
+            return 0
+        step, block = max(1, top // SAMPLE_BLOCKS), max(1, SAMPLE_ROWS // SAMPLE_BLOCKS)
+        blocks = [f"t.{alias} BETWEEN {low} AND {low + block - 1}" for low in range(0, top + 1, step)[:SAMPLE_BLOCKS]]
+        matched = exp.Case().when(query.args["where"].this.copy(), exp.Literal.number(1))
+        sample = query.select(
+            "count(*) AS n", exp.func("sum", matched.else_(exp.Literal.number(0))).as_("m"), append=False
+        )
+        counted = self.fetch(self.render(sample.where(" OR ".join(blocks), append=False))).to_pylist()[0]
+        return round((counted["m"] or 0) / counted["n"] * total) if counted["n"] else None
 
     def not_null(self, source: SourceObject) -> tuple[str, ...]:
         """The table's NOT NULL columns (``PRAGMA table_info``), with the key columns SQLite keeps from NULL:

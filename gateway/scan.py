@@ -151,6 +151,11 @@ class ProductScan:
             predicate = exp.or_(*[exp.Paren(this=p) for p in predicates if p is not None])
         return self._guarded(columns, predicate), True
 
+    def estimate(self, predicate: exp.Expr | None) -> int | None:
+        """About how many rows a source query of this product with ``predicate`` returns, held to
+        the guard (``SqlConnector.estimate_scan``)."""
+        return self.connector.estimate_scan(self._guarded((), predicate))
+
     def _guarded(self, columns: tuple[str, ...], predicate: exp.Expr | None, limit: int | None = None) -> ScanSpec:
         """A scan of ``columns`` with ``predicate``, held to the guard (fails closed on other columns)."""
         if self.guard is not None:
