@@ -24,11 +24,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions, col
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
-from connectors.base import Connector, FileConnector, FileVersion, SqlConnector
+from connectors.base import STATS_SECONDS, Connector, FileConnector, FileVersion, SqlConnector
 from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.audit import QUERY_ID, AuditLog, QueryRecord, QueryRun, SourceRun
 from gateway.catalog import Domain, MeshCatalog, Product
@@ -50,7 +50,7 @@ from gateway.errors import (
 from gateway.governance import generate_mask_key, governed_schema, referenced_products, register_masks, view_sql
 from gateway.limits import Admission, Limits, MiB, Ticket, check_expressions
 from gateway.parameters import number_placeholders, parameter_schema, parameter_values
-from gateway.plan.late_materialisation import file_spans, late_materialisation
+from gateway.plan.late_materialisation import LATE_SETTING, file_spans, late_materialisation
 from gateway.plan.rules import Planning, rewrite
 from gateway.plan.same_source import DERIVED_SCHEMA
 from gateway.plancache import (
@@ -155,6 +155,8 @@ class Engine:
         self._file_tables: dict[tuple[str, str], _FileTable] = {}
         self._spans: dict[tuple[str, str], tuple[Hashable | None, dict[str, tuple[float, float]]]] = {}
         self._file_lock = threading.Lock()
+        self._estimates: TTLCache[Hashable, float | None] = TTLCache(4096, STATS_SECONDS)
+        self._estimates_lock = threading.Lock()
         # The hash mask's HMAC key (gateway/governance.py); random when not given (hashes then change per process).
         self.mask_key = mask_key if mask_key is not None else generate_mask_key()
 
@@ -545,7 +547,7 @@ class Engine:
             dataframe, federated, fired = self._rewrite(ctx, dataframe, plan, scope, deadline)
             negotiate_scans(federated, scans, _default_domain(caller), subqueries_separated="subquery_scans" in fired)
             late = self._late_materialisation(ctx, federated, scope)
-            fired = (*fired, "late_materialisation") if late else fired
+            fired = (*fired, "late_materialisation") if late and "late_materialisation" not in fired else fired
             streams = not _computes(federated)
             if streams:
                 ctx.sql(f"SET datafusion.execution.batch_size = {self.settings.stream_batch_size}")
@@ -573,6 +575,8 @@ class Engine:
             negotiate_scans, scans=scope.scans, default_domain=domain, subqueries_separated=True
         )
         planning = Planning(ctx, scope.scans, _pushable, self.catalog.find, negotiate, deadline)
+        planning.late = functools.partial(self._late_pays, scope=scope)
+        planning.remember = self._remember_estimate
         try:
             rewritten_plan = rewrite(plan, planning)
             if rewritten_plan is not None:
@@ -588,10 +592,29 @@ class Engine:
             del scope.scans[key]  # scans of a rewrite that is not used
         return dataframe, plan, ()
 
+    def _remember_estimate(self, key: Hashable, compute: Callable[[], float | None]) -> float | None:
+        """A source's estimate of a filtered read, kept across queries for as long as connectors
+        keep theirs (``STATS_SECONDS``): working it out reads the plan back and renders SQL."""
+        with self._estimates_lock:
+            if key in self._estimates:
+                return self._estimates[key]
+        value = compute()
+        with self._estimates_lock:
+            self._estimates[key] = value
+        return value
+
     def _late_materialisation(self, ctx: SessionContext, plan: LogicalPlan, scope: _Scope) -> bool:
         """Turn on Parquet's filter evaluation while decoding in ``ctx`` if ``plan`` is a query
-        where it pays (gateway/plan/late_materialisation.py); whether it did (the query's
-        DataFrame must then be made again)."""
+        where it pays (:meth:`_late_pays`); whether it did (the query's DataFrame must then be
+        made again)."""
+        if not self._late_pays(plan, scope):
+            return False
+        ctx.sql(f"SET {LATE_SETTING} = true")
+        return True
+
+    def _late_pays(self, plan: LogicalPlan, scope: _Scope) -> bool:
+        """Whether Parquet's filter evaluation while decoding pays for ``plan``
+        (gateway/plan/late_materialisation.py)."""
         if not self.settings.parquet_pushdown:
             return False
         domain = _default_domain(scope.caller)
@@ -606,10 +629,7 @@ class Engine:
         def bounds(table_scan: Any, column: str) -> tuple[float, float] | None:
             return self._column_spans(scan_key(table_scan, domain)).get(column)
 
-        if not late_materialisation(plan, kind, bounds):
-            return False
-        ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")
-        return True
+        return late_materialisation(plan, kind, bounds)
 
     def _column_spans(self, key: tuple[str, str]) -> dict[str, tuple[float, float]]:
         """Each column's smallest and largest value in a Parquet product's files, from their
@@ -662,7 +682,7 @@ class Engine:
             .set("datafusion.execution.parquet.schema_force_view_types", "false")
             .set("datafusion.sql_parser.map_string_types_to_utf8view", "false")
             # Off until the plan shows late materialisation pays (_late_materialisation).
-            .set("datafusion.execution.parquet.pushdown_filters", "false")
+            .set(LATE_SETTING, "false")
             .set("datafusion.execution.parquet.reorder_filters", "true")
         )
         ctx = planning_context(config, self.settings.limits)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from datafusion import SessionContext
@@ -61,6 +62,18 @@ Rows = Callable[[tuple[str, ...]], float | None]
 Keys = Callable[[tuple[str, ...]], tuple[str, ...]]
 """The primary key of the table a Substrait read names; empty when it has none, or is not known."""
 
+
+@dataclass(frozen=True)
+class Facts:
+    """What the sources tell the estimates beyond their tables' rows."""
+
+    keys: Keys = lambda names: ()
+    """Tables' primary keys (:func:`_keyed_join`)."""
+    reads: Callable[[algebra_pb2.ReadRel], float | None] = lambda read: None
+    """The rows a filtered read returns, as its source estimates them (its statistics of the
+    filtered columns); None when it cannot tell, and the filter's shares (:func:`selectivity`) apply."""
+
+
 _Join = algebra_pb2.JoinRel
 # Join types that may be swapped, and what each becomes.
 _MIRROR = {
@@ -71,13 +84,14 @@ _MIRROR = {
 
 
 def estimate(
-    rel: algebra_pb2.Rel, rows: Rows, functions: Mapping[int, str] | None = None, keys: Keys | None = None
+    rel: algebra_pb2.Rel, rows: Rows, functions: Mapping[int, str] | None = None, facts: Facts | None = None
 ) -> float | None:
     """The rows ``rel`` is estimated to return; None when an input cannot be estimated.
 
     ``functions`` names the plan's function anchors (``substrait_plan.function_names``);
-    without it a filter keeps :data:`FILTERED`. With ``keys``, an inner join on a table's
-    primary key is estimated as such (:func:`_keyed_join`); without, at its larger input.
+    without it a filter keeps :data:`FILTERED`. With ``facts``, a filtered read is estimated by
+    its source when it can, and an inner join on a table's primary key as such
+    (:func:`_keyed_join`); without, a join is estimated at its larger input.
     """
     kind = rel.WhichOneof("rel_type")
     if kind == "read":
@@ -85,11 +99,14 @@ def estimate(
         found = rows(tuple(read.named_table.names)) if read.HasField("named_table") else None
         if found is None:
             return None
+        told = facts.reads(read) if facts is not None and read.HasField("filter") else None
+        if told is not None:
+            return told
         for condition in ("filter", "best_effort_filter"):
             if read.HasField(condition):
                 found *= selectivity(getattr(read, condition), functions)
         return found
-    below = [estimate(child, rows, functions, keys) for child in inputs(rel)]
+    below = [estimate(child, rows, functions, facts) for child in inputs(rel)]
     if any(value is None for value in below) or not below:
         return None
     known = [value for value in below if value is not None]
@@ -114,7 +131,7 @@ def estimate(
             return left
         if join_type in (_Join.JOIN_TYPE_RIGHT_SEMI, _Join.JOIN_TYPE_RIGHT_ANTI):
             return right
-        keyed = _keyed_join(rel.join, left, right, rows, functions, keys)
+        keyed = _keyed_join(rel.join, left, right, rows, functions, facts)
         return keyed if keyed is not None else max(left, right)
     if kind == "cross":
         return known[0] * known[1]
@@ -126,7 +143,7 @@ def estimate(
 
 
 def _keyed_join(
-    join: Any, left: float, right: float, rows: Rows, functions: Mapping[int, str] | None, keys: Keys | None
+    join: Any, left: float, right: float, rows: Rows, functions: Mapping[int, str] | None, facts: Facts | None
 ) -> float | None:
     """An inner join's rows when its equalities cover the primary key of a table one input reads;
     else None.
@@ -136,7 +153,7 @@ def _keyed_join(
     the table``. TPC-H Q8's lineitem joined with the parts of one type is a tenth of lineitem
     (the parts' filter's share), not all of it.
     """
-    if keys is None or functions is None or join.type != _Join.JOIN_TYPE_INNER:
+    if facts is None or functions is None or join.type != _Join.JOIN_TYPE_INNER:
         return None
     left_width = width(join.left)
     if left_width is None:
@@ -154,7 +171,7 @@ def _keyed_join(
         if len(names) != 1 or len(columns) != len(found):
             continue
         (table,) = names
-        key = keys(table)
+        key = facts.keys(table)
         whole = rows(table) if key and set(key) <= {column for _, column in columns} else None
         if whole:
             tables.append(whole)
@@ -203,7 +220,7 @@ _SHARES = {
 }
 
 
-def build_smaller(message: plan_pb2.Plan, ctx: SessionContext, rows: Rows, keys: Keys | None = None) -> bool:
+def build_smaller(message: plan_pb2.Plan, ctx: SessionContext, rows: Rows, facts: Facts | None = None) -> bool:
     """Swap, in ``message``, every join whose left input is estimated :data:`RATIO` times larger; whether one was."""
     swapped = False
     functions = function_names(message)
@@ -214,7 +231,7 @@ def build_smaller(message: plan_pb2.Plan, ctx: SessionContext, rows: Rows, keys:
             visit(child)
         if rel.WhichOneof("rel_type") != "join" or rel.join.type not in _MIRROR or rel.join.common.HasField("emit"):
             return
-        left, right = estimate(rel.join.left, rows, functions, keys), estimate(rel.join.right, rows, functions, keys)
+        left, right = estimate(rel.join.left, rows, functions, facts), estimate(rel.join.right, rows, functions, facts)
         if left is None or right is None or left <= RATIO * max(right, 1.0):
             return
         if _swap(message, rel.join, ctx):

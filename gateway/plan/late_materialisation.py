@@ -39,6 +39,8 @@ from datafusion import Expr, LogicalPlan
 from gateway.pushdown import split_conjunction
 from meshcore.arrow import is_text
 
+LATE_SETTING = "datafusion.execution.parquet.pushdown_filters"
+"""DataFusion's setting that turns late materialisation on for the Parquet scans of DataFrames made after it."""
 NARROW = 0.02
 """The largest share of a column's span a range may cover to count as a point."""
 
@@ -115,10 +117,11 @@ def _has_text_point(read: tuple[Any, list[Expr]]) -> bool:
 
 
 def _selective_scan(scan: Any, above: list[Expr], bounds: Bounds) -> bool:
-    """A point in the scan's filter, and columns left to skip: an equality on one value or a
-    narrow range, or as many other columns as filter columns for wider points (TPC-H Q12's two
-    ship modes in seven filter 4 of the 5 columns it reads: deciding row by row there costs more
-    than it saves)."""
+    """A point in the scan's filter, and columns left to skip: an equality on one value, a
+    narrow range, points on two columns (TPC-H Q20's 412 suppliers and 366 parts, run-time
+    filters both), or as many other columns as filter columns for wider points (Q12's two ship
+    modes in seven filter 4 of the 5 columns it reads: deciding row by row there costs more than
+    it saves)."""
     conjuncts = _conjuncts(scan, above)
     points = [conjunct for conjunct in conjuncts if _point(conjunct)]
     narrow = _narrow_range(conjuncts, lambda column: bounds(scan, column))
@@ -132,7 +135,8 @@ def _selective_scan(scan: Any, above: list[Expr], bounds: Bounds) -> bool:
     if not others:
         return False
     single = any(conjunct.variant_name() == "BinaryExpr" and conjunct.to_variant().op() != "OR" for conjunct in points)
-    return narrow or single or len(others) >= len(filtered & read)
+    several = len({frozenset(_columns(point)) for point in points}) > 1  # points on two columns: shares multiply
+    return narrow or single or several or len(others) >= len(filtered & read)
 
 
 _LOWER = {">": ">", ">=": ">", "<": "<", "<=": "<"}

@@ -31,21 +31,41 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 from datafusion import LogicalPlan, SessionContext
+from sqlglot import exp
 
 from connectors.base import FileConnector
 from gateway.catalog import Product
-from gateway.plan.build_side import FILTERED, build_smaller
+from gateway.plan import key_sets
+from gateway.plan.build_side import FILTERED, Facts, build_smaller
+from gateway.plan.late_materialisation import LATE_SETTING
 from gateway.plan.runtime_filter import send_build_keys
 from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, push_same_source
 from gateway.plan.shared_reads import read_shared_once
 from gateway.plan.shared_subplans import compute_shared_once
 from gateway.plan.subquery_scans import negotiate_subquery_scans, separate_subquery_scans
-from gateway.plan.substrait import plan_pb2
-from gateway.plan.substrait_plan import optimized, to_logical, to_substrait
+from gateway.plan.substrait import algebra_pb2, plan_pb2
+from gateway.plan.substrait_plan import optimized, sub_plan, to_logical, to_substrait
+from gateway.pushdown import translate
 from gateway.scan import ProductScan
+
+MANY_LITERALS = 100
+"""The most literals a read's filter may hold for its source to be asked to estimate it."""
+
+Remember = Callable[[Hashable, Callable[[], float | None]], float | None]
+"""Gives the value kept under a key, or computes, keeps and gives it."""
+
+
+def _memo(kept: dict[Hashable, float | None]) -> Remember:
+    def remember(key: Hashable, compute: Callable[[], float | None]) -> float | None:
+        if key not in kept:
+            kept[key] = compute()
+        return kept[key]
+
+    return remember
 
 
 @dataclass
@@ -58,25 +78,43 @@ class Planning:
     find: Callable[[str, str], Product | None]  # a product of the catalog (file products have no scan)
     negotiate: Callable[[LogicalPlan], None]  # record what each scan in a plan pushes down
     deadline: float | None = None  # when the query's source queries must be over (time.monotonic())
+    late: Callable[[LogicalPlan], bool] = lambda plan: False  # does Parquet's late materialisation pay for a plan?
     fired: list[str] = field(default_factory=list)  # which rules changed the plan
     reads: dict[str, tuple[Product, ...]] = field(default_factory=dict)  # derived table -> the products it joins
     estimates: dict[str, float] = field(default_factory=dict)  # derived table -> its sub-plan's estimate
+    message: plan_pb2.Plan | None = None  # the plan the rules rewrite (whose declarations a read's filter uses)
+    remember: Remember = field(default_factory=lambda: _memo({}))  # keeps what sources told the estimates
     _derived: DerivedCatalog | None = None
+
+    @property
+    def facts(self) -> Facts:
+        """What the sources tell the rules' estimates (``build_side.Facts``)."""
+        return Facts(self.key, self.read_rows)
 
     def materialize(self, plan: LogicalPlan, limit: int) -> pa.Table:
         """Run ``plan`` (a part of the query) now, at most ``limit`` rows of it.
 
         Its SQL scans push down what they would as part of the query (negotiated for this plan
         alone, and set back afterwards: the query's own plan is negotiated once it is final),
-        and their source queries end by the query's deadline.
+        and their source queries end by the query's deadline. Its Parquet scans evaluate
+        filters while decoding when that pays for it (``late``).
         """
         saved = {key: (scan.occurrences, scan.blind, scan.deadline) for key, scan in self.scans.items()}
         try:
             for scan in self.scans.values():
                 scan.occurrences, scan.blind, scan.deadline = [], False, self.deadline
             dataframe = self.ctx.create_dataframe_from_logical_plan(plan).limit(limit)
-            self.negotiate(dataframe.optimized_logical_plan())
-            return dataframe.to_arrow_table()
+            optimized = dataframe.optimized_logical_plan()
+            self.negotiate(optimized)
+            if not self.late(optimized):
+                return dataframe.to_arrow_table()
+            self.ctx.sql(f"SET {LATE_SETTING} = true")  # read when a DataFrame is made
+            if "late_materialisation" not in self.fired:
+                self.fired.append("late_materialisation")
+            try:
+                return self.ctx.create_dataframe_from_logical_plan(plan).limit(limit).to_arrow_table()
+            finally:
+                self.ctx.sql(f"SET {LATE_SETTING} = false")  # the query's own plan decides for itself
         finally:
             for key, (occurrences, blind, deadline) in saved.items():
                 scan = self.scans[key]
@@ -90,14 +128,14 @@ class Planning:
         return self._derived
 
     def kind(self, names: tuple[str, ...]) -> str | None:
-        """``"sql"`` for a read of a SQL source's scan, ``"files"`` for a file product's (or a table
-        computed already), else None."""
+        """``"sql"`` for a read of a SQL source's scan, ``"files"`` for a file product's,
+        ``"computed"`` for a table computed already, else None."""
         if len(names) < 2:
             return None
         if (names[-2], names[-1]) in self.scans:
             return "sql"
         if self._computed(names) is not None:
-            return "files"  # computed already: nothing to ask a source for
+            return "computed"  # nothing to ask a source for
         product = self.find(names[-2], names[-1])
         return "files" if product is not None and isinstance(product.connector, FileConnector) else None
 
@@ -130,6 +168,60 @@ class Planning:
         scan = self.scans.get((names[-2], names[-1]))
         product = scan.product if scan is not None else self.find(names[-2], names[-1])
         return product.primary_key if product is not None else ()
+
+    def read_rows(self, read: algebra_pb2.ReadRel) -> float | None:
+        """The rows a filtered read of a SQL product returns, as its source estimates them
+        (``ProductScan.estimate``); None for other reads, for reads filtered by the planner's own
+        key lists and sets (its run-time filters: long to send, and the source's estimate of them
+        no better than the planner's), and when the source cannot tell."""
+        names = tuple(read.named_table.names)
+        scan = self.scans.get((names[-2], names[-1])) if len(names) >= 2 and names[-2] != DERIVED_SCHEMA else None
+        if scan is None or self.message is None:
+            return None
+        # A read's functions are anchors into its plan's declarations, which differ between plans.
+        declared = b"".join(item.SerializeToString(deterministic=True) for item in self.message.extensions)
+        product, guard = scan.product, scan.guard
+        key = (
+            product.domain,
+            product.name,
+            id(product.connector),  # a reload makes new connectors
+            None if guard is None else (guard.columns, guard.predicate.sql() if guard.predicate else None),
+            read.SerializeToString(deterministic=True) + b"\x00" + declared,
+        )
+
+        def ask() -> float | None:
+            predicate = self._predicate(read, scan)
+            if predicate is None or sum(1 for _ in predicate.find_all(exp.Literal)) > MANY_LITERALS:
+                return None
+            told = scan.estimate(predicate)
+            return float(told) if told is not None else None
+
+        return self.remember(key, ask)
+
+    def _predicate(self, read: algebra_pb2.ReadRel, scan: ProductScan) -> exp.Expr | None:
+        """What of ``read``'s filter its source would be sent (``gateway/pushdown.py``); None if nothing."""
+        assert self.message is not None
+        rel = algebra_pb2.Rel()
+        rel.read.CopyFrom(read)
+        try:
+            node = to_logical(sub_plan(self.message, rel), self.ctx)
+        except Exception:  # a read DataFusion cannot read back alone: no estimate of the source's
+            return None
+        filters: list[Any] = []
+        while True:
+            variant = node.to_variant()
+            kind = type(variant).__name__
+            if kind == "TableScan":
+                filters.extend(variant.filters())
+                break
+            if kind == "Filter":
+                filters.append(variant.predicate())
+            elif kind not in ("Projection", "SubqueryAlias"):
+                return None
+            node = node.inputs()[0]
+        if any(key_sets.PREFIX in str(expr) for expr in filters):
+            return None
+        return translate(filters, scan.product.schema, scan.connector.capabilities).predicate
 
     def rows(self, names: tuple[str, ...]) -> float | None:
         """The estimated rows of the table a Substrait read names (``Connector.estimate_rows``)."""
@@ -173,7 +265,7 @@ def _same_source(message: plan_pb2.Plan, planning: Planning) -> bool:
 
 
 def _build_side(message: plan_pb2.Plan, planning: Planning) -> bool:
-    return build_smaller(message, planning.ctx, planning.rows, planning.key)
+    return build_smaller(message, planning.ctx, planning.rows, planning.facts)
 
 
 def _runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
@@ -185,7 +277,7 @@ def _runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
         planning.derived,
         planning.materialize,
         key_sets=planning.key_sets,
-        keys=planning.key,
+        facts=planning.facts,
     )
     return found > 0
 
@@ -201,7 +293,7 @@ def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool
     ctx = planning.ctx
     again = message
     if "runtime_filter" in planning.fired:
-        again = to_substrait(optimized(message, ctx), ctx)
+        again = planning.message = to_substrait(optimized(message, ctx), ctx)
     found = send_build_keys(
         again,
         ctx,
@@ -211,10 +303,11 @@ def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool
         planning.materialize,
         True,
         planning.key_sets,
-        planning.key,
+        planning.facts,
     )
     if found and again is not message:
         message.CopyFrom(again)
+    planning.message = message
     return found > 0
 
 
@@ -256,7 +349,7 @@ def rewrite(plan: LogicalPlan, planning: Planning) -> LogicalPlan | None:
     text = plan.display_indent()
     if not any(word in text for word in ("Join", "Subquery:", "Union")) or not carried(text):
         return None
-    message = to_substrait(plan, planning.ctx)
+    message = planning.message = to_substrait(plan, planning.ctx)
     for name, rule in RULES:
         if rule(message, planning):
             planning.fired.append(name)

@@ -28,6 +28,7 @@ import pyarrow as pa
 from datafusion import LogicalPlan, SessionContext
 from datafusion.catalog import Table
 
+from gateway.plan.late_materialisation import LATE_SETTING
 from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import (
@@ -173,11 +174,11 @@ def _share(
     # A key list keeps few rows: Parquet tests it as it decodes (late materialisation: lineitem's
     # rows of 204 parts, three columns, medians 90-137 ms against 167-173 ms). The engine keeps this off
     # while it plans and decides for the query after the rules (gateway/plan/late_materialisation.py).
-    ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")
+    ctx.sql(f"SET {LATE_SETTING} = true")
     try:
         table = materialize(to_logical(sub_plan(message, merged), ctx), MAX_ROWS + 1)
     finally:
-        ctx.sql("SET datafusion.execution.parquet.pushdown_filters = false")
+        ctx.sql(f"SET {LATE_SETTING} = false")
     if table.num_rows > MAX_ROWS or table.nbytes > MAX_BYTES:
         return False
     name = derived().add("shared_read", Table(TableDataset(table)), table.num_rows)

@@ -62,6 +62,10 @@ CASES = [
     ("SELECT amount FROM events WHERE kind = 'buy' OR kind = 'view'", True),  # two points, one column each
     ("SELECT amount FROM events WHERE id IN (1, 5, 9, 12)", True),
     ("SELECT day FROM events WHERE (kind = 'buy' OR kind = 'view') AND id > 3 AND amount < 9", False),  # Q12
+    (  # points on two columns (Q20's run-time filters of suppliers and parts): their shares multiply
+        "SELECT amount FROM events WHERE customer IN (1, 2, 3) AND id IN (7, 8, 9) AND day > 3",
+        True,
+    ),
     ("SELECT amount FROM events WHERE day BETWEEN 10 AND 20", False),  # a range
     ("SELECT sum(amount) FROM events WHERE day > 10 AND amount < 100", False),  # Q6: ranges only
     ("SELECT id FROM events WHERE id = 42", False),  # nothing but the filter's column to decode

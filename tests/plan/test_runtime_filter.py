@@ -11,7 +11,7 @@ from datafusion import LogicalPlan, SessionContext
 from datafusion.catalog import Table
 
 from gateway.plan import runtime_filter
-from gateway.plan.build_side import build_smaller
+from gateway.plan.build_side import Facts, build_smaller
 from gateway.plan.rules import Planning
 from gateway.plan.same_source import DerivedCatalog
 from gateway.plan.substrait_plan import to_logical, to_substrait
@@ -241,7 +241,7 @@ def test_a_computed_join_input_is_known_to_the_next_pass() -> None:
     ctx, _ = context()
     planning = Planning(ctx, {}, lambda scan: True, lambda domain, name: None, lambda plan: None)
     name = planning.derived().add("join_input", Table(TableDataset(pa.Table.from_batches([LINES]))), LINES.num_rows)
-    assert planning.rows(name) == 2_000.0 and planning.kind(name) == "files"
+    assert planning.rows(name) == 2_000.0 and planning.kind(name) == "computed"
     other = planning.derived().add("part+partsupp", Table(TableDataset(pa.Table.from_batches([BIG]))))
     assert planning.rows(other) is None and planning.kind(other) is None  # a pushed sub-plan is a scan's
 
@@ -291,7 +291,7 @@ def test_keys_filter_an_input_that_returns_few_rows_but_reads_a_big_table() -> N
         lambda names: {"big": "sql", "lines": "files", "tiny": "files"}.get(names[-1]),
         lambda: derived,
         materializer(ctx),
-        keys=lambda names: keyed.get(names[-1], ()),
+        facts=Facts(keys=lambda names: keyed.get(names[-1], ())),
     )
     frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
     assert done >= 1 and "big.id IN ([" in frame.optimized_logical_plan().display_indent()
