@@ -188,14 +188,6 @@ def _parser() -> argparse.ArgumentParser:
         help="queries running at once, at most; one user may run half of them (env MESHGATE_MAX_RUNNING)",
     )
     limits.add_argument(
-        "--turns",
-        type=_turns,
-        default=os.environ.get("MESHGATE_TURNS"),
-        metavar="N",
-        help="requests that run the gateway's own Python code at once; others wait up to 50 ms for a turn,"
-        " then run anyway; 0: no bound (default twice the cores; env MESHGATE_TURNS)",
-    )
-    limits.add_argument(
         "--queue-timeout",
         type=float,
         default=float(os.environ.get("MESHGATE_QUEUE_TIMEOUT", 10.0)),
@@ -370,17 +362,6 @@ def _size(text: str) -> int:
         return parse_size(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _turns(text: str) -> int:
-    """``--turns``: a whole number of at least 0."""
-    try:
-        turns = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of turns") from None
-    if turns < 0:
-        raise argparse.ArgumentTypeError(f"'{text}' turns: give 0 (no bound) or more")
-    return turns
 
 
 def _duration(text: str) -> float | None:
@@ -718,7 +699,6 @@ def _serve(args: argparse.Namespace) -> int:
             authenticator=authenticator,
             statement_timeout=args.statement_timeout,
             actions=actions,
-            turns=args.turns,
             **tls,
         )
     except pa.ArrowException as error:  # gRPC logs why (port in use, ...) and pyarrow says only this

@@ -21,10 +21,9 @@ the sources) is bounded by batch sizes and queue lengths, not by the pool.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -293,35 +292,3 @@ def _check_generator(name: str, arguments: list[float | None], limits: Limits) -
         size = abs((arguments[1] - arguments[0]) / step)
     if size is not None and size > limits.max_generated:
         raise ResourceLimitError(f"{name}(...) would build {int(size):,} elements (at most {limits.max_generated:,})")
-
-
-class Gate:
-    """Bounds how many requests run the gateway's own Python code at once; the others wait a
-    moment for a turn.
-
-    All of the gateway's request handlers share one interpreter lock: with 64 clients, 64 gRPC
-    threads take turns on it, and each lookup cost more CPU (pyarrow's Flight SQL client, 2
-    cores: 2.7 ms of gateway CPU a lookup with 4 clients, 3.7-4.1 ms with 64, and 262-283
-    lookups/s instead of 390-402). With four turns at once the others sleep on a semaphore
-    instead: 3.0-3.2 ms and 338-355 lookups/s with 64 clients. A request waits at most
-    ``patience`` seconds and then runs anyway, so a long one (a query planned over slow
-    sources) delays the others by that much at most, and never locks them out.
-    """
-
-    def __init__(self, turns: int, patience: float = 0.05) -> None:
-        self.turns = turns
-        self.patience = patience
-        self._semaphore = threading.BoundedSemaphore(turns) if turns > 0 else None
-
-    @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        """Run the block in one of the turns, or after ``patience`` seconds without one."""
-        if self._semaphore is None:
-            yield
-            return
-        taken = self._semaphore.acquire(timeout=self.patience)
-        try:
-            yield
-        finally:
-            if taken:
-                self._semaphore.release()

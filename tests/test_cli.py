@@ -15,7 +15,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from gateway import cli
 from gateway.demo import EXAMPLE_QUERIES
 from tests.support.gateway import GatewayProcess, query
 
@@ -116,17 +115,3 @@ def test_check_reports_an_unreachable_source(tmp_path: Path) -> None:
         and "127.0.0.1:1" in result.stdout
         and "1 domain: 0 online, 1 offline; 0 products: 0 ok" in result.stdout
     )
-
-
-@pytest.mark.parametrize("value", ["-1", "many"])
-def test_turns_must_be_a_whole_number_of_at_least_zero(value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        cli._parser().parse_args(["serve", "--demo", "--turns", value])
-    assert exited.value.code == 2
-    assert "turns" in capsys.readouterr().err
-
-
-def test_turns_parse(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MESHGATE_TURNS", raising=False)
-    assert cli._parser().parse_args(["serve", "--demo", "--turns", "3"]).turns == 3
-    assert cli._parser().parse_args(["serve", "--demo"]).turns is None  # the server's default: twice the cores

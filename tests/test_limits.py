@@ -17,8 +17,7 @@ from gateway.api import CallerContext
 from gateway.config import load_config
 from gateway.engine import Engine, EngineSettings
 from gateway.errors import ConfigError, GatewayBusyError, PlanningError, ResourceLimitError
-from gateway.flightsql.rpc import rpc
-from gateway.limits import Admission, Gate, Limits, MiB, check_expressions, parse_size
+from gateway.limits import Admission, Limits, MiB, check_expressions, parse_size
 
 ALICE = CallerContext(user="alice")
 BOB = CallerContext(user="bob")
@@ -219,69 +218,3 @@ def test_serve_takes_the_limit_flags(mesh: Path) -> None:
         check=False,
     )
     assert result.returncode == 2 and "'lots' is not a size" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_a_gate_lets_so_many_requests_run_at_once_and_makes_the_rest_wait_a_moment_only() -> None:
-    gate = Gate(1, patience=0.3)
-    inside, leave = threading.Event(), threading.Event()
-
-    def long_request() -> None:
-        with gate.turn():
-            inside.set()
-            leave.wait(10)
-
-    holder = threading.Thread(target=long_request)
-    holder.start()
-    assert inside.wait(5)
-    started = time.monotonic()
-    with gate.turn():  # no turn free: runs after waiting its patience, not until the long one ends
-        waited = time.monotonic() - started
-    assert 0.25 <= waited < 2, waited
-    leave.set()
-    holder.join(5)
-    # Freed turns are all back (one waiter that ran without a turn gave none back)
-    assert gate._semaphore is not None and gate._semaphore.acquire(blocking=False)
-    assert not gate._semaphore.acquire(blocking=False)
-
-
-def test_a_turn_freed_while_waiting_is_taken_at_once_and_no_bound_never_waits() -> None:
-    gate = Gate(1, patience=5)
-    inside, leave = threading.Event(), threading.Event()
-
-    def short_request() -> None:
-        with gate.turn():
-            inside.set()
-            leave.wait(10)
-
-    holder = threading.Thread(target=short_request)
-    holder.start()
-    assert inside.wait(5)
-    threading.Timer(0.2, leave.set).start()
-    started = time.monotonic()
-    with gate.turn():
-        waited = time.monotonic() - started
-    assert 0.15 <= waited < 2, waited  # as soon as the holder left, well before its patience ran out
-    holder.join(5)
-    unbounded = Gate(0)
-    started = time.monotonic()
-    with unbounded.turn(), unbounded.turn():
-        assert time.monotonic() - started < 0.1
-
-
-def test_a_servers_handlers_run_in_turns_of_its_gate() -> None:
-    """``gateway.flightsql.rpc.rpc`` takes a turn of the server's ``gate`` around each handler."""
-
-    class Server:
-        gate = Gate(1, patience=0.3)
-
-        @rpc
-        def handler(self) -> str:
-            return "answered"
-
-    server = Server()
-    with server.gate.turn():  # the only turn is taken: the handler waits its patience
-        started = time.monotonic()
-        assert server.handler() == "answered"
-        assert time.monotonic() - started >= 0.25
-    started = time.monotonic()
-    assert server.handler() == "answered" and time.monotonic() - started < 0.2

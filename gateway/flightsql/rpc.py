@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from gateway.errors import EXITS, MeshgateError, NotSupportedError, internal_reference, to_flight_error
-from gateway.limits import Gate
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +42,11 @@ def client_error(error: BaseException) -> Exception:
 
 
 def rpc(handler: Callable[P, R]) -> Callable[P, R]:
-    """Wrap an RPC handler so that every exception leaves through :func:`client_error`, and so
-    that it runs in a turn of its server's :class:`gateway.limits.Gate` (its ``gate``, if any)."""
+    """Wrap an RPC handler so that every exception leaves through :func:`client_error`."""
 
     @functools.wraps(handler)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        gate: Gate | None = getattr(args[0], "gate", None) if args else None
         try:
-            if gate is not None:
-                with gate.turn():
-                    return handler(*args, **kwargs)
             return handler(*args, **kwargs)
         except EXITS:
             raise

@@ -13,7 +13,6 @@ the server keeps serving.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -38,7 +37,6 @@ from gateway.flightsql.sql_info import (
     sql_info_table,
 )
 from gateway.flightsql.statements import Statements
-from gateway.limits import Gate
 
 READ_ONLY = "[Meshgate] the gateway is read-only"
 
@@ -67,10 +65,6 @@ _WRITE_COMMANDS = (
 )
 
 
-DEFAULT_TURNS = 2 * (os.cpu_count() or 1)
-"""Requests running the gateway's Python code at once, by default (``meshgate serve --turns``)."""
-
-
 class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
     """A read-only Arrow Flight SQL endpoint in front of a :class:`QueryEngine`.
 
@@ -88,8 +82,6 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         authenticator: when given, every call needs a bearer token got from a handshake
             with basic credentials (``gateway/flightsql/middleware.py``); ``None`` serves
             anonymously (the CLI only allows that for ``--demo --no-auth``).
-        turns: how many requests run the gateway's Python code at once (:class:`gateway.limits.Gate`);
-            0 for no bound, None for :data:`DEFAULT_TURNS`.
         flight_options: passed on to ``flight.FlightServerBase``: TLS (``tls_certificates``,
             ``verify_client``, ``root_certificates``, with a ``grpc+tls://`` location), or
             another auth handler.
@@ -108,12 +100,10 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         middleware: Mapping[str, flight.ServerMiddlewareFactory] | None = None,
         authenticator: Authenticator | None = None,
         actions: Mapping[str, Callable[[CallerContext, bytes], bytes]] | None = None,
-        turns: int | None = None,
         **flight_options: Any,
     ) -> None:
         # State first: the base class starts serving as soon as it is initialised.
         self._engine = engine
-        self.gate = Gate(DEFAULT_TURNS if turns is None else turns)
         self._actions = dict(actions or {})  # gateway actions beyond Flight SQL (e.g. applying a domain)
         self._statements = Statements(engine, ttl=statement_ttl, maxsize=max_statements)
         self._sessions = Sessions(engine, statement_timeout=statement_timeout, ttl=session_ttl, maxsize=max_sessions)
