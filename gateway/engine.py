@@ -574,9 +574,16 @@ class Engine:
         negotiate = functools.partial(
             negotiate_scans, scans=scope.scans, default_domain=domain, subqueries_separated=True
         )
-        planning = Planning(ctx, scope.scans, _pushable, self.catalog.find, negotiate, deadline)
-        planning.late = functools.partial(self._late_pays, scope=scope)
-        planning.remember = self._remember_estimate
+        planning = Planning(
+            ctx,
+            scope.scans,
+            _pushable,
+            self.catalog.find,
+            negotiate,
+            deadline,
+            late=functools.partial(self._late_pays, scope=scope),
+            remember=self._remember_estimate,
+        )
         try:
             rewritten_plan = rewrite(plan, planning)
             if rewritten_plan is not None:

@@ -72,12 +72,12 @@ def late_materialisation(plan: LogicalPlan, kind: Kind, bounds: Bounds | None = 
             found = True
             return
         if name == "Filter":
-            read = _read(node)
+            read = filtered_scan(node)
             if read is not None and kind(read[0]) == "files" and _selective_scan(read[0], read[1], known):
                 found = True
                 return
         if name == "Join":
-            sides = [_read(child) for child in node.inputs()]
+            sides = [filtered_scan(child) for child in node.inputs()]
             kinds = [kind(side[0]) if side is not None else None for side in sides]
             for ours, theirs in ((0, 1), (1, 0)):
                 other = sides[theirs]
@@ -91,7 +91,7 @@ def late_materialisation(plan: LogicalPlan, kind: Kind, bounds: Bounds | None = 
     return found
 
 
-def _read(node: LogicalPlan) -> tuple[Any, list[Expr]] | None:
+def filtered_scan(node: LogicalPlan) -> tuple[Any, list[Expr]] | None:
     """The TableScan under ``node`` through projections, filters and aliases, with the filters
     met on the way; None when something else (a join, an aggregate) is in between."""
     filters: list[Expr] = []

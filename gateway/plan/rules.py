@@ -31,7 +31,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
 from datafusion import LogicalPlan, SessionContext
@@ -41,7 +40,7 @@ from connectors.base import FileConnector
 from gateway.catalog import Product
 from gateway.plan import key_sets
 from gateway.plan.build_side import FILTERED, Facts, build_smaller
-from gateway.plan.late_materialisation import LATE_SETTING
+from gateway.plan.late_materialisation import LATE_SETTING, filtered_scan
 from gateway.plan.runtime_filter import send_build_keys
 from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, push_same_source
 from gateway.plan.shared_reads import read_shared_once
@@ -207,18 +206,11 @@ class Planning:
             node = to_logical(sub_plan(self.message, rel), self.ctx)
         except Exception:  # a read DataFusion cannot read back alone: no estimate of the source's
             return None
-        filters: list[Any] = []
-        while True:
-            variant = node.to_variant()
-            kind = type(variant).__name__
-            if kind == "TableScan":
-                filters.extend(variant.filters())
-                break
-            if kind == "Filter":
-                filters.append(variant.predicate())
-            elif kind not in ("Projection", "SubqueryAlias"):
-                return None
-            node = node.inputs()[0]
+        found = filtered_scan(node)
+        if found is None:
+            return None
+        table_scan, above = found
+        filters = [*table_scan.filters(), *above]
         if any(key_sets.PREFIX in str(expr) for expr in filters):
             return None
         return translate(filters, scan.product.schema, scan.connector.capabilities).predicate
