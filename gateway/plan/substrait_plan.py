@@ -92,10 +92,11 @@ def width(rel: algebra_pb2.Rel) -> int | None:
     return None
 
 
-def origin(rel: algebra_pb2.Rel, field: int) -> tuple[tuple[str, ...], str] | None:
+def origin(rel: algebra_pb2.Rel, field: int, *, kept: bool = False) -> tuple[tuple[str, ...], str] | None:
     """The table (a read's names) and column that field ``field`` of ``rel``'s output is, passed
     up unchanged through filters, sorts, limits, projections and joins; None when it is computed
-    or this cannot tell."""
+    or this cannot tell. With ``kept``, only through the side of an outer join whose rows it keeps
+    as they are (a field the join may make NULL is then None)."""
     kind = rel.WhichOneof("rel_type")
     if kind is None:
         return None
@@ -115,23 +116,27 @@ def origin(rel: algebra_pb2.Rel, field: int) -> tuple[tuple[str, ...], str] | No
         base = (items[field].field if field < len(items) else None) if items is not None else field
         return (tuple(body.named_table.names), names[base]) if base is not None and base < len(names) else None
     if kind in ("filter", "sort", "fetch"):
-        return origin(body.input, field)
+        return origin(body.input, field, kept=kept)
     if kind == "project":
         below = width(body.input)
         if below is None:
             return None
         if field < below:
-            return origin(body.input, field)
+            return origin(body.input, field, kept=kept)
         at = field - below
         selected = field_of(body.expressions[at]) if at < len(body.expressions) else None
-        return origin(body.input, selected) if selected is not None else None
+        return origin(body.input, selected, kept=kept) if selected is not None else None
     if kind == "join" and body.type in _ONE_SIDE:
-        return origin(getattr(body, _ONE_SIDE[body.type]), field)
+        return origin(getattr(body, _ONE_SIDE[body.type]), field, kept=kept)
     if kind == "join" and body.type in _BOTH_SIDES:
         left = width(body.left)
         if left is None:
             return None
-        return origin(body.left, field) if field < left else origin(body.right, field - left)
+        if field < left:
+            null_made = kept and body.type in (_JOIN.JOIN_TYPE_OUTER, _JOIN.JOIN_TYPE_RIGHT)
+            return None if null_made else origin(body.left, field, kept=kept)
+        null_made = kept and body.type in (_JOIN.JOIN_TYPE_OUTER, _JOIN.JOIN_TYPE_LEFT)
+        return None if null_made else origin(body.right, field - left, kept=kept)
     return None
 
 
@@ -148,6 +153,14 @@ def equalities(expression: algebra_pb2.Expression, functions: Mapping[int, str])
         return []
     left, right = field_of(arguments[0]), field_of(arguments[1])
     return [] if left is None or right is None else [(left, right)]
+
+
+def conjuncts(expression: algebra_pb2.Expression, functions: Mapping[int, str]) -> list[algebra_pb2.Expression]:
+    """The terms of ``expression`` that ANDs join (itself when it is no AND)."""
+    call = expression.scalar_function if expression.WhichOneof("rex_type") == "scalar_function" else None
+    if call is None or functions.get(call.function_reference) != "and":
+        return [expression]
+    return [term for argument in call.arguments for term in conjuncts(argument.value, functions)]
 
 
 def field_of(expression: algebra_pb2.Expression) -> int | None:

@@ -46,6 +46,14 @@ PAYMENTS = pa.table(
         "amount": pa.array([5.0, 5.5, 25.5, 30.0, 99.0, 40.0]),
     }
 )
+SUPPLIERS = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["acme", "bolt", "brick"]})
+SUPPLIES = pa.table(  # both tables' columns are declared NOT NULL in SQLite
+    {
+        "supplier_id": pa.array([1, 1, 2, 3, 4], pa.int64()),
+        "item": ["nail", "screw", "nut", "stone", "glue"],
+        "qty": pa.array([5, 2, 7, 1, 3], pa.int64()),
+    }
+)
 COUNTRIES = pa.table({"code": ["FR", "DE", "US"], "name": ["France", "Germany", "United States"]})
 EVENTS = pa.table(
     {
@@ -86,7 +94,18 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema:
         connection.execute("CREATE TABLE customers (id INTEGER, name TEXT, country TEXT)")
         connection.execute("CREATE TABLE orders (id INTEGER, customer_id INTEGER, total REAL, status TEXT)")
         connection.execute("CREATE TABLE payments (order_id INTEGER, amount REAL)")
-        for name, table in (("customers", CUSTOMERS), ("orders", ORDERS), ("payments", PAYMENTS)):
+        connection.execute("CREATE TABLE suppliers (id INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL)")
+        connection.execute(
+            "CREATE TABLE supplies (supplier_id INTEGER NOT NULL, item TEXT NOT NULL, qty INTEGER NOT NULL)"
+        )
+        tables = (
+            ("customers", CUSTOMERS),
+            ("orders", ORDERS),
+            ("payments", PAYMENTS),
+            ("suppliers", SUPPLIERS),
+            ("supplies", SUPPLIES),
+        )
+        for name, table in tables:
             marks = ", ".join("?" * table.num_columns)
             connection.executemany(
                 f"INSERT INTO {name} VALUES ({marks})", [tuple(r.values()) for r in table.to_pylist()]
@@ -150,7 +169,13 @@ def governed(mesh: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
 def reference() -> Iterator[duckdb.DuckDBPyConnection]:
     connection = duckdb.connect()
     for schema, tables in {
-        "shop": {"customers": CUSTOMERS, "orders": ORDERS, "payments": PAYMENTS},
+        "shop": {
+            "customers": CUSTOMERS,
+            "orders": ORDERS,
+            "payments": PAYMENTS,
+            "suppliers": SUPPLIERS,
+            "supplies": SUPPLIES,
+        },
         "ref": {"countries": COUNTRIES},
         "sales": {"accounts": ACCOUNTS, "invoices": INVOICES},
         "ana": {"events": EVENTS},

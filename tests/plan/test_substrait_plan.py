@@ -107,6 +107,29 @@ def test_what_the_round_trip_loses_is_what_the_rule_refuses_to_rewrite() -> None
     assert carried(ctx.sql("SELECT id FROM a WHERE id IN (SELECT k FROM b)").optimized_logical_plan().display_indent())
 
 
+def test_a_not_in_whose_keys_cannot_be_null_is_carried() -> None:
+    """Without NULL keys, NOT IN's anti join answers alike with or without null-awareness: the plan
+    is rewritten when every anti join's keys come from columns declared NOT NULL (``not_null``),
+    not through the side of an outer join that makes NULLs, nor when a key is declared nullable."""
+    ctx = SessionContext()
+    ctx.register_record_batches("a", [[pa.record_batch({"id": pa.array([1, 2, None])})]])
+    ctx.register_record_batches("b", [[pa.record_batch({"k": pa.array([2, None]), "v": pa.array([1, None])})]])
+    declared = {("a", "id"), ("b", "k")}
+
+    def check(sql: str) -> bool:
+        plan = ctx.sql(sql).optimized_logical_plan()
+        text = plan.display_indent()
+        assert "null_aware" in text
+        return carried(text, to_substrait(plan, ctx), lambda names, column: (names[-1], column) in declared)
+
+    assert check("SELECT id FROM a WHERE id NOT IN (SELECT k FROM b)")
+    assert not check("SELECT id FROM a WHERE id NOT IN (SELECT v FROM b)")  # v may be NULL
+    assert not check("SELECT a.id FROM a LEFT JOIN b ON a.id = b.v WHERE b.k NOT IN (SELECT k FROM b)")
+    assert check("SELECT a.id FROM a LEFT JOIN b ON a.id = b.v WHERE a.id NOT IN (SELECT k FROM b)")
+    plan = ctx.sql("SELECT id FROM a WHERE id NOT IN (SELECT k FROM b)").optimized_logical_plan()
+    assert not carried(plan.display_indent())  # nothing known of the columns
+
+
 def test_reads_below_is_reads_of_every_relation_in_pre_order() -> None:
     ctx = context()
     sql = (
