@@ -297,10 +297,12 @@ class _Builder:
         outer_keys = [outer for outer, _ in keys]
         key: exp.Expr = outer_keys[0] if len(outer_keys) == 1 else exp.Tuple(expressions=outer_keys)
         subquery = _select_from(other, [inner for _, inner in keys], other.where)
+        connector = kept.products[0].connector
+        assert isinstance(connector, TypedSqlConnector)
         test: exp.Expr
         if kind.endswith("Semi"):
             test = exp.In(this=key, query=exp.Subquery(this=subquery))
-        elif not kept.products[0].connector.capabilities.hash_joins and _never_null(node, left, right):
+        elif not connector.capabilities.hash_joins and _never_null(node, left, right):
             test = exp.Not(this=exp.In(this=key, query=exp.Subquery(this=subquery)))
         else:
             test = exp.Not(
