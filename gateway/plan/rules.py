@@ -4,18 +4,20 @@ After DataFusion has optimised a query that spans sources (a query in one source
 whole: ``gateway/planner.py``), the plan is read as Substrait once and each rule of
 :data:`RULES` rewrites it in turn:
 
-1. :func:`gateway.plan.shared_subplans.compute_shared_once`: an aggregate the plan holds more
+1. :func:`gateway.plan.counted_keys.count_join_keys`: a count of a NOT NULL column that an
+   outer join may make NULL counts the join's key instead, and the column is not read;
+2. :func:`gateway.plan.shared_subplans.compute_shared_once`: an aggregate the plan holds more
    than once (a CTE named twice) is computed once, ahead, and its rows replace it;
-2. :func:`gateway.plan.subquery_scans.separate_subquery_scans`: the scans inside subqueries
+3. :func:`gateway.plan.subquery_scans.separate_subquery_scans`: the scans inside subqueries
    kept as expressions become scans of their own, so that the others push down as usual;
-3. :func:`gateway.plan.same_source.push_same_source`: filtered joins, groupings and top Ns
+4. :func:`gateway.plan.same_source.push_same_source`: filtered joins, groupings and top Ns
    within one SQL source go to that source as one query;
-4. :func:`gateway.plan.build_side.build_smaller`: every hash join builds on the input
+5. :func:`gateway.plan.build_side.build_smaller`: every hash join builds on the input
    estimated to be smaller;
-5. :func:`gateway.plan.runtime_filter.send_build_keys`: a small build input runs first, and
+6. :func:`gateway.plan.runtime_filter.send_build_keys`: a small build input runs first, and
    its join keys filter the SQL sources of the probe input;
-6. the same once more over the re-optimised plan, whose reads now carry the first filters;
-7. :func:`gateway.plan.shared_reads.read_shared_once`: a file or a SQL product read twice with
+7. the same once more over the re-optimised plan, whose reads now carry the first filters;
+8. :func:`gateway.plan.shared_reads.read_shared_once`: a file or a SQL product read twice with
    the same key list is read once.
 
 Then the plan is read back, and :func:`gateway.planner.negotiate_scans` gives each scan its
@@ -40,6 +42,7 @@ from connectors.base import FileConnector
 from gateway.catalog import Product
 from gateway.plan import key_sets
 from gateway.plan.build_side import FILTERED, Facts, build_smaller
+from gateway.plan.counted_keys import count_join_keys
 from gateway.plan.late_materialisation import LATE_SETTING, filtered_scan
 from gateway.plan.runtime_filter import send_build_keys
 from gateway.plan.same_source import DERIVED_SCHEMA, DerivedCatalog, push_same_source
@@ -48,6 +51,7 @@ from gateway.plan.shared_subplans import compute_shared_once
 from gateway.plan.subquery_scans import negotiate_subquery_scans, separate_subquery_scans
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import (
+    NotNull,
     conjuncts,
     equalities,
     function_names,
@@ -256,6 +260,10 @@ class Planning:
         return float(estimate) if estimate is not None else None
 
 
+def _counted_keys(message: plan_pb2.Plan, planning: Planning) -> bool:
+    return count_join_keys(message, planning.not_null) > 0
+
+
 def _shared_subplans(message: plan_pb2.Plan, planning: Planning) -> bool:
     return compute_shared_once(message, planning.ctx, planning.rows, planning.derived, planning.materialize) > 0
 
@@ -328,6 +336,7 @@ def _shared_reads(message: plan_pb2.Plan, planning: Planning) -> bool:
 
 
 RULES: tuple[tuple[str, Callable[[plan_pb2.Plan, Planning], bool]], ...] = (
+    ("counted_keys", _counted_keys),
     ("shared_subplans", _shared_subplans),
     ("subquery_scans", _subquery_scans),
     ("same_source", _same_source),
@@ -351,9 +360,6 @@ but Q2 lost more (a filter of all 25 nation keys made the same join "filtered", 
 _NULL_AWARE = re.compile(r"\bnull_aware\b")
 _ZONED = re.compile(r'\bTimestamp\w*\([^()"]*(?:Some\()?"(?!UTC"|\+00:00")[^"]*"')
 _ANTI = (algebra_pb2.JoinRel.JOIN_TYPE_LEFT_ANTI, algebra_pb2.JoinRel.JOIN_TYPE_RIGHT_ANTI)
-
-NotNull = Callable[[tuple[str, ...], str], bool]
-"""Whether the table a Substrait read names declares a column NOT NULL."""
 
 
 def carried(plan_text: str, message: plan_pb2.Plan | None = None, not_null: NotNull | None = None) -> bool:

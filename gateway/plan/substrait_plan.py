@@ -12,7 +12,7 @@ The messages are the generated classes of ``gateway/plan/substrait`` (``proto/co
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 import pyarrow as pa
@@ -30,6 +30,9 @@ from gateway.plan.substrait._pool import POOL
 _INPUT_FIELDS = ("input", "left", "right")
 
 _M = TypeVar("_M", bound=Message)
+
+NotNull = Callable[[tuple[str, ...], str], bool]
+"""Whether the table a Substrait read names (its names) declares a column NOT NULL."""
 
 
 def to_substrait(plan: LogicalPlan, ctx: SessionContext) -> plan_pb2.Plan:
