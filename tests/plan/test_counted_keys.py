@@ -7,7 +7,6 @@ query's with the rules off and DuckDB's.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pg
@@ -17,8 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlglot
 
-from gateway.config import load_config
-from gateway.engine import Engine, EngineSettings
+from gateway.engine import Engine
 
 CUSTOMERS = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()), "name": ["Ana", "Bo", "Cy", "Di"]})
 ORDERS = pa.table(  # id and customer_id are NOT NULL in both sources; note is not
@@ -86,14 +84,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema:
 """
     )
     return directory
-
-
-@pytest.fixture(scope="module")
-def engines(mesh: Path) -> Iterator[tuple[Engine, Engine]]:
-    on = Engine.from_config(load_config(mesh / "mesh.yaml"))
-    off = Engine(on.catalog, EngineSettings(plan_rules=False))
-    yield on, off
-    on.close()
 
 
 def columns_asked(engine: Engine, sql: str) -> dict[str, list[str]]:

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.api import CallerContext
 from gateway.config import load_config
-from gateway.engine import Engine, EngineSettings
+from gateway.engine import Engine
 from gateway.plan import build_side, same_source
 from gateway.plan.same_source import DERIVED_SCHEMA
 
@@ -134,14 +134,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema:
 """
     )
     return directory
-
-
-@pytest.fixture(scope="module")
-def engines(mesh: Path) -> Iterator[tuple[Engine, Engine]]:
-    on = Engine.from_config(load_config(mesh / "mesh.yaml"))
-    off = Engine(on.catalog, EngineSettings(plan_rules=False))
-    yield on, off
-    on.close()
 
 
 @pytest.fixture(scope="module")
