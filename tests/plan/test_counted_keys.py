@@ -15,8 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlglot
+from datafusion import SessionContext
 
 from gateway.engine import Engine
+from gateway.plan.counted_keys import count_join_keys
+from gateway.plan.substrait_plan import to_substrait
 
 CUSTOMERS = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()), "name": ["Ana", "Bo", "Cy", "Di"]})
 ORDERS = pa.table(  # id and customer_id are NOT NULL in both sources; note is not
@@ -118,3 +121,18 @@ def test_counted_keys(engines: tuple[Engine, Engine], sql: str, asked: dict[str,
         reference.execute(f"CREATE TABLE {schema}.{name} AS SELECT * FROM incoming")
         reference.unregister("incoming")
     assert answer == sorted(reference.execute(sql).fetchall(), key=repr)
+
+
+def test_a_null_safe_join_key_is_not_counted() -> None:
+    """``IS NOT DISTINCT FROM`` matches NULL keys: a matched row's key may be NULL, so its count
+    would differ from the column's. Only ``=`` keys are counted (the column declared NOT NULL here)."""
+    ctx = SessionContext()
+    ctx.register_record_batches("c", [[pa.record_batch({"id": pa.array([1, None])})]])
+    ctx.register_record_batches("o", [[pa.record_batch({"id": pa.array([10, 11]), "cid": pa.array([1, None])})]])
+
+    def rewritten(condition: str) -> int:
+        sql = f"SELECT c.id, count(o.id) FROM c LEFT JOIN o ON {condition} GROUP BY c.id"
+        return count_join_keys(to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx), lambda names, column: True)
+
+    assert rewritten("o.cid IS NOT DISTINCT FROM c.id") == 0
+    assert rewritten("o.cid = c.id") == 1
