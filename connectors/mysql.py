@@ -97,7 +97,6 @@ import pyarrow.compute as pc
 import pymysql
 from sqlglot import exp
 from sqlglot.dialects.mysql import MySQL
-from sqlglot.generators.mysql import MySQLGenerator
 
 from connectors import mysql_queries, split
 from connectors.base import DiscoveredProduct, ScanSpec, SourceObject, SourceStream, SqlCapabilities
@@ -220,17 +219,20 @@ class MeshgateMySQL(MySQL):
     """sqlglot's MySQL dialect (registered as ``meshgatemysql``), with timestamp casts to ``DATETIME(6)``.
 
     MySQL's ``CAST('2024-01-01 12:30:00.5' AS DATETIME)`` drops the fraction: a pushed
-    timestamp constant would compare as another instant.
+    timestamp constant would compare as another instant. The tree is rewritten before
+    generating (sqlglotc's compiled generator cannot be subclassed in Python).
     """
 
-    class Generator(MySQLGenerator):
-        def datatype_sql(self, expression: exp.DataType) -> str:
-            if expression.this in _TIMESTAMPS and not expression.expressions:
-                return "DATETIME(6)"
-            return str(super().datatype_sql(expression))
+    def generate(self, expression: exp.Expr, copy: bool = True, **opts: Any) -> str:
+        expression = expression.copy() if copy else expression
+        for node in list(expression.find_all(exp.DataType)):
+            if node.this in _TIMESTAMPS and not node.expressions:
+                node.replace(_DATETIME6.copy())
+        return super().generate(expression, copy=False, **opts)
 
 
 _TIMESTAMPS = {exp.DType.TIMESTAMP, exp.DType.TIMESTAMPNTZ, exp.DType.DATETIME}
+_DATETIME6 = exp.DataType.build("DATETIME(6)", dialect="mysql")
 DIALECT = "meshgatemysql"
 
 
