@@ -193,13 +193,14 @@ def test_nesting_up_to_the_limit_still_runs(uri: str) -> None:
 
 def test_a_parser_out_of_stack_is_a_clean_planning_error_and_audited(mesh: Path) -> None:
     """Nesting without parentheses passes the text check; sqlglot (which reads the text
-    first when policies are in force) then runs out of Python stack."""
+    first when policies are in force) then runs out of Python stack (compiled by mypyc, it
+    parses a few hundred levels that interpreted code could not, and still stops cleanly)."""
     governed = Engine.from_config(load_config(mesh / "governed" / "mesh.yaml"))
     try:
-        sql = "SELECT " + "NOT " * 400 + "true"
+        sql = "SELECT " + "NOT " * 2500 + "true"
         with pytest.raises(PlanningError, match=r"^query too deeply nested for the SQL parser$"):
             governed.prepare(sql, CallerContext(user="alice"))
-        (record,) = [r for r in governed.audit.records(everyone=True) if r.sql == sql]
+        (record,) = [r for r in governed.audit.records(everyone=True) if r.sql.startswith("SELECT NOT NOT")]
         assert (record.outcome, record.error) == ("error", "query too deeply nested for the SQL parser")
         assert governed.prepare("SELECT count(*) AS n FROM pg.people", CallerContext(user="alice")).schema.names == [
             "n"
