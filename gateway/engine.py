@@ -19,7 +19,8 @@ import time
 import uuid
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +30,8 @@ from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig,
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
 from connectors.base import STATS_SECONDS, Connector, FileConnector, FileVersion, SqlConnector
+from connectors.file_engine import FileEngine, file_source
+from connectors.files import ParquetConnector
 from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.audit import QUERY_ID, AuditLog, QueryRecord, QueryRun, SourceRun
 from gateway.catalog import Domain, MeshCatalog, Product
@@ -65,7 +68,7 @@ from gateway.plancache import (
     parameterize,
     placeholders_only_in_filters,
 )
-from gateway.planner import negotiate_scans, scan_key, single_source_sql, touched
+from gateway.planner import chain_sql, negotiate_scans, scan_key, single_source_sql, touched
 from gateway.policy import Access, PolicySet, check_references
 from gateway.quality import QualityLog
 from gateway.scan import Guard, ProductDataset, ProductScan, SourceQuery, classic_types, conform, guard
@@ -97,6 +100,8 @@ class EngineSettings:
     stream_batch_size: int = 65536
     limits: Limits = field(default_factory=Limits)  # memory, admission, result size, expressions
     plan_rules: bool = True  # the federated planner's rules (gateway/plan/rules.py): off plans as DataFusion alone
+    # Whole queries that aggregate Parquet products only run in DuckDB (connectors/file_engine.py).
+    file_engine: bool = True
     # Evaluate filters while decoding Parquet (late materialisation) where the plan shows it pays
     # (gateway/plan/late_materialisation.py); False: never.
     parquet_pushdown: bool = True
@@ -157,6 +162,8 @@ class Engine:
         self._file_lock = threading.Lock()
         self._estimates: TTLCache[Hashable, float | None] = TTLCache(4096, STATS_SECONDS)
         self._estimates_lock = threading.Lock()
+        limits = self.settings.limits
+        self._file_engine = FileEngine(self.settings.target_partitions, limits.query_memory)
         # The hash mask's HMAC key (gateway/governance.py); random when not given (hashes then change per process).
         self.mask_key = mask_key if mask_key is not None else generate_mask_key()
 
@@ -183,6 +190,7 @@ class Engine:
 
     def close(self) -> None:
         self.catalog.close()
+        self._file_engine.close()
 
     @property
     def policies(self) -> PolicySet:
@@ -542,6 +550,13 @@ class Engine:
             raise _planning_error(error, self.catalog) from None
         # Masks are DataFusion expressions a source may not evaluate alike: such queries stay federated.
         routed = None if scope.masked else single_source_sql(dataframe, scans, plan)
+        if routed is None and not scans:
+            engine_scans = self._engine_scans(plan, scope)
+            if engine_scans:
+                routed = single_source_sql(dataframe, engine_scans, plan)
+                chain = chain_sql(plan, engine_scans) if routed is None else None
+                routed = single_source_sql(dataframe, engine_scans, plan, chain) if chain else routed
+            scans = engine_scans if routed is not None else scans
         federated, fired = plan, tuple[str, ...]()
         if routed is None:
             dataframe, federated, fired = self._rewrite(ctx, dataframe, plan, scope, deadline)
@@ -556,6 +571,33 @@ class Engine:
             if streams:
                 dataframe = _classic_output(dataframe)
         return _Planned(self, dataframe, plan, scans, routed, scope, federated, fired)
+
+    def _engine_scans(self, plan: LogicalPlan, scope: _Scope) -> dict[tuple[str, str], ProductScan]:
+        """Scans of ``plan``'s products in the file engine (connectors/file_engine.py), when the plan
+        aggregates and reads only Parquet products, each one file held unrestricted for the caller
+        (no policy narrows it: a governed view is never sent); else none."""
+        if scope.masked or not self.settings.file_engine or not _aggregates(plan):
+            return {}
+        scans: dict[tuple[str, str], ProductScan] = {}
+        for name in touched(plan, _default_domain(scope.caller))[0]:
+            domain, _, product_name = name.partition(".")
+            key = (domain, product_name)
+            if scope.views is not None and (key not in scope.views or scope.views[key] is not None):
+                return {}
+            held = self._file_tables.get(key)
+            version = held.version if held is not None and held.error is None else None
+            location = getattr(version, "location", None)
+            if (
+                held is None
+                or not isinstance(held.product.connector, ParquetConnector)
+                or not isinstance(location, Path)
+                or location.is_dir()
+                or getattr(version, "uuids", None)
+            ):
+                return {}
+            source = file_source(location, held.product.schema)
+            scans[key] = ProductScan(replace(held.product, source=source, connector=self._file_engine))
+        return scans
 
     def _rewrite(
         self, ctx: SessionContext, dataframe: DataFrame, plan: LogicalPlan, scope: _Scope, deadline: float | None
@@ -969,6 +1011,11 @@ def planning_context(config: SessionConfig | None = None, limits: Limits | None 
 
 _COMPUTING = frozenset({"Join", "Aggregate", "Window", "Distinct", "Subquery", "RecursiveQuery", "Extension"})
 """Plan nodes that hold rows in hash tables or buffers (see ``EngineSettings.batch_size``)."""
+
+
+def _aggregates(plan: LogicalPlan) -> bool:
+    """Whether ``plan`` holds an aggregate (whose few rows are all a routed query returns)."""
+    return type(plan.to_variant()).__name__ == "Aggregate" or any(_aggregates(child) for child in plan.inputs())
 
 
 def _computes(plan: LogicalPlan) -> bool:

@@ -5,6 +5,9 @@ Two rules, applied in this order:
 1. :func:`single_source_sql`: when every table of a query lives in one SQL source
    that accepts whole queries, the whole query goes there, rewritten into its dialect
    (unless a cost check finds it slower there: :func:`_joins_big_unfiltered`, :func:`_groups_pay`).
+   A query that aggregates Parquet products only goes whole to the file engine the same way
+   (``connectors/file_engine.py``; the engine calls it with :func:`chain_sql` when the
+   unoptimised plan cannot be written).
 2. :func:`negotiate_scans`: otherwise, each scan of a SQL source gets its columns,
    every filter conjunct the source can evaluate identically, and a LIMIT when that
    is safe; DataFusion runs the rest.
@@ -22,6 +25,7 @@ from datafusion import DataFrame, Expr, LogicalPlan
 from datafusion.unparser import Dialect, Unparser
 from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.qualify_columns import qualify_columns
 from sqlglot.schema import MappingSchema
 
 from connectors.base import SourceObject, SqlConnector
@@ -178,8 +182,40 @@ supplier) took 258 ms whole in SQLite and 151 ms federated, where DataFusion has
 cores and the run-time filters narrow the reads."""
 
 
+_CHAIN = frozenset({"Projection", "Filter", "Aggregate", "Sort", "Limit", "SubqueryAlias"})
+"""Plan nodes of one input that :func:`chain_sql` writes from an optimised plan."""
+
+
+def chain_sql(plan: LogicalPlan, scans: Mapping[tuple[str, str], ProductScan]) -> str | None:
+    """The optimised ``plan`` as SQL when it is one chain of projections, filters, one aggregate,
+    sorts and limits over one table scan (its constants folded as DataFusion types them: TPC-H Q6's
+    ``BETWEEN 0.06 - 0.01 AND 0.06 + 0.01`` is ``>= 0.05 AND <= 0.07`` of ``DECIMAL(15, 2)``), its
+    columns qualified through the derived tables the unparser writes (so their types are known);
+    else None. ``scans``: the products the plan reads."""
+    node, aggregates = plan, 0
+    while True:
+        kind = type(node.to_variant()).__name__
+        if kind == "TableScan":
+            break
+        children = node.inputs()
+        if kind not in _CHAIN or len(children) != 1:
+            return None
+        aggregates += kind == "Aggregate"
+        node = children[0]
+    if aggregates != 1 or _SUBQUERY_EXPRESSION.search(plan.display_indent()):
+        return None
+    try:
+        tree = parse_one(str(Unparser(Dialect.postgres()).plan_to_sql(plan)), read="postgres")
+        return str(qualify_columns(tree, _types(scans), dialect="postgres").sql("postgres"))
+    except Exception:  # the unparser cannot write every plan, nor sqlglot resolve every column
+        return None
+
+
 def single_source_sql(
-    dataframe: DataFrame, scans: Mapping[tuple[str, str], ProductScan], plan: LogicalPlan | None = None
+    dataframe: DataFrame,
+    scans: Mapping[tuple[str, str], ProductScan],
+    plan: LogicalPlan | None = None,
+    text: str | None = None,
 ) -> tuple[str, str] | None:
     """The whole query in its one source's dialect, as ``(domain, sql)``; None if it cannot go whole.
 
@@ -197,6 +233,8 @@ def single_source_sql(
     nondeterministic PostgreSQL collation) reaches this query already in the binary
     collation through its product's relation, for grouping, ``DISTINCT``, joins and
     equality as well. DuckDB's column collations are not detected.
+
+    ``text``: the query as SQL to start from instead of the unparsed plan (:func:`chain_sql`).
     """
     if not scans:
         return None
@@ -213,8 +251,8 @@ def single_source_sql(
     if decimal_output and not connector.capabilities.exact_decimals:
         return None
     try:
-        text = Unparser(Dialect.postgres()).plan_to_sql(dataframe.logical_plan())
-        tree = named_outputs(parse_one(str(text), read="postgres"))  # SQLite has no ``AS d(a, b)``
+        text = text or str(Unparser(Dialect.postgres()).plan_to_sql(dataframe.logical_plan()))
+        tree = named_outputs(parse_one(text, read="postgres"))  # SQLite has no ``AS d(a, b)``
     except (SqlglotError, Exception):  # the unparser cannot write every plan
         return None
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()):

@@ -1,0 +1,230 @@
+"""Whole queries that aggregate Parquet products run in DuckDB (connectors/file_engine.py).
+
+Every answer is compared with DataFusion's own (the same engine with the file engine off), value
+for value and type for type, through the engine and through the ADBC Flight SQL driver; EXPLAIN
+says which route each query took. Decimals are negative, NULL and many-digited where the two
+engines could round apart (averages truncate toward zero in DataFusion).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import adbc_driver_flightsql.dbapi as flightsql
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gateway.api import CallerContext
+from gateway.config import load_config
+from gateway.engine import Engine, EngineSettings
+from gateway.flightsql import FlightSqlServer
+
+ROOT = CallerContext(user="root")
+ALICE = CallerContext(user="alice")
+ENGINE_ROUTE = "single source: the whole query runs in domain 'logi' (duckdb"
+
+MESH = """domains:
+  - name: logi
+    connector: {type: parquet, path: parquet}
+  - name: ref
+    connector: {type: csv, path: csv}
+  - name: shop
+    connector: {type: sqlite, path: shop.db}
+"""
+POLICIES = """policies:
+  roles:
+    admin: [root]
+    analyst: [alice]
+  grants:
+    - {role: admin, on: "*"}
+    - {role: analyst, on: "logi.*"}
+  row_filters:
+    - {on: logi.items, where: "grp <> 'c'", except: [admin]}
+"""
+
+
+def items(rows: int = 3000, shift: int = 0) -> pa.Table:
+    """Groups a-d; amounts with two decimals, negative and NULL ones among them."""
+    ids = list(range(rows))
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "grp": pa.array(["abcd"[(i + shift) % 4] for i in ids]),
+            "amount": pa.array(
+                [None if i % 17 == 0 else Decimal(((i * 7919) % 20011 - 10005) + shift) / 100 for i in ids],
+                pa.decimal128(12, 2),
+            ),
+            "rate": pa.array([Decimal((i * 104729) % 1000003) / 10**9 for i in ids], pa.decimal128(18, 9)),
+            "qty": pa.array([i % 50 for i in ids], pa.int32()),
+            "price": pa.array([i * 0.37 for i in ids], pa.float64()),
+            "day": pa.array([dt.date(2024, 1, 1) + dt.timedelta(days=i % 400) for i in ids], pa.date32()),
+        }
+    )
+
+
+@dataclass
+class Mesh:
+    root: Path
+    engine: Engine
+    datafusion: Engine  # the same mesh with the file engine off: the reference
+    uri: str
+
+    def publish(self, table: pa.Table) -> None:
+        staged = self.root / "parquet" / ".items.tmp"
+        pq.write_table(table, staged, row_group_size=1000)
+        os.replace(staged, self.root / "parquet" / "items.parquet")
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[Mesh]:
+    (tmp_path / "parquet" / "parts").mkdir(parents=True)
+    (tmp_path / "csv").mkdir()
+    table = items()
+    pq.write_table(table, tmp_path / "parquet" / "items.parquet", row_group_size=1000)
+    for part in range(2):
+        pq.write_table(table.slice(part * 1500, 1500), tmp_path / "parquet" / "parts" / f"part-{part}.parquet")
+    table.select(["id", "grp", "qty"]).to_pandas().to_csv(tmp_path / "csv" / "items.csv", index=False)
+    with sqlite3.connect(tmp_path / "shop.db") as connection:
+        connection.execute("CREATE TABLE groups (grp TEXT NOT NULL, label TEXT NOT NULL)")
+        connection.executemany("INSERT INTO groups VALUES (?, ?)", [(g, g.upper()) for g in "abcd"])
+    for name in ("mesh", "governed"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mesh.yaml").write_text(MESH.replace("path: ", f"path: {tmp_path}/"))
+    (tmp_path / "governed" / "platform.yaml").write_text(POLICIES)
+    config = load_config(tmp_path / "mesh")
+    engine = Engine.from_config(config)
+    datafusion = Engine.from_config(config, EngineSettings(file_engine=False))
+    server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    yield Mesh(tmp_path, engine, datafusion, f"grpc://127.0.0.1:{server.port}")
+    server.shutdown()
+    thread.join(timeout=10)
+    engine.close()
+    datafusion.close()
+
+
+def route(engine: Engine, sql: str, caller: CallerContext = ROOT) -> str:
+    rows = engine.run(f"EXPLAIN {sql}", caller).read_all().to_pylist()
+    return next(str(row["plan"]) for row in rows if row["plan_type"] == "route")
+
+
+def same_answer(mesh: Mesh, sql: str, caller: CallerContext = ROOT) -> pa.Table:
+    """``sql``'s answer, equal (values and types) to DataFusion's own."""
+    answer = mesh.engine.run(sql, caller).read_all()
+    expected = mesh.datafusion.run(sql, caller).read_all()
+    assert answer.schema == expected.schema
+    assert answer.to_pylist() == expected.to_pylist()
+    return answer
+
+
+ROUTED = [
+    pytest.param(
+        "SELECT grp, sum(amount) AS s, avg(amount) AS a, min(amount) AS lo, max(amount) AS hi, count(amount) AS n,"
+        " count(*) AS rows FROM logi.items GROUP BY grp ORDER BY grp",
+        id="decimal-aggregates",
+    ),
+    pytest.param(
+        "SELECT grp, avg(rate) AS a, sum(rate * amount) AS weighted FROM logi.items WHERE qty < 20 GROUP BY grp"
+        " ORDER BY grp",
+        id="nine-digit-average",
+    ),
+    pytest.param(
+        "SELECT sum(amount * (1 - rate)) AS net FROM logi.items WHERE day >= DATE '2024-03-01'"
+        " AND rate BETWEEN 0.0001 - 0.00005 AND 0.0005 + 0.0001",
+        id="folded-constants",
+    ),
+    pytest.param(
+        "SELECT avg(amount) AS a FROM logi.items WHERE amount < 0 AND id % 3 = 1", id="negative-average-truncates"
+    ),
+    pytest.param("SELECT avg(amount) AS a, count(*) AS n FROM logi.items WHERE id < 0", id="no-rows"),
+    pytest.param(
+        "SELECT qty, count(*) AS n, max(day) AS last, sum(qty) AS q FROM logi.items GROUP BY qty"
+        " HAVING count(*) > 10 ORDER BY qty DESC LIMIT 5",
+        id="having-and-top",
+    ),
+]
+
+
+@pytest.mark.parametrize("sql", ROUTED)
+def test_an_aggregate_over_parquet_runs_in_duckdb_with_datafusions_answer(mesh: Mesh, sql: str) -> None:
+    assert route(mesh.engine, sql).startswith(ENGINE_ROUTE)
+    answer = same_answer(mesh, sql)
+    with flightsql.connect(mesh.uri, autocommit=True) as connection, connection.cursor() as cursor:
+        cursor.execute(sql)
+        assert cursor.fetch_arrow_table().to_pylist() == answer.to_pylist()
+
+
+def test_an_average_of_a_third_truncates_toward_zero(mesh: Mesh) -> None:
+    mesh.publish(
+        pa.table(
+            {
+                **{name: items(3).column(name) for name in items(3).column_names if name != "amount"},
+                "amount": pa.array([Decimal("-0.01"), Decimal("0.00"), Decimal("0.00")], pa.decimal128(12, 2)),
+            }
+        ).select(items(3).column_names)
+    )
+    sql = "SELECT avg(amount) AS a FROM logi.items"
+    assert route(mesh.engine, sql).startswith(ENGINE_ROUTE)
+    assert same_answer(mesh, sql).to_pylist() == [{"a": Decimal("-0.003333")}]
+
+
+NOT_ROUTED = [
+    pytest.param("SELECT sum(amount) / sum(qty) AS r FROM logi.items", id="division"),
+    pytest.param("SELECT sum(CAST(price AS DECIMAL(10, 1))) AS s FROM logi.items", id="decimal-cast-of-a-column"),
+    pytest.param("SELECT id, amount FROM logi.items WHERE qty = 3 ORDER BY id", id="no-aggregate"),
+    pytest.param("SELECT sum(price) AS s, max(price) AS m FROM logi.items", id="floating-point"),
+    pytest.param("SELECT avg(qty) AS a FROM logi.items", id="average-of-integers"),
+    pytest.param(
+        "SELECT upper(grp) AS g, count(*) AS n FROM logi.items GROUP BY upper(grp) ORDER BY g", id="other-function"
+    ),
+    pytest.param("SELECT count(*) AS n, sum(qty) AS q FROM logi.parts", id="folder-product"),
+    pytest.param("SELECT grp, sum(qty) AS q FROM ref.items GROUP BY grp ORDER BY grp", id="csv-product"),
+    pytest.param(
+        "SELECT g.label, sum(i.amount) AS s FROM logi.items AS i JOIN shop.groups AS g ON i.grp = g.grp"
+        " GROUP BY g.label ORDER BY g.label",
+        id="join-with-a-sql-source",
+    ),
+]
+
+
+@pytest.mark.parametrize("sql", NOT_ROUTED)
+def test_what_duckdb_would_answer_otherwise_stays_in_datafusion(mesh: Mesh, sql: str) -> None:
+    assert not route(mesh.engine, sql).startswith(ENGINE_ROUTE)
+    same_answer(mesh, sql)
+
+
+def test_a_product_a_policy_narrows_is_never_sent(mesh: Mesh) -> None:
+    sql = "SELECT grp, count(*) AS n FROM logi.items GROUP BY grp ORDER BY grp"
+    governed = Engine.from_config(load_config(mesh.root / "governed"))
+    try:
+        assert route(governed, sql, ROOT).startswith(ENGINE_ROUTE)  # exempt: the file as it is
+        assert not route(governed, sql, ALICE).startswith(ENGINE_ROUTE)
+        assert [row["grp"] for row in governed.run(sql, ALICE).read_all().to_pylist()] == ["a", "b", "d"]
+        assert [row["grp"] for row in governed.run(sql, ROOT).read_all().to_pylist()] == ["a", "b", "c", "d"]
+    finally:
+        governed.close()
+
+
+def test_a_new_version_of_the_file_is_what_duckdb_reads(mesh: Mesh) -> None:
+    sql = "SELECT count(*) AS n, sum(amount) AS s FROM logi.items"
+    before = same_answer(mesh, sql).to_pylist()
+    mesh.publish(items(1200, shift=1))
+    after = same_answer(mesh, sql).to_pylist()
+    assert route(mesh.engine, sql).startswith(ENGINE_ROUTE)
+    assert before[0]["n"] == 3000 and after[0]["n"] == 1200
+
+
+def test_a_file_that_no_longer_matches_is_a_clean_error(mesh: Mesh) -> None:
+    mesh.publish(items(10).drop_columns(["rate"]))
+    with pytest.raises(Exception, match=r"logi.*items.*rate") as raised:
+        mesh.engine.run("SELECT sum(amount) AS s FROM logi.items", ROOT).read_all()
+    assert "Traceback" not in str(raised.value)
