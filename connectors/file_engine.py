@@ -121,7 +121,12 @@ class FileEngine(DuckdbConnector):
         for cast in query.find_all(exp.Cast):
             if cast.to.is_type(exp.DType.DECIMAL) and not isinstance(cast.this, exp.Literal):
                 return None
-        # gateway/averages.py's integer division, of an integral decimal: on HUGEINT in DuckDB.
+        return query
+
+    def render(self, query: exp.Expr) -> str:
+        """``query`` in DuckDB's SQL, the integer division of an exact average (gateway/averages.py:
+        an integral decimal over a count) on ``HUGEINT``: DuckDB's ``//`` of a decimal divides."""
+        query = query.copy()
         for division in list(query.find_all(exp.IntDiv)):
             division.set("this", exp.cast(division.this, exp.DataType.build("HUGEINT", dialect="duckdb")))
-        return query
+        return super().render(query)

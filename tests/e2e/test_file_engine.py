@@ -118,11 +118,14 @@ def route(engine: Engine, sql: str, caller: CallerContext = ROOT) -> str:
 
 
 def same_answer(mesh: Mesh, sql: str, caller: CallerContext = ROOT) -> pa.Table:
-    """``sql``'s answer, equal (values and types) to DataFusion's own."""
+    """``sql``'s answer, equal (values and types) to DataFusion's own (as sets without ORDER BY)."""
     answer = mesh.engine.run(sql, caller).read_all()
     expected = mesh.datafusion.run(sql, caller).read_all()
     assert answer.schema == expected.schema
-    assert answer.to_pylist() == expected.to_pylist()
+    if "ORDER BY" in sql:
+        assert answer.to_pylist() == expected.to_pylist()
+    else:
+        assert sorted(map(repr, answer.to_pylist())) == sorted(map(repr, expected.to_pylist()))
     return answer
 
 
@@ -183,6 +186,12 @@ NOT_ROUTED = [
     pytest.param("SELECT id, amount FROM logi.items WHERE qty = 3 ORDER BY id", id="no-aggregate"),
     pytest.param("SELECT sum(price) AS s, max(price) AS m FROM logi.items", id="floating-point"),
     pytest.param("SELECT avg(qty) AS a FROM logi.items", id="average-of-integers"),
+    pytest.param(
+        # Constants DataFusion folds, and no projection above the grouping: its unparser writes the
+        # aggregates first, and the two integer columns would arrive swapped.
+        "SELECT qty, max(id) FROM logi.items WHERE rate > 0.0002 - 0.0001 GROUP BY qty",
+        id="bare-grouping",
+    ),
     pytest.param(
         "SELECT upper(grp) AS g, count(*) AS n FROM logi.items GROUP BY upper(grp) ORDER BY g", id="other-function"
     ),
