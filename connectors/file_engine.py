@@ -21,6 +21,8 @@ integer division done on ``HUGEINT`` (DuckDB's ``//`` of decimals is not an inte
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,11 +78,13 @@ class FileEngine(DuckdbConnector):
         decimal_sums=True,
     )
 
-    def __init__(self, threads: int, memory_bytes: int) -> None:
+    def __init__(self, threads: int, memory_bytes: int, spill: Path | None = None) -> None:
         config = ConnectorConfig(type="duckdb", path=Path("(in memory: the gateway's Parquet files)"))
         super().__init__("(files)", config)
         self._threads = max(1, threads)
         self._memory = max(64 * 1024 * 1024, memory_bytes)
+        # Where DuckDB spills past its memory limit (its default is ./.tmp, wherever the gateway runs).
+        self._spill = (spill or Path(tempfile.gettempdir())) / f"meshgate-file-engine-{os.getpid()}"
         self._open_lock = threading.Lock()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -92,6 +96,7 @@ class FileEngine(DuckdbConnector):
                         config={
                             "threads": self._threads,
                             "memory_limit": f"{self._memory // (1024 * 1024)}MB",
+                            "temp_directory": str(self._spill),
                             "enable_object_cache": True,  # Parquet footers, read once per file
                             "autoinstall_known_extensions": False,
                             "autoload_known_extensions": False,

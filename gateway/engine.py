@@ -163,7 +163,7 @@ class Engine:
         self._estimates: TTLCache[Hashable, float | None] = TTLCache(4096, STATS_SECONDS)
         self._estimates_lock = threading.Lock()
         limits = self.settings.limits
-        self._file_engine = FileEngine(self.settings.target_partitions, limits.query_memory)
+        self._file_engine = FileEngine(self.settings.target_partitions, limits.query_memory, limits.spill_path)
         # The hash mask's HMAC key (gateway/governance.py); random when not given (hashes then change per process).
         self.mask_key = mask_key if mask_key is not None else generate_mask_key()
 
