@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 from sqlglot import exp
+from sqlglot.errors import ErrorLevel
 
 from connectors.base import SourceObject, SqlCapabilities
 from connectors.duckdb import FUNCTIONS, DuckdbConnector
@@ -134,4 +135,4 @@ class FileEngine(DuckdbConnector):
         query = query.copy()
         for division in list(query.find_all(exp.IntDiv)):
             division.set("this", exp.cast(division.this, exp.DataType.build("HUGEINT", dialect="duckdb")))
-        return super().render(query)
+        return query.sql(dialect="duckdb", copy=False, unsupported_level=ErrorLevel.RAISE)

@@ -552,10 +552,10 @@ class Engine:
         routed = None if scope.masked else single_source_sql(dataframe, scans, plan)
         if routed is None and not scans:
             engine_scans = self._engine_scans(plan, scope)
-            if engine_scans:
-                routed = single_source_sql(dataframe, engine_scans, plan)
-                chain = chain_sql(plan, engine_scans) if routed is None else None
-                routed = single_source_sql(dataframe, engine_scans, plan, chain) if chain else routed
+            if engine_scans:  # the optimised plan when it can be written (its constants folded), else as written
+                chain = chain_sql(plan, engine_scans)
+                routed = single_source_sql(dataframe, engine_scans, plan, chain) if chain else None
+                routed = routed or single_source_sql(dataframe, engine_scans, plan)
             scans = engine_scans if routed is not None else scans
         federated, fired = plan, tuple[str, ...]()
         if routed is None:
