@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,7 +26,9 @@ import pytest
 from gateway.api import CallerContext
 from gateway.config import load_config
 from gateway.engine import Engine, EngineSettings
+from gateway.errors import MeshgateError
 from gateway.flightsql import FlightSqlServer
+from tests.support.errors import assert_clean
 
 ROOT = CallerContext(user="root")
 ALICE = CallerContext(user="alice")
@@ -237,3 +240,15 @@ def test_a_file_that_no_longer_matches_is_a_clean_error(mesh: Mesh) -> None:
     with pytest.raises(Exception, match=r"logi.*items.*rate") as raised:
         mesh.engine.run("SELECT sum(amount) AS s FROM logi.items", ROOT).read_all()
     assert "Traceback" not in str(raised.value)
+
+
+def test_a_long_aggregate_in_duckdb_ends_at_its_deadline(mesh: Mesh) -> None:
+    sql = "SELECT count(*) AS n FROM logi.items AS a, logi.items AS b, logi.items AS c WHERE a.qty + b.qty < c.qty"
+    assert route(mesh.engine, sql).startswith(ENGINE_ROUTE)
+    started = time.monotonic()
+    with pytest.raises(MeshgateError, match=r"deadline|time") as raised:
+        query = mesh.engine.prepare(sql, ROOT)
+        mesh.engine.execute(query, ROOT, deadline=time.monotonic() + 0.5).read_all()
+    assert time.monotonic() - started < 5, "DuckDB was not interrupted"
+    assert_clean(str(raised.value))
+    assert same_answer(mesh, "SELECT count(*) AS n FROM logi.items").to_pylist() == [{"n": 3000}]  # it serves on
