@@ -6,8 +6,8 @@ Two rules, applied in this order:
    that accepts whole queries, the whole query goes there, rewritten into its dialect
    (unless a cost check finds it slower there: :func:`_joins_big_unfiltered`, :func:`_groups_pay`).
    A query that aggregates Parquet products only goes whole to the file engine the same way
-   (``connectors/file_engine.py``; the engine calls it with :func:`chain_sql` when the
-   unoptimised plan cannot be written).
+   (``connectors/file_engine.py``), written from the optimised plan (:func:`chain_sql`) where
+   it can be, else from the unoptimised one.
 2. :func:`negotiate_scans`: otherwise, each scan of a SQL source gets its columns,
    every filter conjunct the source can evaluate identically, and a LIMIT when that
    is safe; DataFusion runs the rest.
