@@ -354,12 +354,12 @@ class Engine:
             return None
         try:
             plan = dataframe.optimized_logical_plan()
-            routed = single_source_sql(dataframe, scope.scans, plan)
+            routed, scans = self._whole_route(dataframe, plan, scope)
         except Exception:  # execution reports it, as it always has
             return None
         if routed is None:
             return None
-        scan = next(iter(scope.scans.values()))
+        scan = next(iter(scans.values()))
         types = tuple(field.type for field in parameters)
         if types and not (
             scan.connector.binds_parameters
@@ -422,7 +422,7 @@ class Engine:
                 return None
         route = plan.route
         parameters = bound_values(route.parameter_types, values, query.literals)
-        if parameters is None:
+        if parameters is None or not self._held_still(route):
             return None
         try:
             scans = [ProductScan(route.product)]
@@ -548,15 +548,7 @@ class Engine:
             plan = dataframe.optimized_logical_plan()
         except Exception as error:
             raise _planning_error(error, self.catalog) from None
-        # Masks are DataFusion expressions a source may not evaluate alike: such queries stay federated.
-        routed = None if scope.masked else single_source_sql(dataframe, scans, plan)
-        if routed is None and not scans:
-            engine_scans = self._engine_scans(plan, scope)
-            if engine_scans:  # the optimised plan when it can be written (its constants folded), else as written
-                chain = chain_sql(plan, engine_scans)
-                routed = single_source_sql(dataframe, engine_scans, plan, chain) if chain else None
-                routed = routed or single_source_sql(dataframe, engine_scans, plan)
-            scans = engine_scans if routed is not None else scans
+        routed, scans = self._whole_route(dataframe, plan, scope)
         federated, fired = plan, tuple[str, ...]()
         if routed is None:
             dataframe, federated, fired = self._rewrite(ctx, dataframe, plan, scope, deadline)
@@ -571,6 +563,36 @@ class Engine:
             if streams:
                 dataframe = _classic_output(dataframe)
         return _Planned(self, dataframe, plan, scans, routed, scope, federated, fired)
+
+    def _whole_route(
+        self, dataframe: DataFrame, plan: LogicalPlan, scope: _Scope
+    ) -> tuple[tuple[str, str] | None, dict[tuple[str, str], ProductScan]]:
+        """Where the whole query goes, as ``(domain, sql)`` (None: federated), and the scans it reads:
+        its one SQL source, or the file engine (``connectors/file_engine.py``)."""
+        # Masks are DataFusion expressions a source may not evaluate alike: such queries stay federated.
+        routed = None if scope.masked else single_source_sql(dataframe, scope.scans, plan)
+        if routed is not None or scope.scans:
+            return routed, scope.scans
+        scans = self._engine_scans(plan, scope)
+        if scans:  # the optimised plan when it can be written (its constants folded), else as written
+            chain = chain_sql(plan, scans)
+            routed = single_source_sql(dataframe, scans, plan, chain) if chain else None
+            routed = routed or single_source_sql(dataframe, scans, plan)
+        return routed, scans if routed is not None else scope.scans
+
+    def _held_still(self, route: Route) -> bool:
+        """Whether the files a cached file-engine route reads are the versions the query would read
+        now (each file product is stat'ed, as every query does: a changed file is a new version)."""
+        if not isinstance(route.product.connector, FileEngine):
+            return True
+        self._prepare_file_tables()
+        for name in route.products:
+            domain, _, product = name.partition(".")
+            held = self._file_tables.get((domain, product))
+            location = getattr(held.version, "location", None) if held is not None else None
+            if location is None or str(location) not in route.sql:
+                return False
+        return True
 
     def _engine_scans(self, plan: LogicalPlan, scope: _Scope) -> dict[tuple[str, str], ProductScan]:
         """Scans of ``plan``'s products in the file engine (connectors/file_engine.py), when the plan

@@ -247,3 +247,24 @@ def test_a_long_aggregate_in_duckdb_ends_at_its_deadline(mesh: Mesh) -> None:
     assert time.monotonic() - started < 5, "DuckDB was not interrupted"
     assert_clean(str(raised.value))
     assert same_answer(mesh, "SELECT count(*) AS n FROM logi.items").to_pylist() == [{"n": 3000}]  # it serves on
+
+
+def test_a_repeated_aggregate_runs_its_cached_route_until_the_file_changes(mesh: Mesh) -> None:
+    sql = "SELECT grp, count(*) AS n, sum(amount) AS s FROM logi.items WHERE qty = ? GROUP BY grp ORDER BY grp"
+    engine = mesh.engine
+
+    def run(qty: int) -> list[dict[str, object]]:
+        query = engine.prepare(sql, ROOT)
+        parameters = pa.record_batch([pa.array([qty], pa.int64())], names=["qty"])
+        rows: list[dict[str, object]] = engine.execute(query, ROOT, parameters).read_all().to_pylist()
+        expected = mesh.datafusion.run(sql.replace("?", str(qty)), ROOT).read_all().to_pylist()
+        assert rows == expected
+        return rows
+
+    run(3)
+    plannings, routed = engine.plans.plannings, engine.plans.routed
+    assert [row["n"] for row in run(3)] == [30, 30] and [row["n"] for row in run(4)] == [30, 30]
+    assert (engine.plans.plannings, engine.plans.routed) == (plannings, routed + 2)  # DuckDB, no planning
+    mesh.publish(items(1200, shift=1))
+    assert [row["n"] for row in run(3)] == [12, 12]  # the new file: planned again, not the old route
+    assert engine.plans.plannings > plannings
