@@ -1,6 +1,6 @@
 """DuckDB as the engine of whole queries that aggregate Parquet files only.
 
-A query whose every table is a Parquet product (read unrestricted, no masks) and that
+A query whose every table is a Parquet product of one domain (read unrestricted, no masks) and that
 aggregates is planned by DataFusion as usual, then written in DuckDB's dialect over the very
 files the query would read (``read_parquet`` of the product's held version: the same bytes
 DataFusion's scan would see) and run by DuckDB in the gateway process: DuckDB's Parquet reader
@@ -65,8 +65,44 @@ def file_source(path: Path, schema: pa.Schema) -> SourceObject:
     return SourceObject(table=str(path), columns=tuple(SourceColumn(f.name, f.type) for f in schema))
 
 
+class DuckdbFiles:
+    """The gateway's one in-memory DuckDB database, opened on first use, shared by the domains' :class:`FileEngine`."""
+
+    def __init__(self, threads: int, memory_bytes: int, spill: Path | None = None) -> None:
+        self._threads = max(1, threads)
+        self._memory = max(64 * 1024 * 1024, memory_bytes)
+        # Where DuckDB spills past its memory limit (its default is ./.tmp, wherever the gateway runs).
+        self._spill = (spill or Path(tempfile.gettempdir())) / f"meshgate-file-engine-{os.getpid()}"
+        self._database: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor (raises duckdb.Error when DuckDB cannot start)."""
+        with self._lock:
+            if self._database is None:
+                self._database = duckdb.connect(
+                    ":memory:",
+                    config={
+                        "threads": self._threads,
+                        "memory_limit": f"{self._memory // (1024 * 1024)}MB",
+                        "temp_directory": str(self._spill),
+                        "enable_object_cache": True,  # Parquet footers, read once per file
+                        "autoinstall_known_extensions": False,
+                        "autoload_known_extensions": False,
+                    },
+                )
+            return self._database.cursor()
+
+    def close(self) -> None:
+        with self._lock:
+            database, self._database = self._database, None
+        if database is not None:
+            database.close()
+
+
 class FileEngine(DuckdbConnector):
-    """An in-memory DuckDB database that reads Parquet files (a ``SourceObject``'s table is a path)."""
+    """One domain's Parquet files as :class:`DuckdbFiles` reads them (a ``SourceObject``'s table is
+    a path): errors and source queries name the domain."""
 
     kind = "duckdb"
     capabilities = SqlCapabilities(
@@ -79,35 +115,22 @@ class FileEngine(DuckdbConnector):
         decimal_sums=True,
     )
 
-    def __init__(self, threads: int, memory_bytes: int, spill: Path | None = None) -> None:
-        config = ConnectorConfig(type="duckdb", path=Path("(in memory: the gateway's Parquet files)"))
-        super().__init__("(files)", config)
-        self._threads = max(1, threads)
-        self._memory = max(64 * 1024 * 1024, memory_bytes)
-        # Where DuckDB spills past its memory limit (its default is ./.tmp, wherever the gateway runs).
-        self._spill = (spill or Path(tempfile.gettempdir())) / f"meshgate-file-engine-{os.getpid()}"
-        self._open_lock = threading.Lock()
+    def __init__(self, domain: str, files: DuckdbFiles) -> None:
+        super().__init__(
+            domain, ConnectorConfig(type="duckdb", path=Path("(in memory, over the domain's Parquet files)"))
+        )
+        self._files = files
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        with self._open_lock:
-            if self._database is None:
-                try:
-                    self._database = duckdb.connect(
-                        ":memory:",
-                        config={
-                            "threads": self._threads,
-                            "memory_limit": f"{self._memory // (1024 * 1024)}MB",
-                            "temp_directory": str(self._spill),
-                            "enable_object_cache": True,  # Parquet footers, read once per file
-                            "autoinstall_known_extensions": False,
-                            "autoload_known_extensions": False,
-                        },
-                    )
-                except duckdb.Error as exc:
-                    raise SourceUnavailableError(self.domain, self.label, f"cannot start DuckDB: {exc}") from exc
-            cursor = self._database.cursor()
+        try:
+            cursor = self._files.cursor()
+        except duckdb.Error as exc:
+            raise SourceUnavailableError(self.domain, self.label, f"cannot start DuckDB: {exc}") from exc
         cursor.execute("SET TimeZone = 'UTC'")
         return cursor
+
+    def close(self) -> None:
+        """Nothing of its own to close: the database is :class:`DuckdbFiles`'."""
 
     def raw_relation(self, source: SourceObject, alias: str) -> exp.Expr:
         assert source.table is not None

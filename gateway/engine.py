@@ -30,7 +30,7 @@ from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig,
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
 from connectors.base import STATS_SECONDS, Connector, FileConnector, FileVersion, SqlConnector
-from connectors.file_engine import FileEngine, file_source
+from connectors.file_engine import DuckdbFiles, FileEngine, file_source
 from connectors.files import ParquetConnector
 from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.audit import QUERY_ID, AuditLog, QueryRecord, QueryRun, SourceRun
@@ -163,7 +163,8 @@ class Engine:
         self._estimates: TTLCache[Hashable, float | None] = TTLCache(4096, STATS_SECONDS)
         self._estimates_lock = threading.Lock()
         limits = self.settings.limits
-        self._file_engine = FileEngine(self.settings.target_partitions, limits.query_memory, limits.spill_path)
+        self._duckdb_files = DuckdbFiles(self.settings.target_partitions, limits.query_memory, limits.spill_path)
+        self._file_engines: dict[str, FileEngine] = {}  # by domain, over the one database
         # The hash mask's HMAC key (gateway/governance.py); random when not given (hashes then change per process).
         self.mask_key = mask_key if mask_key is not None else generate_mask_key()
 
@@ -190,7 +191,7 @@ class Engine:
 
     def close(self) -> None:
         self.catalog.close()
-        self._file_engine.close()
+        self._duckdb_files.close()
 
     @property
     def policies(self) -> PolicySet:
@@ -618,7 +619,10 @@ class Engine:
             ):
                 return {}
             source = file_source(location, held.product.schema)
-            scans[key] = ProductScan(replace(held.product, source=source, connector=self._file_engine))
+            engine = self._file_engines.get(domain) or self._file_engines.setdefault(
+                domain, FileEngine(domain, self._duckdb_files)
+            )
+            scans[key] = ProductScan(replace(held.product, source=source, connector=engine))
         return scans
 
     def _rewrite(

@@ -5,7 +5,7 @@ Two rules, applied in this order:
 1. :func:`single_source_sql`: when every table of a query lives in one SQL source
    that accepts whole queries, the whole query goes there, rewritten into its dialect
    (unless a cost check finds it slower there: :func:`_joins_big_unfiltered`, :func:`_groups_pay`).
-   A query that aggregates Parquet products only goes whole to the file engine the same way
+   A query that aggregates Parquet products of one domain goes whole to its file engine the same way
    (``connectors/file_engine.py``), written from the optimised plan (:func:`chain_sql`) where
    it can be, else from the unoptimised one.
 2. :func:`negotiate_scans`: otherwise, each scan of a SQL source gets its columns,

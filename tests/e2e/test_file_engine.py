@@ -246,6 +246,7 @@ def test_a_long_aggregate_in_duckdb_ends_at_its_deadline(mesh: Mesh) -> None:
         mesh.engine.execute(query, ROOT, deadline=time.monotonic() + 0.5).read_all()
     assert time.monotonic() - started < 5, "DuckDB was not interrupted"
     assert_clean(str(raised.value))
+    assert str(raised.value).startswith("[logi/duckdb]")  # the domain whose files it read
     assert same_answer(mesh, "SELECT count(*) AS n FROM logi.items").to_pylist() == [{"n": 3000}]  # it serves on
 
 
