@@ -556,7 +556,7 @@ class Engine:
             negotiate_scans(federated, scans, _default_domain(caller), subqueries_separated="subquery_scans" in fired)
             late = self._late_materialisation(ctx, federated, scope)
             fired = (*fired, "late_materialisation") if late and "late_materialisation" not in fired else fired
-            streams = not _computes(federated)
+            streams = not _holds(federated, _COMPUTING)
             if streams:
                 ctx.sql(f"SET datafusion.execution.batch_size = {self.settings.stream_batch_size}")
             if late or streams:  # the session's settings are read when the DataFrame is made
@@ -589,17 +589,22 @@ class Engine:
         self._prepare_file_tables()
         for name in route.products:
             domain, _, product = name.partition(".")
-            held = self._file_tables.get((domain, product))
-            location = getattr(held.version, "location", None) if held is not None else None
+            location = self._held_location((domain, product))
             if location is None or str(location) not in route.sql:
                 return False
         return True
+
+    def _held_location(self, key: tuple[str, str]) -> Path | None:
+        """Where the version of file product ``key`` that queries read now is held (None: none is)."""
+        held = self._file_tables.get(key)
+        location = getattr(held.version, "location", None) if held is not None and held.error is None else None
+        return location if isinstance(location, Path) else None
 
     def _engine_scans(self, plan: LogicalPlan, scope: _Scope) -> dict[tuple[str, str], ProductScan]:
         """Scans of ``plan``'s products in the file engine (connectors/file_engine.py), when the plan
         aggregates and reads only Parquet products, each one file held unrestricted for the caller
         (no policy narrows it: a governed view is never sent); else none."""
-        if scope.masked or not self.settings.file_engine or not _aggregates(plan):
+        if scope.masked or not self.settings.file_engine or not _holds(plan, _AGGREGATE):
             return {}
         scans: dict[tuple[str, str], ProductScan] = {}
         for name in touched(plan, _default_domain(scope.caller))[0]:
@@ -608,14 +613,13 @@ class Engine:
             if scope.views is not None and (key not in scope.views or scope.views[key] is not None):
                 return {}
             held = self._file_tables.get(key)
-            version = held.version if held is not None and held.error is None else None
-            location = getattr(version, "location", None)
+            location = self._held_location(key)
             if (
                 held is None
-                or not isinstance(held.product.connector, ParquetConnector)
-                or not isinstance(location, Path)
+                or location is None
                 or location.is_dir()
-                or getattr(version, "uuids", None)
+                or not isinstance(held.product.connector, ParquetConnector)
+                or getattr(held.version, "uuids", None)
             ):
                 return {}
             source = file_source(location, held.product.schema)
@@ -1039,15 +1043,14 @@ _COMPUTING = frozenset({"Join", "Aggregate", "Window", "Distinct", "Subquery", "
 """Plan nodes that hold rows in hash tables or buffers (see ``EngineSettings.batch_size``)."""
 
 
-def _aggregates(plan: LogicalPlan) -> bool:
-    """Whether ``plan`` holds an aggregate (whose few rows are all a routed query returns)."""
-    return type(plan.to_variant()).__name__ == "Aggregate" or any(_aggregates(child) for child in plan.inputs())
+_AGGREGATE = frozenset({"Aggregate"})
+"""A plan holding one returns a few rows: what the file engine is for (``Engine._engine_scans``)."""
 
 
-def _computes(plan: LogicalPlan) -> bool:
-    """Whether ``plan`` joins, aggregates or computes windows, rather than only reading,
-    filtering, sorting and limiting what it reads."""
-    return type(plan.to_variant()).__name__ in _COMPUTING or any(_computes(child) for child in plan.inputs())
+def _holds(plan: LogicalPlan, kinds: frozenset[str]) -> bool:
+    """Whether ``plan`` holds a node of one of ``kinds``: with :data:`_COMPUTING`, whether it joins,
+    aggregates or computes windows rather than only reading, filtering, sorting and limiting."""
+    return type(plan.to_variant()).__name__ in kinds or any(_holds(child, kinds) for child in plan.inputs())
 
 
 def _classic_output(dataframe: DataFrame) -> DataFrame:
