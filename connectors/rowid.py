@@ -31,6 +31,7 @@ A split given up (:class:`Unshared`) reads the table on one connection, as witho
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -62,8 +63,9 @@ def rowid_alias(columns: Iterable[str]) -> str | None:
     return next((alias for alias in ALIASES if alias not in taken), None)
 
 
-def restrict(query: exp.Expr, alias: str, low: int | None, high: int | None) -> exp.Expr:
-    """``query`` with the rowid range ``[low, high)`` ANDed into the WHERE of the SELECT that reads its one table.
+def restrict(query: exp.Expr, alias: str, low: int | None, high: int | None, table: str | None = None) -> exp.Expr:
+    """``query`` with the rowid range ``[low, high)`` ANDed into the WHERE of the SELECT that reads its one
+    table, or, given ``table`` (a name as ``SourceObject.table`` writes it), that table, which it reads once.
 
     >>> q = exp.select("a").from_(exp.to_table("t").as_("x"))
     >>> print(restrict(q, "rowid", 10, 20).sql("sqlite"))
@@ -74,7 +76,38 @@ def restrict(query: exp.Expr, alias: str, low: int | None, high: int | None) -> 
         found = [] if low is None else [f"{table}.{alias} >= {low}"]
         return found if high is None else [*found, f"{table}.{alias} < {high}"]
 
-    return split.restrict(query, conditions, "sqlite")
+    return split.restrict(query, conditions, "sqlite", table)
+
+
+def ranged_tables(query: exp.Expr, split_on: str) -> dict[str, exp.Table]:
+    """The tables a derived query (``SourceObject.split`` names ``split_on``) may be read in ranges of, by alias.
+
+    The planner vouches that ranges of ``split_on`` give the query's rows (it reads the table once,
+    inner-joined, and nothing groups or limits the rows). So does every other table of the SELECT
+    that reads it when that SELECT only inner-joins: each row it makes holds one row of each table.
+    Tables of subqueries are not among them, nor any whose name or alias the query uses twice.
+
+    >>> q = exp.maybe_parse("SELECT a.x FROM a JOIN b AS c ON a.k = c.k WHERE a.x IN (SELECT y FROM d)")
+    >>> sorted(ranged_tables(q, "a"))
+    ['a', 'c']
+    >>> ranged_tables(exp.maybe_parse("SELECT a.x FROM a LEFT JOIN b ON a.k = b.k"), "a")
+    {}
+    """
+    wanted = exp.to_table(split_on, dialect="sqlite")
+    tables = list(query.find_all(exp.Table))
+    named = [t for t in tables if (t.name, t.db) == (wanted.name, wanted.db)]
+    select = named[0].find_ancestor(exp.Select) if len(named) == 1 else None
+    if select is None or any(
+        join.side or join.kind not in ("", "INNER", "CROSS") for join in select.args.get("joins") or []
+    ):
+        return {}
+    names = Counter((t.name, t.db) for t in tables)
+    aliases = Counter(t.alias_or_name for t in tables)
+    return {
+        t.alias_or_name: t
+        for t in tables
+        if t.find_ancestor(exp.Select) is select and names[(t.name, t.db)] == 1 and aliases[t.alias_or_name] == 1
+    }
 
 
 def begin(cursor: Cursor) -> None:

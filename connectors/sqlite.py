@@ -106,7 +106,7 @@ class SqliteConnector(AdbcConnector):
     (default 100,000) is read in up to ``max_partitions`` (default the machine's CPU count, at most
     32) rowid ranges on connections of their own, all seeing one state of the file
     (:mod:`connectors.rowid`); one whose pushed filter SQLite answers from an index, or of a database
-    in WAL mode, is not split.
+    in WAL mode, is not split. A join the planner pushed whole is split on the table SQLite scans outermost.
     """
 
     kind = "sqlite"
@@ -134,7 +134,7 @@ class SqliteConnector(AdbcConnector):
         self.lock_wait_ms = round(wait * 1000)
         super().__init__(domain, config)
         self.path = Path(config.path)
-        self._scans = split.TableScans(self.max_partitions)
+        self._scans = split.TableScans(self.max_partitions, queries=True)
         self._budget = split.Budget(self.max_partitions)
         self._files: weakref.WeakKeyDictionary[Connection, tuple[int, int]] = weakref.WeakKeyDictionary()
         self._spans: dict[str, tuple[float, int]] = {}  # by table: the rowids it spans, and when that was read
@@ -179,9 +179,9 @@ class SqliteConnector(AdbcConnector):
     def execute(self, sql: str, schema: pa.Schema, deadline: float | None = None) -> SourceStream:
         """Run ``sql``: on one connection, or, for a big table's scan, in rowid ranges (:mod:`connectors.rowid`)."""
         spec = self._scans.splittable(sql)
-        if spec is None or spec.source.table is None:
+        if spec is None or (spec.source.table is None and spec.source.split is None):
             return super().execute(sql, schema, deadline)
-        known = self._spans.get(spec.source.table)
+        known = None if spec.source.table is None else self._spans.get(spec.source.table)
         if known is not None and time.monotonic() - known[0] < STATS_SECONDS and known[1] < 2 * self.partition_rows:
             return super().execute(sql, schema, deadline)  # small, as seen a moment ago
         try:
@@ -199,28 +199,46 @@ class SqliteConnector(AdbcConnector):
         return stream
 
     def _split(self, spec: ScanSpec, sql: str, deadline: float | None) -> AdbcScan | split.PartitionedScan:
-        """The scan of a table, prepared: in rowid ranges if the table is big enough now, else on one connection."""
-        assert spec.source.table is not None
-        source = spec.source.table
+        """The scan of a table, or of a derived query that may be split on one of its tables
+        (``SourceObject.split``), prepared: in rowid ranges if the table is big enough now, else on one connection.
+
+        A derived query is read in ranges of the table SQLite's plan loops over outermost, when it scans
+        it whole and ranges of it give the query's rows (:func:`connectors.rowid.ranged_tables`): TPC-H
+        Q16's partsupp joined with part is a scan of part and an index search of partsupp per part, so
+        ranges of partsupp would each search it all.
+        """
         query = self.scan_query(spec)
-        table = next(query.find_all(exp.Table))
-        alias = rowid.rowid_alias(column.name for column in self.columns(spec.source))
+        if spec.source.table is not None:  # a table's scan: its one table, keyed ""
+            choices = {"": next(query.find_all(exp.Table))}
+            names = {"": spec.source.table}
+            sources = {"": spec.source}
+        else:
+            assert spec.source.split is not None
+            choices = rowid.ranged_tables(query, spec.source.split)
+            names = {key: exp.table_name(table) for key, table in choices.items()}
+            sources = {key: SourceObject(table=name) for key, name in names.items()}
+        aliases = {key: rowid.rowid_alias(c.name for c in self.columns(source)) for key, source in sources.items()}
 
         def plan(cursor: Cursor) -> list[str] | None:
-            span = None if alias is None else _rowids(cursor, table, alias)
+            key = "" if spec.source.table is not None else _outer_scan(cursor, sql, choices)
+            table, alias = (None, None) if key is None else (choices[key], aliases[key])
+            span = None if table is None or alias is None else _rowids(cursor, table, alias)
             rows = 0 if span is None else span[1] - span[0] + 1
-            self._spans[source] = (time.monotonic(), rows)
+            if key is not None:
+                self._spans[names[key]] = (time.monotonic(), rows)
             parts = max(1, min(split.most_ranges(self.max_partitions, spec), rows // self.partition_rows))
-            if parts > 1 and spec.predicate is not None and not _scans_table(cursor, sql, table.alias_or_name):
-                parts = 1  # SQLite answers the filter from an index: not worth splitting
+            indexed = key == "" and spec.predicate is not None  # a table's filter SQLite may answer from an index
+            if parts > 1 and indexed and not _scans_table(cursor, sql, choices[""].alias_or_name):
+                parts = 1  # it does: not worth splitting
             if parts > 1 and _in_wal_mode(cursor):
                 parts = 1  # nothing makes WAL readers begin at one commit (connectors/rowid.py)
             parts = self._budget.take(parts) if parts > 1 else 1
-            if span is None or alias is None or parts < 2:
+            if span is None or key is None or alias is None or parts < 2:
                 cursor.adbc_prepare(sql)
                 return None
+            on = None if key == "" else names[key]
             bounds = split.ranges(span[0], span[1] + 1, parts)
-            return [self.render(rowid.restrict(query, alias, low, high)) for low, high in bounds]
+            return [self.render(rowid.restrict(query, alias, low, high, on)) for low, high in bounds]
 
         connection, cursor, sqls = self.checkout(plan, deadline)
         if sqls is None:
@@ -394,6 +412,18 @@ def _in_wal_mode(cursor: Cursor) -> bool:
     cursor.execute("PRAGMA journal_mode")
     mode = cursor.fetchone()
     return mode is not None and str(mode[0]).lower() == "wal"
+
+
+def _outer_scan(cursor: Cursor, sql: str, choices: dict[str, exp.Table]) -> str | None:
+    """Which of ``choices`` (tables by alias) SQLite's plan for ``sql`` loops over outermost, if it
+    scans it whole; None when it reaches the first of them by an index (``SEARCH``), or none."""
+    cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+    for row in cursor.fetchall():
+        verb, _, rest = str(row[-1]).partition(" ")
+        name = rest.split(" ", 1)[0]
+        if verb in ("SCAN", "SEARCH") and name in choices:
+            return name if verb == "SCAN" else None
+    return None
 
 
 def _scans_table(cursor: Cursor, sql: str, name: str) -> bool:

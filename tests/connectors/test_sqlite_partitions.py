@@ -38,8 +38,8 @@ def connector(path: Path, **options: object) -> SqliteConnector:
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``orders`` (ROWS rows, an INTEGER PRIMARY KEY), ``keyed`` (a WITHOUT ROWID table), ``odd`` (columns named
-    rowid and oid), ``opaque`` (columns taking every name of the rowid) and a view."""
+    """``orders`` (ROWS rows, an INTEGER PRIMARY KEY), ``kinds`` (its 7 values of ``k``), ``keyed`` (a WITHOUT
+    ROWID table), ``odd`` (columns named rowid and oid), ``opaque`` (columns taking every name of the rowid) and a view."""
     path = tmp_path_factory.mktemp("sqlite-split") / "shop.db"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, k INTEGER, x REAL, note TEXT)")
@@ -47,6 +47,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "INSERT INTO orders VALUES (?, ?, ?, ?)", [(i, i % 7, i * 0.5, f"n{i}") for i in range(1, ROWS + 1)]
         )
         db.execute("CREATE INDEX orders_k ON orders (k)")
+        db.execute("CREATE TABLE kinds (k INTEGER PRIMARY KEY, label TEXT)")
+        db.executemany("INSERT INTO kinds VALUES (?, ?)", [(k, f"kind {k}") for k in range(7)])
         db.execute("CREATE TABLE keyed (id INTEGER PRIMARY KEY, v TEXT) WITHOUT ROWID")
         db.executemany("INSERT INTO keyed VALUES (?, ?)", [(i, f"v{i}") for i in range(ROWS)])
         db.execute("CREATE TABLE odd (rowid TEXT, oid INTEGER)")
@@ -147,6 +149,55 @@ def test_small_tables_limits_views_queries_and_tables_without_rowid_are_read_on_
             assert stream.detail is None, source
     finally:
         default.close()
+
+
+JOINED = 'SELECT "o"."id" AS "id", "d"."label" AS "label" FROM orders AS "o" INNER JOIN kinds AS "d" ON TRUE'
+
+
+@pytest.mark.parametrize(
+    ("where", "split_on", "parted_read"),
+    [
+        # SQLite scans orders and finds each order's kind by its key: ranges of orders, whichever
+        # table the planner named (ranges of kinds would each search all of orders)
+        ('"o"."x" > 10 AND "o"."k" = "d"."k"', "orders", True),
+        ('"o"."x" > 10 AND "o"."k" = "d"."k"', "kinds", True),
+        (
+            '"o"."x" > 10 AND "o"."k" = "d"."k" AND "o"."id" IN (SELECT "s"."id" FROM orders AS "s" WHERE "s"."k" = 2)',
+            "orders",
+            False,
+        ),  # orders read twice
+        ('"o"."k" = 3 AND "o"."k" = "d"."k"', "orders", False),  # orders searched by its index on k
+    ],
+)
+def test_a_pushed_join_is_read_in_ranges_of_the_table_sqlite_scans_outermost(
+    database: Path, parted: SqliteConnector, where: str, split_on: str, parted_read: bool
+) -> None:
+    """A join the planner pushed whole (gateway/plan/same_source.py, ``SourceObject.split``) is read in
+    ranges of the table SQLite's plan loops over outermost, each joined with the rest: the rows of one connection."""
+    whole = connector(database, max_partitions=1)
+    try:
+        source = SourceObject(sql=f"{JOINED} WHERE {where}", split=split_on)
+        stream = open_scan(parted, source)
+        got = rows(stream)
+        want = rows(open_scan(whole, source))
+    finally:
+        whole.close()
+    assert got == want
+    assert sum(want.values()) > 1000
+    assert stream.detail == (SPLIT if parted_read else None)
+
+
+def test_only_a_join_that_keeps_each_row_of_its_tables_once_is_read_in_ranges(database: Path) -> None:
+    """Ranges of a table give a query's rows only where each of them holds one row of that table:
+    the tables of the SELECT that inner-joins the planner's split table, each read once, outside subqueries."""
+    inner = exp.maybe_parse(f'{JOINED} WHERE "d"."k" IN (SELECT "k" FROM keyed AS "x")', dialect="sqlite")
+    assert sorted(rowid.ranged_tables(inner, "orders")) == ["d", "o"]
+    left = exp.maybe_parse('SELECT "o"."id" FROM orders AS "o" LEFT JOIN kinds AS "d" ON "o"."k" = "d"."k"')
+    assert rowid.ranged_tables(left, "orders") == {}
+    twice = exp.maybe_parse('SELECT "o"."id" FROM orders AS "o" INNER JOIN orders AS "d" ON "o"."k" = "d"."id"')
+    assert rowid.ranged_tables(twice, "orders") == {}
+    query = rowid.restrict(inner, "rowid", 5, None, "kinds")
+    assert '"d".rowid >= 5' in query.sql("sqlite") and '"o".rowid' not in query.sql("sqlite")
 
 
 def test_a_limit_that_bounds_rather_than_cuts_leaves_the_read_split(parted: SqliteConnector) -> None:
@@ -316,6 +367,35 @@ def test_explain_analyze_names_the_ranges_of_a_split_read(tmp_path: Path, databa
         plan = engine.run(f"EXPLAIN ANALYZE {sql}", caller).read_all().to_pydict()
         texts = [text for kind, text in zip(plan["plan_type"], plan["plan"], strict=True) if "shop/sqlite" in kind]
         assert len(texts) == 1 and texts[0].endswith(f"\n  {SPLIT}"), texts
+    finally:
+        engine.close()
+
+
+def test_a_federated_query_reads_its_pushed_sqlite_join_in_ranges(tmp_path: Path, database: Path) -> None:
+    """Through the engine: two SQLite tables joined beside a CSV file go to SQLite as one join, read in ranges."""
+    (tmp_path / "names.csv").write_text("k,name\n" + "".join(f"{k},name {k}\n" for k in range(7)))
+    config = tmp_path / "mesh.yaml"
+    config.write_text(
+        "domains:\n  - name: shop\n"
+        f"    connector: {{type: sqlite, path: '{database}', partition_rows: 1000, max_partitions: 4}}\n"
+        "    products:\n      - {name: orders, source: orders}\n      - {name: kinds, source: kinds}\n"
+        f"  - name: ref\n    connector: {{type: csv, path: '{tmp_path}'}}\n"
+        "    products:\n      - {name: names, source: names.csv}\n"
+    )
+    engine = Engine(MeshCatalog(load_config(config)))
+    sql = (
+        "SELECT o.id, d.label, n.name FROM shop.orders o JOIN shop.kinds d ON o.k = d.k"
+        " JOIN ref.names n ON n.k = d.k WHERE o.x > 10"
+    )
+    try:
+        caller = CallerContext(user="root")
+        result = engine.run(sql, caller).read_all().to_pylist()
+        assert sorted((r["id"], r["label"], r["name"]) for r in result) == [
+            (i, f"kind {i % 7}", f"name {i % 7}") for i in range(21, ROWS + 1)
+        ]
+        plan = engine.run(f"EXPLAIN ANALYZE {sql}", caller).read_all().to_pydict()
+        texts = [text for kind, text in zip(plan["plan_type"], plan["plan"], strict=True) if "shop/sqlite" in kind]
+        assert len(texts) == 1 and "JOIN" in texts[0] and texts[0].endswith(f"\n  {SPLIT}"), texts
     finally:
         engine.close()
 
