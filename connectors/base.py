@@ -30,6 +30,26 @@ log = logging.getLogger(__name__)
 STATS_SECONDS = 60.0
 """How long a connector keeps a product's row estimate before asking its source again."""
 
+WHOLE_QUERY_FUNCTIONS: tuple[type[exp.Func], ...] = (
+    exp.And,  # AND and OR are functions to sqlglot
+    exp.Or,
+    exp.Case,
+    exp.If,
+    exp.Cast,
+    exp.Count,
+    exp.Sum,
+    exp.Min,
+    exp.Max,
+    exp.Avg,  # of decimals, rewritten or kept federated by gateway/planner.py (gateway/averages.py)
+    exp.Exists,
+    exp.RowNumber,
+    exp.Rank,
+    exp.DenseRank,
+    exp.Collate,  # written by the planner: text compared in byte order (gateway/bytewise.py)
+)
+"""The functions (sqlglot's classes) of a whole query every SQL source answers as DataFusion does;
+the others must be among a source's :attr:`SqlCapabilities.functions`."""
+
 
 @dataclass(frozen=True)
 class SourceObject:
@@ -114,6 +134,10 @@ class SqlCapabilities:
     ``truncating_division`` says the source divides decimals exactly, truncating to an integer
     (PostgreSQL's ``DIV``): an average of decimals is then sent written to give DataFusion's
     digits (gateway/averages.py), so a whole query that averages decimals may go to it.
+    ``integer_division`` says the source divides integers as DataFusion does: ``/`` truncates toward
+    zero, ``%`` takes the dividend's sign, and a zero divisor fails (PostgreSQL; not SQLite, where it
+    gives NULL, nor DuckDB, whose ``/`` of integers is a DOUBLE): a whole query that divides integers
+    may go to it (``gateway.planner.single_source_sql``; reals and decimals never do).
     ``hash_joins`` is false for a source that joins a row at a time (SQLite's nested loops): a
     whole query that joins goes to it only when it reads no big table unfiltered
     (``gateway.planner.single_source_sql``).
@@ -132,9 +156,18 @@ class SqlCapabilities:
     key_sets: str | None = None
     hash_joins: bool = True
     truncating_division: bool = False
+    integer_division: bool = False
     text_keys: bool = False
     fast_groupings: bool = False
     decimal_sums: bool = False
+
+    def evaluates(self, node: exp.Func) -> bool:
+        """Whether the source answers ``node``, a function of a whole query as sqlglot reads
+        DataFusion's SQL, as DataFusion does: one of :data:`WHOLE_QUERY_FUNCTIONS`, or one whose
+        name (one of sqlglot's names for it) is among :attr:`functions`."""
+        if isinstance(node, WHOLE_QUERY_FUNCTIONS):
+            return True
+        return any(name.lower() in self.functions for name in type(node).sql_names())
 
     @property
     def pushes_joins(self) -> bool:
@@ -340,8 +373,12 @@ class SqlConnector(Connector):
         DataFusion typed as ``output``, as the source must be sent it to answer as DataFusion
         would; None keeps the query federated.
 
-        Called before the products are swapped for their relations. The default sends it as it is.
+        Called before the products are swapped for their relations. The default sends it as it is
+        when the source evaluates every function and operator in it as DataFusion does
+        (:meth:`SqlCapabilities.evaluates`): answers must not depend on the route.
         """
+        if any(not self.capabilities.evaluates(node) for node in query.find_all(exp.Func)):
+            return None
         return query
 
     def scan_sql(self, spec: ScanSpec) -> str:

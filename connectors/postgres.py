@@ -206,6 +206,7 @@ class PostgresConnector(AdbcConnector):
     capabilities = SqlCapabilities(
         dialect="postgres",
         functions=FUNCTIONS,
+        integer_division=True,
         supports_ilike=True,
         binary_string_order=False,
         string_collation="C",

@@ -25,10 +25,11 @@ from datafusion import DataFrame, Expr, LogicalPlan
 from datafusion.unparser import Dialect, Unparser
 from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify_columns import qualify_columns
 from sqlglot.schema import MappingSchema
 
-from connectors.base import SourceObject, SqlConnector
+from connectors.base import SourceObject, SqlCapabilities, SqlConnector
 from gateway.averages import exact_averages
 from gateway.bytewise import bytewise_ordering, named_outputs, sql_type
 from gateway.plan.same_source import few_groups
@@ -273,7 +274,7 @@ def single_source_sql(
     elif averages and connector.capabilities.truncating_division:
         # An average compared, not returned (``x > (SELECT avg(x) ...)``): DataFusion's digits too.
         tree = exact_averages(tree, _schemas(scans), strict=False) or tree
-    if _uses_incomparable(tree, scans):
+    if _uses_incomparable(tree, scans) or not _divides_as_datafusion(tree, scans, connector.capabilities):
         return None
     if not connector.capabilities.binary_string_order:
         ordered = bytewise_ordering(tree, _types(scans), connector.capabilities.string_collation)
@@ -389,6 +390,25 @@ def _types(scans: Mapping[tuple[str, str], ProductScan]) -> MappingSchema:
         for domain, products in _schemas(scans).items()
     }
     return MappingSchema(tables, dialect="postgres", normalize=False)
+
+
+def _divides_as_datafusion(
+    tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan], capabilities: SqlCapabilities
+) -> bool:
+    """Whether the source computes every ``/`` and ``%`` of the query as DataFusion does: each divides
+    two integers, in a source that divides integers as DataFusion (``SqlCapabilities.integer_division``).
+    DataFusion divides reals by zero into infinities, where PostgreSQL fails; SQLite answers a zero
+    divisor with NULL and takes a real remainder of integer parts; DuckDB divides integers into a DOUBLE."""
+    if tree.find(exp.Div, exp.Mod) is None:
+        return True
+    if not capabilities.integer_division:
+        return False
+    try:
+        annotated = annotate_types(named_outputs(tree.copy()), schema=_types(scans), dialect="postgres")
+    except SqlglotError:
+        return False
+    operands = [side for node in annotated.find_all(exp.Div, exp.Mod) for side in (node.this, node.expression)]
+    return all(side.type is not None and side.type.is_type(*exp.DataType.INTEGER_TYPES) for side in operands)
 
 
 def _uses_incomparable(tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan]) -> bool:

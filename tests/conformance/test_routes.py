@@ -1,0 +1,116 @@
+"""Functions and operators answer as DataFusion does whichever route a query takes.
+
+A query that reads one source's products goes to that source whole (gateway/planner.py); crossed
+with a one-row Parquet product, DataFusion computes it over the source's rows. The same values
+live in PostgreSQL, SQLite and DuckDB, and each expression below must give DataFusion's answer on
+both routes. Sources disagree with DataFusion on many functions (SQLite's ``upper`` is ASCII only,
+its ``substr`` counts a negative start from the end, it has no ``left`` and no ``EXTRACT``;
+PostgreSQL's ``upper('ß')`` is ``'ß'`` and its ``to_char`` reads another format; ``%`` of reals
+fails in PostgreSQL and truncates in SQLite; DuckDB divides integers into a DOUBLE): a whole query
+goes to its source only when every function in it is one the source evaluates as DataFusion does
+(``SqlCapabilities.evaluates``) and every ``/`` and ``%`` divides integers in a source that divides
+them as DataFusion does (``SqlCapabilities.integer_division``), else it stays federated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import sqlite3
+from collections.abc import Iterator
+
+import adbc_driver_postgresql.dbapi as pg
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datafusion import SessionContext
+
+from tests.support.gateway import explain_analyze, query, serve_in_process
+
+VALUES = pa.table(
+    {
+        "id": pa.array([1, 2, 3, 4, 5], pa.int64()),
+        "name": pa.array(["élan", "abc", "Ärger", "ß", None], pa.string()),
+        "x": pa.array([2.5, -7.5, 1e10, 0.0, None], pa.float64()),
+        "i": pa.array([7, -7, 3, 0, None], pa.int64()),
+        "d": pa.array([dt.date(2024, 1, 31), dt.date(2023, 12, 1), dt.date(2024, 2, 29), None, dt.date(1999, 1, 1)]),
+    }
+)
+SOURCES = ("postgres", "sqlite", "duckdb")
+ALL = frozenset(SOURCES)
+# expression -> the sources that evaluate it as DataFusion does (a whole query with it goes to them)
+EXPRESSIONS: dict[str, frozenset[str]] = {
+    "upper(name)": frozenset(),
+    "lower(name)": frozenset(),
+    "substr(name, -1, 3)": frozenset({"postgres"}),
+    "left(name, 2)": frozenset({"postgres", "duckdb"}),
+    "extract(year from d)": frozenset(),
+    "to_char(d, '%Y')": frozenset(),
+    "x % 2": frozenset(),
+    "i % 4": frozenset({"postgres"}),
+    "i / 2": frozenset({"postgres"}),
+    "(i + 1) / (i - 10)": frozenset({"postgres"}),
+    "x / 4": frozenset(),
+    "length(name)": ALL,
+    "abs(i)": ALL,
+    "coalesce(name, 'none')": ALL,
+    "CASE WHEN i > 0 THEN name END": ALL,
+}
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str) -> Iterator[str]:
+    """A gateway over the values in a PostgreSQL table, a SQLite file and a DuckDB file, and a one-row Parquet file."""
+    folder = tmp_path_factory.mktemp("routes")
+    with pg.connect(postgres_uri, autocommit=True) as connection, connection.cursor() as cursor:
+        cursor.execute(f'CREATE TABLE "{pg_schema}".vals (id int8, name text, x float8, i int8, d date)')
+        cursor.adbc_ingest("vals", VALUES, mode="append", db_schema_name=pg_schema)
+    with sqlite3.connect(folder / "vals.sqlite") as lite:
+        lite.execute("CREATE TABLE vals (id INTEGER, name TEXT, x REAL, i INTEGER, d DATE)")
+        lite.executemany("INSERT INTO vals VALUES (?, ?, ?, ?, ?)", [tuple(r.values()) for r in VALUES.to_pylist()])
+    lite.close()
+    with duckdb.connect(str(folder / "vals.duckdb")) as duck:
+        duck.register("arrow_values", VALUES)
+        duck.execute("CREATE TABLE vals AS SELECT * FROM arrow_values")
+    pq.write_table(pa.table({"k": [1]}), folder / "one.parquet")
+    (folder / "mesh.yaml").write_text(
+        "domains:\n"
+        f"  - name: postgres\n    connector: {{type: postgres, uri: '{postgres_uri}'}}\n"
+        f"    products:\n      - {{name: vals, source: {pg_schema}.vals}}\n"
+        "  - name: sqlite\n    connector: {type: sqlite, path: vals.sqlite}\n"
+        "    products:\n      - {name: vals, source: vals}\n"
+        "  - name: duckdb\n    connector: {type: duckdb, path: vals.duckdb}\n"
+        "    products:\n      - {name: vals, source: vals}\n"
+        "  - name: one\n    connector: {type: parquet, path: one.parquet}\n"
+        "    products:\n      - {name: one, source: one.parquet}\n"
+    )
+    with serve_in_process(folder) as served:
+        yield served
+
+
+def answer(table: pa.Table) -> list[object]:
+    """The values of ``v`` by id, NaN as a string (NaN is not equal to itself)."""
+    rows = sorted(table.to_pylist(), key=lambda row: row["id"])
+    return [("NaN" if isinstance(row["v"], float) and math.isnan(row["v"]) else row["v"]) for row in rows]
+
+
+def oracle(expression: str) -> list[object]:
+    ctx = SessionContext()
+    ctx.from_arrow(VALUES, name="vals")
+    return answer(ctx.sql(f"SELECT id, {expression} AS v FROM vals").to_arrow_table())
+
+
+@pytest.mark.parametrize("expression", list(EXPRESSIONS))
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("route", ["whole", "federated"])
+def test_an_expression_answers_as_datafusion_on_every_route(uri: str, route: str, source: str, expression: str) -> None:
+    expected = oracle(expression)
+    table = f"{source}.vals"
+    if route == "federated":
+        table = f"(SELECT v.* FROM {source}.vals v CROSS JOIN one.one)"
+    sql = f"SELECT id, {expression} AS v FROM {table}"
+    assert answer(query(uri, sql)) == expected, sql
+    (route_row,) = [text for kind, text in explain_analyze(uri, sql) if kind == "route"]
+    whole = route == "whole" and source in EXPRESSIONS[expression]
+    assert route_row.startswith("single source" if whole else "federated"), (sql, route_row)
