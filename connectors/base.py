@@ -135,9 +135,10 @@ class SqlCapabilities:
     (PostgreSQL's ``DIV``): an average of decimals is then sent written to give DataFusion's
     digits (gateway/averages.py), so a whole query that averages decimals may go to it.
     ``integer_division`` says the source divides integers as DataFusion does: ``/`` truncates toward
-    zero, ``%`` takes the dividend's sign, and a zero divisor fails (PostgreSQL; not SQLite, where it
-    gives NULL, nor DuckDB, whose ``/`` of integers is a DOUBLE): a whole query that divides integers
-    may go to it (``gateway.planner.single_source_sql``; reals and decimals never do).
+    zero and a zero divisor fails (PostgreSQL; not SQLite, where it gives NULL, nor DuckDB, whose
+    ``/`` of integers is a DOUBLE); ``integer_remainder`` the same of ``%``, whose result takes the
+    dividend's sign (PostgreSQL, DuckDB): a whole query that divides integers so may go to it
+    (``gateway.planner.single_source_sql``; reals and decimals never do).
     ``hash_joins`` is false for a source that joins a row at a time (SQLite's nested loops): a
     whole query that joins goes to it only when it reads no big table unfiltered
     (``gateway.planner.single_source_sql``).
@@ -157,6 +158,7 @@ class SqlCapabilities:
     hash_joins: bool = True
     truncating_division: bool = False
     integer_division: bool = False
+    integer_remainder: bool = False
     text_keys: bool = False
     fast_groupings: bool = False
     decimal_sums: bool = False

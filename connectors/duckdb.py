@@ -111,6 +111,7 @@ class DuckdbConnector(TypedSqlConnector):
     capabilities = SqlCapabilities(
         dialect="duckdb",
         functions=FUNCTIONS,
+        integer_remainder=True,
         supports_ilike=True,
         exact_decimals=False,
         key_sets="unnest",

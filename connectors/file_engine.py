@@ -108,6 +108,7 @@ class FileEngine(DuckdbConnector):
     capabilities = SqlCapabilities(
         dialect="duckdb",
         functions=FUNCTIONS,
+        integer_remainder=True,
         supports_ilike=True,
         exact_decimals=True,  # with what whole_query refuses
         truncating_division=True,  # on HUGEINT: whole_query

@@ -207,6 +207,7 @@ class PostgresConnector(AdbcConnector):
         dialect="postgres",
         functions=FUNCTIONS,
         integer_division=True,
+        integer_remainder=True,
         supports_ilike=True,
         binary_string_order=False,
         string_collation="C",

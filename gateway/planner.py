@@ -396,12 +396,15 @@ def _divides_as_datafusion(
     tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan], capabilities: SqlCapabilities
 ) -> bool:
     """Whether the source computes every ``/`` and ``%`` of the query as DataFusion does: each divides
-    two integers, in a source that divides integers as DataFusion (``SqlCapabilities.integer_division``).
-    DataFusion divides reals by zero into infinities, where PostgreSQL fails; SQLite answers a zero
-    divisor with NULL and takes a real remainder of integer parts; DuckDB divides integers into a DOUBLE."""
+    two integers, in a source that divides them so (``SqlCapabilities.integer_division`` and
+    ``integer_remainder``). DataFusion divides reals by zero into infinities, where PostgreSQL fails;
+    SQLite answers a zero divisor with NULL and takes a real remainder of integer parts; DuckDB
+    divides integers into a DOUBLE."""
     if tree.find(exp.Div, exp.Mod) is None:
         return True
-    if not capabilities.integer_division:
+    if tree.find(exp.Div) is not None and not capabilities.integer_division:
+        return False
+    if tree.find(exp.Mod) is not None and not capabilities.integer_remainder:
         return False
     try:
         annotated = annotate_types(named_outputs(tree.copy()), schema=_types(scans), dialect="postgres")

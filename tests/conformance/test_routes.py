@@ -9,7 +9,8 @@ PostgreSQL's ``upper('ß')`` is ``'ß'`` and its ``to_char`` reads another forma
 fails in PostgreSQL and truncates in SQLite; DuckDB divides integers into a DOUBLE): a whole query
 goes to its source only when every function in it is one the source evaluates as DataFusion does
 (``SqlCapabilities.evaluates``) and every ``/`` and ``%`` divides integers in a source that divides
-them as DataFusion does (``SqlCapabilities.integer_division``), else it stays federated.
+them as DataFusion does (``SqlCapabilities.integer_division``, ``integer_remainder``), else it
+stays federated.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ EXPRESSIONS: dict[str, frozenset[str]] = {
     "extract(year from d)": frozenset(),
     "to_char(d, '%Y')": frozenset(),
     "x % 2": frozenset(),
-    "i % 4": frozenset({"postgres"}),
+    "i % 4": frozenset({"postgres", "duckdb"}),
     "i / 2": frozenset({"postgres"}),
     "(i + 1) / (i - 10)": frozenset({"postgres"}),
     "x / 4": frozenset(),
