@@ -139,6 +139,9 @@ class SqlCapabilities:
     ``/`` of integers is a DOUBLE); ``integer_remainder`` the same of ``%``, whose result takes the
     dividend's sign (PostgreSQL, DuckDB): a whole query that divides integers so may go to it
     (``gateway.planner.single_source_sql``; reals and decimals never do).
+    ``narrow_integer_literals`` says the source reads an integer constant as a 32-bit integer
+    (PostgreSQL, DuckDB): a whole query's constants in arithmetic are then written as ``BIGINT``,
+    DataFusion's type (``gateway.planner.integer_literals``).
     ``hash_joins`` is false for a source that joins a row at a time (SQLite's nested loops): a
     whole query that joins goes to it only when it reads no big table unfiltered
     (``gateway.planner.single_source_sql``).
@@ -159,6 +162,7 @@ class SqlCapabilities:
     truncating_division: bool = False
     integer_division: bool = False
     integer_remainder: bool = False
+    narrow_integer_literals: bool = False
     text_keys: bool = False
     fast_groupings: bool = False
     decimal_sums: bool = False

@@ -112,6 +112,7 @@ class DuckdbConnector(TypedSqlConnector):
         dialect="duckdb",
         functions=FUNCTIONS,
         integer_remainder=True,
+        narrow_integer_literals=True,
         supports_ilike=True,
         exact_decimals=False,
         key_sets="unnest",

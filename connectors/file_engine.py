@@ -109,6 +109,7 @@ class FileEngine(DuckdbConnector):
         dialect="duckdb",
         functions=FUNCTIONS,
         integer_remainder=True,
+        narrow_integer_literals=True,
         supports_ilike=True,
         exact_decimals=True,  # with what whole_query refuses
         truncating_division=True,  # on HUGEINT: whole_query

@@ -208,6 +208,7 @@ class PostgresConnector(AdbcConnector):
         functions=FUNCTIONS,
         integer_division=True,
         integer_remainder=True,
+        narrow_integer_literals=True,
         supports_ilike=True,
         binary_string_order=False,
         string_collation="C",

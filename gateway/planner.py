@@ -260,6 +260,8 @@ def single_source_sql(
         return None
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()):
         return None
+    if connector.capabilities.narrow_integer_literals:
+        tree = integer_literals(tree)
     averages = any(isinstance(node, exp.Avg) for node in tree.walk())
     if decimal_output and (averages or any(isinstance(node, exp.Div) for node in tree.walk())):
         # Sources carry more fractional digits through AVG and division than DataFusion's
@@ -373,6 +375,41 @@ def float_literals(tree: exp.Expr) -> exp.Expr | None:
 
     typed_tree = tree.transform(typed)
     return None if compared else typed_tree
+
+
+_INTEGER_KEEPING = (exp.AggFunc, exp.Case, exp.If, exp.Coalesce, exp.Nullif, exp.Abs, exp.Connector, exp.Cast)
+"""Functions an integer constant in arithmetic may sit in and still be written as a BIGINT: the
+others may take only a 32-bit integer in PostgreSQL (``left(text, int)`` has no BIGINT form)."""
+
+
+def integer_literals(tree: exp.Expr) -> exp.Expr:
+    """Integer constants in arithmetic typed as DataFusion types them: ``BIGINT``.
+
+    PostgreSQL and DuckDB read ``2`` as a 32-bit integer, so ``i * 2`` of a 32-bit column fails
+    there past 2^31 where DataFusion computes in 64 bits (DataFusion widens the column to the
+    constant's Int64). A constant inside a function's argument (other than aggregates and
+    conditionals, :data:`_INTEGER_KEEPING`) is left as it is, as is one beyond 64 bits.
+
+    >>> print(integer_literals(parse_one("SELECT i * 2, left(s, i + 1), i = 3 FROM t")).sql())
+    SELECT i * CAST(2 AS BIGINT), LEFT(s, i + 1), i = 3 FROM t
+    """
+
+    def typed(node: exp.Expr) -> exp.Expr:
+        if not isinstance(node, exp.Literal) or not node.is_int or abs(int(node.this)) >= 2**63:
+            return node
+        top: exp.Expr = node
+        while isinstance(top.parent, (exp.Paren, exp.Neg)):
+            top = top.parent
+        if not isinstance(top.parent, _ARITHMETIC):
+            return node
+        outer = node.parent
+        while outer is not None and not isinstance(outer, exp.Query):
+            if isinstance(outer, exp.Func) and not isinstance(outer, _INTEGER_KEEPING):
+                return node
+            outer = outer.parent
+        return exp.cast(node.copy(), exp.DType.BIGINT)
+
+    return tree.transform(typed)
 
 
 def _schemas(scans: Mapping[tuple[str, str], ProductScan]) -> dict[str, dict[str, pa.Schema]]:

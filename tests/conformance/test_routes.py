@@ -35,6 +35,7 @@ VALUES = pa.table(
         "name": pa.array(["élan", "abc", "Ärger", "ß", None], pa.string()),
         "x": pa.array([2.5, -7.5, 1e10, 0.0, None], pa.float64()),
         "i": pa.array([7, -7, 3, 0, None], pa.int64()),
+        "j": pa.array([7, -7, 2**31 - 1, 0, None], pa.int32()),
         "d": pa.array([dt.date(2024, 1, 31), dt.date(2023, 12, 1), dt.date(2024, 2, 29), None, dt.date(1999, 1, 1)]),
     }
 )
@@ -53,6 +54,8 @@ EXPRESSIONS: dict[str, frozenset[str]] = {
     "i / 2": frozenset({"postgres"}),
     "(i + 1) / (i - 10)": frozenset({"postgres"}),
     "x / 4": frozenset(),
+    "j * 2": ALL,  # 64-bit in DataFusion (its constant is an Int64); 32-bit constants in PostgreSQL and DuckDB
+    "sum(j + 1) OVER ()": ALL,
     "length(name)": ALL,
     "abs(i)": ALL,
     "coalesce(name, 'none')": ALL,
@@ -65,11 +68,11 @@ def uri(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: 
     """A gateway over the values in a PostgreSQL table, a SQLite file and a DuckDB file, and a one-row Parquet file."""
     folder = tmp_path_factory.mktemp("routes")
     with pg.connect(postgres_uri, autocommit=True) as connection, connection.cursor() as cursor:
-        cursor.execute(f'CREATE TABLE "{pg_schema}".vals (id int8, name text, x float8, i int8, d date)')
+        cursor.execute(f'CREATE TABLE "{pg_schema}".vals (id int8, name text, x float8, i int8, j int4, d date)')
         cursor.adbc_ingest("vals", VALUES, mode="append", db_schema_name=pg_schema)
     with sqlite3.connect(folder / "vals.sqlite") as lite:
-        lite.execute("CREATE TABLE vals (id INTEGER, name TEXT, x REAL, i INTEGER, d DATE)")
-        lite.executemany("INSERT INTO vals VALUES (?, ?, ?, ?, ?)", [tuple(r.values()) for r in VALUES.to_pylist()])
+        lite.execute("CREATE TABLE vals (id INTEGER, name TEXT, x REAL, i INTEGER, j INTEGER, d DATE)")
+        lite.executemany("INSERT INTO vals VALUES (?, ?, ?, ?, ?, ?)", [tuple(r.values()) for r in VALUES.to_pylist()])
     lite.close()
     with duckdb.connect(str(folder / "vals.duckdb")) as duck:
         duck.register("arrow_values", VALUES)
