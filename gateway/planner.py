@@ -276,7 +276,7 @@ def single_source_sql(
     elif averages and connector.capabilities.truncating_division:
         # An average compared, not returned (``x > (SELECT avg(x) ...)``): DataFusion's digits too.
         tree = exact_averages(tree, _schemas(scans), strict=False) or tree
-    if _uses_incomparable(tree, scans) or not _divides_as_datafusion(tree, scans, connector.capabilities):
+    if _uses_incomparable(tree, scans) or not _computes_as_datafusion(tree, scans, connector.capabilities):
         return None
     if not connector.capabilities.binary_string_order:
         ordered = bytewise_ordering(tree, _types(scans), connector.capabilities.string_collation)
@@ -429,15 +429,21 @@ def _types(scans: Mapping[tuple[str, str], ProductScan]) -> MappingSchema:
     return MappingSchema(tables, dialect="postgres", normalize=False)
 
 
-def _divides_as_datafusion(
+def _computes_as_datafusion(
     tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan], capabilities: SqlCapabilities
 ) -> bool:
-    """Whether the source computes every ``/`` and ``%`` of the query as DataFusion does: each divides
-    two integers, in a source that divides them so (``SqlCapabilities.integer_division`` and
-    ``integer_remainder``). DataFusion divides reals by zero into infinities, where PostgreSQL fails;
-    SQLite answers a zero divisor with NULL and takes a real remainder of integer parts; DuckDB
-    divides integers into a DOUBLE."""
-    if tree.find(exp.Div, exp.Mod) is None:
+    """Whether the source computes every ``/``, ``%`` and cast to an integer of the query as DataFusion does.
+
+    Each ``/`` and ``%`` must divide two integers, in a source that divides them so
+    (``SqlCapabilities.integer_division`` and ``integer_remainder``): DataFusion divides reals by
+    zero into infinities, where PostgreSQL fails; SQLite answers a zero divisor with NULL and takes
+    a real remainder of integer parts; DuckDB divides integers into a DOUBLE. Each cast to an
+    integer must cast an integer: DataFusion truncates a real or a decimal, PostgreSQL and DuckDB
+    round it (``CAST(-7.5 AS BIGINT)`` is -7 against -8), and SQLite saturates one out of range.
+    """
+    divides = tree.find(exp.Div, exp.Mod) is not None
+    narrows = any(cast.to.is_type(*exp.DataType.INTEGER_TYPES) for cast in tree.find_all(exp.Cast))
+    if not divides and not narrows:
         return True
     if tree.find(exp.Div) is not None and not capabilities.integer_division:
         return False
@@ -448,7 +454,9 @@ def _divides_as_datafusion(
     except SqlglotError:
         return False
     operands = [side for node in annotated.find_all(exp.Div, exp.Mod) for side in (node.this, node.expression)]
-    return all(side.type is not None and side.type.is_type(*exp.DataType.INTEGER_TYPES) for side in operands)
+    operands += [c.this for c in annotated.find_all(exp.Cast) if c.to.is_type(*exp.DataType.INTEGER_TYPES)]
+    integers = (*exp.DataType.INTEGER_TYPES, exp.DType.NULL)  # NULL: CAST(NULL AS BIGINT)
+    return all(side.type is not None and side.type.is_type(*integers) for side in operands)
 
 
 def _uses_incomparable(tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan]) -> bool:

@@ -56,6 +56,8 @@ EXPRESSIONS: dict[str, frozenset[str]] = {
     "x / 4": frozenset(),
     "j * 2": ALL,  # 64-bit in DataFusion (its constant is an Int64); 32-bit constants in PostgreSQL and DuckDB
     "sum(j + 1) OVER ()": ALL,
+    "CAST(x AS BIGINT)": frozenset(),
+    "CAST(i AS INT)": ALL,
     "length(name)": ALL,
     "abs(i)": ALL,
     "coalesce(name, 'none')": ALL,
