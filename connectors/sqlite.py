@@ -39,6 +39,7 @@ import os
 import re
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -157,6 +158,10 @@ class SqliteConnector(AdbcConnector):
         """Whether ``connection`` reads the file now at the path: a file replaced by another (a data
         product published by renaming a new file over the old one) is read anew, not the old one."""
         return self._files.get(connection) == file_identity(self.path)
+
+    def whole_query(self, query: exp.Expr, schemas: Sequence[pa.Schema], output: pa.Schema) -> exp.Expr | None:
+        """As every source's, and none with an interval: SQLite has no intervals (``d + INTERVAL '1 day'``)."""
+        return None if query.find(exp.Interval) is not None else super().whole_query(query, schemas, output)
 
     def configure(self, cursor: Cursor) -> None:
         cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})

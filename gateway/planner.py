@@ -432,7 +432,7 @@ def _types(scans: Mapping[tuple[str, str], ProductScan]) -> MappingSchema:
 def _computes_as_datafusion(
     tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan], capabilities: SqlCapabilities
 ) -> bool:
-    """Whether the source computes every ``/``, ``%`` and cast to an integer of the query as DataFusion does.
+    """Whether the source computes every ``/``, ``%``, cast to an integer and cast to text as DataFusion does.
 
     Each ``/`` and ``%`` must divide two integers, in a source that divides them so
     (``SqlCapabilities.integer_division`` and ``integer_remainder``): DataFusion divides reals by
@@ -440,10 +440,12 @@ def _computes_as_datafusion(
     a real remainder of integer parts; DuckDB divides integers into a DOUBLE. Each cast to an
     integer must cast an integer: DataFusion truncates a real or a decimal, PostgreSQL and DuckDB
     round it (``CAST(-7.5 AS BIGINT)`` is -7 against -8), and SQLite saturates one out of range.
+    A real or a decimal is never cast to text: PostgreSQL writes the real 0.0 as ``0``.
     """
     divides = tree.find(exp.Div, exp.Mod) is not None
     narrows = any(cast.to.is_type(*exp.DataType.INTEGER_TYPES) for cast in tree.find_all(exp.Cast))
-    if not divides and not narrows:
+    prints = any(cast.to.is_type(*exp.DataType.TEXT_TYPES) for cast in tree.find_all(exp.Cast))
+    if not divides and not narrows and not prints:
         return True
     if tree.find(exp.Div) is not None and not capabilities.integer_division:
         return False
@@ -456,7 +458,10 @@ def _computes_as_datafusion(
     operands = [side for node in annotated.find_all(exp.Div, exp.Mod) for side in (node.this, node.expression)]
     operands += [c.this for c in annotated.find_all(exp.Cast) if c.to.is_type(*exp.DataType.INTEGER_TYPES)]
     integers = (*exp.DataType.INTEGER_TYPES, exp.DType.NULL)  # NULL: CAST(NULL AS BIGINT)
-    return all(side.type is not None and side.type.is_type(*integers) for side in operands)
+    printed = [c.this for c in annotated.find_all(exp.Cast) if c.to.is_type(*exp.DataType.TEXT_TYPES)]
+    return all(side.type is not None and side.type.is_type(*integers) for side in operands) and not any(
+        side.type is None or side.type.is_type(*exp.DataType.REAL_TYPES, exp.DType.UNKNOWN) for side in printed
+    )
 
 
 def _uses_incomparable(tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan]) -> bool:
