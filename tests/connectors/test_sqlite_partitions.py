@@ -347,25 +347,35 @@ def test_partition_options_are_checked(database: Path) -> None:
         connector(database, lock_wait=-1)
 
 
-def test_explain_analyze_names_the_ranges_of_a_split_read(tmp_path: Path, database: Path) -> None:
-    """Through the engine: a federated query (a SQLite table beside a CSV file) reads the table in ranges."""
-    (tmp_path / "kinds.csv").write_text("k,name\n" + "".join(f"{k},kind {k}\n" for k in range(7)))
+def engine_beside_a_csv(tmp_path: Path, database: Path, *products: str) -> Engine:
+    """An engine over ``products`` of the database (read in ranges of 1,000 rowids) and ``ref.names`` (a CSV file)."""
+    (tmp_path / "names.csv").write_text("k,name\n" + "".join(f"{k},name {k}\n" for k in range(7)))
     config = tmp_path / "mesh.yaml"
     config.write_text(
         "domains:\n  - name: shop\n"
         f"    connector: {{type: sqlite, path: '{database}', partition_rows: 1000, max_partitions: 4}}\n"
-        "    products:\n      - {name: orders, source: orders}\n"
-        f"  - name: ref\n    connector: {{type: csv, path: '{tmp_path}'}}\n"
-        "    products:\n      - {name: kinds, source: kinds.csv}\n"
+        "    products:\n"
+        + "".join(f"      - {{name: {name}, source: {name}}}\n" for name in products)
+        + f"  - name: ref\n    connector: {{type: csv, path: '{tmp_path}'}}\n"
+        "    products:\n      - {name: names, source: names.csv}\n"
     )
-    engine = Engine(MeshCatalog(load_config(config)))
-    sql = "SELECT id, note FROM shop.orders WHERE x >= 100 UNION ALL SELECT k, name FROM ref.kinds"
+    return Engine(MeshCatalog(load_config(config)))
+
+
+def sqlite_queries(engine: Engine, sql: str) -> list[str]:
+    """What EXPLAIN ANALYZE of ``sql`` says of its SQLite queries."""
+    plan = engine.run(f"EXPLAIN ANALYZE {sql}", CallerContext(user="root")).read_all().to_pydict()
+    return [text for kind, text in zip(plan["plan_type"], plan["plan"], strict=True) if "shop/sqlite" in kind]
+
+
+def test_explain_analyze_names_the_ranges_of_a_split_read(tmp_path: Path, database: Path) -> None:
+    """Through the engine: a federated query (a SQLite table beside a CSV file) reads the table in ranges."""
+    engine = engine_beside_a_csv(tmp_path, database, "orders")
+    sql = "SELECT id, note FROM shop.orders WHERE x >= 100 UNION ALL SELECT k, name FROM ref.names"
     try:
-        caller = CallerContext(user="root")
-        result = engine.run(sql, caller).read_all()
+        result = engine.run(sql, CallerContext(user="root")).read_all()
         assert sorted(result.column("id").to_pylist()) == sorted([*range(200, ROWS + 1), *range(7)])
-        plan = engine.run(f"EXPLAIN ANALYZE {sql}", caller).read_all().to_pydict()
-        texts = [text for kind, text in zip(plan["plan_type"], plan["plan"], strict=True) if "shop/sqlite" in kind]
+        texts = sqlite_queries(engine, sql)
         assert len(texts) == 1 and texts[0].endswith(f"\n  {SPLIT}"), texts
     finally:
         engine.close()
@@ -373,28 +383,17 @@ def test_explain_analyze_names_the_ranges_of_a_split_read(tmp_path: Path, databa
 
 def test_a_federated_query_reads_its_pushed_sqlite_join_in_ranges(tmp_path: Path, database: Path) -> None:
     """Through the engine: two SQLite tables joined beside a CSV file go to SQLite as one join, read in ranges."""
-    (tmp_path / "names.csv").write_text("k,name\n" + "".join(f"{k},name {k}\n" for k in range(7)))
-    config = tmp_path / "mesh.yaml"
-    config.write_text(
-        "domains:\n  - name: shop\n"
-        f"    connector: {{type: sqlite, path: '{database}', partition_rows: 1000, max_partitions: 4}}\n"
-        "    products:\n      - {name: orders, source: orders}\n      - {name: kinds, source: kinds}\n"
-        f"  - name: ref\n    connector: {{type: csv, path: '{tmp_path}'}}\n"
-        "    products:\n      - {name: names, source: names.csv}\n"
-    )
-    engine = Engine(MeshCatalog(load_config(config)))
+    engine = engine_beside_a_csv(tmp_path, database, "orders", "kinds")
     sql = (
         "SELECT o.id, d.label, n.name FROM shop.orders o JOIN shop.kinds d ON o.k = d.k"
         " JOIN ref.names n ON n.k = d.k WHERE o.x > 10"
     )
     try:
-        caller = CallerContext(user="root")
-        result = engine.run(sql, caller).read_all().to_pylist()
+        result = engine.run(sql, CallerContext(user="root")).read_all().to_pylist()
         assert sorted((r["id"], r["label"], r["name"]) for r in result) == [
             (i, f"kind {i % 7}", f"name {i % 7}") for i in range(21, ROWS + 1)
         ]
-        plan = engine.run(f"EXPLAIN ANALYZE {sql}", caller).read_all().to_pydict()
-        texts = [text for kind, text in zip(plan["plan_type"], plan["plan"], strict=True) if "shop/sqlite" in kind]
+        texts = sqlite_queries(engine, sql)
         assert len(texts) == 1 and "JOIN" in texts[0] and texts[0].endswith(f"\n  {SPLIT}"), texts
     finally:
         engine.close()
