@@ -56,7 +56,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any, NamedTuple
@@ -135,6 +135,23 @@ FUNCTIONS = frozenset(
         "trim",
     }
 )
+
+_INT4_ARGUMENTS: dict[type[exp.Func], tuple[str, ...]] = {
+    exp.Left: ("expression",),
+    exp.Right: ("expression",),
+    exp.Repeat: ("times",),
+    exp.Substring: ("start", "length"),
+    exp.SplitPart: ("part_index",),
+}
+"""PostgreSQL functions of :data:`FUNCTIONS` with ``integer`` (32-bit) parameters, by sqlglot's argument names."""
+
+
+def _integer_constant(node: exp.Expr) -> bool:
+    """Whether ``node`` is an integer constant, negative or not (``2``, ``-1``, ``(3)``)."""
+    while isinstance(node, exp.Paren | exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and node.is_int
+
 
 PARTITION_PAGES = 5_000
 """Pages (8 KiB) each range of a parallel read covers at least (option ``partition_pages``): 40 MB,
@@ -411,6 +428,17 @@ class PostgresConnector(AdbcConnector):
 
         deadline = time.monotonic() + STATS_WAIT
         return before(deadline, lambda: self.run(asked), abandon=lambda _: None, source=self.source)
+
+    def whole_query(self, query: exp.Expr, schemas: Sequence[pa.Schema], output: pa.Schema) -> exp.Expr | None:
+        """As every source's, and none giving a function that takes a 32-bit count or position
+        (``left``, ``right``, ``repeat``, ``substr``, ``split_part``) anything but a constant: an
+        ``int8`` column there has no such form (``left(text, bigint) does not exist``), and a
+        product's integers do not say which of them are ``int4`` in PostgreSQL."""
+        for function in query.find_all(*_INT4_ARGUMENTS):
+            arguments = [value for key, value in function.args.items() if key in _INT4_ARGUMENTS[type(function)]]
+            if not all(_integer_constant(argument) for argument in arguments if argument is not None):
+                return None
+        return super().whole_query(query, schemas, output)
 
     def scan_sql(self, spec: ScanSpec) -> str:
         """The scan's SQL; a table scan without a limit is remembered, for :meth:`execute` to read it in parallel."""

@@ -160,8 +160,15 @@ class SqliteConnector(AdbcConnector):
         return self._files.get(connection) == file_identity(self.path)
 
     def whole_query(self, query: exp.Expr, schemas: Sequence[pa.Schema], output: pa.Schema) -> exp.Expr | None:
-        """As every source's, and none with an interval: SQLite has no intervals (``d + INTERVAL '1 day'``)."""
-        return None if query.find(exp.Interval) is not None else super().whole_query(query, schemas, output)
+        """As every source's, and none with an interval or arithmetic on a date or time: SQLite has
+        no intervals, and holds dates as text (``d + 1`` of ``'2024-01-31'`` is 2025 there)."""
+        temporal = {f.name for schema in schemas for f in schema if pa.types.is_temporal(f.type)}
+        arithmetic = query.find_all(exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg)
+        if query.find(exp.Interval) is not None or any(
+            column.name in temporal for node in arithmetic for column in node.find_all(exp.Column)
+        ):
+            return None
+        return super().whole_query(query, schemas, output)
 
     def configure(self, cursor: Cursor) -> None:
         cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})

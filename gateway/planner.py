@@ -261,7 +261,7 @@ def single_source_sql(
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()):
         return None
     if connector.capabilities.narrow_integer_literals:
-        tree = integer_literals(tree)
+        tree = integer_literals(tree, _types(scans))
     averages = any(isinstance(node, exp.Avg) for node in tree.walk())
     if decimal_output and (averages or any(isinstance(node, exp.Div) for node in tree.walk())):
         # Sources carry more fractional digits through AVG and division than DataFusion's
@@ -382,17 +382,25 @@ _INTEGER_KEEPING = (exp.AggFunc, exp.Case, exp.If, exp.Coalesce, exp.Nullif, exp
 others may take only a 32-bit integer in PostgreSQL (``left(text, int)`` has no BIGINT form)."""
 
 
-def integer_literals(tree: exp.Expr) -> exp.Expr:
-    """Integer constants in arithmetic typed as DataFusion types them: ``BIGINT``.
+def integer_literals(tree: exp.Expr, schema: MappingSchema) -> exp.Expr:
+    """Integer constants in arithmetic with integers typed as DataFusion types them: ``BIGINT``.
 
     PostgreSQL and DuckDB read ``2`` as a 32-bit integer, so ``i * 2`` of a 32-bit column fails
-    there past 2^31 where DataFusion computes in 64 bits (DataFusion widens the column to the
-    constant's Int64). A constant inside a function's argument (other than aggregates and
-    conditionals, :data:`_INTEGER_KEEPING`) is left as it is, as is one beyond 64 bits.
+    there past 2^31 where DataFusion computes in 64 bits (it widens the column to the constant's
+    Int64; a product's ``int4`` column may be an Int64 to DataFusion already, so any integer column
+    counts). A constant beside anything else is left as it is (``d + 1`` of a date has no BIGINT
+    form in PostgreSQL), as is one inside a function's argument other than aggregates and
+    conditionals (:data:`_INTEGER_KEEPING`). ``schema`` types the tables ``tree`` reads.
 
-    >>> print(integer_literals(parse_one("SELECT i * 2, left(s, i + 1), i = 3 FROM t")).sql())
-    SELECT i * CAST(2 AS BIGINT), LEFT(s, i + 1), i = 3 FROM t
+    >>> types = MappingSchema({"t": {"i": "INT", "d": "DATE", "s": "TEXT"}}, dialect="postgres")
+    >>> sql = "SELECT t.i * 2, t.d + 1, t.i = 3, left(t.s, t.i + 1) FROM t"
+    >>> print(integer_literals(parse_one(sql), types).sql())
+    SELECT t.i * CAST(2 AS BIGINT), t.d + 1, t.i = 3, LEFT(t.s, t.i + 1) FROM t
     """
+    try:
+        annotated = annotate_types(tree.copy(), schema=schema, dialect="postgres")
+    except SqlglotError:
+        return tree
 
     def typed(node: exp.Expr) -> exp.Expr:
         if not isinstance(node, exp.Literal) or not node.is_int or abs(int(node.this)) >= 2**63:
@@ -400,16 +408,20 @@ def integer_literals(tree: exp.Expr) -> exp.Expr:
         top: exp.Expr = node
         while isinstance(top.parent, (exp.Paren, exp.Neg)):
             top = top.parent
-        if not isinstance(top.parent, _ARITHMETIC):
+        arithmetic = top.parent
+        if not isinstance(arithmetic, _ARITHMETIC) or isinstance(arithmetic, exp.Neg):
             return node
-        outer = node.parent
+        other = arithmetic.expression if top is arithmetic.this else arithmetic.this
+        if other.type is None or not other.type.is_type(*exp.DataType.INTEGER_TYPES):
+            return node
+        outer = arithmetic.parent
         while outer is not None and not isinstance(outer, exp.Query):
             if isinstance(outer, exp.Func) and not isinstance(outer, _INTEGER_KEEPING):
                 return node
             outer = outer.parent
         return exp.cast(node.copy(), exp.DType.BIGINT)
 
-    return tree.transform(typed)
+    return annotated.transform(typed)
 
 
 def _schemas(scans: Mapping[tuple[str, str], ProductScan]) -> dict[str, dict[str, pa.Schema]]:

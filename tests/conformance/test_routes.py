@@ -62,6 +62,11 @@ EXPRESSIONS: dict[str, frozenset[str]] = {
     "CAST(i AS TEXT)": ALL,
     "CAST(d AS TEXT)": ALL,
     "d + INTERVAL '1 day'": frozenset({"postgres", "duckdb"}),
+    "d + 1": frozenset({"postgres", "duckdb"}),
+    "left(name, j - 5)": frozenset({"duckdb"}),  # j is an int4 in PostgreSQL, but its product does not say so
+    "left(name, i + 1)": frozenset({"duckdb"}),  # PostgreSQL has no left(text, bigint)
+    "substr(name, 2, 2)": frozenset({"postgres"}),
+    "x + 1": ALL,
     "x * 1.5": ALL,
     "name || 'x'": ALL,
     "name IS DISTINCT FROM 'abc'": ALL,
