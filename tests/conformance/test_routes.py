@@ -71,6 +71,8 @@ EXPRESSIONS: dict[str, frozenset[str]] = {
     "name || 'x'": ALL,
     "name IS DISTINCT FROM 'abc'": ALL,
     "row_number() OVER (ORDER BY x)": ALL,
+    "sum(i) FILTER (WHERE i > 0) OVER ()": ALL,
+    "sum(i) OVER (ORDER BY i RANGE BETWEEN 1 PRECEDING AND CURRENT ROW)": ALL,
     "length(name)": ALL,
     "abs(i)": ALL,
     "coalesce(name, 'none')": ALL,

@@ -107,6 +107,34 @@ def test_what_the_round_trip_loses_is_what_the_rule_refuses_to_rewrite() -> None
     assert carried(ctx.sql("SELECT id FROM a WHERE id IN (SELECT k FROM b)").optimized_logical_plan().display_indent())
 
 
+def test_a_window_filter_and_a_range_frames_offsets_are_lost_so_not_carried() -> None:
+    """DataFusion 55's round trip sums every row for ``FILTER (WHERE ...) OVER`` and changes a RANGE
+    frame with offsets; ROWS frames, and RANGE frames bounded only by UNBOUNDED and CURRENT ROW, survive."""
+    ctx = SessionContext()
+    ctx.register_record_batches("t", [[pa.record_batch({"id": [1, 2, 3, 4, 5], "i": [1, -1, 2, 2, 5]})]])
+    lost = [
+        "SELECT id, sum(i) FILTER (WHERE i > 0) OVER () AS v FROM t",
+        "SELECT id, sum(i) OVER (ORDER BY i RANGE BETWEEN 1 PRECEDING AND CURRENT ROW) AS v FROM t",
+        "SELECT id, sum(i) OVER (ORDER BY i RANGE BETWEEN CURRENT ROW AND 2 FOLLOWING) AS v FROM t",
+    ]
+    kept = [
+        "SELECT id, sum(i) OVER (ORDER BY i) AS v FROM t",
+        "SELECT id, sum(i) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) AS v FROM t",
+        "SELECT id, sum(i) OVER (ORDER BY i RANGE BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS v FROM t",
+        "SELECT id, sum(i) FILTER (WHERE i > 0) AS v FROM t GROUP BY id",
+    ]
+
+    def by_id(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+        return sorted(rows, key=lambda row: str(row["id"]))
+
+    for sql in lost:
+        assert by_id(round_trip(ctx, sql)) != by_id(ctx.sql(sql).to_pylist()), sql
+        assert not carried(ctx.sql(sql).optimized_logical_plan().display_indent()), sql
+    for sql in kept:
+        assert by_id(round_trip(ctx, sql)) == by_id(ctx.sql(sql).to_pylist()), sql
+        assert carried(ctx.sql(sql).optimized_logical_plan().display_indent()), sql
+
+
 def test_a_not_in_whose_keys_cannot_be_null_is_carried() -> None:
     """Without NULL keys, NOT IN's anti join answers alike with or without null-awareness: the plan
     is rewritten when every anti join's keys come from columns declared NOT NULL (``not_null``),
