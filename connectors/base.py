@@ -50,6 +50,9 @@ WHOLE_QUERY_FUNCTIONS: tuple[type[exp.Func], ...] = (
 """The functions (sqlglot's classes) of a whole query every SQL source answers as DataFusion does;
 the others must be among a source's :attr:`SqlCapabilities.functions`."""
 
+_DATAFUSION_NAMES: dict[type[exp.Func], tuple[str, ...]] = {exp.StrPosition: ("strpos", "instr")}
+"""DataFusion's names of sqlglot's functions whose own names (``Func.sql_names``) are others."""
+
 
 @dataclass(frozen=True)
 class SourceObject:
@@ -173,7 +176,8 @@ class SqlCapabilities:
         name (one of sqlglot's names for it) is among :attr:`functions`."""
         if isinstance(node, WHOLE_QUERY_FUNCTIONS):
             return True
-        return any(name.lower() in self.functions for name in type(node).sql_names())
+        names = (*type(node).sql_names(), *_DATAFUSION_NAMES.get(type(node), ()))
+        return any(name.lower() in self.functions for name in names)
 
     @property
     def pushes_joins(self) -> bool:

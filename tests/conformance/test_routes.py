@@ -73,6 +73,7 @@ EXPRESSIONS: dict[str, frozenset[str]] = {
     "row_number() OVER (ORDER BY x)": ALL,
     "sum(i) FILTER (WHERE i > 0) OVER ()": ALL,
     "sum(i) OVER (ORDER BY i RANGE BETWEEN 1 PRECEDING AND CURRENT ROW)": ALL,
+    "strpos(name, 'r')": ALL,
     "length(name)": ALL,
     "abs(i)": ALL,
     "coalesce(name, 'none')": ALL,
