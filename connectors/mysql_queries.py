@@ -22,7 +22,8 @@ refuses it (None: the query stays federated, and DataFusion computes over the pu
   clauses, ``FULL`` joins, ``LATERAL``, grouping sets, ``DISTINCT ON``, ``INTERSECT``/``EXCEPT
   ALL``, an IN subquery with a LIMIT, casts to text, boolean or time (numbers and booleans print
   otherwise), casts to integers of anything but integers (MySQL rounds, DataFusion truncates),
-  arithmetic on unsigned columns (MySQL fails where DataFusion goes negative), joins on boolean
+  arithmetic on unsigned columns (MySQL fails where DataFusion goes negative) and on dates and times
+  but with an interval (``d + 1`` is a number there), RANGE window frames with offsets, joins on boolean
   columns (a ``BOOLEAN`` holding 2 fails when it is read, as pushed joins never take such keys), ``TRIM`` of other
   characters than spaces (MySQL trims a string, DataFusion a set of characters), and every
   function not in :data:`FUNCTIONS`.
@@ -128,11 +129,13 @@ def whole_query(
     planned for the answer; ``collation`` the server's binary no-pad collation.
     """
     unsigned = {f.name for schema in schemas for f in schema if pa.types.is_unsigned_integer(f.type)}
+    temporal = {f.name for schema in schemas for f in schema if pa.types.is_temporal(f.type)}
     booleans = {f.name for schema in schemas for f in schema if pa.types.is_boolean(f.type)}
     integer_only = _integer_names(schemas)
     try:
         for node in query.walk():
             _check(node, unsigned, booleans, integer_only)
+            _check_dates_and_frames(node, temporal)
         query = query.transform(_interval)
     except _Refused:
         return None
@@ -229,6 +232,19 @@ def _check(node: exp.Expr, unsigned: set[str], booleans: set[str], integer_only:
         query = node.args.get("query")
         if query is not None and any(True for _ in query.find_all(exp.Limit)):
             raise _Refused  # MySQL: "doesn't yet support 'LIMIT & IN/ALL/ANY/SOME subquery'"
+
+
+def _check_dates_and_frames(node: exp.Expr, temporal: set[str]) -> None:
+    """Raise :class:`_Refused` for arithmetic on a date or time other than with an interval (MySQL
+    turns ``d + 1`` into the number 20240201), and for a RANGE frame with offsets (MariaDB fails on
+    DataFusion's ``RANGE BETWEEN 1 PRECEDING AND CURRENT ROW`` as sqlglot writes it)."""
+    if isinstance(node, _ARITHMETIC) and not any(isinstance(side, exp.Interval) for side in node.args.values()):
+        if any(column.name in temporal for column in node.find_all(exp.Column)):
+            raise _Refused
+    elif isinstance(node, exp.WindowSpec) and str(node.args.get("kind") or "").upper() == "RANGE":
+        offsets = isinstance(node.args.get("start"), exp.Expr) or isinstance(node.args.get("end"), exp.Expr)
+        if offsets:
+            raise _Refused
 
 
 def _check_cast(cast: exp.Cast, integer_only: frozenset[str]) -> None:
