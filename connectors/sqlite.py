@@ -220,35 +220,38 @@ class SqliteConnector(AdbcConnector):
         ranges of partsupp would each search it all.
         """
         query = self.scan_query(spec)
-        if spec.source.table is not None:  # a table's scan: its one table, keyed ""
-            choices = {"": next(query.find_all(exp.Table))}
-            names = {"": spec.source.table}
-            sources = {"": spec.source}
+        derived = spec.source.table is None
+        if spec.source.table is not None:  # a table's scan: its one table
+            first = next(query.find_all(exp.Table))
+            choices = {first.alias_or_name: (first, spec.source.table)}
         else:
             assert spec.source.split is not None
-            choices = rowid.ranged_tables(query, spec.source.split)
-            names = {key: exp.table_name(table) for key, table in choices.items()}
-            sources = {key: SourceObject(table=name) for key, name in names.items()}
-        aliases = {key: rowid.rowid_alias(c.name for c in self.columns(source)) for key, source in sources.items()}
+            ranged = rowid.ranged_tables(query, spec.source.split)
+            choices = {key: (table, exp.table_name(table)) for key, table in ranged.items()}
+        tables = {key: table for key, (table, _) in choices.items()}
+        aliases = {
+            key: rowid.rowid_alias(c.name for c in self.columns(SourceObject(table=name) if derived else spec.source))
+            for key, (_, name) in choices.items()
+        }
 
         def plan(cursor: Cursor) -> list[str] | None:
-            key = "" if spec.source.table is not None else _outer_scan(cursor, sql, choices)
-            table, alias = (None, None) if key is None else (choices[key], aliases[key])
+            key = _outer_scan(cursor, sql, tables) if derived else next(iter(choices))
+            table, name = choices[key] if key is not None else (None, None)
+            alias = None if key is None else aliases[key]
             span = None if table is None or alias is None else _rowids(cursor, table, alias)
             rows = 0 if span is None else span[1] - span[0] + 1
-            if key is not None:
-                self._spans[names[key]] = (time.monotonic(), rows)
+            if name is not None:
+                self._spans[name] = (time.monotonic(), rows)
             parts = max(1, min(split.most_ranges(self.max_partitions, spec), rows // self.partition_rows))
-            indexed = key == "" and spec.predicate is not None  # a table's filter SQLite may answer from an index
-            if parts > 1 and indexed and not _scans_table(cursor, sql, choices[""].alias_or_name):
-                parts = 1  # it does: not worth splitting
+            if parts > 1 and not derived and spec.predicate is not None and _outer_scan(cursor, sql, tables) is None:
+                parts = 1  # SQLite answers the table's filter from an index: not worth splitting
             if parts > 1 and _in_wal_mode(cursor):
                 parts = 1  # nothing makes WAL readers begin at one commit (connectors/rowid.py)
             parts = self._budget.take(parts) if parts > 1 else 1
-            if span is None or key is None or alias is None or parts < 2:
+            if span is None or alias is None or parts < 2:
                 cursor.adbc_prepare(sql)
                 return None
-            on = None if key == "" else names[key]
+            on = name if derived else None
             bounds = split.ranges(span[0], span[1] + 1, parts)
             return [self.render(rowid.restrict(query, alias, low, high, on)) for low, high in bounds]
 
@@ -428,7 +431,8 @@ def _in_wal_mode(cursor: Cursor) -> bool:
 
 def _outer_scan(cursor: Cursor, sql: str, choices: dict[str, exp.Table]) -> str | None:
     """Which of ``choices`` (tables by alias) SQLite's plan for ``sql`` loops over outermost, if it
-    scans it whole; None when it reaches the first of them by an index (``SEARCH``), or none."""
+    scans it whole (``SCAN``, not by an index); None when it reaches the first of them by an index
+    (``SEARCH``), or none."""
     cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
     for row in cursor.fetchall():
         verb, _, rest = str(row[-1]).partition(" ")
@@ -436,13 +440,6 @@ def _outer_scan(cursor: Cursor, sql: str, choices: dict[str, exp.Table]) -> str 
         if verb in ("SCAN", "SEARCH") and name in choices:
             return name if verb == "SCAN" else None
     return None
-
-
-def _scans_table(cursor: Cursor, sql: str, name: str) -> bool:
-    """Whether SQLite's plan for ``sql`` reads the table called ``name`` in it whole (``SCAN``), not by an index."""
-    cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
-    details = [str(row[-1]) for row in cursor.fetchall()]
-    return any(detail == f"SCAN {name}" or detail.startswith(f"SCAN {name} ") for detail in details)
 
 
 def _quote_name(text: str) -> str:

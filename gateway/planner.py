@@ -397,21 +397,31 @@ def integer_literals(tree: exp.Expr, schema: MappingSchema) -> exp.Expr:
     >>> print(integer_literals(parse_one(sql), types).sql())
     SELECT t.i * CAST(2 AS BIGINT), t.d + 1, t.i = 3, LEFT(t.s, t.i + 1) FROM t
     """
+
+    def operand(node: exp.Expr) -> tuple[exp.Expr, exp.Expr] | None:
+        """The operation an integer constant of 64 bits is an operand of, and the other operand."""
+        if not isinstance(node, exp.Literal) or not node.is_int or abs(int(node.this)) >= 2**63:
+            return None
+        top: exp.Expr = node
+        while isinstance(top.parent, (exp.Paren, exp.Neg)):
+            top = top.parent
+        arithmetic = top.parent
+        if not isinstance(arithmetic, _ARITHMETIC) or isinstance(arithmetic, exp.Neg):
+            return None
+        return arithmetic, arithmetic.expression if top is arithmetic.this else arithmetic.this
+
+    if not any(operand(node) is not None for node in tree.find_all(exp.Literal)):
+        return tree  # nothing to type: no annotation (a primary-key lookup has no arithmetic)
     try:
         annotated = annotate_types(tree.copy(), schema=schema, dialect="postgres")
     except SqlglotError:
         return tree
 
     def typed(node: exp.Expr) -> exp.Expr:
-        if not isinstance(node, exp.Literal) or not node.is_int or abs(int(node.this)) >= 2**63:
+        found = operand(node)
+        if found is None:
             return node
-        top: exp.Expr = node
-        while isinstance(top.parent, (exp.Paren, exp.Neg)):
-            top = top.parent
-        arithmetic = top.parent
-        if not isinstance(arithmetic, _ARITHMETIC) or isinstance(arithmetic, exp.Neg):
-            return node
-        other = arithmetic.expression if top is arithmetic.this else arithmetic.this
+        arithmetic, other = found
         if other.type is None or not other.type.is_type(*exp.DataType.INTEGER_TYPES):
             return node
         outer = arithmetic.parent
