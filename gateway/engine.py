@@ -574,12 +574,44 @@ class Engine:
         routed = None if scope.masked else single_source_sql(dataframe, scope.scans, plan)
         if routed is not None or scope.scans:
             return routed, scope.scans
-        scans = self._engine_scans(plan, scope)
-        if scans:  # the optimised plan when it can be written (its constants folded), else as written
-            chain = chain_sql(plan, scans)
-            routed = single_source_sql(dataframe, scans, plan, chain) if chain else None
-            routed = routed or single_source_sql(dataframe, scans, plan)
+        scans = self._engine_scans(plan, scope) if _holds(plan, _AGGREGATE) else {}
+        routed = _engine_sql(dataframe, plan, scans)
         return routed, scans if routed is not None else scope.scans
+
+    def _in_file_engine(
+        self, plan: LogicalPlan, limit: int, ctx: SessionContext, scope: _Scope, deadline: float | None
+    ) -> pa.Table | None:
+        """``plan``, a part of a federated query that the rules run ahead, run by the file engine:
+        at most ``limit`` rows of it, in its schema; None when it reads anything but Parquet held
+        unrestricted or cannot be written for DuckDB (DataFusion runs it). EXPLAIN ANALYZE lists
+        its query (``scope.engine_reads``)."""
+        scans = self._engine_scans(plan, scope)
+        if not scans:
+            return None
+        dataframe = ctx.create_dataframe_from_logical_plan(plan)
+        if type(plan.to_variant()).__name__ != "Projection":
+            # Written as is, a bare aggregate's SQL lists the aggregates before the groups.
+            try:
+                dataframe = dataframe.select(*(col('"' + f.name.replace('"', '""') + '"') for f in dataframe.schema()))
+            except Exception:  # two outputs of one name (a join's): DataFusion runs it
+                return None
+        routed = _engine_sql(dataframe, plan, scans)
+        if routed is None:
+            return None
+        schema = dataframe.schema()
+        reads = list(scans.values())
+        scope.engine_reads.extend(reads)
+        execution = _start_route(reads, routed[0], routed[1], schema, deadline)
+        batches, rows = [], 0
+        try:
+            for batch in execution:
+                batches.append(batch)
+                rows += batch.num_rows
+                if rows >= limit:
+                    break
+        finally:
+            execution.close()
+        return pa.Table.from_batches(batches, schema).slice(0, limit)
 
     def _held_still(self, route: Route) -> bool:
         """Whether the files a cached file-engine route reads are the versions the query would read
@@ -602,9 +634,9 @@ class Engine:
 
     def _engine_scans(self, plan: LogicalPlan, scope: _Scope) -> dict[tuple[str, str], ProductScan]:
         """Scans of ``plan``'s products in the file engine (connectors/file_engine.py), when the plan
-        aggregates and reads only Parquet products, each one file held unrestricted for the caller
-        (no policy narrows it: a governed view is never sent); else none."""
-        if scope.masked or not self.settings.file_engine or not _holds(plan, _AGGREGATE):
+        reads only Parquet products, each one file held unrestricted for the caller (no policy
+        narrows it: a governed view is never sent); else none."""
+        if scope.masked or not self.settings.file_engine:
             return {}
         scans: dict[tuple[str, str], ProductScan] = {}
         for name in touched(plan, _default_domain(scope.caller))[0]:
@@ -654,6 +686,7 @@ class Engine:
             negotiate,
             deadline,
             late=functools.partial(self._late_pays, scope=scope),
+            in_file_engine=functools.partial(self._in_file_engine, ctx=ctx, scope=scope, deadline=deadline),
             remember=self._remember_estimate,
         )
         try:
@@ -951,6 +984,9 @@ class Engine:
             rules = f" (planner rules applied: {', '.join(planned.fired)})" if planned.fired else ""
             rows.append(("route", f"federated: DataFusion joins the sources' results{rules}"))
             rows.append(("logical_plan", planned.federated.display_indent()))
+        for scan in planned.scope.engine_reads:  # parts of the query run while it was planned
+            visible = shown(scan.product.domain)
+            rows.extend((_source_label(scan, visible), _source_query_text(r, visible, True)) for r in scan.queries)
         for scan in planned.scans.values():
             visible = shown(scan.product.domain)
             label = _source_label(scan, visible)
@@ -1053,6 +1089,19 @@ def _holds(plan: LogicalPlan, kinds: frozenset[str]) -> bool:
     return type(plan.to_variant()).__name__ in kinds or any(_holds(child, kinds) for child in plan.inputs())
 
 
+def _engine_sql(
+    dataframe: DataFrame, plan: LogicalPlan, scans: dict[tuple[str, str], ProductScan]
+) -> tuple[str, str] | None:
+    """``plan`` (``dataframe``'s, optimised) as the file engine's query over ``scans``, as
+    ``(domain, sql)``: written from the optimised plan when it can be (its constants folded),
+    else as planned; None when it cannot go there (or ``scans`` is empty)."""
+    if not scans:
+        return None
+    chain = chain_sql(plan, scans)
+    routed = single_source_sql(dataframe, scans, plan, chain) if chain else None
+    return routed or single_source_sql(dataframe, scans, plan)
+
+
 def _classic_output(dataframe: DataFrame) -> DataFrame:
     """``dataframe`` with its text and binary view columns cast to the classic types by DataFusion,
     on the threads that read its partitions rather than the one that sends the batches (all of
@@ -1124,6 +1173,7 @@ class _Scope:
     guards: dict[tuple[str, str], Guard] = field(default_factory=dict)
     masked: bool = False
     applied: list[str] = field(default_factory=list)
+    engine_reads: list[ProductScan] = field(default_factory=list)  # parts the file engine ran while planning
 
 
 @dataclass

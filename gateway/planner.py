@@ -473,8 +473,10 @@ def _computes_as_datafusion(
         return False
     if tree.find(exp.Mod) is not None and not capabilities.integer_remainder:
         return False
-    try:
-        annotated = annotate_types(named_outputs(tree.copy()), schema=_types(scans), dialect="postgres")
+    types = _types(scans)
+    try:  # columns qualified, so that a derived table's are typed (``sum(CAST(qty AS BIGINT))`` over one)
+        qualified = qualify_columns(named_outputs(tree.copy()), types, dialect="postgres")
+        annotated = annotate_types(qualified, schema=types, dialect="postgres")
     except SqlglotError:
         return False
     operands = [side for node in annotated.find_all(exp.Div, exp.Mod) for side in (node.this, node.expression)]

@@ -98,6 +98,8 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
     with sqlite3.connect(tmp_path / "shop.db") as connection:
         connection.execute("CREATE TABLE groups (grp TEXT NOT NULL, label TEXT NOT NULL)")
         connection.executemany("INSERT INTO groups VALUES (?, ?)", [(g, g.upper()) for g in "abcd"])
+        connection.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+        connection.executemany("INSERT INTO orders VALUES (?, ?)", [(i, f"order {i}") for i in range(20_000)])
     for name in ("mesh", "governed"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "mesh.yaml").write_text(MESH.replace("path: ", f"path: {tmp_path}/"))
@@ -269,3 +271,62 @@ def test_a_repeated_aggregate_runs_its_cached_route_until_the_file_changes(mesh:
     mesh.publish(items(1200, shift=1))
     assert [row["n"] for row in run(3)] == [12, 12]  # the new file: planned again, not the old route
     assert engine.plans.plannings > plannings
+
+
+# -- parts of federated queries ------------------------------------------------------------------
+
+SHARED = (
+    # An aggregate read twice (gateway/plan/shared_subplans.py) is computed once, ahead: in DuckDB.
+    # No projection above its grouping, and two BIGINT columns: written as planned, DuckDB's
+    # answer would come back with the aggregate first, the columns swapped.
+    "WITH t AS (SELECT id, sum(qty) AS s FROM logi.items WHERE day >= DATE '2024-12-01' GROUP BY id)"
+    " SELECT g.label, t.id, t.s FROM t JOIN shop.groups AS g ON g.grp = CASE WHEN t.s < 25 THEN 'a' ELSE 'b' END"
+    " WHERE t.s > (SELECT avg(s) FROM t) ORDER BY t.id"
+)
+
+
+def explained(engine: Engine, sql: str, caller: CallerContext = ROOT) -> list[tuple[str, str]]:
+    rows = engine.run(f"EXPLAIN ANALYZE {sql}", caller).read_all().to_pylist()
+    return [(str(row["plan_type"]), str(row["plan"])) for row in rows]
+
+
+def test_an_aggregate_a_federated_query_runs_ahead_runs_in_duckdb(mesh: Mesh) -> None:
+    plan = explained(mesh.engine, SHARED)
+    assert "file_engine" in dict(plan)["route"] and "shared_subplans" in dict(plan)["route"]
+    engine_reads = [text for kind, text in plan if kind.startswith("source_query[logi/duckdb")]
+    assert len(engine_reads) == 1 and "READ_PARQUET" in engine_reads[0] and "GROUP BY" in engine_reads[0]
+    answer = same_answer(mesh, SHARED)
+    assert answer.num_rows > 10 and all(row["s"] > 24 for row in answer.to_pylist())
+    with flightsql.connect(mesh.uri, autocommit=True) as connection, connection.cursor() as cursor:
+        cursor.execute(SHARED)
+        assert cursor.fetch_arrow_table().to_pylist() == answer.to_pylist()
+
+
+def test_a_part_run_ahead_never_reads_a_product_a_policy_narrows_in_duckdb(mesh: Mesh) -> None:
+    sql = (
+        "WITH t AS (SELECT grp, sum(qty) AS s, count(*) AS n FROM logi.items GROUP BY grp)"
+        " SELECT grp, s, n FROM t WHERE n >= (SELECT max(n) FROM t) - 100 ORDER BY grp"
+    )
+    governed = Engine.from_config(load_config(mesh.root / "governed"))
+    try:
+        assert route(governed, sql, ROOT).startswith(ENGINE_ROUTE)  # exempt: whole, the file as it is
+        plan = explained(governed, sql, ALICE)
+        assert "file_engine" not in dict(plan)["route"] and not [kind for kind, _ in plan if "duckdb" in kind]
+        assert [row["grp"] for row in governed.run(sql, ALICE).read_all().to_pylist()] == ["a", "b", "d"]
+    finally:
+        governed.close()
+
+
+def test_a_small_join_input_over_parquet_runs_in_duckdb_and_filters_the_sql_source(mesh: Mesh) -> None:
+    sql = (
+        "SELECT o.id, o.note, i.amount FROM shop.orders AS o JOIN logi.items AS i ON o.id = i.id"
+        " WHERE i.qty = 3 AND i.day < DATE '2024-06-01' ORDER BY o.id"
+    )
+    keys = [i for i in range(3000) if i % 50 == 3 and i % 400 < 152]  # qty = i % 50, day 152 is June 1st
+    plan = explained(mesh.engine, sql)
+    assert "file_engine" in dict(plan)["route"] and "runtime_filter" in dict(plan)["route"]
+    (ahead,) = [text for kind, text in plan if kind.startswith("source_query[logi/duckdb")]
+    assert "GROUP BY" not in ahead and f"rows={len(keys)} " in ahead
+    (orders,) = [text for kind, text in plan if kind.startswith("source_query[shop/sqlite")]
+    assert f"rows={len(keys)} " in orders  # the keys reached SQLite
+    assert same_answer(mesh, sql).column("id").to_pylist() == keys
