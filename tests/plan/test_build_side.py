@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pyarrow as pa
@@ -9,6 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from datafusion import SessionContext
 
+from gateway.api import CallerContext
+from gateway.config import load_config
+from gateway.engine import Engine
 from gateway.plan.build_side import Facts, build_smaller, estimate
 from gateway.plan.substrait import algebra_pb2
 from gateway.plan.substrait_plan import function_names, messages, root, to_logical, to_substrait
@@ -175,3 +179,28 @@ def test_a_filtered_read_takes_the_estimate_its_source_gives(tmp_path: Path) -> 
     told = Facts(reads=lambda read: 7.0 if read.HasField("filter") else None)
     assert estimate(root(message), lambda names: 1_000_000.0, names, told) == pytest.approx(7.0)
     assert estimate(root(message), lambda names: 1_000_000.0, names, Facts()) == pytest.approx(100_000.0)
+
+
+def test_a_sql_sources_small_input_is_built_once_and_the_file_is_not_repartitioned(tmp_path: Path) -> None:
+    """A SQL source's scan has no statistics: DataFusion would hash-partition both inputs of its
+    join (the Parquet file's rows too); the gateway collects the build input once instead."""
+    pq.write_table(
+        pa.table({"id": range(300_000), "part": [i % 500 for i in range(300_000)]}), tmp_path / "lines.parquet"
+    )
+    with sqlite3.connect(tmp_path / "parts.db") as connection:
+        connection.execute("CREATE TABLE part (pid INTEGER PRIMARY KEY, kind TEXT NOT NULL)")
+        connection.executemany("INSERT INTO part VALUES (?, ?)", [(i, "odd" if i % 2 else "even") for i in range(500)])
+    (tmp_path / "mesh.yaml").write_text(
+        f"domains:\n  - name: logs\n    connector: {{type: parquet, path: {tmp_path}}}\n"
+        "    products:\n      - {name: lines, source: lines.parquet}\n"
+        f"  - name: shop\n    connector: {{type: sqlite, path: {tmp_path / 'parts.db'}}}\n"
+    )
+    engine = Engine.from_config(load_config(tmp_path / "mesh.yaml"))
+    sql = "SELECT l.id FROM shop.part AS p JOIN logs.lines AS l ON p.pid = l.part WHERE p.kind = 'odd' ORDER BY l.id"
+    try:
+        physical = engine._plan(sql, CallerContext(user="root")).dataframe.execution_plan().display_indent()
+        assert "mode=CollectLeft" in physical and "Partitioned" not in physical, physical
+        assert "partitioning=Hash" not in physical, physical
+        assert engine.run(sql).read_all().column("id").to_pylist() == [i for i in range(300_000) if i % 500 % 2]
+    finally:
+        engine.close()
