@@ -262,8 +262,13 @@ def _columns(expr: Expr) -> set[str]:
         operands = expr.rex_call_operands()
     except Exception:  # an expression the binding does not open: no columns known
         return found
+    own: str | None = None  # its name, to skip an operand that is itself: written once (an IN list's is long)
     for operand in operands:
-        if operand.canonical_name() != expr.canonical_name():
+        if operand.variant_name() in ("Column", "Literal", "Placeholder", "ScalarVariable"):
+            found |= _columns(operand)
+            continue
+        own = own if own is not None else expr.canonical_name()
+        if operand.canonical_name() != own:
             found |= _columns(operand)
     return found
 

@@ -66,6 +66,15 @@ CASES = [
         "SELECT amount FROM events WHERE customer IN (1, 2, 3) AND id IN (7, 8, 9) AND day > 3",
         True,
     ),
+    (  # a run-time filter's long lists: their columns found, each list's name written once, not per value
+        "SELECT amount FROM events WHERE customer IN ("
+        + ", ".join(map(str, range(0, 1200, 3)))
+        + ") AND id IN ("
+        + ", ".join(map(str, range(0, 900, 2)))
+        + ") AND day > 3",
+        True,
+    ),
+    ("SELECT day FROM events WHERE customer IN (" + ", ".join(map(str, range(400))) + ") AND amount > 3", False),
     ("SELECT amount FROM events WHERE day BETWEEN 10 AND 20", False),  # a range
     ("SELECT sum(amount) FROM events WHERE day > 10 AND amount < 100", False),  # Q6: ranges only
     ("SELECT id FROM events WHERE id = 42", False),  # nothing but the filter's column to decode
