@@ -330,3 +330,12 @@ def test_a_small_join_input_over_parquet_runs_in_duckdb_and_filters_the_sql_sour
     (orders,) = [text for kind, text in plan if kind.startswith("source_query[shop/sqlite")]
     assert f"rows={len(keys)} " in orders  # the keys reached SQLite
     assert same_answer(mesh, sql).column("id").to_pylist() == keys
+
+
+def test_a_part_run_ahead_over_a_file_that_no_longer_matches_is_a_clean_error(mesh: Mesh) -> None:
+    mesh.publish(items(10).drop_columns(["qty"]))
+    with pytest.raises(MeshgateError, match=r"logi.*items.*qty") as raised:
+        mesh.engine.run(SHARED, ROOT).read_all()
+    assert_clean(str(raised.value))
+    mesh.publish(items())
+    assert same_answer(mesh, SHARED).num_rows > 10  # it serves on
