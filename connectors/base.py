@@ -418,10 +418,10 @@ class SqlConnector(Connector):
         alias = "t"
         columns: list[exp.Expr] = [exp.column(name, table=alias, quoted=True) for name in spec.columns]
         query: exp.Select = exp.select(*(columns or [exp.Literal.number(1)])).from_(self.relation(spec.source, alias))
-        if spec.predicate is not None:
-            query = query.where(_qualify_columns(spec.predicate, alias))
+        if spec.predicate is not None:  # qualified in a copy, taken as it is (a key list is long to copy)
+            query = query.where(_qualify_columns(spec.predicate, alias), copy=False)
         if spec.limit is not None:
-            query = query.limit(spec.limit)
+            query = query.limit(spec.limit, copy=False)
         return query
 
     def render(self, query: exp.Expr) -> str:
@@ -459,7 +459,7 @@ def _qualify_columns(predicate: exp.Expr, alias: str) -> exp.Expr:
             return exp.column(node.name, table=alias, quoted=True)
         return node
 
-    return predicate.copy().transform(qualify)
+    return predicate.transform(qualify)  # a copy: the scan's predicate stays unqualified
 
 
 __all__ = [

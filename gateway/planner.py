@@ -431,7 +431,7 @@ def integer_literals(tree: exp.Expr, schema: MappingSchema) -> exp.Expr:
             outer = outer.parent
         return exp.cast(node.copy(), exp.DType.BIGINT)
 
-    return annotated.transform(typed)
+    return annotated.transform(typed, copy=False)  # a copy already
 
 
 def _schemas(scans: Mapping[tuple[str, str], ProductScan]) -> dict[str, dict[str, pa.Schema]]:
