@@ -339,3 +339,29 @@ def test_a_part_run_ahead_over_a_file_that_no_longer_matches_is_a_clean_error(me
     assert_clean(str(raised.value))
     mesh.publish(items())
     assert same_answer(mesh, SHARED).num_rows > 10  # it serves on
+
+
+def test_parts_run_ahead_by_queries_at_once_each_get_their_own_answer(mesh: Mesh) -> None:
+    join = (
+        "SELECT o.id, o.note FROM shop.orders AS o JOIN logi.items AS i ON o.id = i.id"
+        " WHERE i.qty = {q} AND i.day < DATE '2024-06-01' ORDER BY o.id"
+    )
+    cases = [SHARED, *(join.format(q=q) for q in (3, 7, 11))]
+    expected = {sql: mesh.datafusion.run(sql, ROOT).read_all() for sql in cases}
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for round_ in range(4):
+                sql = cases[(offset + round_) % len(cases)]
+                assert mesh.engine.run(sql, ROOT).read_all().equals(expected[sql]), sql
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert not errors, errors[0]
+    assert "file_engine" in dict(explained(mesh.engine, cases[1]))["route"]
