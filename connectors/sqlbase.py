@@ -401,4 +401,6 @@ class ReaderStream(SourceStream):
             if self._finished:
                 return
             self._finished = True
-            self._scan.finish(complete and not self._interrupted)
+            with self._state:  # an interrupt asked for but not yet sent may still reach the connection
+                interrupting = self._interrupting
+            self._scan.finish(complete and not self._interrupted and not interrupting)
