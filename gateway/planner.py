@@ -464,14 +464,13 @@ def _computes_as_datafusion(
     round it (``CAST(-7.5 AS BIGINT)`` is -7 against -8), and SQLite saturates one out of range.
     A real or a decimal is never cast to text: PostgreSQL writes the real 0.0 as ``0``.
     """
-    divides = tree.find(exp.Div, exp.Mod) is not None
-    narrows = any(cast.to.is_type(*exp.DataType.INTEGER_TYPES) for cast in tree.find_all(exp.Cast))
-    prints = any(cast.to.is_type(*exp.DataType.TEXT_TYPES) for cast in tree.find_all(exp.Cast))
-    if not divides and not narrows and not prints:
+    divides, remainders = tree.find(exp.Div) is not None, tree.find(exp.Mod) is not None
+    casts = [cast.to for cast in tree.find_all(exp.Cast)]
+    narrows = any(to.is_type(*exp.DataType.INTEGER_TYPES) for to in casts)
+    prints = any(to.is_type(*exp.DataType.TEXT_TYPES) for to in casts)
+    if not divides and not remainders and not narrows and not prints:
         return True
-    if tree.find(exp.Div) is not None and not capabilities.integer_division:
-        return False
-    if tree.find(exp.Mod) is not None and not capabilities.integer_remainder:
+    if (divides and not capabilities.integer_division) or (remainders and not capabilities.integer_remainder):
         return False
     types = _types(scans)
     try:  # columns qualified, so that a derived table's are typed (``sum(CAST(qty AS BIGINT))`` over one)
