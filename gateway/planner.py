@@ -27,6 +27,7 @@ from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify_columns import qualify_columns
+from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
 from connectors.base import SourceObject, SqlCapabilities, SqlConnector
@@ -255,7 +256,7 @@ def single_source_sql(
         return None
     try:
         text = text or str(Unparser(Dialect.postgres()).plan_to_sql(dataframe.logical_plan()))
-        tree = named_outputs(parse_one(text, read="postgres"))  # SQLite has no ``AS d(a, b)``
+        tree = hidden_qualifiers(named_outputs(parse_one(text, read="postgres")))  # SQLite has no ``AS d(a, b)``
     except (SqlglotError, Exception):  # the unparser cannot write every plan
         return None
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()):
@@ -298,6 +299,39 @@ def single_source_sql(
     if not _groups_pay(replaced, sql, scans):
         return None
     return first.product.domain, sql
+
+
+def hidden_qualifiers(tree: exp.Expr) -> exp.Expr:
+    """``tree`` with each column qualified by a table its query cannot see (nor any query around it)
+    qualified by the one derived table of its query that outputs a column of that name, in place.
+
+    DataFusion's unparser writes a projection under a join as a derived table, and the join's
+    condition still names the table inside it; every engine refuses that::
+
+        ... FROM "keys" JOIN (SELECT "lineitem"."l_partkey" FROM ... AS "lineitem") AS "derived_projection"
+            ON "keys"."k" = "lineitem"."l_partkey"     -- becomes ... = "derived_projection"."l_partkey"
+
+    A column that no derived table, or more than one, outputs stays as it was (and the query is refused).
+    """
+    for scope in traverse_scope(tree):
+        visible: set[str] = set()
+        around: Scope | None = scope
+        while around is not None:
+            visible.update(around.sources)
+            around = around.parent
+        for column in scope.columns:
+            if not column.table or column.table in visible:
+                continue
+            outputs = [
+                name
+                for name, source in scope.sources.items()
+                if isinstance(source, Scope)
+                and isinstance(source.expression, exp.Query)
+                and column.name in source.expression.named_selects
+            ]
+            if len(outputs) == 1:
+                column.set("table", exp.to_identifier(outputs[0], quoted=True))
+    return tree
 
 
 def _groups_pay(tree: exp.Expr, sql: str, scans: Mapping[tuple[str, str], ProductScan]) -> bool:
