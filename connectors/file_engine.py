@@ -17,6 +17,10 @@ applies; on top of those, :meth:`FileEngine.whole_query` refuses what DuckDB com
 
 Averages of decimals are written to give DataFusion's digits (``gateway/averages.py``), their
 integer division done on ``HUGEINT`` (DuckDB's ``//`` of decimals is not an integer division).
+
+Parts of federated queries run here too (``gateway/plan/rules.py``), some of them joins of the
+files with tables the planner computed for the query: :class:`ComputedTables` registers those
+Arrow tables on each cursor it opens, so the query reads them by name, in place.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -121,11 +125,11 @@ class FileEngine(DuckdbConnector):
         super().__init__(
             domain, ConnectorConfig(type="duckdb", path=Path("(in memory, over the domain's Parquet files)"))
         )
-        self._files = files
+        self.files = files
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         try:
-            cursor = self._files.cursor()
+            cursor = self.files.cursor()
         except duckdb.Error as exc:
             raise SourceUnavailableError(self.domain, self.label, f"cannot start DuckDB: {exc}") from exc
         cursor.execute("SET TimeZone = 'UTC'")
@@ -161,3 +165,32 @@ class FileEngine(DuckdbConnector):
         for division in list(query.find_all(exp.IntDiv)):
             division.set("this", exp.cast(division.this, exp.DataType.build("HUGEINT", dialect="duckdb")))
         return query.sql(dialect="duckdb", copy=False, unsupported_level=ErrorLevel.RAISE)
+
+
+class ComputedTables(FileEngine):
+    """A :class:`FileEngine` whose queries also read tables the planner computed (Arrow tables in
+    memory, ``gateway/plan/file_subplans.py``): each cursor registers them under their names, and
+    DuckDB scans them in place."""
+
+    def __init__(self, engine: FileEngine, tables: Mapping[str, pa.Table]) -> None:
+        super().__init__(engine.domain, engine.files)
+        self._tables = dict(tables)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = super().cursor()
+        for name, rows in self._tables.items():
+            cursor.register(name, rows)
+        return cursor
+
+    def raw_relation(self, source: SourceObject, alias: str) -> exp.Expr:
+        if source.table not in self._tables:
+            return super().raw_relation(source, alias)
+        return exp.Table(
+            this=exp.to_identifier(source.table, quoted=True),
+            alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
+        )
+
+
+def computed_source(name: str, schema: pa.Schema) -> SourceObject:
+    """A table the planner computed, registered as ``name`` (:class:`ComputedTables`)."""
+    return SourceObject(table=name, columns=tuple(SourceColumn(f.name, f.type) for f in schema))

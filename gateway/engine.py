@@ -17,7 +17,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,7 +30,7 @@ from datafusion import DataFrame, LogicalPlan, RuntimeEnvBuilder, SessionConfig,
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 
 from connectors.base import STATS_SECONDS, Connector, FileConnector, FileVersion, SqlConnector
-from connectors.file_engine import DuckdbFiles, FileEngine, file_source
+from connectors.file_engine import ComputedTables, DuckdbFiles, FileEngine, computed_source, file_source
 from connectors.files import ParquetConnector
 from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.audit import QUERY_ID, AuditLog, QueryRecord, QueryRun, SourceRun
@@ -579,13 +579,19 @@ class Engine:
         return routed, scans if routed is not None else scope.scans
 
     def _in_file_engine(
-        self, plan: LogicalPlan, limit: int, ctx: SessionContext, scope: _Scope, deadline: float | None
+        self,
+        plan: LogicalPlan,
+        limit: int,
+        computed: Mapping[str, pa.Table],
+        ctx: SessionContext,
+        scope: _Scope,
+        deadline: float | None,
     ) -> pa.Table | None:
         """``plan``, a part of a federated query that the rules run ahead, run by the file engine:
         at most ``limit`` rows of it, in its schema; None when it reads anything but Parquet held
-        unrestricted or cannot be written for DuckDB (DataFusion runs it). EXPLAIN ANALYZE lists
-        its query (``scope.engine_reads``)."""
-        scans = self._engine_scans(plan, scope)
+        unrestricted and the ``computed`` tables of the query, or cannot be written for DuckDB
+        (DataFusion runs it). EXPLAIN ANALYZE lists its query (``scope.engine_reads``)."""
+        scans = self._engine_scans(plan, scope, computed)
         if not scans:
             return None
         dataframe = ctx.create_dataframe_from_logical_plan(plan)
@@ -632,34 +638,64 @@ class Engine:
         location = getattr(held.version, "location", None) if held is not None and held.error is None else None
         return location if isinstance(location, Path) else None
 
-    def _engine_scans(self, plan: LogicalPlan, scope: _Scope) -> dict[tuple[str, str], ProductScan]:
+    def _engine_scans(
+        self, plan: LogicalPlan, scope: _Scope, computed: Mapping[str, pa.Table] | None = None
+    ) -> dict[tuple[str, str], ProductScan]:
         """Scans of ``plan``'s products in the file engine (connectors/file_engine.py), when the plan
-        reads only Parquet products, each one file held unrestricted for the caller (no policy
-        narrows it: a governed view is never sent); else none."""
+        reads only Parquet products the engine may read (:meth:`_engine_scan`) and tables of
+        ``computed`` (the query's own, made under its policies), all of one domain; else none."""
         if scope.masked or not self.settings.file_engine:
             return {}
         scans: dict[tuple[str, str], ProductScan] = {}
+        tables: dict[str, pa.Table] = {}
         for name in touched(plan, _default_domain(scope.caller))[0]:
+            if name.startswith(f"{DERIVED_SCHEMA}."):
+                table = name.removeprefix(f"{DERIVED_SCHEMA}.")
+                rows = (computed or {}).get(table)
+                if rows is None:
+                    return {}
+                tables[table] = rows
+                continue
             domain, _, product_name = name.partition(".")
-            key = (domain, product_name)
-            if scope.views is not None and (key not in scope.views or scope.views[key] is not None):
+            scan = self._engine_scan((domain, product_name), scope)
+            if scan is None:
                 return {}
-            held = self._file_tables.get(key)
-            location = self._held_location(key)
-            if (
-                held is None
-                or location is None
-                or location.is_dir()
-                or not isinstance(held.product.connector, ParquetConnector)
-                or getattr(held.version, "uuids", None)
-            ):
-                return {}
-            source = file_source(location, held.product.schema)
-            engine = self._file_engines.get(domain) or self._file_engines.setdefault(
-                domain, FileEngine(domain, self._duckdb_files)
-            )
-            scans[key] = ProductScan(replace(held.product, source=source, connector=engine))
+            scans[(domain, product_name)] = scan
+        if not tables or not scans:
+            return scans
+        domains = {scan.product.domain for scan in scans.values()}
+        if len(domains) != 1:
+            return {}
+        with_tables = ComputedTables(self._file_engines[domains.pop()], tables)
+        scans = {key: ProductScan(replace(scan.product, connector=with_tables)) for key, scan in scans.items()}
+        for table, rows in tables.items():
+            product = Product(with_tables.domain, table, computed_source(table, rows.schema), rows.schema, with_tables)
+            scans[(DERIVED_SCHEMA, table)] = ProductScan(product)
         return scans
+
+    def _engine_scan(self, key: tuple[str, str], scope: _Scope) -> ProductScan | None:
+        """The file engine's scan of product ``key``: a Parquet product held in one file, unrestricted
+        for the caller (no policy narrows it: a governed view is never sent); None for any other."""
+        if scope.masked or not self.settings.file_engine:
+            return None
+        if scope.views is not None and (key not in scope.views or scope.views[key] is not None):
+            return None
+        held = self._file_tables.get(key)
+        location = self._held_location(key)
+        if (
+            held is None
+            or location is None
+            or location.is_dir()
+            or not isinstance(held.product.connector, ParquetConnector)
+            or getattr(held.version, "uuids", None)
+        ):
+            return None
+        source = file_source(location, held.product.schema)
+        domain = key[0]
+        engine = self._file_engines.get(domain) or self._file_engines.setdefault(
+            domain, FileEngine(domain, self._duckdb_files)
+        )
+        return ProductScan(replace(held.product, source=source, connector=engine))
 
     def _rewrite(
         self, ctx: SessionContext, dataframe: DataFrame, plan: LogicalPlan, scope: _Scope, deadline: float | None
@@ -687,6 +723,7 @@ class Engine:
             deadline,
             late=functools.partial(self._late_pays, scope=scope),
             in_file_engine=functools.partial(self._in_file_engine, ctx=ctx, scope=scope, deadline=deadline),
+            engine_reads=lambda names: len(names) >= 2 and self._engine_scan((names[-2], names[-1]), scope) is not None,
             remember=self._remember_estimate,
         )
         try:

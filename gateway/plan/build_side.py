@@ -72,6 +72,15 @@ class Facts:
     reads: Callable[[algebra_pb2.ReadRel], float | None] = lambda read: None
     """The rows a filtered read returns, as its source estimates them (its statistics of the
     filtered columns); None when it cannot tell, and the filter's shares (:func:`selectivity`) apply."""
+    subset: Callable[[tuple[str, ...]], tuple[str, tuple[str, ...]] | None] = lambda names: None
+    """For a table the planner computed (a join input run first): its column of distinct values of
+    another table's one-column primary key, and that table's names; None when it has none. TPC-H
+    Q9's 10,664 keys of green parts are some of the 200,000 of ``part``: lineitem joined with them
+    is estimated at 10,664 / 200,000 of lineitem (319,404 rows; 6 million without)."""
+    base: Callable[[tuple[str, ...]], tuple[str, ...] | None] = lambda names: names
+    """The table whose columns a read's are, under their names: the table itself, or the one product
+    a sub-plan pushed to its source reads (its filters and projections keep columns as they are);
+    None when unknown."""
 
 
 _Join = algebra_pb2.JoinRel
@@ -171,8 +180,13 @@ def _keyed_join(
         if len(names) != 1 or len(columns) != len(found):
             continue
         (table,) = names
-        key = facts.keys(table)
-        whole = rows(table) if key and set(key) <= {column for _, column in columns} else None
+        covered = {column for _, column in columns}
+        subset = facts.subset(table)
+        if subset is not None and subset[0] in covered:
+            whole = rows(subset[1])  # the keys' table's rows
+        else:
+            key = facts.keys(table)
+            whole = rows(table) if key and set(key) <= covered else None
         if whole:
             tables.append(whole)
     if not tables:

@@ -36,7 +36,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import LogicalPlan, SessionContext
-from datafusion.catalog import Table
 
 from gateway.plan import key_sets
 from gateway.plan.build_side import Facts, estimate, width_of
@@ -53,11 +52,11 @@ from gateway.plan.substrait_plan import (
     instances,
     named_inputs,
     optimized,
+    origin,
     reads,
     sub_plan,
     to_logical,
 )
-from gateway.system_tables import TableDataset
 from meshcore.arrow import is_text
 
 TRY_BUILD_ROWS = 250_000
@@ -202,9 +201,15 @@ def _filter_probe(
     table = materialize(to_logical(sub_plan(message, join.left), ctx), MAX_BUILD_ROWS + 1)
     if table.num_rows > MAX_BUILD_ROWS:
         return False
-    name = derived().add("join_input", Table(TableDataset(table)), table.num_rows)  # computed once: its rows replace it
-    join.left.CopyFrom(read_of(name, ctx))
+    catalog = derived()
+    name = catalog.add_computed("join_input", table)  # computed once: its rows replace it
     values = pc.unique(table.column(keys[0])).drop_null()
+    keyed = origin(join.left, keys[0])
+    if keyed is not None and facts is not None and len(values) == len(table):
+        base = facts.base(keyed[0])
+        if base is not None and facts.keys(base) == (keyed[1],):
+            catalog.subsets[name[-1]] = (table.schema.names[keys[0]], base)  # distinct keys of that table
+    join.left.CopyFrom(read_of(name, ctx))
     for (body, side, field), listed in zip(targets, kinds, strict=True):
         target = getattr(body, side)
         if listed is None or (listed and len(values) > MAX_KEYS):

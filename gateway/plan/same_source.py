@@ -67,6 +67,7 @@ from gateway.plan.substrait_plan import (
 )
 from gateway.pushdown import comparable, translate
 from gateway.scan import ProductDataset, ProductScan
+from gateway.system_tables import TableDataset
 from meshcore.arrow import is_text
 from meshcore.sql import quote_identifier
 
@@ -688,6 +689,10 @@ class DerivedCatalog(CatalogProvider):
         self.name = f"derived_{uuid.uuid4().hex[:8]}"  # only the planner's own SQL names it
         self.tables: dict[str, Table] = {}
         self.rows: dict[str, int] = {}  # of the tables whose rows are computed already
+        self.computed: dict[str, pa.Table] = {}  # those tables' rows
+        # A computed table's column of distinct values of another table's one-column primary key:
+        # the column, and that table's names (build_side.Facts.subset).
+        self.subsets: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     def schema_names(self) -> set[str]:
         return set()
@@ -706,6 +711,12 @@ class DerivedCatalog(CatalogProvider):
         if rows is not None:
             self.rows[unique] = rows
         return (self.name, DERIVED_SCHEMA, unique)
+
+    def add_computed(self, name: str, rows: pa.Table) -> tuple[str, ...]:
+        """Hold the computed ``rows`` under ``name`` (made unique); the full name to read them by."""
+        names = self.add(name, Table(TableDataset(rows)), rows.num_rows)
+        self.computed[names[-1]] = rows
+        return names
 
 
 class _DerivedSchema(SchemaProvider):

@@ -26,7 +26,6 @@ from collections.abc import Callable, Hashable
 
 import pyarrow as pa
 from datafusion import LogicalPlan, SessionContext
-from datafusion.catalog import Table
 
 from gateway.plan.late_materialisation import LATE_SETTING
 from gateway.plan.same_source import DerivedCatalog, read_of
@@ -42,7 +41,6 @@ from gateway.plan.substrait_plan import (
     to_logical,
     to_substrait,
 )
-from gateway.system_tables import TableDataset
 
 MAX_ROWS = 1_000_000
 """The most rows a shared read may hold; more, and the reads stay as they were."""
@@ -181,7 +179,7 @@ def _share(
         ctx.sql(f"SET {LATE_SETTING} = false")
     if table.num_rows > MAX_ROWS or table.nbytes > MAX_BYTES:
         return False
-    name = derived().add("shared_read", Table(TableDataset(table)), table.num_rows)
+    name = derived().add_computed("shared_read", table)
     product_columns = list(reads[0].base_schema.names)
     for place, read in zip(places, reads, strict=True):
         place.CopyFrom(read_of(name, ctx, [product_columns[column] for column in _columns(read)]))

@@ -23,13 +23,11 @@ from collections.abc import Callable
 
 import pyarrow as pa
 from datafusion import LogicalPlan, SessionContext
-from datafusion.catalog import Table
 
 from gateway.plan.build_side import Rows, estimate
 from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import all_roots, correlated, function_names, inputs, sub_plan, to_logical
-from gateway.system_tables import TableDataset
 
 TRY_ROWS = 200_000
 """The most rows a shared aggregate may be estimated at to be computed once, ahead."""
@@ -63,7 +61,7 @@ def compute_shared_once(
         table = materialize(to_logical(sub_plan(message, first), ctx), MAX_ROWS + 1)
         if table.num_rows > MAX_ROWS or table.nbytes > MAX_BYTES:
             continue
-        name = derived().add("shared", Table(TableDataset(table)), table.num_rows)
+        name = derived().add_computed("shared", table)
         read = read_of(name, ctx)
         for place in places:
             place.CopyFrom(read)

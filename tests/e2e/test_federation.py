@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import re
 from typing import Any
 
 import duckdb
@@ -207,7 +208,12 @@ def test_each_source_gets_only_its_columns_and_filters(gateway: str, tables: dic
         JOIN inventory.order_items i ON i.order_id = o.order_id
         WHERE c.country = 'JP' AND i.quantity >= 4"""
     sent = {label.split("/")[0]: (text, count) for label, text, count in source_queries(gateway, sql)}
-    assert set(sent) == {"sales", "inventory"}, sent  # Parquet is read by DataFusion itself
+    assert set(sent) == {"sales", "inventory", "logistics"}, sent
+    # The Parquet file is joined in the gateway's DuckDB with the Japanese customers' orders,
+    # computed first (gateway/plan/file_subplans.py): its two columns only.
+    shipments_sql = sent["logistics"][0]
+    assert '"shipments"."carrier"' in shipments_sql and "READ_PARQUET(" in shipments_sql, shipments_sql
+    assert not re.search(r'"shipments"\."(?!carrier"|order_id")', shipments_sql), shipments_sql
     sales_sql = [text for label, text, _ in source_queries(gateway, sql) if label.startswith("sales")]
     assert any("'JP'" in text and "lifetime_value" not in text and "signup" not in text for text in sales_sql)
     inventory_sql, inventory_rows = sent["inventory"]

@@ -204,3 +204,21 @@ def test_a_sql_sources_small_input_is_built_once_and_the_file_is_not_repartition
         assert engine.run(sql).read_all().column("id").to_pylist() == [i for i in range(300_000) if i % 500 % 2]
     finally:
         engine.close()
+
+
+def test_a_join_with_computed_keys_of_a_keyed_table_keeps_their_share_of_it() -> None:
+    """``Facts.subset``: ``small`` stands for ten distinct keys of a table of 1,000 rows (its ``k``
+    column, the keys a run-time filter computed); big joined with them keeps 10 / 1,000 of its rows."""
+    ctx = context()
+    sql = "SELECT big.x FROM big JOIN small ON big.id = small.k"
+    message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+    (join,) = [rel for rel in messages(root(message)) if isinstance(rel, algebra_pb2.Rel) and rel.HasField("join")]
+    names = function_names(message)
+
+    def sized(table: tuple[str, ...]) -> float | None:
+        return 1000.0 if table == ("procurement", "part") else rows(table)
+
+    subset = Facts(subset=lambda table: ("k", ("procurement", "part")) if table[-1] == "small" else None)
+    assert estimate(join, sized, names, subset) == pytest.approx(1e6 * 10 / 1000)
+    other_column = Facts(subset=lambda table: ("y", ("procurement", "part")) if table[-1] == "small" else None)
+    assert estimate(join, sized, names, other_column) == pytest.approx(1e6)  # not joined on the keys
