@@ -24,6 +24,7 @@ the source's query with DataFusion's work (Q3 317 -> 339 ms, Q14 129 -> 156 in p
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -35,14 +36,14 @@ from gateway.plan.runtime_filter import Kind
 from gateway.plan.same_source import DerivedCatalog, read_of
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import (
-    all_roots,
     correlated,
     function_names,
     inputs,
-    instances,
     optimized,
-    reads,
+    reads_in_expressions,
+    root,
     sub_plan,
+    subquery_roots,
 )
 from meshcore.errors import MeshgateError
 
@@ -70,38 +71,67 @@ def run_file_subplans(
     ``engine_reads`` says whether the file engine may read the file a read names.
     """
     functions = function_names(message)
+    kinds = functools.cache(kind)
+    readable = functools.cache(engine_reads)
     done = 0
+
+    def run(rel: algebra_pb2.Rel) -> bool:
+        estimated = estimate(rel, rows, functions, facts)
+        if estimated is None or estimated > MAX_ROWS or correlated(rel):
+            return False
+        try:
+            table = engine(optimized(sub_plan(message, rel), ctx), MAX_ROWS + 1)
+        except MeshgateError as error:  # DuckDB refused what the checks let through
+            log.warning("the file engine could not run a part of a query, DataFusion does: %s", error)
+            return False
+        if table is None or table.num_rows > MAX_ROWS:
+            return False
+        rel.CopyFrom(read_of(derived().add_computed("file_subplan", table), ctx))
+        return True
 
     def visit(rel: algebra_pb2.Rel) -> None:
         nonlocal done
-        if _candidate(rel, kind, engine_reads):
-            estimated = estimate(rel, rows, functions, facts)
-            if estimated is not None and estimated <= MAX_ROWS:
-                try:
-                    table = engine(optimized(sub_plan(message, rel), ctx), MAX_ROWS + 1)
-                except MeshgateError as error:  # DuckDB refused what the checks let through
-                    log.warning("the file engine could not run a part of a query, DataFusion does: %s", error)
-                    table = None
-                if table is not None and table.num_rows <= MAX_ROWS:
-                    rel.CopyFrom(read_of(derived().add_computed("file_subplan", table), ctx))
-                    done += 1
-                    return
-        for child in inputs(rel):
-            visit(child)
+        for candidate in _largest(rel, kinds, readable)[1]:
+            if run(candidate):
+                done += 1
+            else:
+                for child in inputs(candidate):  # the engine cannot take it whole: what is inside may go
+                    visit(child)
 
-    for top in all_roots(message):  # subqueries kept as expressions are plans of their own
-        visit(top)
+    visit(root(message))
+    for top in subquery_roots(root(message)):  # those kept as expressions are plans of their own
+        visit(top)  # (listed after the query's own were run: one run whole is not listed)
     return done
 
 
-def _candidate(rel: algebra_pb2.Rel, kind: Kind, engine_reads: Callable[[tuple[str, ...]], bool]) -> bool:
-    """Whether ``rel`` joins and reads files the engine reads, one at least, and computed tables only."""
-    if not any(True for _ in instances(rel, algebra_pb2.JoinRel)) or correlated(rel):
-        return False
-    found = False
-    for names in reads(rel):
+_Summary = tuple[bool, bool, bool]
+"""Of a relation: whether it reads only files the engine reads and computed tables, whether it
+reads such a file, and whether it joins."""
+
+
+def _largest(
+    rel: algebra_pb2.Rel, kind: Kind, readable: Callable[[tuple[str, ...]], bool]
+) -> tuple[_Summary, list[algebra_pb2.Rel]]:
+    """``rel``'s summary, and the largest relations in it (itself, if it is one) that join and read
+    a file the engine reads and otherwise only such files and computed tables: one walk."""
+    body_kind = rel.WhichOneof("rel_type")
+    if body_kind == "read":
+        names = tuple(rel.read.named_table.names) if rel.read.HasField("named_table") else None
         what = kind(names) if names is not None else None
-        if names is None or what not in ("files", "computed") or (what == "files" and not engine_reads(names)):
-            return False
-        found = found or what == "files"
-    return found
+        file = what == "files" and names is not None and readable(names)
+        return (file or what == "computed", file, False), []
+    # Reads in the relation's own expressions (a subquery's), then its inputs'.
+    own = reads_in_expressions(rel)
+    usable = all(
+        name is not None and (kind(name) == "computed" or (kind(name) == "files" and readable(name))) for name in own
+    )
+    file = any(name is not None and kind(name) == "files" for name in own)
+    joins = body_kind == "join"
+    found: list[algebra_pb2.Rel] = []
+    for child in inputs(rel):
+        (child_usable, child_file, child_joins), below = _largest(child, kind, readable)
+        usable, file, joins = usable and child_usable, file or child_file, joins or child_joins
+        found.extend(below)
+    if usable and file and joins:
+        return (usable, file, joins), [rel]
+    return (usable, file, joins), found

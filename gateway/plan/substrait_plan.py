@@ -335,6 +335,20 @@ def reads(message: Message) -> list[tuple[str, ...] | None]:
     ]
 
 
+def reads_in_expressions(rel: algebra_pb2.Rel) -> list[tuple[str, ...] | None]:
+    """:func:`reads` of ``rel``'s own expressions (its subqueries'), not of its inputs."""
+    kind = rel.WhichOneof("rel_type")
+    if kind is None:
+        return []
+    found: list[tuple[str, ...] | None] = []
+    for field, value in getattr(rel, kind).ListFields():
+        if field.name in (*_INPUT_FIELDS, "inputs") or field.type != field.TYPE_MESSAGE:
+            continue
+        for item in value if field.is_repeated else (value,):
+            found.extend(reads(item))
+    return found
+
+
 def sub_plan(whole: plan_pb2.Plan, rel: algebra_pb2.Rel) -> plan_pb2.Plan:
     """A plan of its own whose root is ``rel`` (a relation of ``whole``, whose function declarations it keeps)."""
     part = plan_pb2.Plan()
