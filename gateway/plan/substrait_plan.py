@@ -222,21 +222,31 @@ def instances(message: Message, kind: type[_M], *, inside: bool = True) -> Itera
     references of a plan's expressions are most of its messages, and hold no relation.
     """
     target = kind.DESCRIPTOR
-
-    def walk(item: Message) -> Iterator[_M]:
+    pending: list[Message] = [message]  # a stack, not nested generators: a deep plan's items
+    while pending:  # would each pass up through every level above them
+        item = pending.pop()
         if isinstance(item, kind):
             yield item
             if not inside:
-                return
+                continue
         toward = _toward(item.DESCRIPTOR, target)
         if not toward:
-            return
+            continue
+        if isinstance(item, algebra_pb2.Expression):
+            # Most of a plan's messages are expressions, each of one kind (rex_type): look at that
+            # one only (a run-time filter's list of a thousand keys is a thousand literals).
+            name = item.WhichOneof("rex_type")
+            if name is not None and name in toward:
+                pending.append(getattr(item, name))
+            continue
+        children: list[Message] = []
         for field, value in item.ListFields():
             if field.name in toward:
-                for child in value if field.is_repeated else (value,):
-                    yield from walk(child)
-
-    return walk(message)
+                if field.is_repeated:
+                    children.extend(value)
+                else:
+                    children.append(value)
+        pending.extend(reversed(children))  # the first child is looked at first: messages()' order
 
 
 @functools.cache
