@@ -114,18 +114,19 @@ def _largest(
 ) -> tuple[_Summary, list[algebra_pb2.Rel]]:
     """``rel``'s summary, and the largest relations in it (itself, if it is one) that join and read
     a file the engine reads and otherwise only such files and computed tables: one walk."""
+
+    def read(names: tuple[str, ...] | None) -> tuple[bool, bool]:
+        """Whether a read of ``names`` may be in such a relation, and whether it is of such a file."""
+        what = kind(names) if names is not None else None
+        file = what == "files" and names is not None and readable(names)
+        return file or what == "computed", file
+
     body_kind = rel.WhichOneof("rel_type")
     if body_kind == "read":
         names = tuple(rel.read.named_table.names) if rel.read.HasField("named_table") else None
-        what = kind(names) if names is not None else None
-        file = what == "files" and names is not None and readable(names)
-        return (file or what == "computed", file, False), []
-    # Reads in the relation's own expressions (a subquery's), then its inputs'.
-    own = reads_in_expressions(rel)
-    usable = all(
-        name is not None and (kind(name) == "computed" or (kind(name) == "files" and readable(name))) for name in own
-    )
-    file = any(name is not None and kind(name) == "files" for name in own)
+        return (*read(names), False), []
+    own = [read(names) for names in reads_in_expressions(rel)]  # a subquery's in its expressions
+    usable, file = all(may for may, _ in own), any(is_file for _, is_file in own)
     joins = body_kind == "join"
     found: list[algebra_pb2.Rel] = []
     for child in inputs(rel):

@@ -310,17 +310,9 @@ def reads_below(rel: algebra_pb2.Rel) -> tuple[list[list[tuple[str, ...] | None]
         at = len(found)
         found.append([])
         sizes.append(0)
-        kind = node.WhichOneof("rel_type")
-        body = getattr(node, kind) if kind is not None else None
-        total: list[tuple[str, ...] | None] = []
-        if body is not None:
-            for field, value in body.ListFields():  # its own expressions, and the subqueries in them
-                if field.name in (*_INPUT_FIELDS, "inputs") or field.type != field.TYPE_MESSAGE:
-                    continue
-                for item in value if field.is_repeated else (value,):
-                    total.extend(reads(item))
-            if isinstance(body, algebra_pb2.ReadRel):
-                total.append(tuple(body.named_table.names) if body.HasField("named_table") else None)
+        total = reads_in_expressions(node)  # its own expressions, and the subqueries in them
+        if node.WhichOneof("rel_type") == "read":
+            total.append(tuple(node.read.named_table.names) if node.read.HasField("named_table") else None)
         for child in inputs(node):
             total.extend(walk(child))
         found[at] = total
