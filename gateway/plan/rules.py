@@ -33,6 +33,7 @@ applies it to every federated query, rewritten or not).
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -244,15 +245,13 @@ class Planning:
         scan = self.scans.get((names[-2], names[-1])) if len(names) >= 2 and names[-2] != DERIVED_SCHEMA else None
         if scan is None or self.message is None:
             return None
-        # A read's functions are anchors into its plan's declarations, which differ between plans.
-        declared = b"".join(item.SerializeToString(deterministic=True) for item in self.message.extensions)
         product, guard = scan.product, scan.guard
         key = (
             product.domain,
             product.name,
             id(product.connector),  # a reload makes new connectors
             None if guard is None else (guard.columns, guard.predicate.sql() if guard.predicate else None),
-            read.SerializeToString(deterministic=True) + b"\x00" + declared,
+            _canonical(read, self.message),
         )
 
         def ask() -> float | None:
@@ -301,6 +300,26 @@ class Planning:
             return min(known) * FILTERED if known and len(known) == len(parts) else None
         estimate = product.connector.estimate_rows(product.source)
         return float(estimate) if estimate is not None else None
+
+
+def _canonical(read: algebra_pb2.ReadRel, message: plan_pb2.Plan) -> bytes:
+    """``read`` serialized alike in every plan that reads the same: its function anchors, numbered
+    anew in each plan DataFusion writes, replaced by their names' CRC-32 (a read estimated in an
+    earlier query is then known again: keyed by the anchors, TPC-H's repeated queries asked their
+    sources again 20 times a run of the 22, about 1 ms each)."""
+    names = {
+        e.extension_function.function_anchor: e.extension_function.name
+        for e in message.extensions
+        if e.HasField("extension_function")
+    }
+    canonical = algebra_pb2.ReadRel()
+    canonical.CopyFrom(read)
+    for call in instances(canonical, algebra_pb2.Expression.ScalarFunction):
+        call.function_reference = zlib.crc32(names.get(call.function_reference, "").encode())
+    others = b"".join(
+        e.SerializeToString(deterministic=True) for e in message.extensions if not e.HasField("extension_function")
+    )
+    return canonical.SerializeToString(deterministic=True) + b"\x00" + others
 
 
 def _counted_keys(message: plan_pb2.Plan, planning: Planning) -> bool:
