@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import adbc_driver_postgresql.dbapi as pg
+import adbc_driver_sqlite
 import pyarrow as pa
 import pytest
+from adbc_driver_postgresql import _driver_path
 from datafusion import SessionContext
 from sqlglot import exp
 
+from connectors import postgres
 from connectors.base import ScanSpec, SourceObject
 from connectors.postgres import PostgresConnector, numeric_type
 from connectors.sqlbase import ReaderStream
@@ -345,3 +348,27 @@ def test_the_largest_grouping_of_a_query_is_estimated(
         else:
             assert groups is not None and expected[0] <= groups <= expected[1], (sql, groups)
     assert connector.estimate_groups(SourceObject(sql="SELECT * FROM no_such_table GROUP BY 1")) is None  # never raises
+
+
+def test_the_operator_may_name_another_build_of_the_driver(
+    postgres_uri: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MESHGATE_POSTGRES_DRIVER loads the driver from a library of the operator's (here the wheel's own
+    library under its path: an optimised build is not on a fresh machine), and nothing else."""
+    monkeypatch.setenv(postgres.DRIVER_VARIABLE, _driver_path())
+    named = PostgresConnector("sales", ConnectorConfig(type="postgres", uri=postgres_uri))
+    try:
+        assert named.driver is not None and str(named.driver) == _driver_path()
+        run(postgres_uri, f"CREATE TABLE {pg_schema}.built AS SELECT g AS id FROM generate_series(1, 5) g")
+        got = scan(named, SourceObject(table=f"{pg_schema}.built"))
+        assert sorted(got.column("id").to_pylist()) == [1, 2, 3, 4, 5]
+    finally:
+        named.close()
+    for wrong, says in [
+        ("/nonexistent/libadbc.so", "which is not a file"),
+        (adbc_driver_sqlite._driver_path(), "not the ADBC PostgreSQL driver"),
+        (__file__, "which cannot be loaded"),
+    ]:
+        monkeypatch.setenv(postgres.DRIVER_VARIABLE, wrong)
+        with pytest.raises(ConfigError, match=f"domain 'sales': MESHGATE_POSTGRES_DRIVER names .*{says}"):
+            PostgresConnector("sales", ConnectorConfig(type="postgres", uri=postgres_uri))
