@@ -218,7 +218,7 @@ class _Size(NamedTuple):
 DRIVER_VARIABLE = "MESHGATE_POSTGRES_DRIVER"
 """The environment variable that names another build of the ADBC PostgreSQL driver (a shared library).
 
-The driver's PyPI wheels (1.0-1.13 at least) are compiled without optimisation: decoding what
+The driver's PyPI wheels (1.10-1.13 checked) are compiled without optimisation: decoding what
 PostgreSQL sends takes about 110 ns of CPU a value, 2.3x the CPU of the same driver built with
 ``-O2`` (457,263 rows of three columns: 150 against 64 ms). The operator who starts the gateway
 may point this at an optimised build (conda-forge's ``libadbc-driver-postgresql``, or one built

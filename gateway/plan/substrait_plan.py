@@ -277,7 +277,7 @@ def subquery_roots(rel: algebra_pb2.Rel, nested: bool = True) -> Iterator[algebr
     relations under it (each a plan of its own for the rules), the subqueries nested in those
     too unless ``nested`` is false."""
     if next(instances(rel, algebra_pb2.Expression.Subquery), None) is None:
-        return iter(())  # one walk: most plans hold none (looking field by field took 1-4 ms a rule)
+        return iter(())  # one walk: most plans hold none (field by field: up to 37 ms a TPC-H query)
     return _subquery_roots(rel, nested)
 
 
