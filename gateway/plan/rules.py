@@ -350,18 +350,23 @@ def _build_side(message: plan_pb2.Plan, planning: Planning) -> bool:
     return build_smaller(message, planning.ctx, planning.rows, planning.facts)
 
 
-def _runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
-    found = send_build_keys(
+def _send_keys(message: plan_pb2.Plan, planning: Planning, sources: bool) -> int:
+    """:func:`send_build_keys` over ``message`` with what ``planning`` knows; how many joins it filtered."""
+    return send_build_keys(
         message,
         planning.ctx,
         planning.rows,
         planning.kind,
         planning.derived,
         planning.materialize,
-        key_sets=planning.key_sets,
-        facts=planning.facts,
+        sources,
+        planning.key_sets,
+        planning.facts,
     )
-    return found > 0
+
+
+def _runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
+    return _send_keys(message, planning, sources=False) > 0
 
 
 def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool:
@@ -376,17 +381,7 @@ def _cascaded_runtime_filter(message: plan_pb2.Plan, planning: Planning) -> bool
     again = message
     if "runtime_filter" in planning.fired:
         again = planning.message = to_substrait(optimized(message, ctx), ctx)
-    found = send_build_keys(
-        again,
-        ctx,
-        planning.rows,
-        planning.kind,
-        planning.derived,
-        planning.materialize,
-        True,
-        planning.key_sets,
-        planning.facts,
-    )
+    found = _send_keys(again, planning, sources=True)
     if found and again is not message:
         message.CopyFrom(again)
     planning.message = message
