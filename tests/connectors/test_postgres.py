@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pg
 import adbc_driver_sqlite
@@ -20,7 +21,7 @@ from connectors import postgres
 from connectors.base import ScanSpec, SourceObject
 from connectors.postgres import PostgresConnector, numeric_type
 from connectors.sqlbase import ReaderStream
-from gateway.config import ConnectorConfig
+from gateway.config import ConnectorConfig, load_config
 from gateway.errors import ConfigError, SourceError, SourceUnavailableError
 from tests.support.postgres import temporary_schema
 
@@ -351,7 +352,7 @@ def test_the_largest_grouping_of_a_query_is_estimated(
 
 
 def test_the_operator_may_name_another_build_of_the_driver(
-    postgres_uri: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+    postgres_uri: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """MESHGATE_POSTGRES_DRIVER loads the driver from a library of the operator's (here the wheel's own
     library under its path: an optimised build is not on a fresh machine), and nothing else."""
@@ -372,3 +373,11 @@ def test_the_operator_may_name_another_build_of_the_driver(
         monkeypatch.setenv(postgres.DRIVER_VARIABLE, wrong)
         with pytest.raises(ConfigError, match=f"domain 'sales': MESHGATE_POSTGRES_DRIVER names .*{says}"):
             PostgresConnector("sales", ConnectorConfig(type="postgres", uri=postgres_uri))
+
+    # A domain's own configuration (its YAML, and self-serve, which loads it alike) cannot name a library.
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text(
+        f'domains:\n  - name: sales\n    connector: {{type: postgres, uri: "{postgres_uri}", driver: {_driver_path()}}}\n'
+    )
+    with pytest.raises(ConfigError, match=r"connector\.driver: unknown key"):
+        load_config(mesh)
