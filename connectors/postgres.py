@@ -50,7 +50,6 @@ gateway also stops waiting at the deadline (:mod:`connectors.deadline`).
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import os
@@ -60,12 +59,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import adbc_driver_manager
-import adbc_driver_manager.dbapi
 import adbc_driver_postgresql.dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -73,7 +70,7 @@ from adbc_driver_manager.dbapi import Connection, Cursor
 from cachetools import TTLCache
 from sqlglot import exp
 
-from connectors import ctid, split
+from connectors import ctid, drivers, split
 from connectors.adbc import AdbcConnector, AdbcScan
 from connectors.base import STATS_SECONDS, DiscoveredProduct, ScanSpec, SourceObject, SourceStream, SqlCapabilities
 from connectors.deadline import before, milliseconds_left, remaining
@@ -215,37 +212,6 @@ class _Size(NamedTuple):
     pages: int
 
 
-DRIVER_VARIABLE = "MESHGATE_POSTGRES_DRIVER"
-"""The environment variable that names another build of the ADBC PostgreSQL driver (a shared library).
-
-The driver's PyPI wheels (1.10-1.13 checked) are compiled without optimisation: decoding what
-PostgreSQL sends takes about 110 ns of CPU a value, 2.3x the CPU of the same driver built with
-``-O2`` (457,263 rows of three columns: 150 against 64 ms). The operator who starts the gateway
-may point this at an optimised build (conda-forge's ``libadbc-driver-postgresql``, or one built
-from apache/arrow-adbc); a domain's configuration cannot: a library loaded is code run in the
-gateway."""
-
-
-def driver_library(domain: str) -> Path | None:
-    """The driver library :data:`DRIVER_VARIABLE` names (None: the wheel's own); a ConfigError when it
-    names no file, or a file that is not the ADBC PostgreSQL driver."""
-    named = os.environ.get(DRIVER_VARIABLE, "").strip()
-    if not named:
-        return None
-    path = Path(named).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"domain {domain!r}: {DRIVER_VARIABLE} names {named!r}, which is not a file")
-    try:  # the PostgreSQL driver's own entry point, not just any ADBC driver's (nothing is opened)
-        found = hasattr(ctypes.CDLL(str(path)), "AdbcDriverPostgresqlInit")
-    except OSError as error:
-        raise ConfigError(
-            f"domain {domain!r}: {DRIVER_VARIABLE} names {named!r}, which cannot be loaded: {error}"
-        ) from None
-    if not found:
-        raise ConfigError(f"domain {domain!r}: {DRIVER_VARIABLE} names {named!r}, not the ADBC PostgreSQL driver")
-    return path
-
-
 class PostgresConnector(AdbcConnector):
     """A PostgreSQL database. Options: ``pool_size``, ``numeric_scale``, ``max_partitions``, ``partition_pages``,
     ``partition_rows``."""
@@ -280,7 +246,7 @@ class PostgresConnector(AdbcConnector):
         self._budget = split.Budget(self.max_partitions)
         super().__init__(domain, config)
         self.uri = config.uri
-        self.driver = driver_library(domain)
+        self.driver = drivers.POSTGRES.library(domain)  # another build of the driver, the operator's
         self.unconstrained_numeric = pa.decimal128(38, scale)
         self._scans = split.TableScans(self.max_partitions, queries=True)
         self._pages: dict[str, tuple[float, int]] = {}  # by table: its size in pages, and when it was read
@@ -295,7 +261,7 @@ class PostgresConnector(AdbcConnector):
         uri = with_connect_options(self.uri, {"connect_timeout": str(seconds), **KEEPALIVES})
         if self.driver is None:
             return adbc_driver_postgresql.dbapi.connect(uri, autocommit=True)
-        return adbc_driver_manager.dbapi.connect(driver=str(self.driver), db_kwargs={"uri": uri}, autocommit=True)
+        return drivers.POSTGRES.connect(self.driver, uri)
 
     def bound(self, connection: Connection, deadline: float) -> None:
         """``statement_timeout`` and ``lock_timeout``: the milliseconds left until ``deadline``."""
@@ -374,11 +340,18 @@ class PostgresConnector(AdbcConnector):
     def exact_type(self, field: pa.Field) -> pa.DataType | None:
         """The Arrow type a PostgreSQL type maps to exactly; None: read its text form."""
         type_name = _type_name(field)
+        metadata = field.metadata or {}
+        if self.driver is not None and (not type_name or (type_name == "numeric" and _TYPMOD not in metadata)):
+            # Without them every column would be read as text, every numeric as unconstrained.
+            raise ConfigError(
+                f"domain {self.domain!r}: {drivers.POSTGRES.variable} names a build of the driver that does not"
+                f" describe column {field.name!r} as adbc-driver-postgresql 1.13 does ({_TYPE.decode()} metadata,"
+                f" and {_TYPMOD.decode()} for numeric): build that release or a later one"
+            )
         if type_name in NATIVE_TYPES:
             return NATIVE_TYPES[type_name]
         if type_name == "numeric":
-            typmod = int((field.metadata or {}).get(b"POSTGRESQL:typmod", b"-1"))
-            return numeric_type(typmod, self.unconstrained_numeric)
+            return numeric_type(int(metadata.get(_TYPMOD, b"-1")), self.unconstrained_numeric)
         return None
 
     def received(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -705,8 +678,11 @@ def numeric_type(typmod: int, unconstrained: pa.DataType) -> pa.DataType | None:
     return None
 
 
+_TYPE, _TYPMOD = b"POSTGRESQL:type", b"POSTGRESQL:typmod"  # what the driver tells of a result's column
+
+
 def _type_name(field: pa.Field) -> str:
-    return (field.metadata or {}).get(b"POSTGRESQL:type", b"").decode()
+    return (field.metadata or {}).get(_TYPE, b"").decode()
 
 
 def one_dimensional(name: str, column: exp.Expr) -> exp.Expr:

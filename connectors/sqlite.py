@@ -50,7 +50,7 @@ from adbc_driver_manager.dbapi import Connection, Cursor
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from connectors import rowid, split
+from connectors import drivers, rowid, split
 from connectors.adbc import AdbcConnector, AdbcScan
 from connectors.base import STATS_SECONDS, DiscoveredProduct, ScanSpec, SourceObject, SourceStream, SqlCapabilities
 from connectors.deadline import before, milliseconds_left
@@ -135,6 +135,7 @@ class SqliteConnector(AdbcConnector):
         self.lock_wait_ms = round(wait * 1000)
         super().__init__(domain, config)
         self.path = Path(config.path)
+        self.driver = drivers.SQLITE.library(domain)  # another build of the driver, the operator's
         self._scans = split.TableScans(self.max_partitions, queries=True)
         self._budget = split.Budget(self.max_partitions)
         self._files: weakref.WeakKeyDictionary[Connection, tuple[int, int]] = weakref.WeakKeyDictionary()
@@ -145,7 +146,12 @@ class SqliteConnector(AdbcConnector):
             raise SourceUnavailableError(self.domain, self.label, f"SQLite file {self.path} does not exist")
         opened = file_identity(self.path)
         # autocommit: otherwise each pooled connection stays in one read transaction and never sees new writes
-        connection = adbc_driver_sqlite.dbapi.connect(f"{self.path.resolve().as_uri()}?mode=ro", autocommit=True)
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        connection: Connection = (
+            adbc_driver_sqlite.dbapi.connect(uri, autocommit=True)
+            if self.driver is None
+            else drivers.SQLITE.connect(self.driver, uri)
+        )
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA case_sensitive_like = ON")
             cursor.execute(f"PRAGMA busy_timeout = {self.lock_wait_ms}")

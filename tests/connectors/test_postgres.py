@@ -7,21 +7,19 @@ import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pg
-import adbc_driver_sqlite
 import pyarrow as pa
 import pytest
 from adbc_driver_postgresql import _driver_path
 from datafusion import SessionContext
 from sqlglot import exp
 
-from connectors import postgres
+from connectors import drivers
 from connectors.base import ScanSpec, SourceObject
 from connectors.postgres import PostgresConnector, numeric_type
 from connectors.sqlbase import ReaderStream
-from gateway.config import ConnectorConfig, load_config
+from gateway.config import ConnectorConfig
 from gateway.errors import ConfigError, SourceError, SourceUnavailableError
 from tests.support.postgres import temporary_schema
 
@@ -352,32 +350,50 @@ def test_the_largest_grouping_of_a_query_is_estimated(
 
 
 def test_the_operator_may_name_another_build_of_the_driver(
-    postgres_uri: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    postgres_uri: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """MESHGATE_POSTGRES_DRIVER loads the driver from a library of the operator's (here the wheel's own
-    library under its path: an optimised build is not on a fresh machine), and nothing else."""
-    monkeypatch.setenv(postgres.DRIVER_VARIABLE, _driver_path())
+    """MESHGATE_POSTGRES_DRIVER reads through a library of the operator's (here the wheel's own under
+    its path: an optimised build is not on a fresh machine); which libraries it takes: test_drivers.py."""
+    monkeypatch.setenv(drivers.POSTGRES.variable, _driver_path())
     named = PostgresConnector("sales", ConnectorConfig(type="postgres", uri=postgres_uri))
     try:
         assert named.driver is not None and str(named.driver) == _driver_path()
-        run(postgres_uri, f"CREATE TABLE {pg_schema}.built AS SELECT g AS id FROM generate_series(1, 5) g")
-        got = scan(named, SourceObject(table=f"{pg_schema}.built"))
+        run(
+            postgres_uri,
+            f"CREATE TABLE {pg_schema}.built AS SELECT g AS id, g / 4.0 AS part FROM generate_series(1, 5) g",
+        )
+        run(postgres_uri, f"ALTER TABLE {pg_schema}.built ALTER part TYPE numeric(6, 2)")
+        source = SourceObject(table=f"{pg_schema}.built")
+        assert named.schema(source).field("part").type == pa.decimal128(6, 2)
+        got = scan(named, source)
         assert sorted(got.column("id").to_pylist()) == [1, 2, 3, 4, 5]
+        assert sorted(got.column("part").to_pylist()) == [Decimal(f"{g / 4:.2f}") for g in range(1, 6)]
     finally:
         named.close()
-    for wrong, says in [
-        ("/nonexistent/libadbc.so", "which is not a file"),
-        (adbc_driver_sqlite._driver_path(), "not the ADBC PostgreSQL driver"),
-        (__file__, "which cannot be loaded"),
-    ]:
-        monkeypatch.setenv(postgres.DRIVER_VARIABLE, wrong)
-        with pytest.raises(ConfigError, match=f"domain 'sales': MESHGATE_POSTGRES_DRIVER names .*{says}"):
-            PostgresConnector("sales", ConnectorConfig(type="postgres", uri=postgres_uri))
 
-    # A domain's own configuration (its YAML, and self-serve, which loads it alike) cannot name a library.
-    mesh = tmp_path / "mesh.yaml"
-    mesh.write_text(
-        f'domains:\n  - name: sales\n    connector: {{type: postgres, uri: "{postgres_uri}", driver: {_driver_path()}}}\n'
-    )
-    with pytest.raises(ConfigError, match=r"connector\.driver: unknown key"):
-        load_config(mesh)
+
+def test_a_named_build_that_does_not_describe_columns_as_1_13_does_is_refused(
+    postgres_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Products are typed from the driver's POSTGRESQL:type and POSTGRESQL:typmod metadata (1.13 on):
+    a named build without them would read every column as text, and every numeric with the default
+    scale, without a word. The wheel's own driver always writes them."""
+    numeric = pa.field("amount", pa.string(), metadata={b"POSTGRESQL:type": b"numeric"})
+    untyped = pa.field("id", pa.int32())
+    plain = PostgresConnector("sales", ConnectorConfig(type="postgres", uri=postgres_uri))
+    try:
+        assert plain.exact_type(numeric) == plain.unconstrained_numeric
+        assert plain.exact_type(untyped) is None
+    finally:
+        plain.close()
+    monkeypatch.setenv(drivers.POSTGRES.variable, _driver_path())
+    named = PostgresConnector("sales", ConnectorConfig(type="postgres", uri=postgres_uri))
+    try:
+        for field in (numeric, untyped):
+            with pytest.raises(ConfigError, match=f"MESHGATE_POSTGRES_DRIVER .* column '{field.name}'"):
+                named.column(field)
+        described = numeric.with_metadata({b"POSTGRESQL:type": b"numeric", b"POSTGRESQL:typmod": b"-1"})
+        assert named.exact_type(described) == named.unconstrained_numeric
+        assert named.exact_type(untyped.with_metadata({b"POSTGRESQL:type": b"int4"})) == pa.int32()
+    finally:
+        named.close()

@@ -15,11 +15,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import adbc_driver_sqlite
 import pyarrow as pa
 import pytest
 from sqlglot import exp
 
-from connectors import rowid, split
+from connectors import drivers, rowid, split
 from connectors.base import ScanSpec, SourceObject, SourceStream
 from connectors.sqlite import SqliteConnector
 from gateway.api import CallerContext
@@ -121,6 +122,23 @@ def test_a_partitioned_read_returns_the_rows_of_one_connection(
     assert got == want
     # k = 3 is answered from the index orders_k: not split; the others scan the table
     assert stream.detail == (None if predicate == "k = 3" else SPLIT)
+
+
+def test_a_library_the_operator_names_reads_in_ranges_as_the_wheels_does(
+    database: Path, parted: SqliteConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MESHGATE_SQLITE_DRIVER: another build of the driver (here the wheel's own library under its
+    path: an optimised build is not on a fresh machine) serves every connection, ranges included."""
+    monkeypatch.setenv(drivers.SQLITE.variable, adbc_driver_sqlite._driver_path())
+    named = connector(database, partition_rows=1_000, max_partitions=4)
+    try:
+        assert str(named.driver) == adbc_driver_sqlite._driver_path()
+        source = SourceObject(table="orders")
+        stream = open_scan(named, source, "x < 2000")
+        assert rows(stream) == rows(open_scan(parted, source, "x < 2000"))
+        assert stream.detail == SPLIT
+    finally:
+        named.close()
 
 
 def test_a_table_whose_columns_are_named_rowid_is_split_by_another_name_of_it(parted: SqliteConnector) -> None:
