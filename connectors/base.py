@@ -391,6 +391,15 @@ class SqlConnector(Connector):
             return None
         return query
 
+    def accepts(self, sql: str) -> bool:
+        """Whether the source can plan ``sql``, a query the planner wrote for it as a whole query
+        or a same-source sub-plan, which it sends only then (else that part stays federated).
+
+        A source whose engine the capabilities describe exactly accepts what they allow, without
+        being asked; one of unknown version (a remote Flight SQL server) is asked (see there).
+        """
+        return True
+
     def scan_sql(self, spec: ScanSpec) -> str:
         """Render a scan as one query in the source's dialect."""
         return self.render(self.scan_query(spec))

@@ -28,8 +28,10 @@ deadline, and a cancel or the deadline stops it with ``adbc_cancel``.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +41,19 @@ import adbc_driver_flightsql
 import adbc_driver_flightsql.dbapi
 import pyarrow as pa
 from adbc_driver_manager.dbapi import Connection, Cursor
+from cachetools import TTLCache
 from sqlglot import exp
 
 from connectors.adbc import AdbcConnector
-from connectors.base import DiscoveredProduct, SourceObject, SqlCapabilities
-from connectors.deadline import remaining
+from connectors.base import STATS_SECONDS, DiscoveredProduct, SourceObject, SqlCapabilities
+from connectors.deadline import before, remaining
 from connectors.naming import identifier, unique
 from connectors.postgres import FUNCTIONS as POSTGRES_FUNCTIONS
 from connectors.sqlbase import SourceColumn
 from meshcore.config import ConnectorConfig
-from meshcore.errors import ConfigError, SourceError, SourceUnavailableError
+from meshcore.errors import ConfigError, MeshgateError, QueryTimeoutError, SourceError, SourceUnavailableError
+
+log = logging.getLogger(__name__)
 
 _Db = adbc_driver_flightsql.DatabaseOptions
 
@@ -73,6 +78,8 @@ OTHER = SqlCapabilities(
 # Servers known to be DataFusion inside, by GetSqlInfo's server name (FLIGHT_SQL_SERVER_NAME).
 _DATAFUSION_SERVERS = re.compile(r"meshgate|roapi|datafusion|ballista|spice|influx", re.IGNORECASE)
 _CONNECT_TIMEOUT = 10.0
+ACCEPT_WAIT = 2.0
+"""Seconds the remote may take to prepare a query the planner would send it (:meth:`FlightSqlConnector.accepts`)."""
 _STATUS = re.compile(r"^[A-Z_]+: ")
 _DECORATION = re.compile(r"\. Detail: | \([A-Z][a-z]+; |\. Vendor code: ")
 _VIEW_TYPES = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
@@ -144,6 +151,8 @@ class FlightSqlConnector(AdbcConnector):
         self._server: Server | None = None
         self._server_lock = threading.Lock()
         self._not_null: dict[SourceObject, tuple[str, ...]] = {}
+        self._accepted: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=STATS_SECONDS)
+        self._accepted_lock = threading.Lock()
 
     # -- connections ------------------------------------------------------------------
     def connect(self, deadline: float | None = None) -> Connection:
@@ -221,6 +230,39 @@ class FlightSqlConnector(AdbcConnector):
             if "(Unauthenticated;" in str(error.__cause__):
                 raise self.error(error.__cause__) from None  # type: ignore[arg-type]
             raise
+
+    def accepts(self, sql: str) -> bool:
+        """Whether the remote prepares ``sql`` (CreatePreparedStatement: planned, not run); a
+        refusal is kept for :data:`STATS_SECONDS`, like the acceptance.
+
+        A DataFusion server is given the gateway's own DataFusion's capabilities, but one of another
+        version does not know all of its SQL: roapi 0.12 cannot add an integer to a date and does not
+        parse ``FILTER`` on a window aggregate, and such a query, sent whole, failed where the
+        federated route answers. A remote that does not answer within :data:`ACCEPT_WAIT` seconds,
+        or cannot be reached, is not sent the query either (and asked again next time).
+        """
+        with self._accepted_lock:
+            known = self._accepted.get(sql)
+        if known is not None:
+            return known
+
+        def prepare(cursor: Cursor) -> None:
+            cursor.adbc_prepare(sql)
+
+        try:
+            deadline = time.monotonic() + ACCEPT_WAIT
+            before(deadline, lambda: self.run(prepare), abandon=lambda _: None, source=self.source)
+        except (SourceUnavailableError, QueryTimeoutError) as error:
+            log.info("[%s/%s] not sending a query it cannot answer now: %s", self.domain, self.kind, error)
+            return False
+        except MeshgateError as error:
+            log.info("[%s/%s] the remote cannot plan a query the gateway wrote: %s", self.domain, self.kind, error)
+            verdict = False
+        else:
+            verdict = True
+        with self._accepted_lock:
+            self._accepted[sql] = verdict
+        return verdict
 
     # -- catalog ----------------------------------------------------------------------
     def ensure_known(self) -> None:

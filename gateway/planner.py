@@ -296,7 +296,7 @@ def single_source_sql(
         sql = connector.render(replaced)
     except SqlglotError:
         return None
-    if not _groups_pay(replaced, sql, scans):
+    if not _groups_pay(replaced, sql, scans) or not connector.accepts(sql):
         return None
     return first.product.domain, sql
 

@@ -162,7 +162,10 @@ def subplan_query(plan: LogicalPlan, resolve: Resolve) -> SubplanQuery | None:
     select = _select_from(query, selected, query.where)
     # view_as and guard are applied by each product's relation in FROM; read is applied on top.
     columns = tuple(SourceColumn(n, o.type, read=o.column.read) for n, o in zip(names, query.outputs, strict=True))
-    source = SourceObject(sql=connector.render(select), columns=columns, split=_split_on(query))
+    sql = connector.render(select)
+    if not connector.accepts(sql):
+        return None
+    source = SourceObject(sql=sql, columns=columns, split=_split_on(query))
     schema = pa.schema([pa.field(c.name, c.type, o.nullable) for c, o in zip(columns, query.outputs, strict=True)])
     name = "+".join(dict.fromkeys(p.name for p in query.products))
     derived = Product(first.domain, name, source, schema, connector)

@@ -9,11 +9,7 @@ ADBC Flight SQL client, and answers are compared with what the inner gateway its
 
 from __future__ import annotations
 
-import shutil
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -26,11 +22,12 @@ import pytest
 from sqlglot import exp
 
 from connectors.base import ScanSpec, SourceObject
-from connectors.flightsql import FlightSqlConnector
+from connectors.flightsql import ACCEPT_WAIT, FlightSqlConnector
 from connectors.registry import open_connector
 from gateway.config import ConnectorConfig, load_config
 from gateway.errors import ConfigError, QueryTimeoutError, SourceError, SourceUnavailableError
 from tests.support.gateway import Credentials, GatewayProcess, auth_yaml, connect, query
+from tests.support.roapi import free_port, roapi_server
 from tests.support.tls import CertificateAuthority
 
 SERVICE = Credentials("svc_outer", "inner-service-password-7f3a")
@@ -67,13 +64,6 @@ OUTER_POLICIES = f"""policies:
   row_filters:
     - {{on: remote.orders, where: "amount > 5", except: []}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_shop(path: Path) -> None:
@@ -304,42 +294,13 @@ def test_config_errors_name_the_problem() -> None:
 
 @pytest.fixture(scope="module")
 def roapi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("roapi") or str(Path(sys.executable).parent / "roapi")
-    if not Path(binary).exists():
-        pytest.skip("roapi is not installed (pip install roapi: the bench extra)")
     folder = tmp_path_factory.mktemp("roapi")
     pq.write_table(
         pa.table({"id": [1, 2, 3, 4], "city": ["Oslo", "Lima", "Pune", "Oslo"], "pop": [0.7, 9.7, 3.1, None]}),
         folder / "cities.parquet",
     )
-    flight, http, pg = free_port(), free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "-t",
-            f"cities={folder / 'cities.parquet'}",
-            "--addr-flight-sql",
-            f"127.0.0.1:{flight}",
-            "-a",
-            f"127.0.0.1:{http}",
-            "-p",
-            f"127.0.0.1:{pg}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", flight)) == 0:
-                break
-        time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.skip("roapi did not start listening within 20 s")
-    yield f"grpc://127.0.0.1:{flight}"
-    process.terminate()
-    process.wait(timeout=10)
+    with roapi_server({"cities": folder / "cities.parquet"}) as uri:
+        yield uri
 
 
 def test_roapi_as_a_domain(roapi: str, tmp_path: Path) -> None:
@@ -370,6 +331,26 @@ def test_roapi_discovery_failure_says_what_to_do(roapi: str) -> None:
     spec = ScanSpec(SourceObject(table="cities"), ("id",), None, 1)
     assert connector.scan_sql(spec) == 'SELECT "t"."id" FROM cities AS "t" LIMIT 1'
     connector.close()
+
+
+def test_roapi_is_sent_only_what_it_can_plan(roapi: str) -> None:
+    """roapi runs another DataFusion than the gateway's: what the planner would send it (a whole
+    query, a sub-plan) is prepared there first, and a query it cannot plan is not sent."""
+    connector = FlightSqlConnector("geo", ConnectorConfig(type="flightsql", uri=roapi))
+    try:
+        assert connector.accepts('SELECT "t"."id", upper("t"."city") FROM cities AS "t"')
+        refused = "SELECT CAST('2024-01-01' AS DATE) + 1 AS d FROM cities"  # no date + integer in roapi 0.12
+        assert not connector.accepts(refused)
+        assert connector._accepted[refused] is False  # kept: asked once a minute at most
+        assert not connector.accepts('SELECT "t"."id" FROM no_such_table AS "t"')
+    finally:
+        connector.close()
+    gone = FlightSqlConnector("geo", ConnectorConfig(type="flightsql", uri=f"grpc://127.0.0.1:{free_port()}"))
+    began = time.monotonic()
+    assert not gone.accepts("SELECT 1")
+    assert time.monotonic() - began < ACCEPT_WAIT + 1
+    assert "SELECT 1" not in gone._accepted  # unreachable: asked again next time
+    gone.close()
 
 
 # -- TLS and deadlines ---------------------------------------------------------------

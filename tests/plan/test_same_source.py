@@ -229,6 +229,31 @@ def test_the_audit_log_names_the_products_not_the_derived_table(engines: tuple[E
     assert record.sql == sql and sorted(record.products) == ["ref.countries", "shop.customers", "shop.orders"]
 
 
+def test_a_sub_plan_its_source_does_not_accept_is_not_sent(
+    engines: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source is asked whether it can plan a sub-plan's query before it is sent one (a remote Flight
+    SQL server of another version prepares it: connectors/flightsql.py); refused, its tables are
+    read as they are, and the answer is the same."""
+    on, off = engines
+    sql = (
+        "SELECT c.name, k.name FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+        " JOIN ref.countries k ON k.code = c.country WHERE o.total > 20"
+    )
+    pushed = pushed_queries(on, sql)
+    assert len(pushed) == 1 and pushed[0].startswith("shop: ")
+    asked: list[str] = []
+
+    def refuse(query: str) -> bool:
+        asked.append(query)
+        return False
+
+    monkeypatch.setattr(on.catalog.domain("shop").connector, "accepts", refuse)
+    assert pushed_queries(on, sql) == []
+    assert pushed[0].removeprefix("shop: ") in asked
+    assert rows(on.run(sql).read_all()) == rows(off.run(sql).read_all())
+
+
 FILTERED = (
     "SELECT c.name, o.total, k.name AS country FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
     " JOIN ref.countries k ON k.code = c.country WHERE c.country = 'FR'"
