@@ -24,6 +24,7 @@ from connectors.registry import open_connector
 from gateway.config import ConnectorConfig
 from tests.support.gateway import serve_in_process
 from tests.support.mysql import connect as mysql_connect
+from tests.support.roapi import roapi_server
 
 WORDS = pa.table(
     {
@@ -91,6 +92,7 @@ DIFFERENT = {
     "duckdb": ["upper", "lower", "substr", "reverse"],
     "mysql": ["upper", "lower", "ascii", "left", "right", "substr", "split_part", "starts_with", "ends_with"],
     "flightsql": [],  # a DataFusion-based remote (here a Meshgate gateway over Parquet) computes all of them
+    "roapi": [],  # a flightsql domain too: DataFusion of another version than the gateway's
 }
 
 
@@ -129,6 +131,17 @@ def words(
             connector = open_connector("functions", ConnectorConfig(type=kind, uri=uri))
             assert isinstance(connector, SqlConnector)
             source = SourceObject(table='"mesh"."data"."words"')
+            connector.schema(source)  # the first connection asks the server who it is: DataFusion
+            assert "upper" in connector.capabilities.functions
+            yield connector, source
+            connector.close()
+        return
+    elif kind == "roapi":
+        pq.write_table(WORDS, folder / "words.parquet")
+        with roapi_server({"words": folder / "words.parquet"}) as uri:
+            connector = open_connector("functions", ConnectorConfig(type="flightsql", uri=uri))
+            assert isinstance(connector, SqlConnector)
+            source = SourceObject(table="words")
             connector.schema(source)  # the first connection asks the server who it is: DataFusion
             assert "upper" in connector.capabilities.functions
             yield connector, source
