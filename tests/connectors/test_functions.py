@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pg
 import duckdb
@@ -122,26 +124,12 @@ def words(
             cursor.execute("CREATE TABLE words (id BIGINT, s TEXT, i BIGINT) CHARACTER SET utf8mb4")
             cursor.executemany("INSERT INTO words VALUES (%s, %s, %s)", [tuple(r.values()) for r in WORDS.to_pylist()])
         config, source = ConnectorConfig(type=kind, uri=uri), SourceObject(table="words")
-    elif kind == "flightsql":
+    elif kind in ("flightsql", "roapi"):
         pq.write_table(WORDS, folder / "words.parquet")
-        (folder / "inner.yaml").write_text(
-            "domains:\n  - name: data\n    connector: {type: parquet, path: words.parquet}\n"
-        )
-        with serve_in_process(folder / "inner.yaml") as uri:
-            connector = open_connector("functions", ConnectorConfig(type=kind, uri=uri))
-            assert isinstance(connector, SqlConnector)
-            source = SourceObject(table='"mesh"."data"."words"')
-            connector.schema(source)  # the first connection asks the server who it is: DataFusion
-            assert "upper" in connector.capabilities.functions
-            yield connector, source
-            connector.close()
-        return
-    elif kind == "roapi":
-        pq.write_table(WORDS, folder / "words.parquet")
-        with roapi_server({"words": folder / "words.parquet"}) as uri:
+        with _flight_sql_server(kind, folder) as (uri, table):
             connector = open_connector("functions", ConnectorConfig(type="flightsql", uri=uri))
             assert isinstance(connector, SqlConnector)
-            source = SourceObject(table="words")
+            source = SourceObject(table=table)
             connector.schema(source)  # the first connection asks the server who it is: DataFusion
             assert "upper" in connector.capabilities.functions
             yield connector, source
@@ -158,6 +146,20 @@ def words(
     assert isinstance(connector, SqlConnector)
     yield connector, source
     connector.close()
+
+
+@contextmanager
+def _flight_sql_server(kind: str, folder: Path) -> Iterator[tuple[str, str]]:
+    """A Meshgate gateway (``flightsql``) or roapi serving ``folder``'s words.parquet: its URI and the table's name."""
+    if kind == "roapi":
+        with roapi_server({"words": folder / "words.parquet"}) as uri:
+            yield uri, "words"
+        return
+    (folder / "inner.yaml").write_text(
+        "domains:\n  - name: data\n    connector: {type: parquet, path: words.parquet}\n"
+    )
+    with serve_in_process(folder / "inner.yaml") as uri:
+        yield uri, '"mesh"."data"."words"'
 
 
 def compare(connector: SqlConnector, source: SourceObject, name: str, args: list[exp.Expr]) -> tuple[list, list]:  # type: ignore[type-arg]
