@@ -52,6 +52,7 @@ from connectors.postgres import FUNCTIONS as POSTGRES_FUNCTIONS
 from connectors.sqlbase import SourceColumn
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, MeshgateError, QueryTimeoutError, SourceError, SourceUnavailableError
+from meshcore.sql import ENGINE
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,11 @@ class Server:
     @property
     def datafusion(self) -> bool:
         return bool(_DATAFUSION_SERVERS.search(self.name))
+
+    @property
+    def plans_as_this_gateway(self) -> bool:
+        """A Meshgate gateway planning with this one's engine (its version ends ``(DataFusion 55.0.0)``)."""
+        return self.name == "Meshgate" and self.version.endswith(f"({ENGINE})")
 
 
 class FlightSqlConnector(AdbcConnector):
@@ -239,8 +245,12 @@ class FlightSqlConnector(AdbcConnector):
         version does not know all of its SQL: roapi 0.12 cannot add an integer to a date and does not
         parse ``FILTER`` on a window aggregate, and such a query, sent whole, failed where the
         federated route answers. A remote that does not answer within :data:`ACCEPT_WAIT` seconds,
-        or cannot be reached, is not sent the query either (and asked again next time).
+        or cannot be reached, is not sent the query either (and asked again next time). A Meshgate
+        gateway that plans with this one's engine is not asked: preparing would plan the query there
+        twice (its run-time filters compute their build inputs while planning).
         """
+        if self._server is not None and self._server.plans_as_this_gateway:
+            return True  # the same engine parses and plans what this one writes: no second planning there
         with self._accepted_lock:
             known = self._accepted.get(sql)
         if known is not None:

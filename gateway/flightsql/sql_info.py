@@ -17,6 +17,7 @@ import pyarrow as pa
 import gateway
 from gateway.flightsql import flight_sql_pb2 as pb
 from gateway.flightsql.metadata import SEARCH_ESCAPE
+from meshcore.sql import ENGINE
 
 # Vendor-specific SqlInfo ids start at 10000 (lower ids are the specification's).
 # How long a query may run before it is cancelled, in milliseconds, 0 for no limit
@@ -79,7 +80,7 @@ def server_info(*, handle_ttl: float, statement_timeout: float | None) -> dict[i
     """
     return {
         pb.FLIGHT_SQL_SERVER_NAME: "Meshgate",
-        pb.FLIGHT_SQL_SERVER_VERSION: gateway.__version__,
+        pb.FLIGHT_SQL_SERVER_VERSION: f"{gateway.__version__} ({ENGINE})",
         pb.FLIGHT_SQL_SERVER_ARROW_VERSION: pa.__version__,
         pb.FLIGHT_SQL_SERVER_READ_ONLY: True,
         pb.FLIGHT_SQL_SERVER_SQL: True,

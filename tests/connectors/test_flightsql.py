@@ -22,7 +22,7 @@ import pytest
 from sqlglot import exp
 
 from connectors.base import ScanSpec, SourceObject
-from connectors.flightsql import ACCEPT_WAIT, FlightSqlConnector
+from connectors.flightsql import ACCEPT_WAIT, FlightSqlConnector, Server
 from connectors.registry import open_connector
 from gateway.config import ConnectorConfig, load_config
 from gateway.errors import ConfigError, QueryTimeoutError, SourceError, SourceUnavailableError
@@ -382,6 +382,22 @@ def service_connector(uri: str, **options: object) -> FlightSqlConnector:
     made = open_connector("remote", ConnectorConfig(type="flightsql", uri=uri, options={**credentials, **options}))
     assert isinstance(made, FlightSqlConnector)
     return made
+
+
+def test_a_gateway_planning_with_this_engine_is_not_asked_to_prepare(inner: GatewayProcess) -> None:
+    """Another Meshgate gateway whose version names this one's engine plans what this one writes: it
+    is not asked first (preparing would plan the query there twice); one naming another engine is."""
+    connector = service_connector(inner.uri)
+    try:
+        connector.ensure_known()
+        assert connector.server is not None and connector.server.plans_as_this_gateway
+        assert connector.accepts("SELECT no_such_function(1)")  # not asked: the remote would refuse it
+        assert not connector._accepted
+        connector._server = Server("Meshgate", "0.1.0 (DataFusion 40.0.0)")  # as an older gateway says
+        assert not connector.accepts("SELECT no_such_function(1)")
+        assert connector.accepts('SELECT "t"."id" FROM "mesh"."shop"."orders" AS "t"')
+    finally:
+        connector.close()
 
 
 def test_tls_with_a_private_ca(slow_inner: GatewayProcess, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datafusion
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
@@ -255,7 +256,7 @@ def test_keys_are_empty_because_data_products_declare_none(client: flight.Flight
 def test_sql_info_all_and_filtered(client: flight.FlightClient) -> None:
     everything = dict(rows(client, pb.CommandGetSqlInfo()))
     assert everything[pb.FLIGHT_SQL_SERVER_NAME] == "Meshgate"
-    assert everything[pb.FLIGHT_SQL_SERVER_VERSION] == gateway.__version__
+    assert everything[pb.FLIGHT_SQL_SERVER_VERSION] == f"{gateway.__version__} (DataFusion {datafusion.__version__})"
     assert everything[pb.FLIGHT_SQL_SERVER_ARROW_VERSION] == pa.__version__
     assert everything[pb.FLIGHT_SQL_SERVER_READ_ONLY] is True
     assert everything[pb.FLIGHT_SQL_SERVER_TRANSACTION] == pb.SQL_SUPPORTED_TRANSACTION_NONE
@@ -301,7 +302,7 @@ def test_adbc_get_info(conn) -> None:
     info = conn.adbc_get_info()
     assert (info["vendor_name"], info["vendor_version"], info["vendor_arrow_version"]) == (
         "Meshgate",
-        gateway.__version__,
+        f"{gateway.__version__} (DataFusion {datafusion.__version__})",
         pa.__version__,
     )
 
