@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import textwrap
 import threading
@@ -868,6 +869,9 @@ def _interactive(shell: Shell) -> int:
     from prompt_toolkit.history import FileHistory, InMemoryHistory
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
+    # At a terminal Ctrl-C is the shell's own key, even when it was started with SIGINT ignored
+    # (nohup, the children of a background job, a test runner's workers): psql does the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     bindings = KeyBindings()
 
     @bindings.add("c-c")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import socket
 import stat
 import subprocess
@@ -89,9 +90,25 @@ def env(tmp_path: Path) -> dict[str, str]:
 class Terminal:
     """``meshgate ARGS`` in a pseudo-terminal (40 x 120 by default); ``seen`` is everything it printed."""
 
-    def __init__(self, *args: str, env: dict[str, str], command: list[str] | None = None, columns: int = 120) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str],
+        command: list[str] | None = None,
+        columns: int = 120,
+        interrupts: signal.Handlers = signal.SIG_DFL,
+    ) -> None:
+        """``interrupts``: how the child starts out treating SIGINT (what it inherits from whoever started it)."""
         argv = command or [sys.executable, "-m", "gateway", *args]
-        self.child = pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(40, columns), encoding="utf-8", timeout=30)
+        self.child = pexpect.spawn(
+            argv[0],
+            argv[1:],
+            env=env,
+            dimensions=(40, columns),
+            encoding="utf-8",
+            timeout=30,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, interrupts),
+        )
         self.raw = ""
         self.mark = 0  # where the last match in ``seen`` ended
 
@@ -248,6 +265,24 @@ def test_ctrl_c_cancels_the_query_on_the_server(shell: Terminal, postgres_uri: s
     shell.expect(PROMPT)
     shell.child.sendintr()
     assert shell.exit_code() == 0
+
+
+def test_ctrl_c_cancels_even_when_the_shell_started_with_it_ignored(
+    gateway: GatewayProcess, env: dict[str, str], postgres_uri: str
+) -> None:
+    """Started where SIGINT is ignored (nohup, the children of a background job, a test runner's
+    workers), the shell still takes Ctrl-C at its terminal: it cancels the running query."""
+    terminal = Terminal("shell", "--server", gateway.uri, env=env, interrupts=signal.SIG_IGN)
+    try:
+        terminal.expect(PROMPT)
+        terminal.child.send("SELECT count(*) FROM pg.ticks;\r")
+        assert _wait_for(lambda: _running(postgres_uri) > 0, 15)
+        terminal.child.sendintr()
+        terminal.expect("query cancelled", timeout=5)
+        terminal.expect(PROMPT)
+        assert _wait_for(lambda: _running(postgres_uri) == 0, 10.0)
+    finally:
+        terminal.child.close(force=True)
 
 
 def test_ctrl_c_at_the_prompt_right_after_a_cancel_quits(shell: Terminal, postgres_uri: str) -> None:
