@@ -33,6 +33,7 @@ import pyarrow as pa
 from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
 
+from gateway import distinct_from
 from gateway.api import CallerContext
 from gateway.errors import ConfigError
 
@@ -223,7 +224,8 @@ def bind_caller(predicate: str, caller: CallerContext) -> str:
             return exp.Literal.string(caller.user) if caller.user else exp.Null()
         return node
 
-    return parse_one(predicate, read="postgres").transform(bind).sql(dialect="postgres")
+    bound = parse_one(predicate, read="postgres").transform(bind)
+    return distinct_from.parenthesized(bound).sql(dialect="postgres")  # as DataFusion must read it
 
 
 # --------------------------------------------------------------------------- loading

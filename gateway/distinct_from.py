@@ -1,0 +1,109 @@
+"""``IS [NOT] DISTINCT FROM`` as DataFusion 55's SQL parser reads it: its right operand runs on.
+
+sqlparser (DataFusion 55) parses the right operand of ``IS [NOT] DISTINCT FROM`` at the lowest
+precedence, so it swallows the ``AND`` and ``OR`` that follow: ``a IS DISTINCT FROM b OR c``
+becomes ``a IS DISTINCT FROM (b OR c)`` (apache/datafusion#23692, fixed in sqlparser after
+DataFusion 55). Over booleans that is another answer without a word (3 rows of three become 2);
+over other types, a type error about ``Utf8 AND Boolean``. PostgreSQL, and every source, binds
+``AND`` and ``OR`` looser than ``IS``.
+
+- A client's statement that leaves such an operand unparenthesised is refused, naming the fix
+  (:func:`check_statement`): its answer would depend on which parser read it.
+- SQL the gateway writes for DataFusion (a policy's row filter) gets the parentheses
+  (:func:`parenthesized`), so a policy means what its author wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.tokenizer_core import Token, TokenType
+
+from gateway.errors import PlanningError
+from gateway.tokens import tokens as sql_tokens
+
+_ENDS = {
+    TokenType.COMMA,
+    TokenType.SEMICOLON,
+    TokenType.THEN,
+    TokenType.WHEN,
+    TokenType.ELSE,
+    TokenType.END,
+    TokenType.FROM,
+    TokenType.WHERE,
+    TokenType.GROUP_BY,
+    TokenType.HAVING,
+    TokenType.ORDER_BY,
+    TokenType.LIMIT,
+    TokenType.UNION,
+    TokenType.EXCEPT,
+    TokenType.INTERSECT,
+    TokenType.JOIN,
+    TokenType.ON,
+    TokenType.ALIAS,
+}
+"""Tokens that end an operand at its own parenthesis level (a clause, a CASE branch, a list item)."""
+
+
+def check_statement(sql: str) -> None:
+    """Refuse ``sql`` when an ``IS [NOT] DISTINCT FROM``'s right operand is followed by ``AND`` or
+    ``OR`` at its own parenthesis level (see the module doc).
+
+    >>> check_statement("SELECT * FROM t WHERE (a IS DISTINCT FROM b) OR c")
+    >>> check_statement("SELECT * FROM t WHERE a IS DISTINCT FROM b OR c")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    meshcore.errors.PlanningError: put IS DISTINCT FROM in parentheses when OR follows it (line 1, ...
+    """
+    try:
+        found = sql_tokens(sql)
+    except SqlglotError:
+        return  # the parser reports it, with its position
+    for i, token in enumerate(found):
+        if token.token_type != TokenType.IS:
+            continue
+        start = i + 1 + (i + 1 < len(found) and found[i + 1].token_type == TokenType.NOT)
+        words = [t.token_type for t in found[start : start + 2]]
+        if words == [TokenType.DISTINCT, TokenType.FROM]:
+            _check_operand(found, i, start + 2)
+
+
+def _check_operand(found: Sequence[Token], at: int, start: int) -> None:
+    depth, betweens = 0, 0
+    for token in found[start:]:
+        kind = token.token_type
+        if kind == TokenType.L_PAREN:
+            depth += 1
+        elif kind == TokenType.R_PAREN:
+            if depth == 0:
+                return  # the operand ends with the parentheses around the whole test
+            depth -= 1
+        elif depth:
+            continue
+        elif kind == TokenType.BETWEEN:
+            betweens += 1
+        elif kind == TokenType.AND and betweens:
+            betweens -= 1  # BETWEEN x AND y: part of the operand, as in PostgreSQL
+        elif kind in (TokenType.AND, TokenType.OR):
+            test = "IS NOT DISTINCT FROM" if found[at + 1].token_type == TokenType.NOT else "IS DISTINCT FROM"
+            where = f"line {found[at].line}, column {found[at].col}"
+            raise PlanningError(
+                f"put {test} in parentheses when {token.text.upper()} follows it ({where}):"
+                f" write (a {test} b) {token.text.upper()} c. DataFusion 55 would read everything after"
+                f" {test} as its right operand and answer otherwise than PostgreSQL"
+            )
+        elif kind in _ENDS:
+            return
+
+
+def parenthesized(tree: exp.Expr) -> exp.Expr:
+    """``tree`` with every ``IS [NOT] DISTINCT FROM`` in parentheses, for SQL that DataFusion parses."""
+
+    def wrap(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, (exp.NullSafeEQ, exp.NullSafeNEQ)) and not isinstance(node.parent, exp.Paren):
+            return exp.Paren(this=node.copy())
+        return node
+
+    return tree.transform(wrap)
