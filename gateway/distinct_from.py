@@ -22,6 +22,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import Token, TokenType
 
 from gateway.errors import PlanningError
+from gateway.tokens import one_level
 from gateway.tokens import tokens as sql_tokens
 
 _ENDS = {
@@ -71,18 +72,12 @@ def check_statement(sql: str) -> None:
 
 
 def _check_operand(found: Sequence[Token], at: int, start: int) -> None:
-    depth, betweens = 0, 0
-    for token in found[start:]:
+    betweens = 0
+    for token, top in one_level(found, start):  # it ends with the parentheses around the whole test
         kind = token.token_type
-        if kind == TokenType.L_PAREN:
-            depth += 1
-        elif kind == TokenType.R_PAREN:
-            if depth == 0:
-                return  # the operand ends with the parentheses around the whole test
-            depth -= 1
-        elif depth:
+        if not top:
             continue
-        elif kind == TokenType.BETWEEN:
+        if kind == TokenType.BETWEEN:
             betweens += 1
         elif kind == TokenType.AND and betweens:
             betweens -= 1  # BETWEEN x AND y: part of the operand, as in PostgreSQL

@@ -31,6 +31,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import Token, TokenType
 
 from gateway.errors import ConfigError, GatewayBusyError, PlanningError, ResourceLimitError
+from gateway.tokens import one_level
 from gateway.tokens import tokens as sql_tokens
 
 MiB = 1 << 20
@@ -250,16 +251,8 @@ def _literal_arguments(tokens: Sequence[Token], start: int) -> list[float | None
     """The top-level arguments of a call opening at ``start``: numbers where they are plain literals."""
     arguments: list[float | None] = []
     current: list[Token] = []
-    depth = 0
-    for token in tokens[start:]:
-        kind = token.token_type
-        if kind == TokenType.L_PAREN:
-            depth += 1
-        elif kind == TokenType.R_PAREN:
-            if depth == 0:
-                break
-            depth -= 1
-        if kind == TokenType.COMMA and depth == 0:
+    for token, top in one_level(tokens, start):
+        if token.token_type == TokenType.COMMA and top:
             arguments.append(_number(current))
             current = []
         else:

@@ -3,13 +3,15 @@
 Preparing one statement tokenizes it for the expression limits (``gateway/limits.py``), for
 ``?`` placeholders (``gateway/parameters.py``) and for the plan cache's templates
 (``gateway/plancache.py``); the latest texts' tokens are kept, so each is made once.
+:func:`one_level` walks what stands inside one pair of parentheses (a call's arguments, an operand).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator, Sequence
 
-from sqlglot.tokenizer_core import Token
+from sqlglot.tokenizer_core import Token, TokenType
 from sqlglot.tokens import Tokenizer
 
 KEPT_TEXT = 16 * 1024
@@ -30,3 +32,22 @@ def _tokenize(sql: str) -> tuple[Token, ...]:
 
 
 _kept = functools.lru_cache(maxsize=64)(_tokenize)
+
+
+def one_level(found: Sequence[Token], start: int) -> Iterator[tuple[Token, bool]]:
+    """The tokens from ``start`` up to the parenthesis that closes the level ``start`` stands at
+    (or the end), each with whether it stands at that level itself rather than inside parentheses.
+
+    >>> [t.text + ("" if top else "*") for t, top in one_level(tokens("f(a, g(b, c), d) + e"), 2)]
+    ['a', ',', 'g', '(', 'b*', ',*', 'c*', ')*', ',', 'd']
+    """
+    depth = 0
+    for token in found[start:]:
+        kind = token.token_type
+        if kind == TokenType.R_PAREN and depth == 0:
+            return
+        yield token, depth == 0
+        if kind == TokenType.L_PAREN:
+            depth += 1
+        elif kind == TokenType.R_PAREN:
+            depth -= 1
