@@ -27,6 +27,7 @@ import pyarrow.flight as flight
 from gateway.api import CallerContext
 from gateway.auth import MISSING_CREDENTIALS, Authenticator, Identity, parse_basic
 from gateway.errors import AuthenticationError, to_flight_error
+from gateway.flightsql import thread_state
 from gateway.flightsql.rpc import client_error
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class CallerMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
     def sending_headers(self) -> dict[str, str]:
         return {AUTHORIZATION: f"Bearer {self._token}"} if self._token else {}
 
+    def call_completed(self, exception: Any) -> None:
+        thread_state.completed()
+
 
 class CallerMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]
     """Authenticates each call (when given an authenticator) and creates its middleware."""
@@ -60,11 +64,14 @@ class CallerMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[m
         self.authenticator = authenticator
 
     def start_call(self, info: Any, headers: dict[str, list[Any]]) -> CallerMiddleware:
-        middleware = self._start(info, headers)
+        return thread_state.started(lambda: self._start(info, headers))
+
+    def _start(self, info: Any, headers: dict[str, list[Any]]) -> CallerMiddleware:
+        middleware = self._identify(info, headers)
         middleware.trace_parent = trace_parent(headers)
         return middleware
 
-    def _start(self, info: Any, headers: dict[str, list[Any]]) -> CallerMiddleware:
+    def _identify(self, info: Any, headers: dict[str, list[Any]]) -> CallerMiddleware:
         if self.authenticator is None:
             return CallerMiddleware()
         try:
@@ -113,6 +120,7 @@ class HeaderHandshake(flight.ServerAuthHandler):  # type: ignore[misc]
         return None
 
     def is_valid(self, token: bytes) -> bytes:
+        thread_state.hold()  # the first callback of every call but the handshake (thread_state.py)
         return b""
 
 

@@ -34,6 +34,7 @@ import pyarrow.flight as flight
 from gateway.api import CallerContext, QueryEngine
 from gateway.errors import NotFoundError
 from gateway.flightsql import flight_pb2 as fpb
+from gateway.flightsql import thread_state
 from gateway.flightsql.handles import HandleRegistry
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,15 @@ class SessionMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
         super().__init__()
         self.session_id = session_id
 
+    def call_completed(self, exception: Any) -> None:
+        thread_state.completed()
+
 
 class SessionMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]
     """Reads the session cookie of every call."""
 
     def start_call(self, info: Any, headers: dict[str, list[Any]]) -> SessionMiddleware:
-        return SessionMiddleware(cookie(headers, SESSION_COOKIE))
+        return thread_state.started(lambda: SessionMiddleware(cookie(headers, SESSION_COOKIE)))
 
 
 def cookie(headers: dict[str, list[Any]], name: str) -> str | None:

@@ -99,12 +99,16 @@ def client(uri: str) -> Iterator[flight.FlightClient]:
         yield flight_client
 
 
-def flight_info(client: flight.FlightClient, command: Message) -> flight.FlightInfo:
-    return client.get_flight_info(flight.FlightDescriptor.for_command(commands.pack(command)))
+def flight_info(
+    client: flight.FlightClient, command: Message, options: flight.FlightCallOptions | None = None
+) -> flight.FlightInfo:
+    return client.get_flight_info(flight.FlightDescriptor.for_command(commands.pack(command)), options)
 
 
-def fetch(client: flight.FlightClient, command: Message) -> tuple[flight.FlightInfo, pa.Table]:
+def fetch(
+    client: flight.FlightClient, command: Message, options: flight.FlightCallOptions | None = None
+) -> tuple[flight.FlightInfo, pa.Table]:
     """GetFlightInfo then DoGet of its single endpoint, as a raw Flight SQL client does."""
-    info = flight_info(client, command)
+    info = flight_info(client, command, options)
     assert len(info.endpoints) == 1
-    return info, client.do_get(info.endpoints[0].ticket).read_all()
+    return info, client.do_get(info.endpoints[0].ticket, options).read_all()
