@@ -319,15 +319,6 @@ def gateway(config: Path) -> Iterator[Gateway]:
         server.stop()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # -- Flight SQL ---------------------------------------------------------------------------
 
 

@@ -45,7 +45,6 @@ from benchmarks.harness import (
     executable,
     fmt_bytes,
     fmt_seconds,
-    free_port,
     log,
     machine,
     machine_markdown,
@@ -56,6 +55,7 @@ from benchmarks.harness import (
     runs_of,
     write_results,
 )
+from tests.support.ports import free_port
 from tests.support.postgres import postgres_server, temporary_schema
 
 FULL_ROWS = 10_000_000

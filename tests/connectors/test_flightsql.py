@@ -27,7 +27,8 @@ from connectors.registry import open_connector
 from gateway.config import ConnectorConfig, load_config
 from gateway.errors import ConfigError, QueryTimeoutError, SourceError, SourceUnavailableError
 from tests.support.gateway import Credentials, GatewayProcess, auth_yaml, connect, query
-from tests.support.roapi import free_port, roapi_server
+from tests.support.ports import free_port
+from tests.support.roapi import roapi_server
 from tests.support.tls import CertificateAuthority
 
 SERVICE = Credentials("svc_outer", "inner-service-password-7f3a")

@@ -25,6 +25,7 @@ from gateway.config import ConnectorConfig, load_config
 from gateway.errors import ConfigError, QueryTimeoutError, SourceError, SourceUnavailableError
 from tests.support.gateway import query, serve_in_process, source_queries
 from tests.support.mysql import connect
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.mariadb
 
@@ -233,10 +234,10 @@ def test_a_wrong_password_is_unavailable_without_showing_it(loaded: str) -> None
 
 
 def test_nothing_listening_is_unavailable() -> None:
-    with socket_free_port() as port:
-        made = open_connector("shop", ConnectorConfig(type="mysql", uri=f"mysql://root@127.0.0.1:{port}/test"))
-        with pytest.raises(SourceUnavailableError, match=r"\[shop/mysql:mysql://root@127.0.0.1:\d+/test\] cannot connect"):
-            made.discover()
+    port = free_port()
+    made = open_connector("shop", ConnectorConfig(type="mysql", uri=f"mysql://root@127.0.0.1:{port}/test"))
+    with pytest.raises(SourceUnavailableError, match=r"\[shop/mysql:mysql://root@127.0.0.1:\d+/test\] cannot connect"):
+        made.discover()
 
 
 def test_a_dropped_table_fails_naming_it(connector: MysqlConnector, loaded: str) -> None:
@@ -273,21 +274,6 @@ def test_a_password_from_the_environment_is_never_shown(
         made.discover()
     text = str(failure.value)
     assert "mysql://root:***@" in text and "p@ss" not in text and "p%40ss" not in text, text
-
-
-class socket_free_port:
-    """A loopback port nothing listens on (bound, then closed)."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
-        return port
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 # -- a federated query through the gateway ---------------------------------------------------------
