@@ -356,10 +356,16 @@ class PostgresConnector(AdbcConnector):
 
     def received(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Dates and timestamps with ``±infinity`` as the extremes of their Arrow type (see the module doc)."""
-        if not any(_has_datetime(field.type) for field in batch.schema):
-            return batch
-        arrays = [finite(column, field.name) for column, field in zip(batch.columns, batch.schema, strict=True)]
-        return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+        schema = batch.schema
+        columns: list[pa.Array] | None = None
+        for position, field in enumerate(schema):
+            if _has_datetime(field.type):
+                column = batch.column(position)
+                fixed = finite(column, field.name)
+                if fixed is not column:  # a batch without infinities is passed on as it is
+                    columns = columns or batch.columns
+                    columns[position] = fixed
+        return batch if columns is None else pa.RecordBatch.from_arrays(columns, schema=schema)
 
     def primary_key(self, source: SourceObject) -> tuple[str, ...]:
         """The table's primary key columns in key order (``pg_index``); none for queries and views."""
