@@ -12,11 +12,14 @@ The messages are the generated classes of ``gateway/plan/substrait`` (``proto/co
 from __future__ import annotations
 
 import functools
+import hashlib
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from cachetools import LRUCache
 from datafusion import LogicalPlan, SessionContext
 from datafusion.substrait import Consumer, Producer, Serde
 from google.protobuf import descriptor_pb2, message_factory
@@ -276,9 +279,31 @@ def subquery_roots(rel: algebra_pb2.Rel, nested: bool = True) -> Iterator[algebr
     """The relation at the root of every subquery in the expressions of ``rel`` or of the
     relations under it (each a plan of its own for the rules), the subqueries nested in those
     too unless ``nested`` is false."""
-    if next(instances(rel, algebra_pb2.Expression.Subquery), None) is None:
-        return iter(())  # one walk: most plans hold none (field by field: up to 37 ms a TPC-H query)
+    if not _holds_subquery(rel):
+        return iter(())  # most plans hold none
     return _subquery_roots(rel, nested)
+
+
+_SUBQUERIES: LRUCache[bytes, bool] = LRUCache(maxsize=1024)
+_SUBQUERIES_LOCK = threading.Lock()
+
+
+def _holds_subquery(rel: algebra_pb2.Rel) -> bool:
+    """Whether ``rel`` holds a subquery anywhere in its expressions or its inputs'.
+
+    Walking a plan's every expression for one (field by field) cost up to 37 ms a TPC-H query,
+    and the rules ask again and again, of the same relations and of the same plans each time a
+    statement is planned: the answer is kept by the relation's serialized form (a 128-bit
+    digest of it), which takes microseconds to make.
+    """
+    key = hashlib.blake2b(rel.SerializeToString(deterministic=True), digest_size=16).digest()
+    with _SUBQUERIES_LOCK:
+        found = _SUBQUERIES.get(key)
+    if found is None:
+        found = next(instances(rel, algebra_pb2.Expression.Subquery), None) is not None
+        with _SUBQUERIES_LOCK:
+            _SUBQUERIES[key] = found
+    return found
 
 
 def _subquery_roots(rel: algebra_pb2.Rel, nested: bool) -> Iterator[algebra_pb2.Rel]:
@@ -337,10 +362,23 @@ def correlated(rel: algebra_pb2.Rel) -> bool:
 def reads(message: Message) -> list[tuple[str, ...] | None]:
     """Every table read anywhere inside ``message`` (a relation, an expression), subqueries included:
     its names, or None for a read of anything else."""
-    return [
-        tuple(item.named_table.names) if item.HasField("named_table") else None
-        for item in instances(message, algebra_pb2.ReadRel)
-    ]
+    if isinstance(message, algebra_pb2.Rel) and not _holds_subquery(message):
+        found = _tree_reads(message)  # its expressions hold no read: only its relations are walked
+    else:
+        found = list(instances(message, algebra_pb2.ReadRel))
+    return [tuple(item.named_table.names) if item.HasField("named_table") else None for item in found]
+
+
+def _tree_reads(rel: algebra_pb2.Rel) -> list[algebra_pb2.ReadRel]:
+    """The reads among ``rel`` and the relations under it through :func:`inputs`, in pre-order."""
+    found: list[algebra_pb2.ReadRel] = []
+    pending = [rel]
+    while pending:
+        item = pending.pop()
+        if item.WhichOneof("rel_type") == "read":
+            found.append(item.read)
+        pending.extend(reversed(inputs(item)))
+    return found
 
 
 def reads_in_expressions(rel: algebra_pb2.Rel) -> list[tuple[str, ...] | None]:

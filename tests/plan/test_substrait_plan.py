@@ -180,6 +180,30 @@ def test_reads_below_is_reads_of_every_relation_in_pre_order() -> None:
     assert [w[0] for w in walked] == found and [w[1] for w in walked] == sizes and len(found) > 5
 
 
+def test_reads_of_a_relation_without_subqueries_are_those_of_a_walk_of_everything() -> None:
+    """``reads`` walks only the relations of a plan that holds no subquery (a read can stand
+    nowhere else): the same reads, in the same order, as a walk of every message finds."""
+    ctx = context()
+    queries = [
+        *WIDTH_QUERIES,
+        "SELECT a.x FROM a JOIN b ON a.id = b.id JOIN a AS c ON c.id = b.id WHERE a.x IN ('p', 'q')",
+        "SELECT x FROM a WHERE id IN (SELECT id FROM b) UNION ALL SELECT CAST(y AS VARCHAR) FROM b",
+        "SELECT a.x, (SELECT max(y) FROM b WHERE b.id = a.id) AS m FROM a",
+    ]
+    walked = 0
+    for sql in queries:
+        message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
+        relations = list(instances(root(message), algebra_pb2.Rel))
+        for rel in relations:
+            everything = [
+                tuple(item.named_table.names) if item.HasField("named_table") else None
+                for item in instances(rel, algebra_pb2.ReadRel)
+            ]
+            assert reads(rel) == everything, sql
+            walked += 1
+    assert walked > 50
+
+
 WIDTH_QUERIES = [
     "SELECT a.x, b.y FROM a JOIN b ON a.id = b.id WHERE b.y > 20 ORDER BY b.y LIMIT 2",
     "SELECT a.x FROM a LEFT JOIN b ON a.id = b.id",
