@@ -25,7 +25,7 @@ from test_flightsql_protocol import COUNT_NUMBERS
 from gateway.auth import Authenticator, User, hash_password
 from gateway.flightsql import FlightSqlServer, thread_state
 from gateway.flightsql import flight_sql_pb2 as pb
-from tests.support.gateway import Credentials
+from tests.support.gateway import Credentials, serving
 
 ALICE = Credentials("alice", "wonderland")
 AUTHENTICATOR = Authenticator([User(ALICE.user, hash_password(ALICE.password))], key=b"k" * 32)
@@ -94,12 +94,8 @@ class MarkReadingServer(FlightSqlServer):
 
 @pytest.fixture(params=[False, True], ids=["without users", "with users"])
 def served(request: pytest.FixtureRequest) -> Iterator[MarkReadingServer]:
-    server = MarkReadingServer(make_engine(), users=request.param)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(MarkReadingServer(make_engine(), users=request.param)) as server:
+        yield server
 
 
 def test_a_calls_handler_sees_what_its_first_callback_left(served: MarkReadingServer) -> None:

@@ -66,16 +66,23 @@ def auth_yaml(*users: Credentials, indent: str = "") -> str:
 def serve_in_process(config: Path) -> Iterator[str]:
     """Serve ``config`` on a free loopback port in this process; yields the URI."""
     engine = Engine.from_config(load_config(config))
-    catalog = engine.catalog
-    server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
+    try:
+        with serving(FlightSqlServer(engine, "grpc://127.0.0.1:0")) as server:
+            yield f"grpc://127.0.0.1:{server.port}"
+    finally:
+        engine.catalog.close()
+
+
+@contextmanager
+def serving(server: FlightSqlServer) -> Iterator[FlightSqlServer]:
+    """``server`` serving on a thread of this process until the block ends, then shut down."""
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
     try:
-        yield f"grpc://127.0.0.1:{server.port}"
+        yield server
     finally:
         server.shutdown()
         thread.join(timeout=10)
-        catalog.close()
 
 
 class GatewayProcess:
