@@ -733,6 +733,7 @@ class Engine:
             in_file_engine=functools.partial(self._in_file_engine, ctx=ctx, scope=scope, deadline=deadline),
             engine_reads=lambda names: len(names) >= 2 and self._engine_scan((names[-2], names[-1]), scope) is not None,
             remember=self._remember_estimate,
+            spans=self._column_spans,
         )
         try:
             rewritten_plan = rewrite(plan, planning)

@@ -44,7 +44,7 @@ from sqlglot import exp
 from connectors.base import FileConnector
 from gateway.catalog import Product
 from gateway.plan import key_sets
-from gateway.plan.build_side import FILTERED, Facts, build_smaller
+from gateway.plan.build_side import FILTERED, Facts, Spans, build_smaller, ranged_selectivity
 from gateway.plan.counted_keys import count_join_keys
 from gateway.plan.file_subplans import run_file_subplans
 from gateway.plan.late_materialisation import LATE_SETTING, filtered_scan
@@ -109,6 +109,8 @@ class Planning:
     estimates: dict[str, float] = field(default_factory=dict)  # derived table -> its sub-plan's estimate
     message: plan_pb2.Plan | None = None  # the plan the rules rewrite (whose declarations a read's filter uses)
     remember: Remember = field(default_factory=lambda: _memo({}))  # keeps what sources told the estimates
+    # Each column's smallest and largest value in a file product's Parquet statistics (empty: unknown).
+    spans: Callable[[tuple[str, str]], Spans] = lambda key: {}
     _derived: DerivedCatalog | None = None
 
     @property
@@ -243,6 +245,8 @@ class Planning:
         no better than the planner's), and when the source cannot tell."""
         names = tuple(read.named_table.names)
         scan = self.scans.get((names[-2], names[-1])) if len(names) >= 2 and names[-2] != DERIVED_SCHEMA else None
+        if scan is None and self.kind(names) == "files":
+            return self._file_rows(read, names)
         if scan is None or self.message is None:
             return None
         product, guard = scan.product, scan.guard
@@ -262,6 +266,22 @@ class Planning:
             return float(told) if told is not None else None
 
         return self.remember(key, ask)
+
+    def _file_rows(self, read: algebra_pb2.ReadRel, names: tuple[str, ...]) -> float | None:
+        """The rows a filtered read of a file product returns, its range bounds estimated from the
+        files' statistics (``build_side.ranged_selectivity``); None when none are known."""
+        spans = self.spans((names[-2], names[-1]))
+        whole = self.rows(names)
+        if not spans or whole is None or self.message is None:
+            return None
+        functions = function_names(self.message)
+        columns = list(read.base_schema.names)
+        if len(columns) != len(read.base_schema.struct.types):
+            return None  # nested columns: the names are not the fields
+        for condition in ("filter", "best_effort_filter"):
+            if read.HasField(condition):
+                whole *= ranged_selectivity(getattr(read, condition), functions, columns, spans)
+        return whole
 
     def _predicate(self, read: algebra_pb2.ReadRel, scan: ProductScan) -> exp.Expr | None:
         """What of ``read``'s filter its source would be sent (``gateway/pushdown.py``); None if nothing."""

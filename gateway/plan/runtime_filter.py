@@ -73,7 +73,8 @@ SQL_BUILD_ROWS = 40_000
 """The most rows a build input that reads a SQL source may be estimated at: it is asked for
 before the rest of the query starts, so only when its keys are likely few enough to be sent
 (and its filters keep less than :data:`DENSE` of its tables' rows). TPC-H Q7's customers of two
-nations are estimated at 12,149 rows (12,008 in fact; 28,500 by the filter's shares alone)."""
+nations are estimated at 12,149 rows (12,008 in fact; 28,500 by the filter's shares alone).
+When the probe input's source takes a key set, :data:`MAX_SET_KEYS` (:func:`_sql_build_rows`)."""
 DENSE = 0.5
 """A build input that reads a SQL source runs first only when it is estimated at less than this
 share of its largest table (TPC-H's 10,000 suppliers of 25 nations, of which all 25 are asked
@@ -165,7 +166,7 @@ def _filter_probe(
         return False
     build_reads = reads(join.left)
     build_kinds = {kind(name) if name is not None else None for name in build_reads}
-    asks_sources = "sql" in build_kinds and (not sources or build_rows > SQL_BUILD_ROWS)
+    asks_sources = "sql" in build_kinds and (not sources or build_rows > _sql_build_rows(join.right, key_sets))
     if not build_reads or None in build_kinds or asks_sources:
         return False
     if "sql" in build_kinds and build_rows >= DENSE * _unfiltered(join.left, rows):
@@ -265,6 +266,15 @@ def _lands_on_key_set_reads(
         return all(fine(child) for child in children)
 
     return fine(plan)
+
+
+def _sql_build_rows(probe: algebra_pb2.Rel, key_sets: Callable[[tuple[str, ...]], bool]) -> int:
+    """The most rows a build input that reads a SQL source may be estimated at: :data:`SQL_BUILD_ROWS`,
+    or :data:`MAX_SET_KEYS` when the probe input reads a source that takes its keys as a key set.
+
+    TPC-H Q8's lineitem of 1,451 parts (estimated at 45,009 rows, 43,693 in fact) sends the orders
+    of 1995-96 its 43,068 order keys: 13,182 rows in 189 ms instead of 457,263 in 405 ms."""
+    return MAX_SET_KEYS if any(name is not None and key_sets(name) for name in reads(probe)) else SQL_BUILD_ROWS
 
 
 def _largest_read(

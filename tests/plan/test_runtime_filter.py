@@ -127,6 +127,32 @@ def test_a_build_input_that_reads_a_source_runs_first_only_when_its_keys_are_lik
     assert frame.to_pylist() == ctx.sql(SEMI).to_pylist()
 
 
+@pytest.mark.parametrize(("takes_key_sets", "done"), [(True, 1), (False, 0)])
+def test_a_source_build_input_may_be_larger_when_the_probe_takes_a_key_set(takes_key_sets: bool, done: int) -> None:
+    """Between SQL_BUILD_ROWS and MAX_SET_KEYS rows, a source's build input runs first only when
+    the probe input's source takes its keys as a key set (TPC-H Q8's 45,000 lineitems of one part
+    type, whose order keys then filter orders)."""
+    ctx, derived = context()
+    message = to_substrait(ctx.sql(SEMI).optimized_logical_plan(), ctx)
+    estimates = {"big": 1e9, "lines": 2_000_000.0}  # the build input: lines grouped (x0.1), filtered (x1/3)
+    assert runtime_filter.SQL_BUILD_ROWS < 2_000_000 * 0.1 / 3 < runtime_filter.MAX_SET_KEYS
+    build_smaller(message, ctx, lambda names: estimates.get(names[-1]))
+    found = runtime_filter.send_build_keys(
+        message,
+        ctx,
+        lambda names: estimates.get(names[-1]),
+        lambda names: "sql",
+        lambda: derived,
+        materializer(ctx),
+        True,
+        lambda names: takes_key_sets and names[-1] == "big",
+    )
+    assert found == done
+    frame = ctx.create_dataframe_from_logical_plan(to_logical(message, ctx))
+    assert ("big.id IN ([" in frame.optimized_logical_plan().display_indent()) == bool(done)
+    assert frame.to_pylist() == ctx.sql(SEMI).to_pylist()
+
+
 def test_too_many_keys_are_sent_as_their_range_and_the_input_still_runs_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime_filter, "MAX_KEYS", 3)
     ctx, _ = context()
