@@ -38,6 +38,7 @@ from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import (
     correlated,
     function_names,
+    holds_subquery,
     inputs,
     optimized,
     reads_in_expressions,
@@ -91,7 +92,7 @@ def run_file_subplans(
 
     def visit(rel: algebra_pb2.Rel) -> None:
         nonlocal done
-        for candidate in _largest(rel, kinds, readable)[1]:
+        for candidate in _largest(rel, kinds, readable, holds_subquery(rel))[1]:
             if run(candidate):
                 done += 1
             else:
@@ -110,10 +111,11 @@ reads such a file, and whether it joins."""
 
 
 def _largest(
-    rel: algebra_pb2.Rel, kind: Kind, readable: Callable[[tuple[str, ...]], bool]
+    rel: algebra_pb2.Rel, kind: Kind, readable: Callable[[tuple[str, ...]], bool], expressions: bool
 ) -> tuple[_Summary, list[algebra_pb2.Rel]]:
     """``rel``'s summary, and the largest relations in it (itself, if it is one) that join and read
-    a file the engine reads and otherwise only such files and computed tables: one walk."""
+    a file the engine reads and otherwise only such files and computed tables: one walk.
+    ``expressions``: whether ``rel`` holds a subquery (else its expressions read nothing)."""
 
     def read(names: tuple[str, ...] | None) -> tuple[bool, bool]:
         """Whether a read of ``names`` may be in such a relation, and whether it is of such a file."""
@@ -125,12 +127,12 @@ def _largest(
     if body_kind == "read":
         names = tuple(rel.read.named_table.names) if rel.read.HasField("named_table") else None
         return (*read(names), False), []
-    own = [read(names) for names in reads_in_expressions(rel)]  # a subquery's in its expressions
+    own = [read(names) for names in reads_in_expressions(rel)] if expressions else []  # its subqueries' reads
     usable, file = all(may for may, _ in own), any(is_file for _, is_file in own)
     joins = body_kind == "join"
     found: list[algebra_pb2.Rel] = []
     for child in inputs(rel):
-        (child_usable, child_file, child_joins), below = _largest(child, kind, readable)
+        (child_usable, child_file, child_joins), below = _largest(child, kind, readable, expressions)
         usable, file, joins = usable and child_usable, file or child_file, joins or child_joins
         found.extend(below)
     if usable and file and joins:

@@ -20,6 +20,7 @@ function's closure and in a registry that forgets them with it.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import weakref
 
@@ -40,7 +41,8 @@ class KeySet:
     def __init__(self, name: str, values: pa.Array) -> None:
         self.name = name
         self.type = values.type
-        self.keys = np.unique(values.drop_null().cast(pa.int64()).to_numpy(zero_copy_only=False))
+        keys = np.sort(values.drop_null().cast(pa.int64()).to_numpy(zero_copy_only=False))
+        self.keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -55,9 +57,14 @@ class KeySet:
         except Exception:  # cannot happen for the integer arrays the function is declared for
             return pa.nulls(len(values), pa.bool_())
 
+    @functools.cached_property
+    def digits(self) -> str:
+        """The keys in decimal, separated by commas (written once: a query's plan renders them more than once)."""
+        return ",".join(map(str, self.keys.tolist()))  # integers only: nothing to escape
+
     def sql(self, column: exp.Expr, style: str) -> exp.Expr:
         """``column`` is one of the keys, in a source's ``style`` (one of :data:`STYLES`)."""
-        digits = ",".join(map(str, self.keys.tolist()))  # integers only: nothing to escape
+        digits = self.digits
         if style == "array":
             array = exp.Cast(this=exp.Literal.string("{" + digits + "}"), to=exp.DataType.build("BIGINT[]"))
             return exp.EQ(this=column, expression=exp.Any(this=exp.Paren(this=array)))

@@ -279,7 +279,7 @@ def subquery_roots(rel: algebra_pb2.Rel, nested: bool = True) -> Iterator[algebr
     """The relation at the root of every subquery in the expressions of ``rel`` or of the
     relations under it (each a plan of its own for the rules), the subqueries nested in those
     too unless ``nested`` is false."""
-    if not _holds_subquery(rel):
+    if not holds_subquery(rel):
         return iter(())  # most plans hold none
     return _subquery_roots(rel, nested)
 
@@ -288,7 +288,7 @@ _SUBQUERIES: LRUCache[bytes, bool] = LRUCache(maxsize=1024)
 _SUBQUERIES_LOCK = threading.Lock()
 
 
-def _holds_subquery(rel: algebra_pb2.Rel) -> bool:
+def holds_subquery(rel: algebra_pb2.Rel) -> bool:
     """Whether ``rel`` holds a subquery anywhere in its expressions or its inputs'.
 
     Walking a plan's every expression for one (field by field) cost up to 37 ms a TPC-H query,
@@ -336,12 +336,15 @@ def reads_below(rel: algebra_pb2.Rel) -> tuple[list[list[tuple[str, ...] | None]
     (``rel`` first), and the size of each one's subtree: one walk instead of one per relation."""
     found: list[list[tuple[str, ...] | None]] = []
     sizes: list[int] = []
+    # Without a subquery anywhere below, no expression holds a read: asked once, not of each
+    # relation's expressions (TPC-H Q19's disjunction of three filters was walked for every join).
+    expressions = holds_subquery(rel)
 
     def walk(node: algebra_pb2.Rel) -> list[tuple[str, ...] | None]:
         at = len(found)
         found.append([])
         sizes.append(0)
-        total = reads_in_expressions(node)  # its own expressions, and the subqueries in them
+        total = reads_in_expressions(node) if expressions else []  # its own expressions' subqueries
         if node.WhichOneof("rel_type") == "read":
             total.append(tuple(node.read.named_table.names) if node.read.HasField("named_table") else None)
         for child in inputs(node):
@@ -362,7 +365,7 @@ def correlated(rel: algebra_pb2.Rel) -> bool:
 def reads(message: Message) -> list[tuple[str, ...] | None]:
     """Every table read anywhere inside ``message`` (a relation, an expression), subqueries included:
     its names, or None for a read of anything else."""
-    if isinstance(message, algebra_pb2.Rel) and not _holds_subquery(message):
+    if isinstance(message, algebra_pb2.Rel) and not holds_subquery(message):
         found = _tree_reads(message)  # its expressions hold no read: only its relations are walked
     else:
         found = list(instances(message, algebra_pb2.ReadRel))

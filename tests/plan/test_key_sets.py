@@ -32,6 +32,8 @@ MATCHED = [k for k in KEYS if 0 <= k < ROWS]
 def test_the_function_answers_membership_with_null_for_null() -> None:
     keys = key_sets.register(SessionContext(), pa.array([9, 3, 3, None, -4], pa.int32()))
     assert len(keys) == 3 and key_sets.takes(pa.int32()) and not key_sets.takes(pa.uint64())
+    assert keys.keys.tolist() == [-4, 3, 9] and keys.digits == "-4,3,9"  # sorted, each once
+    assert len(key_sets.register(SessionContext(), pa.array([None], pa.int64()))) == 0
     assert not key_sets.takes(pa.string())
     probe = pa.array([3, 4, None, -4, 10, 9, -5], pa.int32())
     assert keys(probe).to_pylist() == [True, False, None, True, False, True, False]

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from datafusion import SessionContext
 
 from gateway.plan.rules import _canonical, carried
@@ -159,12 +160,19 @@ def test_a_not_in_whose_keys_cannot_be_null_is_carried() -> None:
     assert not carried(plan.display_indent())  # nothing known of the columns
 
 
-def test_reads_below_is_reads_of_every_relation_in_pre_order() -> None:
-    ctx = context()
-    sql = (
+@pytest.mark.parametrize(
+    "sql",
+    [
         "SELECT a.x, (SELECT max(y) FROM b WHERE b.id = a.id) AS m FROM a"
-        " WHERE a.id IN (SELECT id FROM b WHERE y > 20) AND EXISTS (SELECT 1 FROM a AS c WHERE c.x = a.x)"
-    )
+        " WHERE a.id IN (SELECT id FROM b WHERE y > 20) AND EXISTS (SELECT 1 FROM a AS c WHERE c.x = a.x)",
+        # no subquery: the expressions are not walked, the reads are the same
+        "SELECT a.x FROM a JOIN b ON a.id = b.id JOIN a AS c ON c.id = b.id"
+        " WHERE (a.x = 'p' AND b.y > 2) OR (a.x = 'q' AND b.y < 9) OR c.x = 'r'",
+    ],
+    ids=["subqueries", "joins"],
+)
+def test_reads_below_is_reads_of_every_relation_in_pre_order(sql: str) -> None:
+    ctx = context()
     message = to_substrait(ctx.sql(sql).optimized_logical_plan(), ctx)
     walked: list[tuple[list[tuple[str, ...] | None], int]] = []
 
