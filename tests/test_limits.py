@@ -165,12 +165,10 @@ def test_admission_counts_every_way_a_query_ends(mesh: Path) -> None:
 
 def test_a_heavy_query_leaves_the_gateway_responsive(mesh: Path) -> None:
     from gateway.flightsql.server import FlightSqlServer
-    from tests.support.gateway import query
+    from tests.support.gateway import query, serving
 
     engine = engine_with(mesh, query_memory=32 * MiB, gateway_memory=128 * MiB)
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
-    serving = threading.Thread(target=server.serve, daemon=True)
-    serving.start()
     uri = f"grpc://127.0.0.1:{server.port}"
     heavy_error: list[BaseException] = []
 
@@ -182,15 +180,14 @@ def test_a_heavy_query_leaves_the_gateway_responsive(mesh: Path) -> None:
 
     worker = threading.Thread(target=heavy)
     try:
-        worker.start()
-        time.sleep(0.3)
-        started = time.perf_counter()
-        assert query(uri, "SELECT count(*) AS n FROM ref.ref").column("n").to_pylist() == [100]
-        assert time.perf_counter() - started < 5.0
-        worker.join(timeout=120)
+        with serving(server):
+            worker.start()
+            time.sleep(0.3)
+            started = time.perf_counter()
+            assert query(uri, "SELECT count(*) AS n FROM ref.ref").column("n").to_pylist() == [100]
+            assert time.perf_counter() - started < 5.0
+            worker.join(timeout=120)
     finally:
-        server.shutdown()
-        serving.join(timeout=10)
         engine.close()
     assert not heavy_error, heavy_error
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from gateway.engine import Engine
 from gateway.errors import MeshgateError
 from gateway.flightsql.server import FlightSqlServer
 from gateway.plancache import Literal, PlanCache, parameterize
-from tests.support.gateway import connect
+from tests.support.gateway import connect, serving
 
 ALICE = CallerContext(user="alice", attributes={"region": "eu"})
 BOB = CallerContext(user="bob", attributes={"region": "us"})
@@ -289,33 +288,34 @@ def test_the_flight_sql_client_gets_the_same_answers(data: Path, postgres_uri: s
     cached, uncached = Engine.from_config(config), Engine.from_config(config)
     uncached.plans = PlanCache(maxsize=0)
     servers = [FlightSqlServer(engine, "grpc://127.0.0.1:0") for engine in (cached, uncached)]
-    threads = [threading.Thread(target=server.serve, daemon=True) for server in servers]
-    for thread in threads:
-        thread.start()
     try:
-        answers = []
-        for server in servers:
-            with connect(f"grpc://127.0.0.1:{server.port}") as connection, connection.cursor() as cursor:
-                got = []
-                for sql, parameters in [
-                    ("SELECT * FROM crm.people WHERE id = ?", (4,)),
-                    ("SELECT * FROM crm.people WHERE id = ?", (2**40,)),
-                    ("SELECT * FROM crm.people WHERE id = ?", (None,)),
-                    ("SELECT id FROM crm.people WHERE name = ?", ("name 8",)),
-                    ("SELECT id FROM crm.people WHERE born = ?", (dt.date(2000, 1, 9),)),
-                    ("SELECT * FROM crm.people WHERE id = 6", ()),
-                    ("SELECT * FROM crm.people WHERE id = 8", ()),
-                    ("SELECT label FROM shop.items WHERE id = ?", (3,)),
-                ]:
-                    cursor.execute(sql, parameters or None)
-                    got.append(cursor.fetch_arrow_table())
-                answers.append(got)
+        with serving(servers[0]), serving(servers[1]):
+            answers = _answers_of(servers)
         for mine, theirs in zip(*answers, strict=True):
             assert mine.schema.equals(theirs.schema) and mine.equals(theirs)
         assert cached.plans.routed >= 5
     finally:
-        for server, thread in zip(servers, threads, strict=True):
-            server.shutdown()
-            thread.join(timeout=10)
         cached.close()
         uncached.close()
+
+
+def _answers_of(servers: list[FlightSqlServer]) -> list[list[pa.Table]]:
+    """Each server's answers, through the ADBC Flight SQL driver, to the same statements."""
+    answers = []
+    for server in servers:
+        with connect(f"grpc://127.0.0.1:{server.port}") as connection, connection.cursor() as cursor:
+            got = []
+            for sql, parameters in [
+                ("SELECT * FROM crm.people WHERE id = ?", (4,)),
+                ("SELECT * FROM crm.people WHERE id = ?", (2**40,)),
+                ("SELECT * FROM crm.people WHERE id = ?", (None,)),
+                ("SELECT id FROM crm.people WHERE name = ?", ("name 8",)),
+                ("SELECT id FROM crm.people WHERE born = ?", (dt.date(2000, 1, 9),)),
+                ("SELECT * FROM crm.people WHERE id = 6", ()),
+                ("SELECT * FROM crm.people WHERE id = 8", ()),
+                ("SELECT label FROM shop.items WHERE id = ?", (3,)),
+            ]:
+                cursor.execute(sql, parameters or None)
+                got.append(cursor.fetch_arrow_table())
+            answers.append(got)
+    return answers

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from gateway.engine import Engine
 from gateway.flightsql import commands
 from gateway.flightsql import flight_sql_pb2 as pb
 from gateway.flightsql.server import FlightSqlServer
-from tests.support.gateway import Credentials, connect
+from tests.support.gateway import Credentials, connect, serving
 
 KEY = b"s" * 32
 ALICE = Credentials("alice", "wonderland")
@@ -67,13 +66,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _serve(mesh: Path, authenticator: Authenticator) -> Iterator[tuple[str, RecordingEngine]]:
     engine = RecordingEngine(Engine.from_config(load_config(mesh)))
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0", authenticator=authenticator)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
     try:
-        yield f"grpc://127.0.0.1:{server.port}", engine
+        with serving(server):
+            yield f"grpc://127.0.0.1:{server.port}", engine
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
         engine.engine.catalog.close()
 
 

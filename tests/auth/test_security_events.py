@@ -23,7 +23,7 @@ from gateway.auth import Authenticator, User, hash_password
 from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.flightsql.server import FlightSqlServer
-from tests.support.gateway import Credentials, connect
+from tests.support.gateway import Credentials, connect, serving
 
 KEY = b"e" * 32
 ROOT = Credentials("root", "root-secret-password")
@@ -121,13 +121,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     users = [User(c.user, hash_password(c.password)) for c in (ROOT, ALICE)]
     authenticator = Authenticator(users, key=KEY, audit=engine.audit)  # as `meshgate serve` wires it
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0", authenticator=authenticator)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
     try:
-        yield f"grpc://127.0.0.1:{server.port}", log_file
+        with serving(server):
+            yield f"grpc://127.0.0.1:{server.port}", log_file
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
         engine.catalog.close()
 
 

@@ -17,7 +17,6 @@ import logging
 import re
 import sqlite3
 import struct
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from gateway.errors import PlanningError
 from gateway.flightsql import FlightSqlServer, commands
 from gateway.flightsql import flight_sql_pb2 as pb
 from tests.support.errors import assert_clean
+from tests.support.gateway import serving
 
 PARAMETER_QUERY = "SELECT id, name FROM pg.people WHERE name = $1"
 DEEP = "SELECT " + "(" * 1500 + "1" + ")" * 1500
@@ -76,11 +76,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema:
 def gateway(mesh: Path) -> Iterator[tuple[str, Engine]]:
     engine = Engine.from_config(load_config(mesh / "mesh.yaml"))
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield f"grpc://127.0.0.1:{server.port}", engine
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(server):
+        yield f"grpc://127.0.0.1:{server.port}", engine
     engine.close()
 
 

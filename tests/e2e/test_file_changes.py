@@ -12,7 +12,6 @@ on, or fail cleanly.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from gateway.engine import Engine, EngineSettings
 from gateway.errors import MeshgateError
 from gateway.flightsql import FlightSqlServer
 from tests.support.errors import assert_clean
+from tests.support.gateway import serving
 
 FORMATS = ("parquet", "csv")
 DOMAINS = {"parquet": "logi", "csv": "ref"}
@@ -79,11 +79,8 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
     (tmp_path / "mesh.yaml").write_text(MESH)
     engine = Engine.from_config(load_config(tmp_path / "mesh.yaml"))
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield Mesh(tmp_path, engine, f"grpc://127.0.0.1:{server.port}")
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(server):
+        yield Mesh(tmp_path, engine, f"grpc://127.0.0.1:{server.port}")
     engine.close()
 
 
@@ -267,11 +264,8 @@ def streaming(tmp_path: Path) -> Iterator[tuple[Path, Engine, str]]:
         EngineSettings(target_partitions=1, batch_size=4096, stream_batch_size=4096),
     )
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield tmp_path, engine, f"grpc://127.0.0.1:{server.port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(server):
+        yield tmp_path, engine, f"grpc://127.0.0.1:{server.port}"
     engine.close()
 
 

@@ -29,6 +29,7 @@ from gateway.engine import Engine, EngineSettings
 from gateway.errors import MeshgateError
 from gateway.flightsql import FlightSqlServer
 from tests.support.errors import assert_clean
+from tests.support.gateway import serving
 
 ROOT = CallerContext(user="root")
 ALICE = CallerContext(user="alice")
@@ -111,11 +112,8 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
     engine = Engine.from_config(config)
     datafusion = Engine.from_config(config, EngineSettings(file_engine=False))
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield Mesh(tmp_path, engine, datafusion, f"grpc://127.0.0.1:{server.port}")
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(server):
+        yield Mesh(tmp_path, engine, datafusion, f"grpc://127.0.0.1:{server.port}")
     engine.close()
     datafusion.close()
 

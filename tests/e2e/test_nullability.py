@@ -9,7 +9,6 @@ remarks. A mask that can produce NULL makes the column nullable for that caller.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.flightsql.server import FlightSqlServer
-from tests.support.gateway import connect
+from tests.support.gateway import connect, serving
 
 DDL = "CREATE TABLE things (id INTEGER PRIMARY KEY, code VARCHAR(10) NOT NULL, note VARCHAR(20))"
 EXPECTED = {"id": False, "code": False, "note": True}
@@ -60,11 +59,8 @@ def mesh_folder(tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_
 def gateway(mesh_folder: Path) -> Iterator[str]:
     engine = Engine.from_config(load_config(mesh_folder))
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield f"grpc://127.0.0.1:{server.port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(server):
+        yield f"grpc://127.0.0.1:{server.port}"
     engine.close()
 
 

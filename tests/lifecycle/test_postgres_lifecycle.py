@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from gateway.flightsql import commands
 from gateway.flightsql import flight_pb2 as fpb
 from gateway.flightsql import flight_sql_pb2 as pb
 from gateway.flightsql.server import FlightSqlServer
+from tests.support.gateway import serving
 
 COOKIES = {"adbc.flight.sql.rpc.with_cookie_middleware": "true"}
 SESSION_OPTION = "adbc.flight.sql.session.option."
@@ -84,13 +84,10 @@ def gateway(config: Path, **options: Any) -> Iterator[tuple[str, FlightSqlServer
     """A real engine and server on a free loopback port (in this process), with ``options``."""
     catalog = MeshCatalog(load_config(config))
     server = FlightSqlServer(Engine(catalog), "grpc://127.0.0.1:0", **options)
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
     try:
-        yield f"grpc://127.0.0.1:{server.port}", server
+        with serving(server):
+            yield f"grpc://127.0.0.1:{server.port}", server
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
         catalog.close()
 
 

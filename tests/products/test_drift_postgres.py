@@ -9,7 +9,6 @@ refused with the drift named, and both show their status in discovery.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.flightsql.server import FlightSqlServer
 from gateway.quality import run_checks
-from tests.support.gateway import query
+from tests.support.gateway import query, serving
 
 MESH = """domains:
   - name: bank
@@ -82,13 +81,10 @@ def gateway(tmp_path: Path, postgres_uri: str, pg_schema: str) -> Iterator[Gatew
     (tmp_path / "mesh.yaml").write_text(MESH.format(uri=postgres_uri, schema=pg_schema, table=table))
     engine = Engine.from_config(load_config(tmp_path / "mesh.yaml"))
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
     try:
-        yield Gateway(engine, f"grpc://127.0.0.1:{server.port}", table)
+        with serving(server):
+            yield Gateway(engine, f"grpc://127.0.0.1:{server.port}", table)
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
         engine.close()
 
 
