@@ -744,3 +744,54 @@ def test_a_query_that_also_reads_a_file_is_not_written_for_its_sql_source(
         assert routed is not None and tried, routed
     finally:
         engine.close()
+
+
+def test_a_source_join_input_of_many_rows_sends_its_keys_to_postgresql_as_a_key_set(
+    tmp_path: Path, postgres_uri: str, pg_schema: str
+) -> None:
+    """TPC-H Q8's shape: the lines of 1,500 parts of 30,000 (parts in SQLite, lines in Parquet),
+    estimated at 50,000 rows (more than SQL_BUILD_ROWS, fewer than MAX_SET_KEYS), run first, and
+    their order keys reach PostgreSQL's orders as a key set, which then returns only their orders."""
+    with sqlite3.connect(tmp_path / "parts.sqlite") as lite:
+        lite.execute("CREATE TABLE part (p_partkey INTEGER PRIMARY KEY, p_type TEXT)")
+        lite.executemany(
+            "INSERT INTO part VALUES (?, ?)", [(p, "steel" if p % 20 == 3 else "tin") for p in range(30_000)]
+        )
+        lite.execute("ANALYZE")
+    lite.close()
+    lines = 1_000_000
+    pq.write_table(
+        pa.table(
+            {"l_orderkey": pa.array(range(lines), pa.int64()), "l_partkey": [(i * 7) % 30_000 for i in range(lines)]}
+        ),
+        tmp_path / "lineitem.parquet",
+    )
+    with pg.connect(postgres_uri) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {pg_schema}.keyed_orders (o_orderkey int8 PRIMARY KEY, o_year int4)")
+        cursor.execute(
+            f"INSERT INTO {pg_schema}.keyed_orders SELECT g, 1992 + g % 7 FROM generate_series(0, {lines - 1}) g"
+        )
+        cursor.execute(f"ANALYZE {pg_schema}.keyed_orders")
+        connection.commit()
+    (tmp_path / "mesh.yaml").write_text(
+        "domains:\n"
+        "  - name: logistics\n    connector: {type: parquet, path: lineitem.parquet}\n"
+        "  - name: procurement\n    connector: {type: sqlite, path: parts.sqlite}\n"
+        f"  - name: sales\n    connector: {{type: postgres, uri: '{postgres_uri}'}}\n"
+        f"    products:\n      - {{name: orders, source: {pg_schema}.keyed_orders}}\n"
+    )
+    sql = (
+        "SELECT o.o_year, count(*) AS n FROM logistics.lineitem l JOIN procurement.part p ON p.p_partkey = l.l_partkey"
+        " JOIN sales.orders o ON o.o_orderkey = l.l_orderkey WHERE p.p_type = 'steel' GROUP BY 1 ORDER BY 1"
+    )
+    fired, _, answer, expected = _planned_and_answers(tmp_path / "mesh.yaml", sql)
+    assert "cascaded_runtime_filter" in fired and answer == expected
+    assert sum(row["n"] for row in answer) == lines // 20
+    engine = Engine(MeshCatalog(load_config(tmp_path / "mesh.yaml")))
+    try:
+        execution = engine.run(sql)
+        execution.read_all()
+        (orders,) = [query for query in execution.source_queries if query.domain == "sales"]
+    finally:
+        engine.close()
+    assert "= ANY(CAST('{" in orders.sql and orders.rows == lines // 20, orders.sql[:300]
