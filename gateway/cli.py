@@ -632,6 +632,7 @@ def _telemetry(args: argparse.Namespace, engine: Engine) -> Telemetry:
 def _serve(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
+    from gateway import heap
     from gateway.audit import AuditLog
     from gateway.config import load_config
     from gateway.engine import Engine, EngineSettings
@@ -683,7 +684,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.demo:
         from gateway.reload import APPLY_ACTION, REMOVE_ACTION, Reloader, apply_action, remove_action
 
-        reloader = Reloader(engine, Path(config_path), interval=args.watch_interval)
+        reloader = Reloader(engine, Path(config_path), interval=args.watch_interval, installed=heap.settle)
         actions[APPLY_ACTION] = apply_action(reloader)
         actions[REMOVE_ACTION] = remove_action(reloader)
         actions[IMPORT_ACTION] = import_action(reloader)
@@ -740,6 +741,7 @@ def _serve(args: argparse.Namespace) -> int:
         scheduler = CheckScheduler(engine, args.checks_every)
         scheduler.start()
         log.info("quality checks run now and every %s s", f"{args.checks_every:g}")
+    heap.settle()  # start-up's objects out of full garbage collections (gateway/heap.py)
     server.serve()
     if http is not None:
         http.stop()

@@ -49,8 +49,12 @@ class Applied:
 class Reloader:
     """Keeps a running engine in step with its config directory (or single file)."""
 
-    def __init__(self, engine: Engine, root: Path, interval: float = 2.0) -> None:
+    def __init__(
+        self, engine: Engine, root: Path, interval: float = 2.0, installed: Callable[[], object] | None = None
+    ) -> None:
+        """``installed`` is called after each change the engine took (``meshgate serve``: ``gateway.heap.settle``)."""
         self.engine = engine
+        self.installed = installed
         self.root = root
         self.interval = interval
         self.errors: dict[Path, str] = {}
@@ -305,6 +309,8 @@ class Reloader:
         offline = {d.name for d in self.engine.catalog.domains() if d.error is not None and d.name not in built}
         check_references(policies, products, offline)
         self.engine.install(built, removed, policies)
+        if self.installed is not None:
+            self.installed()
 
 
 APPLY_ACTION = "meshgate.domain.apply"
