@@ -29,6 +29,7 @@ from gateway.errors import (
     SourceUnavailableError,
 )
 from gateway.plan import key_sets, runtime_filter, shared_reads
+from gateway.scan import SourceQuery
 from tests.support.postgres import wait_until_no_backend_runs
 
 
@@ -425,6 +426,18 @@ def _procurement_mesh(tmp_path: Path, lines: pa.Table) -> Path:
     return tmp_path / "mesh.yaml"
 
 
+def _the_source_query(mesh: Path, sql: str, domain: str) -> SourceQuery:
+    """The one query ``sql`` sends to ``domain``'s source, run with the rules."""
+    engine = Engine(MeshCatalog(load_config(mesh)))
+    try:
+        execution = engine.run(sql)
+        execution.read_all()
+        (sent,) = [query for query in execution.source_queries if query.domain == domain]
+    finally:
+        engine.close()
+    return sent
+
+
 def _planned_and_answers(
     mesh: Path, sql: str
 ) -> tuple[tuple[str, ...], str, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -548,13 +561,7 @@ def test_a_key_set_reaches_the_source_that_owns_the_key_beside_a_file_it_never_m
     lines = plan.splitlines()
     (tested,) = [n for n, line in enumerate(lines) if key_sets.PREFIX in line]  # once, right above orders
     assert "TableScan: sales.orders" in lines[tested + 1] and "lineitem" not in lines[tested], plan
-    engine = Engine(MeshCatalog(load_config(tmp_path / "mesh.yaml")))
-    try:
-        execution = engine.run(sql)
-        execution.read_all()
-        (orders,) = [query for query in execution.source_queries if query.domain == "sales"]
-    finally:
-        engine.close()
+    orders = _the_source_query(tmp_path / "mesh.yaml", sql, "sales")
     assert "JSON_EACH(" in orders.sql and orders.rows == 60_000 * 2 // 25, orders.sql[:300]
 
 
@@ -787,11 +794,5 @@ def test_a_source_join_input_of_many_rows_sends_its_keys_to_postgresql_as_a_key_
     fired, _, answer, expected = _planned_and_answers(tmp_path / "mesh.yaml", sql)
     assert "cascaded_runtime_filter" in fired and answer == expected
     assert sum(row["n"] for row in answer) == lines // 20
-    engine = Engine(MeshCatalog(load_config(tmp_path / "mesh.yaml")))
-    try:
-        execution = engine.run(sql)
-        execution.read_all()
-        (orders,) = [query for query in execution.source_queries if query.domain == "sales"]
-    finally:
-        engine.close()
+    orders = _the_source_query(tmp_path / "mesh.yaml", sql, "sales")
     assert "= ANY(CAST('{" in orders.sql and orders.rows == lines // 20, orders.sql[:300]
