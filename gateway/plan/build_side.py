@@ -247,8 +247,12 @@ def ranged_selectivity(
     share = 1.0
     for term in conjuncts(condition, functions):
         bound = _bound(term, functions, columns)
-        if bound is None or bound[0] not in spans:
-            share *= selectivity(term, functions)
+        if (
+            bound is None
+            or not math.isfinite(bound[2])
+            or not all(map(math.isfinite, spans.get(bound[0], (math.nan,))))
+        ):
+            share *= selectivity(term, functions)  # not a bound, or no (finite) span of its column
         elif bound[1]:
             low[bound[0]] = max(bound[2], low.get(bound[0], bound[2]))
         else:

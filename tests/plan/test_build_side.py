@@ -269,6 +269,18 @@ def test_a_files_range_bounds_keep_their_share_of_the_columns_span(tmp_path: Pat
         assert kept == pytest.approx(ctx.sql(f"SELECT x FROM f WHERE {where}").count() / 1000, abs=0.01)
 
 
+def test_a_bound_on_a_column_without_a_finite_span_takes_the_textbook_share(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"v": [0.5, 1.5, 2.5]}), tmp_path / "f.parquet")
+    ctx = SessionContext()
+    ctx.register_parquet("f", str(tmp_path / "f.parquet"))
+    message = to_substrait(ctx.sql("SELECT v FROM f WHERE v > 1.0").optimized_logical_plan(), ctx)
+    (read,) = instances(message, algebra_pb2.ReadRel)
+    functions, columns = function_names(message), list(read.base_schema.names)
+    assert ranged_selectivity(read.filter, functions, columns, {"v": (0.5, 2.5)}) == pytest.approx(0.75)
+    for span in [(float("nan"), 2.5), (0.5, float("inf")), (float("-inf"), float("inf"))]:
+        assert ranged_selectivity(read.filter, functions, columns, {"v": span}) == pytest.approx(1 / 3), span
+
+
 def test_a_file_reads_estimate_comes_from_its_statistics_and_the_filter_above_does_not_cut_it_again(
     tmp_path: Path,
 ) -> None:
