@@ -32,6 +32,7 @@ from typing import Any
 
 from datafusion import SessionContext
 
+from gateway.plan.late_materialisation import covered_share
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import (
     all_roots,
@@ -108,33 +109,27 @@ def estimate(
     """
     kind = rel.WhichOneof("rel_type")
     if kind == "read":
-        read = rel.read
-        found = rows(tuple(read.named_table.names)) if read.HasField("named_table") else None
-        if found is None:
-            return None
-        told = facts.reads(read) if facts is not None and read.HasField("filter") else None
-        if told is not None:
-            return told
-        for condition in ("filter", "best_effort_filter"):
-            if read.HasField(condition):
-                found *= selectivity(getattr(read, condition), functions)
-        return found
+        return _read_estimate(rel.read, rows, functions, facts)[0]
+    if (
+        kind == "filter"
+        and rel.filter.input.WhichOneof("rel_type") == "read"
+        and rel.filter.input.read.HasField("filter")
+    ):
+        # DataFusion hands a scan the filter above it, which stays (Parquet: row groups pruned,
+        # rows still filtered): the two are mostly the same conjuncts, not twice the cut. What the
+        # source (or the file's statistics) told of the read stands.
+        read = rel.filter.input.read
+        found, told = _read_estimate(read, rows, functions, facts)
+        if found is None or told:
+            return found
+        whole = rows(tuple(read.named_table.names))
+        return min(found, whole * selectivity(rel.filter.condition, functions)) if whole is not None else found
     below = [estimate(child, rows, functions, facts) for child in inputs(rel)]
     if any(value is None for value in below) or not below:
         return None
     known = [value for value in below if value is not None]
     if kind == "filter":
-        share = selectivity(rel.filter.condition, functions)
-        read = rel.filter.input.read
-        if rel.filter.input.WhichOneof("rel_type") == "read" and read.HasField("filter"):
-            # DataFusion hands a scan the filter above it, which stays (Parquet: row groups
-            # pruned, rows still filtered): the two are mostly the same conjuncts, not twice the
-            # cut. What the source (or the file's statistics) told of the read stands.
-            if facts is not None and facts.reads(read) is not None:
-                return known[0]
-            whole = rows(tuple(read.named_table.names)) if read.HasField("named_table") else None
-            return min(known[0], whole * share) if whole is not None else known[0]
-        return known[0] * share
+        return known[0] * selectivity(rel.filter.condition, functions)
     if kind == "aggregate":
         grouped = bool(rel.aggregate.grouping_expressions) or any(
             g.expression_references for g in rel.aggregate.groupings
@@ -156,6 +151,23 @@ def estimate(
     if kind in ("project", "sort", "fetch", "window", "exchange"):
         return known[0]
     return None
+
+
+def _read_estimate(
+    read: algebra_pb2.ReadRel, rows: Rows, functions: Mapping[int, str] | None, facts: Facts | None
+) -> tuple[float | None, bool]:
+    """A read's estimated rows (None when its table's are not known), and whether its source (or
+    its files' statistics) told them (``Facts.reads``) rather than its filter's shares."""
+    found = rows(tuple(read.named_table.names)) if read.HasField("named_table") else None
+    if found is None:
+        return None, False
+    told = facts.reads(read) if facts is not None and read.HasField("filter") else None
+    if told is not None:
+        return told, True
+    for condition in ("filter", "best_effort_filter"):
+        if read.HasField(condition):
+            found *= selectivity(getattr(read, condition), functions)
+    return found, False
 
 
 def _keyed_join(
@@ -261,9 +273,8 @@ def ranged_selectivity(
         smallest, largest = spans[column]
         if largest <= smallest:  # one value: no span to take a share of
             share *= BOUND ** ((column in low) + (column in high))
-            continue
-        covered = min(high.get(column, largest), largest) - max(low.get(column, smallest), smallest)
-        share *= min(1.0, max(covered, 0.0) / (largest - smallest))
+        else:
+            share *= covered_share(low.get(column), high.get(column), (smallest, largest))
     return share
 
 

@@ -157,11 +157,19 @@ def _narrow_range(conjuncts: list[Expr], span: Callable[[str], tuple[float, floa
         known = span(column)
         if known is None or known[1] <= known[0]:
             continue
-        smallest, largest = known
-        covered = min(high.get(column, largest), largest) - max(low.get(column, smallest), smallest)
-        if covered / (largest - smallest) <= NARROW:
+        if covered_share(low.get(column), high.get(column), known) <= NARROW:
             return True
     return False
+
+
+def covered_share(low: float | None, high: float | None, span: tuple[float, float]) -> float:
+    """The share (0 to 1) of a column's ``span`` (its smallest and largest value, the first the
+    smaller) that the bounds ``low`` to ``high`` cover (None: no bound on that side), its values
+    taken as spread evenly."""
+    smallest, largest = span
+    lower = smallest if low is None else max(low, smallest)
+    upper = largest if high is None else min(high, largest)
+    return min(1.0, max(upper - lower, 0.0) / (largest - smallest))
 
 
 def _bounds_of(expr: Expr) -> list[tuple[str, str, float]]:
