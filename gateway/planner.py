@@ -259,7 +259,7 @@ def single_source_sql(
         tree = hidden_qualifiers(named_outputs(parse_one(text, read="postgres")))  # SQLite has no ``AS d(a, b)``
     except (SqlglotError, Exception):  # the unparser cannot write every plan
         return None
-    if any(isinstance(node, exp.Anonymous) for node in tree.walk()):
+    if any(isinstance(node, exp.Anonymous) for node in tree.walk()) or not joins_in_order(tree):
         return None
     if connector.capabilities.narrow_integer_literals:
         tree = integer_literals(tree, _types(scans))
@@ -334,6 +334,47 @@ def hidden_qualifiers(tree: exp.Expr) -> exp.Expr:
             if len(outputs) == 1:
                 column.set("table", exp.to_identifier(outputs[0], quoted=True))
     return tree
+
+
+def joins_in_order(tree: exp.Expr) -> bool:
+    """Whether each join condition of every query in ``tree`` names only tables of that query joined
+    at or before it: what every engine requires.
+
+    DataFusion's unparser writes a parenthesized join on the right, ``a JOIN (b JOIN c ON b.x = c.x)
+    ON a.y = b.y``, as a chain whose first condition names ``b`` before it is joined (``a JOIN c ON
+    b.x = c.x JOIN b ON ...``). PostgreSQL, DuckDB and MariaDB refuse it; SQLite takes it and
+    answers otherwise (a ``LEFT JOIN`` of five rows counted two): such a query stays federated.
+    A table of an outer query (a correlated condition) may be named anywhere.
+
+    >>> joins_in_order(parse_one("SELECT * FROM a JOIN c ON b.x = c.x JOIN b ON a.y = b.y"))
+    False
+    >>> joins_in_order(parse_one("SELECT * FROM a JOIN b ON a.y = b.y JOIN c ON b.x = c.x"))
+    True
+    """
+    for select in tree.find_all(exp.Select):
+        items = [select.args.get("from_"), *(select.args.get("joins") or [])]
+        units = [_joined_names(item.this) if item is not None else set() for item in items]
+        ours = set().union(*units)
+        seen: set[str] = set()
+        for item, names in zip(items, units, strict=True):
+            seen |= names
+            condition = item.args.get("on") if isinstance(item, exp.Join) else None
+            if condition is None:
+                continue
+            for column in condition.find_all(exp.Column):
+                if column.table in ours and column.table not in seen and column.find_ancestor(exp.Select) is select:
+                    return False
+    return True
+
+
+def _joined_names(relation: exp.Expr) -> set[str]:
+    """The names a FROM or JOIN item makes visible: its alias, or its tables' in a parenthesized join."""
+    names = {relation.alias_or_name}
+    for join in relation.args.get("joins") or []:
+        names |= _joined_names(join.this)
+    if isinstance(relation, exp.Subquery) and isinstance(relation.this, exp.Table) and not relation.alias:
+        names |= _joined_names(relation.this)  # ``(b JOIN c ON ...)``: b, and the tables joined to it
+    return names - {""}
 
 
 def _groups_pay(tree: exp.Expr, sql: str, scans: Mapping[tuple[str, str], ProductScan]) -> bool:
@@ -561,7 +602,14 @@ def _replace_tables(
             if scan is None:
                 missing = True
                 return node
-            return connector.relation(scan.product.source, node.alias_or_name)
+            relation = connector.relation(scan.product.source, node.alias_or_name)
+            # A parenthesized join, ``(b JOIN c ON ...)``, is table b holding the join of c: it moves
+            # over to b's relation with its own tables swapped too (the walk does not go below a
+            # node it replaced, and c was lost with b: the query no longer joined c at all).
+            for nested in ("joins", "laterals", "pivots"):
+                if node.args.get(nested):
+                    relation.set(nested, [item.transform(swap, copy=False) for item in node.args[nested]])
+            return relation
         if isinstance(node, exp.Parameter):  # a placeholder the plan kept: bound at the source
             return bind_placeholder(node, connector.capabilities.dialect)
         if isinstance(node, exp.Column) and node.args.get("db"):

@@ -577,6 +577,44 @@ def _shop(tmp_path: Path) -> Path:
     return tmp_path / "mesh.yaml"
 
 
+def test_a_parenthesized_join_written_for_its_source_keeps_its_inner_table(tmp_path: Path) -> None:
+    """``a JOIN (b JOIN c ON ...) ON ...`` (as DataFusion's unparser writes a join on the right of a
+    join in an optimised plan) reaches its source with c still in it: each product is swapped for
+    its source's table, the ones inside the parentheses too (c was dropped with b's node before,
+    and the query then joined b alone)."""
+    config = _shop(tmp_path)
+    engine = Engine(MeshCatalog(load_config(config)))
+    text = (
+        'SELECT count(1) AS "n" FROM "shop"."items" AS "a" INNER JOIN ("shop"."items" AS "b" INNER JOIN'
+        ' "shop"."kinds" AS "c" ON "b"."kind" = "c"."kind" AND "c"."label" = \'kind 3\') ON "a"."id" = "b"."id"'
+    )
+    try:
+        plain = "SELECT count(*) AS n FROM shop.items a JOIN shop.items b ON a.id = b.id JOIN shop.kinds c ON b.kind = c.kind"
+        planned = engine._plan(plain, CallerContext(user="root"))
+        routed = planner.single_source_sql(planned.dataframe, planned.scans, text=text)
+    finally:
+        engine.close()
+    assert routed is not None and routed[0] == "shop"
+    with sqlite3.connect(tmp_path / "shop.sqlite") as lite:
+        (count,) = lite.execute(routed[1]).fetchone()
+    lite.close()
+    assert count == 100, routed[1]  # the items of kind 3; without c, all 3,000
+
+
+def test_a_join_condition_naming_a_table_joined_after_it_keeps_the_query_federated() -> None:
+    """DataFusion's unparser writes a parenthesized join on the right as a chain whose first
+    condition names a table joined later; no engine takes that, so the query is not sent whole
+    (tests/conformance/test_routes.py answers such queries through every source)."""
+    flattened = 'SELECT * FROM "a" INNER JOIN "c" ON "b"."x" = "c"."x" INNER JOIN "b" ON "a"."y" = "b"."y"'
+    assert not planner.joins_in_order(planner.parse_one(flattened, read="postgres"))
+    nested = 'SELECT * FROM "a" INNER JOIN ("b" INNER JOIN "c" ON "b"."x" = "c"."x") ON "a"."y" = "c"."y"'
+    assert planner.joins_in_order(planner.parse_one(nested, read="postgres"))
+    correlated = (
+        'SELECT * FROM "o" WHERE EXISTS (SELECT 1 FROM "a" JOIN "b" ON "a"."y" = "o"."y" AND "b"."x" = "a"."x")'
+    )
+    assert planner.joins_in_order(planner.parse_one(correlated, read="postgres"))
+
+
 @pytest.mark.parametrize(
     ("sql", "whole"),
     [
