@@ -791,6 +791,31 @@ def test_a_query_that_also_reads_a_file_is_not_written_for_its_sql_source(
         engine.close()
 
 
+def test_a_join_input_of_parquet_and_small_source_tables_runs_in_the_file_engine(tmp_path: Path) -> None:
+    """TPC-H Q8's build input: lines (Parquet) of the steel parts (SQLite), run first for their
+    order keys. The parts are computed first, and DuckDB joins them with the lines (the file
+    engine fires), where DataFusion joined them before; the answer is the plan's without rules."""
+    with sqlite3.connect(tmp_path / "parts.sqlite") as lite:
+        lite.execute("CREATE TABLE part (p_partkey INTEGER PRIMARY KEY, p_type TEXT)")
+        lite.executemany(
+            "INSERT INTO part VALUES (?, ?)", [(p, "steel" if p % 20 == 3 else "tin") for p in range(30_000)]
+        )
+        lite.execute("CREATE TABLE orders (o_orderkey INTEGER PRIMARY KEY, o_year INTEGER)")
+        lite.executemany("INSERT INTO orders VALUES (?, ?)", [(o, 1992 + o % 7) for o in range(300_000)])
+        lite.execute("ANALYZE")
+    lite.close()
+    lines = pa.table(
+        {"l_orderkey": pa.array(range(300_000), pa.int64()), "l_partkey": [(i * 7) % 30_000 for i in range(300_000)]}
+    )
+    sql = (
+        "SELECT o.o_year, count(*) AS n FROM logistics.lineitem l JOIN procurement.part p ON p.p_partkey = l.l_partkey"
+        " JOIN procurement.orders o ON o.o_orderkey = l.l_orderkey WHERE p.p_type = 'steel' GROUP BY 1 ORDER BY 1"
+    )
+    fired, _, answer, expected = _planned_and_answers(_procurement_mesh(tmp_path, lines), sql)
+    assert {"file_engine", "cascaded_runtime_filter"} <= set(fired), fired
+    assert answer == expected and sum(row["n"] for row in answer) == 15_000
+
+
 def test_a_source_join_input_of_many_rows_sends_its_keys_to_postgresql_as_a_key_set(
     tmp_path: Path, postgres_uri: str, pg_schema: str
 ) -> None:
