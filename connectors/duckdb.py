@@ -135,12 +135,14 @@ class DuckdbConnector(TypedSqlConnector):
                 if not self.path.is_file():
                     raise SourceUnavailableError(self.domain, self.label, f"DuckDB file {self.path} does not exist")
                 try:
-                    self._database = duckdb.connect(str(self.path), read_only=True)
+                    database = duckdb.connect(str(self.path), read_only=True)
+                    # Timestamps with a zone read as DataFusion reads them; set once for every cursor
+                    # (a SET on each cursor took 0.6 ms of every query).
+                    database.execute("SET GLOBAL TimeZone = 'UTC'")
                 except duckdb.Error as exc:
                     raise SourceUnavailableError(self.domain, self.label, f"cannot open: {exc}") from exc
-            cursor = self._database.cursor()
-        cursor.execute("SET TimeZone = 'UTC'")
-        return cursor
+                self._database = database
+            return self._database.cursor()
 
     def discover(self) -> list[DiscoveredProduct]:
         rows = self._fetch(_DISCOVER)

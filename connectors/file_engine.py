@@ -95,6 +95,7 @@ class DuckdbFiles:
                         "autoload_known_extensions": False,
                     },
                 )
+                self._database.execute("SET GLOBAL TimeZone = 'UTC'")  # every cursor's (duckdb.py)
             return self._database.cursor()
 
     def close(self) -> None:
@@ -129,11 +130,9 @@ class FileEngine(DuckdbConnector):
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         try:
-            cursor = self.files.cursor()
+            return self.files.cursor()
         except duckdb.Error as exc:
             raise SourceUnavailableError(self.domain, self.label, f"cannot start DuckDB: {exc}") from exc
-        cursor.execute("SET TimeZone = 'UTC'")
-        return cursor
 
     def close(self) -> None:
         """Nothing of its own to close: the database is :class:`DuckdbFiles`'."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -118,3 +121,32 @@ def test_errors_name_domain_and_source(connector: DuckdbConnector, tmp_path: Pat
     missing = DuckdbConnector("warehouse", ConnectorConfig(type="duckdb", path=tmp_path / "missing.duckdb"))
     with pytest.raises(SourceUnavailableError, match=r"DuckDB file .*missing.duckdb does not exist"):
         missing.discover()
+
+
+def test_every_cursor_reads_zoned_timestamps_in_utc_whatever_the_machines_zone(tmp_path: Path) -> None:
+    """DuckDB takes the machine's time zone; the gateway's cursors (a DuckDB file's and the file
+    engine's) are in UTC, as DataFusion is, set once when the database opens. Run in a process
+    whose TZ is New York (the zone is read when DuckDB starts)."""
+    with duckdb.connect(str(tmp_path / "z.duckdb")) as created:
+        created.execute("CREATE TABLE t (x INTEGER)")
+    script = (
+        "from pathlib import Path\n"
+        "from meshcore.config import ConnectorConfig\n"
+        "from connectors.duckdb import DuckdbConnector\n"
+        "from connectors.file_engine import DuckdbFiles, FileEngine\n"
+        f"file = DuckdbConnector('d', ConnectorConfig(type='duckdb', path=Path({str(tmp_path / 'z.duckdb')!r})))\n"
+        "engine = FileEngine('f', DuckdbFiles(1, 1 << 30))\n"
+        "sql = \"SELECT current_setting('TimeZone'), CAST(TIMESTAMPTZ '2024-01-01 00:00:00+00' AS VARCHAR)\"\n"
+        "for source in (file, engine, file, engine):\n"
+        "    print(source.cursor().execute(sql).fetchall())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "TZ": "America/New_York"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[('UTC', '2024-01-01 00:00:00+00')]"] * 4, done.stdout
