@@ -69,6 +69,7 @@ from gateway.plan.substrait_plan import (
     reads,
     root,
     sub_plan,
+    subquery_free,
     to_logical,
     to_substrait,
     width,
@@ -574,9 +575,10 @@ def rewrite(plan: LogicalPlan, planning: Planning) -> LogicalPlan | None:
     message = planning.message = to_substrait(plan, planning.ctx)
     if not carried(text, message, planning.not_null):
         return None
-    for name, rule in RULES:
-        if rule(message, planning):
-            planning.fired.append(name)
-    if "subquery_scans" in planning.fired:
-        negotiate_subquery_scans(message, planning.ctx, planning.negotiate)
+    with subquery_free(not holds_subquery(root(message))):  # most plans hold none: asked once
+        for name, rule in RULES:
+            if rule(message, planning):
+                planning.fired.append(name)
+        if "subquery_scans" in planning.fired:
+            negotiate_subquery_scans(message, planning.ctx, planning.negotiate)
     return to_logical(message, planning.ctx) if planning.fired else None

@@ -12,6 +12,7 @@ from datafusion import SessionContext
 from gateway.plan.rules import _canonical, carried
 from gateway.plan.substrait import algebra_pb2, plan_pb2
 from gateway.plan.substrait_plan import (
+    holds_subquery,
     inputs,
     instances,
     messages,
@@ -19,6 +20,7 @@ from gateway.plan.substrait_plan import (
     reads_below,
     root,
     sub_plan,
+    subquery_free,
     to_logical,
     to_substrait,
     width,
@@ -210,6 +212,20 @@ def test_reads_of_a_relation_without_subqueries_are_those_of_a_walk_of_everythin
             assert reads(rel) == everything, sql
             walked += 1
     assert walked > 50
+
+
+def test_a_plan_without_subqueries_is_told_so_once_for_all_of_its_relations() -> None:
+    """``subquery_free(True)`` (what ``rules.rewrite`` says of a plan that holds no subquery)
+    answers for every relation without looking; ``subquery_free(False)`` looks as before, and the
+    word holds only within."""
+    ctx = context()
+    kept = root(to_substrait(ctx.sql("SELECT a.x, (SELECT max(y) FROM b) AS m FROM a").optimized_logical_plan(), ctx))
+    assert holds_subquery(kept)
+    with subquery_free(False):
+        assert holds_subquery(kept)
+    with subquery_free(True):
+        assert not holds_subquery(kept)  # the caller's word: it is asked only of plans that hold none
+    assert holds_subquery(kept)
 
 
 WIDTH_QUERIES = [
