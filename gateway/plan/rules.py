@@ -62,10 +62,10 @@ from gateway.plan.substrait_plan import (
     equalities,
     function_names,
     holds_subquery,
-    inputs,
     instances,
     optimized,
     origin,
+    read_relations,
     reads,
     root,
     sub_plan,
@@ -206,7 +206,7 @@ class Planning:
             return None
         part = to_substrait(plan, self.ctx)
         top = root(part)
-        leaves = _read_rels(top)
+        leaves = read_relations(top)
         if len(leaves) < 2 or not all(rel.read.HasField("named_table") for rel in leaves):
             return None
         names = [tuple(rel.read.named_table.names) for rel in leaves]
@@ -228,10 +228,10 @@ class Planning:
         if any(size is None or size > LEAF_ROWS for size in sizes):
             return None
         for rel in ahead:
-            rows = self._run(to_logical(sub_plan(part, rel), self.ctx), LEAF_ROWS + 1)
-            if rows.num_rows > LEAF_ROWS:
+            leaf = self._run(to_logical(sub_plan(part, rel), self.ctx), LEAF_ROWS + 1)
+            if leaf.num_rows > LEAF_ROWS:
                 return None  # estimated wrong: DataFusion runs the part as it is
-            rel.CopyFrom(read_of(self.derived().add_computed("leaf", rows), self.ctx))
+            rel.CopyFrom(read_of(self.derived().add_computed("leaf", leaf), self.ctx))
         rewritten = to_logical(part, self.ctx)
         try:
             table = self.in_engine(rewritten, limit)
@@ -393,13 +393,6 @@ class Planning:
             return min(known) * FILTERED if known and len(known) == len(parts) else None
         estimate = product.connector.estimate_rows(product.source)
         return float(estimate) if estimate is not None else None
-
-
-def _read_rels(rel: algebra_pb2.Rel) -> list[algebra_pb2.Rel]:
-    """The relations that read a table among ``rel`` and the relations under it (not in expressions)."""
-    if rel.WhichOneof("rel_type") == "read":
-        return [rel]
-    return [found for child in inputs(rel) for found in _read_rels(child)]
 
 
 def _canonical(read: algebra_pb2.ReadRel, message: plan_pb2.Plan) -> bytes:

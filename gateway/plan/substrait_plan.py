@@ -386,20 +386,21 @@ def reads(message: Message) -> list[tuple[str, ...] | None]:
     """Every table read anywhere inside ``message`` (a relation, an expression), subqueries included:
     its names, or None for a read of anything else."""
     if isinstance(message, algebra_pb2.Rel) and not holds_subquery(message):
-        found = _tree_reads(message)  # its expressions hold no read: only its relations are walked
+        found = [rel.read for rel in read_relations(message)]  # its expressions hold no read: its relations only
     else:
         found = list(instances(message, algebra_pb2.ReadRel))
     return [tuple(item.named_table.names) if item.HasField("named_table") else None for item in found]
 
 
-def _tree_reads(rel: algebra_pb2.Rel) -> list[algebra_pb2.ReadRel]:
-    """The reads among ``rel`` and the relations under it through :func:`inputs`, in pre-order."""
-    found: list[algebra_pb2.ReadRel] = []
+def read_relations(rel: algebra_pb2.Rel) -> list[algebra_pb2.Rel]:
+    """The relations that read, among ``rel`` and the relations under it through :func:`inputs`
+    (not in expressions), in pre-order."""
+    found: list[algebra_pb2.Rel] = []
     pending = [rel]
     while pending:
         item = pending.pop()
         if item.WhichOneof("rel_type") == "read":
-            found.append(item.read)
+            found.append(item)
         pending.extend(reversed(inputs(item)))
     return found
 
