@@ -438,7 +438,9 @@ def test_a_statement_not_read_within_its_timeout_is_released_and_says_why(
             client.do_get(info.endpoints[0].ticket).read_all()
 
 
-def test_a_query_that_finishes_in_time_is_not_affected(timeout_server: tuple[FlightSqlServer, DataFusionEngine]) -> None:
+def test_a_query_that_finishes_in_time_is_not_affected(
+    timeout_server: tuple[FlightSqlServer, DataFusionEngine],
+) -> None:
     server, engine = timeout_server
     with flight.connect(f"grpc://127.0.0.1:{server.port}") as client:
         for _ in range(3):
@@ -469,7 +471,10 @@ def test_the_session_statement_timeout_overrides_the_servers(
 
         assert set_options(client, statement_timeout="0.25") == {}  # a string holding seconds, as ADBC sends
         assert sql_info(client, MESHGATE_STATEMENT_TIMEOUT) == {MESHGATE_STATEMENT_TIMEOUT: 250}
-        info = flight_info(client, pb.CommandStatementQuery(query=COUNT_NUMBERS))
+        # Ten million rows: a fast machine made and sent all two million of COUNT_NUMBERS within 0.25 s
+        # (gRPC's window took them while the client slept), and nothing was left to time out.
+        longer = f"SELECT n FROM ({COUNT_NUMBERS}) AS numbers, (VALUES (1), (2), (3), (4), (5)) AS copies(k)"
+        info = flight_info(client, pb.CommandStatementQuery(query=longer))
         reader = client.do_get(info.endpoints[0].ticket)
         reader.read_chunk()
         time.sleep(0.4)
