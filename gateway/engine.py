@@ -1408,6 +1408,7 @@ class Execution:
         self.on_finish: Callable[[str, str | None], None] | None = None
         self.shown: Callable[[MeshgateError], MeshgateError] = lambda error: error  # as the caller may see it
         self._finished = False
+        self._finish_lock = threading.Lock()  # close() may come from another thread (a cancelled run)
         self._ticket: Ticket | None = None
         self._max_bytes: int | None = None
         self.bytes = 0
@@ -1475,9 +1476,10 @@ class Execution:
             self.close()
 
     def _finish(self, outcome: str, error: str | None) -> None:
-        if self._finished:
-            return
-        self._finished = True
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._finished = True
         if self._ticket is not None:
             self._ticket.release()
         if self.on_finish is not None:
@@ -1494,7 +1496,7 @@ class Execution:
             self._cancel_source()
 
     def close(self) -> None:
-        self._finish("cancelled", "closed before all rows were read")
+        self._finish("cancelled", "query cancelled" if self._cancelled.is_set() else "closed before all rows were read")
         for scan in self._scans:
             for stream in scan.streams:
                 stream.cancel()

@@ -131,8 +131,11 @@ class Run:
     def switch(self, result: QueryResult) -> None:
         with self.lock:
             self.result = result
+            released = self.released
             if self.ended is not None:
                 result.cancel()
+        if released:  # stopped while the next parameter row's run started
+            result.close()
 
     def cancel(self, reason: QueryCancelledError) -> None:
         with self.lock:
@@ -151,9 +154,10 @@ class Run:
             if self.released:
                 return
             self.released = True
+            result = self.result
         if not finished:
-            self.result.cancel()
-        self.result.close()
+            result.cancel()
+        result.close()
 
 
 def parameter_rows(batches: Sequence[pa.RecordBatch] | None) -> list[pa.RecordBatch | None]:
@@ -335,9 +339,9 @@ class Statements:
         self._deadlines.close()
         self._watch.close()
         with self._lock:
-            running = list(self._running.items())
-        for _handle, run in running:
-            run.cancel(QueryCancelledError(f"{CANCELLED}: the server is shutting down"))
+            running = list(self._running)
+        for handle in running:
+            self._stop(handle, QueryCancelledError(f"{CANCELLED}: the server is shutting down"), any_user=True)
         for handle, _statement in self._started.items():
             self._started.discard(handle)
 
@@ -364,6 +368,9 @@ class Statements:
                 self._ended[handle] = reason
         if run is not None:
             run.cancel(reason)  # the stream then ends with ``reason``
+            # Released now, not when its handler next pulls a batch: that thread may sit in a
+            # write to a client that has stopped reading, for as long as the client likes.
+            self._release(handle, run, False)
         else:
             statement.abandon()
             self._deadlines.discard(handle)

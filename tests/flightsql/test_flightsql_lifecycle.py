@@ -365,6 +365,15 @@ def test_a_session_belongs_to_the_user_who_created_it() -> None:
         server.shutdown()
 
 
+def blocked_in_write(execution: Any) -> None:
+    """Wait until ``execution`` stops making batches: its stream waits on a client that reads no more."""
+    made = -1
+    while made != execution.batches:
+        made = execution.batches
+        time.sleep(0.3)
+    assert made < 240, "the whole result was sent: nothing is left to block on"
+
+
 def test_close_session_cancels_the_queries_the_session_still_runs(
     session_client: flight.FlightClient, engine: DataFusionEngine, server: FlightSqlServer
 ) -> None:
@@ -374,6 +383,7 @@ def test_close_session_cancels_the_queries_the_session_still_runs(
     reader = session_client.do_get(streaming.endpoints[0].ticket)
     reader.read_chunk()
     assert server._statements.active() == 2
+    blocked_in_write(engine.executions[-1])  # the client reads no more: the server's writes fill up
 
     close_session(session_client)
 
