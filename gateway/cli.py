@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -130,6 +131,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="cancel a query (and its source queries) that runs longer; 0 for no limit (the default)."
         " A session can override it with the statement_timeout session option (env MESHGATE_STATEMENT_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--shutdown-grace",
+        type=_grace_seconds,
+        default=os.environ.get("MESHGATE_SHUTDOWN_GRACE", "20"),
+        metavar="SECONDS",
+        help="on SIGTERM or Ctrl-C, let the queries in progress finish for this long (default 20), then cancel"
+        " them; a second signal stops at once (env MESHGATE_SHUTDOWN_GRACE)",
     )
     serve.add_argument(
         "--no-auth", action="store_true", help="with --demo only: serve without authentication (development)"
@@ -352,6 +361,17 @@ def _timeout_seconds(text: str) -> float | None:
     if not 0 <= seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of seconds, not {text!r}")
     return seconds or None
+
+
+def _grace_seconds(text: str) -> float:
+    """``--shutdown-grace``: seconds, 0 to cancel the queries in progress at once."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of seconds, not {text!r}")
+    return seconds
 
 
 def _size(text: str) -> int:
@@ -712,9 +732,15 @@ def _serve(args: argparse.Namespace) -> int:
             ) from None
         raise MeshgateError(f"cannot serve at {location}: {error}") from error
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            log.warning("stopping at once (signal %d again): the queries in progress are dropped", signum)
+            logging.shutdown()
+            os._exit(1)
         log.info("stopping (signal %d)", signum)
-        server.shutdown()
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -742,7 +768,10 @@ def _serve(args: argparse.Namespace) -> int:
         scheduler.start()
         log.info("quality checks run now and every %s s", f"{args.checks_every:g}")
     heap.settle()  # start-up's objects out of full garbage collections (gateway/heap.py)
-    server.serve()
+    # The server already serves (its threads are gRPC's): this thread waits for a signal,
+    # in Python, where the handler above runs (server.serve() would wait in C++ instead).
+    stopping.wait()
+    ended = server.shutdown(grace=args.shutdown_grace)
     if http is not None:
         http.stop()
     telemetry.close()
@@ -751,6 +780,12 @@ def _serve(args: argparse.Namespace) -> int:
     if reloader is not None:
         reloader.stop()
     catalog.close()
+    if not ended:
+        # gRPC cannot be told to drop those calls from Python, and the interpreter would wait
+        # for their threads at exit: end the process here, everything else closed.
+        log.warning("some calls still write to clients that read no more; stopping without them")
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

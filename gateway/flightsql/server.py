@@ -13,6 +13,7 @@ the server keeps serving.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -39,6 +40,7 @@ from gateway.flightsql.sql_info import (
 from gateway.flightsql.statements import Statements
 
 READ_ONLY = "[Meshgate] the gateway is read-only"
+CANCEL_WAIT = 2.0  # seconds the calls get to end once their statements are cancelled at shutdown
 
 ACTIONS = {
     "CreatePreparedStatement": "Plan a SQL query; answers a handle and the result and parameter schemas.",
@@ -227,10 +229,28 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
     def do_exchange(self, context: Any, descriptor: flight.FlightDescriptor, reader: Any, writer: Any) -> None:
         raise NotSupportedError("[Flight SQL] DoExchange is not supported")
 
-    def shutdown(self) -> None:
-        """Stop serving (waiting for the calls in progress), then release every statement."""
-        super().shutdown()
+    def shutdown(self, grace: float | None = None) -> bool:
+        """Stop serving, then release every statement; whether every call in progress ended.
+
+        New calls are refused at once. Without ``grace``, the calls in progress are waited
+        for however long they take. With ``grace`` (seconds), they may run that long; then
+        the statements still streaming are cancelled (their clients read that the server is
+        shutting down) and the calls get :data:`CANCEL_WAIT` seconds more. A call left after
+        that writes to a client that reads no more, and gRPC cannot be told from Python to
+        drop it: the answer is False, and the caller ends the process (``meshgate serve`` does).
+        """
+        if grace is None:
+            super().shutdown()
+            self._statements.shutdown()
+            return True
+        stopping = threading.Thread(target=super().shutdown, name="meshgate-shutdown", daemon=True)
+        stopping.start()
+        stopping.join(grace)
+        if stopping.is_alive():
+            self._statements.shutdown()
+            stopping.join(CANCEL_WAIT)
         self._statements.shutdown()
+        return not stopping.is_alive()
 
     def _caller(self, context: Any) -> CallerContext:
         """The caller of this call, with its session's default catalog and schema."""
