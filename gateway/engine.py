@@ -123,6 +123,7 @@ class Query:
     plan: CachedPlan | None = field(default=None, compare=False)
     key: PlanKey | None = field(default=None, compare=False)
     literals: tuple[Literal, ...] = field(default=(), compare=False)
+    bound: pa.RecordBatch | None = field(default=None, compare=False)  # ``literals`` as the template binds them
 
 
 @dataclass(frozen=True)
@@ -346,9 +347,12 @@ class Engine:
         template = self.plans.get(template_key)
         if template is None or not template.template or template.route is None:
             return None
-        if bound_values(template.route.parameter_types, {}, shape[1]) is None:
+        bound = bound_values(template.route.parameter_types, {}, shape[1])
+        if bound is None:
             return None  # a literal the template's types do not hold: plan this statement itself
-        return Query(sql, template.schema, pa.schema([]), plan=template, key=template_key, literals=shape[1])
+        return Query(
+            sql, template.schema, pa.schema([]), plan=template, key=template_key, literals=shape[1], bound=bound
+        )
 
     def _route(self, dataframe: DataFrame, scope: _Scope, parameters: pa.Schema) -> Route | None:
         """The route of a query planned without values, if it goes whole to one source with its
@@ -424,7 +428,9 @@ class Engine:
             if current is None or current.access != key.access:
                 return None
         route = plan.route
-        parameters = bound_values(route.parameter_types, values, query.literals)
+        parameters = query.bound
+        if parameters is None:
+            parameters = bound_values(route.parameter_types, values, query.literals)
         if parameters is None or not self._held_still(route):
             return None
         try:

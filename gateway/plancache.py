@@ -217,17 +217,17 @@ class Literal:
 
     value: int | str
 
-    def scalar(self, kind: pa.DataType) -> pa.Scalar | None:
-        """The value as ``kind`` if that holds it exactly as DataFusion would compare it; else None."""
+    def array(self, kind: pa.DataType) -> pa.Array | None:
+        """The value as one ``kind`` element if that holds it exactly as DataFusion would compare it; else None."""
         if isinstance(self.value, int):
             if not pa.types.is_integer(kind):
                 return None
             try:
-                return pa.scalar(self.value, kind)
+                return pa.array([self.value], kind)
             except (pa.ArrowException, OverflowError):
                 return None
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            return pa.scalar(self.value, kind)
+            return pa.array([self.value], kind)
         return None
 
 
@@ -337,16 +337,17 @@ def bound_values(
     if not types:
         return None if values or literals else pa.record_batch([], schema=pa.schema([]))
     arrays = []
+    if literals and len(literals) != len(types):
+        return None
     for number, kind in enumerate(types, start=1):
         if literals:
-            if len(literals) != len(types):
-                return None
-            scalar = literals[number - 1].scalar(kind)
+            array = literals[number - 1].array(kind)
         else:
             scalar = _as(values.get(str(number)), kind)
-        if scalar is None:
+            array = None if scalar is None else pa.array([scalar.as_py()], kind)
+        if array is None:
             return None
-        arrays.append(pa.array([scalar.as_py()], kind))
+        arrays.append(array)
     return pa.record_batch(arrays, names=[f"${n}" for n in range(1, len(types) + 1)])
 
 
