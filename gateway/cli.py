@@ -770,7 +770,10 @@ def _serve(args: argparse.Namespace) -> int:
     heap.settle()  # start-up's objects out of full garbage collections (gateway/heap.py)
     # The server already serves (its threads are gRPC's): this thread waits for a signal,
     # in Python, where the handler above runs (server.serve() would wait in C++ instead).
-    stopping.wait()
+    # In short waits: a signal the kernel hands to another thread runs the handler only once
+    # this thread runs Python again, and a wait without a timeout would not return for it.
+    while not stopping.wait(0.2):
+        pass
     ended = server.shutdown(grace=args.shutdown_grace)
     if http is not None:
         http.stop()

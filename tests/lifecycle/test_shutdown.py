@@ -7,7 +7,9 @@ from Python: without a bound, one stalled client would keep the gateway from sto
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import signal
 import subprocess
 import time
@@ -100,6 +102,36 @@ def _refused(uri: str, within: float = 5.0) -> bool:
     return False
 
 
+_TGKILL = {"x86_64": 234, "aarch64": 131}  # the tgkill system call's number
+
+
+def _signal_a_thread(pid: int, number: int) -> None:
+    """Send signal ``number`` to one of gRPC's threads in process ``pid``: the kernel may deliver a
+    process's signal to any thread that does not block it."""
+    call = _TGKILL.get(os.uname().machine)
+    if call is None:
+        pytest.skip(f"no tgkill number known for {os.uname().machine}")
+    threads = [tid for tid in _threads(pid) if tid != pid and not _blocks(pid, tid, number)]
+    thread = next(tid for tid in threads if _name(pid, tid).startswith(("grpc", "event_engine")))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(call, pid, thread, number) == 0, os.strerror(ctypes.get_errno())
+
+
+def _threads(pid: int) -> list[int]:
+    return sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task"))
+
+
+def _name(pid: int, tid: int) -> str:
+    return Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+
+
+def _blocks(pid: int, tid: int, number: int) -> bool:
+    """Whether thread ``tid`` of ``pid`` blocks signal ``number`` (jemalloc's blocks nearly all)."""
+    status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+    return bool(mask >> (number - 1) & 1)
+
+
 def _log(gateway: GatewayProcess) -> str:
     time.sleep(0.2)  # the drain thread reads what the process printed last
     return "".join(gateway.output)
@@ -143,6 +175,16 @@ def test_a_query_in_progress_finishes_within_the_grace_and_new_calls_are_refused
         assert gateway.process.wait(timeout=10) == 0
         assert _audited(tmp_path) == [("ok", None)]
         assert "stopping without them" not in _log(gateway)
+    finally:
+        gateway.stop()
+
+
+def test_a_signal_the_kernel_hands_to_another_thread_stops_the_gateway(tmp_path: Path) -> None:
+    gateway = _gateway(tmp_path, 1)
+    try:
+        _signal_a_thread(gateway.process.pid, signal.SIGTERM)
+        assert gateway.process.wait(timeout=10) == 0
+        assert "stopping (signal 15)" in _log(gateway)
     finally:
         gateway.stop()
 
