@@ -133,6 +133,14 @@ def _parser() -> argparse.ArgumentParser:
         " A session can override it with the statement_timeout session option (env MESHGATE_STATEMENT_TIMEOUT)",
     )
     serve.add_argument(
+        "--client-timeout",
+        type=_timeout_seconds,
+        default=os.environ.get("MESHGATE_CLIENT_TIMEOUT", "300"),
+        metavar="SECONDS",
+        help="cancel a query whose client has read nothing of its result for this long (default 300), releasing"
+        " its slot and its source queries; 0 for no limit (env MESHGATE_CLIENT_TIMEOUT)",
+    )
+    serve.add_argument(
         "--shutdown-grace",
         type=_grace_seconds,
         default=os.environ.get("MESHGATE_SHUTDOWN_GRACE", "20"),
@@ -353,14 +361,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _timeout_seconds(text: str) -> float | None:
-    """``--statement-timeout``: seconds, 0 for none (None)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of seconds, not {text!r}")
-    return seconds or None
+    """``--statement-timeout``, ``--client-timeout``: seconds, 0 for none (None)."""
+    return _grace_seconds(text) or None
 
 
 def _grace_seconds(text: str) -> float:
@@ -719,6 +721,7 @@ def _serve(args: argparse.Namespace) -> int:
             location,
             authenticator=authenticator,
             statement_timeout=args.statement_timeout,
+            client_timeout=args.client_timeout,
             actions=actions,
             **tls,
         )

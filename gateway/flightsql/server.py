@@ -78,6 +78,8 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         max_statements: most statements (and, separately, prepared statements) held.
         statement_timeout: seconds a query may run before it is cancelled (its source
             queries too); None for no limit. A session's ``statement_timeout`` overrides it.
+        client_timeout: seconds a query's stream may wait for its client to read before the
+            query is cancelled (``gateway/flightsql/statements.py``); None for no limit.
         session_ttl: seconds an unused session lives.
         max_sessions: most sessions held.
         middleware: extra ``flight.ServerMiddlewareFactory`` objects by name.
@@ -97,6 +99,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         statement_ttl: float = 300.0,
         max_statements: int = 10_000,
         statement_timeout: float | None = None,
+        client_timeout: float | None = None,
         session_ttl: float = 3600.0,
         max_sessions: int = 10_000,
         middleware: Mapping[str, flight.ServerMiddlewareFactory] | None = None,
@@ -107,7 +110,7 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         # State first: the base class starts serving as soon as it is initialised.
         self._engine = engine
         self._actions = dict(actions or {})  # gateway actions beyond Flight SQL (e.g. applying a domain)
-        self._statements = Statements(engine, ttl=statement_ttl, maxsize=max_statements)
+        self._statements = Statements(engine, ttl=statement_ttl, maxsize=max_statements, client_timeout=client_timeout)
         self._sessions = Sessions(engine, statement_timeout=statement_timeout, ttl=session_ttl, maxsize=max_sessions)
         self._sql_info = server_info(handle_ttl=statement_ttl, statement_timeout=statement_timeout)
         factories = {

@@ -5,11 +5,18 @@ statement is a query *started* by GetFlightInfo (so that the schema announced th
 the schema of the stream: clients compare the two) and streamed by the DoGet of its
 ticket. Bound parameter rows run one execution each, in order, concatenated.
 
-A statement ends in one of four ways, and each stops the engine query (which stops the
+A statement ends in one of five ways, and each stops the engine query (which stops the
 source queries under it, a PostgreSQL backend included): its stream is read to the end,
 the client goes away or abandons the stream, it is cancelled (CancelFlightInfo /
-CancelQuery, or CloseSession of the session that started it), or it runs past its
-statement timeout. A DoGet for a statement that was cancelled or timed out says so.
+CancelQuery, or CloseSession of the session that started it), it runs past its
+statement timeout, or its client reads nothing for the client timeout. A DoGet for a
+statement that was cancelled or timed out says so.
+
+The client timeout bounds how long a stream may wait on a client that holds its connection
+open but reads no more (a notebook left with a half-read result): the server's write then
+waits for as long as the client likes, and the query would hold its admission slot, its
+memory and its source connections all that time. Past the timeout the query is stopped and
+released; the call itself ends when the client reads again (it is told why) or goes away.
 
 The statement timeout bounds the whole statement: its deadline is handed to the engine
 (``execute(..., deadline=)``), which hands it to every source query (each source gives up
@@ -58,6 +65,15 @@ def timeout_message(seconds: float) -> str:
     '[Meshgate] statement timeout: the query ran longer than 2.5 s and was cancelled'
     """
     return f"[Meshgate] statement timeout: the query ran longer than {seconds:g} s and was cancelled"
+
+
+def stalled_message(seconds: float) -> str:
+    """What a client is told when it read nothing for the client timeout.
+
+    >>> stalled_message(300)
+    '[Meshgate] the query was cancelled: its client read nothing for 300 s (client timeout)'
+    """
+    return f"{CANCELLED}: its client read nothing for {seconds:g} s (client timeout)"
 
 
 def past_deadline(deadline: float | None, timeout: float | None) -> QueryTimeoutError | None:
@@ -194,9 +210,11 @@ class Statements:
         ttl: seconds an unused handle lives; also how long the reason a statement ended
             (cancelled, timed out) is remembered for its DoGet.
         maxsize: most statements (and, separately, prepared statements) held.
+        client_timeout: seconds a stream may wait for its client to read a batch before its
+            query is stopped; None for no limit.
     """
 
-    def __init__(self, engine: QueryEngine, *, ttl: float, maxsize: int) -> None:
+    def __init__(self, engine: QueryEngine, *, ttl: float, maxsize: int, client_timeout: float | None = None) -> None:
         self._engine = engine
         self._prepared: HandleRegistry[PreparedStatement] = HandleRegistry(
             "prepared statement", maxsize=maxsize, ttl=ttl
@@ -209,6 +227,8 @@ class Statements:
         # Guards the hand-over of a handle from _started to _running, and _ended.
         self._lock = threading.Lock()
         self._deadlines = Deadlines(self._time_out)
+        self._client_timeout = client_timeout
+        self._unread = Deadlines(self._client_stalled)  # a batch handed to gRPC, not yet taken by its client
         self._watch = StreamWatch()
 
     # -- prepared statements -----------------------------------------------------------
@@ -337,6 +357,7 @@ class Statements:
     def shutdown(self) -> None:
         """Stop every statement and the timeout thread (the server is going away)."""
         self._deadlines.close()
+        self._unread.close()
         self._watch.close()
         with self._lock:
             running = list(self._running)
@@ -380,6 +401,10 @@ class Statements:
         if self._stop(handle, QueryTimeoutError(timeout_message(seconds)), any_user=True):
             log.info("statement timeout (%g s): query cancelled", seconds)
 
+    def _client_stalled(self, handle: bytes, seconds: float) -> None:
+        if self._stop(handle, QueryCancelledError(stalled_message(seconds)), any_user=True):
+            log.info("client timeout: its client read nothing for %g s; query cancelled", seconds)
+
     def _batches(
         self, handle: bytes, statement: Statement, run: Run, caller: CallerContext
     ) -> Iterator[pa.RecordBatch]:
@@ -391,7 +416,12 @@ class Statements:
                     run.switch(self._execute(statement.query, caller, parameters, statement.deadline))
                 result = run.result
                 for batch in result:
-                    yield batch if batch.schema.equals(schema) else _same_types(batch, schema)
+                    out = batch if batch.schema.equals(schema) else _same_types(batch, schema)
+                    if self._client_timeout is not None:  # from here gRPC writes it, as fast as the client reads
+                        self._unread.add(handle, time.monotonic() + self._client_timeout, self._client_timeout)
+                    yield out
+                    if self._client_timeout is not None:
+                        self._unread.discard(handle)
                 if run.ended is not None:
                     break
                 result.close()
@@ -426,6 +456,7 @@ class Statements:
             if self._running.get(handle) is run:
                 del self._running[handle]
         self._deadlines.discard(handle)
+        self._unread.discard(handle)
         run.release(finished)
 
 
@@ -538,11 +569,13 @@ class Deadlines:
                 return
             entry = next(self._ids)
             self._pending[handle] = (entry, seconds)
+            sooner = not self._heap or deadline < self._heap[0][0]
             heapq.heappush(self._heap, (deadline, entry, handle))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="meshgate-statement-timeouts", daemon=True)
                 self._thread.start()
-            self._condition.notify()
+            if sooner:  # else the thread wakes in time already (a stream re-arms its entry every batch)
+                self._condition.notify()
 
     def discard(self, handle: bytes) -> None:
         with self._condition:

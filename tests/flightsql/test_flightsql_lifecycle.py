@@ -524,6 +524,63 @@ def test_deadlines_fire_once_in_order_and_forget_what_ended_in_time() -> None:
     deadlines.close()
 
 
+def test_a_re_armed_deadline_fires_once_at_its_latest_time() -> None:
+    fired: list[tuple[bytes, float, float]] = []
+    deadlines = Deadlines(lambda handle, seconds: fired.append((handle, seconds, time.monotonic())))
+    start = time.monotonic()
+    deadlines.add(b"stream", start + 0.05, 0.05)
+    deadlines.add(b"stream", start + 0.3, 0.3)  # its next batch: later, so the thread is not woken for it
+    time.sleep(0.6)
+    deadlines.close()
+    assert [(handle, seconds) for handle, seconds, _at in fired] == [(b"stream", 0.3)]
+    assert fired[0][2] - start >= 0.3
+
+
+# -- client timeout ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client_timeout_server() -> Iterator[tuple[FlightSqlServer, DataFusionEngine]]:
+    engine = make_engine()
+    server = serve(engine, client_timeout=0.5)
+    yield server, engine
+    server.shutdown()
+
+
+def test_a_client_that_reads_no_more_has_its_query_stopped_and_is_told_why(
+    client_timeout_server: tuple[FlightSqlServer, DataFusionEngine],
+) -> None:
+    server, engine = client_timeout_server
+    with flight.connect(f"grpc://127.0.0.1:{server.port}") as client:
+        info = flight_info(client, pb.CommandStatementQuery(query=COUNT_NUMBERS))
+        reader = client.do_get(info.endpoints[0].ticket)
+        reader.read_chunk()
+        started = time.monotonic()
+        wait_for(lambda: server._statements.active() == 0)  # while the server's write still waits on it
+        assert 0.5 <= time.monotonic() - started < 3
+        assert engine.executions[-1].cancelled and engine.executions[-1].closed
+        with pytest.raises(flight.FlightCancelledError, match=r"its client read nothing for 0\.5 s \(client timeout\)"):
+            for _chunk in reader:
+                pass
+    assert engine.executions[-1].batches < 240
+
+
+def test_a_slow_client_that_keeps_reading_gets_its_whole_result(
+    client_timeout_server: tuple[FlightSqlServer, DataFusionEngine],
+) -> None:
+    server, engine = client_timeout_server
+    with flight.connect(f"grpc://127.0.0.1:{server.port}") as client:
+        info = flight_info(client, pb.CommandStatementQuery(query=f"SELECT n FROM bench.numbers LIMIT {300_000}"))
+        reader = client.do_get(info.endpoints[0].ticket)
+        rows = 0
+        for chunk in reader:
+            rows += chunk.data.num_rows
+            time.sleep(0.1)  # reads on, a batch at a time, slower than the server makes them
+    assert rows == 300_000
+    assert not engine.executions[-1].cancelled
+    assert server._statements.active() == 0
+
+
 # -- through the ADBC driver (Go) ---------------------------------------------------------------
 
 
