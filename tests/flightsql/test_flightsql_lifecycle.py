@@ -19,6 +19,7 @@ import pytest
 from conftest import flight_info, make_engine
 from datafusion_test_engine import DataFusionEngine
 from test_flightsql_protocol import COUNT_NUMBERS, NameClientAuth, NameIsTokenAuth, wait_for
+from test_flightsql_protocol import serve as served
 
 from gateway.flightsql import FlightSqlServer, commands
 from gateway.flightsql import flight_pb2 as fpb
@@ -408,10 +409,7 @@ def test_cookie_parsing() -> None:
 
 @pytest.fixture
 def timeout_server() -> Iterator[tuple[FlightSqlServer, DataFusionEngine]]:
-    engine = make_engine()
-    server = serve(engine, statement_timeout=0.5, statement_ttl=120)
-    yield server, engine
-    server.shutdown()
+    yield from served(statement_timeout=0.5, statement_ttl=120)
 
 
 def test_a_query_streaming_past_the_statement_timeout_is_cancelled_with_a_timeout_error(
@@ -541,10 +539,7 @@ def test_a_re_armed_deadline_fires_once_at_its_latest_time() -> None:
 
 @pytest.fixture
 def client_timeout_server() -> Iterator[tuple[FlightSqlServer, DataFusionEngine]]:
-    engine = make_engine()
-    server = serve(engine, client_timeout=0.5)
-    yield server, engine
-    server.shutdown()
+    yield from served(client_timeout=0.5)
 
 
 def test_a_client_that_reads_no_more_has_its_query_stopped_and_is_told_why(

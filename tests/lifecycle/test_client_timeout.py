@@ -17,12 +17,8 @@ import pytest
 from gateway.cli import _parser
 from gateway.flightsql import commands
 from gateway.flightsql import flight_sql_pb2 as pb
+from tests.lifecycle.test_shutdown import STREAM
 from tests.support.gateway import GatewayProcess
-
-# 20 M rows that stream as they are made: far more than gRPC buffers for a client that stops reading.
-STREAM = (
-    "SELECT a.x, b.y FROM (SELECT unnest(range(0, 20000)) AS x) a CROSS JOIN (SELECT unnest(range(0, 1000)) AS y) b"
-)
 
 
 def test_the_flag_and_its_environment_variable(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
