@@ -89,14 +89,15 @@ def _stopped(gateway: GatewayProcess, within: float) -> tuple[int, float]:
 
 
 def _refused(uri: str, within: float = 5.0) -> bool:
-    """Whether a new call to ``uri`` is refused within ``within`` seconds (the server stops listening)."""
+    """Whether a new call to ``uri`` is refused within ``within`` seconds: UNAVAILABLE once the
+    server stops listening, CANCELLED for a call that reached it while gRPC shuts down."""
     deadline = time.monotonic() + within
     action = flight.Action("GetSessionOptions", fpb.GetSessionOptionsRequest().SerializeToString())
     while time.monotonic() < deadline:
         try:
             with flight.connect(uri) as late:
                 list(late.do_action(action))
-        except flight.FlightUnavailableError:
+        except (flight.FlightUnavailableError, flight.FlightCancelledError):
             return True
         time.sleep(0.1)
     return False
