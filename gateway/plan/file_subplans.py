@@ -25,7 +25,6 @@ the source's query with DataFusion's work (Q3 317 -> 339 ms, Q14 129 -> 156 in p
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -46,15 +45,13 @@ from gateway.plan.substrait_plan import (
     sub_plan,
     subquery_roots,
 )
-from meshcore.errors import MeshgateError
-
-log = logging.getLogger(__name__)
 
 MAX_ROWS = 1_000_000
 """The most rows a sub-plan may be estimated at, and return, to run in the file engine."""
 
 Engine = Callable[[LogicalPlan, int], pa.Table | None]
-"""At most so many rows of a plan, run by the file engine; None when it cannot run there."""
+"""At most so many rows of a plan, run by the file engine; None when it cannot run there (or
+refused it: ``Planning.tried_in_engine``)."""
 
 
 def run_file_subplans(
@@ -80,11 +77,7 @@ def run_file_subplans(
         estimated = estimate(rel, rows, functions, facts)
         if estimated is None or estimated > MAX_ROWS or correlated(rel):
             return False
-        try:
-            table = engine(optimized(sub_plan(message, rel), ctx), MAX_ROWS + 1)
-        except MeshgateError as error:  # DuckDB refused what the checks let through
-            log.warning("the file engine could not run a part of a query, DataFusion does: %s", error)
-            return False
+        table = engine(optimized(sub_plan(message, rel), ctx), MAX_ROWS + 1)
         if table is None or table.num_rows > MAX_ROWS:
             return False
         rel.CopyFrom(read_of(derived().add_computed("file_subplan", table), ctx))

@@ -233,11 +233,7 @@ class Planning:
                 return None  # estimated wrong: DataFusion runs the part as it is
             rel.CopyFrom(read_of(self.derived().add_computed("leaf", leaf), self.ctx))
         rewritten = to_logical(part, self.ctx)
-        try:
-            table = self.in_engine(rewritten, limit)
-        except MeshgateError as error:  # DuckDB refused what the checks let through
-            log.warning("the file engine could not run a part of a query, DataFusion does: %s", error)
-            table = None
+        table = self.tried_in_engine(rewritten, limit)
         return table if table is not None else self._run(rewritten, limit)
 
     def in_engine(self, plan: LogicalPlan, limit: int, computed: bool = True) -> pa.Table | None:
@@ -252,6 +248,15 @@ class Planning:
         if table is not None and "file_engine" not in self.fired:
             self.fired.append("file_engine")
         return table
+
+    def tried_in_engine(self, plan: LogicalPlan, limit: int) -> pa.Table | None:
+        """:meth:`in_engine`, None also when DuckDB refuses what the checks let through (logged):
+        DataFusion then runs the part (``file_subplans.Engine``)."""
+        try:
+            return self.in_engine(plan, limit)
+        except MeshgateError as error:
+            log.warning("the file engine could not run a part of a query, DataFusion does: %s", error)
+            return None
 
     def derived(self) -> DerivedCatalog:
         """The query's catalog of derived tables (pushed sub-plans, materialised join inputs)."""
@@ -488,7 +493,7 @@ def _file_subplans(message: plan_pb2.Plan, planning: Planning) -> bool:
         planning.kind,
         planning.engine_reads,
         planning.derived,
-        planning.in_engine,
+        planning.tried_in_engine,
         planning.rows,
         replace(planning.facts, subset=planning.subset),
     )
