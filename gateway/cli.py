@@ -362,17 +362,22 @@ def _parser() -> argparse.ArgumentParser:
 
 def _timeout_seconds(text: str) -> float | None:
     """``--statement-timeout``, ``--client-timeout``: seconds, 0 for none (None)."""
-    return _grace_seconds(text) or None
+    return _seconds(text, "no limit") or None
 
 
 def _grace_seconds(text: str) -> float:
     """``--shutdown-grace``: seconds, 0 to cancel the queries in progress at once."""
+    return _seconds(text, "at once")
+
+
+def _seconds(text: str, zero: str) -> float:
+    """A flag's seconds: 0 (meaning ``zero``) or more, finite."""
     try:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 <= seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of seconds, not {text!r}")
+        raise argparse.ArgumentTypeError(f"must be 0 ({zero}) or a positive number of seconds, not {text!r}")
     return seconds
 
 

@@ -118,12 +118,11 @@ class Query:
     explain: bool = False
     analyze: bool = False
     inner_sql: str = ""
-    # What planning taught (gateway/plancache.py): the cached plan, its key, and the
-    # literals its template took out of ``sql`` (bound in their place).
+    # What planning taught (gateway/plancache.py): the cached plan, its key, and the literals
+    # its template took out of ``sql``, bound as the template's parameters.
     plan: CachedPlan | None = field(default=None, compare=False)
     key: PlanKey | None = field(default=None, compare=False)
-    literals: tuple[Literal, ...] = field(default=(), compare=False)
-    bound: pa.RecordBatch | None = field(default=None, compare=False)  # ``literals`` as the template binds them
+    literals: pa.RecordBatch | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -350,9 +349,7 @@ class Engine:
         bound = bound_values(template.route.parameter_types, {}, shape[1])
         if bound is None:
             return None  # a literal the template's types do not hold: plan this statement itself
-        return Query(
-            sql, template.schema, pa.schema([]), plan=template, key=template_key, literals=shape[1], bound=bound
-        )
+        return Query(sql, template.schema, pa.schema([]), plan=template, key=template_key, literals=bound)
 
     def _route(self, dataframe: DataFrame, scope: _Scope, parameters: pa.Schema) -> Route | None:
         """The route of a query planned without values, if it goes whole to one source with its
@@ -428,9 +425,7 @@ class Engine:
             if current is None or current.access != key.access:
                 return None
         route = plan.route
-        parameters = query.bound
-        if parameters is None:
-            parameters = bound_values(route.parameter_types, values, query.literals)
+        parameters = query.literals if query.literals is not None else bound_values(route.parameter_types, values)
         if parameters is None or not self._held_still(route):
             return None
         try:
