@@ -242,17 +242,11 @@ class FlightSqlServer(flight.FlightServerBase):  # type: ignore[misc]
         that writes to a client that reads no more, and gRPC cannot be told from Python to
         drop it: the answer is False, and the caller ends the process (``meshgate serve`` does).
         """
-        if grace is None:
-            super().shutdown()
-            self._statements.shutdown()
-            return True
         stopping = threading.Thread(target=super().shutdown, name="meshgate-shutdown", daemon=True)
         stopping.start()
         stopping.join(grace)
-        if stopping.is_alive():
-            self._statements.shutdown()
-            stopping.join(CANCEL_WAIT)
-        self._statements.shutdown()
+        self._statements.shutdown()  # the statements still streaming end with "the server is shutting down"
+        stopping.join(CANCEL_WAIT)
         return not stopping.is_alive()
 
     def _caller(self, context: Any) -> CallerContext:

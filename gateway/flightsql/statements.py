@@ -228,7 +228,8 @@ class Statements:
         self._lock = threading.Lock()
         self._deadlines = Deadlines(self._time_out)
         self._client_timeout = client_timeout
-        self._unread = Deadlines(self._client_stalled)  # a batch handed to gRPC, not yet taken by its client
+        # A batch handed to gRPC, not yet taken by its client.
+        self._unread = Deadlines(self._client_stalled, name="meshgate-client-timeouts")
         self._watch = StreamWatch()
 
     # -- prepared statements -----------------------------------------------------------
@@ -554,8 +555,9 @@ class Deadlines:
     a long timeout under many short queries does not pile up entries.
     """
 
-    def __init__(self, fire: Callable[[bytes, float], None]) -> None:
+    def __init__(self, fire: Callable[[bytes, float], None], name: str = "meshgate-statement-timeouts") -> None:
         self._fire = fire
+        self._name = name  # its thread's
         self._heap: list[tuple[float, int, bytes]] = []
         self._pending: dict[bytes, tuple[int, float]] = {}  # handle -> (entry id, timeout)
         self._ids = itertools.count()
@@ -572,7 +574,7 @@ class Deadlines:
             sooner = not self._heap or deadline < self._heap[0][0]
             heapq.heappush(self._heap, (deadline, entry, handle))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="meshgate-statement-timeouts", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             if sooner:  # else the thread wakes in time already (a stream re-arms its entry every batch)
                 self._condition.notify()
