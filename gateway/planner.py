@@ -256,7 +256,8 @@ def single_source_sql(
         return None
     try:
         text = text or str(Unparser(Dialect.postgres()).plan_to_sql(dataframe.logical_plan()))
-        tree = hidden_qualifiers(named_outputs(parse_one(text, read="postgres")))  # SQLite has no ``AS d(a, b)``
+        # SQLite has no ``AS d(a, b)``: named_outputs moves such names onto the derived table's outputs.
+        tree = hidden_qualifiers(named_outputs(selecting_something(parse_one(text, read="postgres"))))
     except (SqlglotError, Exception):  # the unparser cannot write every plan
         return None
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()) or not joins_in_order(tree):
@@ -301,6 +302,26 @@ def single_source_sql(
     if not _groups_pay(replaced, sql, scans) or not connector.accepts(sql):
         return None
     return first.product.domain, sql
+
+
+def selecting_something(tree: exp.Expr) -> exp.Expr:
+    """``tree`` with a constant output in each SELECT that lists none, in place.
+
+    The optimised plan of a count over a filtered read needs no column of it, and DataFusion's
+    unparser writes that read as a derived table selecting nothing, which PostgreSQL takes and
+    DuckDB and SQLite refuse ("SELECT clause without selection list")::
+
+        SELECT COUNT(1) AS "n" FROM (SELECT FROM t AS "t" WHERE "t"."q" = 3) AS "derived_projection"
+        -- becomes
+        SELECT COUNT(1) AS "n" FROM (SELECT 1 FROM t AS "t" WHERE "t"."q" = 3) AS "derived_projection"
+
+    >>> selecting_something(parse_one("SELECT COUNT(1) FROM (SELECT FROM t WHERE q = 3) AS d")).sql()
+    'SELECT COUNT(1) FROM (SELECT 1 FROM t WHERE q = 3) AS d'
+    """
+    for select in tree.find_all(exp.Select):
+        if not select.expressions:
+            select.select(exp.Literal.number(1), copy=False)
+    return tree
 
 
 def hidden_qualifiers(tree: exp.Expr) -> exp.Expr:
