@@ -90,12 +90,17 @@ class DuckdbFiles:
                         "threads": self._threads,
                         "memory_limit": f"{self._memory // (1024 * 1024)}MB",
                         "temp_directory": str(self._spill),
-                        "enable_object_cache": True,  # Parquet footers, read once per file
                         "autoinstall_known_extensions": False,
                         "autoload_known_extensions": False,
                     },
                 )
                 self._database.execute("SET GLOBAL TimeZone = 'UTC'")  # every cursor's (duckdb.py)
+                # Each file's footer is read once, not by every query: kept by path and checked
+                # against the file's modification time (a changed product is held under a new path).
+                # A selective aggregate over TPC-H's lineitem: 2.4 ms against 4.9-5.3 ms. Set after
+                # connecting: in the connect config DuckDB 2 wants its Parquet extension loaded first,
+                # and it ignores 1.x's ``enable_object_cache``, which this replaces.
+                self._database.execute("SET GLOBAL parquet_metadata_cache = true")
             return self._database.cursor()
 
     def close(self) -> None:

@@ -240,6 +240,18 @@ def test_a_new_version_of_the_file_is_what_duckdb_reads(mesh: Mesh) -> None:
     assert before[0]["n"] == 3000 and after[0]["n"] == 1200
 
 
+def test_duckdb_reads_each_files_footer_once(mesh: Mesh) -> None:
+    """A file's Parquet metadata is kept for the next query (DuckDB's ``parquet_metadata_cache``),
+    and a new version of the file, held under a path of its own, is read afresh (the test above)."""
+    sql = "SELECT count(*) AS n FROM logi.items WHERE qty = 3"
+    assert route(mesh.engine, sql).startswith(ENGINE_ROUTE)
+    assert same_answer(mesh, sql).to_pylist() == [{"n": 60}]
+    cursor = mesh.engine._duckdb_files.cursor()
+    assert cursor.execute("SELECT current_setting('parquet_metadata_cache')").fetchall() == [(True,)]
+    kept = cursor.execute("SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'OBJECT_CACHE'").fetchone()
+    assert kept is not None and kept[0] > 0
+
+
 def test_a_file_that_no_longer_matches_is_a_clean_error(mesh: Mesh) -> None:
     mesh.publish(items(10).drop_columns(["rate"]))
     with pytest.raises(Exception, match=r"logi.*items.*rate") as raised:
