@@ -1,77 +1,77 @@
-"""A query PostgreSQL would answer by searching a subquery's rows once per row around it (``NOT IN``
-over more rows than ``work_mem`` hashes) is not sent whole: the federated route answers it
-(``PostgresConnector.accepts``, ``connectors/postgres.py``)."""
+"""A query PostgreSQL would answer by running a costly subquery once per row around it (a correlated
+subquery, or ``NOT IN`` over more rows than ``work_mem`` hashes) is not sent whole: the federated
+route answers it (``PostgresConnector.accepts``, ``connectors/postgres.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as pg
 import pytest
 
-from connectors.postgres import RESCAN_WORK, PostgresConnector, _rescans
+from connectors.postgres import RESCAN_COST, PostgresConnector, _per_row
 from gateway.api import CallerContext
 from gateway.config import ConnectorConfig, load_config
 from gateway.engine import Engine
 
-ROWS = 20_000  # big enough not to be hashed in 64 kB of work_mem: 20,000 x 20,000 comparisons
+ROWS = 20_000  # not hashed in 64 kB of work_mem: 20,000 x 20,000 comparisons
 
 
-def node(kind: str, rows: float, *children: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"Node Type": kind, "Plan Rows": rows, "Plans": list(children), **fields}
+def node(kind: str, cost: float, *children: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"Node Type": kind, "Total Cost": cost, "Plans": list(children), **fields}
 
 
-def subplan(kind: str, rows: float, name: str = "SubPlan 1") -> dict[str, Any]:
-    return node(kind, rows, node("Seq Scan", rows), **{"Parent Relationship": "SubPlan", "Subplan Name": name})
+def subplan(kind: str, name: str = "SubPlan 1", relationship: str = "SubPlan") -> dict[str, Any]:
+    return node(kind, 5_000, node("Seq Scan", 4_000), **{"Parent Relationship": relationship, "Subplan Name": name})
+
+
+HIGH = 20 * RESCAN_COST
 
 
 @pytest.mark.parametrize(
-    ("plan", "rescans"),
+    ("plan", "per_row"),
     [
-        # PostgreSQL 15: NOT IN over 1.5 M rows that do not fit in work_mem
-        (node("Seq Scan", 312_500, subplan("Materialize", 1_499_997), Filter="(NOT (SubPlan 1))"), True),
-        # ... and over rows that do: a hash table, probed once per row
-        (node("Seq Scan", 312_500, subplan("Seq Scan", 6_055), Filter="(NOT (hashed SubPlan 1))"), False),
-        # PostgreSQL 17's wording of the same two
-        (node("Seq Scan", 2_000, subplan("Materialize", 2_000), Filter="(NOT (ANY (a = (SubPlan 1).col1)))"), False),
-        (node("Seq Scan", 50_000, subplan("Materialize", 50_000), Filter="(NOT (ANY (a = (SubPlan 1).col1)))"), True),
+        # PostgreSQL 15: NOT IN over 1.5 M keys that do not fit in work_mem (cost 19.5 billion) ...
         (
-            node(
-                "Seq Scan", 50_000, subplan("Materialize", 50_000), Filter="(NOT (ANY (a = (hashed SubPlan 1).col1)))"
-            ),
-            False,
+            node("Aggregate", 1.95e10, node("Seq Scan", 1.95e10, subplan("Materialize"), Filter="(NOT (SubPlan 1))")),
+            True,
         ),
+        # ... and over keys that do: probed in a hash table
+        (node("Seq Scan", HIGH, subplan("Seq Scan"), Filter="(NOT (hashed SubPlan 1))"), False),
+        # a correlated average (847 million)
+        (node("Seq Scan", 8.47e8, subplan("Aggregate"), Filter="(c_acctbal > (SubPlan 1))"), True),
+        # PostgreSQL 17's wording
+        (node("Seq Scan", HIGH, subplan("Materialize"), Filter="(NOT (ANY (a = (SubPlan 1).col1)))"), True),
+        (node("Seq Scan", HIGH, subplan("Materialize"), Filter="(NOT (ANY (a = (hashed SubPlan 1).col1)))"), False),
         # "hashed SubPlan 1" does not hash SubPlan 10
-        (
-            node("Seq Scan", 50_000, subplan("Materialize", 50_000, "SubPlan 10"), Filter="(NOT (hashed SubPlan 1))"),
-            True,
-        ),
+        (node("Seq Scan", HIGH, subplan("Materialize", "SubPlan 10"), Filter="(NOT (hashed SubPlan 1))"), True),
         # deeper in the plan, under a join
-        (
-            node("Hash Join", 10, node("Seq Scan", 9_000, subplan("Materialize", 9_000), Filter="(NOT (SubPlan 1))")),
-            True,
-        ),
-        # a correlated subquery runs again per row (no Materialize): not this check's
-        (node("Seq Scan", 50_000, subplan("Aggregate", 1), Filter="(x > (SubPlan 1))"), False),
-        (node("Seq Scan", 1_000_000), False),
+        (node("Hash Join", HIGH, node("Seq Scan", HIGH, subplan("Aggregate"), Filter="(x > (SubPlan 1))")), True),
+        # cheap: a per-row subquery of a small query (an index lookup, a few rows)
+        (node("Seq Scan", RESCAN_COST - 1, subplan("Aggregate"), Filter="(x > (SubPlan 1))"), False),
+        # run once, before the query (an uncorrelated scalar subquery)
+        (node("Seq Scan", HIGH, subplan("Aggregate", "InitPlan 1", "InitPlan"), Filter="(x > $0)"), False),
+        # costly, without subqueries
+        (node("Hash Join", HIGH, node("Seq Scan", HIGH), node("Hash", 10)), False),
     ],
     ids=[
-        "pg15-rescans",
-        "pg15-hashed",
-        "pg17-small",
+        "not-in-rescans",
+        "not-in-hashed",
+        "correlated",
         "pg17-rescans",
         "pg17-hashed",
         "other-name",
         "nested",
-        "correlated",
-        "none",
+        "cheap",
+        "init-plan",
+        "no-subplan",
     ],
 )
-def test_a_plan_rescans_a_materialised_subquery_past_the_limit(plan: dict[str, Any], rescans: bool) -> None:
-    assert RESCAN_WORK <= 50_000 * 50_000
-    assert _rescans(plan) is rescans
+def test_a_costly_plan_that_runs_a_subquery_per_row_is_found(plan: dict[str, Any], per_row: bool) -> None:
+    assert _per_row(plan) is per_row
 
 
 def run(uri: str, *statements: str) -> None:
@@ -85,8 +85,8 @@ def small_memory_uri(postgres_uri: str, pg_schema: str) -> str:
     """The server, with 64 kB of ``work_mem`` for the gateway's connections, and two tables of ``ROWS`` keys."""
     run(
         postgres_uri,
-        f"CREATE TABLE {pg_schema}.a AS SELECT g AS id FROM generate_series(1, {ROWS}) g",
-        f"CREATE TABLE {pg_schema}.b AS SELECT g AS id FROM generate_series(6, {ROWS + 5}) g",
+        f"CREATE TABLE {pg_schema}.a AS SELECT g AS id, g % 10 AS k FROM generate_series(1, {ROWS}) g",
+        f"CREATE TABLE {pg_schema}.b AS SELECT g AS id, g % 10 AS k FROM generate_series(6, {ROWS + 5}) g",
         f"CREATE TABLE {pg_schema}.few AS SELECT g AS id FROM generate_series(1, 10) g",
         f"ANALYZE {pg_schema}.a",
         f"ANALYZE {pg_schema}.b",
@@ -102,9 +102,12 @@ def connector(small_memory_uri: str) -> Iterator[PostgresConnector]:
     connector.close()
 
 
-def test_the_source_is_not_sent_what_it_would_rescan(connector: PostgresConnector, pg_schema: str) -> None:
+def test_the_source_is_not_sent_what_it_would_run_per_row(connector: PostgresConnector, pg_schema: str) -> None:
     big = f"SELECT count(*) FROM {pg_schema}.a WHERE NOT a.id IN (SELECT b.id FROM {pg_schema}.b AS b)"
     assert not connector.accepts(big)
+    correlated = f"SELECT count(*) FROM {pg_schema}.a AS a WHERE a.id > (SELECT avg(b.id) FROM {pg_schema}.b AS b WHERE b.k = a.k)"
+    assert not connector.accepts(correlated)
+    assert connector.accepts(f"SELECT count(*) FROM (SELECT a.id FROM {pg_schema}.a AS a) AS d")  # a derived table
     assert connector.accepts(big.replace(f"{pg_schema}.b AS b", f"{pg_schema}.few AS b"))  # hashed in 64 kB
     assert connector.accepts(big.replace("NOT a.id IN", "a.id IN"))  # a semi join
     assert connector.accepts(f"SELECT count(*) FROM {pg_schema}.a")  # no subquery: not asked
@@ -131,5 +134,11 @@ def test_such_a_query_is_answered_federated(small_memory_uri: str, pg_schema: st
         route = engine.run(f"EXPLAIN {small}", root).read_all().column("plan")[0].as_py()
         assert route.startswith("single source"), route
         assert engine.run(small, root).read_all().to_pylist() == [{"n": ROWS - 10}]
+        correlated = "SELECT count(*) AS n FROM sales.a WHERE a.id > (SELECT avg(b.id) FROM sales.b WHERE b.k = a.k)"
+        route = engine.run(f"EXPLAIN {correlated}", root).read_all().column("plan")[0].as_py()
+        assert route.startswith("federated"), route
+        averages = {k: fmean(i for i in range(6, ROWS + 6) if i % 10 == k) for k in range(10)}
+        expected = sum(1 for i in range(1, ROWS + 1) if i > averages[i % 10])
+        assert engine.run(correlated, root).read_all().to_pylist() == [{"n": expected}]
     finally:
         engine.close()
