@@ -26,6 +26,7 @@ stops waiting for at the deadline.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import weakref
@@ -38,12 +39,18 @@ from typing import Any, NamedTuple, TypeVar
 
 import pyarrow as pa
 from adbc_driver_manager.dbapi import Connection, Cursor
+from cachetools import TTLCache
 
-from connectors.base import SourceStream
+from connectors.base import STATS_SECONDS, SourceStream
 from connectors.deadline import before, passed
 from connectors.sqlbase import ReaderStream, TypedSqlConnector
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError, MeshgateError, QueryTimeoutError, SourceError, SourceUnavailableError
+
+log = logging.getLogger(__name__)
+
+_SUBQUERY = re.compile(r"(?<!FROM )(?<!JOIN )\(\s*SELECT\b", re.IGNORECASE)
+"""A subquery other than a derived table: one a source may run once per row (:meth:`AdbcConnector.per_row`)."""
 
 T = TypeVar("T")
 
@@ -174,6 +181,38 @@ class AdbcConnector(TypedSqlConnector):
         if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 0:
             raise ConfigError(f"domain {domain!r}: connector option pool_size must be an integer >= 0")
         self._pool = ConnectionPool(self._open, pool_size)
+        self._accepted: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=STATS_SECONDS)  # by SQL (accepts, per_row)
+        self._accepted_lock = threading.Lock()
+
+    def per_row(self, sql: str) -> bool:
+        """Whether the source would run a costly subquery of ``sql`` once for each row around it
+        (:meth:`runs_per_row`), which the federated route never does: DataFusion turns subqueries
+        into joins. True also when the source cannot tell (an error, no answer in time).
+
+        Only SQL with a subquery other than a derived table is asked; the answer is kept
+        :data:`~connectors.base.STATS_SECONDS` by the text (not the ones it could not tell).
+        """
+        if not _SUBQUERY.search(sql):
+            return False
+        with self._accepted_lock:
+            known = self._accepted.get(sql)
+        if known is not None:
+            return known
+        try:
+            answer = self.runs_per_row(sql)
+        except Exception as error:  # the federated route meets (and reports) what stopped the question
+            log.info("[%s/%s] could not see the plan of a query: %s", self.domain, self.kind, error)
+            return True
+        if answer is None:
+            return True
+        with self._accepted_lock:
+            self._accepted[sql] = answer
+        return answer
+
+    def runs_per_row(self, sql: str) -> bool | None:
+        """Whether the source's plan of ``sql`` runs a costly subquery once per row around it (None:
+        it cannot tell now). The default: it never does."""
+        return False
 
     @abstractmethod
     def connect(self, deadline: float | None = None) -> Connection:

@@ -400,6 +400,12 @@ class SqlConnector(Connector):
         """
         return True
 
+    def per_row(self, sql: str) -> bool:
+        """Whether the source would run a costly subquery of ``sql`` (a whole query or a same-source
+        sub-plan the planner wrote) once for each row around it; the planner then keeps that part
+        federated, where DataFusion joins it. A source that never does says False (the default)."""
+        return False
+
     def scan_sql(self, spec: ScanSpec) -> str:
         """Render a scan as one query in the source's dialect."""
         return self.render(self.scan_query(spec))

@@ -51,7 +51,6 @@ gateway also stops waiting at the deadline (:mod:`connectors.deadline`).
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -79,8 +78,6 @@ from connectors.naming import qualified, unique
 from connectors.sqlbase import Collation, ConversionError, ReaderStream, SourceColumn, SourceScan
 from meshcore.config import ConnectorConfig
 from meshcore.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 10
 """Seconds a new connection may take when no deadline is nearer (libpq's ``connect_timeout``)."""
@@ -257,7 +254,6 @@ class PostgresConnector(AdbcConnector):
         # by the SQL's hash (a key set's SQL runs to megabytes): how many ranges PostgreSQL's plan
         # makes a filtered read worth, kept like a size
         self._filtered: TTLCache[int, int] = TTLCache(maxsize=256, ttl=STATS_SECONDS)
-        self._accepted: TTLCache[str, bool] = TTLCache(maxsize=256, ttl=STATS_SECONDS)  # by SQL (accepts)
 
     def connect(self, deadline: float | None = None) -> Connection:
         left = remaining(deadline)
@@ -449,36 +445,19 @@ class PostgresConnector(AdbcConnector):
         deadline = time.monotonic() + STATS_WAIT
         return before(deadline, lambda: self.run(asked), abandon=lambda _: None, source=self.source)
 
-    def accepts(self, sql: str) -> bool:
-        """Whether PostgreSQL runs ``sql`` (a whole query or a same-source sub-plan the planner wrote)
-        without running a costly subquery once for each row around it, which the federated route
-        never does (DataFusion turns subqueries into joins).
+    def runs_per_row(self, sql: str) -> bool | None:
+        """Whether PostgreSQL's plan of ``sql`` (``EXPLAIN``) runs a subquery once per row around it
+        at a cost of :data:`RESCAN_COST` or more (:func:`_per_row`); None when it gives no plan within
+        :data:`STATS_WAIT` seconds.
 
         PostgreSQL runs a correlated subquery per row, and answers ``x NOT IN (SELECT ...)`` from a
         hash table only when the subquery's rows fit in ``work_mem``, searching them row by row
         otherwise. Sent whole, a count of the customers above their nation's average balance did
-        not end in 30 s (federated: 0.1 s), and 1.5 M TPC-H orders against 1.5 M order keys in NOT
-        IN had not ended after three minutes (federated: 0.4 s). A query with a subquery other than
-        a derived table is asked ``EXPLAIN`` (kept :data:`STATS_SECONDS` by its text); one whose
-        plan does that at a cost of :data:`RESCAN_COST` or more, or that cannot be asked in
-        :data:`STATS_WAIT` seconds, stays federated.
+        not end in 30 s (federated: 0.17 s), and 1.5 M TPC-H orders against 1.5 M order keys in NOT
+        IN had not ended after three minutes (federated: 0.4 s).
         """
-        if not _SUBQUERY.search(sql):
-            return True
-        with self._pages_lock:
-            known = self._accepted.get(sql)
-        if known is not None:
-            return known
-        try:
-            answer = self._statistics(lambda cursor: int(not _per_row(_explain(cursor, sql))))
-        except Exception as error:  # the federated route meets (and reports) what stopped EXPLAIN
-            log.info("[%s/%s] not sending a query whose plan it could not see: %s", self.domain, self.kind, error)
-            return False
-        if answer is None:
-            return False  # no plan in time: asked again next time
-        with self._pages_lock:
-            self._accepted[sql] = answer == 1
-        return answer == 1
+        answer = self._statistics(lambda cursor: int(_per_row(_explain(cursor, sql))))
+        return None if answer is None else answer == 1
 
     def whole_query(self, query: exp.Expr, schemas: Sequence[pa.Schema], output: pa.Schema) -> exp.Expr | None:
         """As every source's, and none giving a function that takes a 32-bit count or position
@@ -658,13 +637,10 @@ def _filtered_parts(plan: dict[str, Any], partition_pages: int, partition_rows: 
 
 RESCAN_COST = 1_000_000
 """The highest total cost (PostgreSQL's units: a sequential page read is 1) of a plan that runs a
-subquery once per row around it, for the query to be sent whole (:meth:`PostgresConnector.accepts`).
-TPC-H's heaviest whole queries cost 40,000-160,000 (Q13's grouping of 1.5 M orders: 157,000, about a
-second); a correlated average over 150,000 customers cost 847 million, and a NOT IN of 1.5 M keys
+subquery once per row around it, for the query to be sent whole (:meth:`PostgresConnector.runs_per_row`).
+TPC-H's heaviest queries sent whole cost 40,000-160,000 (Q13's grouping of 1.5 M orders: 157,000,
+about a second); a correlated average over 150,000 customers cost 847 million, and a NOT IN of 1.5 M keys
 searched row by row 19.5 billion."""
-
-_SUBQUERY = re.compile(r"(?<!FROM )(?<!JOIN )\(\s*SELECT\b", re.IGNORECASE)
-"""A subquery other than a derived table: one PostgreSQL may run as a ``SubPlan``."""
 
 
 def _per_row(plan: dict[str, Any]) -> bool:

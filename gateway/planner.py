@@ -301,6 +301,8 @@ def single_source_sql(
         return None
     if not _groups_pay(replaced, sql, scans) or not connector.accepts(sql):
         return None
+    if plan is not None and not _SUBQUERY_EXPRESSION.search(plan.display_indent()) and connector.per_row(sql):
+        return None  # the source would run a subquery per row, which DataFusion has made a join
     return first.product.domain, sql
 
 

@@ -163,7 +163,7 @@ def subplan_query(plan: LogicalPlan, resolve: Resolve) -> SubplanQuery | None:
     # view_as and guard are applied by each product's relation in FROM; read is applied on top.
     columns = tuple(SourceColumn(n, o.type, read=o.column.read) for n, o in zip(names, query.outputs, strict=True))
     sql = connector.render(select)
-    if not connector.accepts(sql):
+    if not connector.accepts(sql) or connector.per_row(sql):
         return None
     source = SourceObject(sql=sql, columns=columns, split=_split_on(query))
     schema = pa.schema([pa.field(c.name, c.type, o.nullable) for c, o in zip(columns, query.outputs, strict=True)])

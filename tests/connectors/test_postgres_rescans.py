@@ -1,6 +1,6 @@
 """A query PostgreSQL would answer by running a costly subquery once per row around it (a correlated
 subquery, or ``NOT IN`` over more rows than ``work_mem`` hashes) is not sent whole: the federated
-route answers it (``PostgresConnector.accepts``, ``connectors/postgres.py``)."""
+route answers it (``AdbcConnector.per_row``, ``connectors/postgres.py``)."""
 
 from __future__ import annotations
 
@@ -104,14 +104,14 @@ def connector(small_memory_uri: str) -> Iterator[PostgresConnector]:
 
 def test_the_source_is_not_sent_what_it_would_run_per_row(connector: PostgresConnector, pg_schema: str) -> None:
     big = f"SELECT count(*) FROM {pg_schema}.a WHERE NOT a.id IN (SELECT b.id FROM {pg_schema}.b AS b)"
-    assert not connector.accepts(big)
+    assert connector.per_row(big)
     correlated = f"SELECT count(*) FROM {pg_schema}.a AS a WHERE a.id > (SELECT avg(b.id) FROM {pg_schema}.b AS b WHERE b.k = a.k)"
-    assert not connector.accepts(correlated)
-    assert connector.accepts(f"SELECT count(*) FROM (SELECT a.id FROM {pg_schema}.a AS a) AS d")  # a derived table
-    assert connector.accepts(big.replace(f"{pg_schema}.b AS b", f"{pg_schema}.few AS b"))  # hashed in 64 kB
-    assert connector.accepts(big.replace("NOT a.id IN", "a.id IN"))  # a semi join
-    assert connector.accepts(f"SELECT count(*) FROM {pg_schema}.a")  # no subquery: not asked
-    assert not connector.accepts("SELECT 1 FROM no_such_table WHERE x NOT IN (SELECT 1)")  # unknown: federated
+    assert connector.per_row(correlated)
+    assert not connector.per_row(f"SELECT count(*) FROM (SELECT a.id FROM {pg_schema}.a AS a) AS d")  # a derived table
+    assert not connector.per_row(big.replace(f"{pg_schema}.b AS b", f"{pg_schema}.few AS b"))  # hashed in 64 kB
+    assert not connector.per_row(big.replace("NOT a.id IN", "a.id IN"))  # a semi join
+    assert not connector.per_row(f"SELECT count(*) FROM {pg_schema}.a")  # no subquery: not asked
+    assert connector.per_row("SELECT 1 FROM no_such_table WHERE x NOT IN (SELECT 1)")  # unknown: federated
 
 
 def test_such_a_query_is_answered_federated(small_memory_uri: str, pg_schema: str, tmp_path: Path) -> None:

@@ -192,3 +192,39 @@ def test_errors_name_domain_source_and_path(tmp_path: Path, connector: SqliteCon
     assert not (tmp_path / "missing.db").exists()
     with pytest.raises(ConfigError, match=r"domain 'inventory'.*path"):
         SqliteConnector("inventory", ConnectorConfig(type="sqlite"))
+
+
+def test_a_query_whose_correlated_subquery_sqlite_would_scan_per_row_is_not_sent(tmp_path: Path) -> None:
+    """SQLite runs a correlated subquery once per row around it; one that scans a table there (no index
+    to search) keeps the query federated, where DataFusion joins it (``AdbcConnector.per_row``)."""
+    path = tmp_path / "facts.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE facts (id INTEGER PRIMARY KEY, g INTEGER, k INTEGER, v INTEGER)")
+        db.executemany("INSERT INTO facts VALUES (?, ?, ?, ?)", [(i, i % 50, i % 50, i % 7) for i in range(4_000)])
+        db.execute("CREATE INDEX facts_k ON facts (k)")
+    connector = SqliteConnector("shop", ConnectorConfig(type="sqlite", path=str(path)))
+    try:
+        scanned = "SELECT count(*) FROM facts AS f WHERE f.v > (SELECT avg(f2.v) FROM facts AS f2 WHERE f2.g = f.g)"
+        assert connector.runs_per_row(scanned) is True
+        assert connector.per_row(scanned)
+        searched = scanned.replace("f2.g = f.g", "f2.k = f.k")  # by the index on k
+        assert connector.runs_per_row(searched) is False
+        assert not connector.per_row(searched)
+        small = tmp_path / "small.db"
+        with sqlite3.connect(small) as db:
+            db.execute("CREATE TABLE facts (id INTEGER PRIMARY KEY, g INTEGER, v INTEGER)")
+            db.executemany("INSERT INTO facts VALUES (?, ?, ?)", [(i, i % 50, i % 7) for i in range(1_000)])
+        few = SqliteConnector("shop", ConnectorConfig(type="sqlite", path=str(small)))
+        try:
+            assert not few.per_row(scanned)  # 1,000 rows: at most a million comparisons
+        finally:
+            few.close()
+        for once in (
+            "SELECT count(*) FROM facts WHERE v > (SELECT avg(v) FROM facts)",  # run once
+            "SELECT count(*) FROM facts WHERE id NOT IN (SELECT g FROM facts)",  # a list, made once
+            "SELECT count(*) FROM (SELECT id FROM facts) AS d",  # a derived table: not asked
+        ):
+            assert not connector.per_row(once), once
+        assert connector.per_row("SELECT 1 FROM facts WHERE v IN (SELECT x FROM no_such_table)")  # cannot tell
+    finally:
+        connector.close()

@@ -441,3 +441,29 @@ def test_a_file_replaced_at_its_path_is_read_anew(tmp_path: Path) -> None:
                 assert (stream.detail is not None) == (predicate is None)
     finally:
         reader.close()
+
+
+def test_a_read_filtered_by_a_key_set_is_read_in_ranges(tmp_path: Path) -> None:
+    """A run-time filter's key set reaches SQLite as ``IN (SELECT value FROM JSON_EACH(...))``, a table of
+    the query too: the range goes on the product's table (it failed: "a range needs a query reading its
+    table once, not 2 times"). Found comparing query shapes against DataFusion over the same rows."""
+    path = tmp_path / "facts.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE facts (id INTEGER PRIMARY KEY, g INTEGER, v INTEGER)")  # no index on g
+        db.executemany(
+            "INSERT INTO facts VALUES (?, ?, ?)", [(i, i % 5_000, (i * 7919) % 1_000) for i in range(1, ROWS + 1)]
+        )
+    engine = engine_beside_a_csv(tmp_path, path, "facts")
+    sql = "SELECT count(*) AS n FROM shop.facts f WHERE f.v > (SELECT avg(f2.v) FROM shop.facts f2 WHERE f2.g = f.g)"
+    groups: dict[int, list[int]] = {}
+    for i in range(1, ROWS + 1):
+        groups.setdefault(i % 5_000, []).append((i * 7919) % 1_000)
+    expected = sum(
+        1 for i in range(1, ROWS + 1) if (i * 7919) % 1_000 > sum(groups[i % 5_000]) / len(groups[i % 5_000])
+    )
+    try:
+        assert engine.run(sql, CallerContext(user="root")).read_all().to_pylist() == [{"n": expected}]
+        texts = sqlite_queries(engine, sql)
+        assert any("JSON_EACH" in text and text.endswith(f"\n  {SPLIT}") for text in texts), texts
+    finally:
+        engine.close()
