@@ -181,8 +181,8 @@ class AdbcConnector(TypedSqlConnector):
         if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 0:
             raise ConfigError(f"domain {domain!r}: connector option pool_size must be an integer >= 0")
         self._pool = ConnectionPool(self._open, pool_size)
-        self._accepted: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=STATS_SECONDS)  # by SQL (accepts, per_row)
-        self._accepted_lock = threading.Lock()
+        self._per_row: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=STATS_SECONDS)  # by SQL (per_row)
+        self._per_row_lock = threading.Lock()
 
     def per_row(self, sql: str) -> bool:
         """Whether the source would run a costly subquery of ``sql`` once for each row around it
@@ -194,8 +194,8 @@ class AdbcConnector(TypedSqlConnector):
         """
         if not _SUBQUERY.search(sql):
             return False
-        with self._accepted_lock:
-            known = self._accepted.get(sql)
+        with self._per_row_lock:
+            known = self._per_row.get(sql)
         if known is not None:
             return known
         try:
@@ -205,8 +205,8 @@ class AdbcConnector(TypedSqlConnector):
             return True
         if answer is None:
             return True
-        with self._accepted_lock:
-            self._accepted[sql] = answer
+        with self._per_row_lock:
+            self._per_row[sql] = answer
         return answer
 
     def runs_per_row(self, sql: str) -> bool | None:

@@ -41,10 +41,11 @@ import adbc_driver_flightsql
 import adbc_driver_flightsql.dbapi
 import pyarrow as pa
 from adbc_driver_manager.dbapi import Connection, Cursor
+from cachetools import TTLCache
 from sqlglot import exp
 
 from connectors.adbc import AdbcConnector
-from connectors.base import DiscoveredProduct, SourceObject, SqlCapabilities
+from connectors.base import STATS_SECONDS, DiscoveredProduct, SourceObject, SqlCapabilities
 from connectors.deadline import before, remaining
 from connectors.naming import identifier, unique
 from connectors.postgres import FUNCTIONS as POSTGRES_FUNCTIONS
@@ -156,6 +157,8 @@ class FlightSqlConnector(AdbcConnector):
         self._server: Server | None = None
         self._server_lock = threading.Lock()
         self._not_null: dict[SourceObject, tuple[str, ...]] = {}
+        self._accepted: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=STATS_SECONDS)
+        self._accepted_lock = threading.Lock()
 
     # -- connections ------------------------------------------------------------------
     def connect(self, deadline: float | None = None) -> Connection:

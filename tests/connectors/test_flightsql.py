@@ -344,6 +344,9 @@ def test_roapi_is_sent_only_what_it_can_plan(roapi: str) -> None:
         assert not connector.accepts(refused)
         assert connector._accepted[refused] is False  # kept: asked once a minute at most
         assert not connector.accepts('SELECT "t"."id" FROM no_such_table AS "t"')
+        subquery = 'SELECT "t"."id" FROM cities AS "t" WHERE "t"."id" IN (SELECT "c"."id" FROM cities AS "c")'
+        assert connector.accepts(subquery)
+        assert not connector.per_row(subquery)  # its own answer, not the acceptance kept for the same text
     finally:
         connector.close()
     gone = FlightSqlConnector("geo", ConnectorConfig(type="flightsql", uri=f"grpc://127.0.0.1:{free_port()}"))
