@@ -30,6 +30,7 @@ runs it too, to show the filter.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,7 @@ from gateway.plan.substrait_plan import (
     optimized,
     origin,
     reads,
+    root,
     sub_plan,
     to_logical,
 )
@@ -197,7 +199,7 @@ def _filter_probe(
     kinds = [listed_only(getattr(body, side)) for body, side, _ in targets]
     if _keyed_already(join.right, functions):
         kinds[0] = None  # the first pass sent it this input's keys (TPC-H Q12's orders, seen again in the second)
-    if False not in kinds:
+    if False not in kinds and not _only_wait(message, join.left, kinds, build_rows, kind):
         return False
     table = materialize(to_logical(sub_plan(message, join.left), ctx), MAX_BUILD_ROWS + 1)
     if table.num_rows > MAX_BUILD_ROWS:
@@ -234,6 +236,21 @@ def _filter_probe(
             # or a source that takes no key set): the range alone, as before.
             target.filter.condition.CopyFrom(condition)
     return True
+
+
+def _only_wait(
+    message: plan_pb2.Plan, build: algebra_pb2.Rel, kinds: list[bool | None], build_rows: float, kind: Kind
+) -> bool:
+    """Whether a build input may run first when only inputs that read files take its keys (as a
+    list): when a list is likely and no other part of the query reads a source. Run first, the
+    build input delays the whole query, which then cannot read another source meanwhile: TPC-H
+    Q21 and Q7 took 15-19 % longer so. With nothing else to wait for, the file is read filtered by
+    the keys (or joined with them by the file engine): TPC-H Q19 216 -> 183 ms."""
+    if True not in kinds or build_rows > MAX_KEYS:
+        return False
+    sources = Counter(name for name in reads(root(message)) if name is not None and kind(name) == "sql")
+    sources.subtract(name for name in reads(build) if name is not None and kind(name) == "sql")
+    return not any(count > 0 for count in sources.values())
 
 
 def _lands_on_key_set_reads(

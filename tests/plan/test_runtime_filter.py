@@ -220,9 +220,26 @@ def test_keys_reach_the_other_side_of_a_join_above_that_equates_the_probe_key() 
         (True,),
     )
     assert done >= 1 and "big.id IN ([Int64(3), Int64(28)" in plan and answer, plan
-    # Without the join above, nothing asks a source: the parts are not run first.
-    alone = "SELECT l.qty FROM lines l JOIN tiny t ON l.ref = t.k WHERE t.flag = 3"
-    assert _rewritten_with(alone, estimates, kinds, (True,))[0] == 0
+
+
+def test_a_source_build_input_runs_first_for_a_file_alone_only_when_nothing_else_reads_a_source() -> None:
+    """TPC-H Q19's shape: a source's few parts join a file's lines, and no other source is read.
+    Run first, the parts delay nothing that could have run meanwhile, and their list filters the
+    file. Where another source is read (TPC-H Q21's orders, Q7's), that read would wait: not run first."""
+    estimates = {"big": 1_000_000.0, "lines": 2_000.0, "tiny": 250.0}
+    kinds = {"big": "sql", "lines": "files", "tiny": "sql"}
+    alone = "SELECT l.qty FROM lines l JOIN tiny t ON l.ref = t.k WHERE t.flag = 3 ORDER BY 1"
+    done, plan, answer = _rewritten_with(alone, estimates, kinds, (True,))
+    assert done == 1 and "lines.ref IN ([Int64(3), Int64(28)" in plan and len(answer) == 80, plan
+    elsewhere = (
+        "SELECT l.qty, b.grp FROM lines l JOIN tiny t ON l.ref = t.k JOIN big b ON b.grp = l.qty"
+        " WHERE t.flag = 3 ORDER BY 1, 2"
+    )
+    done, plan, answer = _rewritten_with(elsewhere, estimates, kinds, (True,))
+    assert done == 0 and "lines.ref IN" not in plan and answer, plan
+    assert _rewritten_with(alone, {**estimates, "lines": 200_000.0}, kinds, (True,))[0] == 1
+    # More keys than a list holds are likely (2,500 parts estimated): not run first.
+    assert _rewritten_with(alone, {**estimates, "lines": 200_000.0, "tiny": 25_000.0}, kinds, (True,))[0] == 0
 
 
 def test_a_file_input_gets_the_list_of_keys_when_the_build_input_runs_first_anyway(
