@@ -128,6 +128,9 @@ class DuckdbConnector(TypedSqlConnector):
         self._database: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
 
+    def render(self, query: exp.Expr) -> str:
+        return super().render(whole_intervals(query))
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new cursor on the shared read-only connection (opened on first use)."""
         with self._lock:
@@ -244,6 +247,22 @@ class DuckdbConnector(TypedSqlConnector):
 # Types DuckDB exports inexactly or with an order of its own, read and compared as text.
 _AS_TEXT = ("UUID", "JSON", "TIME WITH TIME ZONE", "BIT", "BIGNUM", "VARINT")
 _WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")
+
+
+def whole_intervals(query: exp.Expr) -> exp.Expr:
+    """``query`` (a copy) with each interval of an amount and a unit written as one string.
+
+    DataFusion writes ``INTERVAL '1 MONS'``; sqlglot reads that as the amount ``'1'`` and the unit
+    ``MONS``, and writes ``INTERVAL '1' MONS`` for DuckDB, whose parser knows no unit ``MONS``:
+    a whole query adding a month or a year to a date failed. In one string
+    (``INTERVAL '1 MONS'``) DuckDB reads every unit DataFusion writes.
+    """
+    query = query.copy()
+    for interval in list(query.find_all(exp.Interval)):
+        value, unit = interval.this, interval.args.get("unit")
+        if isinstance(value, exp.Literal) and isinstance(unit, exp.Var):
+            interval.replace(exp.Interval(this=exp.Literal.string(f"{value.this} {unit.name}")))
+    return query
 
 
 def _column(field: pa.Field, duck_type: str) -> SourceColumn:

@@ -37,7 +37,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from connectors.base import SourceObject, SqlCapabilities
-from connectors.duckdb import FUNCTIONS, DuckdbConnector
+from connectors.duckdb import FUNCTIONS, DuckdbConnector, whole_intervals
 from connectors.sqlbase import SourceColumn
 from meshcore.config import ConnectorConfig
 from meshcore.errors import SourceUnavailableError
@@ -163,9 +163,10 @@ class FileEngine(DuckdbConnector):
         return query
 
     def render(self, query: exp.Expr) -> str:
-        """``query`` in DuckDB's SQL, the integer division of an exact average (gateway/averages.py:
-        an integral decimal over a count) on ``HUGEINT``: DuckDB's ``//`` of a decimal divides."""
-        query = query.copy()
+        """``query`` in DuckDB's SQL, its intervals as DuckDB reads them (:func:`whole_intervals`), the
+        integer division of an exact average (gateway/averages.py: an integral decimal over a count)
+        on ``HUGEINT``: DuckDB's ``//`` of a decimal divides."""
+        query = whole_intervals(query)  # a copy
         for division in list(query.find_all(exp.IntDiv)):
             division.set("this", exp.cast(division.this, exp.DataType.build("HUGEINT", dialect="duckdb")))
         return query.sql(dialect="duckdb", copy=False, unsupported_level=ErrorLevel.RAISE)

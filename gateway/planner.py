@@ -33,6 +33,7 @@ from sqlglot.schema import MappingSchema
 from connectors.base import SourceObject, SqlCapabilities, SqlConnector
 from gateway.averages import exact_averages
 from gateway.bytewise import bytewise_ordering, named_outputs, sql_type
+from gateway.intervals import date_arithmetic_as_datafusion
 from gateway.plan.same_source import few_groups
 from gateway.plancache import bind_placeholder
 from gateway.pushdown import comparable, translate
@@ -309,6 +310,8 @@ def single_source_sql(
         # An average compared, not returned (``x > (SELECT avg(x) ...)``): DataFusion's digits too.
         tree = exact_averages(tree, _schemas(scans), strict=False) or tree
     if _uses_incomparable(tree, scans) or not _computes_as_datafusion(tree, scans, connector.capabilities):
+        return None
+    if not date_arithmetic_as_datafusion(tree, _types(scans)):
         return None
     if not connector.capabilities.binary_string_order:
         ordered = bytewise_ordering(tree, _types(scans), connector.capabilities.string_collation)
