@@ -54,17 +54,18 @@ def shorter_than_a_day(interval: exp.Interval) -> bool:
 
 
 def date_arithmetic_as_datafusion(tree: exp.Expr, schema: MappingSchema) -> bool:
-    """Whether every interval added to or taken from a value in ``tree`` (a whole query, its
-    columns typed by ``schema``) gives the source's answer DataFusion's (see the module)."""
-    sums = [node for node in tree.find_all(exp.Add, exp.Sub) if _interval_of(node) is not None]
+    """Whether every interval or number added to or taken from a date or time in ``tree`` (a whole
+    query, its columns typed by ``schema``) gives the source's answer DataFusion's (see the module)."""
+    sums = list(tree.find_all(exp.Add, exp.Sub))
     if not sums:
         return True
     for cast in tree.find_all(exp.Cast):
         printed = cast.to.is_type(*exp.DataType.TEXT_TYPES)
         if printed and any(_interval_of(node) is not None for node in cast.this.find_all(exp.Add, exp.Sub)):
             return False
-    if not any(shorter_than_a_day(interval) for node in sums if (interval := _interval_of(node)) is not None):
-        return True
+    short = any(shorter_than_a_day(interval) for node in sums if (interval := _interval_of(node)) is not None)
+    if not short and not any(_may_add_to_a_date(node) for node in sums):
+        return True  # intervals of whole days, and numbers added as constants (``d + 1``)
     try:  # columns qualified, so that a derived table's are typed
         qualified = qualify_columns(named_outputs(tree.copy()), schema, dialect="postgres")
         annotated = annotate_types(qualified, schema=schema, dialect="postgres")
@@ -72,12 +73,38 @@ def date_arithmetic_as_datafusion(tree: exp.Expr, schema: MappingSchema) -> bool
         return False
     for node in annotated.find_all(exp.Add, exp.Sub):
         interval = _interval_of(node)
-        if interval is None or not shorter_than_a_day(interval):
+        if interval is not None:
+            other = node.expression if node.this is interval else node.this
+            if shorter_than_a_day(interval) and (other.type is None or not other.type.is_type(*_TIMESTAMPS)):
+                return False
             continue
-        other = node.expression if node.this is interval else node.this
-        if other.type is None or not other.type.is_type(*_TIMESTAMPS):
-            return False
+        dates = [side for side in (node.this, node.expression) if _typed(side, exp.DType.DATE)]
+        if len(dates) == 1:
+            other = node.expression if dates[0] is node.this else node.this
+            if not _constant(other) and not _typed(other, exp.DType.DATE, *_TIMESTAMPS):
+                # PostgreSQL adds an int4 to a date but no BIGINT, DuckDB neither: ``d + n`` of a
+                # BIGINT column failed there, where DataFusion answers. A constant (``d + 1``) goes.
+                return False
     return True
+
+
+def _may_add_to_a_date(node: exp.Expr) -> bool:
+    """Whether ``node`` (a ``+`` or ``-``) may add a number other than a constant to a date."""
+    sides = (node.this, node.expression)
+    if any(isinstance(side, exp.Interval) or (isinstance(side, exp.Literal) and not side.is_string) for side in sides):
+        return False
+    return not all(_constant(side) for side in sides)
+
+
+def _constant(side: exp.Expr) -> bool:
+    """Whether ``side`` is a constant: a literal, an interval, or a literal cast."""
+    return isinstance(side, (exp.Literal, exp.Interval)) or (
+        isinstance(side, exp.Cast) and isinstance(side.this, exp.Literal)
+    )
+
+
+def _typed(side: exp.Expr, *kinds: exp.DType) -> bool:
+    return side.type is not None and side.type.is_type(*kinds)
 
 
 def _interval_of(node: exp.Expr) -> exp.Interval | None:

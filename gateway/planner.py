@@ -280,6 +280,8 @@ def single_source_sql(
         return None
     if not connector.capabilities.hash_joins and plan is not None and _joins_big_unfiltered(plan, scans):
         return None
+    if any(pa.types.is_duration(field.type) or pa.types.is_interval(field.type) for field in dataframe.schema()):
+        return None  # a difference of timestamps: an interval in the sources, which cannot be a duration exactly
     decimal_output = any(pa.types.is_decimal(field.type) for field in dataframe.schema())
     if decimal_output and not connector.capabilities.exact_decimals:
         return None
@@ -596,7 +598,8 @@ def _computes_as_datafusion(
     a real remainder of integer parts; DuckDB divides integers into a DOUBLE. Each cast to an
     integer must cast an integer: DataFusion truncates a real or a decimal, PostgreSQL and DuckDB
     round it (``CAST(-7.5 AS BIGINT)`` is -7 against -8), and SQLite saturates one out of range.
-    A real or a decimal is never cast to text: PostgreSQL writes the real 0.0 as ``0``.
+    A real, a decimal or a timestamp is never cast to text: PostgreSQL writes the real 0.0 as ``0``,
+    and a timestamp with a space where DataFusion writes ``T``.
     """
     divides, remainders = tree.find(exp.Div) is not None, tree.find(exp.Mod) is not None
     casts = [cast.to for cast in tree.find_all(exp.Cast)]
@@ -617,8 +620,20 @@ def _computes_as_datafusion(
     integers = (*exp.DataType.INTEGER_TYPES, exp.DType.NULL)  # NULL: CAST(NULL AS BIGINT)
     printed = [c.this for c in annotated.find_all(exp.Cast) if c.to.is_type(*exp.DataType.TEXT_TYPES)]
     return all(side.type is not None and side.type.is_type(*integers) for side in operands) and not any(
-        side.type is None or side.type.is_type(*exp.DataType.REAL_TYPES, exp.DType.UNKNOWN) for side in printed
+        side.type is None or side.type.is_type(*exp.DataType.REAL_TYPES, *_PRINTED_OTHERWISE) for side in printed
     )
+
+
+_PRINTED_OTHERWISE = (
+    exp.DType.UNKNOWN,
+    exp.DType.TIMESTAMP,
+    exp.DType.TIMESTAMPTZ,
+    exp.DType.TIMESTAMPNTZ,
+    exp.DType.TIMESTAMPLTZ,
+    exp.DType.DATETIME,
+)
+"""Types a source writes as text otherwise than DataFusion, besides reals: a timestamp's date and
+time are parted by ``T`` in DataFusion and by a space in PostgreSQL and DuckDB."""
 
 
 def _uses_incomparable(tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan]) -> bool:

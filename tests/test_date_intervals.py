@@ -3,7 +3,9 @@
 
 DataFusion adds an interval to a DATE as a DATE, dropping any part shorter than a day;
 PostgreSQL and DuckDB make a timestamp of it. Whole queries that would compare or group such a
-sum stay federated. DuckDB read no ``INTERVAL '1' MONS`` (how sqlglot wrote DataFusion's
+sum stay federated, as do those that add a BIGINT to a date (an error in PostgreSQL and DuckDB),
+print a timestamp (a space between date and time, not DataFusion's ``T``), or return a
+difference of timestamps (an interval there, not a duration). DuckDB read no ``INTERVAL '1' MONS`` (how sqlglot wrote DataFusion's
 ``INTERVAL '1 MONS'``): a whole query adding a month to a Parquet product's date failed.
 """
 
@@ -80,6 +82,9 @@ def test_a_part_shorter_than_a_day_is_found_in_what_datafusion_writes(written: s
         ("SELECT d - INTERVAL '1 MONS' AS x, count(*) FROM s.t GROUP BY 1", True),
         ("SELECT CAST(d + INTERVAL '1 MONS' AS VARCHAR) FROM s.t", False),  # a timestamp prints its time
         ("SELECT count(*) FROM s.t WHERE d > DATE '1995-01-01'", True),
+        ("SELECT d + id AS x FROM s.t", False),  # no date + BIGINT in PostgreSQL or DuckDB
+        ("SELECT CAST('2024-01-01' AS DATE) - id AS x FROM s.t", False),
+        ("SELECT d + 1 AS x, d - d AS y, id + 1 AS z, id - id AS w FROM s.t", True),
     ],
 )
 def test_a_whole_query_keeps_only_date_arithmetic_a_source_computes_as_datafusion(sql: str, alike: bool) -> None:
@@ -100,6 +105,9 @@ QUERIES = [
     "SELECT d + INTERVAL '1 month' AS m, count(*) AS n FROM {p} GROUP BY 1 ORDER BY 1",
     "SELECT count(*) AS n FROM {p} WHERE d - INTERVAL '1 year' > DATE '1994-02-01'",
     "SELECT max(ts + INTERVAL '90 minutes') AS m, count(*) AS n FROM {p} WHERE ts - INTERVAL '2 hours' > d",
+    "SELECT d + id AS e, count(*) AS n FROM {p} GROUP BY 1 ORDER BY 1",  # failed in PostgreSQL and DuckDB
+    "SELECT CAST(ts AS VARCHAR) AS t, count(*) AS n FROM {p} GROUP BY 1 ORDER BY 1",  # T or a space
+    "SELECT max(ts - CAST(d AS TIMESTAMP)) AS m FROM {p}",  # an interval there, not a duration
 ]
 
 
