@@ -322,7 +322,7 @@ def single_source_sql(
         tree = ordered
     # The tree is this function's own (parsed above): typed and swapped in place, not copied
     # twice more (each copy of a file-engine part's tree cost about a millisecond: TPC-H Q9, Q15).
-    typed = float_literals(tree, copy=False)
+    typed = float_literals(like_escapes(tree), copy=False)
     schemas = [scan.product.schema for scan in scans.values()]
     adapted = None if typed is None else connector.whole_query(typed, schemas, dataframe.schema())
     if adapted is None:
@@ -480,6 +480,19 @@ def _joins_big_unfiltered(plan: LogicalPlan, scans: Mapping[tuple[str, str], Pro
         return False
     estimates = (scan.connector.estimate_rows(scan.product.source) for scan in unfiltered)
     return any(rows is not None and rows > ROW_AT_A_TIME_SCAN_ROWS for rows in estimates)
+
+
+def like_escapes(tree: exp.Expr) -> exp.Expr:
+    """``tree`` (changed in place) with DataFusion's default escape character, a backslash, written
+    out for each LIKE and ILIKE whose pattern holds one and names no other: SQLite and DuckDB have no
+    default escape character, and took ``s LIKE 'a\\_b'`` for a backslash followed by any character
+    (no row of ``a_b``), where DataFusion and PostgreSQL match ``a_b``."""
+    for like in list(tree.find_all(exp.Like, exp.ILike)):
+        pattern = like.expression
+        if isinstance(like.parent, exp.Escape) or not (isinstance(pattern, exp.Literal) and "\\" in pattern.this):
+            continue
+        like.replace(exp.Escape(this=like.copy(), expression=exp.Literal.string("\\")))
+    return tree
 
 
 def float_literals(tree: exp.Expr, copy: bool = True) -> exp.Expr | None:
