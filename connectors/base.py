@@ -148,6 +148,8 @@ class SqlCapabilities:
     ``hash_joins`` is false for a source that joins a row at a time (SQLite's nested loops): a
     whole query that joins goes to it only when it reads no big table unfiltered
     (``gateway.planner.single_source_sql``).
+    ``distinct_windows`` says the source computes a window aggregate of distinct values
+    (``count(DISTINCT x) OVER ()``: DuckDB); PostgreSQL, SQLite and MariaDB refuse one.
     """
 
     dialect: str
@@ -169,6 +171,7 @@ class SqlCapabilities:
     text_keys: bool = False
     fast_groupings: bool = False
     decimal_sums: bool = False
+    distinct_windows: bool = False
 
     def evaluates(self, node: exp.Func) -> bool:
         """Whether the source answers ``node``, a function of a whole query as sqlglot reads

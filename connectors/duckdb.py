@@ -118,6 +118,7 @@ class DuckdbConnector(TypedSqlConnector):
         key_sets="unnest",
         fast_groupings=True,
         decimal_sums=True,
+        distinct_windows=True,
     )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

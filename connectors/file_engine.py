@@ -125,6 +125,7 @@ class FileEngine(DuckdbConnector):
         truncating_division=True,  # on HUGEINT: whole_query
         fast_groupings=True,
         decimal_sums=True,
+        distinct_windows=True,
     )
 
     def __init__(self, domain: str, files: DuckdbFiles) -> None:

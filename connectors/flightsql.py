@@ -63,7 +63,9 @@ _Db = adbc_driver_flightsql.DatabaseOptions
 # between DataFusion and other engines (upper/lower, ends_with), since the remote is DataFusion too.
 DATAFUSION_FUNCTIONS = POSTGRES_FUNCTIONS | frozenset({"upper", "lower", "ends_with"})
 
-DATAFUSION = SqlCapabilities(dialect="postgres", functions=DATAFUSION_FUNCTIONS, supports_ilike=True)
+DATAFUSION = SqlCapabilities(
+    dialect="postgres", functions=DATAFUSION_FUNCTIONS, supports_ilike=True, distinct_windows=True
+)
 """A remote that runs Apache DataFusion computes exactly as the gateway does."""
 
 OTHER = SqlCapabilities(

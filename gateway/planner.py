@@ -315,6 +315,9 @@ def single_source_sql(
         return None
     if not date_arithmetic_as_datafusion(tree, _types(scans)):
         return None
+    distinct_windows = any(window.this.find(exp.Distinct) for window in tree.find_all(exp.Window))
+    if distinct_windows and not connector.capabilities.distinct_windows:
+        return None  # count(DISTINCT x) OVER (): PostgreSQL, SQLite and MariaDB fail it
     if not connector.capabilities.binary_string_order:
         ordered = bytewise_ordering(tree, _types(scans), connector.capabilities.string_collation)
         if ordered is None:
