@@ -32,7 +32,7 @@ from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 from connectors.base import STATS_SECONDS, Connector, FileConnector, FileVersion, SqlConnector
 from connectors.file_engine import ComputedTables, DuckdbFiles, FileEngine, computed_source, file_source
 from connectors.files import ParquetConnector
-from gateway import distinct_from, quantified
+from gateway import distinct_from, quantified, similar_to
 from gateway.api import CallerContext, DomainInfo, ProductInfo
 from gateway.audit import QUERY_ID, AuditLog, QueryRecord, QueryRun, SourceRun
 from gateway.catalog import Domain, MeshCatalog, Product
@@ -273,6 +273,7 @@ class Engine:
             check_expressions(sql, self.settings.limits)
             distinct_from.check_statement(sql)
             quantified.check_statement(sql)
+            similar_to.check_statement(sql)
             return self._prepare(number_placeholders(sql), caller)
         except MeshgateError as error:
             shown = self.shown_error(error, caller)
