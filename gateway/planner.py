@@ -295,6 +295,13 @@ def single_source_sql(
         return None
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()) or not joins_in_order(tree):
         return None
+    if not qualifiers_seen(tree):
+        return None
+    distinct_on = any(node.args.get("on") for node in tree.find_all(exp.Distinct))
+    if distinct_on and connector.capabilities.dialect not in _DISTINCT_ON:
+        # sqlglot writes DISTINCT ON for SQLite as a ROW_NUMBER() filter and drops the query's
+        # ORDER BY: the rows came back in another order than DataFusion's.
+        return None
     if connector.capabilities.narrow_integer_literals:
         tree = integer_literals(tree, _types(scans))
     averages = any(isinstance(node, exp.Avg) for node in tree.walk())
@@ -374,14 +381,11 @@ def hidden_qualifiers(tree: exp.Expr) -> exp.Expr:
         ... FROM "keys" JOIN (SELECT "lineitem"."l_partkey" FROM ... AS "lineitem") AS "derived_projection"
             ON "keys"."k" = "lineitem"."l_partkey"     -- becomes ... = "derived_projection"."l_partkey"
 
-    A column that no derived table, or more than one, outputs stays as it was (and the query is refused).
+    A column that no derived table, or more than one, outputs stays as it was (and the query is
+    refused: :func:`qualifiers_seen`).
     """
     for scope in traverse_scope(tree):
-        visible: set[str] = set()
-        around: Scope | None = scope
-        while around is not None:
-            visible.update(around.sources)
-            around = around.parent
+        visible = _visible(scope)
         for column in scope.columns:
             if not column.table or column.table in visible:
                 continue
@@ -395,6 +399,40 @@ def hidden_qualifiers(tree: exp.Expr) -> exp.Expr:
             if len(outputs) == 1:
                 column.set("table", exp.to_identifier(outputs[0], quoted=True))
     return tree
+
+
+_DISTINCT_ON = frozenset({"postgres", "duckdb"})
+"""Dialects with ``SELECT DISTINCT ON (...)`` of their own."""
+
+
+def qualifiers_seen(tree: exp.Expr) -> bool:
+    """Whether every column of ``tree`` names a table its query (or a query around it) can see.
+
+    DataFusion's unparser writes an optimised plan's aliased subquery over a filtered read as one
+    query that keeps the table's name in the filter: ``FROM "pq"."v" AS "r" WHERE "v"."m" > 0``.
+    Sent to the file engine whole, ``SELECT count(*), sum(m) FROM (SELECT ... FROM pq.v WHERE m > 0) r``
+    failed ("Referenced table v not found"); such SQL is not sent (the query is written from its
+    plan as planned, or stays federated).
+
+    >>> qualifiers_seen(parse_one('SELECT SUM("r"."m") FROM "pq"."v" AS "r" WHERE "v"."m" > 0'))
+    False
+    """
+    return all(
+        not column.table or column.table in visible
+        for scope in traverse_scope(tree)
+        for visible in (_visible(scope),)
+        for column in scope.columns
+    )
+
+
+def _visible(scope: Scope) -> set[str]:
+    """The names of the tables ``scope``'s query and the queries around it can see."""
+    visible: set[str] = set()
+    around: Scope | None = scope
+    while around is not None:
+        visible.update(around.sources)
+        around = around.parent
+    return visible
 
 
 def joins_in_order(tree: exp.Expr) -> bool:

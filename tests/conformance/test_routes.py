@@ -220,3 +220,21 @@ def test_a_parenthesized_join_answers_as_datafusion_on_every_source(
     assert expected == [{"n": 5, "m": 2}]
     sql = template.format(t=f"{source}.vals")
     assert query(uri, sql).to_pylist() == expected, sql
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_distinct_on_answers_in_datafusions_order_on_every_source(request: pytest.FixtureRequest, source: str) -> None:
+    """``SELECT DISTINCT ON (...) ... ORDER BY ...`` goes whole only to sources with DISTINCT ON of
+    their own (PostgreSQL, DuckDB, DataFusion): sqlglot wrote it for SQLite as a ROW_NUMBER() filter
+    without the query's ORDER BY, and the rows came back with the NULL key first."""
+    uri = _gateway_of(request, source)
+    template = "SELECT DISTINCT ON (i > 0) i > 0 AS k, id FROM {t} ORDER BY i > 0, id"
+    ctx = SessionContext()
+    ctx.from_arrow(VALUES, name="vals")
+    expected = ctx.sql(template.format(t="vals")).to_arrow_table().to_pylist()
+    assert [row["k"] for row in expected] == [False, True, None]
+    sql = template.format(t=f"{source}.vals")
+    assert query(uri, sql).to_pylist() == expected, sql
+    (route_row,) = [text for kind, text in explain_analyze(uri, sql) if kind == "route"]
+    whole = source in ("postgres", "duckdb", "roapi")
+    assert route_row.startswith("single source" if whole else "federated"), (sql, route_row)

@@ -167,6 +167,17 @@ ROUTED = [
         " HAVING count(*) > 10 ORDER BY qty DESC LIMIT 5",
         id="having-and-top",
     ),
+    # The optimised plan of an aliased subquery over a filtered read was unparsed as
+    # FROM ... AS "r" WHERE "items"."amount" > 0, which DuckDB refused ("Referenced table not found").
+    pytest.param(
+        "SELECT count(*) AS n, sum(amount) AS s FROM (SELECT id, amount FROM logi.items WHERE amount > 0) r",
+        id="aliased-subquery",
+    ),
+    pytest.param(
+        "WITH r AS (SELECT grp, amount FROM logi.items WHERE amount > 0) SELECT grp, sum(amount) AS s FROM r"
+        " GROUP BY grp ORDER BY grp",
+        id="common-table-expression",
+    ),
 ]
 
 
