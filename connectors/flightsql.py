@@ -120,6 +120,10 @@ class FlightSqlConnector(AdbcConnector):
     # remote may forget a handle (a Meshgate gateway drops one after 5 minutes unused, or when it holds
     # too many), which fails at execution with an error no different from the query's own.
     reuses_statements = False
+    # Not every server binds a prepared statement's parameters (roapi 0.12: "do_put_prepared_statement_query
+    # not implemented", and a prepared statement with parameters failed when it went to it whole): each
+    # execution plans with its values written into the query instead.
+    binds_parameters = False
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         if not config.uri:

@@ -525,12 +525,14 @@ def _joins_big_unfiltered(plan: LogicalPlan, scans: Mapping[tuple[str, str], Pro
 
 def like_escapes(tree: exp.Expr) -> exp.Expr:
     """``tree`` (changed in place) with DataFusion's default escape character, a backslash, written
-    out for each LIKE and ILIKE whose pattern holds one and names no other: SQLite and DuckDB have no
-    default escape character, and took ``s LIKE 'a\\_b'`` for a backslash followed by any character
-    (no row of ``a_b``), where DataFusion and PostgreSQL match ``a_b``."""
+    out for each LIKE and ILIKE that names no other and whose pattern holds one, or may (a parameter,
+    a column): SQLite and DuckDB have no default escape character, and took ``s LIKE 'a\\_b'`` (or
+    ``s LIKE ?`` given ``a\\_b``) for a backslash followed by any character (no row of ``a_b``),
+    where DataFusion and PostgreSQL match ``a_b``."""
     for like in list(tree.find_all(exp.Like, exp.ILike)):
         pattern = like.expression
-        if isinstance(like.parent, exp.Escape) or not (isinstance(pattern, exp.Literal) and "\\" in pattern.this):
+        plain = isinstance(pattern, exp.Literal) and "\\" not in pattern.this
+        if isinstance(like.parent, exp.Escape) or plain:
             continue
         like.replace(exp.Escape(this=like.copy(), expression=exp.Literal.string("\\")))
     return tree

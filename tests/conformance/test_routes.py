@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 from datafusion import SessionContext
 
+from tests.support.gateway import connect as gateway_connect
 from tests.support.gateway import explain_analyze, query, serve_in_process
 from tests.support.mysql import connect
 from tests.support.roapi import roapi_server
@@ -238,3 +239,20 @@ def test_distinct_on_answers_in_datafusions_order_on_every_source(request: pytes
     (route_row,) = [text for kind, text in explain_analyze(uri, sql) if kind == "route"]
     whole = source in ("postgres", "duckdb", "roapi")
     assert route_row.startswith("single source" if whole else "federated"), (sql, route_row)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_like_pattern_given_as_a_parameter_escapes_as_in_datafusion(
+    request: pytest.FixtureRequest, source: str
+) -> None:
+    """``name LIKE ?`` given ``ab\\c``: DataFusion's escape character, the backslash, makes it match
+    ``abc``. SQLite and DuckDB, which have none by default, took it as a backslash followed by c
+    (no row) when the prepared statement went to them whole."""
+    uri = _gateway_of(request, source)
+    ctx = SessionContext()
+    ctx.from_arrow(VALUES, name="vals")
+    expected = ctx.sql("SELECT id FROM vals WHERE name LIKE 'ab\\c' ORDER BY id").to_arrow_table()
+    assert expected.column("id").to_pylist() == [2]
+    with gateway_connect(uri) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {source}.vals WHERE name LIKE ? ORDER BY id", parameters=("ab\\c",))
+        assert [row[0] for row in cursor.fetchall()] == [2]
