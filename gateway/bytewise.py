@@ -111,9 +111,27 @@ def _targets(node: exp.Expr) -> list[exp.Expr]:
 
 
 def _orders_text(*operands: exp.Expr) -> bool:
-    """Whether any operand is text; raises _Refused when none is known not to be and one is unknown."""
+    """Whether any operand is text; raises _Refused when none is known not to be and one is unknown.
+
+    String constants compared with a value of another known type (``d BETWEEN '1999-01-01' AND
+    '2021-01-01'`` of a date) are read as that type, by DataFusion and the sources alike: nothing
+    orders text there (a collated date failed in PostgreSQL: "collations are not supported by type
+    date")."""
     kinds = [operand.type for operand in operands]
-    if any(kind is not None and kind.is_type(*exp.DataType.TEXT_TYPES) for kind in kinds):
+    texts = [
+        o
+        for o, kind in zip(operands, kinds, strict=True)
+        if kind is not None and kind.is_type(*exp.DataType.TEXT_TYPES)
+    ]
+    others = [
+        kind
+        for kind in kinds
+        if kind is not None
+        and not kind.is_type(*exp.DataType.TEXT_TYPES, exp.DataType.Type.UNKNOWN, exp.DataType.Type.NULL)
+    ]
+    if texts and others and all(isinstance(o, exp.Literal) and o.is_string for o in texts):
+        return False
+    if texts:
         return True
     if all(kind is None or kind.is_type(exp.DataType.Type.UNKNOWN) for kind in kinds):
         raise _Refused(f"the type of {operands[0].sql()} is unknown")

@@ -73,6 +73,8 @@ EXPRESSIONS: dict[str, frozenset[str]] = {
     # a DATE in DataFusion (the hours dropped), a timestamp in the sources (gateway/intervals.py)
     "d + INTERVAL '36 hours' > DATE '2024-02-01'": frozenset(),
     "d + 1": frozenset({"postgres", "duckdb"}),  # roapi's DataFusion cannot add an integer to a date
+    # the constants are dates: PostgreSQL failed the collation the query put on d ("not supported by type date")
+    "d BETWEEN '2000-01-01' AND '2024-01-31'": ALL,
     "d + i": frozenset(),  # PostgreSQL and DuckDB add no BIGINT to a date (an error there until 2026-12-05)
     "left(name, j - 5)": frozenset({"duckdb", "roapi"}),  # j is an int4 in PostgreSQL, but its product does not say so
     "left(name, i + 1)": frozenset({"duckdb", "roapi"}),  # PostgreSQL has no left(text, bigint)
