@@ -15,7 +15,6 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
-import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_postgresql.dbapi as pg
 import duckdb
 import pyarrow as pa
@@ -29,9 +28,8 @@ from connectors.duckdb import whole_intervals
 from gateway.api import CallerContext
 from gateway.config import load_config
 from gateway.engine import Engine
-from gateway.flightsql import FlightSqlServer
 from gateway.intervals import date_arithmetic_as_datafusion, shorter_than_a_day
-from tests.support.gateway import serving
+from tests.support.gateway import query_served
 
 ROOT = CallerContext(user="root")
 DAYS = pa.table(
@@ -144,11 +142,4 @@ def test_date_arithmetic_answers_as_datafusion_on_postgresql_parquet_and_duckdb(
     expected = ctx.sql(template.format(p="days")).to_arrow_table().to_pylist()
     sql = template.format(p=product)
     assert engine.run(sql, ROOT).read_all().to_pylist() == expected
-    server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
-    with (
-        serving(server),
-        flightsql.connect(f"grpc://127.0.0.1:{server.port}", autocommit=True) as connection,
-        connection.cursor() as cursor,
-    ):
-        cursor.execute(sql)
-        assert cursor.fetch_arrow_table().to_pylist() == expected
+    assert query_served(engine, sql).to_pylist() == expected

@@ -29,7 +29,7 @@ from gateway.engine import Engine, EngineSettings
 from gateway.errors import MeshgateError
 from gateway.flightsql import FlightSqlServer
 from tests.support.errors import assert_clean
-from tests.support.gateway import serving
+from tests.support.gateway import query_served, serving
 
 ROOT = CallerContext(user="root")
 ALICE = CallerContext(user="alice")
@@ -480,14 +480,7 @@ def test_an_offset_over_a_part_run_ahead_skips_its_rows_once(tmp_path: Path) -> 
         assert "file_subplans" in route(engine, sql)
         answer = engine.run(sql, ROOT).read_all()
         assert answer.num_rows == 5 and answer.to_pylist() == reference.run(sql, ROOT).read_all().to_pylist()
-        server = FlightSqlServer(engine, "grpc://127.0.0.1:0")
-        with (
-            serving(server),
-            flightsql.connect(f"grpc://127.0.0.1:{server.port}", autocommit=True) as connection,
-            connection.cursor() as cursor,
-        ):
-            cursor.execute(sql)
-            assert cursor.fetch_arrow_table().to_pylist() == answer.to_pylist()
+        assert query_served(engine, sql).to_pylist() == answer.to_pylist()
     finally:
         engine.close()
         reference.close()

@@ -190,6 +190,12 @@ def query(uri: str, sql: str, credentials: Credentials | None = None) -> pa.Tabl
         return table
 
 
+def query_served(engine: Engine, sql: str) -> pa.Table:
+    """Serve ``engine`` on a free loopback port for one query, ``sql`` through :func:`query`."""
+    with serving(FlightSqlServer(engine, "grpc://127.0.0.1:0")) as server:
+        return query(f"grpc://127.0.0.1:{server.port}", sql)
+
+
 def explain_analyze(uri: str, sql: str) -> list[tuple[str, str]]:
     """``EXPLAIN ANALYZE`` through the client: (plan_type, plan) rows."""
     table = query(uri, f"EXPLAIN ANALYZE {sql}")
