@@ -8,14 +8,13 @@ from collections.abc import Iterator
 
 import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from gateway.api import CallerContext
-from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.errors import PlanningError
 from gateway.quantified import check_statement
+from tests.support.gateway import parquet_engine
 
 ROOT = CallerContext(user="root")
 EMP = pa.table({"id": list(range(1, 7)), "salary": [5000, 6000, 7000, 8000, 9000, 10000]})
@@ -46,13 +45,7 @@ def test_a_quantified_subquery_over_the_same_unaliased_table_is_refused(sql: str
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    folder = tmp_path_factory.mktemp("quantified")
-    pq.write_table(EMP, folder / "emp.parquet")
-    (folder / "mesh.yaml").write_text(
-        "domains:\n  - name: hr\n    connector: {type: parquet, path: emp.parquet}\n"
-        "    products: [{name: emp, source: emp.parquet}]\n"
-    )
-    made = Engine.from_config(load_config(folder))
+    made = parquet_engine(tmp_path_factory.mktemp("quantified"), "hr", "emp", EMP)
     yield made
     made.close()
 

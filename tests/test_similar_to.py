@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from datafusion import SessionContext
 
 from gateway.api import CallerContext
-from gateway.config import load_config
-from gateway.engine import Engine
 from gateway.errors import PlanningError
+from tests.support.gateway import parquet_engine
 
 NAMES = pa.table({"id": [1, 2, 3, 4], "s": ["a_b", "a%b", "abc", "xab"]})
 
@@ -30,13 +28,7 @@ def test_datafusion_55_still_reads_similar_to_as_an_unanchored_regular_expressio
 def test_similar_to_is_refused_and_like_answers_as_postgresql(
     tmp_path_factory: pytest.TempPathFactory, postgres_uri: str, pg_schema: str
 ) -> None:
-    folder = tmp_path_factory.mktemp("similar")
-    pq.write_table(NAMES, folder / "names.parquet")
-    (folder / "mesh.yaml").write_text(
-        "domains:\n  - name: lake\n    connector: {type: parquet, path: names.parquet}\n"
-        "    products: [{name: names, source: names.parquet}]\n"
-    )
-    engine = Engine.from_config(load_config(folder))
+    engine = parquet_engine(tmp_path_factory.mktemp("similar"), "lake", "names", NAMES)
     root = CallerContext(user="root")
     try:
         with pytest.raises(PlanningError, match=r"SIMILAR TO is not supported \(line 1, column \d+\).*Write LIKE"):

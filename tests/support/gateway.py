@@ -24,6 +24,7 @@ from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from gateway.auth import hash_password
 from gateway.config import load_config
@@ -71,6 +72,16 @@ def serve_in_process(config: Path) -> Iterator[str]:
             yield f"grpc://127.0.0.1:{server.port}"
     finally:
         engine.catalog.close()
+
+
+def parquet_engine(folder: Path, domain: str, product: str, table: pa.Table) -> Engine:
+    """An engine over one Parquet product ``domain.product`` holding ``table``, written into ``folder``."""
+    pq.write_table(table, folder / f"{product}.parquet")
+    (folder / "mesh.yaml").write_text(
+        f"domains:\n  - name: {domain}\n    connector: {{type: parquet, path: {product}.parquet}}\n"
+        f"    products: [{{name: {product}, source: {product}.parquet}}]\n"
+    )
+    return Engine.from_config(load_config(folder))
 
 
 @contextmanager
