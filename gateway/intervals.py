@@ -10,7 +10,9 @@ an interval of hours, minutes or seconds added to anything not known to be a tim
 such a sum cast to text (a timestamp prints its time), stays federated
 (:func:`date_arithmetic_as_datafusion`). Whole days and months give the same day on both routes:
 a timestamp at midnight compares with a date as the date does, and the answer is cast to the
-type DataFusion planned.
+type DataFusion planned. A number added to a date goes only as a constant (``d + 1``):
+PostgreSQL adds an ``int4`` to a date but no ``BIGINT``, DuckDB neither, and ``d + n`` of a
+BIGINT column failed there where DataFusion answers.
 """
 
 from __future__ import annotations
