@@ -10,7 +10,8 @@ import pytest
 from datafusion import SessionContext
 
 from gateway.api import CallerContext
-from gateway.errors import PlanningError
+from gateway.config import load_config
+from gateway.errors import ConfigError, PlanningError
 from tests.support.gateway import parquet_engine
 
 NAMES = pa.table({"id": [1, 2, 3, 4], "s": ["a_b", "a%b", "abc", "xab"]})
@@ -42,3 +43,16 @@ def test_similar_to_is_refused_and_like_answers_as_postgresql(
         cursor.adbc_ingest("names", NAMES, mode="append", db_schema_name=pg_schema)
         cursor.execute(f"SELECT id FROM \"{pg_schema}\".names WHERE s SIMILAR TO 'a%' ORDER BY id")
         assert [row[0] for row in cursor.fetchall()] == liked.column("id").to_pylist() == [1, 2, 3]
+
+
+def test_a_row_filter_with_similar_to_is_a_configuration_error(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A policy would select other rows than its author wrote: the mesh does not load, naming the file."""
+    folder = tmp_path_factory.mktemp("similar-policy")
+    parquet_engine(folder, "lake", "names", NAMES).close()
+    (folder / "platform.yaml").write_text(
+        "policies:\n  roles: {admin: [root], analyst: [ana]}\n"
+        '  grants: [{role: admin, on: "*"}, {role: analyst, on: lake.names}]\n'
+        "  row_filters: [{on: lake.names, where: \"s SIMILAR TO 'a%'\", except: [admin]}]\n"
+    )
+    with pytest.raises(ConfigError, match=r"platform\.yaml:\d+: policies\.row_filters\[0\]\.where: SIMILAR TO is not"):
+        load_config(folder)
