@@ -304,12 +304,14 @@ class Engine:
             if cached is not None:
                 return cached
         scope = _Scope(caller)
-        dataframe = self._dataframe(self._context(scope, sql), sql, {}, caller)
+        ctx = self._context(scope, sql)
+        dataframe = self._dataframe(ctx, sql, {}, caller)
         self.plans.counted_planning()
-        schema, parameters = result_schema(dataframe), parameter_schema(dataframe, sql)
+        optimized = _optimized(dataframe)
+        schema, parameters = result_schema(dataframe, ctx, optimized), parameter_schema(dataframe, sql)
         if key is None:
             return Query(sql, schema, parameters)
-        plan = CachedPlan(schema, parameters, self._route(dataframe, scope, parameters))
+        plan = CachedPlan(schema, parameters, self._route(dataframe, optimized, scope, parameters))
         self.plans.put(key, plan)
         if shape is not None:
             self._learn_template(PlanKey(shape[0], key.access, key.version, True), shape[1], schema, caller)
@@ -353,13 +355,14 @@ class Engine:
             return None  # a literal the template's types do not hold: plan this statement itself
         return Query(sql, template.schema, pa.schema([]), plan=template, key=template_key, literals=bound)
 
-    def _route(self, dataframe: DataFrame, scope: _Scope, parameters: pa.Schema) -> Route | None:
-        """The route of a query planned without values, if it goes whole to one source with its
-        parameters bound there exactly (else None: each execution plans)."""
-        if scope.masked:
+    def _route(
+        self, dataframe: DataFrame, plan: LogicalPlan | None, scope: _Scope, parameters: pa.Schema
+    ) -> Route | None:
+        """The route of a query planned without values (``plan``: optimised, None if that failed), if
+        it goes whole to one source with its parameters bound there exactly (else None: each execution plans)."""
+        if scope.masked or plan is None:
             return None
         try:
-            plan = dataframe.optimized_logical_plan()
             routed, scans = self._whole_route(dataframe, plan, scope)
         except Exception:  # execution reports it, as it always has
             return None
@@ -387,11 +390,13 @@ class Engine:
         template_schema = schema
         try:
             scope = _Scope(caller)
-            dataframe = self._dataframe(self._context(scope, key.sql), key.sql, {}, caller)
+            ctx = self._context(scope, key.sql)
+            dataframe = self._dataframe(ctx, key.sql, {}, caller)
             self.plans.counted_planning()
-            template_schema = result_schema(dataframe)
+            optimized = _optimized(dataframe)
+            template_schema = result_schema(dataframe, ctx, optimized)
             parameters = parameter_schema(dataframe, key.sql)
-            route = self._route(dataframe, scope, parameters)
+            route = self._route(dataframe, optimized, scope, parameters)
             if (
                 route is not None
                 and template_schema.equals(schema)
@@ -469,7 +474,7 @@ class Engine:
                     execution = cached
                 else:
                     planned = self._plan(query.sql, caller, values, deadline)
-                    schema = query.schema if not values else result_schema(planned.dataframe)
+                    schema = query.schema if not values else planned.result_schema()
                     record.products, record.columns = touched(planned.plan, _default_domain(caller))
                     record.policies = list(dict.fromkeys(planned.scope.applied))
                     execution = planned.start(schema, deadline)
@@ -568,7 +573,7 @@ class Engine:
                 dataframe = ctx.create_dataframe_from_logical_plan(dataframe.logical_plan())
             if streams:
                 dataframe = _classic_output(dataframe)
-        return _Planned(self, dataframe, plan, scans, routed, scope, federated, fired)
+        return _Planned(self, dataframe, plan, scans, routed, scope, federated, fired, ctx)
 
     def _whole_route(
         self, dataframe: DataFrame, plan: LogicalPlan, scope: _Scope
@@ -1019,7 +1024,7 @@ class Engine:
         started = time.perf_counter()
         result_rows = 0
         if query.analyze:
-            execution = planned.start(result_schema(planned.dataframe), deadline)
+            execution = planned.start(planned.result_schema(), deadline)
             # It runs before the statement exists: stop it at its deadline here (DataFusion's work too).
             timer = threading.Timer(max(0.0, (deadline or 0) - time.monotonic()), execution.cancel)
             if deadline is not None:
@@ -1063,15 +1068,41 @@ class Engine:
         return Execution(EXPLAIN_SCHEMA, iter(table.to_batches()), [])
 
 
-def result_schema(dataframe: DataFrame) -> pa.Schema:
-    """The schema a query's result is sent in (classic string types: see ``classic_types``)."""
+def result_schema(
+    dataframe: DataFrame, ctx: SessionContext | None = None, optimized: LogicalPlan | None = None
+) -> pa.Schema:
+    """The schema a query's result is sent in (classic string types: see ``classic_types``).
+
+    ``optimized`` (``dataframe``'s optimised plan, in ``ctx``) gives the types: DataFusion reports a
+    query's schema as written, before its type coercion, and announced ``CASE WHEN ... THEN i ELSE f
+    END`` of a BIGINT and a DOUBLE as a BIGINT, which the DOUBLEs it computes then failed to fit
+    ("Float value 2.5 was truncated converting to int64"). Names and nullability stay the query's.
+    """
+    schema = _exported(dataframe)
+    if ctx is not None and optimized is not None:
+        typed = _exported(ctx.create_dataframe_from_logical_plan(optimized))
+        if typed.names == schema.names and typed.types != schema.types:
+            schema = pa.schema(
+                [field.with_type(kind.type) for field, kind in zip(schema, typed, strict=True)], schema.metadata
+            )
+    return classic_types(schema)
+
+
+def _exported(dataframe: DataFrame) -> pa.Schema:
     try:
-        schema = dataframe.schema()
+        return dataframe.schema()
     except pa.ArrowException as error:  # exported over the C data interface, which refuses some names
         if "Null byte" in str(error):
             raise PlanningError("a result column's name contains a NUL character: choose another alias") from None
         raise PlanningError(f"the result's schema cannot be sent: {_clean(str(error))}") from None
-    return classic_types(schema)
+
+
+def _optimized(dataframe: DataFrame) -> LogicalPlan | None:
+    """``dataframe``'s optimised plan; None when DataFusion cannot optimise it (execution reports why)."""
+    try:
+        return dataframe.optimized_logical_plan()
+    except Exception:
+        return None
 
 
 def _pushable(scan: ProductScan) -> bool:
@@ -1241,6 +1272,11 @@ class _Planned:
     scope: _Scope
     federated: LogicalPlan  # optimised, as it runs: after the rules of gateway/plan/rules.py (or ``plan``)
     fired: tuple[str, ...] = ()  # the rules that changed it
+    ctx: SessionContext | None = None  # where it was planned
+
+    def result_schema(self) -> pa.Schema:
+        """The schema its answer is sent in, typed as its optimised plan (:func:`result_schema`)."""
+        return result_schema(self.dataframe, self.ctx, self.plan)
 
     def start(self, schema: pa.Schema, deadline: float | None = None) -> Execution:
         if self.routed is not None:
