@@ -25,7 +25,8 @@ refuses it (None: the query stays federated, and DataFusion computes over the pu
   arithmetic on unsigned columns (MySQL fails where DataFusion goes negative) and on dates and times
   but with an interval (``d + 1`` is a number there), RANGE window frames with offsets, joins on boolean
   columns (a ``BOOLEAN`` holding 2 fails when it is read, as pushed joins never take such keys), ``TRIM`` of other
-  characters than spaces (MySQL trims a string, DataFusion a set of characters), and every
+  characters than spaces (MySQL trims a string, DataFusion a set of characters), an output of
+  DataFusion's Null type (``SELECT NULL AS v``: connectorx reads no MySQL NULL column), and every
   function not in :data:`FUNCTIONS`.
 """
 
@@ -128,6 +129,8 @@ def whole_query(
     name that is unsigned in any of them counts as unsigned. ``output`` is the schema DataFusion
     planned for the answer; ``collation`` the server's binary no-pad collation.
     """
+    if any(pa.types.is_null(field.type) for field in output):
+        return None  # a bare NULL output: connectorx reads no MYSQL_TYPE_NULL column
     unsigned = {f.name for schema in schemas for f in schema if pa.types.is_unsigned_integer(f.type)}
     temporal = {f.name for schema in schemas for f in schema if pa.types.is_temporal(f.type)}
     booleans = {f.name for schema in schemas for f in schema if pa.types.is_boolean(f.type)}

@@ -188,6 +188,12 @@ def convert(array: pa.Array, target: pa.DataType, name: str) -> pa.Array:
     if array.type == target:
         return _in_day(array, name) if pa.types.is_time(target) else array
     source = array.type
+    if pa.types.is_null(target):
+        # DataFusion types a bare NULL (``SELECT NULL AS v``) as Null; a source sends it as text or
+        # an integer (and a value that is not NULL cannot be one).
+        if array.null_count != len(array):
+            raise ConversionError(f"column {name!r}: the source returned values where DataFusion expects only NULL")
+        return pa.nulls(len(array))
     if _is_list(source) and _is_list(target):
         return _convert_list(array, target, name)
     if (pa.types.is_date(target) or pa.types.is_timestamp(target)) and not (
