@@ -303,19 +303,25 @@ class Engine:
             cached = self._cached_query(sql, key, shape)
             if cached is not None:
                 return cached
+        schema, parameters, route = self._statement(sql, caller, routed=key is not None)
+        if key is None:
+            return Query(sql, schema, parameters)
+        plan = CachedPlan(schema, parameters, route)
+        self.plans.put(key, plan)
+        if shape is not None:
+            self._learn_template(PlanKey(shape[0], key.access, key.version, True), shape[1], schema, caller)
+        return Query(sql, schema, parameters, plan=plan, key=key)
+
+    def _statement(self, sql: str, caller: CallerContext, routed: bool) -> tuple[pa.Schema, pa.Schema, Route | None]:
+        """``sql`` planned without values: its result's schema, its parameters' and, when ``routed``,
+        the route its executions may take without planning (:meth:`_route`)."""
         scope = _Scope(caller)
         ctx = self._context(scope, sql)
         dataframe = self._dataframe(ctx, sql, {}, caller)
         self.plans.counted_planning()
         optimized = _optimized(dataframe)
         schema, parameters = result_schema(dataframe, ctx, optimized), parameter_schema(dataframe, sql)
-        if key is None:
-            return Query(sql, schema, parameters)
-        plan = CachedPlan(schema, parameters, self._route(dataframe, optimized, scope, parameters))
-        self.plans.put(key, plan)
-        if shape is not None:
-            self._learn_template(PlanKey(shape[0], key.access, key.version, True), shape[1], schema, caller)
-        return Query(sql, schema, parameters, plan=plan, key=key)
+        return schema, parameters, self._route(dataframe, optimized, scope, parameters) if routed else None
 
     # -- the plan cache (gateway/plancache.py) -------------------------------------------
     def _plan_key(self, sql: str, names: str, caller: CallerContext) -> PlanKey | None:
@@ -389,14 +395,7 @@ class Engine:
         trusted: Route | None = None
         template_schema = schema
         try:
-            scope = _Scope(caller)
-            ctx = self._context(scope, key.sql)
-            dataframe = self._dataframe(ctx, key.sql, {}, caller)
-            self.plans.counted_planning()
-            optimized = _optimized(dataframe)
-            template_schema = result_schema(dataframe, ctx, optimized)
-            parameters = parameter_schema(dataframe, key.sql)
-            route = self._route(dataframe, optimized, scope, parameters)
+            template_schema, parameters, route = self._statement(key.sql, caller, routed=True)
             if (
                 route is not None
                 and template_schema.equals(schema)
