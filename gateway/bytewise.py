@@ -27,6 +27,7 @@ import pyarrow as pa
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
+from sqlglot.optimizer.qualify_columns import qualify_columns
 from sqlglot.schema import MappingSchema
 
 _ORDERING = (exp.GT, exp.GTE, exp.LT, exp.LTE)
@@ -93,6 +94,13 @@ def named_outputs(tree: exp.Expr) -> exp.Expr:
         )
         alias.set("columns", None)
     return tree
+
+
+def typed_columns(tree: exp.Expr, schema: MappingSchema) -> exp.Expr:
+    """A copy of ``tree`` with its columns qualified, so that a derived table's are typed too
+    (``sum(CAST(qty AS BIGINT))`` over one), and every node typed by ``schema`` (raises SqlglotError)."""
+    qualified = qualify_columns(named_outputs(tree.copy()), schema, dialect="postgres")
+    return annotate_types(qualified, schema=schema, dialect="postgres")
 
 
 def _targets(node: exp.Expr) -> list[exp.Expr]:

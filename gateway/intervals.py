@@ -22,11 +22,9 @@ from decimal import Decimal, InvalidOperation
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.annotate_types import annotate_types
-from sqlglot.optimizer.qualify_columns import qualify_columns
 from sqlglot.schema import MappingSchema
 
-from gateway.bytewise import named_outputs
+from gateway.bytewise import typed_columns
 
 _PART = re.compile(r"(-?\d+(?:\.\d+)?)\s*([A-Za-z]+)")
 _WHOLE_DAYS = frozenset({"YEAR", "YEARS", "MON", "MONS", "MONTH", "MONTHS", "WEEK", "WEEKS", "DAY", "DAYS"})
@@ -68,9 +66,8 @@ def date_arithmetic_as_datafusion(tree: exp.Expr, schema: MappingSchema) -> bool
     short = any(shorter_than_a_day(interval) for node in sums if (interval := _interval_of(node)) is not None)
     if not short and not any(_may_add_to_a_date(node) for node in sums):
         return True  # intervals of whole days, and numbers added as constants (``d + 1``)
-    try:  # columns qualified, so that a derived table's are typed
-        qualified = qualify_columns(named_outputs(tree.copy()), schema, dialect="postgres")
-        annotated = annotate_types(qualified, schema=schema, dialect="postgres")
+    try:
+        annotated = typed_columns(tree, schema)
     except SqlglotError:
         return False
     for node in annotated.find_all(exp.Add, exp.Sub):

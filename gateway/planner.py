@@ -32,7 +32,7 @@ from sqlglot.schema import MappingSchema
 
 from connectors.base import SourceObject, SqlCapabilities, SqlConnector
 from gateway.averages import exact_averages
-from gateway.bytewise import bytewise_ordering, named_outputs, sql_type
+from gateway.bytewise import bytewise_ordering, named_outputs, sql_type, typed_columns
 from gateway.intervals import date_arithmetic_as_datafusion
 from gateway.plan.same_source import few_groups
 from gateway.plancache import bind_placeholder
@@ -666,9 +666,8 @@ def _computes_as_datafusion(
     if (divides and not capabilities.integer_division) or (remainders and not capabilities.integer_remainder):
         return False
     types = _types(scans)
-    try:  # columns qualified, so that a derived table's are typed (``sum(CAST(qty AS BIGINT))`` over one)
-        qualified = qualify_columns(named_outputs(tree.copy()), types, dialect="postgres")
-        annotated = annotate_types(qualified, schema=types, dialect="postgres")
+    try:
+        annotated = typed_columns(tree, types)
     except SqlglotError:
         return False
     operands = [side for node in annotated.find_all(exp.Div, exp.Mod) for side in (node.this, node.expression)]
