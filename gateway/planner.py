@@ -280,9 +280,10 @@ def single_source_sql(
         return None
     if not connector.capabilities.hash_joins and plan is not None and _joins_big_unfiltered(plan, scans):
         return None
-    if any(pa.types.is_duration(field.type) or pa.types.is_interval(field.type) for field in dataframe.schema()):
+    output = dataframe.schema()
+    if any(pa.types.is_duration(field.type) or pa.types.is_interval(field.type) for field in output):
         return None  # a difference of timestamps: an interval in the sources, which cannot be a duration exactly
-    decimal_output = any(pa.types.is_decimal(field.type) for field in dataframe.schema())
+    decimal_output = any(pa.types.is_decimal(field.type) for field in output)
     if decimal_output and not connector.capabilities.exact_decimals:
         return None
     if text is None and offset_over_fetch(dataframe.logical_plan()):
@@ -334,7 +335,7 @@ def single_source_sql(
     # twice more (each copy of a file-engine part's tree cost about a millisecond: TPC-H Q9, Q15).
     typed = float_literals(like_escapes(tree), copy=False)
     schemas = [scan.product.schema for scan in scans.values()]
-    adapted = None if typed is None else connector.whole_query(typed, schemas, dataframe.schema())
+    adapted = None if typed is None else connector.whole_query(typed, schemas, output)
     if adapted is None:
         return None
     replaced = _replace_tables(adapted, scans, connector)
