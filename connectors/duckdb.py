@@ -251,19 +251,26 @@ _WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")
 
 
 def whole_intervals(query: exp.Expr) -> exp.Expr:
-    """``query`` (a copy) with each interval of an amount and a unit written as one string.
+    """``query`` with each interval of an amount and a unit written as one string: a copy, or
+    ``query`` itself when it holds no such interval (most queries: a copy of a tree of many
+    constants costs milliseconds).
 
     DataFusion writes ``INTERVAL '1 MONS'``; sqlglot reads that as the amount ``'1'`` and the unit
     ``MONS``, and writes ``INTERVAL '1' MONS`` for DuckDB, whose parser knows no unit ``MONS``:
     a whole query adding a month or a year to a date failed. In one string
     (``INTERVAL '1 MONS'``) DuckDB reads every unit DataFusion writes.
     """
+    if not any(_split_interval(interval) for interval in query.find_all(exp.Interval)):
+        return query
     query = query.copy()
-    for interval in list(query.find_all(exp.Interval)):
-        value, unit = interval.this, interval.args.get("unit")
-        if isinstance(value, exp.Literal) and isinstance(unit, exp.Var):
-            interval.replace(exp.Interval(this=exp.Literal.string(f"{value.this} {unit.name}")))
+    for interval in [interval for interval in query.find_all(exp.Interval) if _split_interval(interval)]:
+        interval.replace(exp.Interval(this=exp.Literal.string(f"{interval.this.this} {interval.args['unit'].name}")))
     return query
+
+
+def _split_interval(interval: exp.Interval) -> bool:
+    """Whether ``interval`` is an amount and a unit apart (``INTERVAL '1' MONS``)."""
+    return isinstance(interval.this, exp.Literal) and isinstance(interval.args.get("unit"), exp.Var)
 
 
 def _column(field: pa.Field, duck_type: str) -> SourceColumn:

@@ -167,10 +167,13 @@ class FileEngine(DuckdbConnector):
         """``query`` in DuckDB's SQL, its intervals as DuckDB reads them (:func:`whole_intervals`), the
         integer division of an exact average (gateway/averages.py: an integral decimal over a count)
         on ``HUGEINT``: DuckDB's ``//`` of a decimal divides."""
-        query = whole_intervals(query)  # a copy
-        for division in list(query.find_all(exp.IntDiv)):
+        written = whole_intervals(query)  # a copy, if it changed anything
+        if written is query and query.find(exp.IntDiv) is not None:
+            written = query.copy()  # the caller's tree is left as it was
+        for division in list(written.find_all(exp.IntDiv)):
             division.set("this", exp.cast(division.this, exp.DataType.build("HUGEINT", dialect="duckdb")))
-        return query.sql(dialect="duckdb", copy=False, unsupported_level=ErrorLevel.RAISE)
+        # sqlglot's DuckDB transforms change the tree they write: the caller's is copied once.
+        return written.sql(dialect="duckdb", copy=written is query, unsupported_level=ErrorLevel.RAISE)
 
 
 class ComputedTables(FileEngine):

@@ -291,7 +291,7 @@ def single_source_sql(
     try:
         text = text or str(Unparser(Dialect.postgres()).plan_to_sql(dataframe.logical_plan()))
         # SQLite has no ``AS d(a, b)``: named_outputs moves such names onto the derived table's outputs.
-        tree = hidden_qualifiers(named_outputs(selecting_something(parse_one(text, read="postgres"))))
+        tree = hidden_qualifiers(named_outputs(selecting_something(once_each(parse_one(text, read="postgres")))))
     except (SqlglotError, Exception):  # the unparser cannot write every plan
         return None
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()) or not joins_in_order(tree):
@@ -350,6 +350,50 @@ def single_source_sql(
     if plan is not None and not _SUBQUERY_EXPRESSION.search(plan.display_indent()) and connector.per_row(sql):
         return None  # the source would run a subquery per row, which DataFusion has made a join
     return first.product.domain, sql
+
+
+_VOLATILE = (exp.Rand, exp.Randn, exp.Randstr, exp.Uuid, exp.Anonymous)
+"""Functions that may answer differently for each call: a condition holding one is not merged."""
+
+
+def once_each(tree: exp.Expr) -> exp.Expr:
+    """``tree`` with each condition that a WHERE, HAVING or join's ON repeats among its ANDed
+    conditions kept once, in place.
+
+    DataFusion's optimiser hands a Parquet read its filters and keeps them above it too (the
+    read may not apply them exactly), and the unparser writes both into one WHERE: a part of
+    TPC-H Q19 run ahead in the file engine carried its 485 part keys twice, parsed, typed,
+    copied and written twice here (about 15 ms) and tested twice by DuckDB. A condition
+    holding a function that may answer differently for each call is kept as often as written.
+
+    >>> print(once_each(parse_one("SELECT a FROM t WHERE (a > 1 AND b IN (2, 3)) AND (a > 1 AND b IN (2, 3))")).sql())
+    SELECT a FROM t WHERE a > 1 AND b IN (2, 3)
+    """
+    for clause in list(tree.find_all(exp.Where, exp.Having, exp.Join)):
+        condition = clause.args.get("on") if isinstance(clause, exp.Join) else clause.this
+        if not isinstance(condition, (exp.And, exp.Paren)):
+            continue
+        parts = _conjuncts(condition)
+        kept: list[exp.Expr] = []
+        for part in parts:
+            if part.find(*_VOLATILE) is not None or not any(part == seen for seen in kept):
+                kept.append(part)
+        if len(kept) < len(parts):
+            merged = exp.and_(*kept, copy=False)
+            if isinstance(clause, exp.Join):
+                clause.set("on", merged)
+            else:
+                clause.set("this", merged)
+    return tree
+
+
+def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
+    """The conditions ``condition`` ANDs, through parentheses."""
+    if isinstance(condition, exp.Paren):
+        return _conjuncts(condition.this)
+    if isinstance(condition, exp.And):
+        return [*_conjuncts(condition.this), *_conjuncts(condition.expression)]
+    return [condition]
 
 
 def selecting_something(tree: exp.Expr) -> exp.Expr:
