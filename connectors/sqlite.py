@@ -100,6 +100,11 @@ SAMPLE_BLOCKS = 20
 """How many blocks of rowids those rows are read in, spread over the table."""
 
 
+_UNKNOWN_TO_SQLITE = (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Any, exp.All)
+"""What SQLite's grammar has no word for: ``GROUP BY ROLLUP (g)``, ``CUBE``, ``GROUPING SETS`` and
+``x = ANY (SELECT ...)`` / ``x > ALL (SELECT ...)`` (sqlglot writes them as they are)."""
+
+
 class SqliteConnector(AdbcConnector):
     """A SQLite database file. Options: ``pool_size``, ``max_partitions``, ``partition_rows``.
 
@@ -182,10 +187,11 @@ class SqliteConnector(AdbcConnector):
 
     def whole_query(self, query: exp.Expr, schemas: Sequence[pa.Schema], output: pa.Schema) -> exp.Expr | None:
         """As every source's, and none with an interval or arithmetic on a date or time: SQLite has
-        no intervals, and holds dates as text (``d + 1`` of ``'2024-01-31'`` is 2025 there)."""
+        no intervals, and holds dates as text (``d + 1`` of ``'2024-01-31'`` is 2025 there). Nor
+        with what SQLite's grammar lacks (:data:`_UNKNOWN_TO_SQLITE`): such queries failed whole."""
         temporal = {f.name for schema in schemas for f in schema if pa.types.is_temporal(f.type)}
         arithmetic = query.find_all(exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg)
-        if query.find(exp.Interval) is not None or any(
+        if query.find(exp.Interval, *_UNKNOWN_TO_SQLITE) is not None or any(
             column.name in temporal for node in arithmetic for column in node.find_all(exp.Column)
         ):
             return None

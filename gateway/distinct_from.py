@@ -11,12 +11,19 @@ over other types, a type error about ``Utf8 AND Boolean``. PostgreSQL, and every
   (:func:`check_statement`): its answer would depend on which parser read it.
 - SQL the gateway writes for DataFusion (a policy's row filter) gets the parentheses
   (:func:`parenthesized`), so a policy means what its author wrote.
+
+DataFusion 55's optimiser also turns a join ``ON a IS NOT DISTINCT FROM b`` into a hash join whose
+NULL keys match, and then loses that when the query joins anything else: ``t a JOIN t b ON a.g IS
+NOT DISTINCT FROM b.h CROSS JOIN one`` answered no row where the NULLs match (the same join alone
+answered one). Such a statement is refused, naming what to write instead (:func:`check_join_keys`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
+from datafusion import LogicalPlan
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import Token, TokenType
@@ -102,3 +109,32 @@ def parenthesized(tree: exp.Expr) -> exp.Expr:
         return node
 
     return tree.transform(wrap)
+
+
+# Two columns (no constant: DataFusion may write ``x IS NOT DISTINCT FROM 5`` as ``x = 5``).
+_COLUMNS_NOT_DISTINCT = re.compile(r"(?<![\w)\"])[A-Za-z_][\w.\"]* IS NOT DISTINCT FROM [A-Za-z_][\w.\"]*(?![\w(])")
+
+
+def check_join_keys(planned: LogicalPlan, optimized: LogicalPlan | None) -> None:
+    """Refuse a statement whose ``IS NOT DISTINCT FROM`` of two columns DataFusion's optimiser
+    dropped: it is in neither the ``optimized`` plan's conditions nor a join whose NULL keys match.
+    ``planned``: the statement's plan before the optimiser."""
+    if optimized is None:
+        return
+    written = len(_COLUMNS_NOT_DISTINCT.findall(planned.display_indent()))
+    if not written:
+        return
+    kept = len(_COLUMNS_NOT_DISTINCT.findall(optimized.display_indent())) + _null_equal_keys(optimized)
+    if kept < written:
+        raise PlanningError(
+            "a join ON a IS NOT DISTINCT FROM b next to another join would lose its matching NULLs in"
+            " DataFusion 55, which answers such a query without them: write (a = b OR (a IS NULL AND b IS NULL))"
+            " instead, or join the other tables first"
+        )
+
+
+def _null_equal_keys(plan: LogicalPlan) -> int:
+    """How many keys of ``plan``'s joins match NULL with NULL."""
+    variant = plan.to_variant()
+    own = len(variant.on()) if type(variant).__name__ == "Join" and variant.null_equals_null() else 0
+    return own + sum(_null_equal_keys(child) for child in plan.inputs())

@@ -320,6 +320,8 @@ class Engine:
         dataframe = self._dataframe(ctx, sql, {}, caller)
         self.plans.counted_planning()
         optimized = _optimized(dataframe)
+        if "distinct" in sql.lower():  # the plans' texts are read only for such statements
+            distinct_from.check_join_keys(dataframe.logical_plan(), optimized)
         schema, parameters = result_schema(dataframe, ctx, optimized), parameter_schema(dataframe, sql)
         return schema, parameters, self._route(dataframe, optimized, scope, parameters) if routed else None
 

@@ -244,6 +244,34 @@ def offset_over_fetch(plan: LogicalPlan) -> bool:
     return walk(plan)
 
 
+_SET_JOIN = re.compile(r"\b(?:Left|Right)(?:Semi|Anti) Join:")
+
+
+def nulls_join_equal(plan: LogicalPlan) -> bool:
+    """Whether ``plan`` joins on keys whose NULLs match each other, which no SQL it unparses to says.
+
+    DataFusion plans ``INTERSECT`` and ``EXCEPT`` as a semi or anti join whose NULL keys are equal
+    (a NULL in both inputs is in the intersection), and its optimiser turns a join
+    ``ON a IS NOT DISTINCT FROM b`` into such a join; DataFusion 55's unparser writes both with
+    ``=``, under which NULLs match nothing. ``SELECT g FROM t INTERSECT SELECT h FROM t`` went whole
+    to PostgreSQL, SQLite, DuckDB and MariaDB as ``... WHERE EXISTS (SELECT 1 FROM t WHERE g = h)``
+    and lost the NULL row (the two reads of ``t`` became one, too). Such plans are not unparsed:
+    DataFusion runs them. A plan as planned keeps its subqueries' joins out of its inputs; there,
+    any semi or anti join (only set operations make one before the optimiser runs) counts.
+    """
+
+    def walk(node: LogicalPlan) -> bool:
+        variant = node.to_variant()
+        if type(variant).__name__ == "Join" and variant.null_equals_null():
+            return True
+        return any(walk(child) for child in node.inputs())
+
+    if walk(plan):
+        return True
+    text = plan.display_indent()
+    return "Subquery:" in text and _SET_JOIN.search(text) is not None
+
+
 def single_source_sql(
     dataframe: DataFrame,
     scans: Mapping[tuple[str, str], ProductScan],
@@ -287,6 +315,8 @@ def single_source_sql(
     if decimal_output and not connector.capabilities.exact_decimals:
         return None
     if text is None and offset_over_fetch(dataframe.logical_plan()):
+        return None
+    if nulls_join_equal(dataframe.logical_plan()):
         return None
     try:
         text = text or str(Unparser(Dialect.postgres()).plan_to_sql(dataframe.logical_plan()))
