@@ -144,7 +144,8 @@ def whole_query(
         return None
     query = query.transform(partial(_binary_text, collation))
     for order in list(query.find_all(exp.Order)):
-        order.set("expressions", [key for ordered in order.expressions for key in _null_order(ordered)])
+        aggregates = _aggregate_outputs(order.parent)
+        order.set("expressions", [key for ordered in order.expressions for key in _null_order(ordered, aggregates)])
     for window in list(query.find_all(exp.Window)):
         if isinstance(window.this, _RANKING) and window.args.get("spec") is not None:
             window.set("spec", None)
@@ -298,12 +299,25 @@ def _binary_text(collation: str, node: exp.Expr) -> exp.Expr:
     return exp.Collate(this=node.copy(), expression=exp.Var(this=collation))
 
 
-def _null_order(ordered: exp.Expr) -> list[exp.Expr]:
+def _aggregate_outputs(select: exp.Expr | None) -> dict[str, exp.Expr]:
+    """The outputs of ``select`` that aggregate, by their names."""
+    if not isinstance(select, exp.Select):
+        return {}
+    return {
+        item.alias: item.this
+        for item in select.expressions
+        if isinstance(item, exp.Alias) and item.this.find(exp.AggFunc) is not None
+    }
+
+
+def _null_order(ordered: exp.Expr, aggregates: dict[str, exp.Expr]) -> list[exp.Expr]:
     """An ORDER BY key as MySQL must be given it to place NULLs where DataFusion does.
 
     MySQL puts NULLs first ascending and last descending; a key asking for the other place
     is preceded by ``key IS NULL`` in the same direction. Both keys are marked with MySQL's
-    own NULL order, so that sqlglot adds nothing of its own.
+    own NULL order, so that sqlglot adds nothing of its own. A key naming an output that
+    aggregates (``aggregates``) is tested by its expression: MySQL refuses ``n IS NULL`` of
+    ``COUNT(1) AS n`` ("reference to group function", error 1247).
     """
     if not isinstance(ordered, exp.Ordered):
         return [ordered]
@@ -311,7 +325,10 @@ def _null_order(ordered: exp.Expr) -> list[exp.Expr]:
     natural = not descending
     if bool(ordered.args.get("nulls_first")) == natural:
         return [ordered]
-    nulls = exp.Ordered(this=exp.Is(this=ordered.this.copy(), expression=exp.Null()), desc=descending)
+    tested = ordered.this
+    if isinstance(tested, exp.Column) and not tested.table and tested.name in aggregates:
+        tested = aggregates[tested.name]
+    nulls = exp.Ordered(this=exp.Is(this=tested.copy(), expression=exp.Null()), desc=descending)
     nulls.set("nulls_first", natural)
     key = ordered.copy()
     key.set("nulls_first", natural)

@@ -169,13 +169,18 @@ def _ordered(node: exp.Ordered) -> list[exp.Expr]:
         for output in select.expressions:
             if isinstance(output, exp.Alias) and output.alias == key.name:
                 return [output.this]  # collated where it is computed; the ORDER BY names it
-    if not select.args.get("distinct"):
+    distinct = select.args.get("distinct")
+    if not distinct:
         return [key]
-    # SELECT DISTINCT orders only by its outputs: collate the output and the key alike.
+    # SELECT DISTINCT orders only by its outputs: collate the output and the key alike, and a
+    # DISTINCT ON key too (PostgreSQL: "SELECT DISTINCT ON expressions must match initial ORDER BY
+    # expressions", when only the ORDER BY's were collated).
+    on = distinct.args.get("on")
+    keys = [expression for expression in (on.expressions if on is not None else []) if expression == key]
     for output in select.expressions:
         value = output.this if isinstance(output, exp.Alias) else output
         if value == key:
-            return [value, key]
+            return [value, key, *keys]
     raise _Refused("SELECT DISTINCT ordered by an expression it does not output")
 
 

@@ -302,6 +302,32 @@ def test_a_query_shape_answers_as_datafusion_on_every_route(
     assert _rows(query(uri, sql)) == expected, sql
 
 
+# Ordered answers (the order compared too).
+ORDERED_SHAPES = {
+    # MySQL: the NULLs-first key sqlglot added for a DESC key, n IS NULL, named an aggregate's alias
+    # ("reference to group function", error 1247) until 2026-12-05.
+    "order-by-aggregate": "SELECT i > 0 AS p, count(*) AS n FROM {t} GROUP BY 1 ORDER BY 2 DESC, 1 NULLS FIRST",
+    # PostgreSQL: the ORDER BY's text key was collated and the DISTINCT ON's not ("SELECT DISTINCT ON
+    # expressions must match initial ORDER BY expressions") until 2026-12-05.
+    "distinct-on-text": "SELECT DISTINCT ON (name) name, id FROM {t} ORDER BY name, id DESC",
+}
+
+
+@pytest.mark.parametrize("shape", list(ORDERED_SHAPES))
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("route", ["whole", "federated"])
+def test_an_ordered_query_shape_answers_in_datafusions_order_on_every_route(
+    request: pytest.FixtureRequest, route: str, source: str, shape: str
+) -> None:
+    uri = _gateway_of(request, source)
+    ctx = SessionContext()
+    ctx.from_arrow(VALUES, name="vals")
+    expected = ctx.sql(ORDERED_SHAPES[shape].format(t="vals")).to_arrow_table().to_pylist()
+    table = f"{source}.vals" if route == "whole" else f"(SELECT v.* FROM {source}.vals v CROSS JOIN one.one)"
+    sql = ORDERED_SHAPES[shape].format(t=table)
+    assert query(uri, sql).to_pylist() == expected, sql
+
+
 def test_set_operations_keep_their_null() -> None:
     """The oracle itself: the NULL of i and j is in the intersection and not in the difference."""
     ctx = SessionContext()
