@@ -730,7 +730,9 @@ def _computes_as_datafusion(
     integer must cast an integer: DataFusion truncates a real or a decimal, PostgreSQL and DuckDB
     round it (``CAST(-7.5 AS BIGINT)`` is -7 against -8), and SQLite saturates one out of range.
     A real, a decimal or a timestamp is never cast to text: PostgreSQL writes the real 0.0 as ``0``,
-    and a timestamp with a space where DataFusion writes ``T``.
+    and a timestamp with a space where DataFusion writes ``T``. Nor is a sum divided: DataFusion's
+    sum of integers is an integer, PostgreSQL's a NUMERIC (``sum(i) / count(*)`` came back as
+    ``7.0000000000000000``, and 3.5 where DataFusion answers 3).
     """
     divides, remainders = tree.find(exp.Div) is not None, tree.find(exp.Mod) is not None
     casts = [cast.to for cast in tree.find_all(exp.Cast)]
@@ -746,6 +748,8 @@ def _computes_as_datafusion(
     except SqlglotError:
         return False
     operands = [side for node in annotated.find_all(exp.Div, exp.Mod) for side in (node.this, node.expression)]
+    if any(side.find(exp.Sum) is not None for side in operands):
+        return False  # a sum of integers is a NUMERIC in PostgreSQL, a DECIMAL in MySQL: sum(i) / count(*) had digits
     operands += [c.this for c in annotated.find_all(exp.Cast) if c.to.is_type(*exp.DataType.INTEGER_TYPES)]
     integers = (*exp.DataType.INTEGER_TYPES, exp.DType.NULL)  # NULL: CAST(NULL AS BIGINT)
     printed = [c.this for c in annotated.find_all(exp.Cast) if c.to.is_type(*exp.DataType.TEXT_TYPES)]
