@@ -111,8 +111,10 @@ def parenthesized(tree: exp.Expr) -> exp.Expr:
     return tree.transform(wrap)
 
 
-# Two columns (no constant: DataFusion may write ``x IS NOT DISTINCT FROM 5`` as ``x = 5``).
-_COLUMNS_NOT_DISTINCT = re.compile(r"(?<![\w)\"])[A-Za-z_][\w.\"]* IS NOT DISTINCT FROM [A-Za-z_][\w.\"]*(?![\w(])")
+# Two qualified columns (``a.g``): no constant, NULL included (DataFusion may write ``x IS NOT
+# DISTINCT FROM 5`` as ``x = 5``, ``x IS NOT DISTINCT FROM NULL`` as ``x IS NULL``).
+_COLUMN = r'"?[A-Za-z_][\w"]*\.[\w."]+'
+_COLUMNS_NOT_DISTINCT = re.compile(rf"(?<![\w)\"]){_COLUMN} IS NOT DISTINCT FROM {_COLUMN}(?![\w(])")
 
 
 def check_join_keys(planned: LogicalPlan, optimized: LogicalPlan | None) -> None:

@@ -114,8 +114,9 @@ PAIRS = pa.table({"g": ["a", None, "b"], "h": ["x", None, "b"]})
         ("SELECT p.g FROM pairs p CROSS JOIN one JOIN pairs q ON p.g IS NOT DISTINCT FROM q.h", False),
         ("SELECT g FROM pairs CROSS JOIN one WHERE g IS NOT DISTINCT FROM 'a'", False),  # a constant: = 'a'
         ("SELECT g FROM pairs CROSS JOIN one WHERE g IS NOT DISTINCT FROM h", False),  # no join key
+        ("SELECT g FROM pairs CROSS JOIN one WHERE g IS NOT DISTINCT FROM NULL", False),  # g IS NULL
     ],
-    ids=["alone", "cross-join", "another-join", "joined-first", "constant", "same-row"],
+    ids=["alone", "cross-join", "another-join", "joined-first", "constant", "same-row", "null"],
 )
 def test_a_not_distinct_join_key_the_optimiser_drops_is_refused(sql: str, refused: bool) -> None:
     ctx = SessionContext()
