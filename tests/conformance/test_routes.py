@@ -191,6 +191,11 @@ def _gateway_of(request: pytest.FixtureRequest, source: str) -> str:
     return uri
 
 
+def _read(source: str, route: str) -> str:
+    """``source``'s values as the query reads them: alone (whole), or beside the Parquet file (federated)."""
+    return f"{source}.vals" if route == "whole" else f"(SELECT v.* FROM {source}.vals v CROSS JOIN one.one)"
+
+
 @pytest.mark.parametrize("expression", list(EXPRESSIONS))
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("route", ["whole", "federated"])
@@ -199,10 +204,7 @@ def test_an_expression_answers_as_datafusion_on_every_route(
 ) -> None:
     uri = _gateway_of(request, source)
     expected = oracle(expression)
-    table = f"{source}.vals"
-    if route == "federated":
-        table = f"(SELECT v.* FROM {source}.vals v CROSS JOIN one.one)"
-    sql = f"SELECT id, {expression} AS v FROM {table}"
+    sql = f"SELECT id, {expression} AS v FROM {_read(source, route)}"
     assert answer(query(uri, sql)) == expected, sql
     (route_row,) = [text for kind, text in explain_analyze(uri, sql) if kind == "route"]
     whole = route == "whole" and source in EXPRESSIONS[expression]
@@ -286,25 +288,6 @@ SHAPES = {
 }
 
 
-def _rows(table: pa.Table) -> list[tuple[object, ...]]:
-    return sorted((tuple(row.values()) for row in table.to_pylist()), key=repr)
-
-
-@pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("source", SOURCES)
-@pytest.mark.parametrize("route", ["whole", "federated"])
-def test_a_query_shape_answers_as_datafusion_on_every_route(
-    request: pytest.FixtureRequest, route: str, source: str, shape: str
-) -> None:
-    uri = _gateway_of(request, source)
-    ctx = SessionContext()
-    ctx.from_arrow(VALUES, name="vals")
-    expected = _rows(ctx.sql(SHAPES[shape].format(t="vals")).to_arrow_table())
-    table = f"{source}.vals" if route == "whole" else f"(SELECT v.* FROM {source}.vals v CROSS JOIN one.one)"
-    sql = SHAPES[shape].format(t=table)
-    assert _rows(query(uri, sql)) == expected, sql
-
-
 # Ordered answers (the order compared too).
 ORDERED_SHAPES = {
     # MySQL: the NULLs-first key sqlglot added for a DESC key, n IS NULL, named an aggregate's alias
@@ -316,19 +299,25 @@ ORDERED_SHAPES = {
 }
 
 
-@pytest.mark.parametrize("shape", list(ORDERED_SHAPES))
+def _rows(table: pa.Table, ordered: bool = False) -> list[tuple[object, ...]]:
+    rows = [tuple(row.values()) for row in table.to_pylist()]
+    return rows if ordered else sorted(rows, key=repr)
+
+
+@pytest.mark.parametrize("shape", [*SHAPES, *ORDERED_SHAPES])
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("route", ["whole", "federated"])
-def test_an_ordered_query_shape_answers_in_datafusions_order_on_every_route(
+def test_a_query_shape_answers_as_datafusion_on_every_route(
     request: pytest.FixtureRequest, route: str, source: str, shape: str
 ) -> None:
     uri = _gateway_of(request, source)
+    ordered = shape in ORDERED_SHAPES
+    template = ORDERED_SHAPES[shape] if ordered else SHAPES[shape]
     ctx = SessionContext()
     ctx.from_arrow(VALUES, name="vals")
-    expected = ctx.sql(ORDERED_SHAPES[shape].format(t="vals")).to_arrow_table().to_pylist()
-    table = f"{source}.vals" if route == "whole" else f"(SELECT v.* FROM {source}.vals v CROSS JOIN one.one)"
-    sql = ORDERED_SHAPES[shape].format(t=table)
-    assert query(uri, sql).to_pylist() == expected, sql
+    expected = _rows(ctx.sql(template.format(t="vals")).to_arrow_table(), ordered)
+    sql = template.format(t=_read(source, route))
+    assert _rows(query(uri, sql), ordered) == expected, sql
 
 
 def test_set_operations_keep_their_null() -> None:
