@@ -126,7 +126,7 @@ def check_join_keys(planned: LogicalPlan, optimized: LogicalPlan | None) -> None
     written = len(_COLUMNS_NOT_DISTINCT.findall(planned.display_indent()))
     if not written:
         return
-    kept = len(_COLUMNS_NOT_DISTINCT.findall(optimized.display_indent())) + _null_equal_keys(optimized)
+    kept = len(_COLUMNS_NOT_DISTINCT.findall(optimized.display_indent())) + null_equal_keys(optimized)
     if kept < written:
         raise PlanningError(
             "a join ON a IS NOT DISTINCT FROM b next to another join would lose its matching NULLs in"
@@ -135,8 +135,8 @@ def check_join_keys(planned: LogicalPlan, optimized: LogicalPlan | None) -> None
         )
 
 
-def _null_equal_keys(plan: LogicalPlan) -> int:
-    """How many keys of ``plan``'s joins match NULL with NULL."""
+def null_equal_keys(plan: LogicalPlan) -> int:
+    """How many keys of ``plan``'s joins match NULL with NULL (subqueries kept as expressions not looked into)."""
     variant = plan.to_variant()
     own = len(variant.on()) if type(variant).__name__ == "Join" and variant.null_equals_null() else 0
-    return own + sum(_null_equal_keys(child) for child in plan.inputs())
+    return own + sum(null_equal_keys(child) for child in plan.inputs())

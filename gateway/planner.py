@@ -33,6 +33,7 @@ from sqlglot.schema import MappingSchema
 from connectors.base import SourceObject, SqlCapabilities, SqlConnector
 from gateway.averages import exact_averages
 from gateway.bytewise import bytewise_ordering, named_outputs, sql_type, typed_columns
+from gateway.distinct_from import null_equal_keys
 from gateway.intervals import date_arithmetic_as_datafusion
 from gateway.plan.same_source import few_groups
 from gateway.plancache import bind_placeholder
@@ -259,14 +260,7 @@ def nulls_join_equal(plan: LogicalPlan) -> bool:
     DataFusion runs them. A plan as planned keeps its subqueries' joins out of its inputs; there,
     any semi or anti join (only set operations make one before the optimiser runs) counts.
     """
-
-    def walk(node: LogicalPlan) -> bool:
-        variant = node.to_variant()
-        if type(variant).__name__ == "Join" and variant.null_equals_null():
-            return True
-        return any(walk(child) for child in node.inputs())
-
-    if walk(plan):
+    if null_equal_keys(plan):
         return True
     text = plan.display_indent()
     return "Subquery:" in text and _SET_JOIN.search(text) is not None
@@ -314,12 +308,11 @@ def single_source_sql(
     decimal_output = any(pa.types.is_decimal(field.type) for field in output)
     if decimal_output and not connector.capabilities.exact_decimals:
         return None
-    if text is None and offset_over_fetch(dataframe.logical_plan()):
-        return None
-    if nulls_join_equal(dataframe.logical_plan()):
+    planned = dataframe.logical_plan()  # what the unparser writes: as planned, or optimised (a part run ahead)
+    if (text is None and offset_over_fetch(planned)) or nulls_join_equal(planned):
         return None
     try:
-        text = text or str(Unparser(Dialect.postgres()).plan_to_sql(dataframe.logical_plan()))
+        text = text or str(Unparser(Dialect.postgres()).plan_to_sql(planned))
         # SQLite has no ``AS d(a, b)``: named_outputs moves such names onto the derived table's outputs.
         tree = hidden_qualifiers(named_outputs(selecting_something(once_each(parse_one(text, read="postgres")))))
     except (SqlglotError, Exception):  # the unparser cannot write every plan
@@ -333,8 +326,9 @@ def single_source_sql(
         # sqlglot writes DISTINCT ON for SQLite as a ROW_NUMBER() filter and drops the query's
         # ORDER BY: the rows came back in another order than DataFusion's.
         return None
+    types = _types(scans)
     if connector.capabilities.narrow_integer_literals:
-        tree = integer_literals(tree, _types(scans))
+        tree = integer_literals(tree, types)
     averages = any(isinstance(node, exp.Avg) for node in tree.walk())
     if decimal_output and (averages or any(isinstance(node, exp.Div) for node in tree.walk())):
         # Sources carry more fractional digits through AVG and division than DataFusion's
@@ -349,15 +343,15 @@ def single_source_sql(
     elif averages and connector.capabilities.truncating_division:
         # An average compared, not returned (``x > (SELECT avg(x) ...)``): DataFusion's digits too.
         tree = exact_averages(tree, _schemas(scans), strict=False) or tree
-    if _uses_incomparable(tree, scans) or not _computes_as_datafusion(tree, scans, connector.capabilities):
+    if _uses_incomparable(tree, scans) or not _computes_as_datafusion(tree, types, connector.capabilities):
         return None
-    if not date_arithmetic_as_datafusion(tree, _types(scans)):
+    if not date_arithmetic_as_datafusion(tree, types):
         return None
     distinct_windows = any(window.this.find(exp.Distinct) for window in tree.find_all(exp.Window))
     if distinct_windows and not connector.capabilities.distinct_windows:
         return None  # count(DISTINCT x) OVER (): PostgreSQL, SQLite and MariaDB fail it
     if not connector.capabilities.binary_string_order:
-        ordered = bytewise_ordering(tree, _types(scans), connector.capabilities.string_collation)
+        ordered = bytewise_ordering(tree, types, connector.capabilities.string_collation)
         if ordered is None:
             return None
         tree = ordered
@@ -718,9 +712,7 @@ def _types(scans: Mapping[tuple[str, str], ProductScan]) -> MappingSchema:
     return MappingSchema(tables, dialect="postgres", normalize=False)
 
 
-def _computes_as_datafusion(
-    tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan], capabilities: SqlCapabilities
-) -> bool:
+def _computes_as_datafusion(tree: exp.Expr, types: MappingSchema, capabilities: SqlCapabilities) -> bool:
     """Whether the source computes every ``/``, ``%``, cast to an integer and cast to text as DataFusion does.
 
     Each ``/`` and ``%`` must divide two integers, in a source that divides them so
@@ -742,7 +734,6 @@ def _computes_as_datafusion(
         return True
     if (divides and not capabilities.integer_division) or (remainders and not capabilities.integer_remainder):
         return False
-    types = _types(scans)
     try:
         annotated = typed_columns(tree, types)
     except SqlglotError:
