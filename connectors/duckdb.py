@@ -129,8 +129,9 @@ class DuckdbConnector(TypedSqlConnector):
         self._database: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
 
-    def render(self, query: exp.Expr) -> str:
-        return super().render(whole_intervals(query))
+    def render(self, query: exp.Expr, *, copy: bool = True) -> str:
+        written = whole_intervals(query)  # a copy, if it changed anything
+        return super().render(written, copy=copy and written is query)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new cursor on the shared read-only connection (opened on first use)."""

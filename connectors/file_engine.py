@@ -163,17 +163,17 @@ class FileEngine(DuckdbConnector):
                 return None
         return query
 
-    def render(self, query: exp.Expr) -> str:
+    def render(self, query: exp.Expr, *, copy: bool = True) -> str:
         """``query`` in DuckDB's SQL, its intervals as DuckDB reads them (:func:`whole_intervals`), the
         integer division of an exact average (gateway/averages.py: an integral decimal over a count)
         on ``HUGEINT``: DuckDB's ``//`` of a decimal divides."""
         written = whole_intervals(query)  # a copy, if it changed anything
-        if written is query and query.find(exp.IntDiv) is not None:
+        if copy and written is query and query.find(exp.IntDiv) is not None:
             written = query.copy()  # the caller's tree is left as it was
         for division in list(written.find_all(exp.IntDiv)):
             division.set("this", exp.cast(division.this, exp.DataType.build("HUGEINT", dialect="duckdb")))
-        # sqlglot's DuckDB transforms change the tree they write: the caller's is copied once.
-        return written.sql(dialect="duckdb", copy=written is query, unsupported_level=ErrorLevel.RAISE)
+        # sqlglot's DuckDB transforms change the tree they write: the caller's is copied once, if it keeps it.
+        return written.sql(dialect="duckdb", copy=copy and written is query, unsupported_level=ErrorLevel.RAISE)
 
 
 class ComputedTables(FileEngine):

@@ -365,11 +365,12 @@ def single_source_sql(
     replaced = _replace_tables(adapted, scans, connector)
     if replaced is None:
         return None
+    grouped = replaced.find(exp.Group, exp.Distinct) is not None  # asked before rendering rewrites the tree
     try:
-        sql = connector.render(replaced)
+        sql = connector.render(replaced, copy=False)  # the tree is this function's own (above)
     except SqlglotError:
         return None
-    if not _groups_pay(replaced, sql, scans) or not connector.accepts(sql):
+    if not _groups_pay(grouped, sql, scans) or not connector.accepts(sql):
         return None
     if plan is not None and not _SUBQUERY_EXPRESSION.search(plan.display_indent()) and connector.per_row(sql):
         return None  # the source would run a subquery per row, which DataFusion has made a join
@@ -545,16 +546,16 @@ def _joined_names(relation: exp.Expr) -> set[str]:
     return names - {""}
 
 
-def _groups_pay(tree: exp.Expr, sql: str, scans: Mapping[tuple[str, str], ProductScan]) -> bool:
-    """Whether the groupings of the whole query ``sql`` (``tree``: only one with a ``GROUP BY`` or a
-    ``DISTINCT`` is asked about) are few enough groups for its source to make, by the measure sub-plans
+def _groups_pay(grouped: bool, sql: str, scans: Mapping[tuple[str, str], ProductScan]) -> bool:
+    """Whether the groupings of the whole query ``sql`` (only one with a ``GROUP BY`` or a
+    ``DISTINCT``, ``grouped``, is asked about) are few enough groups for its source to make, by the measure sub-plans
     are sent by (``same_source.few_groups``): PostgreSQL made TPC-H Q13's 150,000 groups of customers
     over 1.5 million orders in 1,150 ms, where the gateway fetched the orders and grouped them in 984 ms.
     Sources without an estimate, or whose groupings are fast (DuckDB), or that are slow at joins anyway
     (SQLite, see :func:`_joins_big_unfiltered`), get the query whole as before."""
     connector = next(iter(scans.values())).connector
     capabilities = connector.capabilities
-    if capabilities.fast_groupings or not capabilities.hash_joins or tree.find(exp.Group, exp.Distinct) is None:
+    if capabilities.fast_groupings or not capabilities.hash_joins or not grouped:
         return True
     sizes = [scan.connector.estimate_rows(scan.product.source) for scan in scans.values()]
     groups = connector.estimate_groups(SourceObject(sql=sql))
