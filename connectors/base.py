@@ -150,6 +150,12 @@ class SqlCapabilities:
     (``gateway.planner.single_source_sql``).
     ``distinct_windows`` says the source computes a window aggregate of distinct values
     (``count(DISTINCT x) OVER ()``: DuckDB); PostgreSQL, SQLite and MariaDB refuse one.
+    ``string_dates`` says the source reads a string constant compared with a DATE as DataFusion
+    does, as a date (PostgreSQL, DuckDB): not SQLite, which compares the text, nor MySQL, which
+    compares a date with a string holding a time as a DATETIME (``gateway/date_literals.py``).
+    ``strict_casts`` says the source fails a cast of text that is not a number to a number, as
+    DataFusion does: SQLite and MySQL read it as 0 (``CAST('inf' AS DOUBLE)`` too), so a whole query
+    casting anything but a number to a real or a decimal stays federated there.
     """
 
     dialect: str
@@ -172,6 +178,8 @@ class SqlCapabilities:
     fast_groupings: bool = False
     decimal_sums: bool = False
     distinct_windows: bool = False
+    string_dates: bool = True
+    strict_casts: bool = True
 
     def evaluates(self, node: exp.Func) -> bool:
         """Whether the source answers ``node``, a function of a whole query as sqlglot reads

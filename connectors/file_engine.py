@@ -37,7 +37,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from connectors.base import SourceObject, SqlCapabilities
-from connectors.duckdb import FUNCTIONS, DuckdbConnector, whole_intervals
+from connectors.duckdb import FUNCTIONS, REFUSED_OPERATORS, DuckdbConnector, whole_intervals
 from connectors.sqlbase import SourceColumn
 from meshcore.config import ConnectorConfig
 from meshcore.errors import SourceUnavailableError
@@ -154,7 +154,7 @@ class FileEngine(DuckdbConnector):
             return None
         if not all(engine_type(field.type) for field in output):
             return None
-        if query.find(exp.Div, exp.Avg) is not None or query.find(exp.Star) is not None:
+        if query.find(exp.Div, exp.Avg, *REFUSED_OPERATORS) is not None or query.find(exp.Star) is not None:
             return None  # an average left is not of a decimal column (gateway/averages.py writes those)
         if any(not isinstance(f, _FUNCTIONS) for f in query.find_all(exp.Func)):
             return None

@@ -264,7 +264,9 @@ class MysqlConnector(TypedSqlConnector):
     kind = "mysql"
     config_keys = frozenset({"uri", "max_partitions", "partition_rows"})
     admin_keys = frozenset({"max_partitions"})  # each range is a connection to the source and a thread
-    capabilities = SqlCapabilities(dialect=DIALECT, functions=FUNCTIONS, text_keys=True)
+    capabilities = SqlCapabilities(
+        dialect=DIALECT, functions=FUNCTIONS, text_keys=True, string_dates=False, strict_casts=False
+    )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:
         if not config.uri:

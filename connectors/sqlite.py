@@ -125,6 +125,8 @@ class SqliteConnector(AdbcConnector):
         exact_decimals=False,
         key_sets="json_each",
         hash_joins=False,
+        string_dates=False,
+        strict_casts=False,
     )
 
     def __init__(self, domain: str, config: ConnectorConfig) -> None:

@@ -33,6 +33,7 @@ from sqlglot.schema import MappingSchema
 from connectors.base import SourceObject, SqlCapabilities, SqlConnector
 from gateway.averages import exact_averages
 from gateway.bytewise import bytewise_ordering, named_outputs, sql_type, typed_columns
+from gateway.date_literals import dates_read_as_datafusion
 from gateway.distinct_from import null_equal_keys
 from gateway.intervals import date_arithmetic_as_datafusion
 from gateway.plan.same_source import few_groups
@@ -346,6 +347,9 @@ def single_source_sql(
     if _uses_incomparable(tree, scans) or not _computes_as_datafusion(tree, types, connector.capabilities):
         return None
     if not date_arithmetic_as_datafusion(tree, types):
+        return None
+    temporal = any(pa.types.is_temporal(f.type) for scan in scans.values() for f in scan.product.schema)
+    if not dates_read_as_datafusion(tree, types, connector.capabilities, temporal):
         return None
     distinct_windows = any(window.this.find(exp.Distinct) for window in tree.find_all(exp.Window))
     if distinct_windows and not connector.capabilities.distinct_windows:
@@ -725,13 +729,17 @@ def _computes_as_datafusion(tree: exp.Expr, types: MappingSchema, capabilities: 
     A real, a decimal or a timestamp is never cast to text: PostgreSQL writes the real 0.0 as ``0``,
     and a timestamp with a space where DataFusion writes ``T``. Nor is a sum divided: DataFusion's
     sum of integers is an integer, PostgreSQL's a NUMERIC (``sum(i) / count(*)`` came back as
-    ``7.0000000000000000``, and 3.5 where DataFusion answers 3).
+    ``7.0000000000000000``, and 3.5 where DataFusion answers 3). Where casts are lenient
+    (``SqlCapabilities.strict_casts`` false: SQLite, MySQL), only a number is cast to a real or a
+    decimal: they read text that is not a number as 0 (``CAST('inf' AS DOUBLE)`` too), where
+    DataFusion fails it or reads an infinity.
     """
     divides, remainders = tree.find(exp.Div) is not None, tree.find(exp.Mod) is not None
     casts = [cast.to for cast in tree.find_all(exp.Cast)]
     narrows = any(to.is_type(*exp.DataType.INTEGER_TYPES) for to in casts)
     prints = any(to.is_type(*exp.DataType.TEXT_TYPES) for to in casts)
-    if not divides and not remainders and not narrows and not prints:
+    reals = not capabilities.strict_casts and any(to.is_type(*exp.DataType.REAL_TYPES) for to in casts)
+    if not divides and not remainders and not narrows and not prints and not reals:
         return True
     if (divides and not capabilities.integer_division) or (remainders and not capabilities.integer_remainder):
         return False
@@ -745,8 +753,14 @@ def _computes_as_datafusion(tree: exp.Expr, types: MappingSchema, capabilities: 
     operands += [c.this for c in annotated.find_all(exp.Cast) if c.to.is_type(*exp.DataType.INTEGER_TYPES)]
     integers = (*exp.DataType.INTEGER_TYPES, exp.DType.NULL)  # NULL: CAST(NULL AS BIGINT)
     printed = [c.this for c in annotated.find_all(exp.Cast) if c.to.is_type(*exp.DataType.TEXT_TYPES)]
-    return all(side.type is not None and side.type.is_type(*integers) for side in operands) and not any(
-        side.type is None or side.type.is_type(*exp.DataType.REAL_TYPES, *_PRINTED_OTHERWISE) for side in printed
+    numbers = (*exp.DataType.NUMERIC_TYPES, exp.DType.NULL)
+    made_real = [c.this for c in annotated.find_all(exp.Cast) if reals and c.to.is_type(*exp.DataType.REAL_TYPES)]
+    return (
+        all(side.type is not None and side.type.is_type(*integers) for side in operands)
+        and not any(
+            side.type is None or side.type.is_type(*exp.DataType.REAL_TYPES, *_PRINTED_OTHERWISE) for side in printed
+        )
+        and all(side.type is not None and side.type.is_type(*numbers) for side in made_real)
     )
 
 
