@@ -320,7 +320,7 @@ def single_source_sql(
         return None
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()) or not joins_in_order(tree):
         return None
-    if not qualifiers_seen(tree):
+    if not qualifiers_seen(tree) or _non_finite(tree):
         return None
     distinct_on = any(node.args.get("on") for node in tree.find_all(exp.Distinct))
     if distinct_on and connector.capabilities.dialect not in _DISTINCT_ON:
@@ -496,6 +496,23 @@ def qualifiers_seen(tree: exp.Expr) -> bool:
         for scope in traverse_scope(tree)
         for visible in (_visible(scope),)
         for column in scope.columns
+    )
+
+
+def _non_finite(tree: exp.Expr) -> bool:
+    """Whether ``tree`` holds an infinite or NaN float constant, which DataFusion's unparser writes
+    as a bare word (``x < inf``, ``NaN``): a source reads it as a column (MySQL failed a prepared
+    ``x < ?`` given infinity, "Unknown column 'inf'"), so such SQL is not sent.
+
+    >>> _non_finite(parse_one('SELECT "t"."x" FROM "t" WHERE ("t"."x" < inf)'))
+    True
+    """
+    return any(
+        not column.table
+        and isinstance(column.this, exp.Identifier)
+        and not column.this.quoted
+        and column.name.lower() in ("inf", "nan")
+        for column in tree.find_all(exp.Column)
     )
 
 

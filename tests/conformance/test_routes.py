@@ -299,6 +299,17 @@ def test_a_date_compared_with_a_string_parameter_reads_it_as_datafusion_does(
         assert [row[0] for row in cursor.fetchall()] == [1, 2, 5]
 
 
+@pytest.mark.parametrize("source", SOURCES)
+def test_an_infinite_parameter_is_never_written_as_a_word(request: pytest.FixtureRequest, source: str) -> None:
+    """``x < ?`` given infinity: DataFusion's unparser writes the constant as ``inf``, which MariaDB
+    read as a column ("Unknown column 'inf'") when the statement, planned with its value, went to
+    it whole."""
+    uri = _gateway_of(request, source)
+    with gateway_connect(uri) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {source}.vals WHERE x < ? ORDER BY id", parameters=(math.inf,))
+        assert [row[0] for row in cursor.fetchall()] == [1, 2, 3, 4]
+
+
 # Query shapes whose SQL a source once took otherwise (or not at all), each with DataFusion's
 # answer over the same rows: i and j are NULL in the same row, so the NULL is in both inputs.
 SHAPES = {
