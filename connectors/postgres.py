@@ -463,7 +463,15 @@ class PostgresConnector(AdbcConnector):
         """As every source's, and none giving a function that takes a 32-bit count or position
         (``left``, ``right``, ``repeat``, ``substr``, ``split_part``) anything but a constant: an
         ``int8`` column there has no such form (``left(text, bigint) does not exist``), and a
-        product's integers do not say which of them are ``int4`` in PostgreSQL."""
+        product's integers do not say which of them are ``int4`` in PostgreSQL. Nor ``min`` or ``max``
+        of a boolean, which PostgreSQL does not have ("function max(boolean) does not exist")."""
+        booleans = {f.name for schema in schemas for f in schema if pa.types.is_boolean(f.type)}
+        for extreme in query.find_all(exp.Max, exp.Min):
+            argument = extreme.this.unnest()  # without its parentheses
+            if isinstance(argument, (exp.Predicate, exp.Connector, exp.Not, exp.Boolean)) or (
+                isinstance(argument, exp.Column) and argument.name in booleans
+            ):
+                return None
         for function in query.find_all(*_INT4_ARGUMENTS):
             arguments = [value for key, value in function.args.items() if key in _INT4_ARGUMENTS[type(function)]]
             if not all(_integer_constant(argument) for argument in arguments if argument is not None):

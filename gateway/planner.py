@@ -749,12 +749,14 @@ def _computes_as_datafusion(tree: exp.Expr, types: MappingSchema, capabilities: 
     ``7.0000000000000000``, and 3.5 where DataFusion answers 3). Where casts are lenient
     (``SqlCapabilities.strict_casts`` false: SQLite, MySQL), only a number is cast to a real or a
     decimal: they read text that is not a number as 0 (``CAST('inf' AS DOUBLE)`` too), where
-    DataFusion fails it or reads an infinity.
+    DataFusion fails it or reads an infinity. A ``||`` prints its operands as a cast to text does
+    (``name || x`` of the real 0.0 was ``ß0`` in PostgreSQL and MySQL, ``ß0.0`` in DataFusion).
     """
     divides, remainders = tree.find(exp.Div) is not None, tree.find(exp.Mod) is not None
     casts = [cast.to for cast in tree.find_all(exp.Cast)]
     narrows = any(to.is_type(*exp.DataType.INTEGER_TYPES) for to in casts)
-    prints = any(to.is_type(*exp.DataType.TEXT_TYPES) for to in casts)
+    joined = tree.find(exp.DPipe) is not None
+    prints = joined or any(to.is_type(*exp.DataType.TEXT_TYPES) for to in casts)
     reals = not capabilities.strict_casts and any(to.is_type(*exp.DataType.REAL_TYPES) for to in casts)
     if not divides and not remainders and not narrows and not prints and not reals:
         return True
@@ -770,6 +772,7 @@ def _computes_as_datafusion(tree: exp.Expr, types: MappingSchema, capabilities: 
     operands += [c.this for c in annotated.find_all(exp.Cast) if c.to.is_type(*exp.DataType.INTEGER_TYPES)]
     integers = (*exp.DataType.INTEGER_TYPES, exp.DType.NULL)  # NULL: CAST(NULL AS BIGINT)
     printed = [c.this for c in annotated.find_all(exp.Cast) if c.to.is_type(*exp.DataType.TEXT_TYPES)]
+    printed += [side for node in annotated.find_all(exp.DPipe) for side in (node.this, node.expression)]
     numbers = (*exp.DataType.NUMERIC_TYPES, exp.DType.NULL)
     made_real = [c.this for c in annotated.find_all(exp.Cast) if reals and c.to.is_type(*exp.DataType.REAL_TYPES)]
     return (
@@ -783,6 +786,7 @@ def _computes_as_datafusion(tree: exp.Expr, types: MappingSchema, capabilities: 
 
 _PRINTED_OTHERWISE = (
     exp.DType.UNKNOWN,
+    exp.DType.BOOLEAN,  # SQLite writes 1 and 0, DataFusion true and false
     exp.DType.TIMESTAMP,
     exp.DType.TIMESTAMPTZ,
     exp.DType.TIMESTAMPNTZ,
@@ -790,7 +794,8 @@ _PRINTED_OTHERWISE = (
     exp.DType.DATETIME,
 )
 """Types a source writes as text otherwise than DataFusion, besides reals: a timestamp's date and
-time are parted by ``T`` in DataFusion and by a space in PostgreSQL and DuckDB."""
+time are parted by ``T`` in DataFusion and by a space in PostgreSQL and DuckDB; SQLite writes a
+boolean as 1 or 0."""
 
 
 def _uses_incomparable(tree: exp.Expr, scans: Mapping[tuple[str, str], ProductScan]) -> bool:
