@@ -40,6 +40,8 @@ Row estimates (``estimate_rows``): a table's ``reltuples`` scaled to its size no
 planner does); for views, ``sql:`` products and tables never analyzed, ``EXPLAIN``'s Plan
 Rows: planning only, and what PostgreSQL itself expects of the query.
 
+Each connection's session time zone is UTC, DataFusion's (:data:`_UTC`).
+
 Deadlines: a scan with a deadline runs with ``statement_timeout`` and ``lock_timeout`` set
 to the time it has left (reset before its connection goes back to the pool), and new
 connections give up after ``connect_timeout`` seconds: what is left, or 10 s without a
@@ -260,8 +262,17 @@ class PostgresConnector(AdbcConnector):
         seconds = DEFAULT_CONNECT_TIMEOUT if left is None else min(DEFAULT_CONNECT_TIMEOUT, max(1, math.ceil(left)))
         uri = with_connect_options(self.uri, {"connect_timeout": str(seconds), **KEEPALIVES})
         if self.driver is None:
-            return adbc_driver_postgresql.dbapi.connect(uri, autocommit=True)
-        return drivers.POSTGRES.connect(self.driver, uri)
+            connection = adbc_driver_postgresql.dbapi.connect(uri, autocommit=True)
+        else:
+            connection = drivers.POSTGRES.connect(self.driver, uri)
+        try:
+            with connection.cursor() as cursor:  # the session's zone is DataFusion's: see _UTC
+                cursor.execute(_UTC)
+                cursor.fetchall()
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     def bound(self, connection: Connection, deadline: float) -> None:
         """``statement_timeout`` and ``lock_timeout``: the milliseconds left until ``deadline``."""
@@ -618,6 +629,12 @@ def collation(row: Mapping[str, object]) -> Collation | None:
 
 
 # Set per scan (not per transaction: scans run in autocommit), reset to the session's defaults after.
+_UTC = "SELECT set_config('TimeZone', 'UTC', false)"
+"""Each connection's session time zone, whatever the server's or the uri's: PostgreSQL reads a
+zoneless string compared with a ``timestamptz`` in it, and takes a ``timestamptz``'s date in it,
+where DataFusion uses UTC. With a server in America/New_York, ``CAST(z AS DATE)`` of 03:30 UTC was
+the day before, and ``z = '2024-02-29 10:00:00'`` matched 15:00 UTC, when the query went whole."""
+
 _BOUND = "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $1, false)"
 _UNBOUND = (
     "SELECT set_config(name, reset_val, false) FROM pg_catalog.pg_settings"

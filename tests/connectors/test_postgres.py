@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from adbc_driver_postgresql import _driver_path
 from datafusion import SessionContext
@@ -19,7 +22,8 @@ from connectors import drivers
 from connectors.base import ScanSpec, SourceObject
 from connectors.postgres import PostgresConnector, numeric_type
 from connectors.sqlbase import ReaderStream
-from gateway.config import ConnectorConfig
+from gateway.config import ConnectorConfig, load_config
+from gateway.engine import Engine
 from gateway.errors import ConfigError, SourceError, SourceUnavailableError
 from tests.support.postgres import temporary_schema
 
@@ -397,3 +401,36 @@ def test_a_named_build_that_does_not_describe_columns_as_1_13_does_is_refused(
         assert named.exact_type(untyped.with_metadata({b"POSTGRESQL:type": b"int4"})) == pa.int32()
     finally:
         named.close()
+
+
+def test_a_server_in_another_time_zone_answers_as_datafusion_on_both_routes(
+    postgres_uri: str, pg_schema: str, tmp_path: Path
+) -> None:
+    """Each connection's session zone is UTC, DataFusion's, whatever the server's or the uri's: with
+    America/New_York, a whole query took the date of 03:30 UTC as the day before and matched a
+    zoneless ``'2024-02-29 10:00:00'`` with 15:00 UTC."""
+    run(
+        postgres_uri,
+        f'CREATE TABLE "{pg_schema}".zoned (id int8, z timestamptz)',
+        f"INSERT INTO \"{pg_schema}\".zoned VALUES (1, '2024-02-29 03:30:00+00'), (2, '2024-02-29 10:00:00+00')",
+    )
+    pq.write_table(pa.table({"k": [1]}), tmp_path / "one.parquet")
+    zone = "options=-c%20TimeZone%3DAmerica/New_York"
+    uri = f"{postgres_uri}{'&' if '?' in postgres_uri else '?'}{zone}"
+    (tmp_path / "mesh.yaml").write_text(
+        f"domains:\n  - name: pg\n    connector: {{type: postgres, uri: '{uri}'}}\n"
+        f"    products:\n      - {{name: zoned, source: {pg_schema}.zoned}}\n"
+        "  - name: one\n    connector: {type: parquet, path: one.parquet}\n"
+        "    products:\n      - {name: one, source: one.parquet}\n"
+    )
+    engine = Engine.from_config(load_config(tmp_path / "mesh.yaml"))
+    try:
+        for read in ("pg.zoned", "(SELECT v.* FROM pg.zoned v CROSS JOIN one.one)"):
+            sql = f"SELECT id, CAST(z AS DATE) AS day, z = '2024-02-29 10:00:00' AS ten FROM {read} AS w ORDER BY id"
+            rows = [row for batch in engine.run(sql) for row in batch.to_pylist()]
+            assert rows == [
+                {"id": 1, "day": dt.date(2024, 2, 29), "ten": False},
+                {"id": 2, "day": dt.date(2024, 2, 29), "ten": True},
+            ], read
+    finally:
+        engine.close()
