@@ -9,8 +9,10 @@ itself in both, ``d = '2024-2-29'`` found no row in SQLite, and ``ts = '2024-02-
 SQLite's midnights. A whole query goes to such a source (``SqlCapabilities.string_dates`` false)
 only when each string constant compared with a date is a date in its canonical form
 (``'2024-02-29'``, read alike everywhere) and, where temporals are text
-(``temporal_literals="iso_text"``), none is compared with a timestamp; a cast of another string
-to a date keeps it back too (SQLite's ``date('2024-2-29')`` is NULL). Such a query stays
+(``temporal_literals="iso_text"``), none is compared with a timestamp, nor a date with a
+timestamp (``ts = DATE '2024-02-29'``, or a date given as a parameter: the texts differ at
+midnight); a cast of another string to a date keeps it back too (SQLite's ``date('2024-2-29')``
+is NULL). Such a query stays
 federated: DataFusion reads the constant, and the filter it pushes holds the date in that form.
 """
 
@@ -54,7 +56,7 @@ def dates_read_as_datafusion(
     text = capabilities.temporal_literals == "iso_text"  # timestamps are text too
     strings = [literal for literal in tree.find_all(exp.Literal) if literal.is_string]
     if not strings or (not text and all(canonical_date(literal.this) for literal in strings)):
-        return True
+        return True  # (a constant of a date or a timestamp is a cast of a string)
     for cast in tree.find_all(exp.Cast):
         if cast.to.is_type(exp.DType.DATE) and _odd_string(cast.this):
             return False
@@ -64,6 +66,8 @@ def dates_read_as_datafusion(
         return False
     for node in annotated.find_all(*_COMPARISONS, exp.Between, exp.In):
         operands = _operands(node)
+        if text and any(_typed(o, exp.DType.DATE) for o in operands) and any(_typed(o, *_TIMESTAMPS) for o in operands):
+            return False  # '2024-02-29 00:00:00' = '2024-02-29' is false as text
         if not any(_string(operand) for operand in operands):
             continue
         if any(_typed(operand, exp.DType.DATE) for operand in operands) and any(map(_odd_string, operands)):

@@ -32,6 +32,7 @@ CASES = {
     "SELECT d FROM s.t WHERE name = '2024-2-29'": (True, True, True),  # text compared with text
     "SELECT d FROM s.t WHERE ts = '2024-02-29'": (False, True, True),  # SQLite holds timestamps as text
     "SELECT d FROM s.t WHERE ts > CAST('2024-02-29 10:00:00' AS TIMESTAMP)": (True, True, True),
+    "SELECT d FROM s.t WHERE ts = CAST('2024-02-29' AS DATE)": (False, True, True),  # text apart at midnight
 }
 
 

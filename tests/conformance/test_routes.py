@@ -297,11 +297,14 @@ def test_a_date_compared_with_a_string_parameter_reads_it_as_datafusion_does(
 ) -> None:
     """``d < ?`` given ``'2024-02-29 00:00:01'``: DataFusion reads the string as the date 2024-02-29
     (its time dropped), so 2024-02-29 itself is not before it. Sent whole, SQLite compared the
-    text and MySQL a DATETIME, and both counted it."""
+    text and MySQL a DATETIME, and both counted it. ``ts = ?`` given a date is its midnight, which
+    SQLite missed comparing the two as text."""
     uri = _gateway_of(request, source)
     with gateway_connect(uri) as connection, connection.cursor() as cursor:
         cursor.execute(f"SELECT id FROM {source}.vals WHERE d < ? ORDER BY id", parameters=("2024-02-29 00:00:01",))
         assert [row[0] for row in cursor.fetchall()] == [1, 2, 5]
+        cursor.execute(f"SELECT id FROM {source}.vals WHERE ts = ? ORDER BY id", parameters=(dt.date(2024, 2, 29),))
+        assert [row[0] for row in cursor.fetchall()] == [1]
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -340,6 +343,10 @@ SHAPES = {
     "date-cast-unpadded": "SELECT id FROM {t} WHERE d = CAST('2024-2-29' AS DATE)",
     "timestamp-date-string": "SELECT id FROM {t} WHERE ts = '2024-02-29'",
     "timestamp-t-string": "SELECT id FROM {t} WHERE ts < '2024-02-29T10:30:00'",
+    # A date compared with a timestamp: SQLite compared '2024-02-29 00:00:00' with '2024-02-29' as
+    # text (no row) until 2026-12-05.
+    "timestamp-date-constant": "SELECT id FROM {t} WHERE ts = DATE '2024-02-29'",
+    "date-timestamp-constant": "SELECT id FROM {t} WHERE d = TIMESTAMP '2024-02-29 00:00:00'",
 }
 
 
