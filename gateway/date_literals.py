@@ -14,6 +14,10 @@ timestamp (``ts = DATE '2024-02-29'``, or a date given as a parameter: the texts
 midnight); a cast of another string to a date keeps it back too (SQLite's ``date('2024-2-29')``
 is NULL). Such a query stays
 federated: DataFusion reads the constant, and the filter it pushes holds the date in that form.
+
+A string with a UTC offset compared with a timestamp without a zone (``ts = '2024-02-29
+10:30:00+02'``) is 08:30 in DataFusion, which converts it to UTC, and 10:30 in PostgreSQL, which
+drops the offset: such a whole query stays federated on every source.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from gateway.bytewise import typed_columns
 _CANONICAL = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ)
 _TIMESTAMPS = (exp.DType.TIMESTAMP, exp.DType.TIMESTAMPTZ, exp.DType.TIMESTAMPNTZ, exp.DType.DATETIME)
+_ZONELESS = (exp.DType.TIMESTAMP, exp.DType.TIMESTAMPNTZ, exp.DType.DATETIME)
+_ZONED = re.compile(r"\d:\d\d(?::\d\d(?:\.\d+)?)?\s*[+-]\d\d?(?::?\d\d)?$")
+"""A time with a UTC offset at its end (``10:30:00+02``, ``10:30-05:00``)."""
 
 
 def canonical_date(text: str) -> bool:
@@ -51,14 +58,16 @@ def dates_read_as_datafusion(
     """Whether the source reads every string constant ``tree`` (a whole query, its columns typed
     by ``schema``) compares with a date or timestamp as DataFusion does (see the module);
     ``temporals``: whether the query's products have a date or timestamp column at all."""
-    if capabilities.string_dates or not temporals:
+    strings = [literal for literal in tree.find_all(exp.Literal) if literal.is_string] if temporals else []
+    zoned = any(_ZONED.search(literal.this) for literal in strings)
+    if not strings or (capabilities.string_dates and not zoned):
         return True
     text = capabilities.temporal_literals == "iso_text"  # timestamps are text too
-    strings = [literal for literal in tree.find_all(exp.Literal) if literal.is_string]
-    if not strings or (not text and all(canonical_date(literal.this) for literal in strings)):
+    strict = not capabilities.string_dates
+    if strict and not text and not zoned and all(canonical_date(literal.this) for literal in strings):
         return True  # (a constant of a date or a timestamp is a cast of a string)
     for cast in tree.find_all(exp.Cast):
-        if cast.to.is_type(exp.DType.DATE) and _odd_string(cast.this):
+        if strict and cast.to.is_type(exp.DType.DATE) and _odd_string(cast.this):
             return False
     try:
         annotated = typed_columns(tree, schema)
@@ -69,6 +78,10 @@ def dates_read_as_datafusion(
         if text and any(_typed(o, exp.DType.DATE) for o in operands) and any(_typed(o, *_TIMESTAMPS) for o in operands):
             return False  # '2024-02-29 00:00:00' = '2024-02-29' is false as text
         if not any(_string(operand) for operand in operands):
+            continue
+        if zoned and any(_typed(o, *_ZONELESS) for o in operands) and any(_zoned(o) for o in operands):
+            return False
+        if not strict:
             continue
         if any(_typed(operand, exp.DType.DATE) for operand in operands) and any(map(_odd_string, operands)):
             return False
@@ -91,6 +104,10 @@ def _string(operand: exp.Expr) -> bool:
 
 def _typed(operand: exp.Expr, *kinds: exp.DType) -> bool:
     return not _string(operand) and operand.type is not None and operand.type.is_type(*kinds)
+
+
+def _zoned(operand: exp.Expr) -> bool:
+    return _string(operand) and _ZONED.search(operand.this) is not None
 
 
 def _odd_string(operand: exp.Expr) -> bool:

@@ -33,6 +33,8 @@ CASES = {
     "SELECT d FROM s.t WHERE ts = '2024-02-29'": (False, True, True),  # SQLite holds timestamps as text
     "SELECT d FROM s.t WHERE ts > CAST('2024-02-29 10:00:00' AS TIMESTAMP)": (True, True, True),
     "SELECT d FROM s.t WHERE ts = CAST('2024-02-29' AS DATE)": (False, True, True),  # text apart at midnight
+    "SELECT d FROM s.t WHERE ts = '2024-02-29 12:30:00+02'": (False, False, False),  # the offset dropped
+    "SELECT d FROM s.t WHERE name = '2024-02-29 12:30:00+02'": (True, True, True),
 }
 
 
