@@ -628,13 +628,13 @@ def collation(row: Mapping[str, object]) -> Collation | None:
     return Collation(name, deterministic)
 
 
-# Set per scan (not per transaction: scans run in autocommit), reset to the session's defaults after.
 _UTC = "SELECT set_config('TimeZone', 'UTC', false)"
 """Each connection's session time zone, whatever the server's or the uri's: PostgreSQL reads a
 zoneless string compared with a ``timestamptz`` in it, and takes a ``timestamptz``'s date in it,
 where DataFusion uses UTC. With a server in America/New_York, ``CAST(z AS DATE)`` of 03:30 UTC was
 the day before, and ``z = '2024-02-29 10:00:00'`` matched 15:00 UTC, when the query went whole."""
 
+# Set per scan (not per transaction: scans run in autocommit), reset to the session's defaults after.
 _BOUND = "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $1, false)"
 _UNBOUND = (
     "SELECT set_config(name, reset_val, false) FROM pg_catalog.pg_settings"

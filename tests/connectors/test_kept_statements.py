@@ -168,7 +168,9 @@ def test_a_repeated_lookup_runs_the_statement_its_connection_prepared_before(
     try:
         first = rows(connector.execute_bound(sql, ITEM, bound(7)))
         assert [(r["id"], r["name"]) for r in first] == [(7, "item 7")]
-        assert counted.take()["P"] == 2  # prepared (Parse, Describe), then parsed again with the bound types
+        # the new connection's session zone (connectors.postgres._UTC: 2), then the statement prepared
+        # (Parse, Describe) and parsed again with the bound types (2)
+        assert counted.take()["P"] == 4
         for key, want in [(8, [(8, "item 8")]), (5000, []), (9, [(9, "item 9")]), (9, [(9, "item 9")])]:
             found = rows(connector.execute_bound(sql, ITEM, bound(key)))
             assert [(r["id"], r["name"]) for r in found] == want  # never an earlier execution's rows
