@@ -103,6 +103,29 @@ def typed_columns(tree: exp.Expr, schema: MappingSchema) -> exp.Expr:
     return annotate_types(qualified, schema=schema, dialect="postgres")
 
 
+class TypedQuery:
+    """A whole query with its columns' types, typed (:func:`typed_columns`) once, when a guard first
+    needs the types: the guards of :func:`gateway.planner.single_source_sql` share one typed copy."""
+
+    __slots__ = ("_done", "_typed", "schema", "tree")
+
+    def __init__(self, tree: exp.Expr, schema: MappingSchema) -> None:
+        self.tree = tree
+        self.schema = schema
+        self._typed: exp.Expr | None = None
+        self._done = False
+
+    def typed(self) -> exp.Expr | None:
+        """The typed copy of :attr:`tree`, or None when sqlglot cannot type it. Read it, never change it."""
+        if not self._done:
+            self._done = True
+            try:
+                self._typed = typed_columns(self.tree, self.schema)
+            except SqlglotError:
+                self._typed = None
+        return self._typed
+
+
 def _targets(node: exp.Expr) -> list[exp.Expr]:
     """The operands of ``node`` that need the byte-order collation (raises _Refused)."""
     if isinstance(node, _ORDERING):

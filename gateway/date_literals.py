@@ -26,11 +26,9 @@ import datetime as dt
 import re
 
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.schema import MappingSchema
 
 from connectors.base import SqlCapabilities
-from gateway.bytewise import typed_columns
+from gateway.bytewise import TypedQuery
 
 _CANONICAL = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.NullSafeEQ, exp.NullSafeNEQ)
@@ -52,12 +50,11 @@ def canonical_date(text: str) -> bool:
     return True
 
 
-def dates_read_as_datafusion(
-    tree: exp.Expr, schema: MappingSchema, capabilities: SqlCapabilities, temporals: bool
-) -> bool:
-    """Whether the source reads every string constant ``tree`` (a whole query, its columns typed
-    by ``schema``) compares with a date or timestamp as DataFusion does (see the module);
-    ``temporals``: whether the query's products have a date or timestamp column at all."""
+def dates_read_as_datafusion(query: TypedQuery, capabilities: SqlCapabilities, temporals: bool) -> bool:
+    """Whether the source reads every string constant ``query`` (a whole query) compares with a
+    date or timestamp as DataFusion does (see the module); ``temporals``: whether the query's
+    products have a date or timestamp column at all."""
+    tree = query.tree
     strings = [literal for literal in tree.find_all(exp.Literal) if literal.is_string] if temporals else []
     zoned = any(_ZONED.search(literal.this) for literal in strings)
     if not strings or (capabilities.string_dates and not zoned):
@@ -69,9 +66,8 @@ def dates_read_as_datafusion(
     for cast in tree.find_all(exp.Cast):
         if strict and cast.to.is_type(exp.DType.DATE) and _odd_string(cast.this):
             return False
-    try:
-        annotated = typed_columns(tree, schema)
-    except SqlglotError:
+    annotated = query.typed()
+    if annotated is None:
         return False
     for node in annotated.find_all(*_COMPARISONS, exp.Between, exp.In):
         operands = _operands(node)

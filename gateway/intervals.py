@@ -21,10 +21,8 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.schema import MappingSchema
 
-from gateway.bytewise import typed_columns
+from gateway.bytewise import TypedQuery
 
 _PART = re.compile(r"(-?\d+(?:\.\d+)?)\s*([A-Za-z]+)")
 _WHOLE_DAYS = frozenset({"YEAR", "YEARS", "MON", "MONS", "MONTH", "MONTHS", "WEEK", "WEEKS", "DAY", "DAYS"})
@@ -53,9 +51,10 @@ def shorter_than_a_day(interval: exp.Interval) -> bool:
     return False
 
 
-def date_arithmetic_as_datafusion(tree: exp.Expr, schema: MappingSchema) -> bool:
-    """Whether every interval or number added to or taken from a date or time in ``tree`` (a whole
-    query, its columns typed by ``schema``) gives the source's answer DataFusion's (see the module)."""
+def date_arithmetic_as_datafusion(query: TypedQuery) -> bool:
+    """Whether every interval or number added to or taken from a date or time in ``query`` (a whole
+    query) gives the source's answer DataFusion's (see the module)."""
+    tree = query.tree
     sums = list(tree.find_all(exp.Add, exp.Sub))
     if not sums:
         return True
@@ -66,9 +65,8 @@ def date_arithmetic_as_datafusion(tree: exp.Expr, schema: MappingSchema) -> bool
     short = any(shorter_than_a_day(interval) for node in sums if (interval := _interval_of(node)) is not None)
     if not short and not any(_may_add_to_a_date(node) for node in sums):
         return True  # intervals of whole days, and numbers added as constants (``d + 1``)
-    try:
-        annotated = typed_columns(tree, schema)
-    except SqlglotError:
+    annotated = query.typed()
+    if annotated is None:
         return False
     for node in annotated.find_all(exp.Add, exp.Sub):
         interval = _interval_of(node)

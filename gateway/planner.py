@@ -32,7 +32,7 @@ from sqlglot.schema import MappingSchema
 
 from connectors.base import SourceObject, SqlCapabilities, SqlConnector
 from gateway.averages import exact_averages
-from gateway.bytewise import bytewise_ordering, named_outputs, sql_type, typed_columns
+from gateway.bytewise import TypedQuery, bytewise_ordering, named_outputs, sql_type
 from gateway.date_literals import dates_read_as_datafusion
 from gateway.distinct_from import null_equal_keys
 from gateway.intervals import date_arithmetic_as_datafusion
@@ -344,12 +344,13 @@ def single_source_sql(
     elif averages and connector.capabilities.truncating_division:
         # An average compared, not returned (``x > (SELECT avg(x) ...)``): DataFusion's digits too.
         tree = exact_averages(tree, _schemas(scans), strict=False) or tree
-    if _uses_incomparable(tree, scans) or not _computes_as_datafusion(tree, types, connector.capabilities):
+    query = TypedQuery(tree, types)  # typed once, for the three guards below, when one needs the types
+    if _uses_incomparable(tree, scans) or not _computes_as_datafusion(query, connector.capabilities):
         return None
-    if not date_arithmetic_as_datafusion(tree, types):
+    if not date_arithmetic_as_datafusion(query):
         return None
     temporal = any(pa.types.is_temporal(f.type) for scan in scans.values() for f in scan.product.schema)
-    if not dates_read_as_datafusion(tree, types, connector.capabilities, temporal):
+    if not dates_read_as_datafusion(query, connector.capabilities, temporal):
         return None
     distinct_windows = any(window.this.find(exp.Distinct) for window in tree.find_all(exp.Window))
     if distinct_windows and not connector.capabilities.distinct_windows:
@@ -734,7 +735,7 @@ def _types(scans: Mapping[tuple[str, str], ProductScan]) -> MappingSchema:
     return MappingSchema(tables, dialect="postgres", normalize=False)
 
 
-def _computes_as_datafusion(tree: exp.Expr, types: MappingSchema, capabilities: SqlCapabilities) -> bool:
+def _computes_as_datafusion(query: TypedQuery, capabilities: SqlCapabilities) -> bool:
     """Whether the source computes every ``/``, ``%``, cast to an integer and cast to text as DataFusion does.
 
     Each ``/`` and ``%`` must divide two integers, in a source that divides them so
@@ -752,6 +753,7 @@ def _computes_as_datafusion(tree: exp.Expr, types: MappingSchema, capabilities: 
     DataFusion fails it or reads an infinity. A ``||`` prints its operands as a cast to text does
     (``name || x`` of the real 0.0 was ``ß0`` in PostgreSQL and MySQL, ``ß0.0`` in DataFusion).
     """
+    tree = query.tree
     divides, remainders = tree.find(exp.Div) is not None, tree.find(exp.Mod) is not None
     casts = [cast.to for cast in tree.find_all(exp.Cast)]
     narrows = any(to.is_type(*exp.DataType.INTEGER_TYPES) for to in casts)
@@ -762,9 +764,8 @@ def _computes_as_datafusion(tree: exp.Expr, types: MappingSchema, capabilities: 
         return True
     if (divides and not capabilities.integer_division) or (remainders and not capabilities.integer_remainder):
         return False
-    try:
-        annotated = typed_columns(tree, types)
-    except SqlglotError:
+    annotated = query.typed()
+    if annotated is None:
         return False
     operands = [side for node in annotated.find_all(exp.Div, exp.Mod) for side in (node.this, node.expression)]
     if any(side.find(exp.Sum) is not None for side in operands):

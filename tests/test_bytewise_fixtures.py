@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlglot import parse_one
+from sqlglot import exp, parse_one
 from sqlglot.schema import MappingSchema
 
-from gateway.bytewise import bytewise_ordering
+from gateway.bytewise import TypedQuery, bytewise_ordering
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bytewise.sql"
 SCHEMA = MappingSchema(
@@ -49,3 +49,19 @@ def test_without_a_byte_order_collation_only_queries_that_order_no_text_pass() -
     assert rewrite('SELECT "t"."id" FROM "t" WHERE "t"."id" > 1 ORDER BY "t"."id"', None) != "refused"
     assert rewrite('SELECT "t"."id" FROM "t" ORDER BY "t"."name"', None) == "refused"
     assert rewrite('SELECT max("t"."name") FROM "t"', None) == "refused"
+
+
+def test_a_typed_query_is_typed_once_and_leaves_its_tree_alone() -> None:
+    tree = parse_one('SELECT "t"."id" / 2 FROM "d"."t" AS "t" WHERE "t"."name" > \'m\'', read="postgres")
+    before = tree.sql("postgres")
+    query = TypedQuery(tree, SCHEMA)
+    typed = query.typed()
+    assert typed is not None and typed is not tree
+    assert query.typed() is typed  # the guards share one copy
+    assert typed.find(exp.Div) is not None and typed.find(exp.Div).this.type.is_type(exp.DType.BIGINT)
+    assert tree.sql("postgres") == before and tree.find(exp.Div).this.type is None
+
+
+def test_a_query_sqlglot_cannot_type_has_no_types() -> None:
+    query = TypedQuery(parse_one('SELECT "t"."nope" FROM "d"."t" AS "t"', read="postgres"), SCHEMA)
+    assert query.typed() is None and query.typed() is None

@@ -26,6 +26,7 @@ from sqlglot.schema import MappingSchema
 
 from connectors.duckdb import whole_intervals
 from gateway.api import CallerContext
+from gateway.bytewise import TypedQuery
 from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.intervals import date_arithmetic_as_datafusion, shorter_than_a_day
@@ -86,7 +87,7 @@ def test_a_part_shorter_than_a_day_is_found_in_what_datafusion_writes(written: s
     ],
 )
 def test_a_whole_query_keeps_only_date_arithmetic_a_source_computes_as_datafusion(sql: str, alike: bool) -> None:
-    assert date_arithmetic_as_datafusion(parse_one(sql, read="postgres"), SCHEMA) is alike
+    assert date_arithmetic_as_datafusion(TypedQuery(parse_one(sql, read="postgres"), SCHEMA)) is alike
 
 
 def test_an_interval_of_one_unit_is_written_for_duckdb_as_one_string() -> None:

@@ -9,6 +9,7 @@ from sqlglot.schema import MappingSchema
 from connectors.mysql import MysqlConnector
 from connectors.postgres import PostgresConnector
 from connectors.sqlite import SqliteConnector
+from gateway.bytewise import TypedQuery
 from gateway.date_literals import canonical_date, dates_read_as_datafusion
 
 SCHEMA = MappingSchema({"s": {"t": {"d": "DATE", "ts": "TIMESTAMP", "name": "TEXT"}}}, dialect="postgres")
@@ -40,8 +41,7 @@ CASES = {
 
 @pytest.mark.parametrize("sql", list(CASES))
 def test_whole_only_where_the_source_reads_the_constant_as_datafusion(sql: str) -> None:
-    tree = parse_one(sql, read="postgres")
+    query = TypedQuery(parse_one(sql, read="postgres"), SCHEMA)
     kinds = (SqliteConnector, MysqlConnector, PostgresConnector)
-    got = tuple(dates_read_as_datafusion(tree, SCHEMA, kind.capabilities, temporals=True) for kind in kinds)
+    got = tuple(dates_read_as_datafusion(query, kind.capabilities, temporals=True) for kind in kinds)
     assert got == CASES[sql]
-
