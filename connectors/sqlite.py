@@ -100,9 +100,13 @@ SAMPLE_BLOCKS = 20
 """How many blocks of rowids those rows are read in, spread over the table."""
 
 
-_UNKNOWN_TO_SQLITE = (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Any, exp.All)
+_UNKNOWN_TO_SQLITE = (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Any, exp.All, exp.ILike)
 """What SQLite's grammar has no word for: ``GROUP BY ROLLUP (g)``, ``CUBE``, ``GROUPING SETS`` and
-``x = ANY (SELECT ...)`` / ``x > ALL (SELECT ...)`` (sqlglot writes them as they are)."""
+``x = ANY (SELECT ...)`` / ``x > ALL (SELECT ...)`` (sqlglot writes them as they are).
+
+Nor ``ILIKE``, which sqlglot writes as ``LOWER(x) LIKE LOWER(p)``: SQLite's ``lower`` folds ASCII
+letters only, where DataFusion folds every letter (``'Ärger' ILIKE 'ä%'`` is true, and so is the
+Kelvin sign's ``'K' ILIKE 'k'``): such a query answered no row whole."""
 
 
 class SqliteConnector(AdbcConnector):
