@@ -345,7 +345,8 @@ def single_source_sql(
         # An average compared, not returned (``x > (SELECT avg(x) ...)``): DataFusion's digits too.
         tree = exact_averages(tree, _schemas(scans), strict=False) or tree
     query = TypedQuery(tree, types)  # typed once, for the three guards below, when one needs the types
-    if _uses_incomparable(tree, scans) or not _computes_as_datafusion(query, connector.capabilities):
+    binary = any(_binary(f.type) for scan in scans.values() for f in scan.product.schema)
+    if _uses_incomparable(tree, scans) or not _computes_as_datafusion(query, connector.capabilities, binary):
         return None
     if not date_arithmetic_as_datafusion(query):
         return None
@@ -735,7 +736,7 @@ def _types(scans: Mapping[tuple[str, str], ProductScan]) -> MappingSchema:
     return MappingSchema(tables, dialect="postgres", normalize=False)
 
 
-def _computes_as_datafusion(query: TypedQuery, capabilities: SqlCapabilities) -> bool:
+def _computes_as_datafusion(query: TypedQuery, capabilities: SqlCapabilities, binary: bool = False) -> bool:
     """Whether the source computes every ``/``, ``%``, cast to an integer and cast to text as DataFusion does.
 
     Each ``/`` and ``%`` must divide two integers, in a source that divides them so
@@ -750,7 +751,11 @@ def _computes_as_datafusion(query: TypedQuery, capabilities: SqlCapabilities) ->
     ``7.0000000000000000``, and 3.5 where DataFusion answers 3). Where casts are lenient
     (``SqlCapabilities.strict_casts`` false: SQLite, MySQL), only a number is cast to a real or a
     decimal: they read text that is not a number as 0 (``CAST('inf' AS DOUBLE)`` too), where
-    DataFusion fails it or reads an infinity. A ``||`` prints its operands as a cast to text does
+    DataFusion fails it or reads an infinity, and only a constant to a decimal: MySQL clamps a value
+    too large for it, where DataFusion fails. No function but ``count``, ``md5`` and ``encode``, nor a
+    cast but to bytes, takes bytes (``binary``: whether the products have a binary column):
+    DataFusion reads them as UTF-8 text (``length(b)`` of the bytes of ``é`` is 1, 2 in
+    PostgreSQL; a cast to text is ``é``, ``\\xc3a9`` in PostgreSQL). A ``||`` prints its operands as a cast to text does
     (``name || x`` of the real 0.0 was ``ß0`` in PostgreSQL and MySQL, ``ß0.0`` in DataFusion).
     """
     tree = query.tree
@@ -760,12 +765,16 @@ def _computes_as_datafusion(query: TypedQuery, capabilities: SqlCapabilities) ->
     joined = tree.find(exp.DPipe) is not None
     prints = joined or any(to.is_type(*exp.DataType.TEXT_TYPES) for to in casts)
     reals = not capabilities.strict_casts and any(to.is_type(*exp.DataType.REAL_TYPES) for to in casts)
-    if not divides and not remainders and not narrows and not prints and not reals:
+    if not divides and not remainders and not narrows and not prints and not reals and not binary:
         return True
+    if reals and any(_decimal(cast.to) and not _number(cast.this) for cast in tree.find_all(exp.Cast)):
+        return False  # MySQL clamps a value too large for the decimal (1e10 as DECIMAL(10,2): 99999999.99)
     if (divides and not capabilities.integer_division) or (remainders and not capabilities.integer_remainder):
         return False
     annotated = query.typed()
     if annotated is None:
+        return False
+    if binary and any(_reads_bytes_as_text(node) for node in annotated.find_all(exp.Func)):
         return False
     operands = [side for node in annotated.find_all(exp.Div, exp.Mod) for side in (node.this, node.expression)]
     if any(side.find(exp.Sum) is not None for side in operands):
@@ -783,6 +792,41 @@ def _computes_as_datafusion(query: TypedQuery, capabilities: SqlCapabilities) ->
         )
         and all(side.type is not None and side.type.is_type(*numbers) for side in made_real)
     )
+
+
+_BYTES_KEPT = (exp.Count, exp.MD5, exp.Encode)
+"""Functions that take bytes as the sources do: DataFusion's ``md5`` and ``encode`` hash and write
+the bytes themselves, as PostgreSQL's and DuckDB's."""
+
+
+def _reads_bytes_as_text(node: exp.Func) -> bool:
+    """Whether ``node`` takes a binary argument that DataFusion would read as text (see above)."""
+    if isinstance(node, _BYTES_KEPT) or (isinstance(node, exp.Cast) and node.to.is_type(*exp.DataType.BINARY_TYPES)):
+        return False
+    return any(
+        isinstance(arg, exp.Expr) and arg.type is not None and arg.type.is_type(*exp.DataType.BINARY_TYPES)
+        for arg in node.iter_expressions()
+    )
+
+
+def _binary(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_binary_view(kind)
+        or pa.types.is_fixed_size_binary(kind)
+    )
+
+
+def _decimal(kind: exp.DataType) -> bool:
+    return kind.is_type(*exp.DataType.REAL_TYPES) and not kind.is_type(*exp.DataType.FLOAT_TYPES)
+
+
+def _number(node: exp.Expr) -> bool:
+    """Whether ``node`` is a numeric constant (``2.5``, ``-7``)."""
+    if isinstance(node, exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and not node.is_string
 
 
 _PRINTED_OTHERWISE = (
