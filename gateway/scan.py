@@ -7,7 +7,8 @@ at execution, ``fragment.scanner(schema, columns=, filter=, batch_size=)`` follo
 ``to_batches()``. ``tests/test_scan.py`` pins that behaviour.
 
 ``filter`` carries the predicates DataFusion marked *exact* for the scan: they are
-applied here unless the planner proved the source already applied all of them.
+applied here unless the planner proved the source already applied all of them, with
+NaN compared as DataFusion compares it (:mod:`gateway.nan_order`).
 Each fragment starts its source query in a background thread that prefetches a few
 batches, so independent sources run concurrently and memory stays bounded.
 """
@@ -31,6 +32,7 @@ from connectors import threads
 from connectors.base import ScanSpec, SourceStream, SqlConnector
 from gateway.catalog import Product
 from gateway.errors import MeshgateError, PermissionDeniedError, QueryCancelledError, SourceError
+from gateway.nan_order import datafusion_order
 from gateway.plan.substrait_plan import referenced_columns
 from gateway.policy import Access
 from gateway.pushdown import translate
@@ -279,10 +281,13 @@ class _Scanner:
         if self._stream is None:
             self.start()
         assert self._stream is not None
+        here = None
         for batch in self._stream:
             if self._filter_here:
+                if here is None:  # NaN compared as DataFusion compares it, over the columns read
+                    here = datafusion_order(self._filter, batch.schema)
                 # Only a Table evaluates a pyarrow Expression; a RecordBatch wants a mask.
-                kept = pa.Table.from_batches([batch]).filter(self._filter)
+                kept = pa.Table.from_batches([batch]).filter(here)
                 batch = kept.combine_chunks().to_batches()[0] if kept.num_rows else batch.slice(0, 0)
             if batch.schema.names != list(self._columns):
                 batch = batch.select(list(self._columns))

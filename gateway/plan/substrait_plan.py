@@ -440,7 +440,7 @@ def referenced_columns(expression: pc.Expression, schema: pa.Schema) -> set[str]
     ['a', 'b c']
     """
     try:
-        view = _extended_expression().FromString(expression.to_substrait(schema))
+        view = extended_expression().FromString(expression.to_substrait(schema))
     except Exception:  # an expression pyarrow cannot write as Substrait
         return None
     found: set[str] = set()
@@ -454,10 +454,10 @@ def referenced_columns(expression: pc.Expression, schema: pa.Schema) -> set[str]
 
 
 @functools.cache
-def _extended_expression() -> type[Message]:
+def extended_expression() -> type[Message]:
     """The part of Substrait's ``ExtendedExpression`` that holds its expressions (field 3, each
     an ``ExpressionReference`` whose field 1 is the expression): all :func:`referenced_columns`
-    reads. The other fields parse as unknown ones."""
+    reads. The other fields parse as unknown ones, and are written back as they came."""
     file = descriptor_pb2.FileDescriptorProto(
         name="meshgate/extended_expression_view.proto",
         package="meshgate",
