@@ -318,6 +318,8 @@ def single_source_sql(
         tree = hidden_qualifiers(named_outputs(selecting_something(once_each(parse_one(text, read="postgres")))))
     except (SqlglotError, Exception):  # the unparser cannot write every plan
         return None
+    if sorted_outside(tree) is None:
+        return None
     if any(isinstance(node, exp.Anonymous) for node in tree.walk()) or not joins_in_order(tree):
         return None
     if not qualifiers_seen(tree) or _non_finite(tree):
@@ -425,6 +427,60 @@ def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
     if isinstance(condition, exp.And):
         return [*_conjuncts(condition.this), *_conjuncts(condition.expression)]
     return [condition]
+
+
+def sorted_outside(tree: exp.Expr) -> exp.Expr | None:
+    """``tree`` with the ORDER BY of the derived table it selects from repeated outside, in place;
+    None when a key cannot be named outside (the query is then not sent whole).
+
+    DataFusion's unparser writes an ordering by what the query does not output as a derived
+    table that sorts, selected from without an ORDER BY. SQL keeps no order through a derived
+    table: MariaDB and roapi (DataFusion) returned ``SELECT id FROM t ORDER BY i > 0, id`` in
+    ``id`` order alone::
+
+        SELECT "derived_sort"."id" FROM (SELECT "t"."id", "t"."i" FROM t AS "t"
+          ORDER BY ("t"."i" > 0) ASC, "t"."id" ASC) AS "derived_sort"
+        -- gains
+          ORDER BY ("derived_sort"."i" > 0) ASC, "derived_sort"."id" ASC
+
+    >>> sql = "SELECT d.id FROM (SELECT t.id, t.i FROM t ORDER BY t.i > 0, t.id LIMIT 2) AS d"
+    >>> print(sorted_outside(parse_one(sql)).sql())
+    SELECT d.id FROM (SELECT t.id, t.i FROM t ORDER BY t.i > 0, t.id LIMIT 2) AS d ORDER BY "d"."i" > 0, "d"."id"
+    """
+    if not isinstance(tree, exp.Select) or tree.args.get("order"):
+        return tree
+    inner = tree.args.get("from_")
+    derived = inner.this if inner is not None else None
+    if not isinstance(derived, exp.Subquery) or not isinstance(derived.this, exp.Select):
+        return tree
+    order = derived.this.args.get("order")
+    if order is None:
+        return tree
+    if tree.args.get("joins") or any(tree.args.get(k) for k in ("where", "group", "having", "distinct", "limit")):
+        return None  # not a bare selection from the sorted table: its order is not the query's
+    outputs: dict[exp.Expr, str] = {}
+    for output in derived.this.expressions:
+        outputs.setdefault(output.unalias(), output.alias_or_name)
+    alias = derived.alias_or_name
+
+    def outside(node: exp.Expr) -> exp.Expr:
+        name = outputs.get(node)
+        if name is not None:
+            return exp.column(name, table=alias, quoted=True)
+        if isinstance(node, exp.Column):
+            raise _Unnamed
+        return node
+
+    try:
+        keys = [key.transform(outside) for key in order.expressions]
+    except _Unnamed:
+        return None
+    tree.set("order", exp.Order(expressions=keys))
+    return tree
+
+
+class _Unnamed(Exception):
+    """A sort key reads a column the derived table does not output."""
 
 
 def selecting_something(tree: exp.Expr) -> exp.Expr:

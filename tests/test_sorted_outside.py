@@ -1,0 +1,33 @@
+"""gateway.planner.sorted_outside: the order of a sorted derived table is the whole query's."""
+
+from __future__ import annotations
+
+import pytest
+from sqlglot import parse_one
+
+from gateway.planner import sorted_outside
+
+# SQL in (as DataFusion 55 unparses it); SQL out, or None: not sent whole.
+CASES = {
+    'SELECT "derived_sort"."id" FROM (SELECT "t"."id", "t"."i" FROM t AS "t" ORDER BY ("t"."i" > 0) ASC NULLS FIRST,'
+    ' "t"."id" ASC) AS "derived_sort"': 'SELECT "derived_sort"."id" FROM (SELECT "t"."id", "t"."i" FROM t'
+    ' AS "t" ORDER BY ("t"."i" > 0) ASC NULLS FIRST, "t"."id" ASC) AS "derived_sort" ORDER BY'
+    ' ("derived_sort"."i" > 0) ASC NULLS FIRST, "derived_sort"."id" ASC',
+    # a key the derived table outputs as an expression
+    'SELECT "d"."id" FROM (SELECT "t"."id", abs("t"."i") AS "k" FROM t AS "t" ORDER BY abs("t"."i") DESC LIMIT 3)'
+    ' AS "d"': 'SELECT "d"."id" FROM (SELECT "t"."id", ABS("t"."i") AS "k" FROM t AS "t" ORDER BY ABS("t"."i") DESC'
+    ' LIMIT 3) AS "d" ORDER BY "d"."k" DESC',
+    # a key the derived table does not output
+    'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t" ORDER BY "t"."i") AS "d"': None,
+    # the outside filters or groups: its order is not the derived table's
+    'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t" ORDER BY "t"."id") AS "d" WHERE "d"."id" > 1': None,
+    # nothing to do
+    'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t") AS "d"': 'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t") AS "d"',
+    'SELECT "t"."id" FROM t AS "t" ORDER BY "t"."id"': 'SELECT "t"."id" FROM t AS "t" ORDER BY "t"."id"',
+}
+
+
+@pytest.mark.parametrize("sql", list(CASES), ids=range(len(CASES)))
+def test_sorted_outside(sql: str) -> None:
+    got = sorted_outside(parse_one(sql, read="postgres"))
+    assert (None if got is None else got.sql("postgres")) == CASES[sql]
