@@ -400,6 +400,8 @@ class SqlConnector(Connector):
         """
         if any(not self.capabilities.evaluates(node) for node in query.find_all(exp.Func)):
             return None
+        if self.capabilities.dialect != "postgres" and text_frame_offsets(query):
+            return None
         return query
 
     def accepts(self, sql: str) -> bool:
@@ -502,3 +504,25 @@ __all__ = [
     "SqlCapabilities",
     "SqlConnector",
 ]
+
+
+def text_frame_offsets(query: exp.Expr) -> bool:
+    """Whether a window frame of ``query`` is offset by a string that is not a number. DataFusion's
+    unparser writes every offset of a ``RANGE`` frame as a string: ``'1' PRECEDING``, which every
+    source reads as the number, and ``'31 days' PRECEDING`` for ``INTERVAL '31 days' PRECEDING``,
+    which PostgreSQL reads as the ordering key's interval and SQLite and DuckDB refuse ("frame
+    starting offset must be a non-negative number"): such a query goes whole to PostgreSQL
+    dialects only."""
+    for spec in query.find_all(exp.WindowSpec):
+        for bound in (spec.args.get("start"), spec.args.get("end")):
+            if isinstance(bound, exp.Literal) and bound.is_string and not _number(bound.this):
+                return True
+    return False
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

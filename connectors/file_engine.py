@@ -36,7 +36,7 @@ import pyarrow as pa
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-from connectors.base import SourceObject, SqlCapabilities
+from connectors.base import SourceObject, SqlCapabilities, text_frame_offsets
 from connectors.duckdb import FUNCTIONS, REFUSED_OPERATORS, DuckdbConnector, whole_intervals
 from connectors.sqlbase import SourceColumn
 from meshcore.config import ConnectorConfig
@@ -156,6 +156,8 @@ class FileEngine(DuckdbConnector):
             return None
         if query.find(exp.Div, exp.Avg, *REFUSED_OPERATORS) is not None or query.find(exp.Star) is not None:
             return None  # an average left is not of a decimal column (gateway/averages.py writes those)
+        if text_frame_offsets(query):
+            return None
         if any(not isinstance(f, _FUNCTIONS) for f in query.find_all(exp.Func)):
             return None
         for cast in query.find_all(exp.Cast):
