@@ -32,6 +32,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,6 +244,16 @@ class FlightSqlConnector(AdbcConnector):
                 raise self.error(error.__cause__) from None  # type: ignore[arg-type]
             raise
 
+    def whole_query(self, query: exp.Expr, schemas: Sequence[pa.Schema], output: pa.Schema) -> exp.Expr | None:
+        """As every source's, and no ``NOT IN`` of a subquery to a DataFusion of another version:
+        roapi 0.12 runs it as an anti join that is not aware of NULLs, and answered ``i NOT IN
+        (SELECT j ...)`` with the rows whose ``i`` is NULL, and all rows where a ``j`` is NULL
+        (DataFusion 55: none)."""
+        same_engine = self._server is not None and self._server.plans_as_this_gateway
+        if not same_engine and any(_not_in_subquery(node) for node in query.find_all(exp.In)):
+            return None
+        return super().whole_query(query, schemas, output)
+
     def accepts(self, sql: str) -> bool:
         """Whether the remote prepares ``sql`` (CreatePreparedStatement: planned, not run); a
         refusal is kept for :data:`STATS_SECONDS`, like the acceptance.
@@ -371,6 +382,14 @@ class FlightSqlConnector(AdbcConnector):
 
     def close(self) -> None:
         super().close()
+
+
+def _not_in_subquery(node: exp.In) -> bool:
+    """Whether ``node`` is an ``IN`` of a subquery that a ``NOT`` negates."""
+    parent = node.parent
+    while isinstance(parent, exp.Paren):
+        parent = parent.parent
+    return node.args.get("query") is not None and isinstance(parent, exp.Not)
 
 
 def _not_null(field: pa.Field) -> bool:
