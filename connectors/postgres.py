@@ -475,7 +475,8 @@ class PostgresConnector(AdbcConnector):
         (``left``, ``right``, ``repeat``, ``substr``, ``split_part``) anything but a constant: an
         ``int8`` column there has no such form (``left(text, bigint) does not exist``), and a
         product's integers do not say which of them are ``int4`` in PostgreSQL. Nor ``min`` or ``max``
-        of a boolean, which PostgreSQL does not have ("function max(boolean) does not exist")."""
+        of a boolean, which PostgreSQL does not have ("function max(boolean) does not exist").
+        Bytes (``X'6162'``, a bit string to PostgreSQL) are written ``decode('6162', 'hex')``."""
         booleans = {f.name for schema in schemas for f in schema if pa.types.is_boolean(f.type)}
         for extreme in query.find_all(exp.Max, exp.Min):
             argument = extreme.this.unnest()  # without its parentheses
@@ -487,7 +488,12 @@ class PostgresConnector(AdbcConnector):
             arguments = [value for key, value in function.args.items() if key in _INT4_ARGUMENTS[type(function)]]
             if not all(_integer_constant(argument) for argument in arguments if argument is not None):
                 return None
-        return super().whole_query(query, schemas, output)
+        sent = super().whole_query(query, schemas, output)
+        for constant in list(sent.find_all(exp.HexString)) if sent is not None else ():
+            # Bytes, which the unparser writes X'6162': a bit string to PostgreSQL ("operator does not
+            # exist: bytea = bit"); decoded from hex instead, whatever standard_conforming_strings says.
+            constant.replace(exp.Decode(this=exp.Literal.string(constant.this), charset=exp.Literal.string("hex")))
+        return sent
 
     def scan_sql(self, spec: ScanSpec) -> str:
         """The scan's SQL; a table scan without a limit is remembered, for :meth:`execute` to read it in parallel."""
