@@ -42,8 +42,11 @@ def bytewise_ordering(tree: exp.Expr, schema: MappingSchema, collation: str | No
     """``tree`` with ``COLLATE <collation>`` on every text operand that orders; None if that cannot be exact.
 
     ``schema`` types the tables ``tree`` reads; ``collation`` is the dialect's byte-order
-    collation (None: it has none, so any ordering of text refuses).
+    collation (None: it has none, so any ordering of text refuses). A tree with nothing that
+    orders is ``tree`` itself, not typed (typing a copy of a 100,000-constant ``IN`` list took 2 s).
     """
+    if tree.find(*_ORDERING, exp.Between, exp.Max, exp.Min, exp.Greatest, exp.Least, exp.Ordered) is None:
+        return tree
     try:
         annotated = annotate_types(named_outputs(tree.copy()), schema=schema, dialect="postgres")
         targets = [target for node in list(annotated.walk()) for target in _targets(node)]

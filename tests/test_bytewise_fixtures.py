@@ -65,3 +65,10 @@ def test_a_typed_query_is_typed_once_and_leaves_its_tree_alone() -> None:
 def test_a_query_sqlglot_cannot_type_has_no_types() -> None:
     query = TypedQuery(parse_one('SELECT "t"."nope" FROM "d"."t" AS "t"', read="postgres"), SCHEMA)
     assert query.typed() is None and query.typed() is None
+
+
+def test_a_query_that_orders_nothing_is_returned_as_it_is_untyped() -> None:
+    """Nothing to collate, nothing to type: a 100,000-constant IN list was copied and typed (2 s)."""
+    tree = parse_one('SELECT "t"."id" FROM "d"."t" AS "t" WHERE "t"."id" IN (1, 2, 3) AND "t"."name" = \'x\'')
+    assert bytewise_ordering(tree, SCHEMA, "C") is tree
+    assert tree.find(exp.In).this.type is None
