@@ -456,8 +456,9 @@ def sorted_outside(tree: exp.Expr) -> exp.Expr | None:
     order = derived.this.args.get("order")
     if order is None:
         return tree
-    if tree.args.get("joins") or any(tree.args.get(k) for k in ("where", "group", "having", "distinct", "limit")):
+    if tree.args.get("joins") or any(tree.args.get(k) for k in ("where", "group", "having", "distinct")):
         return None  # not a bare selection from the sorted table: its order is not the query's
+    # (a LIMIT and OFFSET outside, as the unparser writes a top N of the plan as planned, apply after the ORDER BY)
     outputs: dict[exp.Expr, str] = {}
     for output in derived.this.expressions:
         outputs.setdefault(output.unalias(), output.alias_or_name)

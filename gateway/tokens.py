@@ -24,13 +24,14 @@ def tokens(sql: str) -> tuple[Token, ...]:
     >>> [t.text for t in tokens("SELECT a FROM t WHERE a = 'x'")]
     ['SELECT', 'a', 'FROM', 't', 'WHERE', 'a', '=', 'x']
     """
+    global _last_long
     if len(sql) <= KEPT_TEXT:
         return _kept(sql)
     last = _last_long
     if last is not None and last[0] == sql:
         return last[1]
     found = _tokenize(sql)
-    globals()["_last_long"] = (sql, found)
+    _last_long = (sql, found)  # one assignment: another thread sees the old pair or the new
     return found
 
 

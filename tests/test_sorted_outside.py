@@ -17,6 +17,10 @@ CASES = {
     'SELECT "d"."id" FROM (SELECT "t"."id", abs("t"."i") AS "k" FROM t AS "t" ORDER BY abs("t"."i") DESC LIMIT 3)'
     ' AS "d"': 'SELECT "d"."id" FROM (SELECT "t"."id", ABS("t"."i") AS "k" FROM t AS "t" ORDER BY ABS("t"."i") DESC'
     ' LIMIT 3) AS "d" ORDER BY "d"."k" DESC',
+    # a top N as the unparser writes the plan as planned: the LIMIT outside applies after the ORDER BY
+    'SELECT "d"."id" FROM (SELECT "t"."id", "t"."i" FROM t AS "t" ORDER BY ("t"."i" > 0) ASC) AS "d"'
+    " LIMIT 1 OFFSET 1": 'SELECT "d"."id" FROM (SELECT "t"."id", "t"."i" FROM t AS "t" ORDER BY ("t"."i" > 0) ASC)'
+    ' AS "d" ORDER BY ("d"."i" > 0) ASC LIMIT 1 OFFSET 1',
     # a key the derived table does not output
     'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t" ORDER BY "t"."i") AS "d"': None,
     # the outside filters or groups: its order is not the derived table's

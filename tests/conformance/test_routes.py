@@ -411,6 +411,7 @@ ORDERED_SHAPES = {
     # it unsorted; MariaDB and roapi answered in id order alone until 2026-12-05.
     "order-by-expression": "SELECT id FROM {t} ORDER BY i > 0, id",
     "top-by-expression": "SELECT id FROM {t} ORDER BY abs(i) DESC NULLS LAST, id LIMIT 3",
+    "page-by-expression": "SELECT id FROM {t} ORDER BY i > 0, id LIMIT 2 OFFSET 1",
 }
 
 
