@@ -430,7 +430,7 @@ def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
 
 
 def sorted_outside(tree: exp.Expr) -> exp.Expr | None:
-    """``tree`` with the ORDER BY of the derived table it selects from repeated outside, in place;
+    """``tree`` with the ORDER BY of the derived table it only selects from repeated outside, in place;
     None when a key cannot be named outside (the query is then not sent whole).
 
     DataFusion's unparser writes an ordering by what the query does not output as a derived
@@ -457,7 +457,9 @@ def sorted_outside(tree: exp.Expr) -> exp.Expr | None:
     if order is None:
         return tree
     if tree.args.get("joins") or any(tree.args.get(k) for k in ("where", "group", "having", "distinct")):
-        return None  # not a bare selection from the sorted table: its order is not the query's
+        return tree  # not the unparser's bare selection: the sorted table is a subquery whose order SQL drops
+    if any(output.find(exp.AggFunc, exp.Window) is not None for output in tree.expressions):
+        return tree  # one row, or an order of its own (``SELECT avg(x) FROM (... ORDER BY x LIMIT 10) s``)
     # (a LIMIT and OFFSET outside, as the unparser writes a top N of the plan as planned, apply after the ORDER BY)
     outputs: dict[exp.Expr, str] = {}
     for output in derived.this.expressions:

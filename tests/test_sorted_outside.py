@@ -23,8 +23,13 @@ CASES = {
     ' AS "d" ORDER BY ("d"."i" > 0) ASC LIMIT 1 OFFSET 1',
     # a key the derived table does not output
     'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t" ORDER BY "t"."i") AS "d"': None,
-    # the outside filters or groups: its order is not the derived table's
-    'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t" ORDER BY "t"."id") AS "d" WHERE "d"."id" > 1': None,
+    # the outside filters or aggregates: a subquery of the query's own, whose order SQL drops
+    'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t" ORDER BY "t"."id" LIMIT 5) AS "d" WHERE "d"."id" > 1': (
+        'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t" ORDER BY "t"."id" LIMIT 5) AS "d" WHERE "d"."id" > 1'
+    ),
+    'SELECT AVG("d"."x") FROM (SELECT "t"."x" FROM t AS "t" ORDER BY "t"."x" DESC LIMIT 10) AS "d"': (
+        'SELECT AVG("d"."x") FROM (SELECT "t"."x" FROM t AS "t" ORDER BY "t"."x" DESC LIMIT 10) AS "d"'
+    ),
     # nothing to do
     'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t") AS "d"': 'SELECT "d"."id" FROM (SELECT "t"."id" FROM t AS "t") AS "d"',
     'SELECT "t"."id" FROM t AS "t" ORDER BY "t"."id"': 'SELECT "t"."id" FROM t AS "t" ORDER BY "t"."id"',

@@ -412,6 +412,8 @@ ORDERED_SHAPES = {
     "order-by-expression": "SELECT id FROM {t} ORDER BY i > 0, id",
     "top-by-expression": "SELECT id FROM {t} ORDER BY abs(i) DESC NULLS LAST, id LIMIT 3",
     "page-by-expression": "SELECT id FROM {t} ORDER BY i > 0, id LIMIT 2 OFFSET 1",
+    # a top N inside an aggregate: the order outside must not be repeated there (an error whole)
+    "average-of-a-top": "SELECT avg(s.x) AS a FROM (SELECT x FROM {t} ORDER BY x DESC NULLS LAST LIMIT 2) s",
 }
 
 
