@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from connectors.naming import unique
-from meshcore.arrow import is_text
+from meshcore.arrow import is_binary, is_text
 
 if TYPE_CHECKING:
     from rich.table import Table as RichTable
@@ -155,7 +155,7 @@ def _cell_texts(column: pa.ChunkedArray) -> list[str]:
 def _as_strings(column: pa.ChunkedArray | pa.Array) -> list[str | None]:
     """Values as Arrow renders them (exact decimals, ISO dates), nested ones as JSON."""
     type_ = column.type
-    if _is_binary(type_):
+    if is_binary(type_):
         return [None if value is None else "0x" + value.hex() for value in column.to_pylist()]
     if pa.types.is_nested(type_):
         return [None if value is None else _json_text(value) for value in column.to_pylist()]
@@ -164,11 +164,6 @@ def _as_strings(column: pa.ChunkedArray | pa.Array) -> list[str | None]:
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
         return [None if value is None else str(value) for value in column.to_pylist()]
     return strings
-
-
-def _is_binary(type_: pa.DataType) -> bool:
-    kinds = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_fixed_size_binary, pa.types.is_binary_view)
-    return any(is_kind(type_) for is_kind in kinds)
 
 
 def char_width(char: str) -> int:
@@ -349,7 +344,7 @@ def _csv_ready(data: pa.RecordBatch | pa.Table) -> pa.Table:
     """Columns the CSV writer cannot write (binary, nested, views) replaced by their text."""
     table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
     for index, field in enumerate(table.schema):
-        if pa.types.is_nested(field.type) or _is_binary(field.type) or pa.types.is_string_view(field.type):
+        if pa.types.is_nested(field.type) or is_binary(field.type) or pa.types.is_string_view(field.type):
             text = pa.array(_as_strings(table.column(index)), pa.string())
             table = table.set_column(index, pa.field(field.name, pa.string()), text)
     return table

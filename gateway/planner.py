@@ -40,6 +40,7 @@ from gateway.plan.same_source import few_groups
 from gateway.plancache import bind_placeholder
 from gateway.pushdown import comparable, translate
 from gateway.scan import Occurrence, ProductScan
+from meshcore.arrow import is_binary
 
 # "Subquery:" (not "SubqueryAlias:") marks a subquery that stayed an expression.
 _SUBQUERY_EXPRESSION = re.compile(r"\bSubquery:")
@@ -347,7 +348,7 @@ def single_source_sql(
         # An average compared, not returned (``x > (SELECT avg(x) ...)``): DataFusion's digits too.
         tree = exact_averages(tree, _schemas(scans), strict=False) or tree
     query = TypedQuery(tree, types)  # typed once, for the three guards below, when one needs the types
-    binary = any(_binary(f.type) for scan in scans.values() for f in scan.product.schema)
+    binary = any(is_binary(f.type) for scan in scans.values() for f in scan.product.schema)
     if _uses_incomparable(tree, scans) or not _computes_as_datafusion(query, connector.capabilities, binary):
         return None
     if not date_arithmetic_as_datafusion(query):
@@ -865,15 +866,6 @@ def _reads_bytes_as_text(node: exp.Func) -> bool:
     return any(
         isinstance(arg, exp.Expr) and arg.type is not None and arg.type.is_type(*exp.DataType.BINARY_TYPES)
         for arg in node.iter_expressions()
-    )
-
-
-def _binary(kind: pa.DataType) -> bool:
-    return (
-        pa.types.is_binary(kind)
-        or pa.types.is_large_binary(kind)
-        or pa.types.is_binary_view(kind)
-        or pa.types.is_fixed_size_binary(kind)
     )
 
 
