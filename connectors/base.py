@@ -221,6 +221,9 @@ class SourceStream:
             self.batches += 1
             yield batch
 
+    def start(self) -> None:
+        """Begin reading now, ahead of the first iteration, where the stream can (idempotent)."""
+
     def cancel(self) -> None:
         self._cancelled.set()
 

@@ -308,6 +308,14 @@ class ReaderStream(SourceStream):
         finally:
             self.close()
 
+    def start(self) -> None:
+        """Run the query now, so that its first batches are on their way before anyone asks for them."""
+        with self._state:
+            if self._started or self._closed or self.cancelled:
+                return
+            self._started = True
+        threads.start(self._pump, self.schema, name=f"source-{self._source}")
+
     def cancel(self) -> None:
         super().cancel()
         with self._state:
@@ -335,8 +343,9 @@ class ReaderStream(SourceStream):
         with self._state:
             if self._closed or self.cancelled:  # never start a query nobody will read
                 return
-            self._started = True
-        threads.start(self._pump, schema, name=f"source-{self._source}")
+            started, self._started = self._started, True
+        if not started:
+            threads.start(self._pump, schema, name=f"source-{self._source}")
         while True:
             item = self._take()
             if item is _CANCELLED:

@@ -1308,6 +1308,7 @@ def _start_route(
         stream = scan.connector.execute_bound(sql, schema, parameters, deadline)
     else:
         stream = scan.connector.execute(sql, schema, deadline)
+    stream.start()  # the source answers while the client takes the ticket and comes back for the rows
 
     def counted() -> Iterator[pa.RecordBatch]:
         try:

@@ -228,6 +228,41 @@ def test_closing_an_unfinished_stream_stops_the_query(connector: PostgresConnect
     assert running == [(0,)]
 
 
+def test_a_started_stream_runs_its_query_before_the_first_batch_is_asked_for_and_only_once(
+    connector: PostgresConnector, postgres_uri: str, pg_schema: str
+) -> None:
+    sequence = f'"{pg_schema}".started_once'
+    run(postgres_uri, f"DROP SEQUENCE IF EXISTS {sequence}", f"CREATE SEQUENCE {sequence}")
+
+    def last_value() -> tuple[object, ...]:
+        return run(postgres_uri, f"SELECT last_value, is_called FROM {sequence}")[0]
+
+    stream = connector.execute(f"SELECT nextval('{sequence}') AS v", pa.schema([("v", pa.int64())]))
+    stream.start()
+    stream.start()  # idempotent
+    deadline = time.monotonic() + 10
+    while last_value() != (1, True):
+        assert time.monotonic() < deadline, "the started query did not run"
+        time.sleep(0.02)
+    assert pa.Table.from_batches(list(stream)).column("v").to_pylist() == [1]
+    assert last_value() == (1, True)  # iterating did not run it again
+
+
+def test_a_started_stream_closed_unread_stops_its_query(connector: PostgresConnector, postgres_uri: str) -> None:
+    stream = connector.execute("SELECT 1 AS x FROM pg_sleep(31)", pa.schema([("x", pa.int32())]))
+    stream.start()
+    deadline = time.monotonic() + 10
+    count = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%FROM pg_sleep(31)%' AND state = 'active'"
+    while run(postgres_uri, count + " AND pid <> pg_backend_pid()") != [(1,)]:
+        assert time.monotonic() < deadline, "the started query did not reach PostgreSQL"
+        time.sleep(0.02)
+    stream.close()
+    while run(postgres_uri, count + " AND pid <> pg_backend_pid()") != [(0,)]:
+        assert time.monotonic() < deadline + 5, "closing the unread stream did not stop its query"
+        time.sleep(0.05)
+    assert list(stream) == []
+
+
 def test_bad_query_names_domain_source_and_the_servers_message(connector: PostgresConnector) -> None:
     with pytest.raises(SourceError) as raised:
         connector.execute("SELECT * FROM no_such_table", pa.schema([]))

@@ -46,7 +46,15 @@ _RUN = random.randrange(100, 1000)
 SLOW = {
     name: f"3{i}.{_RUN}1"
     for i, name in enumerate(
-        ["slow_cancel", "slow_federated", "slow_timeout", "slow_session", "slow_gone_raw", "slow_gone_adbc"]
+        [
+            "slow_cancel",
+            "slow_federated",
+            "slow_whole",
+            "slow_timeout",
+            "slow_session",
+            "slow_gone_raw",
+            "slow_gone_adbc",
+        ]
     )
 }
 
@@ -169,6 +177,23 @@ def test_cancel_flight_info_before_do_get_stops_the_source_scans_of_a_federated_
         assert cancel_flight_info(client, info) == fpb.CANCEL_STATUS_CANCELLED
 
         wait_for(stopped(postgres_uri, "slow_federated"), timeout=5, what="the PostgreSQL backend stopping")
+        assert server._statements.active() == 0
+        with pytest.raises(flight.FlightCancelledError, match=r"\[Meshgate\] the query was cancelled"):
+            drain(client.do_get(info.endpoints[0].ticket))
+
+
+def test_a_whole_query_runs_from_its_statement_and_cancel_flight_info_before_do_get_stops_it(
+    mesh: Path, postgres_uri: str
+) -> None:
+    """A query sent whole to its source starts there with the statement, as a federated one does: the
+    source answers while the client takes the ticket and comes back for the rows."""
+    with gateway(mesh) as (uri, server), flight.connect(uri) as client:
+        info = statement(client, "SELECT * FROM sales.slow_whole")  # no DoGet yet
+        wait_for(running(postgres_uri, "slow_whole"), what="the PostgreSQL query running before its DoGet")
+
+        assert cancel_flight_info(client, info) == fpb.CANCEL_STATUS_CANCELLED
+
+        wait_for(stopped(postgres_uri, "slow_whole"), timeout=5, what="the PostgreSQL backend stopping")
         assert server._statements.active() == 0
         with pytest.raises(flight.FlightCancelledError, match=r"\[Meshgate\] the query was cancelled"):
             drain(client.do_get(info.endpoints[0].ticket))
