@@ -276,8 +276,8 @@ _POLL = 0.1  # seconds between looks at a cancel while waiting
 
 
 class ReaderStream(SourceStream):
-    """A :class:`SourceStream` over a :class:`SourceScan`: the query runs from the first iteration,
-    in a thread of its own that hands batches over through a small queue.
+    """A :class:`SourceStream` over a :class:`SourceScan`: the query runs from :meth:`start` or the
+    first iteration, in a thread of its own that hands batches over through a small queue.
 
     So the consumer never waits on the source past a cancel or the ``deadline``, however stuck
     the source is. ``cancel()`` (any thread) never blocks: it asks the source to stop the query
