@@ -555,8 +555,8 @@ def parameter_column(draw: st.DrawFn, rows: int, kind: pa.DataType) -> pa.Array:
     if pa.types.is_fixed_size_list(kind):
         return pa.array([[1, -(2**31)] for _ in range(rows)], kind)
     if pa.types.is_large_list(kind):
-        inner = string_array(pa.large_string(), [draw(string_bytes()) for _ in range(rows)])
-        return pa.LargeListArray.from_arrays(pa.array(range(rows + 1), pa.int64()), inner)
+        inner = string_array(kind.value_type, [draw(string_bytes()) for _ in range(rows)])
+        return pa.LargeListArray.from_arrays(pa.array(range(rows + 1), pa.int64()), inner, type=kind)
     return pa.array([[draw(st.sampled_from(EXTREME_INTS))] for _ in range(rows)], kind)
 
 
