@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import TokenType
 
@@ -86,9 +87,31 @@ def plain_unions(parameters: pa.RecordBatch) -> pa.RecordBatch:
         if pa.types.is_union(kind):
             values = {kind.field(i).type for i in range(kind.num_fields)} - {pa.null()}
             if len(values) == 1:
-                column = pa.array(column.to_pylist(), type=values.pop())
+                column = _of_one_type(column, values.pop())
         columns.append(column)
     return pa.record_batch(columns, names=parameters.schema.names)
+
+
+def _of_one_type(column: pa.UnionArray, kind: pa.DataType) -> pa.Array:
+    """A union column whose children are ``kind`` or null as a column of ``kind``, value for value.
+
+    Arrow to Arrow: not every Arrow value is a Python value (a date 5.8 million years away, a
+    duration of 2**63 - 1 seconds), and those failed as an unexpected error when bound.
+    """
+    union, rows, start = column.type, len(column), column.offset
+    buffers = column.buffers()  # type_codes and offsets would ignore a slice's offset
+    codes = pa.Array.from_buffers(pa.int8(), rows, [None, buffers[1]], offset=start)
+    if union.mode == "dense":
+        positions = pa.Array.from_buffers(pa.int32(), rows, [None, buffers[2]], offset=start)
+    else:  # a sparse union's children are as long as the union (and field() slices them with it)
+        positions = pa.array(range(rows), pa.int32())
+    nothing = pa.scalar(None, positions.type)
+    parts = [
+        pc.take(column.field(child), pc.if_else(pc.equal(codes, code), positions, nothing))
+        for child, code in enumerate(union.type_codes)
+        if union.field(child).type == kind
+    ]
+    return pc.coalesce(*parts) if len(parts) > 1 else parts[0]
 
 
 def check_parameters(parameters: pa.RecordBatch) -> None:

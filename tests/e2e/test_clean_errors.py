@@ -349,6 +349,33 @@ def not_utf8(kind: pa.DataType | None = None) -> pa.Array:
 
 
 @pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(pa.array([2**31 - 1, -(2**31), None], pa.int32()).view(pa.date32()), id="date32"),
+        pytest.param(pa.array([2**63 - 1, -(2**63), 0], pa.int64()).view(pa.duration("s")), id="duration"),
+        pytest.param(pa.array([2**62, -(2**62), 0], pa.int64()).view(pa.timestamp("s")), id="timestamp"),
+    ],
+)
+def test_union_parameters_beyond_pythons_dates_are_bound_as_they_came(
+    uri: str, client: flight.FlightClient, values: pa.Array
+) -> None:
+    """Found by the fuzzer (seed 20261205): unwrapping a one-type union went through Python values,
+    which no date or duration this far out fits, and the bind failed as an unexpected error."""
+    union = pa.UnionArray.from_dense(
+        pa.array([0, 1, 0, 0], pa.int8()), pa.array([0, 0, 1, 2], pa.int32()), [values, pa.nulls(1)]
+    )
+    handle = prepare(client, "SELECT $1 AS x")
+    bind(client, handle, pa.record_batch([union], names=["$1"]))
+    info = client.get_flight_info(descriptor(pb.CommandPreparedStatementQuery(prepared_statement_handle=handle)))
+    column = client.do_get(info.endpoints[0].ticket).read_all().column("x").combine_chunks()
+    assert column.type == values.type
+    raw = pa.int32() if values.type == pa.date32() else pa.int64()
+    expected = values.view(raw).to_pylist()
+    assert column.view(raw).to_pylist() == [expected[0], None, expected[1], expected[2]]
+    still_serving(uri)
+
+
+@pytest.mark.parametrize(
     ("column", "shown"),
     [
         pytest.param(not_utf8(), "parameter $1", id="string"),
