@@ -58,6 +58,7 @@ from gateway.plan.late_materialisation import LATE_SETTING, file_spans, late_mat
 from gateway.plan.rules import Planning, rewrite
 from gateway.plan.same_source import DERIVED_SCHEMA
 from gateway.plancache import (
+    MAX_TEXT,
     CachedPlan,
     Literal,
     PlanCache,
@@ -330,6 +331,8 @@ class Engine:
         """The cache key of ``sql`` for ``caller`` (``names``: a text naming the same products); None: not cached."""
         if not self.plans.maxsize:
             return None  # caching is off: every statement is planned, and planned again by execute
+        if len(sql) > MAX_TEXT:
+            return None  # too long to keep (gateway/plancache.py)
         version = self.plan_version
         if not self.policies.enabled:
             return PlanKey(sql, (caller.default_catalog, caller.default_schema), version)

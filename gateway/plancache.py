@@ -9,7 +9,8 @@ source's SQL with the parameters left as bind parameters (``$1`` for PostgreSQL 
 DuckDB, ``?1`` for SQLite). An execution with new values then goes straight to the
 connector, values bound with the types DataFusion inferred.
 
-Entries live in a :class:`PlanCache` (an LRU bounded by count) under a :class:`PlanKey`:
+Entries live in a :class:`PlanCache` (an LRU bounded by count; statements longer than
+:data:`MAX_TEXT` are not kept) under a :class:`PlanKey`:
 the statement text, the caller's *access fingerprint* (:func:`access_fingerprint`:
 everything the policies make of this caller for the products the text names) and the
 engine's plan version (bumped by reloads, refreshes, a domain coming back online, drift
@@ -43,6 +44,10 @@ from gateway.tokens import tokens as sql_tokens
 
 DEFAULT_SIZE = 1024
 """Plans kept (statements and templates, per access fingerprint)."""
+MAX_TEXT = 64 * 1024
+"""The longest statement (characters) whose plan is kept. Longer ones are planned at every call: they are
+not the repeated lookups the cache is for, and kept they let any user hold memory with distinct texts
+(300 statements of 900,000 characters held 273 MiB; 1,024 would hold about a GiB)."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.errors import MeshgateError
 from gateway.flightsql.server import FlightSqlServer
-from gateway.plancache import Literal, PlanCache, parameterize
+from gateway.plancache import MAX_TEXT, Literal, PlanCache, parameterize
 from tests.support.gateway import connect, serving
 
 ALICE = CallerContext(user="alice", attributes={"region": "eu"})
@@ -167,6 +167,20 @@ def test_a_hit_plans_nothing(engines: tuple[Engine, Engine]) -> None:
     for key in (8, 10, 11):
         engine.execute(query, ALICE, pa.record_batch([pa.array([key], pa.int32())], names=["$1"])).read_all()
     assert engine.plans.plannings == plannings
+
+
+def test_a_statement_too_long_to_keep_is_answered_and_not_kept(engines: tuple[Engine, Engine]) -> None:
+    """Distinct long texts must not pile up in the cache (any user could hold memory with them)."""
+    engine, _ = engines
+    padding = "x" * MAX_TEXT
+    for key in (2, 4, 5):
+        entries = len(engine.plans._entries)
+        sql = f"SELECT name, '{padding}' AS pad FROM crm.people WHERE id = {key}"
+        assert _run(engine, sql, ALICE).column("name").to_pylist() == [f"name {key}"]
+        assert len(engine.plans._entries) == entries
+    short = "SELECT name FROM crm.people WHERE id = 1"
+    _run(engine, short, ALICE)
+    assert len(engine.plans._entries) > entries  # the same engine keeps a short one
 
 
 def test_two_callers_with_different_row_filters_never_share_a_plan(engines: tuple[Engine, Engine]) -> None:
