@@ -166,34 +166,29 @@ def test_cancel_flight_info_stops_the_postgres_backend_of_a_running_query(mesh: 
         assert cancel_flight_info(client, info) == fpb.CANCEL_STATUS_NOT_CANCELLABLE
 
 
-def test_cancel_flight_info_before_do_get_stops_the_source_scans_of_a_federated_query(
-    mesh: Path, postgres_uri: str
+@pytest.mark.parametrize(
+    ("product", "sql"),
+    [
+        pytest.param(
+            "slow_federated",
+            "SELECT s.g, k.label FROM sales.slow_federated s JOIN files.kinds k ON k.g = s.g",
+            id="federated",
+        ),
+        pytest.param("slow_whole", "SELECT * FROM sales.slow_whole", id="whole"),
+    ],
+)
+def test_a_statement_runs_from_get_flight_info_and_cancel_flight_info_before_do_get_stops_it(
+    mesh: Path, postgres_uri: str, product: str, sql: str
 ) -> None:
-    sql = "SELECT s.g, k.label FROM sales.slow_federated s JOIN files.kinds k ON k.g = s.g"
+    """A federated query's source scans, and a query sent whole to its source, start with the
+    statement: the source answers while the client takes the ticket and comes back for the rows."""
     with gateway(mesh) as (uri, server), flight.connect(uri) as client:
-        info = statement(client, sql)  # federated: the PostgreSQL scan starts with the statement
-        wait_for(running(postgres_uri, "slow_federated"), what="the PostgreSQL scan running")
+        info = statement(client, sql)  # no DoGet yet
+        wait_for(running(postgres_uri, product), what="the PostgreSQL query running before its DoGet")
 
         assert cancel_flight_info(client, info) == fpb.CANCEL_STATUS_CANCELLED
 
-        wait_for(stopped(postgres_uri, "slow_federated"), timeout=5, what="the PostgreSQL backend stopping")
-        assert server._statements.active() == 0
-        with pytest.raises(flight.FlightCancelledError, match=r"\[Meshgate\] the query was cancelled"):
-            drain(client.do_get(info.endpoints[0].ticket))
-
-
-def test_a_whole_query_runs_from_its_statement_and_cancel_flight_info_before_do_get_stops_it(
-    mesh: Path, postgres_uri: str
-) -> None:
-    """A query sent whole to its source starts there with the statement, as a federated one does: the
-    source answers while the client takes the ticket and comes back for the rows."""
-    with gateway(mesh) as (uri, server), flight.connect(uri) as client:
-        info = statement(client, "SELECT * FROM sales.slow_whole")  # no DoGet yet
-        wait_for(running(postgres_uri, "slow_whole"), what="the PostgreSQL query running before its DoGet")
-
-        assert cancel_flight_info(client, info) == fpb.CANCEL_STATUS_CANCELLED
-
-        wait_for(stopped(postgres_uri, "slow_whole"), timeout=5, what="the PostgreSQL backend stopping")
+        wait_for(stopped(postgres_uri, product), timeout=5, what="the PostgreSQL backend stopping")
         assert server._statements.active() == 0
         with pytest.raises(flight.FlightCancelledError, match=r"\[Meshgate\] the query was cancelled"):
             drain(client.do_get(info.endpoints[0].ticket))
