@@ -106,12 +106,19 @@ def _of_one_type(column: pa.UnionArray, kind: pa.DataType) -> pa.Array:
     else:  # a sparse union's children are as long as the union (and field() slices them with it)
         positions = pa.array(range(rows), pa.int32())
     nothing = pa.scalar(None, positions.type)
-    parts = [
-        pc.take(column.field(child), pc.if_else(pc.equal(codes, code), positions, nothing))
-        for child, code in enumerate(union.type_codes)
-        if union.field(child).type == kind
-    ]
-    return pc.coalesce(*parts) if len(parts) > 1 else parts[0]
+    try:
+        parts = [
+            pc.take(column.field(child), pc.if_else(pc.equal(codes, code), positions, nothing))
+            for child, code in enumerate(union.type_codes)
+            if union.field(child).type == kind
+        ]
+        return pc.coalesce(*parts) if len(parts) > 1 else parts[0]
+    except pa.ArrowNotImplementedError:  # no kernel for the type (binary_view, run-end encoded in pyarrow 26)
+        pass
+    try:
+        return pa.array(column.to_pylist(), type=kind)
+    except (pa.ArrowException, ValueError, OverflowError):
+        return column  # as it came, like a union of several types
 
 
 def check_parameters(parameters: pa.RecordBatch) -> None:
