@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 class _ReleasingTTLCache(TTLCache[bytes, T]):
     """A TTLCache that hands every entry it drops (expired or evicted) to ``release``."""
 
-    def __init__(self, maxsize: int, ttl: float, release: Callable[[T], None]) -> None:
-        super().__init__(maxsize=maxsize, ttl=ttl)
+    def __init__(
+        self, maxsize: int, ttl: float, release: Callable[[T], None], getsizeof: Callable[[T], int] | None = None
+    ) -> None:
+        super().__init__(maxsize=maxsize, ttl=ttl, getsizeof=getsizeof)
         self._release = release
 
     def expire(self, time: float | None = None) -> list[tuple[bytes, T]]:
@@ -50,8 +52,11 @@ class HandleRegistry(Generic[T]):
 
     Entries expire ``ttl`` seconds after they were last used; when ``maxsize`` entries
     are held the least recently used one is dropped, so a client that never closes
-    its statements cannot grow the server without bound. Dropped entries (expired,
-    evicted or discarded, not popped) are passed to ``release``.
+    its statements cannot grow the server without bound. With ``size`` (an entry's
+    bytes), the entries also hold at most ``max_bytes`` together: an entry counts as one
+    of ``maxsize`` per ``max_bytes / maxsize`` bytes it holds (at least one), so a few
+    large entries take the room of many small ones. Dropped entries (expired, evicted or
+    discarded, not popped) are passed to ``release``.
 
     >>> registry: HandleRegistry[str] = HandleRegistry("statement", maxsize=2, ttl=60)
     >>> registry.get(registry.add("SELECT 1"))
@@ -59,12 +64,26 @@ class HandleRegistry(Generic[T]):
     """
 
     def __init__(
-        self, kind: str, *, maxsize: int, ttl: float, release: Callable[[T], None] = lambda _value: None
+        self,
+        kind: str,
+        *,
+        maxsize: int,
+        ttl: float,
+        release: Callable[[T], None] = lambda _value: None,
+        size: Callable[[T], int] | None = None,
+        max_bytes: int = 0,
     ) -> None:
         self.kind = kind
         self.ttl = ttl
         self._release = release
-        self._entries: TTLCache[bytes, T] = _ReleasingTTLCache(maxsize, ttl, release)
+        weight = None
+        if size is not None and max_bytes > 0:
+            room = max(1, max_bytes // max(1, maxsize))  # the bytes one of maxsize stands for
+
+            def weight(value: T) -> int:
+                return min(maxsize, max(1, -(-size(value) // room)))  # never more than all of them
+
+        self._entries: TTLCache[bytes, T] = _ReleasingTTLCache(maxsize, ttl, release, weight)
         self._lock = threading.Lock()
 
     def add(self, value: T) -> bytes:

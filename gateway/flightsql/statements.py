@@ -92,6 +92,18 @@ class PreparedStatement:
     parameters: list[pa.RecordBatch] | None = None
 
 
+HELD_BYTES = 256 << 20
+"""What the statements (and, apart, the prepared statements) waiting for their client may hold together
+in query text and bound parameters. Counted alone, 10,000 prepared statements of 1 MiB each (the longest
+query text accepted) let any user hold 10 GiB; 500 held 480 MiB."""
+
+
+def _held_bytes(held: PreparedStatement | Statement) -> int:
+    """The query text and bound parameter rows a (prepared) statement keeps."""
+    rows = held.parameters if isinstance(held, PreparedStatement) else held.more
+    return len(held.query.sql) + sum(batch.nbytes for batch in rows or ())
+
+
 @dataclass(frozen=True)
 class Statement:
     """A started query waiting for its DoGet.
@@ -217,10 +229,10 @@ class Statements:
     def __init__(self, engine: QueryEngine, *, ttl: float, maxsize: int, client_timeout: float | None = None) -> None:
         self._engine = engine
         self._prepared: HandleRegistry[PreparedStatement] = HandleRegistry(
-            "prepared statement", maxsize=maxsize, ttl=ttl
+            "prepared statement", maxsize=maxsize, ttl=ttl, size=_held_bytes, max_bytes=HELD_BYTES
         )
         self._started: HandleRegistry[Statement] = HandleRegistry(
-            "statement", maxsize=maxsize, ttl=ttl, release=Statement.abandon
+            "statement", maxsize=maxsize, ttl=ttl, release=Statement.abandon, size=_held_bytes, max_bytes=HELD_BYTES
         )
         self._running: dict[bytes, Run] = {}
         self._ended: TTLCache[bytes, QueryCancelledError] = TTLCache(maxsize=maxsize, ttl=ttl)

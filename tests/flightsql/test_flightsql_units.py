@@ -7,7 +7,9 @@ import time
 
 import pyarrow as pa
 import pytest
+from datafusion_test_engine import DataFusionEngine
 
+from gateway.api import CallerContext
 from gateway.errors import NotFoundError
 from gateway.flightsql import commands, handles, metadata, session, sql_info, statements, xdbc
 from gateway.flightsql import flight_sql_pb2 as pb
@@ -75,6 +77,40 @@ def test_registry_entries_expire_after_their_last_use() -> None:
     assert registry.get(kept) == "kept"
     with pytest.raises(NotFoundError):
         registry.get(dropped)
+
+
+def test_registry_entries_hold_at_most_max_bytes_together() -> None:
+    """Ten entries of up to 100 bytes each, or fewer larger ones: 1,000 bytes in all."""
+    released: list[str] = []
+    registry: handles.HandleRegistry[str] = handles.HandleRegistry(
+        "prepared statement", maxsize=10, ttl=60, release=released.append, size=len, max_bytes=1000
+    )
+    small = [registry.add(f"{i}") for i in range(10)]
+    assert len(registry) == 10 and released == []
+    large = registry.add("x" * 400)  # the room of four: the four least recently used go
+    assert released == ["0", "1", "2", "3"]
+    assert registry.get(small[4]) == "4" and registry.get(large) == "x" * 400
+    huge = registry.add("y" * 5000)  # more than all: it alone is kept
+    assert len(registry) == 1 and registry.get(huge) == "y" * 5000
+    with pytest.raises(NotFoundError):
+        registry.get(large)
+
+
+def test_statements_waiting_for_their_client_hold_bounded_text(
+    engine: DataFusionEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found 2026-12-05: counted alone, any user could hold 10 GiB in 10,000 prepared statements of 1 MiB."""
+    monkeypatch.setattr(statements, "HELD_BYTES", 4 << 20)
+    held = statements.Statements(engine, ttl=60, maxsize=1000)
+    try:
+        text = "SELECT '" + "x" * (1 << 20) + "'"
+        handles_ = [held.prepare(text, CallerContext(user="u"))[0] for _ in range(12)]
+        assert len(held._prepared) == 3  # 4 MiB of text, not 12
+        held.prepared(handles_[-1], CallerContext(user="u"))
+        with pytest.raises(NotFoundError):
+            held.prepared(handles_[0], CallerContext(user="u"))
+    finally:
+        held.shutdown()
 
 
 def test_a_failing_release_does_not_fail_the_caller() -> None:
