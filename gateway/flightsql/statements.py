@@ -276,6 +276,7 @@ class Statements:
                 )
             check_parameters(batch)
         prepared.parameters = [plain_unions(batch) for batch in parameters]
+        self.prepared(handle, caller)  # weighed again, with its rows (see HELD_BYTES)
 
     def close(self, handle: bytes, caller: CallerContext) -> None:
         self.prepared(handle, caller)

@@ -109,6 +109,12 @@ def test_statements_waiting_for_their_client_hold_bounded_text(
         held.prepared(handles_[-1], CallerContext(user="u"))
         with pytest.raises(NotFoundError):
             held.prepared(handles_[0], CallerContext(user="u"))
+        # Bound rows weigh too: 2 MiB of parameters on a small statement leave room for one more.
+        small, _query = held.prepare("SELECT $1 AS x", CallerContext(user="u"))
+        rows = pa.record_batch([pa.array(["y" * (1 << 20)] * 2)], names=["$1"])
+        held.bind(small, CallerContext(user="u"), [rows])
+        assert len(held._prepared) == 2
+        assert held.prepared(small, CallerContext(user="u")).parameters is not None
     finally:
         held.shutdown()
 
