@@ -108,6 +108,24 @@ def test_a_deeply_nested_domain_request_is_a_clean_error(target: Target) -> None
         assert "this request is JSON" in outcome.message
 
 
+def test_an_empty_batch_of_a_null_union_is_bound_without_crashing_the_gateway(target: Target) -> None:
+    """Found by the fuzzer (seed 20261205, input 15,256): weighing the bound rows with pyarrow's
+    ``nbytes`` crashed the process (SIGSEGV) on a dense union of no rows read from IPC."""
+    union = pa.dense_union([pa.field("0", pa.null())])
+    schema = pa.schema([("$1", union), ("$2", pa.null())])
+
+    def batch(rows: int) -> pa.RecordBatch:
+        codes, offsets = pa.array([0] * rows, pa.int8()), pa.array(range(rows), pa.int32())
+        return pa.record_batch(
+            [pa.UnionArray.from_dense(codes, offsets, [pa.nulls(rows)]), pa.nulls(rows)], schema=schema
+        )
+
+    sql = "SELECT order_id FROM sales.orders WHERE customer_id = $1 AND status = $2"
+    outcome = target.send(ParameterCase(sql, "alice", schema, (batch(3), batch(0), batch(1)), then="schema"))
+    assert outcome.verdict in ("result", "error"), outcome
+    assert target.probe().verdict == "result"
+
+
 def test_union_parameters_of_null_then_a_value_run_row_by_row(target: Target) -> None:
     """Found by the fuzzer (RESULTS.md): the NULL row typed the result as null, and 1 could not follow."""
     union = pa.UnionArray.from_dense(
