@@ -762,8 +762,7 @@ def _serve(args: argparse.Namespace) -> int:
         _log_http_security(args, http)
     log.info("Meshgate %s serving catalog '%s' at %s", __version__, catalog.name, uri)
     if args.demo:
-        login = f" --user {_DEMO_USER} --password {demo_password}" if demo_password else ""
-        log.info('try: %s query --server %s%s "SELECT * FROM sales.customers LIMIT 5"', _meshgate_command(), uri, login)
+        log.info("try: %s", _try_command(uri, demo_password))
         if web is not None:
             sign_in = f", signing in as '{_DEMO_USER}' with the password above" if demo_password else ""
             log.info("or browse the data products at %s%s", web[0].url, sign_in)
@@ -849,6 +848,13 @@ def _log_http_security(args: argparse.Namespace, http: HttpServer) -> None:
             "mutual TLS (--tls-client-ca) applies to Flight SQL only: the HTTPS listener asks browsers for no"
             " certificate, they sign in with a password"
         )
+
+
+def _try_command(uri: str, password: str | None) -> str:
+    """The demo's first query as a command line to copy. ``--password=`` with the ``=``: a random
+    password may start with ``-`` (one in 64), which argparse would take for an option."""
+    login = f" --user {_DEMO_USER} --password={password}" if password else ""
+    return f'{_meshgate_command()} query --server {uri}{login} "SELECT * FROM sales.customers LIMIT 5"'
 
 
 def _meshgate_command() -> str:

@@ -482,6 +482,18 @@ def test_disconnects_log_no_session_noise_and_counts_are_plural_aware(tmp_path: 
     assert "no session to close" not in log and "request failed" not in log, log
 
 
+@pytest.mark.parametrize("password", ["-EnyGmO4kQx1", "plain-Password_9"])
+def test_the_demo_try_command_reads_any_random_password(password: str) -> None:
+    """A random password may start with "-" (one in 64): the copied command must still read it as
+    the password, not as an option (a CI run failed that way: `--password: expected one argument`)."""
+    from gateway import cli
+
+    words = shlex.split(cli._try_command("grpc://127.0.0.1:31337", password))
+    assert words[1] == "query"
+    args = cli._parser().parse_args(words[1:])
+    assert (args.user, args.password, args.server) == ("demo", password, "grpc://127.0.0.1:31337")
+
+
 def test_the_demo_prints_a_try_command_that_works_when_copied(tmp_path: Path) -> None:
     """Started through a relative path to the venv's script, the printed command is absolute."""
     script = Path(sys.executable).parent / "meshgate"
