@@ -300,7 +300,7 @@ class ReaderStream(SourceStream):
         self._finish_lock = threading.Lock()  # finish and interrupt exclude each other
         self._finished = False
         self._interrupted = False
-        super().__init__(schema, self._read(schema))
+        super().__init__(schema, self._read())
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
@@ -310,11 +310,17 @@ class ReaderStream(SourceStream):
 
     def start(self) -> None:
         """Run the query now, so that its first batches are on their way before anyone asks for them."""
+        self._run_once()
+
+    def _run_once(self) -> bool:
+        """Start the reading thread unless it runs already; False once the stream is closed or cancelled."""
         with self._state:
-            if self._started or self._closed or self.cancelled:
-                return
-            self._started = True
-        threads.start(self._pump, self.schema, name=f"source-{self._source}")
+            if self._closed or self.cancelled:  # never start a query nobody will read
+                return False
+            started, self._started = self._started, True
+        if not started:
+            threads.start(self._pump, self.schema, name=f"source-{self._source}")
+        return True
 
     def cancel(self) -> None:
         super().cancel()
@@ -339,13 +345,9 @@ class ReaderStream(SourceStream):
         with suppress(Exception):
             self.close()
 
-    def _read(self, schema: pa.Schema) -> Generator[pa.RecordBatch]:
-        with self._state:
-            if self._closed or self.cancelled:  # never start a query nobody will read
-                return
-            started, self._started = self._started, True
-        if not started:
-            threads.start(self._pump, schema, name=f"source-{self._source}")
+    def _read(self) -> Generator[pa.RecordBatch]:
+        if not self._run_once():
+            return
         while True:
             item = self._take()
             if item is _CANCELLED:
