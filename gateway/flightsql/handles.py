@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 from cachetools import TTLCache
 
-from gateway.errors import NotFoundError
+from gateway.errors import NotFoundError, ResourceLimitError
 
 T = TypeVar("T")
 
@@ -20,23 +20,23 @@ log = logging.getLogger(__name__)
 
 
 class _ReleasingTTLCache(TTLCache[bytes, T]):
-    """A TTLCache that hands every entry it drops (expired or evicted) to ``release``."""
+    """A TTLCache that hands every entry it drops (expired or evicted) to ``dropped``."""
 
     def __init__(
-        self, maxsize: int, ttl: float, release: Callable[[T], None], getsizeof: Callable[[T], int] | None = None
+        self, maxsize: int, ttl: float, dropped: Callable[[bytes, T], None], getsizeof: Callable[[T], int]
     ) -> None:
         super().__init__(maxsize=maxsize, ttl=ttl, getsizeof=getsizeof)
-        self._release = release
+        self._dropped = dropped
 
     def expire(self, time: float | None = None) -> list[tuple[bytes, T]]:
         expired = list(super().expire(time))
-        for _handle, value in expired:
-            _release_quietly(self._release, value)
+        for handle, value in expired:
+            self._dropped(handle, value)
         return expired
 
     def popitem(self) -> tuple[bytes, T]:
         handle, value = super().popitem()
-        _release_quietly(self._release, value)
+        self._dropped(handle, value)
         return handle, value
 
 
@@ -48,15 +48,20 @@ def _release_quietly(release: Callable[[T], None], value: T) -> None:
 
 
 class HandleRegistry(Generic[T]):
-    """A bounded, expiring, thread-safe map from random handles to server state.
+    """A bounded, expiring, thread-safe map from random handles to server state, fair among owners.
 
-    Entries expire ``ttl`` seconds after they were last used; when ``maxsize`` entries
-    are held the least recently used one is dropped, so a client that never closes
-    its statements cannot grow the server without bound. With ``size`` (an entry's
-    bytes), the entries also hold at most ``max_bytes`` together: an entry counts as one
-    of ``maxsize`` per ``max_bytes / maxsize`` bytes it holds (at least one), so a few
-    large entries take the room of many small ones. Dropped entries (expired, evicted or
-    discarded, not popped) are passed to ``release``.
+    Entries expire ``ttl`` seconds after they were last used. When ``maxsize`` entries are
+    held, room for a new one is made by dropping the least recently used entry of the
+    owner (``owner(value)``, a user) that holds the most, the new entry counted as its
+    owner's: so a client that never closes its statements cannot grow the server without
+    bound, and one that opens thousands only drops its own, never another user's. An entry
+    that fits only by dropping those of owners who hold less than its own owner then would
+    is refused (:class:`ResourceLimitError`). With one owner this is a plain LRU.
+
+    With ``size`` (an entry's bytes), the entries also hold at most ``max_bytes`` together:
+    an entry counts as one of ``maxsize`` per ``max_bytes / maxsize`` bytes it holds (at
+    least one), so a few large entries take the room of many small ones. Dropped entries
+    (expired, evicted or discarded, not popped) are passed to ``release``.
 
     >>> registry: HandleRegistry[str] = HandleRegistry("statement", maxsize=2, ttl=60)
     >>> registry.get(registry.add("SELECT 1"))
@@ -72,40 +77,47 @@ class HandleRegistry(Generic[T]):
         release: Callable[[T], None] = lambda _value: None,
         size: Callable[[T], int] | None = None,
         max_bytes: int = 0,
+        owner: Callable[[T], str | None] = lambda _value: None,
     ) -> None:
         self.kind = kind
         self.ttl = ttl
+        self._maxsize = maxsize
         self._release = release
-        weight = None
+        self._owner = owner
+        self._weight: Callable[[T], int] = lambda _value: 1
         if size is not None and max_bytes > 0:
             room = max(1, max_bytes // max(1, maxsize))  # the bytes one of maxsize stands for
 
             def weight(value: T) -> int:
                 return min(maxsize, max(1, -(-size(value) // room)))  # never more than all of them
 
-        self._entries: TTLCache[bytes, T] = _ReleasingTTLCache(maxsize, ttl, release, weight)
+            self._weight = weight
+        self._owned: dict[str | None, TTLCache[bytes, T]] = {}  # each owner's entries, least recently used first
+        self._owner_of: dict[bytes, str | None] = {}
         self._lock = threading.Lock()
 
     def add(self, value: T) -> bytes:
         """Store ``value`` under a new unguessable handle and return the handle."""
         handle = secrets.token_bytes(HANDLE_BYTES)
         with self._lock:
-            self._entries[handle] = value
+            self._expire()
+            self._put(handle, value)
         return handle
 
     def get(self, handle: bytes) -> T:
-        """Return the value of ``handle`` and restart its expiry clock."""
+        """Return the value of ``handle`` and restart its expiry clock (it is weighed again)."""
         with self._lock:
-            value = self._entries.get(handle)
+            self._expire()
+            value = self._take(handle)
             if value is None:
                 raise self._unknown()
-            self._entries[handle] = value
+            self._put(handle, value)
             return value
 
     def pop(self, handle: bytes) -> T:
         """Remove ``handle`` and return its value (for single-use handles)."""
         with self._lock:
-            value = self._entries.pop(handle, None)
+            value = self._take(handle)
         if value is None:
             raise self._unknown()
         return value
@@ -113,7 +125,7 @@ class HandleRegistry(Generic[T]):
     def discard(self, handle: bytes) -> bool:
         """Remove and release ``handle`` if present; return whether it was."""
         with self._lock:
-            value = self._entries.pop(handle, None)
+            value = self._take(handle)
         if value is None:
             return False
         _release_quietly(self._release, value)
@@ -122,13 +134,58 @@ class HandleRegistry(Generic[T]):
     def items(self) -> list[tuple[bytes, T]]:
         """A snapshot of the live entries (expiry clocks untouched)."""
         with self._lock:
-            self._entries.expire()
-            return list(self._entries.items())
+            self._expire()
+            return [item for entries in self._owned.values() for item in entries.items()]
 
     def __len__(self) -> int:
         with self._lock:
-            self._entries.expire()
-            return len(self._entries)
+            self._expire()
+            return len(self._owner_of)
+
+    def _put(self, handle: bytes, value: T) -> None:
+        """Make room for ``value`` fairly (see the class), then store it as its owner's newest entry."""
+        owner, weight = self._owner(value), self._weight(value)
+        held = {name: entries.currsize for name, entries in self._owned.items()}
+        held[owner] = held.get(owner, 0) + weight
+        while sum(held.values()) > self._maxsize:  # so some owner has entries: one entry always fits
+            victim = max(self._owned, key=held.__getitem__)
+            if held[victim] < held[owner]:  # its owner would hold the most, with nothing of its own to drop
+                _release_quietly(self._release, value)
+                raise ResourceLimitError(
+                    f"[Flight SQL] this {self.kind} does not fit beside the ones other users hold;"
+                    " retry when theirs have been closed or have expired"
+                )
+            entries = self._owned[victim]
+            entries.popitem()  # its least recently used, released
+            held[victim] = entries.currsize + (weight if victim == owner else 0)
+            if not entries:
+                del self._owned[victim]
+        if owner not in self._owned:
+            self._owned[owner] = _ReleasingTTLCache(self._maxsize, self.ttl, self._dropped, self._weight)
+        self._owned[owner][handle] = value
+        self._owner_of[handle] = owner
+
+    def _take(self, handle: bytes) -> T | None:
+        """Remove ``handle``'s live entry, unreleased (None if there is none)."""
+        if handle not in self._owner_of:
+            return None
+        owner = self._owner_of.pop(handle)
+        entries = self._owned[owner]
+        value = entries.pop(handle, None)  # None once expired: the next expiry pass releases it
+        if not entries:
+            del self._owned[owner]
+        return value
+
+    def _dropped(self, handle: bytes, value: T) -> None:
+        self._owner_of.pop(handle, None)
+        _release_quietly(self._release, value)
+
+    def _expire(self) -> None:
+        """Drop (and release) every entry past its time."""
+        for owner, entries in list(self._owned.items()):
+            entries.expire()
+            if not entries:
+                del self._owned[owner]
 
     def _unknown(self) -> NotFoundError:
         return NotFoundError(f"[Flight SQL] unknown or expired {self.kind} handle")

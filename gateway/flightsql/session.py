@@ -123,7 +123,9 @@ class Sessions:
     def __init__(self, engine: QueryEngine, *, statement_timeout: float | None, ttl: float, maxsize: int) -> None:
         self._engine = engine
         self.default_timeout = statement_timeout
-        self._store: HandleRegistry[Session] = HandleRegistry("session", maxsize=maxsize, ttl=ttl)
+        self._store: HandleRegistry[Session] = HandleRegistry(
+            "session", maxsize=maxsize, ttl=ttl, owner=lambda session: session.user
+        )
 
     def __len__(self) -> int:
         return len(self._store)

@@ -106,6 +106,11 @@ def _held_bytes(held: PreparedStatement | Statement) -> int:
     return len(held.query.sql) + sum(batch.get_total_buffer_size() for batch in rows or ())
 
 
+def _user(held: PreparedStatement | Statement) -> str | None:
+    """Whose (prepared) statement it is: each user's make room for their new ones first."""
+    return held.user
+
+
 @dataclass(frozen=True)
 class Statement:
     """A started query waiting for its DoGet.
@@ -231,10 +236,16 @@ class Statements:
     def __init__(self, engine: QueryEngine, *, ttl: float, maxsize: int, client_timeout: float | None = None) -> None:
         self._engine = engine
         self._prepared: HandleRegistry[PreparedStatement] = HandleRegistry(
-            "prepared statement", maxsize=maxsize, ttl=ttl, size=_held_bytes, max_bytes=HELD_BYTES
+            "prepared statement", maxsize=maxsize, ttl=ttl, size=_held_bytes, max_bytes=HELD_BYTES, owner=_user
         )
         self._started: HandleRegistry[Statement] = HandleRegistry(
-            "statement", maxsize=maxsize, ttl=ttl, release=Statement.abandon, size=_held_bytes, max_bytes=HELD_BYTES
+            "statement",
+            maxsize=maxsize,
+            ttl=ttl,
+            release=Statement.abandon,
+            size=_held_bytes,
+            max_bytes=HELD_BYTES,
+            owner=_user,
         )
         self._running: dict[bytes, Run] = {}
         self._ended: TTLCache[bytes, QueryCancelledError] = TTLCache(maxsize=maxsize, ttl=ttl)

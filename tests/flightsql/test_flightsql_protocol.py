@@ -277,7 +277,9 @@ def test_cancel_query_stops_a_running_stream(client: flight.FlightClient, engine
     assert engine.executions[-1].cancelled
     assert engine.executions[-1].batches < 245
     (again,) = action(client, "CancelQuery", pb.ActionCancelQueryRequest(info=info.serialize()))
-    assert unpack_as(again, pb.ActionCancelQueryResult).result == pb.ActionCancelQueryResult.CANCEL_RESULT_NOT_CANCELLABLE
+    assert (
+        unpack_as(again, pb.ActionCancelQueryResult).result == pb.ActionCancelQueryResult.CANCEL_RESULT_NOT_CANCELLABLE
+    )
 
 
 def test_cancel_before_do_get_releases_the_started_query(client: flight.FlightClient, engine: DataFusionEngine) -> None:
@@ -392,6 +394,34 @@ def test_the_caller_is_the_peer_identity_and_owns_its_prepared_statements() -> N
 
         assert {caller.user for caller in engine.callers} == {"alice"}
         assert engine.executions[-1].user == "alice"
+        alice.close()
+        bob.close()
+    finally:
+        server.shutdown()
+
+
+def test_a_user_who_floods_the_server_with_prepared_statements_drops_only_their_own() -> None:
+    """Found 2026-12-05: the registries were one LRU, so any user could evict every other user's statements."""
+    engine = make_engine()
+    server = FlightSqlServer(engine, "grpc://127.0.0.1:0", auth_handler=NameIsTokenAuth(), max_statements=4)
+    try:
+        alice, bob = (
+            flight.connect(f"grpc://127.0.0.1:{server.port}"),
+            flight.connect(f"grpc://127.0.0.1:{server.port}"),
+        )
+        alice.authenticate(NameClientAuth("alice"))
+        bob.authenticate(NameClientAuth("bob"))
+        kept = pb.CommandPreparedStatementQuery(
+            prepared_statement_handle=prepare(bob, "SELECT 2 AS two").prepared_statement_handle
+        )
+
+        flood = [prepare(alice, f"SELECT {i} AS i").prepared_statement_handle for i in range(10)]
+
+        assert fetch(bob, kept)[1].to_pylist() == [{"two": 2}]
+        newest = pb.CommandPreparedStatementQuery(prepared_statement_handle=flood[-1])
+        assert fetch(alice, newest)[1].to_pylist() == [{"i": 9}]
+        with pytest.raises(pa.ArrowException, match="unknown or expired prepared statement handle"):
+            flight_info(alice, pb.CommandPreparedStatementQuery(prepared_statement_handle=flood[0]))
         alice.close()
         bob.close()
     finally:

@@ -10,7 +10,7 @@ import pytest
 from datafusion_test_engine import DataFusionEngine
 
 from gateway.api import CallerContext
-from gateway.errors import NotFoundError
+from gateway.errors import NotFoundError, ResourceLimitError
 from gateway.flightsql import commands, handles, metadata, session, sql_info, statements, xdbc
 from gateway.flightsql import flight_sql_pb2 as pb
 from gateway.flightsql.statements import parameter_rows
@@ -94,6 +94,44 @@ def test_registry_entries_hold_at_most_max_bytes_together() -> None:
     assert len(registry) == 1 and registry.get(huge) == "y" * 5000
     with pytest.raises(NotFoundError):
         registry.get(large)
+
+
+def test_registry_makes_room_from_the_owner_who_holds_the_most() -> None:
+    released: list[str] = []
+    registry: handles.HandleRegistry[str] = handles.HandleRegistry(
+        "statement", maxsize=4, ttl=60, release=released.append, owner=lambda value: value[0]
+    )
+    b1 = registry.add("b1")
+    flood = [registry.add(f"a{i}") for i in range(6)]  # a owns the most: its oldest go, b1 stays
+    assert released == ["a0", "a1", "a2"]
+    assert registry.get(b1) == "b1" and registry.get(flood[-1]) == "a5"
+    b2 = registry.add("b2")  # b would hold 2 beside a's 3: a's oldest goes
+    assert released == ["a0", "a1", "a2", "a3"]
+    b3 = registry.add("b3")  # b would hold the most: its own oldest goes
+    assert released == ["a0", "a1", "a2", "a3", "b1"]
+    assert [registry.get(h) for h in (b2, b3, flood[-1])] == ["b2", "b3", "a5"]
+
+
+def test_registry_refuses_an_entry_that_only_fits_by_dropping_smaller_owners() -> None:
+    released: list[str] = []
+    registry: handles.HandleRegistry[str] = handles.HandleRegistry(
+        "prepared statement",
+        maxsize=10,
+        ttl=60,
+        release=released.append,
+        size=len,
+        max_bytes=1000,
+        owner=lambda value: value[0],
+    )
+    small = [registry.add(f"b{i}" + "." * 98) for i in range(3)]  # b holds 300 bytes
+    with pytest.raises(ResourceLimitError, match="does not fit beside the ones other users hold"):
+        registry.add("a" * 800)
+    assert released == ["a" * 800] and len(registry) == 3
+    fits = registry.add("a" * 700)
+    assert len(registry) == 4 and registry.get(fits) == "a" * 700
+    assert [registry.get(h)[:2] for h in small] == ["b0", "b1", "b2"]
+    registry.add("a" * 300)  # a holds the most: its own entry makes room
+    assert released == ["a" * 800, "a" * 700] and len(registry) == 4
 
 
 def test_statements_waiting_for_their_client_hold_bounded_text(
