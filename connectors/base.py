@@ -392,6 +392,11 @@ class SqlConnector(Connector):
         table = exp.to_table(source.table, dialect=self.capabilities.dialect)
         return table.as_(alias, quoted=True)
 
+    def refuses(self, query: exp.Expr) -> bool:
+        """Whether :meth:`whole_query` will refuse ``query`` whatever the gateway's rewrites before it
+        do: asked first, so that a query which cannot go whole is not typed and rewritten for nothing."""
+        return False
+
     def whole_query(self, query: exp.Expr, schemas: Sequence[pa.Schema], output: pa.Schema) -> exp.Expr | None:
         """``query``, a whole query over this source's products (``schemas``: theirs) whose answer
         DataFusion typed as ``output``, as the source must be sent it to answer as DataFusion

@@ -148,6 +148,11 @@ class FileEngine(DuckdbConnector):
         read = exp.Anonymous(this="read_parquet", expressions=[exp.Literal.string(source.table)])
         return exp.Table(this=read, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
 
+    def refuses(self, query: exp.Expr) -> bool:
+        """A function :meth:`whole_query` refuses (an average aside: ``gateway/averages.py`` may write
+        it out), such as the ``EXISTS`` of a semi-join (TPC-H Q18 tried four such parts, 10 ms each)."""
+        return any(not isinstance(f, (*_FUNCTIONS, exp.Avg)) for f in query.find_all(exp.Func))
+
     def whole_query(self, query: exp.Expr, schemas: Sequence[pa.Schema], output: pa.Schema) -> exp.Expr | None:
         named = {column.name for column in query.find_all(exp.Column)}
         if any(not engine_type(f.type) for schema in schemas for f in schema if f.name in named):

@@ -31,6 +31,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
 from connectors.base import SourceObject, SqlCapabilities, SqlConnector
+from gateway import literal_lists
 from gateway.averages import exact_averages
 from gateway.bytewise import TypedQuery, bytewise_ordering, named_outputs, sql_type
 from gateway.date_literals import dates_read_as_datafusion
@@ -330,6 +331,9 @@ def single_source_sql(
         # sqlglot writes DISTINCT ON for SQLite as a ROW_NUMBER() filter and drops the query's
         # ORDER BY: the rows came back in another order than DataFusion's.
         return None
+    if connector.refuses(tree):
+        return None
+    aside = literal_lists.set_aside(tree)  # put back before writing: see gateway/literal_lists.py
     types = _types(scans)
     if connector.capabilities.narrow_integer_literals:
         tree = integer_literals(tree, types)
@@ -373,6 +377,8 @@ def single_source_sql(
         return None
     replaced = _replace_tables(adapted, scans, connector)
     if replaced is None:
+        return None
+    if not literal_lists.put_back(replaced, aside):
         return None
     grouped = replaced.find(exp.Group, exp.Distinct) is not None  # asked before rendering rewrites the tree
     try:
