@@ -375,16 +375,17 @@ class NameClientAuth(flight.ClientAuthHandler):
         return self.token
 
 
+def logged_in(server: FlightSqlServer, name: str) -> flight.FlightClient:
+    client = flight.connect(f"grpc://127.0.0.1:{server.port}")
+    client.authenticate(NameClientAuth(name))
+    return client
+
+
 def test_the_caller_is_the_peer_identity_and_owns_its_prepared_statements() -> None:
     engine = make_engine()
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0", auth_handler=NameIsTokenAuth())
     try:
-        alice, bob = (
-            flight.connect(f"grpc://127.0.0.1:{server.port}"),
-            flight.connect(f"grpc://127.0.0.1:{server.port}"),
-        )
-        alice.authenticate(NameClientAuth("alice"))
-        bob.authenticate(NameClientAuth("bob"))
+        alice, bob = logged_in(server, "alice"), logged_in(server, "bob")
 
         handle = prepare(alice, "SELECT 1 AS one").prepared_statement_handle
         command = pb.CommandPreparedStatementQuery(prepared_statement_handle=handle)
@@ -405,12 +406,7 @@ def test_a_user_who_floods_the_server_with_prepared_statements_drops_only_their_
     engine = make_engine()
     server = FlightSqlServer(engine, "grpc://127.0.0.1:0", auth_handler=NameIsTokenAuth(), max_statements=4)
     try:
-        alice, bob = (
-            flight.connect(f"grpc://127.0.0.1:{server.port}"),
-            flight.connect(f"grpc://127.0.0.1:{server.port}"),
-        )
-        alice.authenticate(NameClientAuth("alice"))
-        bob.authenticate(NameClientAuth("bob"))
+        alice, bob = logged_in(server, "alice"), logged_in(server, "bob")
         kept = pb.CommandPreparedStatementQuery(
             prepared_statement_handle=prepare(bob, "SELECT 2 AS two").prepared_statement_handle
         )
