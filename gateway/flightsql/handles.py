@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Generic, TypeVar
 
 from cachetools import TTLCache
@@ -50,7 +52,8 @@ def _release_quietly(release: Callable[[T], None], value: T) -> None:
 class HandleRegistry(Generic[T]):
     """A bounded, expiring, thread-safe map from random handles to server state, fair among owners.
 
-    Entries expire ``ttl`` seconds after they were last used. When ``maxsize`` entries are
+    Entries expire ``ttl`` seconds after they were last used (released by the next call at most
+    ``min(1 s, ttl / 4)`` later: expiry is looked for that often, not on every call). When ``maxsize`` entries are
     held, room for a new one is made by dropping the least recently used entry of the
     owner (``owner(value)``, a user) that holds the most, the new entry counted as its
     owner's: so a client that never closes its statements cannot grow the server without
@@ -93,7 +96,11 @@ class HandleRegistry(Generic[T]):
 
             self._weight = weight
         self._owned: dict[str | None, TTLCache[bytes, T]] = {}  # each owner's entries, least recently used first
-        self._owner_of: dict[bytes, str | None] = {}
+        self._owner_of: dict[bytes, tuple[str | None, int]] = {}  # each live entry's owner and weight
+        self._held: dict[str | None, int] = {}  # each owner's entries' weight
+        self._total = 0
+        self._next_expiry = 0.0
+        self._expiry_interval = min(1.0, ttl / 4)  # get() sees an entry's expiry itself; releasing may wait that long
         self._lock = threading.Lock()
 
     def add(self, value: T) -> bytes:
@@ -134,58 +141,76 @@ class HandleRegistry(Generic[T]):
     def items(self) -> list[tuple[bytes, T]]:
         """A snapshot of the live entries (expiry clocks untouched)."""
         with self._lock:
-            self._expire()
+            self._expire(now=True)
             return [item for entries in self._owned.values() for item in entries.items()]
 
     def __len__(self) -> int:
         with self._lock:
-            self._expire()
+            self._expire(now=True)
             return len(self._owner_of)
 
     def _put(self, handle: bytes, value: T) -> None:
         """Make room for ``value`` fairly (see the class), then store it as its owner's newest entry."""
         owner, weight = self._owner(value), self._weight(value)
-        held = {name: entries.currsize for name, entries in self._owned.items()}
-        held[owner] = held.get(owner, 0) + weight
-        while sum(held.values()) > self._maxsize:  # so some owner has entries: one entry always fits
-            victim = max(self._owned, key=held.__getitem__)
-            if held[victim] < held[owner]:  # its owner would hold the most, with nothing of its own to drop
+        while self._total + weight > self._maxsize:  # so some owner holds entries: one entry always fits
+
+            def holds(name: str | None) -> int:
+                return self._held.get(name, 0) + (weight if name == owner else 0)
+
+            victim = max((name for name in self._owned if self._held.get(name, 0) > 0), key=holds)
+            if holds(victim) < holds(owner):  # its owner would hold the most, with nothing of its own to drop
                 _release_quietly(self._release, value)
                 raise ResourceLimitError(
                     f"[Flight SQL] this {self.kind} does not fit beside the ones other users hold;"
                     " retry when theirs have been closed or have expired"
                 )
-            entries = self._owned[victim]
-            entries.popitem()  # its least recently used, released
-            held[victim] = entries.currsize + (weight if victim == owner else 0)
-            if not entries:
-                del self._owned[victim]
+            # Its least recently used goes, released (_dropped); KeyError: every entry it had was
+            # past its time, and popitem's expiry released them all.
+            with suppress(KeyError):
+                self._owned[victim].popitem()
         if owner not in self._owned:
             self._owned[owner] = _ReleasingTTLCache(self._maxsize, self.ttl, self._dropped, self._weight)
         self._owned[owner][handle] = value
-        self._owner_of[handle] = owner
+        self._count(handle, owner, weight)
 
     def _take(self, handle: bytes) -> T | None:
         """Remove ``handle``'s live entry, unreleased (None if there is none)."""
-        if handle not in self._owner_of:
+        found = self._uncount(handle)
+        if found is None:
             return None
-        owner = self._owner_of.pop(handle)
-        entries = self._owned[owner]
-        value = entries.pop(handle, None)  # None once expired: the next expiry pass releases it
-        if not entries:
-            del self._owned[owner]
-        return value
+        return self._owned[found[0]].pop(handle, None)  # None once expired: the next expiry pass releases it
 
     def _dropped(self, handle: bytes, value: T) -> None:
-        self._owner_of.pop(handle, None)
+        self._uncount(handle)
         _release_quietly(self._release, value)
 
-    def _expire(self) -> None:
-        """Drop (and release) every entry past its time."""
+    def _count(self, handle: bytes, owner: str | None, weight: int) -> None:
+        self._owner_of[handle] = (owner, weight)
+        self._held[owner] = self._held.get(owner, 0) + weight
+        self._total += weight
+
+    def _uncount(self, handle: bytes) -> tuple[str | None, int] | None:
+        """Forget ``handle``'s weight; its owner and weight, or None when it was not counted."""
+        found = self._owner_of.pop(handle, None)
+        if found is not None:
+            owner, weight = found
+            self._held[owner] -= weight
+            self._total -= weight
+        return found
+
+    def _expire(self, now: bool = False) -> None:
+        """Drop (and release) every entry past its time, at most once an interval unless ``now``;
+        owners left with none go."""
+        moment = time.monotonic()
+        if not now and moment < self._next_expiry:
+            return
+        self._next_expiry = moment + self._expiry_interval
         for owner, entries in list(self._owned.items()):
             entries.expire()
             if not entries:
                 del self._owned[owner]
+                if not self._held.get(owner):
+                    self._held.pop(owner, None)
 
     def _unknown(self) -> NotFoundError:
         return NotFoundError(f"[Flight SQL] unknown or expired {self.kind} handle")

@@ -112,6 +112,20 @@ def test_registry_makes_room_from_the_owner_who_holds_the_most() -> None:
     assert [registry.get(h) for h in (b2, b3, flood[-1])] == ["b2", "b3", "a5"]
 
 
+def test_registry_makes_room_from_an_owner_whose_entries_all_expired_unseen() -> None:
+    """Expired entries are released at most once an interval (here never, but by the room they are
+    asked for): making room from them releases them all, and the new entry fits."""
+    released: list[str] = []
+    registry: handles.HandleRegistry[str] = handles.HandleRegistry(
+        "statement", maxsize=3, ttl=0.1, release=released.append, owner=lambda value: value[0]
+    )
+    registry._expiry_interval = 3600.0
+    registry.add("b1"), registry.add("b2")
+    time.sleep(0.2)
+    kept = [registry.add("a1"), registry.add("a2")]
+    assert sorted(released) == ["b1", "b2"] and [registry.get(h) for h in kept] == ["a1", "a2"]
+
+
 def test_registry_refuses_an_entry_that_only_fits_by_dropping_smaller_owners() -> None:
     released: list[str] = []
     registry: handles.HandleRegistry[str] = handles.HandleRegistry(
