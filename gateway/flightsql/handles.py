@@ -53,9 +53,9 @@ class HandleRegistry(Generic[T]):
     """A bounded, expiring, thread-safe map from random handles to server state, fair among owners.
 
     Entries expire ``ttl`` seconds after they were last used (released by the next call at most
-    ``min(1 s, ttl / 4)`` later: expiry is looked for that often, not on every call). When ``maxsize`` entries are
-    held, room for a new one is made by dropping the least recently used entry of the
-    owner (``owner(value)``, a user) that holds the most, the new entry counted as its
+    ``min(1 s, ttl / 4)`` later: expiry is looked for that often, not on every call). When
+    ``maxsize`` entries are held, room for a new one is made by dropping the least recently used
+    entry of the owner (``owner(value)``, a user) that holds the most, the new entry counted as its
     owner's: so a client that never closes its statements cannot grow the server without
     bound, and one that opens thousands only drops its own, never another user's. An entry
     that fits only by dropping those of owners who hold less than its own owner then would
