@@ -229,8 +229,9 @@ class Statements:
         ttl: seconds an unused handle lives; also how long the reason a statement ended
             (cancelled, timed out) is remembered for its DoGet.
         maxsize: most statements (and, separately, prepared statements) held.
-        client_timeout: seconds a stream may wait for its client to read a batch before its
-            query is stopped; None for no limit.
+        client_timeout: seconds a stream may wait for its client to read a batch, and a started
+            statement for its client to ask for its stream, before its query is stopped; None
+            for no limit.
     """
 
     def __init__(self, engine: QueryEngine, *, ttl: float, maxsize: int, client_timeout: float | None = None) -> None:
@@ -326,6 +327,10 @@ class Statements:
         handle = self._started.add(statement)
         if deadline is not None and timeout is not None and first is not None:
             self._deadlines.add(handle, deadline, timeout)
+        if self._client_timeout is not None and first is not None:
+            # A client that never asks for the stream has read nothing of it either: its query
+            # (running since now, sources included) is stopped then, not when the handle expires.
+            self._unread.add(handle, time.monotonic() + self._client_timeout, self._client_timeout)
         return handle, statement.schema
 
     def stream(
@@ -337,6 +342,7 @@ class Statements:
         the query has nothing to send yet is noticed and its query cancelled, source queries
         included (:class:`StreamWatch`).
         """
+        self._unread.discard(handle)  # asked for: the wait for its first read starts with its first batch
         with self._lock:
             try:
                 statement = self._started.pop(handle)
@@ -422,6 +428,7 @@ class Statements:
         else:
             statement.abandon()
             self._deadlines.discard(handle)
+            self._unread.discard(handle)
         return True
 
     def _time_out(self, handle: bytes, seconds: float) -> None:

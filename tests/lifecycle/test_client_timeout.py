@@ -56,3 +56,23 @@ def test_a_stalled_client_gives_its_slot_back_to_the_next_query(tmp_path: Path) 
     finally:
         gateway.stop()
     assert "client timeout: its client read nothing for 1 s; query cancelled" in "".join(gateway.output)
+
+
+def test_a_statement_whose_stream_is_never_asked_for_gives_its_slot_back(tmp_path: Path) -> None:
+    """GetFlightInfo starts the query (sources included); a client that never calls DoGet has read
+    nothing of it either: its slot comes back after the client timeout, not when the handle expires."""
+    extra = ("--no-auth", "--max-running", "2", "--client-timeout", "1")  # one slot per user
+    gateway = GatewayProcess.demo(tmp_path, extra=extra)
+    try:
+        with flight.connect(gateway.uri) as idle, flight.connect(gateway.uri) as other:
+            ticket = _ticket(idle, STREAM)  # and no DoGet
+            started = time.monotonic()
+            answer = other.do_get(_ticket(other, "SELECT count(*) AS n FROM sales.customers")).read_all()
+            waited = time.monotonic() - started
+            assert answer.column("n")[0].as_py() > 0
+            assert 1 <= waited < 5  # it waited in line until the idle statement was stopped
+            with pytest.raises(flight.FlightCancelledError, match=r"its client read nothing for 1 s"):
+                idle.do_get(ticket).read_all()
+    finally:
+        gateway.stop()
+    assert "client timeout: its client read nothing for 1 s; query cancelled" in "".join(gateway.output)
