@@ -4,8 +4,8 @@ The run-time filters write a join's keys into the other side's query as ``x IN (
 hundreds of constants long (TPC-H Q19: 485 part keys). Every guard and rewrite that a query routed
 to one source goes through (``gateway.planner.single_source_sql``) walks, types or copies the whole
 tree, so the constants cost most of the time: 75 ms of Q19's file-engine part, against a few
-without them. :func:`set_aside` keeps the first constant of each long list (so what is checked
-sees a constant of the list's kind in the same place) and holds the others; :func:`put_back`
+without them. :func:`set_aside` keeps the first constant of each long list of numbers (so what is
+checked sees a constant of the list's kind in the same place) and holds the others; :func:`put_back`
 returns them just before the query is written. A list the rewrites did not keep as it was
 (the ``IN`` node rebuilt, its first constant changed) cannot be put back, and the caller gives
 the route up rather than send a query that misses keys.
@@ -32,11 +32,11 @@ class SetAside:
 
 
 def set_aside(tree: exp.Expr) -> SetAside:
-    """Take all but the first constant out of every long list of plain constants of one kind in ``tree`` (in place)."""
+    """Take all but the first constant out of every long list of numbers of one kind in ``tree`` (in place)."""
     aside = SetAside()
     for node in tree.find_all(exp.In):
         items = node.expressions
-        if len(items) <= LONG_LIST or not _constants_of_one_kind(items):
+        if len(items) <= LONG_LIST or not _numbers_of_one_kind(items):
             continue
         key = len(aside.rest)
         aside.rest[key], aside.first[key] = items[1:], items[0].sql()
@@ -62,7 +62,10 @@ def put_back(tree: exp.Expr, aside: SetAside) -> bool:
     return len(returned) == len(aside.rest)
 
 
-def _constants_of_one_kind(items: list[exp.Expr]) -> bool:
-    if not all(isinstance(item, exp.Literal) for item in items):
+def _numbers_of_one_kind(items: list[exp.Expr]) -> bool:
+    """Whether ``items`` are all integer constants, or all other numbers. Not strings: the checks
+    read each string constant for itself (``gateway/date_literals.py``: is it a date in its
+    canonical form, a time with an offset), so a list of strings is kept whole."""
+    if not all(isinstance(item, exp.Literal) and not item.is_string for item in items):
         return False
-    return len({(item.is_string, item.is_int) for item in items}) == 1
+    return len({item.is_int for item in items}) == 1
