@@ -192,10 +192,15 @@ def _collect_from_expression(expression: Any, found: dict[int, pa.DataType]) -> 
         return
     kind = type(node).__name__
     if kind == "Placeholder":
+        name = str(node.id())
+        numbered = _PLACEHOLDER.fullmatch(name)
+        if numbered is None:  # DataFusion also reads ``:name`` and ``$name`` as placeholders
+            shown = name if len(name) <= 60 else name[:60] + "..."
+            raise PlanningError(f"parameter {shown!r} is not supported: number them $1, $2 ... (or write ? in order)")
         try:
-            found[int(node.id().lstrip("$"))] = node.field().type
+            found[int(numbered.group(1))] = node.field().type
         except Exception:  # no type inferred
-            found.setdefault(int(node.id().lstrip("$")), pa.null())
+            found.setdefault(int(numbered.group(1)), pa.null())
         return
     if kind in ("Column", "Literal"):
         return

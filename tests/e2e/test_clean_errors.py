@@ -156,6 +156,16 @@ SQL_REFUSALS = [
     pytest.param(
         OVERSIZED, rf"query text too long: {len(OVERSIZED):,} bytes \(at most 1,048,576 bytes, 1 MiB\)", id="oversized"
     ),
+    # Found by the fuzzer (seed 20261206): DataFusion reads ``:name`` and ``$name`` as placeholders,
+    # which the parameter schema took for numbers (INTERNAL, "invalid literal for int()").
+    pytest.param(
+        'SELECT:"id" FROM pg.people LIMIT 2',
+        r"parameter ':id' is not supported: number them \$1, \$2 \.\.\. \(or write \? in order\)",
+        id="named-placeholder",
+    ),
+    pytest.param(
+        "SELECT id FROM pg.people WHERE id = $first", r"parameter '\$first' is not supported", id="dollar-name"
+    ),
 ]
 
 
