@@ -55,6 +55,14 @@ def test_a_get_schema_error_is_clean(target: Target) -> None:
     assert outcome.verdict == "error", outcome
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known finding null-in-a-dataset-filter (RESULTS.md F11)")
+def test_a_null_bound_into_an_in_list_over_a_masked_product_is_answered(target: Target) -> None:
+    batch = pa.record_batch([pa.array([None], pa.null()), pa.array([5], pa.int64())], names=["$1", "$2"])
+    sql = "SELECT name FROM inventory.products WHERE product_id IN ($1, $2)"
+    outcome = target.send(ParameterCase(sql, "alice", batch.schema, (batch,)))
+    assert outcome.verdict == "result", outcome
+
+
 def test_an_error_that_quotes_a_long_name_reaches_the_client(target: Target) -> None:
     """Found by the fuzzer (RESULTS.md): such an error arrived as RESOURCE_EXHAUSTED, over gRPC's metadata limit."""
     outcome = target.send(SqlCase("SELECT * FROM sales." + "x" * 16_000, user="alice"))
