@@ -152,11 +152,12 @@ class HandleRegistry(Generic[T]):
     def _put(self, handle: bytes, value: T) -> None:
         """Make room for ``value`` fairly (see the class), then store it as its owner's newest entry."""
         owner, weight = self._owner(value), self._weight(value)
+
+        def holds(name: str | None) -> int:
+            """What ``name`` holds, with the new entry counted as its owner's."""
+            return self._held.get(name, 0) + (weight if name == owner else 0)
+
         while self._total + weight > self._maxsize:  # so some owner holds entries: one entry always fits
-
-            def holds(name: str | None) -> int:
-                return self._held.get(name, 0) + (weight if name == owner else 0)
-
             victim = max((name for name in self._owned if self._held.get(name, 0) > 0), key=holds)
             if holds(victim) < holds(owner):  # its owner would hold the most, with nothing of its own to drop
                 _release_quietly(self._release, value)
